@@ -1,0 +1,2 @@
+//! sekisho: an MCP gateway.
+pub mod wire;

@@ -1,0 +1,205 @@
+//! Server-Sent Events framing: the encoder for responses the gateway streams, and an
+//! incremental decoder for upstream streams.
+//!
+//! Source: WHATWG HTML §9.2 "Server-sent events" (event stream interpretation), as used by
+//! MCP Streamable HTTP (`basic/transports`): each JSON-RPC message is one `message` event.
+
+use bytes::{Bytes, BytesMut};
+
+/// Append one SSE `message` event carrying `data` (one JSON-RPC message), with an optional
+/// event id. Line breaks inside `data` become separate `data:` lines, as the format requires.
+pub fn write_event(out: &mut Vec<u8>, data: &[u8], id: Option<&str>) {
+    out.reserve(data.len() + 32);
+    out.extend_from_slice(b"event: message\n");
+    if let Some(id) = id {
+        out.extend_from_slice(b"id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.push(b'\n');
+    }
+    if memchr::memchr2(b'\n', b'\r', data).is_none() {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(data);
+        out.push(b'\n');
+    } else {
+        for line in data.split(|b| *b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            // A lone CR inside a line would also end it; JSON only has CR between tokens.
+            for part in line.split(|b| *b == b'\r') {
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(part);
+                out.push(b'\n');
+            }
+        }
+    }
+    out.push(b'\n');
+}
+
+/// An SSE comment line; used as a keep-alive that clients ignore.
+pub const KEEPALIVE: &[u8] = b": keep-alive\n\n";
+
+/// One dispatched event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The `event:` field, when one was given (`message` is the default type).
+    pub event: Option<String>,
+    /// The concatenated `data:` lines, joined with `\n`.
+    pub data: Bytes,
+    /// The `id:` field, when one was given.
+    pub id: Option<String>,
+    /// The `retry:` field in milliseconds, when one was given.
+    pub retry_ms: Option<u64>,
+}
+
+/// Incremental SSE parser: feed it chunks as they arrive, take events as they complete.
+#[derive(Default)]
+pub struct Decoder {
+    buf: BytesMut,
+    scanned: usize,
+    data: Vec<u8>,
+    has_data: bool,
+    event: Option<String>,
+    id: Option<String>,
+    retry_ms: Option<u64>,
+    max_event_bytes: usize,
+}
+
+/// An event grew past the decoder's size cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTooLarge(pub usize);
+
+impl Decoder {
+    /// A decoder that refuses events larger than `max_event_bytes` (bounded memory).
+    pub fn new(max_event_bytes: usize) -> Self {
+        Decoder { max_event_bytes, ..Default::default() }
+    }
+
+    /// Add received bytes.
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete event, if the buffered bytes hold one.
+    ///
+    /// Errors: [`EventTooLarge`] when buffered or accumulated data exceeds the cap.
+    pub fn next_event(&mut self) -> Result<Option<Event>, EventTooLarge> {
+        loop {
+            let Some(pos) = memchr::memchr2(b'\n', b'\r', &self.buf[self.scanned..]) else {
+                self.scanned = self.buf.len();
+                if self.buf.len() + self.data.len() > self.max_event_bytes {
+                    return Err(EventTooLarge(self.max_event_bytes));
+                }
+                return Ok(None);
+            };
+            let end = self.scanned + pos;
+            // A CR at the very end may be the first half of CRLF: wait for the next byte.
+            if self.buf[end] == b'\r' && end + 1 == self.buf.len() {
+                self.scanned = end;
+                return Ok(None);
+            }
+            let skip = if self.buf[end] == b'\r' && self.buf.get(end + 1) == Some(&b'\n') { 2 } else { 1 };
+            let line = self.buf.split_to(end + skip).freeze();
+            self.scanned = 0;
+            let line = &line[..end];
+            if line.is_empty() {
+                if let Some(event) = self.dispatch() {
+                    return Ok(Some(event));
+                }
+                continue;
+            }
+            self.field(line);
+            if self.data.len() > self.max_event_bytes {
+                return Err(EventTooLarge(self.max_event_bytes));
+            }
+        }
+    }
+
+    fn field(&mut self, line: &[u8]) {
+        if line[0] == b':' {
+            return;
+        }
+        let (name, value) = match memchr::memchr(b':', line) {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match name {
+            b"data" => {
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data.extend_from_slice(value);
+                self.has_data = true;
+            }
+            b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
+            b"id" if !value.contains(&0) => self.id = Some(String::from_utf8_lossy(value).into_owned()),
+            b"retry" => self.retry_ms = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()),
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self) -> Option<Event> {
+        let event = self.event.take();
+        let retry_ms = self.retry_ms.take();
+        if !self.has_data {
+            // The id still updates the last-event-id even without data; report it if set.
+            if retry_ms.is_some() {
+                return Some(Event { event, data: Bytes::new(), id: self.id.clone(), retry_ms });
+            }
+            return None;
+        }
+        self.has_data = false;
+        Some(Event { event, data: Bytes::from(std::mem::take(&mut self.data)), id: self.id.clone(), retry_ms })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(d: &mut Decoder) -> Vec<Event> {
+        let mut v = Vec::new();
+        while let Some(e) = d.next_event().unwrap() {
+            v.push(e);
+        }
+        v
+    }
+
+    #[test]
+    fn round_trips_single_and_multiline_data() {
+        let mut out = Vec::new();
+        write_event(&mut out, br#"{"a":1}"#, Some("7"));
+        write_event(&mut out, b"{\n  \"b\": 2\r\n}", None);
+        let mut d = Decoder::new(1 << 20);
+        d.push(&out);
+        let ev = all(&mut d);
+        assert_eq!(ev.len(), 2);
+        assert_eq!(ev[0].data, &br#"{"a":1}"#[..]);
+        assert_eq!(ev[0].id.as_deref(), Some("7"));
+        assert_eq!(ev[1].data, &b"{\n  \"b\": 2\n}"[..]);
+    }
+
+    #[test]
+    fn handles_split_chunks_crlf_and_comments() {
+        let stream = b": ping\r\n\r\nevent: message\r\ndata: {\"x\"\r\ndata: :1}\r\n\r\nretry: 500\n\n";
+        for cut in 0..stream.len() {
+            let mut d = Decoder::new(1 << 20);
+            d.push(&stream[..cut]);
+            let mut ev = all(&mut d);
+            d.push(&stream[cut..]);
+            ev.extend(all(&mut d));
+            assert_eq!(ev.len(), 2, "cut at {cut}");
+            assert_eq!(ev[0].data, &b"{\"x\"\n:1}"[..]);
+            assert_eq!(ev[0].event.as_deref(), Some("message"));
+            assert_eq!(ev[1].retry_ms, Some(500));
+        }
+    }
+
+    #[test]
+    fn caps_event_size() {
+        let mut d = Decoder::new(8);
+        d.push(b"data: 0123456789abcdef");
+        assert!(d.next_event().is_err());
+    }
+}
