@@ -1,1 +1,80 @@
-fn main() {}
+//! The `sekisho` binary: parse the command line, load the configuration, run, map exit codes
+//! (0 clean exit, 1 runtime failure, 2 invalid configuration).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sekisho::cli::{Cli, Command};
+use sekisho::config::Config;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (path, listen) = match &cli.command {
+        Command::Serve { config, listen } => (config, listen.clone()),
+        Command::Stdio { config } | Command::Check { config } => (config, None),
+    };
+    let mut config = match Config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sekisho: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+        let problems = config.server.validate();
+        if !problems.is_empty() {
+            eprintln!(
+                "sekisho: invalid --listen:\n  - {}",
+                problems.join("\n  - ")
+            );
+            return ExitCode::from(2);
+        }
+    }
+    if let Command::Check { .. } = cli.command {
+        print!("{}", sekisho::cli::describe(&config));
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
+    sekisho::observe::logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sekisho: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { .. } => {
+                let listener = tokio::net::TcpListener::bind(config.server.listen_addr()).await?;
+                tracing::info!(addr = %listener.local_addr()?, upstreams = config.upstreams.len(), "listening");
+                sekisho::app::run(&config, listener, shutdown_signal()).await
+            }
+            Command::Stdio { .. } => sekisho::app::run_stdio(&config, shutdown_signal()).await,
+            Command::Check { .. } => Ok(()),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "sekisho failed");
+            eprintln!("sekisho: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

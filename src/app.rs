@@ -1,0 +1,173 @@
+//! Wiring and lifecycle: builds every part from the configuration, starts the upstreams and
+//! the catalog, serves a front, and drains on shutdown. The one module that knows all others.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::catalog::CatalogState;
+use crate::catalog::router::Router;
+use crate::config::Config;
+use crate::front::{Shared, guard::Guard};
+use crate::session::hub::Hub;
+use crate::session::registry::Sessions;
+use crate::session::token::decode_key;
+use crate::upstream::UpstreamSet;
+
+/// A started gateway: upstreams connecting, catalog following them, nothing served yet.
+pub struct Gateway {
+    /// State shared by the fronts.
+    pub shared: Arc<Shared>,
+    upstreams: Arc<UpstreamSet>,
+    background: CancellationToken,
+}
+
+impl Gateway {
+    /// Build everything from `config` and start the upstreams and background tasks.
+    pub async fn start(config: &Config) -> Gateway {
+        let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams()));
+        let catalog = CatalogState::new(
+            config.catalog.clone(),
+            upstreams.iter().map(|u| Arc::clone(&u.name)),
+        );
+        let router = Arc::new(Router::new(Arc::clone(&catalog), Arc::clone(&upstreams)));
+        let shared = Arc::new(Shared {
+            pipeline: crate::pipeline::build(Arc::clone(&router)),
+            router,
+            sessions: Sessions::new(
+                decode_key(&config.server.session_key),
+                config.server.session_ttl,
+            ),
+            hub: Arc::new(Hub::default()),
+            guard: Guard::new(&config.server),
+            config: config.server.clone(),
+            draining: CancellationToken::new(),
+        });
+        let background = CancellationToken::new();
+        for (name, signals) in upstreams.start().await {
+            let up = Arc::clone(upstreams.get(&name).expect("started upstreams exist"));
+            tokio::spawn(Arc::clone(&catalog).follow(up, signals, background.clone()));
+        }
+        tokio::spawn(fan_out_changes(
+            Arc::clone(&catalog),
+            Arc::clone(&shared.hub),
+            background.clone(),
+        ));
+        tokio::spawn(sweep_sessions(Arc::clone(&shared), background.clone()));
+        Gateway {
+            shared,
+            upstreams,
+            background,
+        }
+    }
+
+    /// Stop the upstreams (children get stdin closed, SIGTERM, SIGKILL) and background tasks.
+    pub async fn stop(self) {
+        self.shared.draining.cancel();
+        self.background.cancel();
+        self.upstreams.shutdown().await;
+    }
+
+    /// Wait until every upstream has left the `Starting` state (or `limit` passes).
+    pub async fn settle(&self, limit: Duration) {
+        let wait = async {
+            for up in self.upstreams.iter() {
+                let mut rx = up.watch_status();
+                let _ = rx
+                    .wait_for(|s| !matches!(s, crate::upstream::Status::Starting))
+                    .await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
+}
+
+async fn fan_out_changes(catalog: Arc<CatalogState>, hub: Arc<Hub>, stop: CancellationToken) {
+    let mut changes = catalog.subscribe();
+    loop {
+        let change = tokio::select! {
+            c = changes.recv() => c,
+            () = stop.cancelled() => return,
+        };
+        match change {
+            Ok(change) => hub.publish(&change),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn sweep_sessions(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => shared.sessions.sweep(),
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Serve Streamable HTTP on `listener` until `shutdown` resolves, then drain: stop accepting,
+/// end notification streams, give in-flight calls `server.shutdown_grace`, stop upstreams.
+///
+/// Errors: I/O errors of the listener.
+pub async fn run(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let gateway = Gateway::start(config).await;
+    let draining = gateway.shared.draining.clone();
+    let grace = config.server.shutdown_grace;
+    let app = crate::front::http::router(Arc::clone(&gateway.shared));
+    let signal = draining.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutdown requested; draining");
+        signal.cancel();
+    });
+    let mut server = tokio::spawn(server.into_future());
+    let outcome = tokio::select! {
+        r = &mut server => r,
+        () = async { draining.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "in-flight requests outlived the grace period; closing them");
+            server.abort();
+            Ok(Ok(()))
+        }
+    };
+    gateway.stop().await;
+    tracing::info!("stopped");
+    match outcome {
+        Ok(r) => r,
+        Err(e) if e.is_cancelled() => Ok(()),
+        Err(e) => Err(std::io::Error::other(e)),
+    }
+}
+
+/// Serve one client over stdin/stdout until the input ends or `shutdown` resolves.
+///
+/// Errors: I/O errors on stdin.
+pub async fn run_stdio(
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let gateway = Gateway::start(config).await;
+    let stop = CancellationToken::new();
+    let trigger = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        trigger.cancel();
+    });
+    let result = crate::front::stdio::serve(
+        Arc::clone(&gateway.shared),
+        tokio::io::stdin(),
+        tokio::io::stdout(),
+        stop,
+    )
+    .await;
+    gateway.stop().await;
+    result
+}

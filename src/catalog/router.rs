@@ -1,0 +1,474 @@
+//! The end of the pipeline: answers catalog methods from the merged catalog, and forwards
+//! `tools/call`, `prompts/get`, `resources/read`, `completion/complete` (and, per upstream,
+//! anything else) to the owning upstream with the upstream's own name.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::listing::ListKind;
+use super::{CatalogState, decode_cursor, encode_cursor};
+use crate::error::GatewayError;
+use crate::pipeline::ctx::{Call, Origin, Reply, Scope};
+use crate::upstream::conn::{Body, Request};
+use crate::upstream::mux::Route;
+use crate::upstream::{Upstream, UpstreamSet};
+use crate::wire::jsonrpc::{Kind, Message, Method, Outcome, error_fields, write_json_str};
+use crate::wire::mcp::{self, Era, code};
+use crate::wire::object::{ObjectView, ObjectWriter};
+
+/// Routes calls to the catalog or an upstream.
+pub struct Router {
+    catalog: Arc<CatalogState>,
+    upstreams: Arc<UpstreamSet>,
+}
+
+fn gateway_result(body: impl Into<Bytes>) -> Reply {
+    Reply::Result {
+        body: body.into(),
+        origin: Origin::Gateway,
+    }
+}
+
+impl Router {
+    /// A router over the live catalog and the upstream set.
+    pub fn new(catalog: Arc<CatalogState>, upstreams: Arc<UpstreamSet>) -> Self {
+        Router { catalog, upstreams }
+    }
+
+    /// The live catalog.
+    pub fn catalog(&self) -> &Arc<CatalogState> {
+        &self.catalog
+    }
+
+    /// The upstream set.
+    pub fn upstreams(&self) -> &Arc<UpstreamSet> {
+        &self.upstreams
+    }
+
+    /// Answer one call.
+    ///
+    /// Errors: [`GatewayError::MethodNotFound`] for methods the client's era does not have or
+    /// the gateway does not serve; [`GatewayError::UnknownTool`], [`GatewayError::UnknownPrompt`],
+    /// [`GatewayError::ResourceNotFound`], [`GatewayError::InvalidParams`] for bad targets; the
+    /// upstream errors of [`Upstream::call`].
+    pub async fn route(&self, call: &Call) -> Result<Reply, GatewayError> {
+        let modern = call.ctx.client.era == Era::Modern;
+        match &call.method {
+            Method::Ping if !modern => Ok(gateway_result(Bytes::from_static(b"{}"))),
+            Method::ToolsList
+            | Method::PromptsList
+            | Method::ResourcesList
+            | Method::ResourcesTemplatesList => {
+                let kind = ListKind::from_method(call.method.as_str()).expect("list method");
+                self.list(kind, call)
+            }
+            Method::ToolsCall => self.forward_named(call, ListKind::Tools).await,
+            Method::PromptsGet => self.forward_named(call, ListKind::Prompts).await,
+            Method::ResourcesRead => self.forward_uri(call).await,
+            Method::ResourcesSubscribe | Method::ResourcesUnsubscribe if !modern => {
+                self.forward_uri(call).await
+            }
+            Method::CompletionComplete => self.forward_completion(call).await,
+            Method::LoggingSetLevel if !modern => self.set_level(call).await,
+            Method::Other(_) if matches!(call.ctx.scope, Scope::Upstream(_)) => {
+                let up = self.scoped_upstream(&call.ctx.scope)?;
+                self.forward(call, up, &[], None).await
+            }
+            other => Err(GatewayError::MethodNotFound(other.as_str().to_string())),
+        }
+    }
+
+    /// The capabilities object the gateway declares in `scope` to a client of `era`.
+    ///
+    /// The merged catalog always offers tools, prompts and resources with `listChanged` (the
+    /// gateway announces every catalog change, including upstreams coming and going);
+    /// `completions` when any upstream offers it; `logging` and `resources.subscribe` only to
+    /// legacy clients (the modern era has neither). A per-upstream scope mirrors that
+    /// upstream's last known capabilities under the same era rules.
+    pub fn capabilities(&self, scope: &Scope, era: Era) -> String {
+        let known: Vec<serde_json::Value> = match scope {
+            Scope::Gateway => self
+                .upstreams
+                .iter()
+                .filter_map(|u| u.last_handshake())
+                .collect::<Vec<_>>(),
+            Scope::Upstream(ns) => self
+                .upstreams
+                .get(ns)
+                .and_then(|u| u.last_handshake())
+                .into_iter()
+                .collect(),
+        }
+        .iter()
+        .filter_map(|h| serde_json::from_slice(&h.capabilities).ok())
+        .collect();
+        let any = |cap: &str| {
+            known
+                .iter()
+                .any(|c| c.get(cap).is_some_and(|v| !v.is_null()))
+        };
+        let subscribe = known
+            .iter()
+            .any(|c| c.pointer("/resources/subscribe").and_then(|v| v.as_bool()) == Some(true));
+        let per_upstream = matches!(scope, Scope::Upstream(_));
+        let mut caps = serde_json::Map::new();
+        for list in ["tools", "prompts"] {
+            if !per_upstream || any(list) {
+                caps.insert(list.into(), serde_json::json!({ "listChanged": true }));
+            }
+        }
+        if !per_upstream || any("resources") {
+            let mut r = serde_json::json!({ "listChanged": true });
+            if era == Era::Legacy && subscribe {
+                r["subscribe"] = true.into();
+            }
+            caps.insert("resources".into(), r);
+        }
+        if any("completions") {
+            caps.insert("completions".into(), serde_json::json!({}));
+        }
+        if era == Era::Legacy && (!per_upstream || any("logging")) {
+            caps.insert("logging".into(), serde_json::json!({}));
+        }
+        if per_upstream {
+            for extra in ["extensions", "experimental"] {
+                if let Some(v) = known.first().and_then(|c| c.get(extra)) {
+                    caps.insert(extra.into(), v.clone());
+                }
+            }
+        }
+        serde_json::Value::Object(caps).to_string()
+    }
+
+    /// Instructions for `scope`: one upstream's own, or every upstream's under a heading.
+    pub fn instructions(&self, scope: &Scope) -> Option<String> {
+        match scope {
+            Scope::Upstream(ns) => self
+                .upstreams
+                .get(ns)?
+                .last_handshake()?
+                .instructions
+                .clone(),
+            Scope::Gateway => {
+                let parts: Vec<String> = self
+                    .upstreams
+                    .iter()
+                    .filter_map(|u| {
+                        Some(format!(
+                            "## {}\n{}",
+                            u.name,
+                            u.last_handshake()?.instructions.clone()?
+                        ))
+                    })
+                    .collect();
+                (!parts.is_empty()).then(|| parts.join("\n\n"))
+            }
+        }
+    }
+
+    fn scoped_upstream(&self, scope: &Scope) -> Result<&Arc<Upstream>, GatewayError> {
+        match scope {
+            Scope::Upstream(ns) => self.upstream(ns),
+            Scope::Gateway => Err(GatewayError::MethodNotFound("no upstream in scope".into())),
+        }
+    }
+
+    fn upstream(&self, ns: &str) -> Result<&Arc<Upstream>, GatewayError> {
+        self.upstreams
+            .get(ns)
+            .ok_or_else(|| GatewayError::UpstreamUnavailable {
+                upstream: ns.to_string(),
+                reason: "no such upstream".into(),
+            })
+    }
+
+    fn list(&self, kind: ListKind, call: &Call) -> Result<Reply, GatewayError> {
+        let snap = self.catalog.snapshot();
+        let config = self.catalog.config();
+        let offset = match call.params.str("cursor") {
+            Some(c) => decode_cursor(kind, &c)?,
+            None => 0,
+        };
+        let (items, hint, unavailable): (Vec<&[u8]>, _, Vec<&str>) = match &call.ctx.scope {
+            Scope::Gateway => (
+                snap.merged[kind.index()]
+                    .items
+                    .iter()
+                    .map(|b| b.as_ref())
+                    .collect(),
+                snap.merged[kind.index()].hint,
+                snap.unavailable.iter().map(|s| s.as_ref()).collect(),
+            ),
+            Scope::Upstream(ns) => {
+                let ul = snap
+                    .upstreams
+                    .get(ns.as_ref())
+                    .ok_or_else(|| GatewayError::MethodNotFound(call.method.as_str().into()))?;
+                (
+                    ul.items[kind.index()]
+                        .iter()
+                        .map(|e| e.raw.as_ref())
+                        .collect(),
+                    ul.hints[kind.index()],
+                    if ul.up { Vec::new() } else { vec![ns.as_ref()] },
+                )
+            }
+        };
+        let end = (offset + config.page_size).min(items.len());
+        let page = items.get(offset.min(items.len())..end).unwrap_or_default();
+        let mut out = Vec::with_capacity(page.iter().map(|i| i.len() + 1).sum::<usize>() + 160);
+        let mut w = ObjectWriter::begin(&mut out);
+        if call.ctx.client.era == Era::Modern {
+            w.string("resultType", "complete");
+            w.with("ttlMs", |o| {
+                o.extend_from_slice(
+                    hint.ttl_ms
+                        .unwrap_or(config.list_ttl_ms)
+                        .to_string()
+                        .as_bytes(),
+                )
+            });
+            w.string(
+                "cacheScope",
+                if hint.private { "private" } else { "public" },
+            );
+        }
+        w.with(kind.items_key(), |o| {
+            o.push(b'[');
+            for (i, item) in page.iter().enumerate() {
+                if i > 0 {
+                    o.push(b',');
+                }
+                o.extend_from_slice(item);
+            }
+            o.push(b']');
+        });
+        if end < items.len() {
+            w.string("nextCursor", &encode_cursor(kind, end));
+        }
+        if !unavailable.is_empty() {
+            w.with("_meta", |o| {
+                let mut m = ObjectWriter::begin(o);
+                m.with(mcp::META_UNAVAILABLE, |o| {
+                    serde_json::to_writer(&mut *o, &unavailable)
+                        .expect("writing JSON to a Vec cannot fail");
+                });
+                m.end();
+            });
+        }
+        w.end();
+        Ok(gateway_result(out))
+    }
+
+    async fn forward_named(&self, call: &Call, kind: ListKind) -> Result<Reply, GatewayError> {
+        let name = call.params.required_str("name")?;
+        let (up, original) = match &call.ctx.scope {
+            Scope::Upstream(ns) => (self.upstream(ns)?, name.to_string()),
+            Scope::Gateway => {
+                let snap = self.catalog.snapshot();
+                let target = if kind == ListKind::Tools {
+                    snap.tool(&name)
+                } else {
+                    snap.prompt(&name)
+                };
+                let target = target.ok_or_else(|| match kind {
+                    ListKind::Tools => GatewayError::UnknownTool(name.to_string()),
+                    _ => GatewayError::UnknownPrompt(name.to_string()),
+                })?;
+                (
+                    self.upstream(&target.upstream)?,
+                    target.original.to_string(),
+                )
+            }
+        };
+        let mut value = Vec::with_capacity(original.len() + 2);
+        write_json_str(&mut value, &original);
+        self.forward(call, up, &[("name", &value)], Some(&original))
+            .await
+    }
+
+    async fn forward_uri(&self, call: &Call) -> Result<Reply, GatewayError> {
+        let uri = call.params.required_str("uri")?;
+        let (up, original) = match &call.ctx.scope {
+            Scope::Upstream(ns) => (self.upstream(ns)?, uri.to_string()),
+            Scope::Gateway => {
+                let target = self
+                    .catalog
+                    .snapshot()
+                    .resource(&uri)
+                    .ok_or_else(|| GatewayError::ResourceNotFound(uri.to_string()))?;
+                (
+                    self.upstream(&target.upstream)?,
+                    target.original.to_string(),
+                )
+            }
+        };
+        let mut value = Vec::with_capacity(original.len() + 2);
+        write_json_str(&mut value, &original);
+        let reply = self
+            .forward(call, up, &[("uri", &value)], Some(&original))
+            .await?;
+        Ok(resource_error_for(call, reply, &uri))
+    }
+
+    async fn forward_completion(&self, call: &Call) -> Result<Reply, GatewayError> {
+        let raw_ref = call
+            .params
+            .get_bytes("ref")
+            .ok_or_else(|| GatewayError::InvalidParams("params.ref must be an object".into()))?;
+        let view = ObjectView::parse(&raw_ref)
+            .map_err(|_| GatewayError::InvalidParams("params.ref must be an object".into()))?;
+        let ref_type = view
+            .get_str(&raw_ref, "type")
+            .unwrap_or_default()
+            .into_owned();
+        let (key, kind) = match ref_type.as_str() {
+            "ref/prompt" => ("name", ListKind::Prompts),
+            "ref/resource" => ("uri", ListKind::Resources),
+            other => {
+                return Err(GatewayError::InvalidParams(format!(
+                    "unknown ref type {other:?}"
+                )));
+            }
+        };
+        let value = view.get_str(&raw_ref, key).ok_or_else(|| {
+            GatewayError::InvalidParams(format!("params.ref.{key} must be a string"))
+        })?;
+        let (up, original) = match &call.ctx.scope {
+            Scope::Upstream(ns) => (self.upstream(ns)?, value.to_string()),
+            Scope::Gateway => {
+                let snap = self.catalog.snapshot();
+                let target = match kind {
+                    ListKind::Prompts => snap
+                        .prompt(&value)
+                        .cloned()
+                        .ok_or_else(|| GatewayError::UnknownPrompt(value.to_string()))?,
+                    _ => snap
+                        .resource(&value)
+                        .ok_or_else(|| GatewayError::ResourceNotFound(value.to_string()))?,
+                };
+                (
+                    self.upstream(&target.upstream)?,
+                    target.original.to_string(),
+                )
+            }
+        };
+        let new_ref = super::replace_member(&raw_ref, key, &original);
+        self.forward(call, up, &[("ref", &new_ref)], None).await
+    }
+
+    async fn set_level(&self, call: &Call) -> Result<Reply, GatewayError> {
+        let level = call.params.required_str("level")?;
+        if crate::pipeline::ctx::LogLevel::parse(&level).is_none() {
+            return Err(GatewayError::InvalidParams(format!(
+                "unknown log level {level:?}"
+            )));
+        }
+        let targets: Vec<&Arc<Upstream>> = match &call.ctx.scope {
+            Scope::Upstream(ns) => vec![self.upstream(ns)?],
+            Scope::Gateway => self.upstreams.iter().collect(),
+        };
+        let params = Bytes::from(format!(
+            r#"{{"level":{}}}"#,
+            serde_json::Value::from(level.as_ref())
+        ));
+        let sends = targets
+            .into_iter()
+            .filter(|up| up.handshake().is_some_and(|h| h.era == Era::Legacy && h.has_capability("logging")))
+            .map(|up| {
+                let params = params.clone();
+                async move {
+                    if let Err(e) = up.request("logging/setLevel", Some(&params)).await {
+                        tracing::debug!(upstream = %up.name, error = %e, "logging/setLevel was not accepted");
+                    }
+                }
+            });
+        futures::future::join_all(sends).await;
+        Ok(gateway_result(Bytes::from_static(b"{}")))
+    }
+
+    async fn forward(
+        &self,
+        call: &Call,
+        up: &Arc<Upstream>,
+        replace: &[(&str, &[u8])],
+        name_header: Option<&str>,
+    ) -> Result<Reply, GatewayError> {
+        let route = call.ctx.events.clone().map(|events| Route {
+            client_token: call.params.meta.as_ref().and_then(|m| m.progress_token()),
+            events,
+            client_era: call.ctx.client.era,
+            log_level: call.ctx.client.log_level,
+        });
+        let req = Request {
+            method: call.method.as_str(),
+            body: Body::Client {
+                params: &call.params,
+                replace,
+                client: &call.ctx.client,
+            },
+            name_header,
+            route,
+        };
+        let (msg, era) = up.call(req).await?;
+        reply_of(&up.name, msg, era)
+    }
+}
+
+/// Turn an upstream response into a reply.
+///
+/// Errors: [`GatewayError::UpstreamProtocol`] when the message is not a response.
+pub fn reply_of(upstream: &str, msg: Message, era: Era) -> Result<Reply, GatewayError> {
+    match &msg.kind {
+        Kind::Response {
+            outcome: Outcome::Result(span),
+            ..
+        } => Ok(Reply::Result {
+            body: msg.src.slice(span.clone()),
+            origin: Origin::Upstream(era, Arc::from(upstream)),
+        }),
+        Kind::Response {
+            outcome: Outcome::Error(span),
+            ..
+        } => Ok(Reply::Error {
+            body: msg.src.slice(span.clone()),
+            origin: Origin::Upstream(era, Arc::from(upstream)),
+        }),
+        _ => Err(GatewayError::UpstreamProtocol {
+            upstream: upstream.to_string(),
+            reason: "expected a response".into(),
+        }),
+    }
+}
+
+/// Resource errors in the client's era: modern clients get `-32602` with `data.uri` where a
+/// legacy upstream said `-32002` (2026-07-28 `server/resources`, "Error Handling").
+fn resource_error_for(call: &Call, reply: Reply, uri: &str) -> Reply {
+    let Reply::Error { body, origin } = &reply else {
+        return reply;
+    };
+    if call.ctx.client.era != Era::Modern || call.method != Method::ResourcesRead {
+        return reply;
+    }
+    match error_fields(body) {
+        Some(e) if e.code == code::RESOURCE_NOT_FOUND => {
+            let mut out = Vec::new();
+            let mut w = ObjectWriter::begin(&mut out);
+            w.with("code", |o| {
+                o.extend_from_slice(code::INVALID_PARAMS.to_string().as_bytes())
+            });
+            w.string("message", &e.message);
+            w.with("data", |o| {
+                serde_json::to_writer(&mut *o, &serde_json::json!({ "uri": uri }))
+                    .expect("writing JSON to a Vec cannot fail")
+            });
+            w.end();
+            Reply::Error {
+                body: Bytes::from(out),
+                origin: origin.clone(),
+            }
+        }
+        _ => reply,
+    }
+}

@@ -1,0 +1,236 @@
+//! Loads the gateway configuration: a TOML file, `SEKISHO_*` environment overrides,
+//! `${VAR}` expansion, then full validation with readable errors.
+//!
+//! Each module owns its section's type (`front::config`, `catalog::config`, `upstream::config`,
+//! `observe::config`); this module layers sources and runs the cross-section checks.
+//!
+//! Environment overrides use `__` between path segments, e.g.
+//! `SEKISHO_SERVER__LISTEN=127.0.0.1:9000` or `SEKISHO_UPSTREAMS__WEATHER__URL=http://…`;
+//! values are parsed as TOML values when they parse (`["k1","k2"]`, `30`), else as strings.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::config::CatalogConfig;
+use crate::front::config::ServerConfig;
+use crate::observe::config::LogConfig;
+use crate::upstream::config::UpstreamConfig;
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The client-facing listener.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// How upstream catalogs are merged.
+    #[serde(default)]
+    pub catalog: CatalogConfig,
+    /// Logs.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Upstream servers by namespace, in name order.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+}
+
+/// Why the configuration could not be used; the message lists every problem.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration{}:\n  - {}", source_note(.path), .problems.join("\n  - "))]
+pub struct ConfigError {
+    /// The file that was loaded, if any.
+    pub path: Option<String>,
+    /// One readable sentence per problem.
+    pub problems: Vec<String>,
+}
+
+fn source_note(path: &Option<String>) -> String {
+    path.as_ref()
+        .map(|p| format!(" in {p}"))
+        .unwrap_or_default()
+}
+
+impl Config {
+    /// Load `path` (TOML), apply `SEKISHO_*` environment overrides, expand `${VAR}` in upstream
+    /// `env` and `headers` values, and validate.
+    ///
+    /// Errors: [`ConfigError`] listing every problem (unreadable file, TOML syntax, unknown
+    /// keys, wrong types, missing variables, invalid values, cross-section conflicts).
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = Some(path.display().to_string());
+        if !path.is_file() {
+            return Err(ConfigError {
+                path: shown,
+                problems: vec!["the file does not exist or is not readable".into()],
+            });
+        }
+        let figment = Figment::new()
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("SEKISHO_").split("__"));
+        Self::from_figment(figment, shown)
+    }
+
+    /// Parse a configuration from TOML text (no environment overrides); for tests and tools.
+    ///
+    /// Errors: as [`Config::load`].
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        Self::from_figment(Figment::new().merge(Toml::string(text)), None)
+    }
+
+    fn from_figment(figment: Figment, path: Option<String>) -> Result<Config, ConfigError> {
+        let mut config: Config = figment.extract().map_err(|e| ConfigError {
+            path: path.clone(),
+            problems: e.into_iter().map(|e| e.to_string()).collect(),
+        })?;
+        let mut problems = config.expand_variables();
+        problems.extend(config.validate());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError { path, problems })
+        }
+    }
+
+    fn expand_variables(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (name, up) in &mut self.upstreams {
+            for (section, map) in [("env", &mut up.env), ("headers", &mut up.headers)] {
+                for (key, value) in map.iter_mut() {
+                    match expand(value) {
+                        Ok(v) => *value = v,
+                        Err(var) => problems.push(format!(
+                            "upstreams.{name}.{section}.{key} uses ${{{var}}}, which is not set"
+                        )),
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// Check every section and the rules that span sections; returns every problem found.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = self.server.validate();
+        problems.extend(self.catalog.validate());
+        problems.extend(self.log.validate());
+        for (name, up) in &self.upstreams {
+            problems.extend(up.validate(name));
+            if name.contains(&self.catalog.separator) {
+                problems.push(format!(
+                    "upstreams.{name}: the namespace contains the catalog separator {:?}",
+                    self.catalog.separator
+                ));
+            }
+        }
+        problems
+    }
+
+    /// The enabled upstreams, in namespace order.
+    pub fn enabled_upstreams(&self) -> impl Iterator<Item = (&String, &UpstreamConfig)> {
+        self.upstreams.iter().filter(|(_, u)| u.enabled)
+    }
+}
+
+/// Expand `${NAME}` from the process environment; `$${` escapes a literal `${`.
+/// Errors: the name of the first unset variable.
+fn expand(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.find("${") {
+        if rest[..i].ends_with('$') {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            rest = &rest[i + 2..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let Some(end) = rest[i + 2..].find('}') else {
+            out.push_str(&rest[i..]);
+            return Ok(out);
+        };
+        let var = &rest[i + 2..i + 2 + end];
+        out.push_str(&std::env::var(var).map_err(|_| var.to_string())?);
+        rest = &rest[i + 2 + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_config_gets_secure_defaults() {
+        let c = Config::from_toml("[upstreams.time]\ncommand = \"mcp-server-time\"\n").unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert!(c.server.api_keys.is_empty());
+        assert_eq!(c.server.shutdown_grace.as_secs(), 9);
+        assert_eq!(c.catalog.separator, "__");
+    }
+
+    #[test]
+    fn lists_every_problem() {
+        let err = Config::from_toml(
+            r#"
+            [server]
+            listen = "0.0.0.0:8080"
+            [upstreams."bad name"]
+            command = "x"
+            [upstreams.both]
+            command = "x"
+            url = "http://127.0.0.1:1/mcp"
+            [upstreams.neither]
+            [upstreams.a__b]
+            url = "ftp://x"
+            "#,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for needle in [
+            "not a loopback",
+            "bad name",
+            "not both",
+            "upstreams.neither",
+            "separator",
+            "ftp://x",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_wrong_types_are_errors() {
+        assert!(
+            Config::from_toml("[server]\nlisten = 5\n")
+                .unwrap_err()
+                .to_string()
+                .contains("listen")
+        );
+        assert!(
+            Config::from_toml("[server]\nlisen = \"x\"\n")
+                .unwrap_err()
+                .to_string()
+                .contains("lisen")
+        );
+    }
+
+    #[test]
+    fn expands_variables() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("SEKISHO_TEST_TOKEN", "s3cret") };
+        assert_eq!(
+            expand("Bearer ${SEKISHO_TEST_TOKEN}").unwrap(),
+            "Bearer s3cret"
+        );
+        assert_eq!(expand("$${X}").unwrap(), "${X}");
+        assert_eq!(
+            expand("${SEKISHO_SURELY_UNSET_VAR}").unwrap_err(),
+            "SEKISHO_SURELY_UNSET_VAR"
+        );
+    }
+}

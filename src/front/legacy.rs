@@ -1,0 +1,360 @@
+//! The legacy era over Streamable HTTP (2025-03-26 .. 2025-11-25 `basic/transports`):
+//! `initialize` and sealed `Mcp-Session-Id` sessions, notifications and relayed answers (202),
+//! requests answered with JSON or SSE, batches for 2025-03-26 sessions, the GET notification
+//! stream, and `DELETE` to end a session.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::response::Response;
+use bytes::Bytes;
+use futures::future::join_all;
+use http::header::ACCEPT;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use tokio::sync::mpsc;
+
+use super::Shared;
+use super::http::{
+    Accepts, answer_response, frames_response, json, notification_stream, refuse, sse_response,
+};
+use super::rescue::{self, Answer};
+use super::stream::spawn_call;
+use crate::pipeline::ctx::{CallCtx, ClientAnswer, ClientSide, LogLevel, Principal, Scope};
+use crate::session::hub::Filter;
+use crate::session::lifecycle;
+use crate::session::registry::{SessionError, SessionState};
+use crate::session::token::SessionClaims;
+use crate::wire::jsonrpc::{self, FrameError, Kind, Message, Method, Outcome, split_batch};
+use crate::wire::mcp::{self, Era, code};
+
+/// Capacity of a request's event channel (progress, logs, relayed requests).
+const EVENTS: usize = 64;
+
+fn session_header(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(mcp::HEADER_SESSION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+fn session_refusal(e: SessionError) -> Response {
+    match e {
+        SessionError::Missing => refuse(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Bad Request: Mcp-Session-Id header is required",
+        ),
+        SessionError::Unknown => refuse(
+            StatusCode::NOT_FOUND,
+            -32001,
+            "Session not found: it expired or was ended; initialize again",
+        ),
+    }
+}
+
+fn frame_refusal(e: &FrameError) -> Response {
+    let id = match e {
+        FrameError::Invalid { id: Some(id), .. } => Some(id.as_bytes().to_vec()),
+        _ => None,
+    };
+    json(
+        StatusCode::BAD_REQUEST,
+        rescue::plain_error(id.as_deref(), e.code(), e.reason(), None).message,
+    )
+}
+
+/// Handle a legacy POST.
+pub async fn post(
+    shared: Arc<Shared>,
+    scope: Scope,
+    principal: Principal,
+    headers: &HeaderMap,
+    body: Bytes,
+    accept: Accepts,
+) -> Response {
+    if let Some(v) = headers
+        .get(mcp::HEADER_PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok())
+        && mcp::era_of(v.trim()) != Some(Era::Legacy)
+    {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            &format!("Bad Request: unsupported MCP-Protocol-Version {v:?}"),
+        );
+    }
+    if jsonrpc::is_batch(&body) {
+        return batch(shared, scope, principal, headers, body).await;
+    }
+    let msg = match Message::parse(body) {
+        Ok(m) => m,
+        Err(e) => return frame_refusal(&e),
+    };
+    if let Kind::Request {
+        method: Method::Initialize,
+        ..
+    } = &msg.kind
+    {
+        return initialize(&shared, &scope, &msg);
+    }
+    let (claims, state) = match shared.sessions.resume(session_header(headers)) {
+        Ok(s) => s,
+        Err(e) => return session_refusal(e),
+    };
+    match &msg.kind {
+        Kind::Notification { method, params } => {
+            notification(&state, method, params.as_ref().map(|p| msg.slice(p)));
+            accepted()
+        }
+        Kind::Response { outcome, .. } => {
+            client_answer(&state, &msg, outcome);
+            accepted()
+        }
+        Kind::Request { .. } => {
+            let streaming = accept.sse;
+            request(shared, scope, principal, claims, state, msg, streaming).await
+        }
+    }
+}
+
+fn accepted() -> Response {
+    let mut resp = Response::new(axum::body::Body::empty());
+    *resp.status_mut() = StatusCode::ACCEPTED;
+    resp
+}
+
+fn initialize(shared: &Shared, scope: &Scope, msg: &Message) -> Response {
+    let id = msg.id().expect("requests have ids");
+    let params = msg.params().map(|p| msg.slice(p)).unwrap_or_default();
+    match lifecycle::initialize(&shared.router, scope, params) {
+        Ok(init) => {
+            let session = shared.sessions.create(init.version, init.flags);
+            let mut out = Vec::with_capacity(init.result.len() + 64);
+            jsonrpc::write_result(&mut out, id.as_bytes(), &init.result);
+            let mut resp = json(StatusCode::OK, Bytes::from(out));
+            resp.headers_mut().insert(
+                mcp::HEADER_SESSION_ID,
+                HeaderValue::try_from(session).expect("session ids are visible ASCII"),
+            );
+            resp
+        }
+        Err(e) => answer_response(rescue::error(id.as_bytes(), &e, false), Era::Legacy),
+    }
+}
+
+fn notification(state: &SessionState, method: &Method, params: Option<&[u8]>) {
+    if *method == Method::NotificationsCancelled
+        && let Some(params) = params
+        && let Ok(view) = crate::wire::object::ObjectView::parse(params)
+        && let Some(id) = view.get(params, "requestId")
+    {
+        state.cancel(&params[id]);
+    }
+}
+
+fn client_answer(state: &SessionState, msg: &Message, outcome: &Outcome) {
+    let Some(id) = msg.id() else { return };
+    let Ok(id) = serde_json::from_slice::<String>(id.as_bytes()) else {
+        return;
+    };
+    let answer = match outcome {
+        Outcome::Result(span) => ClientAnswer::Result(msg.src.slice(span.clone())),
+        Outcome::Error(span) => ClientAnswer::Error(msg.src.slice(span.clone())),
+    };
+    if !state.answer(&id, answer) {
+        tracing::debug!(id, "a client answered a request nothing waits for");
+    }
+}
+
+fn client_side(claims: &SessionClaims, state: &SessionState) -> ClientSide {
+    ClientSide {
+        era: Era::Legacy,
+        version: claims.version,
+        capabilities: Bytes::from(claims.flags.to_json()),
+        log_level: state.log_level(),
+    }
+}
+
+async fn request(
+    shared: Arc<Shared>,
+    scope: Scope,
+    principal: Principal,
+    claims: SessionClaims,
+    state: Arc<SessionState>,
+    msg: Message,
+    streaming: bool,
+) -> Response {
+    let Kind::Request { id, method, params } = msg.kind.clone() else {
+        unreachable!("checked by the caller")
+    };
+    let id = msg.src.slice(id.0);
+    let params = params.map(|p| msg.src.slice(p)).unwrap_or_default();
+    if method == Method::LoggingSetLevel
+        && let Some(level) = crate::wire::object::ObjectView::parse(&params)
+            .ok()
+            .and_then(|v| {
+                v.get_str(&params, "level")
+                    .and_then(|l| LogLevel::parse(&l))
+            })
+    {
+        state.set_log_level(level);
+    }
+    let (tx, rx) = mpsc::channel(EVENTS);
+    let ctx = CallCtx {
+        client: client_side(&claims, &state),
+        scope,
+        principal,
+        events: streaming.then_some(tx),
+        received: Instant::now(),
+    };
+    let flight = state.track(id.clone());
+    let cancel = flight.token.clone();
+    let method_name = method.as_str().to_string();
+    let id_for_answer = id.clone();
+    let run = async move {
+        let _flight = flight;
+        let outcome = shared.call(method, params, ctx).await;
+        rescue::answer(&id_for_answer, &method_name, outcome, Era::Legacy)
+    };
+    let frames = spawn_call(id, run, rx, Some(state), Some(cancel));
+    frames_response(frames, Era::Legacy).await
+}
+
+/// A JSON-RPC batch: allowed only in sessions that negotiated 2025-03-26; requests run
+/// concurrently and their answers come back as one JSON array.
+async fn batch(
+    shared: Arc<Shared>,
+    scope: Scope,
+    principal: Principal,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let spans = match split_batch(&body) {
+        Ok(s) => s,
+        Err(e) => return frame_refusal(&e),
+    };
+    if spans.is_empty() {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            "Invalid request: empty batch",
+        );
+    }
+    let (claims, state) = match shared.sessions.resume(session_header(headers)) {
+        Ok(s) => s,
+        Err(e) => return session_refusal(e),
+    };
+    if claims.version != mcp::BATCH_VERSION {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_REQUEST,
+            &format!(
+                "Invalid request: JSON-RPC batches are only supported for protocol version {}",
+                mcp::BATCH_VERSION
+            ),
+        );
+    }
+    let mut calls = Vec::new();
+    let mut answers: Vec<Answer> = Vec::new();
+    for span in spans {
+        match Message::parse(body.slice(span)) {
+            Err(e) => answers.push(rescue::plain_error(None, e.code(), e.reason(), None)),
+            Ok(msg) => match &msg.kind {
+                Kind::Request {
+                    method: Method::Initialize,
+                    id,
+                    ..
+                } => answers.push(rescue::plain_error(
+                    Some(msg.slice(&id.0)),
+                    code::INVALID_REQUEST,
+                    "Invalid request: initialize cannot be part of a batch",
+                    None,
+                )),
+                Kind::Notification { method, params } => {
+                    notification(&state, method, params.as_ref().map(|p| msg.slice(p)))
+                }
+                Kind::Response { outcome, .. } => client_answer(&state, &msg, outcome),
+                Kind::Request { id, method, params } => {
+                    let id = msg.src.slice(id.0.clone());
+                    let params = params
+                        .as_ref()
+                        .map(|p| msg.src.slice(p.clone()))
+                        .unwrap_or_default();
+                    let ctx = CallCtx {
+                        client: client_side(&claims, &state),
+                        scope: scope.clone(),
+                        principal: principal.clone(),
+                        events: None,
+                        received: Instant::now(),
+                    };
+                    let shared = Arc::clone(&shared);
+                    let method = method.clone();
+                    let flight = state.track(id.clone());
+                    calls.push(async move {
+                        let name = method.as_str().to_string();
+                        let outcome = tokio::select! {
+                            o = shared.call(method, params, ctx) => o,
+                            () = flight.token.cancelled() => return rescue::cancelled(&id),
+                        };
+                        rescue::answer(&id, &name, outcome, Era::Legacy)
+                    });
+                }
+            },
+        }
+    }
+    answers.extend(join_all(calls).await);
+    if answers.is_empty() {
+        return accepted();
+    }
+    let mut out =
+        Vec::with_capacity(answers.iter().map(|a| a.message.len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, a) in answers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&a.message);
+    }
+    out.push(b']');
+    json(StatusCode::OK, Bytes::from(out))
+}
+
+/// The standalone GET stream of a session: list changes for its scope, until the session ends
+/// or the gateway drains.
+pub async fn get(shared: Arc<Shared>, scope: Scope, headers: &HeaderMap) -> Response {
+    let wants_sse = headers.get_all(ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.contains("text/event-stream") || s.contains("*/*"))
+    });
+    if !wants_sse {
+        return refuse(
+            StatusCode::NOT_ACCEPTABLE,
+            code::INVALID_REQUEST,
+            "Not Acceptable: the GET stream is text/event-stream",
+        );
+    }
+    let (_, state) = match shared.sessions.resume(session_header(headers)) {
+        Ok(s) => s,
+        Err(e) => return session_refusal(e),
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let registration = shared.hub.register(scope, Filter::ALL, None, tx);
+    sse_response(notification_stream(
+        rx,
+        None,
+        [state.ended.clone(), shared.draining.clone()],
+        registration,
+    ))
+}
+
+/// `DELETE`: end the session.
+pub fn delete(shared: &Shared, headers: &HeaderMap) -> Response {
+    match shared.sessions.delete(session_header(headers)) {
+        Ok(()) => {
+            let mut resp = Response::new(axum::body::Body::empty());
+            *resp.status_mut() = StatusCode::OK;
+            resp
+        }
+        Err(e) => session_refusal(e),
+    }
+}

@@ -1,0 +1,99 @@
+//! Running a call while relaying what happens during it: progress, log messages and
+//! server-to-client requests become frames ahead of the final answer. The HTTP front answers
+//! with plain JSON when the answer comes first, and commits to an SSE stream only when
+//! something must be streamed (or a keep-alive is due).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::rescue::{Answer, cancelled};
+use crate::pipeline::ctx::ClientEvent;
+use crate::session::registry::SessionState;
+use crate::wire::jsonrpc::write_request;
+
+/// Idle time after which a keep-alive is sent (it commits an HTTP answer to SSE).
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
+/// How long a relayed server-to-client request waits for the client's answer.
+pub const RELAY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One piece of what a running call produces.
+#[derive(Debug)]
+pub enum Frame {
+    /// A message for the client before the answer (notification or relayed request).
+    Event(Bytes),
+    /// The answer; nothing follows.
+    Final(Answer),
+    /// Nothing happened for a while.
+    Keepalive,
+}
+
+static RELAY_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Run `answer` on its own task and return its frames. The call is dropped (and so cancelled
+/// upstream) when the receiver is dropped, i.e. when the client goes away, or when `cancel`
+/// fires (legacy `notifications/cancelled`; the client then gets -32800).
+///
+/// `relay` is where answers to relayed server-to-client requests are awaited; without it such
+/// requests are refused.
+pub fn spawn_call(
+    id: Bytes,
+    answer: impl Future<Output = Answer> + Send + 'static,
+    mut events: mpsc::Receiver<ClientEvent>,
+    relay: Option<Arc<SessionState>>,
+    cancel: Option<CancellationToken>,
+) -> mpsc::Receiver<Frame> {
+    let (out, frames) = mpsc::channel(64);
+    tokio::spawn(async move {
+        tokio::pin!(answer);
+        let cancel = cancel.unwrap_or_default();
+        let mut keepalive =
+            tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+        loop {
+            let frame = tokio::select! {
+                biased;
+                () = out.closed() => return,
+                () = cancel.cancelled() => Frame::Final(cancelled(&id)),
+                Some(event) = events.recv() => match event {
+                    ClientEvent::Notification(n) => Frame::Event(n),
+                    ClientEvent::Request { method, params, reply } => match &relay {
+                        Some(state) => Frame::Event(relay_request(state, &method, params.as_deref(), reply)),
+                        None => continue,
+                    },
+                },
+                a = &mut answer => Frame::Final(a),
+                _ = keepalive.tick() => Frame::Keepalive,
+            };
+            let last = matches!(frame, Frame::Final(_));
+            if out.send(frame).await.is_err() || last {
+                return;
+            }
+        }
+    });
+    frames
+}
+
+/// Mint an id for a relayed request, wait for the client's answer in the background, and
+/// return the request message to send to the client.
+fn relay_request(
+    state: &Arc<SessionState>,
+    method: &str,
+    params: Option<&[u8]>,
+    reply: tokio::sync::oneshot::Sender<crate::pipeline::ctx::ClientAnswer>,
+) -> Bytes {
+    let id = format!("sekisho-{}", RELAY_IDS.fetch_add(1, Ordering::Relaxed));
+    let rx = state.expect_answer(id.clone());
+    tokio::spawn(async move {
+        if let Ok(Ok(answer)) = tokio::time::timeout(RELAY_TIMEOUT, rx).await {
+            let _ = reply.send(answer);
+        }
+    });
+    let mut out = Vec::with_capacity(64 + params.map_or(0, <[u8]>::len));
+    write_request(&mut out, format!("\"{id}\"").as_bytes(), method, params);
+    Bytes::from(out)
+}

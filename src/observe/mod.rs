@@ -1,0 +1,5 @@
+//! Observability: Prometheus metrics, structured logs.
+
+pub mod config;
+pub mod logging;
+pub mod metrics;

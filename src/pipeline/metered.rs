@@ -1,0 +1,112 @@
+//! Middleware that counts and times every call by method, upstream and outcome.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tower::{Layer, Service};
+
+use super::ctx::{Call, Origin, Reply};
+use crate::error::GatewayError;
+use crate::observe::metrics::METRICS;
+use crate::upstream::translate::has_top_level_key;
+
+/// Adds [`Metered`] around a service.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MeteredLayer;
+
+impl<S> Layer<S> for MeteredLayer {
+    type Service = Metered<S>;
+
+    fn layer(&self, inner: S) -> Metered<S> {
+        Metered { inner }
+    }
+}
+
+/// Records `sekisho_requests_total` and `sekisho_request_duration_seconds` for each call.
+#[derive(Clone, Debug)]
+pub struct Metered<S> {
+    inner: S,
+}
+
+impl<S> Service<Call> for Metered<S>
+where
+    S: Service<Call, Response = Reply, Error = GatewayError>,
+{
+    type Response = Reply;
+    type Error = GatewayError;
+    type Future = MeteredFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let method = call.method.metric_label();
+        let started = call.ctx.received;
+        MeteredFuture {
+            inner: self.inner.call(call),
+            method,
+            started,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Metered`].
+    pub struct MeteredFuture<F> {
+        #[pin]
+        inner: F,
+        method: &'static str,
+        started: Instant,
+    }
+}
+
+impl<F> Future for MeteredFuture<F>
+where
+    F: Future<Output = Result<Reply, GatewayError>>,
+{
+    type Output = Result<Reply, GatewayError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let out = std::task::ready!(this.inner.poll(cx));
+        let (upstream, outcome) = classify(&out);
+        METRICS.call(this.method, upstream, outcome, this.started.elapsed());
+        Poll::Ready(out)
+    }
+}
+
+fn classify(out: &Result<Reply, GatewayError>) -> (&str, &'static str) {
+    fn name(o: &Origin) -> &str {
+        match o {
+            Origin::Gateway => "gateway",
+            Origin::Upstream(_, name) => name,
+        }
+    }
+    match out {
+        Ok(Reply::Result { body, origin }) => {
+            let tool_error = has_top_level_key(body, "isError")
+                && crate::wire::object::ObjectView::parse(body)
+                    .ok()
+                    .and_then(|v| v.get(body, "isError").map(|s| &body[s] == b"true"))
+                    == Some(true);
+            (name(origin), if tool_error { "tool_error" } else { "ok" })
+        }
+        Ok(Reply::Error { origin, .. }) => (name(origin), "rpc_error"),
+        Err(e) => {
+            use GatewayError::*;
+            match e {
+                UpstreamUnavailable { upstream, .. } => (upstream.as_str(), "unavailable"),
+                UpstreamTimeout { upstream, .. } => (upstream.as_str(), "timeout"),
+                UpstreamTransport { upstream, .. } | UpstreamProtocol { upstream, .. } => {
+                    (upstream.as_str(), "upstream_error")
+                }
+                ShuttingDown => ("gateway", "shutting_down"),
+                InputRequiredUnsupported => ("gateway", "upstream_error"),
+                _ => ("gateway", "client_error"),
+            }
+        }
+    }
+}

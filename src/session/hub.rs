@@ -1,0 +1,197 @@
+//! Notification streams that outlive a request: legacy GET streams and modern
+//! `subscriptions/listen` streams (and the stdio client). Catalog changes fan out here as
+//! `notifications/{tools,prompts,resources}/list_changed`, each to the streams whose scope
+//! and filter ask for it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::catalog::Change;
+use crate::catalog::listing::ListKind;
+use crate::pipeline::ctx::Scope;
+use crate::wire::jsonrpc::write_notification;
+
+/// Which list changes a stream wants (2026-07-28 `SubscriptionFilter`; legacy streams want all).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// `notifications/tools/list_changed`.
+    pub tools: bool,
+    /// `notifications/prompts/list_changed`.
+    pub prompts: bool,
+    /// `notifications/resources/list_changed`.
+    pub resources: bool,
+}
+
+impl Filter {
+    /// Every list change.
+    pub const ALL: Filter = Filter {
+        tools: true,
+        prompts: true,
+        resources: true,
+    };
+
+    fn wants(&self, kind: ListKind) -> bool {
+        match kind {
+            ListKind::Tools => self.tools,
+            ListKind::Prompts => self.prompts,
+            ListKind::Resources | ListKind::Templates => self.resources,
+        }
+    }
+}
+
+struct Listener {
+    scope: Scope,
+    filter: Filter,
+    /// The modern subscription id (raw JSON of the listen request's id), tagged on notifications.
+    subscription: Option<Bytes>,
+    tx: mpsc::Sender<Bytes>,
+}
+
+/// The registry of notification streams.
+#[derive(Default)]
+pub struct Hub {
+    listeners: Mutex<HashMap<u64, Listener>>,
+    next: AtomicU64,
+}
+
+/// A registered stream; dropping it unregisters.
+pub struct Registration {
+    hub: Arc<Hub>,
+    key: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub
+            .listeners
+            .lock()
+            .expect("hub lock")
+            .remove(&self.key);
+    }
+}
+
+impl Hub {
+    /// Register a stream that receives complete JSON-RPC notification messages on `tx`.
+    pub fn register(
+        self: &Arc<Self>,
+        scope: Scope,
+        filter: Filter,
+        subscription: Option<Bytes>,
+        tx: mpsc::Sender<Bytes>,
+    ) -> Registration {
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        self.listeners.lock().expect("hub lock").insert(
+            key,
+            Listener {
+                scope,
+                filter,
+                subscription,
+                tx,
+            },
+        );
+        Registration {
+            hub: Arc::clone(self),
+            key,
+        }
+    }
+
+    /// Number of open streams.
+    pub fn len(&self) -> usize {
+        self.listeners.lock().expect("hub lock").len()
+    }
+
+    /// Whether no stream is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Deliver one catalog change to every stream that wants it. Slow streams lose it
+    /// (a later list call still shows the truth).
+    pub fn publish(&self, change: &Change) {
+        let method = match change.kind {
+            ListKind::Tools => "notifications/tools/list_changed",
+            ListKind::Prompts => "notifications/prompts/list_changed",
+            ListKind::Resources | ListKind::Templates => "notifications/resources/list_changed",
+        };
+        let listeners = self.listeners.lock().expect("hub lock");
+        for l in listeners.values() {
+            let in_scope = match &l.scope {
+                Scope::Gateway => true,
+                Scope::Upstream(ns) => *ns == change.upstream,
+            };
+            if !in_scope || !l.filter.wants(change.kind) {
+                continue;
+            }
+            let _ =
+                l.tx.try_send(notification(method, l.subscription.as_deref()));
+        }
+    }
+}
+
+/// A list-changed notification, tagged with a modern subscription id when given.
+pub fn notification(method: &str, subscription: Option<&[u8]>) -> Bytes {
+    let mut out = Vec::with_capacity(96);
+    match subscription {
+        Some(id) => {
+            let mut params = Vec::with_capacity(64);
+            params.extend_from_slice(br#"{"_meta":{"io.modelcontextprotocol/subscriptionId":"#);
+            params.extend_from_slice(id);
+            params.extend_from_slice(b"}}");
+            write_notification(&mut out, method, Some(&params));
+        }
+        None => write_notification(&mut out, method, None),
+    }
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn publishes_by_scope_and_filter() {
+        let hub = Arc::new(Hub::default());
+        let (tx_all, mut rx_all) = mpsc::channel(4);
+        let (tx_a, mut rx_a) = mpsc::channel(4);
+        let (tx_p, mut rx_p) = mpsc::channel(4);
+        let _r1 = hub.register(Scope::Gateway, Filter::ALL, None, tx_all);
+        let _r2 = hub.register(Scope::Upstream("a".into()), Filter::ALL, None, tx_a);
+        let r3 = hub.register(
+            Scope::Gateway,
+            Filter {
+                prompts: true,
+                ..Default::default()
+            },
+            Some(Bytes::from_static(b"9")),
+            tx_p,
+        );
+        hub.publish(&Change {
+            upstream: "b".into(),
+            kind: ListKind::Tools,
+        });
+        assert!(
+            rx_all
+                .try_recv()
+                .unwrap()
+                .starts_with(br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed""#)
+        );
+        assert!(rx_a.try_recv().is_err(), "other upstream's change");
+        assert!(rx_p.try_recv().is_err(), "filtered out");
+        hub.publish(&Change {
+            upstream: "a".into(),
+            kind: ListKind::Prompts,
+        });
+        let tagged: serde_json::Value = serde_json::from_slice(&rx_p.try_recv().unwrap()).unwrap();
+        assert_eq!(
+            tagged["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
+            9
+        );
+        assert!(rx_a.try_recv().is_ok());
+        drop(r3);
+        assert_eq!(hub.len(), 2);
+    }
+}

@@ -1,0 +1,625 @@
+//! A Streamable HTTP upstream (MCP `basic/transports`): pooled keep-alive connections, JSON or
+//! SSE answers, legacy sessions with their GET stream, modern per-request headers and
+//! `subscriptions/listen`, and relaying of server-to-client requests made on a call's stream.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request as HttpRequest, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::conn::{ConnError, Request, expect_result};
+use super::handshake::{self, Handshake};
+use super::mux::{Action, Mux, Signal};
+use crate::pipeline::ctx::{ClientAnswer, ClientEvent};
+use crate::upstream::config::EraChoice;
+use crate::wire::jsonrpc::{Kind, Message, RawId, write_error, write_notification};
+use crate::wire::mcp::{self, Era, code};
+use crate::wire::sse;
+
+/// The pooled HTTP(S) client shared by all HTTP upstreams.
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Largest upstream answer accepted (64 MiB): a JSON body or one SSE event.
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Build the shared client: HTTP/1.1 keep-alive, TLS with the webpki roots.
+pub fn client() -> HttpClient {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .build(https)
+}
+
+/// A live relationship with one HTTP upstream (one legacy session, or the modern stateless era).
+pub struct HttpConn {
+    upstream: String,
+    client: HttpClient,
+    url: Uri,
+    headers: HeaderMap,
+    /// Request multiplexing state (ids, progress routes).
+    pub mux: Mux,
+    handshake: OnceLock<Handshake>,
+    session: Option<HeaderValue>,
+    closed: CancellationToken,
+}
+
+const ACCEPT_BOTH: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+
+impl HttpConn {
+    /// Meet the upstream: probe `server/discover` (unless `choice` is legacy), else `initialize`
+    /// and `notifications/initialized`.
+    ///
+    /// Errors: [`ConnError`] when neither handshake succeeds.
+    pub async fn connect(
+        upstream: &str,
+        client: HttpClient,
+        url: Uri,
+        headers: HeaderMap,
+        choice: EraChoice,
+        signals: mpsc::UnboundedSender<Signal>,
+    ) -> Result<Arc<HttpConn>, ConnError> {
+        let mut conn = HttpConn {
+            upstream: upstream.to_string(),
+            client,
+            url,
+            headers,
+            mux: Mux::new(upstream, signals),
+            handshake: OnceLock::new(),
+            session: None,
+            closed: CancellationToken::new(),
+        };
+        let mut probe_error = None;
+        if choice != EraChoice::Legacy {
+            let params = handshake::discover_params();
+            match conn
+                .exchange_raw("server/discover", Some(&params), Some(mcp::LATEST_MODERN))
+                .await
+            {
+                Ok((msg, _)) => match expect_result(&msg)
+                    .ok()
+                    .and_then(|r| handshake::from_discover(&r))
+                {
+                    Some(h) => {
+                        let _ = conn.handshake.set(h);
+                        return Ok(Arc::new(conn));
+                    }
+                    None => {
+                        probe_error = Some("server/discover offered no modern revision".to_string())
+                    }
+                },
+                Err(e) => probe_error = Some(e.to_string()),
+            }
+            if choice == EraChoice::Modern {
+                return Err(ConnError::Protocol(format!(
+                    "modern handshake failed: {}",
+                    probe_error.unwrap_or_default()
+                )));
+            }
+        }
+        tracing::debug!(upstream, probe = ?probe_error, "falling back to initialize");
+        let params = handshake::initialize_params(r#"{"sampling":{},"elicitation":{}}"#);
+        let (msg, session) = conn.exchange_raw("initialize", Some(&params), None).await?;
+        let result = expect_result(&msg)?;
+        let h = handshake::from_initialize(&result).map_err(|e| ConnError::Protocol(e.0))?;
+        conn.session = session;
+        let _ = conn.handshake.set(h);
+        let mut body = Vec::new();
+        write_notification(&mut body, "notifications/initialized", None);
+        conn.post_no_answer(Bytes::from(body)).await?;
+        Ok(Arc::new(conn))
+    }
+
+    /// The handshake.
+    pub fn handshake(&self) -> &Handshake {
+        self.handshake
+            .get()
+            .expect("connected conns have a handshake")
+    }
+
+    /// A token cancelled when this session is no longer usable.
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    fn version(&self) -> Option<&'static str> {
+        self.handshake.get().map(|h| h.version)
+    }
+
+    fn base_request(&self, method: HttpMethod, version: Option<&str>) -> http::request::Builder {
+        let mut b = HttpRequest::builder().method(method).uri(self.url.clone());
+        for (k, v) in &self.headers {
+            b = b.header(k, v);
+        }
+        if let Some(v) = version
+            && (mcp::era_of(v) == Some(Era::Modern) || mcp::at_least(v, "2025-06-18"))
+        {
+            b = b.header(mcp::HEADER_PROTOCOL_VERSION, v);
+        }
+        if let Some(s) = &self.session {
+            b = b.header(mcp::HEADER_SESSION_ID, s);
+        }
+        b
+    }
+
+    async fn send(
+        &self,
+        req: HttpRequest<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, ConnError> {
+        self.client
+            .request(req)
+            .await
+            .map_err(|e| ConnError::Transport(transport_error(&e)))
+    }
+
+    /// POST a gateway-originated request and read its answer (used by the handshake).
+    async fn exchange_raw(
+        &self,
+        method: &str,
+        params: Option<&[u8]>,
+        version: Option<&str>,
+    ) -> Result<(Message, Option<HeaderValue>), ConnError> {
+        let id = self.mux.register(None, None);
+        let _forget = Forget { mux: &self.mux, id };
+        let mut body = Vec::new();
+        Request::raw(method, params).write(&mut body, id, None);
+        let mut b = self
+            .base_request(HttpMethod::POST, version)
+            .header(CONTENT_TYPE, JSON)
+            .header(ACCEPT, ACCEPT_BOTH);
+        if version.and_then(mcp::era_of) == Some(Era::Modern) {
+            b = b.header(mcp::HEADER_METHOD, method);
+        }
+        let resp = self
+            .send(b.body(Full::new(Bytes::from(body))).expect("valid request"))
+            .await?;
+        let session = resp.headers().get(mcp::HEADER_SESSION_ID).cloned();
+        let msg = self.read_answer(resp, id).await?;
+        Ok((msg, session))
+    }
+
+    async fn post_no_answer(&self, body: Bytes) -> Result<(), ConnError> {
+        let req = self
+            .base_request(HttpMethod::POST, self.version())
+            .header(CONTENT_TYPE, JSON)
+            .header(ACCEPT, ACCEPT_BOTH)
+            .body(Full::new(body))
+            .expect("valid request");
+        let resp = self.send(req).await?;
+        let status = resp.status();
+        drop(resp);
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(ConnError::Status {
+                status: status.as_u16(),
+                detail: String::new(),
+            })
+        }
+    }
+
+    /// Send one request and wait for its response. Dropping the future abandons the call: the
+    /// modern era treats the closed stream as the cancellation; for legacy sessions a
+    /// `notifications/cancelled` is posted.
+    ///
+    /// Errors: [`ConnError`] for transport failures, unexpected statuses, an expired session, or
+    /// a stream that ended without the response.
+    pub async fn call(self: &Arc<Self>, req: Request<'_>) -> Result<Message, ConnError> {
+        if self.closed.is_cancelled() {
+            return Err(ConnError::Closed);
+        }
+        let h = self.handshake();
+        let id = self.mux.register(None, req.route.clone());
+        let mut guard = CancelOnDrop {
+            conn: self,
+            id,
+            armed: h.era == Era::Legacy,
+        };
+        let mut body = Vec::with_capacity(256);
+        req.write(&mut body, id, Some(h));
+        let mut b = self
+            .base_request(HttpMethod::POST, Some(h.version))
+            .header(CONTENT_TYPE, JSON)
+            .header(ACCEPT, ACCEPT_BOTH);
+        if h.era == Era::Modern {
+            b = b.header(mcp::HEADER_METHOD, req.method);
+            if let Some(name) = req.name_header {
+                b = b.header(mcp::HEADER_NAME, encode_header_value(name));
+            }
+        }
+        let resp = self
+            .send(b.body(Full::new(Bytes::from(body))).expect("valid request"))
+            .await?;
+        let answer = self.read_answer(resp, id).await;
+        if let Err(ConnError::SessionExpired) = &answer {
+            self.closed.cancel();
+        }
+        guard.armed = false;
+        self.mux.forget(id);
+        answer
+    }
+
+    /// Read the answer to request `id` from a POST response: JSON, or an SSE stream on which
+    /// other messages (progress, logs, server-to-client requests) may come first.
+    async fn read_answer(
+        &self,
+        resp: http::Response<Incoming>,
+        id: u64,
+    ) -> Result<Message, ConnError> {
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if status == StatusCode::NOT_FOUND && self.session.is_some() {
+            return Err(ConnError::SessionExpired);
+        }
+        if content_type.starts_with("text/event-stream") && status.is_success() {
+            return self.read_stream(resp.into_body(), id).await;
+        }
+        let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| ConnError::Transport(format!("reading the answer: {e}")))?
+            .to_bytes();
+        if status == StatusCode::ACCEPTED {
+            return Err(ConnError::Protocol(
+                "202 Accepted without an answer to a request".into(),
+            ));
+        }
+        // Error statuses often carry a JSON-RPC error (e.g. modern 400/-32021, 404/-32601):
+        // that is the upstream's answer, not a transport failure.
+        match Message::parse(body.clone()) {
+            Ok(msg) if matches!(msg.kind, Kind::Response { .. }) => Ok(msg),
+            _ if status.is_success() => Err(ConnError::Protocol(format!(
+                "expected a JSON-RPC response, got {:?}",
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+            ))),
+            _ => Err(ConnError::Status {
+                status: status.as_u16(),
+                detail: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            }),
+        }
+    }
+
+    async fn read_stream(&self, mut body: Incoming, id: u64) -> Result<Message, ConnError> {
+        let mut decoder = sse::Decoder::new(MAX_ANSWER_BYTES);
+        let want = id.to_string();
+        loop {
+            let frame = match body.frame().await {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => return Err(ConnError::Transport(format!("stream broke: {e}"))),
+                None => {
+                    return Err(ConnError::Protocol(
+                        "the stream ended before the response".into(),
+                    ));
+                }
+            };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            decoder.push(&data);
+            while let Some(event) = decoder
+                .next_event()
+                .map_err(|e| ConnError::Protocol(format!("SSE event over {} bytes", e.0)))?
+            {
+                if event.data.is_empty() || event.event.as_deref().is_some_and(|e| e != "message") {
+                    continue;
+                }
+                let Ok(msg) = Message::parse(event.data) else {
+                    continue;
+                };
+                if matches!(msg.kind, Kind::Response { .. })
+                    && msg.id().is_some_and(|i| i.as_bytes() == want.as_bytes())
+                {
+                    return Ok(msg);
+                }
+                self.act(self.mux.dispatch(msg, Some(id)));
+            }
+        }
+    }
+
+    fn act(&self, action: Action) {
+        match action {
+            Action::None => {}
+            Action::Send(msg) => self.post_detached(msg),
+            Action::Relay {
+                id,
+                method,
+                params,
+                events,
+            } => {
+                let (tx, rx) = oneshot::channel();
+                let sent = events
+                    .try_send(ClientEvent::Request {
+                        method,
+                        params,
+                        reply: tx,
+                    })
+                    .is_ok();
+                let this = self.detached();
+                tokio::spawn(async move {
+                    let answer = if sent { rx.await.ok() } else { None };
+                    this.post(Bytes::from(answer_message(&id, answer))).await;
+                });
+            }
+        }
+    }
+
+    fn detached(&self) -> Detached {
+        Detached {
+            client: self.client.clone(),
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            version: self.version(),
+            session: self.session.clone(),
+        }
+    }
+
+    fn post_detached(&self, msg: Bytes) {
+        let d = self.detached();
+        tokio::spawn(async move { d.post(msg).await });
+    }
+
+    /// Keep a notification stream open (legacy GET stream, or modern `subscriptions/listen`)
+    /// so upstream list changes reach the gateway; reconnects until the conn closes.
+    pub async fn listen(self: Arc<Self>) {
+        let h = self.handshake().clone();
+        let filter = listen_filter(&h);
+        if h.era == Era::Modern && filter.is_none() {
+            return;
+        }
+        let mut backoff = Duration::from_millis(500);
+        while !self.closed.is_cancelled() {
+            let req = if h.era == Era::Legacy {
+                self.base_request(HttpMethod::GET, Some(h.version))
+                    .header(ACCEPT, "text/event-stream")
+                    .body(Full::new(Bytes::new()))
+            } else {
+                let params = format!(
+                    r#"{{"notifications":{},"_meta":{}}}"#,
+                    filter.as_deref().unwrap_or("{}"),
+                    super::translate::gateway_envelope(h.version)
+                );
+                let id = self.mux.register(None, None);
+                self.mux.forget(id);
+                let mut body = Vec::new();
+                Request::raw("subscriptions/listen", Some(params.as_bytes()))
+                    .write(&mut body, id, None);
+                self.base_request(HttpMethod::POST, Some(h.version))
+                    .header(CONTENT_TYPE, JSON)
+                    .header(ACCEPT, ACCEPT_BOTH)
+                    .header(mcp::HEADER_METHOD, "subscriptions/listen")
+                    .body(Full::new(Bytes::from(body)))
+            };
+            let outcome = tokio::select! {
+                r = self.send(req.expect("valid request")) => r,
+                () = self.closed.cancelled() => return,
+            };
+            match outcome {
+                Ok(resp) if resp.status().is_success() => {
+                    backoff = Duration::from_millis(500);
+                    let mut body = resp.into_body();
+                    let mut decoder = sse::Decoder::new(MAX_ANSWER_BYTES);
+                    loop {
+                        let frame = tokio::select! {
+                            f = body.frame() => f,
+                            () = self.closed.cancelled() => return,
+                        };
+                        let Some(Ok(frame)) = frame else { break };
+                        let Ok(data) = frame.into_data() else {
+                            continue;
+                        };
+                        decoder.push(&data);
+                        while let Ok(Some(event)) = decoder.next_event() {
+                            if let Ok(msg) = Message::parse(event.data) {
+                                self.act(self.mux.dispatch(msg, None));
+                            }
+                        }
+                    }
+                }
+                Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => return,
+                Ok(resp) if resp.status() == StatusCode::NOT_FOUND && self.session.is_some() => {
+                    self.closed.cancel();
+                    return;
+                }
+                Ok(resp) => {
+                    tracing::debug!(upstream = %self.upstream, status = %resp.status(), "notification stream refused")
+                }
+                Err(e) => {
+                    tracing::debug!(upstream = %self.upstream, error = %e, "notification stream failed")
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                () = self.closed.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    /// End the legacy session (`DELETE`), best effort.
+    pub async fn close(&self) {
+        self.closed.cancel();
+        if self.session.is_some() {
+            let req = self
+                .base_request(HttpMethod::DELETE, self.version())
+                .body(Full::new(Bytes::new()))
+                .expect("valid request");
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.send(req)).await;
+        }
+    }
+}
+
+/// The `notifications` filter for a modern `subscriptions/listen`, from the upstream's
+/// declared `listChanged` capabilities; `None` when it declares none.
+fn listen_filter(h: &Handshake) -> Option<String> {
+    let caps: serde_json::Value = serde_json::from_slice(&h.capabilities).ok()?;
+    let mut filter = serde_json::Map::new();
+    for (cap, key) in [
+        ("tools", "toolsListChanged"),
+        ("prompts", "promptsListChanged"),
+        ("resources", "resourcesListChanged"),
+    ] {
+        if caps
+            .get(cap)
+            .and_then(|c| c.get("listChanged"))
+            .and_then(|v| v.as_bool())
+            == Some(true)
+        {
+            filter.insert(key.into(), true.into());
+        }
+    }
+    (!filter.is_empty()).then(|| serde_json::Value::Object(filter).to_string())
+}
+
+/// What is needed to POST to the upstream from a spawned task.
+struct Detached {
+    client: HttpClient,
+    url: Uri,
+    headers: HeaderMap,
+    version: Option<&'static str>,
+    session: Option<HeaderValue>,
+}
+
+impl Detached {
+    async fn post(self, body: Bytes) {
+        let mut b = HttpRequest::builder()
+            .method(HttpMethod::POST)
+            .uri(self.url);
+        for (k, v) in &self.headers {
+            b = b.header(k, v);
+        }
+        if let Some(v) = self.version {
+            b = b.header(mcp::HEADER_PROTOCOL_VERSION, v);
+        }
+        if let Some(s) = &self.session {
+            b = b.header(mcp::HEADER_SESSION_ID, s);
+        }
+        let req = b
+            .header(CONTENT_TYPE, JSON)
+            .header(ACCEPT, ACCEPT_BOTH)
+            .body(Full::new(body))
+            .expect("valid request");
+        if let Err(e) = self.client.request(req).await {
+            tracing::debug!(error = %transport_error(&e), "posting to the upstream failed");
+        }
+    }
+}
+
+/// Build the gateway's response to an upstream's request from the client's answer
+/// (`None`: the client could not be asked or did not answer).
+pub fn answer_message(id: &RawId, answer: Option<ClientAnswer>) -> Vec<u8> {
+    let mut out = Vec::new();
+    match answer {
+        Some(ClientAnswer::Result(r)) => {
+            crate::wire::jsonrpc::write_result(&mut out, id.as_bytes(), &r)
+        }
+        Some(ClientAnswer::Error(e)) => {
+            crate::wire::jsonrpc::write_raw_error(&mut out, Some(id.as_bytes()), &e)
+        }
+        None => write_error(
+            &mut out,
+            Some(id.as_bytes()),
+            code::INTERNAL_ERROR,
+            "the client did not answer the relayed request",
+            None,
+        ),
+    }
+    out
+}
+
+struct Forget<'a> {
+    mux: &'a Mux,
+    id: u64,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.mux.forget(self.id);
+    }
+}
+
+/// Abandoned legacy calls get a `notifications/cancelled` (closing a legacy stream is not a
+/// cancellation, per 2025-11-25 `basic/transports`).
+struct CancelOnDrop<'a> {
+    conn: &'a Arc<HttpConn>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.conn.mux.forget(self.id) && self.armed && !self.conn.closed.is_cancelled() {
+            let mut body = Vec::new();
+            let params = format!(
+                r#"{{"requestId":{},"reason":"cancelled by the gateway's client"}}"#,
+                self.id
+            );
+            write_notification(
+                &mut body,
+                "notifications/cancelled",
+                Some(params.as_bytes()),
+            );
+            self.conn.post_detached(Bytes::from(body));
+        }
+    }
+}
+
+/// Encode a value for an `Mcp-Name`/`Mcp-Param-*` header: verbatim when it is visible ASCII
+/// without edge spaces, else the `=?base64?…?=` form (2026-07-28 `basic/transports`).
+pub fn encode_header_value(value: &str) -> HeaderValue {
+    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && value.trim() == value
+        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+    let text = if plain {
+        value.to_string()
+    } else {
+        format!(
+            "=?base64?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        )
+    };
+    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A readable description of a client error, including its cause chain.
+fn transport_error(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_use_base64_only_when_needed() {
+        assert_eq!(encode_header_value("get_weather"), "get_weather");
+        assert_eq!(encode_header_value("café"), "=?base64?Y2Fmw6k=?=");
+        assert_eq!(encode_header_value(" x"), "=?base64?IHg=?=");
+    }
+}

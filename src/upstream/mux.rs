@@ -1,0 +1,370 @@
+//! Request multiplexing over one upstream connection: the gateway's request ids, the calls
+//! waiting for answers, and where each upstream notification or request goes.
+//!
+//! Ids and progress tokens are the same number: a call registered as `17` sends
+//! `"_meta":{"progressToken":17}`, so a progress notification finds its caller in one lookup.
+//! Late notifications for a call that finished or was cancelled find nothing and are dropped.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::pipeline::ctx::{ClientEvent, EventSink, LogLevel};
+use crate::wire::jsonrpc::{
+    Kind, Message, Method, RawId, write_error, write_notification, write_result,
+};
+use crate::wire::mcp::{Era, code};
+use crate::wire::object::{ObjectView, ObjectWriter};
+
+/// Where a call's notifications go, and what the client wants of them.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// The client's own progress token, restored on relayed progress.
+    pub client_token: Option<Bytes>,
+    /// The client's event channel.
+    pub events: EventSink,
+    /// The client's era (modern clients get log messages only when they asked for a level).
+    pub client_era: Era,
+    /// The minimum log level to relay.
+    pub log_level: Option<LogLevel>,
+}
+
+/// Something an upstream said that is not an answer to a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// The upstream (re)connected and completed its handshake.
+    Up,
+    /// The upstream went down (crash, session loss, failed handshake).
+    Down,
+    /// `notifications/{tools,prompts,resources}/list_changed`.
+    ListChanged(ListKind),
+    /// `notifications/resources/updated` with its raw params.
+    ResourceUpdated(Bytes),
+}
+
+/// Which list changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+}
+
+struct Pending {
+    reply: Option<oneshot::Sender<Message>>,
+    route: Option<Route>,
+}
+
+/// What the transport must do after the mux has looked at an inbound message.
+#[derive(Debug)]
+pub enum Action {
+    /// Nothing more.
+    None,
+    /// Send this complete message to the upstream (an answer to its request).
+    Send(Bytes),
+    /// Relay the upstream's request to a client, then send the client's answer upstream.
+    Relay {
+        /// The upstream's request id.
+        id: RawId,
+        /// The request method.
+        method: String,
+        /// Its params.
+        params: Option<Bytes>,
+        /// The client to ask.
+        events: EventSink,
+    },
+}
+
+/// The multiplexing state of one upstream connection.
+pub struct Mux {
+    upstream: String,
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<u64, Pending>>,
+    signals: mpsc::UnboundedSender<Signal>,
+}
+
+impl Mux {
+    /// A mux for upstream `name` that reports list changes and resource updates to `signals`.
+    pub fn new(upstream: &str, signals: mpsc::UnboundedSender<Signal>) -> Self {
+        Mux {
+            upstream: upstream.to_string(),
+            next_id: AtomicU64::new(1),
+            pending: Mutex::default(),
+            signals,
+        }
+    }
+
+    /// Reserve an id for a call. `reply` receives the response (stdio); `route` receives the
+    /// call's notifications. Drop the returned id's entry with [`Mux::forget`].
+    pub fn register(&self, reply: Option<oneshot::Sender<Message>>, route: Option<Route>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.pending
+            .lock()
+            .expect("mux lock")
+            .insert(id, Pending { reply, route });
+        id
+    }
+
+    /// Forget a call (answered, timed out, or cancelled); returns whether it was still pending.
+    pub fn forget(&self, id: u64) -> bool {
+        self.pending.lock().expect("mux lock").remove(&id).is_some()
+    }
+
+    /// Fail every pending call (the connection is gone): their reply channels close.
+    pub fn close_all(&self) {
+        self.pending.lock().expect("mux lock").clear();
+    }
+
+    /// Number of calls in flight.
+    pub fn in_flight(&self) -> usize {
+        self.pending.lock().expect("mux lock").len()
+    }
+
+    /// Look at one inbound message. `via_call` is the call whose response stream carried it
+    /// (HTTP), which ties log messages and server-to-client requests to a client.
+    pub fn dispatch(&self, msg: Message, via_call: Option<u64>) -> Action {
+        match &msg.kind {
+            Kind::Response { .. } => {
+                let id = msg
+                    .id()
+                    .and_then(|id| std::str::from_utf8(id.as_bytes()).ok()?.parse::<u64>().ok());
+                let reply = id.and_then(|id| {
+                    self.pending
+                        .lock()
+                        .expect("mux lock")
+                        .get_mut(&id)?
+                        .reply
+                        .take()
+                });
+                match reply {
+                    Some(tx) => {
+                        let _ = tx.send(msg);
+                    }
+                    None => {
+                        tracing::debug!(upstream = %self.upstream, "dropped a response to no pending call")
+                    }
+                }
+                Action::None
+            }
+            Kind::Notification { method, params } => {
+                let params = params.as_ref().map(|p| msg.src.slice(p.clone()));
+                self.on_notification(method, params, via_call);
+                Action::None
+            }
+            Kind::Request { method, params, .. } => {
+                let id = msg.id().expect("requests carry ids");
+                let params = params.as_ref().map(|p| msg.src.slice(p.clone()));
+                self.on_request(id, method, params, via_call)
+            }
+        }
+    }
+
+    fn route_of(&self, id: u64) -> Option<Route> {
+        self.pending
+            .lock()
+            .expect("mux lock")
+            .get(&id)?
+            .route
+            .clone()
+    }
+
+    fn on_notification(&self, method: &Method, params: Option<Bytes>, via_call: Option<u64>) {
+        match method {
+            Method::NotificationsProgress => self.relay_progress(params),
+            Method::NotificationsMessage => {
+                let route = via_call.and_then(|id| self.route_of(id));
+                match (route, params) {
+                    (Some(route), Some(params)) if wants_log(&route, &params) => {
+                        let mut out = Vec::with_capacity(params.len() + 64);
+                        write_notification(&mut out, "notifications/message", Some(&params));
+                        let _ = route
+                            .events
+                            .try_send(ClientEvent::Notification(Bytes::from(out)));
+                    }
+                    (_, params) => tracing::debug!(
+                        upstream = %self.upstream,
+                        message = %String::from_utf8_lossy(params.as_deref().unwrap_or_default()),
+                        "upstream log message"
+                    ),
+                }
+            }
+            Method::ToolsListChanged => self.signal(Signal::ListChanged(ListKind::Tools)),
+            Method::PromptsListChanged => self.signal(Signal::ListChanged(ListKind::Prompts)),
+            Method::ResourcesListChanged => self.signal(Signal::ListChanged(ListKind::Resources)),
+            Method::ResourcesUpdated => {
+                if let Some(p) = params {
+                    self.signal(Signal::ResourceUpdated(p));
+                }
+            }
+            other => {
+                tracing::debug!(upstream = %self.upstream, method = other.as_str(), "ignored upstream notification")
+            }
+        }
+    }
+
+    fn signal(&self, s: Signal) {
+        let _ = self.signals.send(s);
+    }
+
+    fn relay_progress(&self, params: Option<Bytes>) {
+        let Some(params) = params else { return };
+        let Ok(view) = ObjectView::parse(&params) else {
+            return;
+        };
+        let Some(token) = view.get(&params, "progressToken").map(|s| &params[s]) else {
+            return;
+        };
+        let Some(id) = std::str::from_utf8(token)
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+        else {
+            return;
+        };
+        let Some(route) = self.route_of(id) else {
+            return;
+        };
+        let Some(client_token) = &route.client_token else {
+            return;
+        };
+        let mut p = Vec::with_capacity(params.len() + client_token.len());
+        let mut w = ObjectWriter::begin(&mut p);
+        for (key, span) in view.iter(&params) {
+            if key == "progressToken" {
+                w.raw(key, client_token);
+            } else {
+                w.raw(key, &params[span]);
+            }
+        }
+        w.end();
+        let mut out = Vec::with_capacity(p.len() + 64);
+        write_notification(&mut out, "notifications/progress", Some(&p));
+        if route
+            .events
+            .try_send(ClientEvent::Notification(Bytes::from(out)))
+            .is_err()
+        {
+            tracing::debug!(upstream = %self.upstream, "dropped a progress notification for a slow or gone client");
+        }
+    }
+
+    fn on_request(
+        &self,
+        id: RawId,
+        method: &Method,
+        params: Option<Bytes>,
+        via_call: Option<u64>,
+    ) -> Action {
+        if *method == Method::Ping {
+            let mut out = Vec::new();
+            write_result(&mut out, id.as_bytes(), b"{}");
+            return Action::Send(Bytes::from(out));
+        }
+        let route = via_call.and_then(|c| self.route_of(c));
+        match route {
+            Some(route) if route.client_era == Era::Legacy => Action::Relay {
+                id,
+                method: method.as_str().to_string(),
+                params,
+                events: route.events,
+            },
+            _ => {
+                tracing::debug!(upstream = %self.upstream, method = method.as_str(), "refused an upstream request no client can answer");
+                let mut out = Vec::new();
+                let msg = format!(
+                    "{} cannot be relayed: it is not tied to a client request that can answer it",
+                    method.as_str()
+                );
+                write_error(
+                    &mut out,
+                    Some(id.as_bytes()),
+                    code::METHOD_NOT_FOUND,
+                    &msg,
+                    None,
+                );
+                Action::Send(Bytes::from(out))
+            }
+        }
+    }
+}
+
+fn wants_log(route: &Route, params: &[u8]) -> bool {
+    let level = ObjectView::parse(params)
+        .ok()
+        .and_then(|v| v.get_str(params, "level").and_then(|l| LogLevel::parse(&l)));
+    match (route.client_era, route.log_level, level) {
+        (Era::Modern, None, _) => false,
+        (_, None, _) => true,
+        (_, Some(min), Some(level)) => level >= min,
+        (_, Some(_), None) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(s: &str) -> Message {
+        Message::parse(Bytes::copy_from_slice(s.as_bytes())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn responses_reach_their_call_and_progress_gets_the_client_token() {
+        let (sig_tx, _sig_rx) = mpsc::unbounded_channel();
+        let mux = Mux::new("t", sig_tx);
+        let (tx, rx) = oneshot::channel();
+        let (ev_tx, mut ev_rx) = mpsc::channel(8);
+        let route = Route {
+            client_token: Some(Bytes::from_static(b"\"tok\"")),
+            events: ev_tx,
+            client_era: Era::Legacy,
+            log_level: None,
+        };
+        let id = mux.register(Some(tx), Some(route));
+        mux.dispatch(msg(&format!(r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{id},"progress":1}}}}"#)), None);
+        let Some(ClientEvent::Notification(n)) = ev_rx.recv().await else {
+            panic!("no progress")
+        };
+        let v: serde_json::Value = serde_json::from_slice(&n).unwrap();
+        assert_eq!(v["params"]["progressToken"], "tok");
+        mux.dispatch(
+            msg(&format!(r#"{{"result":{{}},"jsonrpc":"2.0","id":{id}}}"#)),
+            None,
+        );
+        assert!(rx.await.is_ok());
+        assert!(mux.forget(id));
+        // Late progress for a finished call is dropped.
+        mux.dispatch(msg(&format!(r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{id},"progress":2}}}}"#)), None);
+        assert!(ev_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn list_changed_signals_and_unroutable_requests_are_refused() {
+        let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
+        let mux = Mux::new("t", sig_tx);
+        mux.dispatch(
+            msg(r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#),
+            None,
+        );
+        assert_eq!(
+            sig_rx.try_recv().unwrap(),
+            Signal::ListChanged(ListKind::Tools)
+        );
+        let Action::Send(b) = mux.dispatch(
+            msg(r#"{"jsonrpc":"2.0","id":0,"method":"roots/list"}"#),
+            None,
+        ) else {
+            panic!("expected a refusal")
+        };
+        let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["error"]["code"], -32601);
+        let Action::Send(b) =
+            mux.dispatch(msg(r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#), None)
+        else {
+            panic!("expected a pong")
+        };
+        assert_eq!(&b[..], br#"{"jsonrpc":"2.0","id":"p","result":{}}"#);
+    }
+}

@@ -1,0 +1,351 @@
+//! A stdio upstream: one child process speaking newline-delimited JSON-RPC on stdin/stdout,
+//! with its stderr turned into log lines (MCP `basic/transports`, "stdio").
+//!
+//! The child runs in its own process group so that `npx`/`uvx` wrappers and their children
+//! are stopped together: stdin is closed first, then SIGTERM, then SIGKILL (each after a grace).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{AnyDelimiterCodec, FramedRead, LinesCodec};
+use tokio_util::sync::CancellationToken;
+
+use super::conn::{ConnError, Request};
+use super::handshake::Handshake;
+use super::mux::{Action, Mux, Signal};
+use crate::pipeline::ctx::ClientEvent;
+use crate::wire::jsonrpc::{Message, write_notification};
+
+/// Largest line accepted from a child's stdout (64 MiB); a longer one ends the connection.
+pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+/// Grace between closing stdin and SIGTERM, and between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// How to start the child.
+#[derive(Clone, Debug)]
+pub struct Spawn {
+    /// Program.
+    pub command: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Extra environment.
+    pub env: BTreeMap<String, String>,
+    /// Working directory.
+    pub cwd: Option<PathBuf>,
+}
+
+/// A live connection to one child process.
+pub struct StdioConn {
+    upstream: String,
+    /// Request multiplexing state.
+    pub mux: Mux,
+    writer: mpsc::Sender<Bytes>,
+    closed: CancellationToken,
+    stop_writing: CancellationToken,
+    handshake: OnceLock<Handshake>,
+    pid: Option<u32>,
+}
+
+/// The child process, owned by whoever supervises it.
+pub struct Process {
+    child: Child,
+    pgid: Option<i32>,
+}
+
+impl StdioConn {
+    /// Start the child and its I/O tasks.
+    ///
+    /// Errors: [`ConnError::Transport`] when the program cannot be started.
+    pub fn spawn(
+        upstream: &str,
+        spec: &Spawn,
+        signals: mpsc::UnboundedSender<Signal>,
+    ) -> Result<(Arc<StdioConn>, Process), ConnError> {
+        let mut cmd = Command::new(&spec.command);
+        cmd.args(&spec.args)
+            .envs(&spec.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        if let Some(cwd) = &spec.cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ConnError::Transport(format!("cannot start {:?}: {e}", spec.command)))?;
+        let pid = child.id();
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (writer, rx) = mpsc::channel(1024);
+        let conn = Arc::new(StdioConn {
+            upstream: upstream.to_string(),
+            mux: Mux::new(upstream, signals),
+            writer,
+            closed: CancellationToken::new(),
+            stop_writing: CancellationToken::new(),
+            handshake: OnceLock::new(),
+            pid,
+        });
+        tokio::spawn(write_loop(stdin, rx, conn.stop_writing.clone()));
+        tokio::spawn(read_loop(
+            Arc::clone(&conn),
+            FramedRead::new(
+                stdout,
+                AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), MAX_LINE_BYTES),
+            ),
+        ));
+        tokio::spawn(stderr_loop(upstream.to_string(), stderr));
+        Ok((
+            conn,
+            Process {
+                child,
+                pgid: pid.map(|p| p as i32),
+            },
+        ))
+    }
+
+    /// The process id of the child.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Record the handshake (once).
+    pub fn set_handshake(&self, h: Handshake) {
+        let _ = self.handshake.set(h);
+    }
+
+    /// The handshake, once done.
+    pub fn handshake(&self) -> Option<&Handshake> {
+        self.handshake.get()
+    }
+
+    /// A token cancelled when the child's stdout ends (it exited or closed it).
+    pub fn closed(&self) -> &CancellationToken {
+        &self.closed
+    }
+
+    /// Send one request and wait for its response. Dropping the future cancels the call
+    /// upstream (`notifications/cancelled`).
+    ///
+    /// Errors: [`ConnError::Closed`] when the child is gone before answering.
+    pub async fn call(&self, req: Request<'_>) -> Result<Message, ConnError> {
+        if self.closed.is_cancelled() {
+            return Err(ConnError::Closed);
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = self.mux.register(Some(tx), req.route.clone());
+        let mut guard = CancelOnDrop {
+            conn: self,
+            id,
+            armed: true,
+        };
+        let mut buf = Vec::with_capacity(256);
+        req.write(&mut buf, id, self.handshake.get());
+        buf.push(b'\n');
+        self.writer
+            .send(Bytes::from(buf))
+            .await
+            .map_err(|_| ConnError::Closed)?;
+        let answer = tokio::select! {
+            answer = rx => answer.map_err(|_| ConnError::Closed),
+            () = self.closed.cancelled() => Err(ConnError::Closed),
+        };
+        guard.armed = false;
+        self.mux.forget(id);
+        answer
+    }
+
+    /// Send a notification (fire and forget).
+    pub fn notify(&self, method: &str, params: Option<&[u8]>) {
+        let mut buf = Vec::with_capacity(128);
+        write_notification(&mut buf, method, params);
+        buf.push(b'\n');
+        let _ = self.writer.try_send(Bytes::from(buf));
+    }
+
+    fn send_raw(&self, mut msg: Vec<u8>) {
+        msg.push(b'\n');
+        if self.writer.try_send(Bytes::from(msg)).is_err() {
+            tracing::warn!(upstream = %self.upstream, "dropped a message to a stalled child");
+        }
+    }
+}
+
+/// Sends `notifications/cancelled` for a call abandoned before its answer (timeout, client
+/// cancel, client gone), as MCP `basic/utilities/cancellation` asks.
+struct CancelOnDrop<'a> {
+    conn: &'a StdioConn,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed && self.conn.mux.forget(self.id) && !self.conn.closed.is_cancelled() {
+            let params = format!(
+                r#"{{"requestId":{},"reason":"cancelled by the gateway's client"}}"#,
+                self.id
+            );
+            self.conn
+                .notify("notifications/cancelled", Some(params.as_bytes()));
+        }
+    }
+}
+
+async fn write_loop(stdin: ChildStdin, mut rx: mpsc::Receiver<Bytes>, stop: CancellationToken) {
+    let mut out = BufWriter::with_capacity(64 * 1024, stdin);
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            () = stop.cancelled() => None,
+        };
+        let Some(first) = first else { break };
+        if out.write_all(&first).await.is_err() {
+            break;
+        }
+        // Coalesce whatever else is queued into the same flush.
+        while let Ok(more) = rx.try_recv() {
+            if out.write_all(&more).await.is_err() {
+                return;
+            }
+        }
+        if out.flush().await.is_err() {
+            break;
+        }
+    }
+    // Dropping stdin closes it: the child sees EOF, which asks it to exit.
+    let _ = out.shutdown().await;
+}
+
+async fn read_loop(
+    conn: Arc<StdioConn>,
+    mut lines: FramedRead<tokio::process::ChildStdout, AnyDelimiterCodec>,
+) {
+    while let Some(line) = lines.next().await {
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                tracing::error!(upstream = %conn.upstream, error = %e, "unreadable output from the child; closing it");
+                break;
+            }
+        };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match Message::parse(line.clone()) {
+            Ok(msg) => handle_action(&conn, conn.mux.dispatch(msg, None)),
+            Err(e) => tracing::warn!(
+                upstream = %conn.upstream,
+                line = %String::from_utf8_lossy(&line[..line.len().min(200)]),
+                error = e.reason(),
+                "ignored a non-JSON-RPC line on the child's stdout"
+            ),
+        }
+    }
+    conn.closed.cancel();
+    conn.mux.close_all();
+}
+
+fn handle_action(conn: &Arc<StdioConn>, action: Action) {
+    match action {
+        Action::None => {}
+        Action::Send(msg) => conn.send_raw(msg.to_vec()),
+        Action::Relay {
+            id,
+            method,
+            params,
+            events,
+        } => {
+            let conn = Arc::clone(conn);
+            tokio::spawn(async move {
+                let (tx, rx) = oneshot::channel();
+                let answer = match events.try_send(ClientEvent::Request {
+                    method,
+                    params,
+                    reply: tx,
+                }) {
+                    Ok(()) => rx.await.ok(),
+                    Err(_) => None,
+                };
+                conn.send_raw(super::http::answer_message(&id, answer));
+            });
+        }
+    }
+}
+
+async fn stderr_loop(upstream: String, stderr: tokio::process::ChildStderr) {
+    let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(8 * 1024));
+    while let Some(line) = lines.next().await {
+        match line {
+            Ok(line) if !line.trim().is_empty() => {
+                tracing::info!(upstream = %upstream, stream = "stderr", "{line}")
+            }
+            Ok(_) => {}
+            Err(_) => continue,
+        }
+    }
+}
+
+impl Drop for Process {
+    /// A child abandoned mid-start (e.g. its handshake timed out) takes its whole group along,
+    /// so wrapper scripts cannot leak grandchildren.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.signal_group(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+impl Process {
+    /// Wait until the child exits; returns a description of how it ended.
+    pub async fn wait(&mut self) -> String {
+        match self.child.wait().await {
+            Ok(status) => status.to_string(),
+            Err(e) => format!("wait failed: {e}"),
+        }
+    }
+
+    /// Stop the child: close stdin, then SIGTERM the process group, then SIGKILL it.
+    pub async fn stop(mut self, conn: &StdioConn) {
+        conn.stop_writing.cancel();
+        if tokio::time::timeout(STOP_GRACE, self.child.wait())
+            .await
+            .is_ok()
+        {
+            self.reap_group();
+            return;
+        }
+        self.signal_group(nix::sys::signal::Signal::SIGTERM);
+        if tokio::time::timeout(STOP_GRACE, self.child.wait())
+            .await
+            .is_ok()
+        {
+            self.reap_group();
+            return;
+        }
+        self.signal_group(nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait().await;
+    }
+
+    /// After the leader exited, make sure no member of its group lingers.
+    pub fn reap_group(&self) {
+        self.signal_group(nix::sys::signal::Signal::SIGKILL);
+    }
+
+    fn signal_group(&self, sig: nix::sys::signal::Signal) {
+        if let Some(pgid) = self.pgid {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig);
+        }
+    }
+}
