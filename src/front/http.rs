@@ -175,9 +175,17 @@ pub fn accepts(headers: &HeaderMap) -> Accepts {
 
 /// Answer from a running call's frames: JSON when the answer comes first, SSE when a message
 /// must be streamed before it (or a keep-alive is due).
-pub async fn frames_response(mut frames: mpsc::Receiver<Frame>, era: Era) -> Response {
+pub async fn frames_response(
+    mut frames: mpsc::Receiver<Frame>,
+    era: Era,
+    sse_ok: bool,
+) -> Response {
     let first = match frames.recv().await {
         Some(Frame::Final(answer)) => return answer_response(answer, era),
+        // A cancelled request is owed no answer; an empty stream says so where the client
+        // accepts streams, the -32800 error otherwise.
+        Some(Frame::Cancelled(_)) if sse_ok => return sse_response(Body::empty()),
+        Some(Frame::Cancelled(answer)) => return answer_response(answer, era),
         Some(frame) => frame,
         None => {
             return refuse(
@@ -203,6 +211,7 @@ pub async fn frames_response(mut frames: mpsc::Receiver<Frame>, era: Era) -> Res
                     sse::write_event(&mut buf, &answer.message, None);
                 }
                 Frame::Keepalive => buf.extend_from_slice(sse::KEEPALIVE),
+                Frame::Cancelled(_) => *done = true,
             }
             Some(Ok::<_, Infallible>(Bytes::from(buf)))
         };

@@ -217,7 +217,7 @@ async fn request(
         rescue::answer(&id_for_answer, &method_name, outcome, Era::Legacy)
     };
     let frames = spawn_call(id, run, rx, Some(state), Some(cancel));
-    frames_response(frames, Era::Legacy).await
+    frames_response(frames, Era::Legacy, streaming).await
 }
 
 /// A JSON-RPC batch: allowed only in sessions that negotiated 2025-03-26; requests run

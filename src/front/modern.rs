@@ -306,7 +306,7 @@ pub async fn post(
                 let outcome = shared.call(method, params, ctx).await;
                 rescue::answer(&answer_id, &name, outcome, Era::Modern) as Answer
             };
-            frames_response(spawn_call(id, run, rx, None, None), Era::Modern).await
+            frames_response(spawn_call(id, run, rx, None, None), Era::Modern, true).await
         }
     }
 }

@@ -29,6 +29,10 @@ pub enum Frame {
     Event(Bytes),
     /// The answer; nothing follows.
     Final(Answer),
+    /// The client cancelled the request: nothing follows. A response not yet committed to a
+    /// stream still needs a body (the -32800 answer); a stream just ends, since receivers of a
+    /// cancellation should not answer (2025-11-25 `basic/utilities/cancellation`).
+    Cancelled(Answer),
     /// Nothing happened for a while.
     Keepalive,
 }
@@ -58,7 +62,7 @@ pub fn spawn_call(
             let frame = tokio::select! {
                 biased;
                 () = out.closed() => return,
-                () = cancel.cancelled() => Frame::Final(cancelled(&id)),
+                () = cancel.cancelled() => Frame::Cancelled(cancelled(&id)),
                 Some(event) = events.recv() => match event {
                     ClientEvent::Notification(n) => Frame::Event(n),
                     ClientEvent::Request { method, params, reply } => match &relay {
@@ -69,7 +73,7 @@ pub fn spawn_call(
                 a = &mut answer => Frame::Final(a),
                 _ = keepalive.tick() => Frame::Keepalive,
             };
-            let last = matches!(frame, Frame::Final(_));
+            let last = matches!(frame, Frame::Final(_) | Frame::Cancelled(_));
             if out.send(frame).await.is_err() || last {
                 return;
             }
