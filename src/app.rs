@@ -29,18 +29,12 @@ impl Gateway {
     /// Build everything from `config` and start the upstreams and background tasks.
     pub async fn start(config: &Config) -> Gateway {
         let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams()));
-        let catalog = CatalogState::new(
-            config.catalog.clone(),
-            upstreams.iter().map(|u| Arc::clone(&u.name)),
-        );
+        let catalog = CatalogState::new(config.catalog.clone(), upstreams.iter().map(|u| Arc::clone(&u.name)));
         let router = Arc::new(Router::new(Arc::clone(&catalog), Arc::clone(&upstreams)));
         let shared = Arc::new(Shared {
             pipeline: crate::pipeline::build(Arc::clone(&router)),
             router,
-            sessions: Sessions::new(
-                decode_key(&config.server.session_key),
-                config.server.session_ttl,
-            ),
+            sessions: Sessions::new(decode_key(&config.server.session_key), config.server.session_ttl),
             hub: Arc::new(Hub::default()),
             guard: Guard::new(&config.server),
             config: config.server.clone(),
@@ -51,17 +45,9 @@ impl Gateway {
             let up = Arc::clone(upstreams.get(&name).expect("started upstreams exist"));
             tokio::spawn(Arc::clone(&catalog).follow(up, signals, background.clone()));
         }
-        tokio::spawn(fan_out_changes(
-            Arc::clone(&catalog),
-            Arc::clone(&shared.hub),
-            background.clone(),
-        ));
+        tokio::spawn(fan_out_changes(Arc::clone(&catalog), Arc::clone(&shared.hub), background.clone()));
         tokio::spawn(sweep_sessions(Arc::clone(&shared), background.clone()));
-        Gateway {
-            shared,
-            upstreams,
-            background,
-        }
+        Gateway { shared, upstreams, background }
     }
 
     /// Stop the upstreams (children get stdin closed, SIGTERM, SIGKILL) and background tasks.
@@ -76,9 +62,7 @@ impl Gateway {
         let wait = async {
             for up in self.upstreams.iter() {
                 let mut rx = up.watch_status();
-                let _ = rx
-                    .wait_for(|s| !matches!(s, crate::upstream::Status::Starting))
-                    .await;
+                let _ = rx.wait_for(|s| !matches!(s, crate::upstream::Status::Starting)).await;
             }
         };
         let _ = tokio::time::timeout(limit, wait).await;
@@ -150,10 +134,7 @@ pub async fn run(
 /// Serve one client over stdin/stdout until the input ends or `shutdown` resolves.
 ///
 /// Errors: I/O errors on stdin.
-pub async fn run_stdio(
-    config: &Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+pub async fn run_stdio(config: &Config, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
     let gateway = Gateway::start(config).await;
     let stop = CancellationToken::new();
     let trigger = stop.clone();
@@ -161,13 +142,8 @@ pub async fn run_stdio(
         shutdown.await;
         trigger.cancel();
     });
-    let result = crate::front::stdio::serve(
-        Arc::clone(&gateway.shared),
-        tokio::io::stdin(),
-        tokio::io::stdout(),
-        stop,
-    )
-    .await;
+    let result =
+        crate::front::stdio::serve(Arc::clone(&gateway.shared), tokio::io::stdin(), tokio::io::stdout(), stop).await;
     gateway.stop().await;
     result
 }

@@ -88,8 +88,8 @@ impl GatewayError {
     pub fn side(&self) -> Side {
         use GatewayError::*;
         match self {
-            InvalidParams(_) | MethodNotFound(_) | UnknownTool(_) | UnknownPrompt(_)
-            | ResourceNotFound(_) | InvalidCursor | Forbidden(_) => Side::Client,
+            InvalidParams(_) | MethodNotFound(_) | UnknownTool(_) | UnknownPrompt(_) | ResourceNotFound(_)
+            | InvalidCursor | Forbidden(_) => Side::Client,
             UpstreamUnavailable { .. }
             | UpstreamTimeout { .. }
             | UpstreamTransport { .. }
@@ -114,9 +114,7 @@ impl GatewayError {
     pub fn code(&self, modern_client: bool) -> i64 {
         use GatewayError::*;
         match self {
-            InvalidParams(_) | UnknownTool(_) | UnknownPrompt(_) | InvalidCursor => {
-                code::INVALID_PARAMS
-            }
+            InvalidParams(_) | UnknownTool(_) | UnknownPrompt(_) | InvalidCursor => code::INVALID_PARAMS,
             ResourceNotFound(_) if modern_client => code::INVALID_PARAMS,
             ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
             MethodNotFound(_) => code::METHOD_NOT_FOUND,

@@ -24,10 +24,7 @@ fn main() -> ExitCode {
         config.server.listen = listen;
         let problems = config.server.validate();
         if !problems.is_empty() {
-            eprintln!(
-                "sekisho: invalid --listen:\n  - {}",
-                problems.join("\n  - ")
-            );
+            eprintln!("sekisho: invalid --listen:\n  - {}", problems.join("\n  - "));
             return ExitCode::from(2);
         }
     }
@@ -37,10 +34,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     sekisho::observe::logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("sekisho: cannot start the runtime: {e}");

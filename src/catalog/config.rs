@@ -44,14 +44,9 @@ impl CatalogConfig {
         let mut problems = Vec::new();
         if self.separator.is_empty()
             || self.separator.len() > 4
-            || !self
-                .separator
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || !self.separator.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
-            problems.push(
-                "catalog.separator must be 1-4 characters of A-Z, a-z, 0-9, '_' or '-'".into(),
-            );
+            problems.push("catalog.separator must be 1-4 characters of A-Z, a-z, 0-9, '_' or '-'".into());
         }
         if self.page_size == 0 || self.page_size > 10_000 {
             problems.push("catalog.page_size must be between 1 and 10000".into());

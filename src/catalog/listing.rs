@@ -24,12 +24,7 @@ pub enum ListKind {
 
 impl ListKind {
     /// All kinds, in catalog order.
-    pub const ALL: [ListKind; 4] = [
-        ListKind::Tools,
-        ListKind::Prompts,
-        ListKind::Resources,
-        ListKind::Templates,
-    ];
+    pub const ALL: [ListKind; 4] = [ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::Templates];
 
     /// The list method.
     pub fn method(self) -> &'static str {
@@ -111,10 +106,7 @@ pub async fn fetch(up: &Upstream, kind: ListKind) -> Result<(Vec<Entry>, Hint), 
     if !h.has_capability(kind.capability()) {
         return Ok((Vec::new(), Hint::default()));
     }
-    let bad = |reason: String| GatewayError::UpstreamProtocol {
-        upstream: up.name.to_string(),
-        reason,
-    };
+    let bad = |reason: String| GatewayError::UpstreamProtocol { upstream: up.name.to_string(), reason };
     let envelope = (h.era == Era::Modern).then(|| gateway_envelope(h.version));
     let mut entries = Vec::new();
     let mut hint = Hint::default();
@@ -129,39 +121,29 @@ pub async fn fetch(up: &Upstream, kind: ListKind) -> Result<(Vec<Entry>, Hint), 
                     map.insert("cursor".into(), c.clone().into());
                 }
                 if let Some(e) = e {
-                    map.insert(
-                        "_meta".into(),
-                        serde_json::from_str(e).expect("envelope is JSON"),
-                    );
+                    map.insert("_meta".into(), serde_json::from_str(e).expect("envelope is JSON"));
                 }
                 Some(serde_json::Value::Object(map).to_string())
             }
         };
-        let result = up
-            .request(kind.method(), params.as_deref().map(str::as_bytes))
-            .await?;
-        let page =
-            ObjectView::parse(&result).map_err(|e| bad(format!("{}: {e}", kind.method())))?;
+        let result = up.request(kind.method(), params.as_deref().map(str::as_bytes)).await?;
+        let page = ObjectView::parse(&result).map_err(|e| bad(format!("{}: {e}", kind.method())))?;
         let items = page
             .get(&result, kind.items_key())
             .ok_or_else(|| bad(format!("{} lacks {}", kind.method(), kind.items_key())))?;
-        let items: Vec<&RawValue> = serde_json::from_slice(&result[items])
-            .map_err(|e| bad(format!("{}: {e}", kind.items_key())))?;
+        let items: Vec<&RawValue> =
+            serde_json::from_slice(&result[items]).map_err(|e| bad(format!("{}: {e}", kind.items_key())))?;
         for item in items {
             let raw = Bytes::copy_from_slice(item.get().as_bytes());
-            let Some(id) = ObjectView::parse(&raw)
-                .ok()
-                .and_then(|v| v.get_str(&raw, kind.id_key()).map(|s| s.into_owned()))
+            let Some(id) =
+                ObjectView::parse(&raw).ok().and_then(|v| v.get_str(&raw, kind.id_key()).map(|s| s.into_owned()))
             else {
                 tracing::warn!(upstream = %up.name, list = kind.method(), "skipped an item without a string {}", kind.id_key());
                 continue;
             };
             entries.push(Entry { id, raw });
         }
-        if let Some(ttl) = page
-            .get(&result, "ttlMs")
-            .and_then(|s| serde_json::from_slice::<u64>(&result[s]).ok())
-        {
+        if let Some(ttl) = page.get(&result, "ttlMs").and_then(|s| serde_json::from_slice::<u64>(&result[s]).ok()) {
             hint.ttl_ms = Some(hint.ttl_ms.map_or(ttl, |t| t.min(ttl)));
         }
         hint.private |= page.get_str(&result, "cacheScope").as_deref() == Some("private");

@@ -78,16 +78,8 @@ pub struct Catalog {
 
 impl Catalog {
     /// Merge per-upstream lists (iterated in namespace order, so the result is deterministic).
-    pub fn build(
-        generation: u64,
-        lists: &BTreeMap<Arc<str>, Arc<UpstreamLists>>,
-        separator: &str,
-    ) -> Catalog {
-        let mut c = Catalog {
-            generation,
-            upstreams: lists.clone(),
-            ..Default::default()
-        };
+    pub fn build(generation: u64, lists: &BTreeMap<Arc<str>, Arc<UpstreamLists>>, separator: &str) -> Catalog {
+        let mut c = Catalog { generation, upstreams: lists.clone(), ..Default::default() };
         for (ns, ul) in lists {
             if !ul.up {
                 c.unavailable.push(Arc::clone(ns));
@@ -97,11 +89,7 @@ impl Catalog {
                 for entry in &ul.items[kind.index()] {
                     let exposed = match kind {
                         ListKind::Tools | ListKind::Prompts => {
-                            let index = if kind == ListKind::Tools {
-                                &mut c.tools
-                            } else {
-                                &mut c.prompts
-                            };
+                            let index = if kind == ListKind::Tools { &mut c.tools } else { &mut c.prompts };
                             let mut name = naming::exposed_name(ns, separator, &entry.id);
                             if index.contains_key(name.as_str()) {
                                 // Two originals met at one name: the hash suffix parts them.
@@ -115,20 +103,13 @@ impl Catalog {
                             }
                             index.insert(
                                 name.clone().into(),
-                                Target {
-                                    upstream: Arc::clone(ns),
-                                    original: entry.id.as_str().into(),
-                                },
+                                Target { upstream: Arc::clone(ns), original: entry.id.as_str().into() },
                             );
                             name
                         }
-                        ListKind::Resources | ListKind::Templates => {
-                            naming::exposed_uri(ns, &entry.id)
-                        }
+                        ListKind::Resources | ListKind::Templates => naming::exposed_uri(ns, &entry.id),
                     };
-                    merged
-                        .items
-                        .push(replace_member(&entry.raw, kind.id_key(), &exposed));
+                    merged.items.push(replace_member(&entry.raw, kind.id_key(), &exposed));
                 }
                 let hint = ul.hints[kind.index()];
                 if let Some(ttl) = hint.ttl_ms {
@@ -157,10 +138,7 @@ impl Catalog {
         if let Some((ns, original)) = naming::split_uri(uri)
             && let Some((name, _)) = self.upstreams.get_key_value(ns)
         {
-            return Some(Target {
-                upstream: Arc::clone(name),
-                original: original.into(),
-            });
+            return Some(Target { upstream: Arc::clone(name), original: original.into() });
         }
         let owners = |kind: ListKind, hit: &dyn Fn(&Entry) -> bool| -> Vec<Arc<str>> {
             self.upstreams
@@ -171,17 +149,12 @@ impl Catalog {
         };
         let exact = owners(ListKind::Resources, &|e| e.id == uri);
         let found = if exact.is_empty() {
-            owners(ListKind::Templates, &|e| {
-                naming::template_matches(&e.id, uri)
-            })
+            owners(ListKind::Templates, &|e| naming::template_matches(&e.id, uri))
         } else {
             exact
         };
         match found.as_slice() {
-            [one] => Some(Target {
-                upstream: Arc::clone(one),
-                original: uri.into(),
-            }),
+            [one] => Some(Target { upstream: Arc::clone(one), original: uri.into() }),
             _ => None,
         }
     }
@@ -226,10 +199,7 @@ pub struct CatalogState {
 impl CatalogState {
     /// An empty catalog over the given upstream namespaces (all unavailable until listed).
     pub fn new(config: CatalogConfig, namespaces: impl IntoIterator<Item = Arc<str>>) -> Arc<Self> {
-        let lists: BTreeMap<_, _> = namespaces
-            .into_iter()
-            .map(|n| (n, Arc::new(UpstreamLists::default())))
-            .collect();
+        let lists: BTreeMap<_, _> = namespaces.into_iter().map(|n| (n, Arc::new(UpstreamLists::default()))).collect();
         let catalog = Catalog::build(0, &lists, &config.separator);
         Arc::new(CatalogState {
             current: ArcSwap::from_pointee(catalog),
@@ -261,26 +231,17 @@ impl CatalogState {
         let before = lists.get(upstream).cloned().unwrap_or_default();
         let mut after = (*before).clone();
         f(&mut after);
-        let changed: Vec<ListKind> = ListKind::ALL
-            .into_iter()
-            .filter(|k| before.items[k.index()] != after.items[k.index()])
-            .collect();
+        let changed: Vec<ListKind> =
+            ListKind::ALL.into_iter().filter(|k| before.items[k.index()] != after.items[k.index()]).collect();
         if changed.is_empty() && before.up == after.up && before.hints == after.hints {
             return;
         }
         lists.insert(Arc::clone(upstream), Arc::new(after));
         *generation += 1;
-        self.current.store(Arc::new(Catalog::build(
-            *generation,
-            lists,
-            &self.config.separator,
-        )));
+        self.current.store(Arc::new(Catalog::build(*generation, lists, &self.config.separator)));
         drop(guard);
         for kind in changed {
-            let _ = self.changes.send(Change {
-                upstream: Arc::clone(upstream),
-                kind,
-            });
+            let _ = self.changes.send(Change { upstream: Arc::clone(upstream), kind });
         }
     }
 
@@ -362,9 +323,7 @@ pub fn encode_cursor(kind: ListKind, offset: usize) -> String {
 ///
 /// Errors: [`GatewayError::InvalidCursor`] for a cursor the gateway did not mint for this list.
 pub fn decode_cursor(kind: ListKind, cursor: &str) -> Result<usize, GatewayError> {
-    let raw = URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| GatewayError::InvalidCursor)?;
+    let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| GatewayError::InvalidCursor)?;
     let text = std::str::from_utf8(&raw).map_err(|_| GatewayError::InvalidCursor)?;
     let (k, offset) = text.split_once(':').ok_or(GatewayError::InvalidCursor)?;
     if k != kind.index().to_string() {
@@ -378,41 +337,19 @@ mod tests {
     use super::*;
 
     fn entry(id: &str, key: &str) -> Entry {
-        Entry {
-            id: id.into(),
-            raw: Bytes::from(format!(r#"{{"{key}":"{id}","description":"d"}}"#)),
-        }
+        Entry { id: id.into(), raw: Bytes::from(format!(r#"{{"{key}":"{id}","description":"d"}}"#)) }
     }
 
     fn lists() -> BTreeMap<Arc<str>, Arc<UpstreamLists>> {
-        let mut a = UpstreamLists {
-            up: true,
-            listed: true,
-            ..Default::default()
-        };
+        let mut a = UpstreamLists { up: true, listed: true, ..Default::default() };
         a.items[0] = vec![entry("echo", "name"), entry("add", "name")];
         a.items[2] = vec![entry("test://static/1", "uri")];
         a.items[3] = vec![entry("test://t/{id}", "uriTemplate")];
-        a.hints[0] = Hint {
-            ttl_ms: Some(5000),
-            private: false,
-        };
-        let mut b = UpstreamLists {
-            up: false,
-            listed: true,
-            ..Default::default()
-        };
+        a.hints[0] = Hint { ttl_ms: Some(5000), private: false };
+        let mut b = UpstreamLists { up: false, listed: true, ..Default::default() };
         b.items[0] = vec![entry("echo", "name"), entry("odd.name", "name")];
-        b.hints[0] = Hint {
-            ttl_ms: Some(1000),
-            private: true,
-        };
-        [
-            (Arc::from("alpha"), Arc::new(a)),
-            (Arc::from("beta"), Arc::new(b)),
-        ]
-        .into_iter()
-        .collect()
+        b.hints[0] = Hint { ttl_ms: Some(1000), private: true };
+        [(Arc::from("alpha"), Arc::new(a)), (Arc::from("beta"), Arc::new(b))].into_iter().collect()
     }
 
     #[test]
@@ -421,24 +358,13 @@ mod tests {
         let names: Vec<String> = c.merged[0]
             .items
             .iter()
-            .map(|b| {
-                serde_json::from_slice::<serde_json::Value>(b).unwrap()["name"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
+            .map(|b| serde_json::from_slice::<serde_json::Value>(b).unwrap()["name"].as_str().unwrap().to_string())
             .collect();
         assert_eq!(names[..3], ["alpha__echo", "alpha__add", "beta__echo"]);
         assert!(names[3].starts_with("beta__odd_name_"));
         assert_eq!(c.tool("beta__echo").unwrap().original.as_ref(), "echo");
         assert_eq!(c.tool(&names[3]).unwrap().original.as_ref(), "odd.name");
-        assert_eq!(
-            c.merged[0].hint,
-            Hint {
-                ttl_ms: Some(1000),
-                private: true
-            }
-        );
+        assert_eq!(c.merged[0].hint, Hint { ttl_ms: Some(1000), private: true });
         assert_eq!(c.unavailable, vec![Arc::<str>::from("beta")]);
     }
 
@@ -447,21 +373,9 @@ mod tests {
         let c = Catalog::build(1, &lists(), "__");
         let uri: serde_json::Value = serde_json::from_slice(&c.merged[2].items[0]).unwrap();
         assert_eq!(uri["uri"], "sekisho://alpha/test://static/1");
-        assert_eq!(
-            c.resource("sekisho://alpha/test://static/1")
-                .unwrap()
-                .original
-                .as_ref(),
-            "test://static/1"
-        );
-        assert_eq!(
-            c.resource("test://static/1").unwrap().upstream.as_ref(),
-            "alpha"
-        );
-        assert_eq!(
-            c.resource("test://t/42").unwrap().upstream.as_ref(),
-            "alpha"
-        );
+        assert_eq!(c.resource("sekisho://alpha/test://static/1").unwrap().original.as_ref(), "test://static/1");
+        assert_eq!(c.resource("test://static/1").unwrap().upstream.as_ref(), "alpha");
+        assert_eq!(c.resource("test://t/42").unwrap().upstream.as_ref(), "alpha");
         assert!(c.resource("nope://x").is_none());
         assert!(c.resource("sekisho://gamma/x").is_none());
     }

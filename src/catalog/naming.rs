@@ -11,19 +11,13 @@ pub const MAX_NAME_LEN: usize = 64;
 pub fn is_portable(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Eight hex digits of SHA-256 over the namespace and the original name: stable across
 /// restarts and replicas, so a shortened name never changes while its tool exists.
 pub fn hash_suffix(namespace: &str, original: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(namespace)
-        .chain_update([0u8])
-        .chain_update(original)
-        .finalize();
+    let digest = Sha256::new().chain_update(namespace).chain_update([0u8]).chain_update(original).finalize();
     hex::encode(&digest[..4])
 }
 
@@ -37,16 +31,8 @@ pub fn exposed_name(namespace: &str, separator: &str, original: &str) -> String 
     if is_portable(&plain) {
         return plain;
     }
-    let sanitized: String = plain
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let sanitized: String =
+        plain.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect();
     let suffix = hash_suffix(namespace, original);
     let keep = MAX_NAME_LEN - suffix.len() - 1;
     let mut cut = sanitized;
@@ -102,12 +88,10 @@ pub fn template_matches(template: &str, uri: &str) -> bool {
         *budget -= 1;
         match parts.split_first() {
             None => s.is_empty(),
-            Some((Part::Lit(lit), rest)) => s
-                .strip_prefix(lit)
-                .is_some_and(|r| matches(rest, r, budget)),
-            Some((Part::Var, rest)) => (1..=s.len())
-                .filter(|i| s.is_char_boundary(*i))
-                .any(|i| matches(rest, &s[i..], budget)),
+            Some((Part::Lit(lit), rest)) => s.strip_prefix(lit).is_some_and(|r| matches(rest, r, budget)),
+            Some((Part::Var, rest)) => {
+                (1..=s.len()).filter(|i| s.is_char_boundary(*i)).any(|i| matches(rest, &s[i..], budget))
+            }
         }
     }
     let mut budget = 10_000;
@@ -120,10 +104,7 @@ mod tests {
 
     #[test]
     fn portable_names_pass_through() {
-        assert_eq!(
-            exposed_name("time", "__", "get_current_time"),
-            "time__get_current_time"
-        );
+        assert_eq!(exposed_name("time", "__", "get_current_time"), "time__get_current_time");
         assert!(is_portable("a-b_C9"));
         assert!(!is_portable("a.b"));
         assert!(!is_portable(""));
@@ -135,11 +116,7 @@ mod tests {
         assert!(is_portable(&a), "{a}");
         assert!(a.starts_with("fs__read_file_"));
         assert_eq!(a, exposed_name("fs", "__", "read.file"), "stable");
-        assert_ne!(
-            a,
-            exposed_name("fs", "__", "read/file"),
-            "distinct originals stay distinct"
-        );
+        assert_ne!(a, exposed_name("fs", "__", "read/file"), "distinct originals stay distinct");
         let long = "x".repeat(100);
         let b = exposed_name("ns", "__", &long);
         assert_eq!(b.len(), 64);
@@ -151,27 +128,15 @@ mod tests {
     fn uris_round_trip() {
         let u = exposed_uri("everything", "test://static/resource/1");
         assert_eq!(u, "sekisho://everything/test://static/resource/1");
-        assert_eq!(
-            split_uri(&u),
-            Some(("everything", "test://static/resource/1"))
-        );
+        assert_eq!(split_uri(&u), Some(("everything", "test://static/resource/1")));
         assert_eq!(split_uri("file:///x"), None);
     }
 
     #[test]
     fn templates_match_expansions() {
-        assert!(template_matches(
-            "test://template/{id}/data",
-            "test://template/123/data"
-        ));
-        assert!(!template_matches(
-            "test://template/{id}/data",
-            "test://template//data"
-        ));
-        assert!(!template_matches(
-            "test://template/{id}/data",
-            "test://other/123/data"
-        ));
+        assert!(template_matches("test://template/{id}/data", "test://template/123/data"));
+        assert!(!template_matches("test://template/{id}/data", "test://template//data"));
+        assert!(!template_matches("test://template/{id}/data", "test://other/123/data"));
         assert!(template_matches("file:///{path}", "file:///a/b.txt"));
         assert!(!template_matches("file:///{path}", "file:///"));
         assert!(template_matches("x://{a}-{b}", "x://1-2"));

@@ -24,10 +24,7 @@ pub struct Router {
 }
 
 fn gateway_result(body: impl Into<Bytes>) -> Reply {
-    Reply::Result {
-        body: body.into(),
-        origin: Origin::Gateway,
-    }
+    Reply::Result { body: body.into(), origin: Origin::Gateway }
 }
 
 impl Router {
@@ -56,19 +53,14 @@ impl Router {
         let modern = call.ctx.client.era == Era::Modern;
         match &call.method {
             Method::Ping if !modern => Ok(gateway_result(Bytes::from_static(b"{}"))),
-            Method::ToolsList
-            | Method::PromptsList
-            | Method::ResourcesList
-            | Method::ResourcesTemplatesList => {
+            Method::ToolsList | Method::PromptsList | Method::ResourcesList | Method::ResourcesTemplatesList => {
                 let kind = ListKind::from_method(call.method.as_str()).expect("list method");
                 self.list(kind, call)
             }
             Method::ToolsCall => self.forward_named(call, ListKind::Tools).await,
             Method::PromptsGet => self.forward_named(call, ListKind::Prompts).await,
             Method::ResourcesRead => self.forward_uri(call).await,
-            Method::ResourcesSubscribe | Method::ResourcesUnsubscribe if !modern => {
-                self.forward_uri(call).await
-            }
+            Method::ResourcesSubscribe | Method::ResourcesUnsubscribe if !modern => self.forward_uri(call).await,
             Method::CompletionComplete => self.forward_completion(call).await,
             Method::LoggingSetLevel if !modern => self.set_level(call).await,
             Method::Other(_) if matches!(call.ctx.scope, Scope::Upstream(_)) => {
@@ -88,29 +80,14 @@ impl Router {
     /// upstream's last known capabilities under the same era rules.
     pub fn capabilities(&self, scope: &Scope, era: Era) -> String {
         let known: Vec<serde_json::Value> = match scope {
-            Scope::Gateway => self
-                .upstreams
-                .iter()
-                .filter_map(|u| u.last_handshake())
-                .collect::<Vec<_>>(),
-            Scope::Upstream(ns) => self
-                .upstreams
-                .get(ns)
-                .and_then(|u| u.last_handshake())
-                .into_iter()
-                .collect(),
+            Scope::Gateway => self.upstreams.iter().filter_map(|u| u.last_handshake()).collect::<Vec<_>>(),
+            Scope::Upstream(ns) => self.upstreams.get(ns).and_then(|u| u.last_handshake()).into_iter().collect(),
         }
         .iter()
         .filter_map(|h| serde_json::from_slice(&h.capabilities).ok())
         .collect();
-        let any = |cap: &str| {
-            known
-                .iter()
-                .any(|c| c.get(cap).is_some_and(|v| !v.is_null()))
-        };
-        let subscribe = known
-            .iter()
-            .any(|c| c.pointer("/resources/subscribe").and_then(|v| v.as_bool()) == Some(true));
+        let any = |cap: &str| known.iter().any(|c| c.get(cap).is_some_and(|v| !v.is_null()));
+        let subscribe = known.iter().any(|c| c.pointer("/resources/subscribe").and_then(|v| v.as_bool()) == Some(true));
         let per_upstream = matches!(scope, Scope::Upstream(_));
         let mut caps = serde_json::Map::new();
         for list in ["tools", "prompts"] {
@@ -144,23 +121,12 @@ impl Router {
     /// Instructions for `scope`: one upstream's own, or every upstream's under a heading.
     pub fn instructions(&self, scope: &Scope) -> Option<String> {
         match scope {
-            Scope::Upstream(ns) => self
-                .upstreams
-                .get(ns)?
-                .last_handshake()?
-                .instructions
-                .clone(),
+            Scope::Upstream(ns) => self.upstreams.get(ns)?.last_handshake()?.instructions.clone(),
             Scope::Gateway => {
                 let parts: Vec<String> = self
                     .upstreams
                     .iter()
-                    .filter_map(|u| {
-                        Some(format!(
-                            "## {}\n{}",
-                            u.name,
-                            u.last_handshake()?.instructions.clone()?
-                        ))
-                    })
+                    .filter_map(|u| Some(format!("## {}\n{}", u.name, u.last_handshake()?.instructions.clone()?)))
                     .collect();
                 (!parts.is_empty()).then(|| parts.join("\n\n"))
             }
@@ -175,12 +141,10 @@ impl Router {
     }
 
     fn upstream(&self, ns: &str) -> Result<&Arc<Upstream>, GatewayError> {
-        self.upstreams
-            .get(ns)
-            .ok_or_else(|| GatewayError::UpstreamUnavailable {
-                upstream: ns.to_string(),
-                reason: "no such upstream".into(),
-            })
+        self.upstreams.get(ns).ok_or_else(|| GatewayError::UpstreamUnavailable {
+            upstream: ns.to_string(),
+            reason: "no such upstream".into(),
+        })
     }
 
     fn list(&self, kind: ListKind, call: &Call) -> Result<Reply, GatewayError> {
@@ -192,11 +156,7 @@ impl Router {
         };
         let (items, hint, unavailable): (Vec<&[u8]>, _, Vec<&str>) = match &call.ctx.scope {
             Scope::Gateway => (
-                snap.merged[kind.index()]
-                    .items
-                    .iter()
-                    .map(|b| b.as_ref())
-                    .collect(),
+                snap.merged[kind.index()].items.iter().map(|b| b.as_ref()).collect(),
                 snap.merged[kind.index()].hint,
                 snap.unavailable.iter().map(|s| s.as_ref()).collect(),
             ),
@@ -206,10 +166,7 @@ impl Router {
                     .get(ns.as_ref())
                     .ok_or_else(|| GatewayError::MethodNotFound(call.method.as_str().into()))?;
                 (
-                    ul.items[kind.index()]
-                        .iter()
-                        .map(|e| e.raw.as_ref())
-                        .collect(),
+                    ul.items[kind.index()].iter().map(|e| e.raw.as_ref()).collect(),
                     ul.hints[kind.index()],
                     if ul.up { Vec::new() } else { vec![ns.as_ref()] },
                 )
@@ -221,18 +178,8 @@ impl Router {
         let mut w = ObjectWriter::begin(&mut out);
         if call.ctx.client.era == Era::Modern {
             w.string("resultType", "complete");
-            w.with("ttlMs", |o| {
-                o.extend_from_slice(
-                    hint.ttl_ms
-                        .unwrap_or(config.list_ttl_ms)
-                        .to_string()
-                        .as_bytes(),
-                )
-            });
-            w.string(
-                "cacheScope",
-                if hint.private { "private" } else { "public" },
-            );
+            w.with("ttlMs", |o| o.extend_from_slice(hint.ttl_ms.unwrap_or(config.list_ttl_ms).to_string().as_bytes()));
+            w.string("cacheScope", if hint.private { "private" } else { "public" });
         }
         w.with(kind.items_key(), |o| {
             o.push(b'[');
@@ -251,8 +198,7 @@ impl Router {
             w.with("_meta", |o| {
                 let mut m = ObjectWriter::begin(o);
                 m.with(mcp::META_UNAVAILABLE, |o| {
-                    serde_json::to_writer(&mut *o, &unavailable)
-                        .expect("writing JSON to a Vec cannot fail");
+                    serde_json::to_writer(&mut *o, &unavailable).expect("writing JSON to a Vec cannot fail");
                 });
                 m.end();
             });
@@ -267,25 +213,17 @@ impl Router {
             Scope::Upstream(ns) => (self.upstream(ns)?, name.to_string()),
             Scope::Gateway => {
                 let snap = self.catalog.snapshot();
-                let target = if kind == ListKind::Tools {
-                    snap.tool(&name)
-                } else {
-                    snap.prompt(&name)
-                };
+                let target = if kind == ListKind::Tools { snap.tool(&name) } else { snap.prompt(&name) };
                 let target = target.ok_or_else(|| match kind {
                     ListKind::Tools => GatewayError::UnknownTool(name.to_string()),
                     _ => GatewayError::UnknownPrompt(name.to_string()),
                 })?;
-                (
-                    self.upstream(&target.upstream)?,
-                    target.original.to_string(),
-                )
+                (self.upstream(&target.upstream)?, target.original.to_string())
             }
         };
         let mut value = Vec::with_capacity(original.len() + 2);
         write_json_str(&mut value, &original);
-        self.forward(call, up, &[("name", &value)], Some(&original))
-            .await
+        self.forward(call, up, &[("name", &value)], Some(&original)).await
     }
 
     async fn forward_uri(&self, call: &Call) -> Result<Reply, GatewayError> {
@@ -298,17 +236,12 @@ impl Router {
                     .snapshot()
                     .resource(&uri)
                     .ok_or_else(|| GatewayError::ResourceNotFound(uri.to_string()))?;
-                (
-                    self.upstream(&target.upstream)?,
-                    target.original.to_string(),
-                )
+                (self.upstream(&target.upstream)?, target.original.to_string())
             }
         };
         let mut value = Vec::with_capacity(original.len() + 2);
         write_json_str(&mut value, &original);
-        let reply = self
-            .forward(call, up, &[("uri", &value)], Some(&original))
-            .await?;
+        let reply = self.forward(call, up, &[("uri", &value)], Some(&original)).await?;
         Ok(resource_error_for(call, reply, &uri))
     }
 
@@ -319,39 +252,28 @@ impl Router {
             .ok_or_else(|| GatewayError::InvalidParams("params.ref must be an object".into()))?;
         let view = ObjectView::parse(&raw_ref)
             .map_err(|_| GatewayError::InvalidParams("params.ref must be an object".into()))?;
-        let ref_type = view
-            .get_str(&raw_ref, "type")
-            .unwrap_or_default()
-            .into_owned();
+        let ref_type = view.get_str(&raw_ref, "type").unwrap_or_default().into_owned();
         let (key, kind) = match ref_type.as_str() {
             "ref/prompt" => ("name", ListKind::Prompts),
             "ref/resource" => ("uri", ListKind::Resources),
             other => {
-                return Err(GatewayError::InvalidParams(format!(
-                    "unknown ref type {other:?}"
-                )));
+                return Err(GatewayError::InvalidParams(format!("unknown ref type {other:?}")));
             }
         };
-        let value = view.get_str(&raw_ref, key).ok_or_else(|| {
-            GatewayError::InvalidParams(format!("params.ref.{key} must be a string"))
-        })?;
+        let value = view
+            .get_str(&raw_ref, key)
+            .ok_or_else(|| GatewayError::InvalidParams(format!("params.ref.{key} must be a string")))?;
         let (up, original) = match &call.ctx.scope {
             Scope::Upstream(ns) => (self.upstream(ns)?, value.to_string()),
             Scope::Gateway => {
                 let snap = self.catalog.snapshot();
                 let target = match kind {
-                    ListKind::Prompts => snap
-                        .prompt(&value)
-                        .cloned()
-                        .ok_or_else(|| GatewayError::UnknownPrompt(value.to_string()))?,
-                    _ => snap
-                        .resource(&value)
-                        .ok_or_else(|| GatewayError::ResourceNotFound(value.to_string()))?,
+                    ListKind::Prompts => {
+                        snap.prompt(&value).cloned().ok_or_else(|| GatewayError::UnknownPrompt(value.to_string()))?
+                    }
+                    _ => snap.resource(&value).ok_or_else(|| GatewayError::ResourceNotFound(value.to_string()))?,
                 };
-                (
-                    self.upstream(&target.upstream)?,
-                    target.original.to_string(),
-                )
+                (self.upstream(&target.upstream)?, target.original.to_string())
             }
         };
         let new_ref = super::replace_member(&raw_ref, key, &original);
@@ -361,18 +283,13 @@ impl Router {
     async fn set_level(&self, call: &Call) -> Result<Reply, GatewayError> {
         let level = call.params.required_str("level")?;
         if crate::pipeline::ctx::LogLevel::parse(&level).is_none() {
-            return Err(GatewayError::InvalidParams(format!(
-                "unknown log level {level:?}"
-            )));
+            return Err(GatewayError::InvalidParams(format!("unknown log level {level:?}")));
         }
         let targets: Vec<&Arc<Upstream>> = match &call.ctx.scope {
             Scope::Upstream(ns) => vec![self.upstream(ns)?],
             Scope::Gateway => self.upstreams.iter().collect(),
         };
-        let params = Bytes::from(format!(
-            r#"{{"level":{}}}"#,
-            serde_json::Value::from(level.as_ref())
-        ));
+        let params = Bytes::from(format!(r#"{{"level":{}}}"#, serde_json::Value::from(level.as_ref())));
         let sends = targets
             .into_iter()
             .filter(|up| up.handshake().is_some_and(|h| h.era == Era::Legacy && h.has_capability("logging")))
@@ -403,11 +320,7 @@ impl Router {
         });
         let req = Request {
             method: call.method.as_str(),
-            body: Body::Client {
-                params: &call.params,
-                replace,
-                client: &call.ctx.client,
-            },
+            body: Body::Client { params: &call.params, replace, client: &call.ctx.client },
             name_header,
             route,
         };
@@ -421,24 +334,15 @@ impl Router {
 /// Errors: [`GatewayError::UpstreamProtocol`] when the message is not a response.
 pub fn reply_of(upstream: &str, msg: Message, era: Era) -> Result<Reply, GatewayError> {
     match &msg.kind {
-        Kind::Response {
-            outcome: Outcome::Result(span),
-            ..
-        } => Ok(Reply::Result {
-            body: msg.src.slice(span.clone()),
-            origin: Origin::Upstream(era, Arc::from(upstream)),
-        }),
-        Kind::Response {
-            outcome: Outcome::Error(span),
-            ..
-        } => Ok(Reply::Error {
-            body: msg.src.slice(span.clone()),
-            origin: Origin::Upstream(era, Arc::from(upstream)),
-        }),
-        _ => Err(GatewayError::UpstreamProtocol {
-            upstream: upstream.to_string(),
-            reason: "expected a response".into(),
-        }),
+        Kind::Response { outcome: Outcome::Result(span), .. } => {
+            Ok(Reply::Result { body: msg.src.slice(span.clone()), origin: Origin::Upstream(era, Arc::from(upstream)) })
+        }
+        Kind::Response { outcome: Outcome::Error(span), .. } => {
+            Ok(Reply::Error { body: msg.src.slice(span.clone()), origin: Origin::Upstream(era, Arc::from(upstream)) })
+        }
+        _ => {
+            Err(GatewayError::UpstreamProtocol { upstream: upstream.to_string(), reason: "expected a response".into() })
+        }
     }
 }
 
@@ -455,19 +359,14 @@ fn resource_error_for(call: &Call, reply: Reply, uri: &str) -> Reply {
         Some(e) if e.code == code::RESOURCE_NOT_FOUND => {
             let mut out = Vec::new();
             let mut w = ObjectWriter::begin(&mut out);
-            w.with("code", |o| {
-                o.extend_from_slice(code::INVALID_PARAMS.to_string().as_bytes())
-            });
+            w.with("code", |o| o.extend_from_slice(code::INVALID_PARAMS.to_string().as_bytes()));
             w.string("message", &e.message);
             w.with("data", |o| {
                 serde_json::to_writer(&mut *o, &serde_json::json!({ "uri": uri }))
                     .expect("writing JSON to a Vec cannot fail")
             });
             w.end();
-            Reply::Error {
-                body: Bytes::from(out),
-                origin: origin.clone(),
-            }
+            Reply::Error { body: Bytes::from(out), origin: origin.clone() }
         }
         _ => reply,
     }

@@ -55,26 +55,15 @@ pub fn describe(config: &crate::config::Config) -> String {
     for (name, up) in &config.upstreams {
         let state = if up.enabled { "" } else { " (disabled)" };
         match up.transport() {
-            Transport::Stdio {
-                command,
-                args,
-                env,
-                cwd,
-            } => {
+            Transport::Stdio { command, args, env, cwd } => {
                 out.push_str(&format!(
                     "  {name}{state}: stdio `{}`",
-                    std::iter::once(command)
-                        .chain(args)
-                        .collect::<Vec<_>>()
-                        .join(" ")
+                    std::iter::once(command).chain(args).collect::<Vec<_>>().join(" ")
                 ));
                 if !env.is_empty() {
                     out.push_str(&format!(
                         " env=[{}]",
-                        env.keys()
-                            .map(|k| format!("{k}=<redacted>"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        env.keys().map(|k| format!("{k}=<redacted>")).collect::<Vec<_>>().join(", ")
                     ));
                 }
                 if let Some(cwd) = cwd {
@@ -86,18 +75,12 @@ pub fn describe(config: &crate::config::Config) -> String {
                 if !headers.is_empty() {
                     out.push_str(&format!(
                         " headers=[{}]",
-                        headers
-                            .keys()
-                            .map(|k| format!("{k}: <redacted>"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        headers.keys().map(|k| format!("{k}: <redacted>")).collect::<Vec<_>>().join(", ")
                     ));
                 }
             }
         }
-        out.push_str(
-            &format!(" era={:?} timeout={:?}\n", up.era, up.call_timeout()).to_lowercase(),
-        );
+        out.push_str(&format!(" era={:?} timeout={:?}\n", up.era, up.call_timeout()).to_lowercase());
     }
     out
 }

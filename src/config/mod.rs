@@ -49,9 +49,7 @@ pub struct ConfigError {
 }
 
 fn source_note(path: &Option<String>) -> String {
-    path.as_ref()
-        .map(|p| format!(" in {p}"))
-        .unwrap_or_default()
+    path.as_ref().map(|p| format!(" in {p}")).unwrap_or_default()
 }
 
 impl Config {
@@ -68,10 +66,28 @@ impl Config {
                 problems: vec!["the file does not exist or is not readable".into()],
             });
         }
-        let figment = Figment::new()
-            .merge(Toml::file(path))
-            .merge(Env::prefixed("SEKISHO_").split("__"));
-        Self::from_figment(figment, shown)
+        let figment = Figment::new().merge(Toml::file(path)).merge(Env::prefixed("SEKISHO_").split("__"));
+        let mut config = Self::from_figment(figment, shown)?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    /// Resolve relative upstream paths against `base` (the configuration file's folder): a
+    /// `command` containing a `/` (a bare name is looked up on `PATH`), and `cwd`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for up in self.upstreams.values_mut() {
+            if let Some(cmd) = &up.command
+                && cmd.contains('/')
+                && Path::new(cmd).is_relative()
+            {
+                up.command = Some(base.join(cmd).to_string_lossy().into_owned());
+            }
+            if let Some(cwd) = &up.cwd
+                && cwd.is_relative()
+            {
+                up.cwd = Some(base.join(cwd));
+            }
+        }
     }
 
     /// Parse a configuration from TOML text (no environment overrides); for tests and tools.
@@ -88,11 +104,7 @@ impl Config {
         })?;
         let mut problems = config.expand_variables();
         problems.extend(config.validate());
-        if problems.is_empty() {
-            Ok(config)
-        } else {
-            Err(ConfigError { path, problems })
-        }
+        if problems.is_empty() { Ok(config) } else { Err(ConfigError { path, problems }) }
     }
 
     fn expand_variables(&mut self) -> Vec<String> {
@@ -102,9 +114,9 @@ impl Config {
                 for (key, value) in map.iter_mut() {
                     match expand(value) {
                         Ok(v) => *value = v,
-                        Err(var) => problems.push(format!(
-                            "upstreams.{name}.{section}.{key} uses ${{{var}}}, which is not set"
-                        )),
+                        Err(var) => {
+                            problems.push(format!("upstreams.{name}.{section}.{key} uses ${{{var}}}, which is not set"))
+                        }
                     }
                 }
             }
@@ -191,46 +203,35 @@ mod tests {
         )
         .unwrap_err();
         let text = err.to_string();
-        for needle in [
-            "not a loopback",
-            "bad name",
-            "not both",
-            "upstreams.neither",
-            "separator",
-            "ftp://x",
-        ] {
+        for needle in ["not a loopback", "bad name", "not both", "upstreams.neither", "separator", "ftp://x"] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }
     }
 
     #[test]
     fn unknown_keys_and_wrong_types_are_errors() {
-        assert!(
-            Config::from_toml("[server]\nlisten = 5\n")
-                .unwrap_err()
-                .to_string()
-                .contains("listen")
-        );
-        assert!(
-            Config::from_toml("[server]\nlisen = \"x\"\n")
-                .unwrap_err()
-                .to_string()
-                .contains("lisen")
-        );
+        assert!(Config::from_toml("[server]\nlisten = 5\n").unwrap_err().to_string().contains("listen"));
+        assert!(Config::from_toml("[server]\nlisen = \"x\"\n").unwrap_err().to_string().contains("lisen"));
+    }
+
+    #[test]
+    fn relative_commands_resolve_against_the_config_folder() {
+        let mut c = Config::from_toml(
+            "[upstreams.a]\ncommand = \"../bin/srv\"\n[upstreams.b]\ncommand = \"npx\"\ncwd = \"work\"\n",
+        )
+        .unwrap();
+        c.resolve_paths(Path::new("/etc/sekisho"));
+        assert_eq!(c.upstreams["a"].command.as_deref(), Some("/etc/sekisho/../bin/srv"));
+        assert_eq!(c.upstreams["b"].command.as_deref(), Some("npx"));
+        assert_eq!(c.upstreams["b"].cwd.as_deref(), Some(Path::new("/etc/sekisho/work")));
     }
 
     #[test]
     fn expands_variables() {
         // SAFETY: tests in this module do not read this variable concurrently.
         unsafe { std::env::set_var("SEKISHO_TEST_TOKEN", "s3cret") };
-        assert_eq!(
-            expand("Bearer ${SEKISHO_TEST_TOKEN}").unwrap(),
-            "Bearer s3cret"
-        );
+        assert_eq!(expand("Bearer ${SEKISHO_TEST_TOKEN}").unwrap(), "Bearer s3cret");
         assert_eq!(expand("$${X}").unwrap(), "${X}");
-        assert_eq!(
-            expand("${SEKISHO_SURELY_UNSET_VAR}").unwrap_err(),
-            "SEKISHO_SURELY_UNSET_VAR"
-        );
+        assert_eq!(expand("${SEKISHO_SURELY_UNSET_VAR}").unwrap_err(), "SEKISHO_SURELY_UNSET_VAR");
     }
 }

@@ -73,33 +73,23 @@ impl ServerConfig {
         }
         for (i, key) in self.api_keys.iter().enumerate() {
             if key.len() < 16 {
-                problems.push(format!(
-                    "server.api_keys[{i}] is shorter than 16 characters; use a long random key"
-                ));
+                problems.push(format!("server.api_keys[{i}] is shorter than 16 characters; use a long random key"));
             }
         }
         if self.max_body_bytes < 1024 {
-            problems.push(format!(
-                "server.max_body_bytes = {} is below 1024",
-                self.max_body_bytes
-            ));
+            problems.push(format!("server.max_body_bytes = {} is below 1024", self.max_body_bytes));
         }
         if self.session_ttl < Duration::from_secs(1) {
             problems.push("server.session_ttl must be at least 1s".into());
         }
-        if !self.session_key.is_empty()
-            && crate::session::token::decode_key(&self.session_key).is_none()
-        {
-            problems
-                .push("server.session_key must be the base64 encoding of exactly 32 bytes".into());
+        if !self.session_key.is_empty() && crate::session::token::decode_key(&self.session_key).is_none() {
+            problems.push("server.session_key must be the base64 encoding of exactly 32 bytes".into());
         }
         problems
     }
 
     /// The parsed listen address (valid after [`ServerConfig::validate`]).
     pub fn listen_addr(&self) -> SocketAddr {
-        self.listen
-            .parse()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
+        self.listen.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080)))
     }
 }

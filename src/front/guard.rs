@@ -31,13 +31,12 @@ fn host_part(authority: &str) -> &str {
     if authority.starts_with('[') {
         return authority.split_inclusive(']').next().unwrap_or(authority);
     }
-    authority.rsplit_once(':').map_or(authority, |(h, port)| {
-        if port.bytes().all(|b| b.is_ascii_digit()) {
-            h
-        } else {
-            authority
-        }
-    })
+    authority.rsplit_once(':').map_or(
+        authority,
+        |(h, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) { h } else { authority }
+        },
+    )
 }
 
 impl Guard {
@@ -47,11 +46,7 @@ impl Guard {
         let loopback = config.listen_addr().ip().is_loopback();
         let any_host = config.allowed_hosts.iter().any(|h| h == "*");
         Guard {
-            allowed_hosts: config
-                .allowed_hosts
-                .iter()
-                .map(|h| h.to_ascii_lowercase())
-                .collect(),
+            allowed_hosts: config.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             check_hosts: !any_host && (loopback || !config.allowed_hosts.is_empty()),
             allowed_origins: config
                 .allowed_origins
@@ -59,11 +54,7 @@ impl Guard {
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
             any_origin: config.allowed_origins.iter().any(|o| o == "*"),
-            key_hashes: config
-                .api_keys
-                .iter()
-                .map(|k| Sha256::digest(k.as_bytes()).into())
-                .collect(),
+            key_hashes: config.api_keys.iter().map(|k| Sha256::digest(k.as_bytes()).into()).collect(),
         }
     }
 
@@ -77,12 +68,8 @@ impl Guard {
     /// Errors: [`Refusal::Forbidden`] for a host or origin that could be a rebinding attack.
     pub fn check_site(&self, host: Option<&str>, origin: Option<&str>) -> Result<(), Refusal> {
         if self.check_hosts {
-            let host = host
-                .map(|h| host_part(h.trim()).to_ascii_lowercase())
-                .ok_or(Refusal::Forbidden)?;
-            if !LOCAL_HOSTS.contains(&host.as_str())
-                && !self.allowed_hosts.iter().any(|a| host_part(a) == host)
-            {
+            let host = host.map(|h| host_part(h.trim()).to_ascii_lowercase()).ok_or(Refusal::Forbidden)?;
+            if !LOCAL_HOSTS.contains(&host.as_str()) && !self.allowed_hosts.iter().any(|a| host_part(a) == host) {
                 return Err(Refusal::Forbidden);
             }
         }
@@ -91,9 +78,7 @@ impl Guard {
             && !self.allowed_origins.contains(&origin)
         {
             let local = ["http://", "https://"].iter().any(|scheme| {
-                origin
-                    .strip_prefix(scheme)
-                    .is_some_and(|authority| LOCAL_HOSTS.contains(&host_part(authority)))
+                origin.strip_prefix(scheme).is_some_and(|authority| LOCAL_HOSTS.contains(&host_part(authority)))
             });
             if !local {
                 return Err(Refusal::Forbidden);
@@ -111,10 +96,7 @@ impl Guard {
             return Ok(Principal::Anonymous);
         }
         let presented = authorization
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or(Refusal::Unauthorized)?;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
@@ -145,50 +127,22 @@ mod tests {
     fn loopback_rejects_foreign_hosts_and_origins() {
         let g = guard("127.0.0.1:8080", &[], &[]);
         assert!(g.check_site(Some("localhost:8080"), None).is_ok());
-        assert!(
-            g.check_site(Some("127.0.0.1"), Some("http://localhost:3000"))
-                .is_ok()
-        );
+        assert!(g.check_site(Some("127.0.0.1"), Some("http://localhost:3000")).is_ok());
         assert!(g.check_site(Some("[::1]:8080"), None).is_ok());
-        assert_eq!(
-            g.check_site(Some("evil.example.com"), None),
-            Err(Refusal::Forbidden)
-        );
-        assert_eq!(
-            g.check_site(Some("localhost:8080"), Some("http://evil.example.com")),
-            Err(Refusal::Forbidden)
-        );
+        assert_eq!(g.check_site(Some("evil.example.com"), None), Err(Refusal::Forbidden));
+        assert_eq!(g.check_site(Some("localhost:8080"), Some("http://evil.example.com")), Err(Refusal::Forbidden));
         assert_eq!(g.check_site(None, None), Err(Refusal::Forbidden));
         let g = guard("127.0.0.1:8080", &[], &["https://app.example.com"]);
-        assert!(
-            g.check_site(Some("localhost"), Some("https://app.example.com"))
-                .is_ok()
-        );
+        assert!(g.check_site(Some("localhost"), Some("https://app.example.com")).is_ok());
     }
 
     #[test]
     fn keys_are_checked() {
-        let g = guard(
-            "0.0.0.0:8080",
-            &["k-0123456789abcdef", "k-fedcba9876543210"],
-            &[],
-        );
-        assert!(
-            g.check_site(Some("gateway.internal"), None).is_ok(),
-            "no host check off loopback"
-        );
-        assert_eq!(
-            g.authenticate(Some("Bearer k-fedcba9876543210")),
-            Ok(Principal::ApiKey(1))
-        );
-        assert_eq!(
-            g.authenticate(Some("Bearer nope")),
-            Err(Refusal::Unauthorized)
-        );
+        let g = guard("0.0.0.0:8080", &["k-0123456789abcdef", "k-fedcba9876543210"], &[]);
+        assert!(g.check_site(Some("gateway.internal"), None).is_ok(), "no host check off loopback");
+        assert_eq!(g.authenticate(Some("Bearer k-fedcba9876543210")), Ok(Principal::ApiKey(1)));
+        assert_eq!(g.authenticate(Some("Bearer nope")), Err(Refusal::Unauthorized));
         assert_eq!(g.authenticate(None), Err(Refusal::Unauthorized));
-        assert_eq!(
-            guard("127.0.0.1:1", &[], &[]).authenticate(None),
-            Ok(Principal::Anonymous)
-        );
+        assert_eq!(guard("127.0.0.1:1", &[], &[]).authenticate(None), Ok(Principal::Anonymous));
     }
 }

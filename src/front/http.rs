@@ -33,31 +33,16 @@ use crate::wire::sse;
 /// The gateway's HTTP routes over `shared`.
 pub fn router(shared: Arc<Shared>) -> Router {
     let guarded = Router::new()
-        .route(
-            "/mcp",
-            get(get_gateway).post(post_gateway).delete(delete_gateway),
-        )
-        .route(
-            "/servers/{name}/mcp",
-            get(get_upstream)
-                .post(post_upstream)
-                .delete(delete_upstream),
-        )
+        .route("/mcp", get(get_gateway).post(post_gateway).delete(delete_gateway))
+        .route("/servers/{name}/mcp", get(get_upstream).post(post_upstream).delete(delete_upstream))
         .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&shared),
-            edge,
-        ));
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&shared), edge));
     Router::new()
         .merge(guarded)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async {
-            refuse(
-                StatusCode::NOT_FOUND,
-                code::METHOD_NOT_FOUND,
-                "Not found: MCP is served at /mcp",
-            )
+            refuse(StatusCode::NOT_FOUND, code::METHOD_NOT_FOUND, "Not found: MCP is served at /mcp")
         })
         .with_state(shared)
 }
@@ -65,26 +50,14 @@ pub fn router(shared: Arc<Shared>) -> Router {
 /// DNS-rebinding and API-key checks, before anything else.
 async fn edge(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
     let verdict = {
-        let header = |name| {
-            req.headers()
-                .get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
-        };
+        let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
         shared
             .guard
             .check_site(header(HOST), header(ORIGIN))
-            .and_then(|()| {
-                shared
-                    .guard
-                    .authenticate(header(http::header::AUTHORIZATION))
-            })
+            .and_then(|()| shared.guard.authenticate(header(http::header::AUTHORIZATION)))
     };
     if verdict == Err(Refusal::Forbidden) {
-        return refuse(
-            StatusCode::FORBIDDEN,
-            code::FORBIDDEN,
-            "Forbidden: Host or Origin is not allowed",
-        );
+        return refuse(StatusCode::FORBIDDEN, code::FORBIDDEN, "Forbidden: Host or Origin is not allowed");
     }
     match verdict {
         Ok(principal) => {
@@ -92,13 +65,9 @@ async fn edge(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -
             next.run(req).await
         }
         Err(_) => {
-            let mut resp = refuse(
-                StatusCode::UNAUTHORIZED,
-                code::FORBIDDEN,
-                "Unauthorized: a valid bearer API key is required",
-            );
-            resp.headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            let mut resp =
+                refuse(StatusCode::UNAUTHORIZED, code::FORBIDDEN, "Unauthorized: a valid bearer API key is required");
+            resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             resp
         }
     }
@@ -114,8 +83,7 @@ pub fn refuse(status: StatusCode, code: i64, message: &str) -> Response {
 pub fn json(status: StatusCode, body: Bytes) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -135,35 +103,17 @@ pub struct Accepts {
 
 /// Read `Accept`; a missing header or a wildcard accepts both.
 pub fn accepts(headers: &HeaderMap) -> Accepts {
-    let all: Vec<&str> = headers
-        .get_all(ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
+    let all: Vec<&str> = headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
     if all.is_empty() {
-        return Accepts {
-            json: true,
-            sse: true,
-        };
+        return Accepts { json: true, sse: true };
     }
     let all = all.join(",");
-    let mut a = Accepts {
-        json: false,
-        sse: false,
-    };
+    let mut a = Accepts { json: false, sse: false };
     for part in all.split(',') {
-        let media = part
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
+        let media = part.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match media.as_str() {
             "*/*" => {
-                return Accepts {
-                    json: true,
-                    sse: true,
-                };
+                return Accepts { json: true, sse: true };
             }
             "application/json" | "application/*" => a.json = true,
             "text/event-stream" | "text/*" => a.sse = true,
@@ -175,11 +125,7 @@ pub fn accepts(headers: &HeaderMap) -> Accepts {
 
 /// Answer from a running call's frames: JSON when the answer comes first, SSE when a message
 /// must be streamed before it (or a keep-alive is due).
-pub async fn frames_response(
-    mut frames: mpsc::Receiver<Frame>,
-    era: Era,
-    sse_ok: bool,
-) -> Response {
+pub async fn frames_response(mut frames: mpsc::Receiver<Frame>, era: Era, sse_ok: bool) -> Response {
     let first = match frames.recv().await {
         Some(Frame::Final(answer)) => return answer_response(answer, era),
         // A cancelled request is owed no answer; an empty stream says so where the client
@@ -188,17 +134,11 @@ pub async fn frames_response(
         Some(Frame::Cancelled(answer)) => return answer_response(answer, era),
         Some(frame) => frame,
         None => {
-            return refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                code::INTERNAL_ERROR,
-                "the call ended without an answer",
-            );
+            return refuse(StatusCode::INTERNAL_SERVER_ERROR, code::INTERNAL_ERROR, "the call ended without an answer");
         }
     };
     let head = futures::stream::once(async move { first });
-    let rest = futures::stream::unfold(frames, |mut f| async move {
-        f.recv().await.map(|frame| (frame, f))
-    });
+    let rest = futures::stream::unfold(frames, |mut f| async move { f.recv().await.map(|frame| (frame, f)) });
     let body = head.chain(rest).scan(false, |done, frame| {
         let out = if *done {
             None
@@ -225,10 +165,7 @@ pub fn sse_response(body: Body) -> Response {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    h.insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-transform"),
-    );
+    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     resp
 }
@@ -247,12 +184,7 @@ pub fn notification_stream(
         end: [tokio_util::sync::CancellationToken; 2],
         _keep: K,
     }
-    let state = State {
-        rx,
-        first,
-        end,
-        _keep: keep,
-    };
+    let state = State { rx, first, end, _keep: keep };
     let stream = futures::stream::unfold(state, |mut s| async move {
         if let Some(first) = s.first.take() {
             let mut buf = Vec::new();
@@ -283,33 +215,19 @@ pub fn notification_stream(
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
     match Limited::new(body, limit).collect().await {
         Ok(b) => Ok(b.to_bytes()),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(refuse(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                code::INVALID_REQUEST,
-                &format!("Request body is larger than {limit} bytes"),
-            ))
-        }
-        Err(e) => Err(refuse(
-            StatusCode::BAD_REQUEST,
-            code::PARSE_ERROR,
-            &format!("Unreadable request body: {e}"),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            code::INVALID_REQUEST,
+            &format!("Request body is larger than {limit} bytes"),
         )),
+        Err(e) => Err(refuse(StatusCode::BAD_REQUEST, code::PARSE_ERROR, &format!("Unreadable request body: {e}"))),
     }
 }
 
 /// Which era a request belongs to (see the module doc).
 fn era_of_request(headers: &HeaderMap, body: &[u8]) -> Era {
-    let has_envelope =
-        || memchr::memmem::find(body, mcp::META_PROTOCOL_VERSION.as_bytes()).is_some();
-    match headers
-        .get(mcp::HEADER_PROTOCOL_VERSION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-    {
+    let has_envelope = || memchr::memmem::find(body, mcp::META_PROTOCOL_VERSION.as_bytes()).is_some();
+    match headers.get(mcp::HEADER_PROTOCOL_VERSION).and_then(|v| v.to_str().ok()).map(str::trim) {
         Some(v) => match mcp::era_of(v) {
             Some(era) => era,
             None if has_envelope() => Era::Modern,
@@ -322,10 +240,7 @@ fn era_of_request(headers: &HeaderMap, body: &[u8]) -> Era {
 }
 
 fn modern_header(headers: &HeaderMap) -> bool {
-    headers
-        .get(mcp::HEADER_PROTOCOL_VERSION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| mcp::era_of(v.trim()))
+    headers.get(mcp::HEADER_PROTOCOL_VERSION).and_then(|v| v.to_str().ok()).and_then(|v| mcp::era_of(v.trim()))
         == Some(Era::Modern)
 }
 
@@ -335,8 +250,7 @@ fn method_not_allowed() -> Response {
         code::METHOD_NOT_FOUND,
         "Method not allowed: the 2026-07-28 transport uses POST only",
     );
-    resp.headers_mut()
-        .insert(ALLOW, HeaderValue::from_static("POST"));
+    resp.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
     resp
 }
 
@@ -351,21 +265,14 @@ fn upstream_scope(shared: &Shared, name: &str) -> Result<Scope, Response> {
     }
 }
 
-async fn post(
-    shared: Arc<Shared>,
-    scope: Scope,
-    principal: Principal,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn post(shared: Arc<Shared>, scope: Scope, principal: Principal, headers: HeaderMap, body: Body) -> Response {
     if shared.draining.is_cancelled() {
         let mut resp = refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             code::OVERLOADED,
             "The gateway is shutting down; retry on another replica",
         );
-        resp.headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
         return resp;
     }
     let accept = accepts(&headers);
@@ -377,10 +284,7 @@ async fn post(
         );
     }
     if let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
-        && !ct
-            .trim()
-            .to_ascii_lowercase()
-            .starts_with("application/json")
+        && !ct.trim().to_ascii_lowercase().starts_with("application/json")
     {
         return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -431,11 +335,7 @@ async fn get_gateway(State(s): State<Arc<Shared>>, h: HeaderMap) -> Response {
     get_stream(s, Scope::Gateway, h).await
 }
 
-async fn get_upstream(
-    State(s): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    h: HeaderMap,
-) -> Response {
+async fn get_upstream(State(s): State<Arc<Shared>>, Path(name): Path<String>, h: HeaderMap) -> Response {
     match upstream_scope(&s, &name) {
         Ok(scope) => get_stream(s, scope, h).await,
         Err(resp) => resp,
@@ -453,11 +353,7 @@ async fn delete_gateway(State(s): State<Arc<Shared>>, h: HeaderMap) -> Response 
     delete(s, h).await
 }
 
-async fn delete_upstream(
-    State(s): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    h: HeaderMap,
-) -> Response {
+async fn delete_upstream(State(s): State<Arc<Shared>>, Path(name): Path<String>, h: HeaderMap) -> Response {
     match upstream_scope(&s, &name) {
         Ok(_) => delete(s, h).await,
         Err(resp) => resp,
@@ -472,16 +368,13 @@ async fn healthz() -> Response {
 /// Readiness: 200 when at least one upstream is connected (or none is configured), else 503;
 /// `?strict=1` requires all. The body lists every upstream's status.
 async fn readyz(State(shared): State<Arc<Shared>>, uri: http::Uri) -> Response {
-    let strict = uri
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "strict=1" || p == "strict=true"));
+    let strict = uri.query().is_some_and(|q| q.split('&').any(|p| p == "strict=1" || p == "strict=true"));
     let mut upstreams = serde_json::Map::new();
     let (mut total, mut up_count) = (0, 0);
     for up in shared.router.upstreams().iter() {
         total += 1;
         let status = up.status();
-        let mut entry =
-            serde_json::json!({ "restarts": up.restarts(), "in_flight": up.in_flight() });
+        let mut entry = serde_json::json!({ "restarts": up.restarts(), "in_flight": up.in_flight() });
         match &status {
             crate::upstream::Status::Up { era, version } => {
                 up_count += 1;
@@ -499,19 +392,9 @@ async fn readyz(State(shared): State<Arc<Shared>>, uri: http::Uri) -> Response {
         upstreams.insert(up.name.to_string(), entry);
     }
     let draining = shared.draining.is_cancelled();
-    let ready = !draining
-        && (total == 0
-            || if strict {
-                up_count == total
-            } else {
-                up_count > 0
-            });
+    let ready = !draining && (total == 0 || if strict { up_count == total } else { up_count > 0 });
     let body = serde_json::json!({ "ready": ready, "draining": draining, "upstreams": upstreams });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     json(status, Bytes::from(body.to_string()))
 }
 
@@ -522,9 +405,7 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     }
     METRICS.connections(shared.sessions.active(), shared.hub.len());
     let mut resp = METRICS.encode().into_response();
-    resp.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
     resp
 }

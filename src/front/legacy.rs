@@ -14,9 +14,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::mpsc;
 
 use super::Shared;
-use super::http::{
-    Accepts, answer_response, frames_response, json, notification_stream, refuse, sse_response,
-};
+use super::http::{Accepts, answer_response, frames_response, json, notification_stream, refuse, sse_response};
 use super::rescue::{self, Answer};
 use super::stream::spawn_call;
 use crate::pipeline::ctx::{CallCtx, ClientAnswer, ClientSide, LogLevel, Principal, Scope};
@@ -31,24 +29,17 @@ use crate::wire::mcp::{self, Era, code};
 const EVENTS: usize = 64;
 
 fn session_header(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(mcp::HEADER_SESSION_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
+    headers.get(mcp::HEADER_SESSION_ID).and_then(|v| v.to_str().ok()).map(str::trim)
 }
 
 fn session_refusal(e: SessionError) -> Response {
     match e {
-        SessionError::Missing => refuse(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_REQUEST,
-            "Bad Request: Mcp-Session-Id header is required",
-        ),
-        SessionError::Unknown => refuse(
-            StatusCode::NOT_FOUND,
-            -32001,
-            "Session not found: it expired or was ended; initialize again",
-        ),
+        SessionError::Missing => {
+            refuse(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
+        }
+        SessionError::Unknown => {
+            refuse(StatusCode::NOT_FOUND, -32001, "Session not found: it expired or was ended; initialize again")
+        }
     }
 }
 
@@ -57,10 +48,7 @@ fn frame_refusal(e: &FrameError) -> Response {
         FrameError::Invalid { id: Some(id), .. } => Some(id.as_bytes().to_vec()),
         _ => None,
     };
-    json(
-        StatusCode::BAD_REQUEST,
-        rescue::plain_error(id.as_deref(), e.code(), e.reason(), None).message,
-    )
+    json(StatusCode::BAD_REQUEST, rescue::plain_error(id.as_deref(), e.code(), e.reason(), None).message)
 }
 
 /// Handle a legacy POST.
@@ -72,9 +60,7 @@ pub async fn post(
     body: Bytes,
     accept: Accepts,
 ) -> Response {
-    if let Some(v) = headers
-        .get(mcp::HEADER_PROTOCOL_VERSION)
-        .and_then(|v| v.to_str().ok())
+    if let Some(v) = headers.get(mcp::HEADER_PROTOCOL_VERSION).and_then(|v| v.to_str().ok())
         && mcp::era_of(v.trim()) != Some(Era::Legacy)
     {
         return refuse(
@@ -90,11 +76,7 @@ pub async fn post(
         Ok(m) => m,
         Err(e) => return frame_refusal(&e),
     };
-    if let Kind::Request {
-        method: Method::Initialize,
-        ..
-    } = &msg.kind
-    {
+    if let Kind::Request { method: Method::Initialize, .. } = &msg.kind {
         return initialize(&shared, &scope, &msg);
     }
     let (claims, state) = match shared.sessions.resume(session_header(headers)) {
@@ -132,10 +114,8 @@ fn initialize(shared: &Shared, scope: &Scope, msg: &Message) -> Response {
             let mut out = Vec::with_capacity(init.result.len() + 64);
             jsonrpc::write_result(&mut out, id.as_bytes(), &init.result);
             let mut resp = json(StatusCode::OK, Bytes::from(out));
-            resp.headers_mut().insert(
-                mcp::HEADER_SESSION_ID,
-                HeaderValue::try_from(session).expect("session ids are visible ASCII"),
-            );
+            resp.headers_mut()
+                .insert(mcp::HEADER_SESSION_ID, HeaderValue::try_from(session).expect("session ids are visible ASCII"));
             resp
         }
         Err(e) => answer_response(rescue::error(id.as_bytes(), &e, false), Era::Legacy),
@@ -184,18 +164,13 @@ async fn request(
     msg: Message,
     streaming: bool,
 ) -> Response {
-    let Kind::Request { id, method, params } = msg.kind.clone() else {
-        unreachable!("checked by the caller")
-    };
+    let Kind::Request { id, method, params } = msg.kind.clone() else { unreachable!("checked by the caller") };
     let id = msg.src.slice(id.0);
     let params = params.map(|p| msg.src.slice(p)).unwrap_or_default();
     if method == Method::LoggingSetLevel
         && let Some(level) = crate::wire::object::ObjectView::parse(&params)
             .ok()
-            .and_then(|v| {
-                v.get_str(&params, "level")
-                    .and_then(|l| LogLevel::parse(&l))
-            })
+            .and_then(|v| v.get_str(&params, "level").and_then(|l| LogLevel::parse(&l)))
     {
         state.set_log_level(level);
     }
@@ -222,23 +197,13 @@ async fn request(
 
 /// A JSON-RPC batch: allowed only in sessions that negotiated 2025-03-26; requests run
 /// concurrently and their answers come back as one JSON array.
-async fn batch(
-    shared: Arc<Shared>,
-    scope: Scope,
-    principal: Principal,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers: &HeaderMap, body: Bytes) -> Response {
     let spans = match split_batch(&body) {
         Ok(s) => s,
         Err(e) => return frame_refusal(&e),
     };
     if spans.is_empty() {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_REQUEST,
-            "Invalid request: empty batch",
-        );
+        return refuse(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Invalid request: empty batch");
     }
     let (claims, state) = match shared.sessions.resume(session_header(headers)) {
         Ok(s) => s,
@@ -260,11 +225,7 @@ async fn batch(
         match Message::parse(body.slice(span)) {
             Err(e) => answers.push(rescue::plain_error(None, e.code(), e.reason(), None)),
             Ok(msg) => match &msg.kind {
-                Kind::Request {
-                    method: Method::Initialize,
-                    id,
-                    ..
-                } => answers.push(rescue::plain_error(
+                Kind::Request { method: Method::Initialize, id, .. } => answers.push(rescue::plain_error(
                     Some(msg.slice(&id.0)),
                     code::INVALID_REQUEST,
                     "Invalid request: initialize cannot be part of a batch",
@@ -276,10 +237,7 @@ async fn batch(
                 Kind::Response { outcome, .. } => client_answer(&state, &msg, outcome),
                 Kind::Request { id, method, params } => {
                     let id = msg.src.slice(id.0.clone());
-                    let params = params
-                        .as_ref()
-                        .map(|p| msg.src.slice(p.clone()))
-                        .unwrap_or_default();
+                    let params = params.as_ref().map(|p| msg.src.slice(p.clone())).unwrap_or_default();
                     let ctx = CallCtx {
                         client: client_side(&claims, &state),
                         scope: scope.clone(),
@@ -306,8 +264,7 @@ async fn batch(
     if answers.is_empty() {
         return accepted();
     }
-    let mut out =
-        Vec::with_capacity(answers.iter().map(|a| a.message.len() + 1).sum::<usize>() + 2);
+    let mut out = Vec::with_capacity(answers.iter().map(|a| a.message.len() + 1).sum::<usize>() + 2);
     out.push(b'[');
     for (i, a) in answers.iter().enumerate() {
         if i > 0 {
@@ -322,10 +279,10 @@ async fn batch(
 /// The standalone GET stream of a session: list changes for its scope, until the session ends
 /// or the gateway drains.
 pub async fn get(shared: Arc<Shared>, scope: Scope, headers: &HeaderMap) -> Response {
-    let wants_sse = headers.get_all(ACCEPT).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.contains("text/event-stream") || s.contains("*/*"))
-    });
+    let wants_sse = headers
+        .get_all(ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.contains("text/event-stream") || s.contains("*/*")));
     if !wants_sse {
         return refuse(
             StatusCode::NOT_ACCEPTABLE,
@@ -339,12 +296,7 @@ pub async fn get(shared: Arc<Shared>, scope: Scope, headers: &HeaderMap) -> Resp
     };
     let (tx, rx) = mpsc::channel(64);
     let registration = shared.hub.register(scope, Filter::ALL, None, tx);
-    sse_response(notification_stream(
-        rx,
-        None,
-        [state.ended.clone(), shared.draining.clone()],
-        registration,
-    ))
+    sse_response(notification_stream(rx, None, [state.ended.clone(), shared.draining.clone()], registration))
 }
 
 /// `DELETE`: end the session.

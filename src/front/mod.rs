@@ -48,23 +48,11 @@ impl Shared {
     ///
     /// Errors: [`GatewayError::InvalidParams`] for unreadable params, [`GatewayError::ShuttingDown`]
     /// while draining, and whatever the pipeline returns.
-    pub async fn call(
-        &self,
-        method: Method,
-        params: Bytes,
-        ctx: CallCtx,
-    ) -> Result<Reply, GatewayError> {
+    pub async fn call(&self, method: Method, params: Bytes, ctx: CallCtx) -> Result<Reply, GatewayError> {
         if self.draining.is_cancelled() {
             return Err(GatewayError::ShuttingDown);
         }
         let params = Params::parse(params)?;
-        self.pipeline
-            .clone()
-            .oneshot(Call {
-                method,
-                params,
-                ctx,
-            })
-            .await
+        self.pipeline.clone().oneshot(Call { method, params, ctx }).await
     }
 }

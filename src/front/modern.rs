@@ -13,9 +13,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::sync::mpsc;
 
 use super::Shared;
-use super::http::{
-    Accepts, answer_response, frames_response, json, notification_stream, refuse, sse_response,
-};
+use super::http::{Accepts, answer_response, frames_response, json, notification_stream, refuse, sse_response};
 use super::rescue::{self, Answer};
 use super::stream::spawn_call;
 use crate::pipeline::ctx::{CallCtx, ClientSide, LogLevel, Meta, Principal, Scope};
@@ -35,25 +33,16 @@ struct Rejection {
 }
 
 fn reject(code: i64, message: impl Into<String>) -> Rejection {
-    Rejection {
-        code,
-        message: message.into(),
-        data: None,
-    }
+    Rejection { code, message: message.into(), data: None }
 }
 
 /// Decode an `Mcp-Name`/`Mcp-Param-*` header value: optional whitespace trimmed, and the
 /// `=?base64?…?=` form decoded (canonical base64 only). `None` for a malformed encoding.
 pub fn decode_header_value(raw: &str) -> Option<String> {
     let v = raw.trim();
-    match v
-        .strip_prefix("=?base64?")
-        .and_then(|r| r.strip_suffix("?="))
-    {
+    match v.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
         Some(payload) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(payload)
-                .ok()?;
+            let bytes = base64::engine::general_purpose::STANDARD.decode(payload).ok()?;
             if base64::engine::general_purpose::STANDARD.encode(&bytes) != payload {
                 return None;
             }
@@ -67,10 +56,7 @@ fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h st
     let mut values = headers.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {
-        return Err(reject(
-            code::HEADER_MISMATCH,
-            format!("{name} header appears more than once"),
-        ));
+        return Err(reject(code::HEADER_MISMATCH, format!("{name} header appears more than once")));
     }
     Ok(first.map(|v| v.to_str().unwrap_or("\u{fffd}")))
 }
@@ -86,11 +72,7 @@ fn ladder(headers: &HeaderMap, method: &Method, params: &[u8]) -> Result<ClientS
     let meta = view
         .get(params, "_meta")
         .map(|s| Bytes::copy_from_slice(&params[s]))
-        .and_then(|b| {
-            ObjectView::parse(&b)
-                .ok()
-                .map(|v| Meta { bytes: b, view: v })
-        })
+        .and_then(|b| ObjectView::parse(&b).ok().map(|v| Meta { bytes: b, view: v }))
         .ok_or_else(|| {
             reject(
                 code::INVALID_PARAMS,
@@ -106,25 +88,17 @@ fn ladder(headers: &HeaderMap, method: &Method, params: &[u8]) -> Result<ClientS
         .filter(|k| meta.get(k).is_none())
         .collect();
     if !missing.is_empty() {
-        return Err(reject(
-            code::INVALID_PARAMS,
-            format!("params._meta is missing {}", missing.join(", ")),
-        ));
+        return Err(reject(code::INVALID_PARAMS, format!("params._meta is missing {}", missing.join(", "))));
     }
     let version = meta.str(mcp::META_PROTOCOL_VERSION).map(|v| v.into_owned());
-    if version_header.map(str::trim) != version.as_deref()
-        || version.is_none() && version_header.is_none()
-    {
+    if version_header.map(str::trim) != version.as_deref() || version.is_none() && version_header.is_none() {
         return Err(reject(
             code::HEADER_MISMATCH,
             "MCP-Protocol-Version header does not match params._meta protocol version",
         ));
     }
     if method_header.map(str::trim) != Some(method.as_str()) {
-        return Err(reject(
-            code::HEADER_MISMATCH,
-            "Mcp-Method header does not match the request body's method",
-        ));
+        return Err(reject(code::HEADER_MISMATCH, "Mcp-Method header does not match the request body's method"));
     }
     let name_key = match method {
         Method::ToolsCall | Method::PromptsGet => Some("name"),
@@ -140,49 +114,25 @@ fn ladder(headers: &HeaderMap, method: &Method, params: &[u8]) -> Result<ClientS
             format!("Mcp-Name header does not match the request body's {key:?}"),
         ));
     }
-    let version = version.ok_or_else(|| {
-        reject(
-            code::INVALID_PARAMS,
-            "the protocol version in params._meta must be a string",
-        )
-    })?;
-    let Some(version) =
-        mcp::known_version(&version).filter(|v| mcp::era_of(v) == Some(Era::Modern))
-    else {
+    let version =
+        version.ok_or_else(|| reject(code::INVALID_PARAMS, "the protocol version in params._meta must be a string"))?;
+    let Some(version) = mcp::known_version(&version).filter(|v| mcp::era_of(v) == Some(Era::Modern)) else {
         return Err(Rejection {
             code: code::UNSUPPORTED_PROTOCOL_VERSION,
             message: "Unsupported protocol version".into(),
-            data: Some(
-                serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": version }),
-            ),
+            data: Some(serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": version })),
         });
     };
-    let capabilities = meta
-        .get(mcp::META_CLIENT_CAPABILITIES)
-        .map(Bytes::copy_from_slice)
-        .unwrap_or_default();
+    let capabilities = meta.get(mcp::META_CLIENT_CAPABILITIES).map(Bytes::copy_from_slice).unwrap_or_default();
     if !capabilities.starts_with(b"{") {
-        return Err(reject(
-            code::INVALID_PARAMS,
-            "the client capabilities in params._meta must be an object",
-        ));
+        return Err(reject(code::INVALID_PARAMS, "the client capabilities in params._meta must be an object"));
     }
-    let log_level = meta
-        .str(mcp::META_LOG_LEVEL)
-        .and_then(|l| LogLevel::parse(&l));
-    Ok(ClientSide {
-        era: Era::Modern,
-        version,
-        capabilities,
-        log_level,
-    })
+    let log_level = meta.str(mcp::META_LOG_LEVEL).and_then(|l| LogLevel::parse(&l));
+    Ok(ClientSide { era: Era::Modern, version, capabilities, log_level })
 }
 
 fn error_response(id: Option<&[u8]>, r: Rejection) -> Response {
-    answer_response(
-        rescue::plain_error(id, r.code, &r.message, r.data.as_ref()),
-        Era::Modern,
-    )
+    answer_response(rescue::plain_error(id, r.code, &r.message, r.data.as_ref()), Era::Modern)
 }
 
 /// Handle a modern POST.
@@ -197,10 +147,7 @@ pub async fn post(
     if jsonrpc::is_batch(&body) {
         return error_response(
             None,
-            reject(
-                code::INVALID_REQUEST,
-                "Invalid request: the 2026-07-28 transport takes one message per POST",
-            ),
+            reject(code::INVALID_REQUEST, "Invalid request: the 2026-07-28 transport takes one message per POST"),
         );
     }
     let msg = match Message::parse(body) {
@@ -217,19 +164,14 @@ pub async fn post(
         Kind::Notification { .. } => {
             // No client-to-server notification has meaning here (cancellation is closing the
             // stream); acknowledge, as 2026-07-28 `basic/transports` allows.
-            let version = headers
-                .get(mcp::HEADER_PROTOCOL_VERSION)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("");
+            let version = headers.get(mcp::HEADER_PROTOCOL_VERSION).and_then(|v| v.to_str().ok()).unwrap_or("");
             if mcp::era_of(version.trim()) != Some(Era::Modern) {
                 return error_response(
                     None,
                     Rejection {
                         code: code::UNSUPPORTED_PROTOCOL_VERSION,
                         message: "Unsupported protocol version".into(),
-                        data: Some(
-                            serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": version }),
-                        ),
+                        data: Some(serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": version })),
                     },
                 );
             }
@@ -240,19 +182,13 @@ pub async fn post(
         Kind::Response { .. } => {
             return error_response(
                 None,
-                reject(
-                    code::INVALID_REQUEST,
-                    "Invalid request: the server sent no request to answer",
-                ),
+                reject(code::INVALID_REQUEST, "Invalid request: the server sent no request to answer"),
             );
         }
         Kind::Request { id, method, params } => (
             msg.src.slice(id.0.clone()),
             method.clone(),
-            params
-                .as_ref()
-                .map(|p| msg.src.slice(p.clone()))
-                .unwrap_or_default(),
+            params.as_ref().map(|p| msg.src.slice(p.clone())).unwrap_or_default(),
         ),
     };
     let client = match ladder(headers, &method, &params) {
@@ -276,30 +212,17 @@ pub async fn post(
         method => {
             let wants_events = accept.sse
                 && (client.log_level.is_some()
-                    || memchr::memmem::find(&params, mcp::META_PROGRESS_TOKEN.as_bytes())
-                        .is_some());
-            let ctx = CallCtx {
-                client,
-                scope,
-                principal,
-                events: None,
-                received: Instant::now(),
-            };
+                    || memchr::memmem::find(&params, mcp::META_PROGRESS_TOKEN.as_bytes()).is_some());
+            let ctx = CallCtx { client, scope, principal, events: None, received: Instant::now() };
             if !wants_events {
                 // Nothing to stream: answer inline. A client that disconnects drops this
                 // future, which cancels the upstream call.
                 let name = method.as_str().to_string();
                 let outcome = shared.call(method, params, ctx).await;
-                return answer_response(
-                    rescue::answer(&id, &name, outcome, Era::Modern),
-                    Era::Modern,
-                );
+                return answer_response(rescue::answer(&id, &name, outcome, Era::Modern), Era::Modern);
             }
             let (tx, rx) = mpsc::channel(EVENTS);
-            let ctx = CallCtx {
-                events: Some(tx),
-                ..ctx
-            };
+            let ctx = CallCtx { events: Some(tx), ..ctx };
             let name = method.as_str().to_string();
             let answer_id = id.clone();
             let run = async move {
@@ -355,12 +278,7 @@ fn listen(shared: &Shared, scope: Scope, id: &Bytes, params: &[u8], accept: Acce
     let (tx, rx) = mpsc::channel(64);
     let registration = shared.hub.register(scope, filter, Some(id.clone()), tx);
     let never = tokio_util::sync::CancellationToken::new();
-    sse_response(notification_stream(
-        rx,
-        Some(Bytes::from(ack)),
-        [shared.draining.clone(), never],
-        registration,
-    ))
+    sse_response(notification_stream(rx, Some(Bytes::from(ack)), [shared.draining.clone(), never], registration))
 }
 
 #[cfg(test)]
@@ -370,30 +288,16 @@ mod tests {
     #[test]
     fn header_values_decode() {
         assert_eq!(decode_header_value("  echo "), Some("echo".into()));
-        assert_eq!(
-            decode_header_value("=?base64?SGVsbG8=?="),
-            Some("Hello".into())
-        );
-        assert_eq!(
-            decode_header_value("=?base64?SGVsbG8?="),
-            None,
-            "bad padding"
-        );
+        assert_eq!(decode_header_value("=?base64?SGVsbG8=?="), Some("Hello".into()));
+        assert_eq!(decode_header_value("=?base64?SGVsbG8?="), None, "bad padding");
         assert_eq!(decode_header_value("=?base64?SGVs!!!bG8=?="), None);
-        assert_eq!(
-            decode_header_value("=?base64?SGVsbG8="),
-            Some("=?base64?SGVsbG8=".into()),
-            "no suffix: literal"
-        );
+        assert_eq!(decode_header_value("=?base64?SGVsbG8="), Some("=?base64?SGVsbG8=".into()), "no suffix: literal");
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(
-                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                v.parse().unwrap(),
-            );
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
         }
         h
     }
@@ -402,71 +306,30 @@ mod tests {
 
     #[test]
     fn ladder_rungs_in_order() {
-        let ok = headers(&[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "echo"),
-        ]);
+        let ok = headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "echo")]);
         let params = format!(r#"{{"name":"echo",{META}}}"#);
         assert!(ladder(&ok, &Method::ToolsCall, params.as_bytes()).is_ok());
-        let code_of =
-            |h: &HeaderMap, m: &Method, p: &str| ladder(h, m, p.as_bytes()).err().map(|r| r.code);
-        assert_eq!(
-            code_of(&ok, &Method::ToolsCall, r#"{"name":"echo"}"#),
-            Some(code::INVALID_PARAMS)
-        );
-        let wrong_name = headers(&[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-            ("mcp-name", "other"),
-        ]);
-        assert_eq!(
-            code_of(&wrong_name, &Method::ToolsCall, &params),
-            Some(code::HEADER_MISMATCH)
-        );
-        let no_name = headers(&[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/call"),
-        ]);
-        assert_eq!(
-            code_of(&no_name, &Method::ToolsCall, &params),
-            Some(code::HEADER_MISMATCH)
-        );
-        let upper = headers(&[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "TOOLS/CALL"),
-            ("mcp-name", "echo"),
-        ]);
-        assert_eq!(
-            code_of(&upper, &Method::ToolsCall, &params),
-            Some(code::HEADER_MISMATCH)
-        );
+        let code_of = |h: &HeaderMap, m: &Method, p: &str| ladder(h, m, p.as_bytes()).err().map(|r| r.code);
+        assert_eq!(code_of(&ok, &Method::ToolsCall, r#"{"name":"echo"}"#), Some(code::INVALID_PARAMS));
+        let wrong_name =
+            headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "other")]);
+        assert_eq!(code_of(&wrong_name, &Method::ToolsCall, &params), Some(code::HEADER_MISMATCH));
+        let no_name = headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call")]);
+        assert_eq!(code_of(&no_name, &Method::ToolsCall, &params), Some(code::HEADER_MISMATCH));
+        let upper =
+            headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "TOOLS/CALL"), ("mcp-name", "echo")]);
+        assert_eq!(code_of(&upper, &Method::ToolsCall, &params), Some(code::HEADER_MISMATCH));
         let dup = headers(&[
             ("mcp-protocol-version", "2026-07-28"),
             ("mcp-method", "tools/call"),
             ("mcp-method", "tools/call"),
             ("mcp-name", "echo"),
         ]);
-        assert_eq!(
-            code_of(&dup, &Method::ToolsCall, &params),
-            Some(code::HEADER_MISMATCH)
-        );
-        let future = headers(&[
-            ("mcp-protocol-version", "v999"),
-            ("mcp-method", "tools/list"),
-        ]);
+        assert_eq!(code_of(&dup, &Method::ToolsCall, &params), Some(code::HEADER_MISMATCH));
+        let future = headers(&[("mcp-protocol-version", "v999"), ("mcp-method", "tools/list")]);
         let p999 = r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"v999","io.modelcontextprotocol/clientCapabilities":{}}}"#;
-        assert_eq!(
-            code_of(&future, &Method::ToolsList, p999),
-            Some(code::UNSUPPORTED_PROTOCOL_VERSION)
-        );
-        let mismatch = headers(&[
-            ("mcp-protocol-version", "2026-07-28"),
-            ("mcp-method", "tools/list"),
-        ]);
-        assert_eq!(
-            code_of(&mismatch, &Method::ToolsList, p999),
-            Some(code::HEADER_MISMATCH)
-        );
+        assert_eq!(code_of(&future, &Method::ToolsList, p999), Some(code::UNSUPPORTED_PROTOCOL_VERSION));
+        let mismatch = headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/list")]);
+        assert_eq!(code_of(&mismatch, &Method::ToolsList, p999), Some(code::HEADER_MISMATCH));
     }
 }

@@ -24,12 +24,7 @@ pub const REQUEST_CANCELLED: i64 = -32800;
 
 /// Build the response to request `id` (raw JSON) of `method` from the pipeline's outcome, in
 /// the client's era.
-pub fn answer(
-    id: &[u8],
-    method: &str,
-    outcome: Result<Reply, GatewayError>,
-    client: Era,
-) -> Answer {
+pub fn answer(id: &[u8], method: &str, outcome: Result<Reply, GatewayError>, client: Era) -> Answer {
     let modern = client == Era::Modern;
     match outcome {
         Ok(Reply::Result { body, origin }) => {
@@ -44,19 +39,13 @@ pub fn answer(
             };
             let mut out = Vec::with_capacity(body.len() + id.len() + 40);
             write_result(&mut out, id, &body);
-            Answer {
-                message: Bytes::from(out),
-                error_code: None,
-            }
+            Answer { message: Bytes::from(out), error_code: None }
         }
         Ok(Reply::Error { body, .. }) => {
             let code = error_fields(&body).map_or(code::INTERNAL_ERROR, |e| e.code);
             let mut out = Vec::with_capacity(body.len() + id.len() + 40);
             write_raw_error(&mut out, Some(id), &body);
-            Answer {
-                message: Bytes::from(out),
-                error_code: Some(code),
-            }
+            Answer { message: Bytes::from(out), error_code: Some(code) }
         }
         Err(e) => error(id, &e, modern),
     }
@@ -69,18 +58,10 @@ pub fn error(id: &[u8], err: &GatewayError, modern: bool) -> Answer {
 }
 
 /// An error response from parts; `id` is `None` when the request id is unknown (`null`).
-pub fn plain_error(
-    id: Option<&[u8]>,
-    code: i64,
-    message: &str,
-    data: Option<&serde_json::Value>,
-) -> Answer {
+pub fn plain_error(id: Option<&[u8]>, code: i64, message: &str, data: Option<&serde_json::Value>) -> Answer {
     let mut out = Vec::with_capacity(128);
     write_error(&mut out, id, code, message, data);
-    Answer {
-        message: Bytes::from(out),
-        error_code: Some(code),
-    }
+    Answer { message: Bytes::from(out), error_code: Some(code) }
 }
 
 /// The answer to a request the client cancelled.
@@ -126,32 +107,14 @@ mod tests {
         let a = answer(b"1", "tools/call", Ok(reply), Era::Modern);
         let v: serde_json::Value = serde_json::from_slice(&a.message).unwrap();
         assert_eq!(v["result"]["resultType"], "complete");
-        let a = answer(
-            b"2",
-            "tools/call",
-            Err(GatewayError::MethodNotFound("x".into())),
-            Era::Modern,
-        );
-        assert_eq!(
-            http_status(a.error_code, Era::Modern),
-            StatusCode::NOT_FOUND
-        );
+        let a = answer(b"2", "tools/call", Err(GatewayError::MethodNotFound("x".into())), Era::Modern);
+        assert_eq!(http_status(a.error_code, Era::Modern), StatusCode::NOT_FOUND);
         assert_eq!(http_status(a.error_code, Era::Legacy), StatusCode::OK);
-        let a = answer(
-            b"3",
-            "resources/read",
-            Err(GatewayError::ResourceNotFound("u://x".into())),
-            Era::Modern,
-        );
+        let a = answer(b"3", "resources/read", Err(GatewayError::ResourceNotFound("u://x".into())), Era::Modern);
         let v: serde_json::Value = serde_json::from_slice(&a.message).unwrap();
         assert_eq!(v["error"]["code"], -32602);
         assert_eq!(v["error"]["data"]["uri"], "u://x");
-        let a = answer(
-            b"3",
-            "resources/read",
-            Err(GatewayError::ResourceNotFound("u://x".into())),
-            Era::Legacy,
-        );
+        let a = answer(b"3", "resources/read", Err(GatewayError::ResourceNotFound("u://x".into())), Era::Legacy);
         assert_eq!(a.error_code, Some(-32002));
     }
 

@@ -16,9 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 use super::rescue::{self, Answer};
-use crate::pipeline::ctx::{
-    CallCtx, ClientAnswer, ClientEvent, ClientSide, LogLevel, Principal, Scope,
-};
+use crate::pipeline::ctx::{CallCtx, ClientAnswer, ClientEvent, ClientSide, LogLevel, Principal, Scope};
 use crate::session::hub::{Filter, Registration};
 use crate::session::lifecycle;
 use crate::session::registry::SessionState;
@@ -55,10 +53,7 @@ pub async fn serve(
         listens: Mutex::new(HashMap::new()),
         relay_ids: std::sync::atomic::AtomicU64::new(1),
     });
-    let mut lines = FramedRead::new(
-        input,
-        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), max),
-    );
+    let mut lines = FramedRead::new(input, AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), max));
     let mut legacy_stream: Option<Registration> = None;
     loop {
         let line = tokio::select! {
@@ -71,13 +66,8 @@ pub async fn serve(
             Err(e) => {
                 convo
                     .send(
-                        rescue::plain_error(
-                            None,
-                            code::INVALID_REQUEST,
-                            &format!("Invalid request: {e}"),
-                            None,
-                        )
-                        .message,
+                        rescue::plain_error(None, code::INVALID_REQUEST, &format!("Invalid request: {e}"), None)
+                            .message,
                     )
                     .await;
                 continue;
@@ -90,14 +80,10 @@ pub async fn serve(
             Ok(m) => m,
             Err(e) => {
                 let id = match &e {
-                    jsonrpc::FrameError::Invalid { id: Some(id), .. } => {
-                        Some(id.as_bytes().to_vec())
-                    }
+                    jsonrpc::FrameError::Invalid { id: Some(id), .. } => Some(id.as_bytes().to_vec()),
                     _ => None,
                 };
-                convo
-                    .send(rescue::plain_error(id.as_deref(), e.code(), e.reason(), None).message)
-                    .await;
+                convo.send(rescue::plain_error(id.as_deref(), e.code(), e.reason(), None).message).await;
                 continue;
             }
         };
@@ -150,10 +136,7 @@ impl Conversation {
                 }
             }
             Kind::Response { outcome, .. } => {
-                let Some(id) = msg
-                    .id()
-                    .and_then(|i| serde_json::from_slice::<String>(i.as_bytes()).ok())
-                else {
+                let Some(id) = msg.id().and_then(|i| serde_json::from_slice::<String>(i.as_bytes()).ok()) else {
                     return;
                 };
                 let answer = match outcome {
@@ -164,26 +147,17 @@ impl Conversation {
             }
             Kind::Request { id, method, params } => {
                 let id = msg.src.slice(id.0.clone());
-                let params = params
-                    .as_ref()
-                    .map(|p| msg.src.slice(p.clone()))
-                    .unwrap_or_default();
+                let params = params.as_ref().map(|p| msg.src.slice(p.clone())).unwrap_or_default();
                 if *method == Method::Initialize {
                     let answer = self.initialize(&id, &params);
                     if legacy_stream.is_none() && self.legacy.lock().expect("era lock").is_some() {
                         let (tx, rx) = mpsc::channel(64);
-                        *legacy_stream = Some(self.shared.hub.register(
-                            Scope::Gateway,
-                            Filter::ALL,
-                            None,
-                            tx,
-                        ));
+                        *legacy_stream = Some(self.shared.hub.register(Scope::Gateway, Filter::ALL, None, tx));
                         tokio::spawn(forward(rx, self.out.clone()));
                     }
                     return self.send(answer).await;
                 }
-                let modern =
-                    memchr::memmem::find(&params, mcp::META_PROTOCOL_VERSION.as_bytes()).is_some();
+                let modern = memchr::memmem::find(&params, mcp::META_PROTOCOL_VERSION.as_bytes()).is_some();
                 let client = match self.client_for(modern, &params) {
                     Ok(c) => c,
                     Err(answer) => return self.send(answer.message_for(&id)).await,
@@ -198,14 +172,12 @@ impl Conversation {
                         );
                         self.send(Bytes::from(out)).await;
                     }
-                    Method::SubscriptionsListen if client.era == Era::Modern => {
-                        self.listen(id, &params).await
-                    }
+                    Method::SubscriptionsListen if client.era == Era::Modern => self.listen(id, &params).await,
                     Method::LoggingSetLevel => {
-                        if let Some(level) = ObjectView::parse(&params).ok().and_then(|v| {
-                            v.get_str(&params, "level")
-                                .and_then(|l| LogLevel::parse(&l))
-                        }) {
+                        if let Some(level) = ObjectView::parse(&params)
+                            .ok()
+                            .and_then(|v| v.get_str(&params, "level").and_then(|l| LogLevel::parse(&l)))
+                        {
                             self.state.set_log_level(level);
                         }
                         self.spawn_call(id, method.clone(), params, client);
@@ -219,10 +191,8 @@ impl Conversation {
     fn initialize(&self, id: &[u8], params: &[u8]) -> Bytes {
         match lifecycle::initialize(&self.shared.router, &Scope::Gateway, params) {
             Ok(init) => {
-                *self.legacy.lock().expect("era lock") = Some(ClientSide::legacy(
-                    init.version,
-                    Bytes::from(init.flags.to_json()),
-                ));
+                *self.legacy.lock().expect("era lock") =
+                    Some(ClientSide::legacy(init.version, Bytes::from(init.flags.to_json())));
                 let mut out = Vec::new();
                 jsonrpc::write_result(&mut out, id, &init.result);
                 Bytes::from(out)
@@ -235,36 +205,18 @@ impl Conversation {
     fn client_for(&self, modern: bool, params: &[u8]) -> Result<ClientSide, Rejected> {
         if !modern {
             let legacy = self.legacy.lock().expect("era lock").clone();
-            let mut client = legacy.unwrap_or_else(|| {
-                ClientSide::legacy(mcp::LATEST_LEGACY, Bytes::from_static(b"{}"))
-            });
+            let mut client =
+                legacy.unwrap_or_else(|| ClientSide::legacy(mcp::LATEST_LEGACY, Bytes::from_static(b"{}")));
             client.log_level = self.state.log_level();
             return Ok(client);
         }
-        let view = ObjectView::parse(params).map_err(|_| {
-            Rejected(
-                code::INVALID_PARAMS,
-                "params must be an object".into(),
-                None,
-            )
-        })?;
-        let meta = view
-            .get(params, "_meta")
-            .map(|s| &params[s])
-            .unwrap_or_default();
-        let meta_view = ObjectView::parse(meta).map_err(|_| {
-            Rejected(
-                code::INVALID_PARAMS,
-                "params._meta must be an object".into(),
-                None,
-            )
-        })?;
-        let version = meta_view
-            .get_str(meta, mcp::META_PROTOCOL_VERSION)
-            .map(|v| v.into_owned());
-        let caps = meta_view
-            .get(meta, mcp::META_CLIENT_CAPABILITIES)
-            .map(|s| Bytes::copy_from_slice(&meta[s]));
+        let view = ObjectView::parse(params)
+            .map_err(|_| Rejected(code::INVALID_PARAMS, "params must be an object".into(), None))?;
+        let meta = view.get(params, "_meta").map(|s| &params[s]).unwrap_or_default();
+        let meta_view = ObjectView::parse(meta)
+            .map_err(|_| Rejected(code::INVALID_PARAMS, "params._meta must be an object".into(), None))?;
+        let version = meta_view.get_str(meta, mcp::META_PROTOCOL_VERSION).map(|v| v.into_owned());
+        let caps = meta_view.get(meta, mcp::META_CLIENT_CAPABILITIES).map(|s| Bytes::copy_from_slice(&meta[s]));
         let (Some(version), Some(capabilities)) = (version, caps) else {
             return Err(Rejected(
                 code::INVALID_PARAMS,
@@ -272,26 +224,16 @@ impl Conversation {
                 None,
             ));
         };
-        let Some(version) =
-            mcp::known_version(&version).filter(|v| mcp::era_of(v) == Some(Era::Modern))
-        else {
-            let data =
-                serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": version });
+        let Some(version) = mcp::known_version(&version).filter(|v| mcp::era_of(v) == Some(Era::Modern)) else {
+            let data = serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": version });
             return Err(Rejected(
                 code::UNSUPPORTED_PROTOCOL_VERSION,
                 "Unsupported protocol version".into(),
                 Some(data),
             ));
         };
-        let log_level = meta_view
-            .get_str(meta, mcp::META_LOG_LEVEL)
-            .and_then(|l| LogLevel::parse(&l));
-        Ok(ClientSide {
-            era: Era::Modern,
-            version,
-            capabilities,
-            log_level,
-        })
+        let log_level = meta_view.get_str(meta, mcp::META_LOG_LEVEL).and_then(|l| LogLevel::parse(&l));
+        Ok(ClientSide { era: Era::Modern, version, capabilities, log_level })
     }
 
     fn spawn_call(self: &Arc<Self>, id: Bytes, method: Method, params: Bytes, client: ClientSide) {
@@ -328,30 +270,16 @@ impl Conversation {
     async fn relay(&self, event: ClientEvent) {
         match event {
             ClientEvent::Notification(n) => self.send(n).await,
-            ClientEvent::Request {
-                method,
-                params,
-                reply,
-            } => {
-                let id = format!(
-                    "sekisho-{}",
-                    self.relay_ids
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                );
+            ClientEvent::Request { method, params, reply } => {
+                let id = format!("sekisho-{}", self.relay_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
                 let rx = self.state.expect_answer(id.clone());
                 tokio::spawn(async move {
-                    if let Ok(Ok(a)) = tokio::time::timeout(super::stream::RELAY_TIMEOUT, rx).await
-                    {
+                    if let Ok(Ok(a)) = tokio::time::timeout(super::stream::RELAY_TIMEOUT, rx).await {
                         let _ = reply.send(a);
                     }
                 });
                 let mut out = Vec::new();
-                jsonrpc::write_request(
-                    &mut out,
-                    format!("\"{id}\"").as_bytes(),
-                    &method,
-                    params.as_deref(),
-                );
+                jsonrpc::write_request(&mut out, format!("\"{id}\"").as_bytes(), &method, params.as_deref());
                 self.send(Bytes::from(out)).await;
             }
         }
@@ -390,10 +318,7 @@ impl Conversation {
         );
         self.send(Bytes::from(out)).await;
         let (tx, rx) = mpsc::channel(64);
-        let reg = self
-            .shared
-            .hub
-            .register(Scope::Gateway, filter, Some(id.clone()), tx);
+        let reg = self.shared.hub.register(Scope::Gateway, filter, Some(id.clone()), tx);
         self.listens.lock().expect("listens lock").insert(id, reg);
         tokio::spawn(forward(rx, self.out.clone()));
     }

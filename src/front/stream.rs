@@ -56,8 +56,7 @@ pub fn spawn_call(
     tokio::spawn(async move {
         tokio::pin!(answer);
         let cancel = cancel.unwrap_or_default();
-        let mut keepalive =
-            tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
         loop {
             let frame = tokio::select! {
                 biased;

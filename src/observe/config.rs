@@ -31,10 +31,7 @@ pub enum LogFormat {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig {
-            level: "info".into(),
-            format: LogFormat::Json,
-        }
+        LogConfig { level: "info".into(), format: LogFormat::Json }
     }
 }
 
@@ -43,10 +40,7 @@ impl LogConfig {
     pub fn validate(&self) -> Vec<String> {
         match tracing_subscriber::EnvFilter::try_new(&self.level) {
             Ok(_) => Vec::new(),
-            Err(e) => vec![format!(
-                "log.level = {:?} is not a valid filter ({e})",
-                self.level
-            )],
+            Err(e) => vec![format!("log.level = {:?} is not a valid filter ({e})", self.level)],
         }
     }
 }

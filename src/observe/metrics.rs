@@ -62,23 +62,15 @@ pub struct Metrics {
 
 fn latency_histogram() -> Histogram {
     // 100 µs .. ~105 s, doubling.
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
-        0.0001, 2.0, 21,
-    ))
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.0001, 2.0, 21))
 }
 
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("sekisho");
         let calls = Family::<CallLabels, Counter>::default();
-        registry.register(
-            "requests",
-            "MCP requests handled, by method, upstream and outcome",
-            calls.clone(),
-        );
-        let latency = Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
+        registry.register("requests", "MCP requests handled, by method, upstream and outcome", calls.clone());
+        let latency = Family::<LatencyLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
         registry.register_with_unit(
             "request_duration",
             "Time from receiving a request to having its answer",
@@ -86,23 +78,11 @@ impl Metrics {
             latency.clone(),
         );
         let upstream_up = Family::<UpstreamLabels, Gauge>::default();
-        registry.register(
-            "upstream_up",
-            "1 when the upstream is connected, else 0",
-            upstream_up.clone(),
-        );
+        registry.register("upstream_up", "1 when the upstream is connected, else 0", upstream_up.clone());
         let upstream_restarts = Family::<UpstreamLabels, Gauge>::default();
-        registry.register(
-            "upstream_restarts",
-            "Reconnections after a failure since start",
-            upstream_restarts.clone(),
-        );
+        registry.register("upstream_restarts", "Reconnections after a failure since start", upstream_restarts.clone());
         let upstream_in_flight = Family::<UpstreamLabels, Gauge>::default();
-        registry.register(
-            "upstream_in_flight",
-            "Calls waiting on the upstream",
-            upstream_in_flight.clone(),
-        );
+        registry.register("upstream_in_flight", "Calls waiting on the upstream", upstream_in_flight.clone());
         let catalog_refresh_failures = Family::<UpstreamLabels, Counter>::default();
         registry.register(
             "catalog_refresh_failures",
@@ -110,23 +90,11 @@ impl Metrics {
             catalog_refresh_failures.clone(),
         );
         let rejections = Family::<RejectLabels, Counter>::default();
-        registry.register(
-            "http_rejections",
-            "HTTP requests refused before reaching the pipeline",
-            rejections.clone(),
-        );
+        registry.register("http_rejections", "HTTP requests refused before reaching the pipeline", rejections.clone());
         let sessions = Gauge::default();
-        registry.register(
-            "sessions",
-            "Legacy sessions with state on this replica",
-            sessions.clone(),
-        );
+        registry.register("sessions", "Legacy sessions with state on this replica", sessions.clone());
         let streams = Gauge::default();
-        registry.register(
-            "notification_streams",
-            "Open notification streams",
-            streams.clone(),
-        );
+        registry.register("notification_streams", "Open notification streams", streams.clone());
         Metrics {
             registry,
             calls,
@@ -143,40 +111,23 @@ impl Metrics {
 
     /// Record a finished call.
     pub fn call(&self, method: &str, upstream: &str, outcome: &'static str, elapsed: Duration) {
-        self.calls
-            .get_or_create(&CallLabels {
-                method: method.into(),
-                upstream: upstream.into(),
-                outcome,
-            })
-            .inc();
+        self.calls.get_or_create(&CallLabels { method: method.into(), upstream: upstream.into(), outcome }).inc();
         self.latency
-            .get_or_create(&LatencyLabels {
-                method: method.into(),
-                upstream: upstream.into(),
-            })
+            .get_or_create(&LatencyLabels { method: method.into(), upstream: upstream.into() })
             .observe(elapsed.as_secs_f64());
     }
 
     /// Record an HTTP-level rejection.
     pub fn rejected(&self, status: u16) {
-        self.rejections
-            .get_or_create(&RejectLabels { status })
-            .inc();
+        self.rejections.get_or_create(&RejectLabels { status }).inc();
     }
 
     /// Set an upstream's status gauges (called at scrape time).
     pub fn upstream(&self, name: &str, up: bool, restarts: u64, in_flight: usize) {
-        let l = UpstreamLabels {
-            upstream: name.into(),
-        };
+        let l = UpstreamLabels { upstream: name.into() };
         self.upstream_up.get_or_create(&l).set(i64::from(up));
-        self.upstream_restarts
-            .get_or_create(&l)
-            .set(restarts as i64);
-        self.upstream_in_flight
-            .get_or_create(&l)
-            .set(in_flight as i64);
+        self.upstream_restarts.get_or_create(&l).set(restarts as i64);
+        self.upstream_in_flight.get_or_create(&l).set(in_flight as i64);
     }
 
     /// Set the session and stream gauges (called at scrape time).
@@ -188,8 +139,7 @@ impl Metrics {
     /// The exposition text.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("encoding to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encoding to a String cannot fail");
         out
     }
 }
@@ -199,10 +149,5 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 /// Count a failed catalog listing of `upstream`.
 pub fn catalog_refresh_failed(upstream: &str) {
-    METRICS
-        .catalog_refresh_failures
-        .get_or_create(&UpstreamLabels {
-            upstream: upstream.into(),
-        })
-        .inc();
+    METRICS.catalog_refresh_failures.get_or_create(&UpstreamLabels { upstream: upstream.into() }).inc();
 }

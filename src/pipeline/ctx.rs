@@ -61,17 +61,15 @@ impl Params {
         if bytes.is_empty() {
             return Ok(Params::default());
         }
-        let view = ObjectView::parse(&bytes)
-            .map_err(|e| GatewayError::InvalidParams(format!("params: {e}")))?;
+        let view = ObjectView::parse(&bytes).map_err(|e| GatewayError::InvalidParams(format!("params: {e}")))?;
         let meta = match view.get(&bytes, "_meta") {
             Some(span) => {
                 let raw = bytes.slice(span);
                 if raw.as_ref() == b"null" {
                     None
                 } else {
-                    let view = ObjectView::parse(&raw).map_err(|_| {
-                        GatewayError::InvalidParams("params._meta must be an object".into())
-                    })?;
+                    let view = ObjectView::parse(&raw)
+                        .map_err(|_| GatewayError::InvalidParams("params._meta must be an object".into()))?;
                     Some(Meta { bytes: raw, view })
                 }
             }
@@ -99,8 +97,7 @@ impl Params {
     ///
     /// Errors: [`GatewayError::InvalidParams`] naming the member when it is missing or not a string.
     pub fn required_str(&self, key: &str) -> Result<Cow<'_, str>, GatewayError> {
-        self.str(key)
-            .ok_or_else(|| GatewayError::InvalidParams(format!("params.{key} must be a string")))
+        self.str(key).ok_or_else(|| GatewayError::InvalidParams(format!("params.{key} must be a string")))
     }
 }
 
@@ -151,12 +148,7 @@ pub struct ClientSide {
 impl ClientSide {
     /// A legacy client at `version` with the given capabilities object.
     pub fn legacy(version: &'static str, capabilities: Bytes) -> Self {
-        ClientSide {
-            era: Era::Legacy,
-            version,
-            capabilities,
-            log_level: None,
-        }
+        ClientSide { era: Era::Legacy, version, capabilities, log_level: None }
     }
 }
 

@@ -45,11 +45,7 @@ where
     fn call(&mut self, call: Call) -> Self::Future {
         let method = call.method.metric_label();
         let started = call.ctx.received;
-        MeteredFuture {
-            inner: self.inner.call(call),
-            method,
-            started,
-        }
+        MeteredFuture { inner: self.inner.call(call), method, started }
     }
 }
 

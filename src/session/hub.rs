@@ -28,11 +28,7 @@ pub struct Filter {
 
 impl Filter {
     /// Every list change.
-    pub const ALL: Filter = Filter {
-        tools: true,
-        prompts: true,
-        resources: true,
-    };
+    pub const ALL: Filter = Filter { tools: true, prompts: true, resources: true };
 
     fn wants(&self, kind: ListKind) -> bool {
         match kind {
@@ -66,11 +62,7 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.hub
-            .listeners
-            .lock()
-            .expect("hub lock")
-            .remove(&self.key);
+        self.hub.listeners.lock().expect("hub lock").remove(&self.key);
     }
 }
 
@@ -84,19 +76,8 @@ impl Hub {
         tx: mpsc::Sender<Bytes>,
     ) -> Registration {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
-        self.listeners.lock().expect("hub lock").insert(
-            key,
-            Listener {
-                scope,
-                filter,
-                subscription,
-                tx,
-            },
-        );
-        Registration {
-            hub: Arc::clone(self),
-            key,
-        }
+        self.listeners.lock().expect("hub lock").insert(key, Listener { scope, filter, subscription, tx });
+        Registration { hub: Arc::clone(self), key }
     }
 
     /// Number of open streams.
@@ -126,8 +107,7 @@ impl Hub {
             if !in_scope || !l.filter.wants(change.kind) {
                 continue;
             }
-            let _ =
-                l.tx.try_send(notification(method, l.subscription.as_deref()));
+            let _ = l.tx.try_send(notification(method, l.subscription.as_deref()));
         }
     }
 }
@@ -162,34 +142,19 @@ mod tests {
         let _r2 = hub.register(Scope::Upstream("a".into()), Filter::ALL, None, tx_a);
         let r3 = hub.register(
             Scope::Gateway,
-            Filter {
-                prompts: true,
-                ..Default::default()
-            },
+            Filter { prompts: true, ..Default::default() },
             Some(Bytes::from_static(b"9")),
             tx_p,
         );
-        hub.publish(&Change {
-            upstream: "b".into(),
-            kind: ListKind::Tools,
-        });
+        hub.publish(&Change { upstream: "b".into(), kind: ListKind::Tools });
         assert!(
-            rx_all
-                .try_recv()
-                .unwrap()
-                .starts_with(br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed""#)
+            rx_all.try_recv().unwrap().starts_with(br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed""#)
         );
         assert!(rx_a.try_recv().is_err(), "other upstream's change");
         assert!(rx_p.try_recv().is_err(), "filtered out");
-        hub.publish(&Change {
-            upstream: "a".into(),
-            kind: ListKind::Prompts,
-        });
+        hub.publish(&Change { upstream: "a".into(), kind: ListKind::Prompts });
         let tagged: serde_json::Value = serde_json::from_slice(&rx_p.try_recv().unwrap()).unwrap();
-        assert_eq!(
-            tagged["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"],
-            9
-        );
+        assert_eq!(tagged["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 9);
         assert!(rx_a.try_recv().is_ok());
         drop(r3);
         assert_eq!(hub.len(), 2);

@@ -13,11 +13,7 @@ use crate::wire::mcp::{self, Era};
 use crate::wire::object::ObjectWriter;
 
 /// The gateway's `serverInfo`.
-pub const SERVER_INFO: &str = concat!(
-    r#"{"name":"sekisho","version":""#,
-    env!("CARGO_PKG_VERSION"),
-    r#""}"#
-);
+pub const SERVER_INFO: &str = concat!(r#"{"name":"sekisho","version":""#, env!("CARGO_PKG_VERSION"), r#""}"#);
 
 #[derive(Deserialize)]
 struct InitializeParams<'a> {
@@ -40,14 +36,9 @@ pub struct Initialized {
 /// Answer `initialize`: negotiate the revision and describe the gateway in `scope`.
 ///
 /// Errors: [`GatewayError::InvalidParams`] when `protocolVersion` is missing or params are malformed.
-pub fn initialize(
-    router: &Router,
-    scope: &Scope,
-    params: &[u8],
-) -> Result<Initialized, GatewayError> {
-    let p: InitializeParams<'_> =
-        serde_json::from_slice(if params.is_empty() { b"{}" } else { params })
-            .map_err(|e| GatewayError::InvalidParams(format!("initialize: {e}")))?;
+pub fn initialize(router: &Router, scope: &Scope, params: &[u8]) -> Result<Initialized, GatewayError> {
+    let p: InitializeParams<'_> = serde_json::from_slice(if params.is_empty() { b"{}" } else { params })
+        .map_err(|e| GatewayError::InvalidParams(format!("initialize: {e}")))?;
     let version = mcp::negotiate_legacy(&p.protocol_version);
     let caps = p.capabilities.map(|c| c.get()).unwrap_or("{}");
     let caps: serde_json::Value = serde_json::from_str(caps).unwrap_or_default();
@@ -59,20 +50,13 @@ pub fn initialize(
     let mut out = Vec::with_capacity(512);
     let mut w = ObjectWriter::begin(&mut out);
     w.string("protocolVersion", version);
-    w.raw(
-        "capabilities",
-        router.capabilities(scope, Era::Legacy).as_bytes(),
-    );
+    w.raw("capabilities", router.capabilities(scope, Era::Legacy).as_bytes());
     w.raw("serverInfo", SERVER_INFO.as_bytes());
     if let Some(text) = router.instructions(scope) {
         w.string("instructions", &text);
     }
     w.end();
-    Ok(Initialized {
-        version,
-        flags,
-        result: Bytes::from(out),
-    })
+    Ok(Initialized { version, flags, result: Bytes::from(out) })
 }
 
 /// Answer `server/discover` for `scope`.
@@ -80,19 +64,12 @@ pub fn discover(router: &Router, scope: &Scope) -> Bytes {
     let mut out = Vec::with_capacity(512);
     let mut w = ObjectWriter::begin(&mut out);
     w.string("resultType", "complete");
-    w.raw(
-        "ttlMs",
-        router.catalog().config().list_ttl_ms.to_string().as_bytes(),
-    );
+    w.raw("ttlMs", router.catalog().config().list_ttl_ms.to_string().as_bytes());
     w.string("cacheScope", "public");
     w.with("supportedVersions", |o| {
-        serde_json::to_writer(&mut *o, &mcp::MODERN_VERSIONS)
-            .expect("writing JSON to a Vec cannot fail")
+        serde_json::to_writer(&mut *o, &mcp::MODERN_VERSIONS).expect("writing JSON to a Vec cannot fail")
     });
-    w.raw(
-        "capabilities",
-        router.capabilities(scope, Era::Modern).as_bytes(),
-    );
+    w.raw("capabilities", router.capabilities(scope, Era::Modern).as_bytes());
     if let Some(text) = router.instructions(scope) {
         w.string("instructions", &text);
     }

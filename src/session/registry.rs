@@ -40,9 +40,7 @@ pub struct SessionState {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl SessionState {
@@ -60,15 +58,8 @@ impl SessionState {
     /// [`SessionState::cancel`]. The returned guard unregisters it.
     pub fn track(self: &Arc<Self>, id: Bytes) -> InFlight {
         let token = CancellationToken::new();
-        self.in_flight
-            .lock()
-            .expect("session lock")
-            .insert(id.clone(), token.clone());
-        InFlight {
-            state: Arc::clone(self),
-            id,
-            token,
-        }
+        self.in_flight.lock().expect("session lock").insert(id.clone(), token.clone());
+        InFlight { state: Arc::clone(self), id, token }
     }
 
     /// Cancel the in-flight request with this raw id (from `notifications/cancelled`).
@@ -112,11 +103,7 @@ pub struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.state
-            .in_flight
-            .lock()
-            .expect("session lock")
-            .remove(&self.id);
+        self.state.in_flight.lock().expect("session lock").remove(&self.id);
     }
 }
 
@@ -130,11 +117,7 @@ pub struct Sessions {
 impl Sessions {
     /// Sessions sealed with `key` (random if `None`) that live for `ttl`.
     pub fn new(key: Option<[u8; 32]>, ttl: Duration) -> Self {
-        Sessions {
-            sealer: SessionSealer::new(key, ttl),
-            revoked: Mutex::default(),
-            extras: Mutex::default(),
-        }
+        Sessions { sealer: SessionSealer::new(key, ttl), revoked: Mutex::default(), extras: Mutex::default() }
     }
 
     /// Mint a session id for a newly initialized client.
@@ -146,22 +129,13 @@ impl Sessions {
     ///
     /// Errors: [`SessionError::Missing`] without an id; [`SessionError::Unknown`] for an id that
     /// is not ours, altered, expired, or deleted.
-    pub fn resume(
-        &self,
-        id: Option<&str>,
-    ) -> Result<(SessionClaims, Arc<SessionState>), SessionError> {
+    pub fn resume(&self, id: Option<&str>) -> Result<(SessionClaims, Arc<SessionState>), SessionError> {
         let id = id.ok_or(SessionError::Missing)?;
         let claims = self.sealer.open(id).ok_or(SessionError::Unknown)?;
         if self.revoked.lock().expect("sessions lock").contains_key(id) {
             return Err(SessionError::Unknown);
         }
-        let state = Arc::clone(
-            self.extras
-                .lock()
-                .expect("sessions lock")
-                .entry(id.to_string())
-                .or_default(),
-        );
+        let state = Arc::clone(self.extras.lock().expect("sessions lock").entry(id.to_string()).or_default());
         state.touch();
         Ok((claims, state))
     }
@@ -179,10 +153,7 @@ impl Sessions {
             let now = now_secs();
             revoked.retain(|_, exp| *exp > now);
             if revoked.len() >= MAX_REVOKED
-                && let Some(oldest) = revoked
-                    .iter()
-                    .min_by_key(|(_, e)| **e)
-                    .map(|(k, _)| k.clone())
+                && let Some(oldest) = revoked.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone())
             {
                 revoked.remove(&oldest);
             }
@@ -194,14 +165,12 @@ impl Sessions {
     /// Drop expired revocations and idle extras; run periodically.
     pub fn sweep(&self) {
         let now = now_secs();
-        self.revoked
+        self.revoked.lock().expect("sessions lock").retain(|_, exp| *exp > now);
+        let idle = now.saturating_sub(IDLE_EXTRAS.as_secs());
+        self.extras
             .lock()
             .expect("sessions lock")
-            .retain(|_, exp| *exp > now);
-        let idle = now.saturating_sub(IDLE_EXTRAS.as_secs());
-        self.extras.lock().expect("sessions lock").retain(|id, s| {
-            s.last_seen.load(Ordering::Relaxed) > idle && self.sealer.open(id).is_some()
-        });
+            .retain(|id, s| s.last_seen.load(Ordering::Relaxed) > idle && self.sealer.open(id).is_some());
     }
 
     /// Number of sessions with node-local state.

@@ -32,11 +32,7 @@ impl ClientFlags {
     }
 
     fn from_byte(b: u8) -> Self {
-        ClientFlags {
-            sampling: b & 1 != 0,
-            elicitation: b & 2 != 0,
-            roots: b & 4 != 0,
-        }
+        ClientFlags { sampling: b & 1 != 0, elicitation: b & 2 != 0, roots: b & 4 != 0 }
     }
 
     /// The capabilities object these flags stand for, as raw JSON.
@@ -74,45 +70,32 @@ pub struct SessionSealer {
 
 /// Decode a configured key: base64 (standard or URL-safe) of exactly 32 bytes.
 pub fn decode_key(text: &str) -> Option<[u8; 32]> {
-    let bytes = STANDARD
-        .decode(text.trim())
-        .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim()))
-        .ok()?;
+    let bytes = STANDARD.decode(text.trim()).or_else(|_| URL_SAFE_NO_PAD.decode(text.trim())).ok()?;
     bytes.try_into().ok()
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl SessionSealer {
     /// A sealer with the given key (`None`: a random key for this process) and session lifetime.
     pub fn new(key: Option<[u8; 32]>, ttl: Duration) -> Self {
         let key = key.unwrap_or_else(rand::random);
-        SessionSealer {
-            cipher: XChaCha20Poly1305::new(Key::from_slice(&key)),
-            ttl,
-        }
+        SessionSealer { cipher: XChaCha20Poly1305::new(Key::from_slice(&key)), ttl }
     }
 
     /// Mint a session id for a newly initialized session.
     pub fn seal(&self, version: &'static str, flags: ClientFlags) -> String {
-        let index = LEGACY_VERSIONS
-            .iter()
-            .position(|v| *v == version)
-            .unwrap_or(LEGACY_VERSIONS.len() - 1);
+        let index = LEGACY_VERSIONS.iter().position(|v| *v == version).unwrap_or(LEGACY_VERSIONS.len() - 1);
         let mut payload = [0u8; 18];
         payload[0] = index as u8;
         payload[1] = flags.to_byte();
         payload[2..10].copy_from_slice(&(now_secs() + self.ttl.as_secs()).to_be_bytes());
         payload[10..18].copy_from_slice(&rand::random::<[u8; 8]>());
         let nonce: [u8; 24] = rand::random();
-        let sealed = self
-            .cipher
-            .encrypt(XNonce::from_slice(&nonce), payload.as_slice())
-            .expect("in-memory AEAD encryption");
+        let sealed =
+            self.cipher.encrypt(XNonce::from_slice(&nonce), payload.as_slice()).expect("in-memory AEAD encryption");
         let mut token = Vec::with_capacity(24 + sealed.len());
         token.extend_from_slice(&nonce);
         token.extend_from_slice(&sealed);
@@ -129,10 +112,7 @@ impl SessionSealer {
             return None;
         }
         let (nonce, sealed) = raw.split_at(24);
-        let payload = self
-            .cipher
-            .decrypt(XNonce::from_slice(nonce), sealed)
-            .ok()?;
+        let payload = self.cipher.decrypt(XNonce::from_slice(nonce), sealed).ok()?;
         if payload.len() != 18 {
             return None;
         }
@@ -155,11 +135,7 @@ mod tests {
     #[test]
     fn round_trip_and_tamper() {
         let s = SessionSealer::new(None, Duration::from_secs(60));
-        let flags = ClientFlags {
-            sampling: true,
-            elicitation: false,
-            roots: true,
-        };
+        let flags = ClientFlags { sampling: true, elicitation: false, roots: true };
         let t = s.seal("2025-03-26", flags);
         assert!(t.bytes().all(|b| (0x21..=0x7e).contains(&b)));
         let c = s.open(&t).unwrap();
@@ -169,12 +145,7 @@ mod tests {
         let last = bad.len() - 3;
         bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
         assert!(s.open(std::str::from_utf8(&bad).unwrap()).is_none());
-        assert!(
-            SessionSealer::new(None, Duration::from_secs(60))
-                .open(&t)
-                .is_none(),
-            "other key"
-        );
+        assert!(SessionSealer::new(None, Duration::from_secs(60)).open(&t).is_none(), "other key");
         assert!(s.open("not-a-token").is_none());
     }
 
@@ -183,15 +154,9 @@ mod tests {
         let key = decode_key(&STANDARD.encode([7u8; 32])).unwrap();
         let a = SessionSealer::new(Some(key), Duration::from_secs(60));
         let b = SessionSealer::new(Some(key), Duration::from_secs(60));
-        assert!(
-            b.open(&a.seal("2025-11-25", ClientFlags::default()))
-                .is_some()
-        );
+        assert!(b.open(&a.seal("2025-11-25", ClientFlags::default())).is_some());
         let expired = SessionSealer::new(Some(key), Duration::from_secs(0));
-        assert!(
-            a.open(&expired.seal("2025-11-25", ClientFlags::default()))
-                .is_none()
-        );
+        assert!(a.open(&expired.seal("2025-11-25", ClientFlags::default())).is_none());
         assert!(decode_key("c2hvcnQ=").is_none());
     }
 }

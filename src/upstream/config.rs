@@ -79,17 +79,9 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transport {
     /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
-    Stdio {
-        command: String,
-        args: Vec<String>,
-        env: BTreeMap<String, String>,
-        cwd: Option<PathBuf>,
-    },
+    Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String>, cwd: Option<PathBuf> },
     /// A Streamable HTTP endpoint.
-    Http {
-        url: http::Uri,
-        headers: http::HeaderMap,
-    },
+    Http { url: http::Uri, headers: http::HeaderMap },
 }
 
 impl UpstreamConfig {
@@ -99,61 +91,44 @@ impl UpstreamConfig {
         let mut problems = Vec::new();
         if name.is_empty()
             || name.len() > 32
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            problems.push(format!(
-                "{at}: the namespace must be 1-32 characters of A-Z, a-z, 0-9, '-' or '_'"
-            ));
+            problems.push(format!("{at}: the namespace must be 1-32 characters of A-Z, a-z, 0-9, '-' or '_'"));
         }
         match (&self.command, &self.url) {
-            (Some(_), Some(_)) => problems.push(format!(
-                "{at}: set either `command` (stdio) or `url` (HTTP), not both"
-            )),
-            (None, None) => problems.push(format!(
-                "{at}: set `command` for a stdio server or `url` for an HTTP server"
-            )),
+            (Some(_), Some(_)) => {
+                problems.push(format!("{at}: set either `command` (stdio) or `url` (HTTP), not both"))
+            }
+            (None, None) => {
+                problems.push(format!("{at}: set `command` for a stdio server or `url` for an HTTP server"))
+            }
             (Some(cmd), None) => {
                 if cmd.trim().is_empty() {
                     problems.push(format!("{at}.command is empty"));
                 }
                 if !self.headers.is_empty() {
-                    problems.push(format!(
-                        "{at}.headers only applies to HTTP upstreams (`url`)"
-                    ));
+                    problems.push(format!("{at}.headers only applies to HTTP upstreams (`url`)"));
                 }
             }
             (None, Some(url)) => {
                 match url.parse::<http::Uri>() {
-                    Ok(uri)
-                        if matches!(uri.scheme_str(), Some("http" | "https"))
-                            && uri.host().is_some() => {}
-                    _ => problems.push(format!(
-                        "{at}.url = {url:?} is not an http:// or https:// URL"
-                    )),
+                    Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+                    _ => problems.push(format!("{at}.url = {url:?} is not an http:// or https:// URL")),
                 }
                 for (k, v) in &self.headers {
                     if http::HeaderName::try_from(k.as_str()).is_err() {
                         problems.push(format!("{at}.headers: {k:?} is not a valid header name"));
                     }
                     if http::HeaderValue::try_from(v.as_str()).is_err() {
-                        problems.push(format!(
-                            "{at}.headers.{k}: the value is not a valid header value"
-                        ));
+                        problems.push(format!("{at}.headers.{k}: the value is not a valid header value"));
                     }
                 }
                 if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
-                    problems.push(format!(
-                        "{at}: args, env and cwd only apply to stdio upstreams (`command`)"
-                    ));
+                    problems.push(format!("{at}: args, env and cwd only apply to stdio upstreams (`command`)"));
                 }
             }
         }
-        for (field, d) in [
-            ("timeout", self.timeout),
-            ("startup_timeout", self.startup_timeout),
-        ] {
+        for (field, d) in [("timeout", self.timeout), ("startup_timeout", self.startup_timeout)] {
             if d.is_some_and(|d| d < Duration::from_millis(10)) {
                 problems.push(format!("{at}.{field} must be at least 10ms"));
             }
@@ -173,17 +148,13 @@ impl UpstreamConfig {
             (None, Some(url)) => {
                 let mut headers = http::HeaderMap::new();
                 for (k, v) in &self.headers {
-                    if let (Ok(k), Ok(v)) = (
-                        http::HeaderName::try_from(k.as_str()),
-                        http::HeaderValue::try_from(v.as_str()),
-                    ) {
+                    if let (Ok(k), Ok(v)) =
+                        (http::HeaderName::try_from(k.as_str()), http::HeaderValue::try_from(v.as_str()))
+                    {
                         headers.insert(k, v);
                     }
                 }
-                Transport::Http {
-                    url: url.parse().expect("validated"),
-                    headers,
-                }
+                Transport::Http { url: url.parse().expect("validated"), headers }
             }
             (None, None) => unreachable!("validated: command or url is set"),
         }

@@ -40,12 +40,7 @@ pub struct Request<'a> {
 impl Request<'_> {
     /// A gateway-originated request with raw params.
     pub fn raw<'a>(method: &'a str, params: Option<&'a [u8]>) -> Request<'a> {
-        Request {
-            method,
-            body: Body::Raw(params),
-            name_header: None,
-            route: None,
-        }
+        Request { method, body: Body::Raw(params), name_header: None, route: None }
     }
 
     /// Write the complete JSON-RPC request message with gateway id `id` for an upstream that
@@ -61,29 +56,13 @@ impl Request<'_> {
                 out.extend_from_slice(b",\"params\":");
                 out.extend_from_slice(params);
             }
-            Body::Client {
-                params,
-                replace,
-                client,
-            } => {
-                let upstream = handshake
-                    .map_or((Era::Legacy, crate::wire::mcp::LATEST_LEGACY), |h| {
-                        (h.era, h.version)
-                    });
-                let wants_progress = self
-                    .route
-                    .as_ref()
-                    .is_some_and(|r| r.client_token.is_some());
+            Body::Client { params, replace, client } => {
+                let upstream = handshake.map_or((Era::Legacy, crate::wire::mcp::LATEST_LEGACY), |h| (h.era, h.version));
+                let wants_progress = self.route.as_ref().is_some_and(|r| r.client_token.is_some());
                 out.extend_from_slice(b",\"params\":");
                 write_params(
                     out,
-                    &Outbound {
-                        params,
-                        replace,
-                        progress_token: wants_progress.then_some(id),
-                        client,
-                        upstream,
-                    },
+                    &Outbound { params, replace, progress_token: wants_progress.then_some(id), client, upstream },
                 );
             }
         }
@@ -120,14 +99,8 @@ pub enum ConnError {
 pub fn expect_result(msg: &crate::wire::jsonrpc::Message) -> Result<Bytes, ConnError> {
     use crate::wire::jsonrpc::{Kind, Outcome, error_fields};
     match &msg.kind {
-        Kind::Response {
-            outcome: Outcome::Result(span),
-            ..
-        } => Ok(msg.src.slice(span.clone())),
-        Kind::Response {
-            outcome: Outcome::Error(span),
-            ..
-        } => {
+        Kind::Response { outcome: Outcome::Result(span), .. } => Ok(msg.src.slice(span.clone())),
+        Kind::Response { outcome: Outcome::Error(span), .. } => {
             let raw = msg.slice(span);
             let text = error_fields(raw).map_or_else(
                 || String::from_utf8_lossy(raw).into_owned(),

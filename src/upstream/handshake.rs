@@ -30,20 +30,14 @@ impl Handshake {
     /// Whether the upstream declared capability `name` (e.g. `tools`, `logging`).
     pub fn has_capability(&self, name: &str) -> bool {
         crate::wire::object::ObjectView::parse(&self.capabilities)
-            .map(|v| {
-                v.get(&self.capabilities, name)
-                    .is_some_and(|s| &self.capabilities[s] != b"null")
-            })
+            .map(|v| v.get(&self.capabilities, name).is_some_and(|s| &self.capabilities[s] != b"null"))
             .unwrap_or(false)
     }
 }
 
 /// Params of the gateway's `server/discover` probe.
 pub fn discover_params() -> Bytes {
-    Bytes::from(format!(
-        r#"{{"_meta":{}}}"#,
-        gateway_envelope(mcp::LATEST_MODERN)
-    ))
+    Bytes::from(format!(r#"{{"_meta":{}}}"#, gateway_envelope(mcp::LATEST_MODERN)))
 }
 
 /// Params of the gateway's `initialize`, declaring the given client capabilities (raw JSON).
@@ -104,23 +98,16 @@ pub struct BadInitialize(pub String);
 ///
 /// Errors: [`BadInitialize`] when it is malformed or names a revision the gateway does not speak.
 pub fn from_initialize(result: &[u8]) -> Result<Handshake, BadInitialize> {
-    let r: InitializeFields<'_> = serde_json::from_slice(result)
-        .map_err(|e| BadInitialize(format!("malformed initialize result: {e}")))?;
+    let r: InitializeFields<'_> =
+        serde_json::from_slice(result).map_err(|e| BadInitialize(format!("malformed initialize result: {e}")))?;
     let version = mcp::known_version(&r.protocol_version)
         .filter(|v| mcp::era_of(v) == Some(Era::Legacy))
-        .ok_or_else(|| {
-            BadInitialize(format!(
-                "unsupported protocol version {:?}",
-                r.protocol_version
-            ))
-        })?;
+        .ok_or_else(|| BadInitialize(format!("unsupported protocol version {:?}", r.protocol_version)))?;
     Ok(Handshake {
         era: Era::Legacy,
         version,
         capabilities: raw_or_empty(r.capabilities),
-        server_info: r
-            .server_info
-            .map(|r| Bytes::copy_from_slice(r.get().as_bytes())),
+        server_info: r.server_info.map(|r| Bytes::copy_from_slice(r.get().as_bytes())),
         instructions: r.instructions,
     })
 }
@@ -143,9 +130,7 @@ mod tests {
         assert!(h.has_capability("tools"));
         assert!(!h.has_capability("prompts"));
         assert!(h.server_info.is_some());
-        assert!(
-            from_discover(br#"{"supportedVersions":["2025-11-25"],"capabilities":{}}"#).is_none()
-        );
+        assert!(from_discover(br#"{"supportedVersions":["2025-11-25"],"capabilities":{}}"#).is_none());
     }
 
     #[test]

@@ -34,11 +34,7 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Build the shared client: HTTP/1.1 keep-alive, TLS with the webpki roots.
 pub fn client() -> HttpClient {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
+    let https = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
@@ -87,21 +83,13 @@ impl HttpConn {
         let mut probe_error = None;
         if choice != EraChoice::Legacy {
             let params = handshake::discover_params();
-            match conn
-                .exchange_raw("server/discover", Some(&params), Some(mcp::LATEST_MODERN))
-                .await
-            {
-                Ok((msg, _)) => match expect_result(&msg)
-                    .ok()
-                    .and_then(|r| handshake::from_discover(&r))
-                {
+            match conn.exchange_raw("server/discover", Some(&params), Some(mcp::LATEST_MODERN)).await {
+                Ok((msg, _)) => match expect_result(&msg).ok().and_then(|r| handshake::from_discover(&r)) {
                     Some(h) => {
                         let _ = conn.handshake.set(h);
                         return Ok(Arc::new(conn));
                     }
-                    None => {
-                        probe_error = Some("server/discover offered no modern revision".to_string())
-                    }
+                    None => probe_error = Some("server/discover offered no modern revision".to_string()),
                 },
                 Err(e) => probe_error = Some(e.to_string()),
             }
@@ -127,9 +115,7 @@ impl HttpConn {
 
     /// The handshake.
     pub fn handshake(&self) -> &Handshake {
-        self.handshake
-            .get()
-            .expect("connected conns have a handshake")
+        self.handshake.get().expect("connected conns have a handshake")
     }
 
     /// A token cancelled when this session is no longer usable.
@@ -157,14 +143,8 @@ impl HttpConn {
         b
     }
 
-    async fn send(
-        &self,
-        req: HttpRequest<Full<Bytes>>,
-    ) -> Result<http::Response<Incoming>, ConnError> {
-        self.client
-            .request(req)
-            .await
-            .map_err(|e| ConnError::Transport(transport_error(&e)))
+    async fn send(&self, req: HttpRequest<Full<Bytes>>) -> Result<http::Response<Incoming>, ConnError> {
+        self.client.request(req).await.map_err(|e| ConnError::Transport(transport_error(&e)))
     }
 
     /// POST a gateway-originated request and read its answer (used by the handshake).
@@ -178,16 +158,11 @@ impl HttpConn {
         let _forget = Forget { mux: &self.mux, id };
         let mut body = Vec::new();
         Request::raw(method, params).write(&mut body, id, None);
-        let mut b = self
-            .base_request(HttpMethod::POST, version)
-            .header(CONTENT_TYPE, JSON)
-            .header(ACCEPT, ACCEPT_BOTH);
+        let mut b = self.base_request(HttpMethod::POST, version).header(CONTENT_TYPE, JSON).header(ACCEPT, ACCEPT_BOTH);
         if version.and_then(mcp::era_of) == Some(Era::Modern) {
             b = b.header(mcp::HEADER_METHOD, method);
         }
-        let resp = self
-            .send(b.body(Full::new(Bytes::from(body))).expect("valid request"))
-            .await?;
+        let resp = self.send(b.body(Full::new(Bytes::from(body))).expect("valid request")).await?;
         let session = resp.headers().get(mcp::HEADER_SESSION_ID).cloned();
         let msg = self.read_answer(resp, id).await?;
         Ok((msg, session))
@@ -206,10 +181,7 @@ impl HttpConn {
         if status.is_success() {
             Ok(())
         } else {
-            Err(ConnError::Status {
-                status: status.as_u16(),
-                detail: String::new(),
-            })
+            Err(ConnError::Status { status: status.as_u16(), detail: String::new() })
         }
     }
 
@@ -225,26 +197,18 @@ impl HttpConn {
         }
         let h = self.handshake();
         let id = self.mux.register(None, req.route.clone());
-        let mut guard = CancelOnDrop {
-            conn: self,
-            id,
-            armed: h.era == Era::Legacy,
-        };
+        let mut guard = CancelOnDrop { conn: self, id, armed: h.era == Era::Legacy };
         let mut body = Vec::with_capacity(256);
         req.write(&mut body, id, Some(h));
-        let mut b = self
-            .base_request(HttpMethod::POST, Some(h.version))
-            .header(CONTENT_TYPE, JSON)
-            .header(ACCEPT, ACCEPT_BOTH);
+        let mut b =
+            self.base_request(HttpMethod::POST, Some(h.version)).header(CONTENT_TYPE, JSON).header(ACCEPT, ACCEPT_BOTH);
         if h.era == Era::Modern {
             b = b.header(mcp::HEADER_METHOD, req.method);
             if let Some(name) = req.name_header {
                 b = b.header(mcp::HEADER_NAME, encode_header_value(name));
             }
         }
-        let resp = self
-            .send(b.body(Full::new(Bytes::from(body))).expect("valid request"))
-            .await?;
+        let resp = self.send(b.body(Full::new(Bytes::from(body))).expect("valid request")).await?;
         let answer = self.read_answer(resp, id).await;
         if let Err(ConnError::SessionExpired) = &answer {
             self.closed.cancel();
@@ -256,18 +220,10 @@ impl HttpConn {
 
     /// Read the answer to request `id` from a POST response: JSON, or an SSE stream on which
     /// other messages (progress, logs, server-to-client requests) may come first.
-    async fn read_answer(
-        &self,
-        resp: http::Response<Incoming>,
-        id: u64,
-    ) -> Result<Message, ConnError> {
+    async fn read_answer(&self, resp: http::Response<Incoming>, id: u64) -> Result<Message, ConnError> {
         let status = resp.status();
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let content_type =
+            resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
         if status == StatusCode::NOT_FOUND && self.session.is_some() {
             return Err(ConnError::SessionExpired);
         }
@@ -280,9 +236,7 @@ impl HttpConn {
             .map_err(|e| ConnError::Transport(format!("reading the answer: {e}")))?
             .to_bytes();
         if status == StatusCode::ACCEPTED {
-            return Err(ConnError::Protocol(
-                "202 Accepted without an answer to a request".into(),
-            ));
+            return Err(ConnError::Protocol("202 Accepted without an answer to a request".into()));
         }
         // Error statuses often carry a JSON-RPC error (e.g. modern 400/-32021, 404/-32601):
         // that is the upstream's answer, not a transport failure.
@@ -307,18 +261,15 @@ impl HttpConn {
                 Some(Ok(frame)) => frame,
                 Some(Err(e)) => return Err(ConnError::Transport(format!("stream broke: {e}"))),
                 None => {
-                    return Err(ConnError::Protocol(
-                        "the stream ended before the response".into(),
-                    ));
+                    return Err(ConnError::Protocol("the stream ended before the response".into()));
                 }
             };
             let Ok(data) = frame.into_data() else {
                 continue;
             };
             decoder.push(&data);
-            while let Some(event) = decoder
-                .next_event()
-                .map_err(|e| ConnError::Protocol(format!("SSE event over {} bytes", e.0)))?
+            while let Some(event) =
+                decoder.next_event().map_err(|e| ConnError::Protocol(format!("SSE event over {} bytes", e.0)))?
             {
                 if event.data.is_empty() || event.event.as_deref().is_some_and(|e| e != "message") {
                     continue;
@@ -340,20 +291,9 @@ impl HttpConn {
         match action {
             Action::None => {}
             Action::Send(msg) => self.post_detached(msg),
-            Action::Relay {
-                id,
-                method,
-                params,
-                events,
-            } => {
+            Action::Relay { id, method, params, events } => {
                 let (tx, rx) = oneshot::channel();
-                let sent = events
-                    .try_send(ClientEvent::Request {
-                        method,
-                        params,
-                        reply: tx,
-                    })
-                    .is_ok();
+                let sent = events.try_send(ClientEvent::Request { method, params, reply: tx }).is_ok();
                 let this = self.detached();
                 tokio::spawn(async move {
                     let answer = if sent { rx.await.ok() } else { None };
@@ -401,8 +341,7 @@ impl HttpConn {
                 let id = self.mux.register(None, None);
                 self.mux.forget(id);
                 let mut body = Vec::new();
-                Request::raw("subscriptions/listen", Some(params.as_bytes()))
-                    .write(&mut body, id, None);
+                Request::raw("subscriptions/listen", Some(params.as_bytes())).write(&mut body, id, None);
                 self.base_request(HttpMethod::POST, Some(h.version))
                     .header(CONTENT_TYPE, JSON)
                     .header(ACCEPT, ACCEPT_BOTH)
@@ -473,17 +412,10 @@ impl HttpConn {
 fn listen_filter(h: &Handshake) -> Option<String> {
     let caps: serde_json::Value = serde_json::from_slice(&h.capabilities).ok()?;
     let mut filter = serde_json::Map::new();
-    for (cap, key) in [
-        ("tools", "toolsListChanged"),
-        ("prompts", "promptsListChanged"),
-        ("resources", "resourcesListChanged"),
-    ] {
-        if caps
-            .get(cap)
-            .and_then(|c| c.get("listChanged"))
-            .and_then(|v| v.as_bool())
-            == Some(true)
-        {
+    for (cap, key) in
+        [("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged")]
+    {
+        if caps.get(cap).and_then(|c| c.get("listChanged")).and_then(|v| v.as_bool()) == Some(true) {
             filter.insert(key.into(), true.into());
         }
     }
@@ -501,9 +433,7 @@ struct Detached {
 
 impl Detached {
     async fn post(self, body: Bytes) {
-        let mut b = HttpRequest::builder()
-            .method(HttpMethod::POST)
-            .uri(self.url);
+        let mut b = HttpRequest::builder().method(HttpMethod::POST).uri(self.url);
         for (k, v) in &self.headers {
             b = b.header(k, v);
         }
@@ -513,11 +443,8 @@ impl Detached {
         if let Some(s) = &self.session {
             b = b.header(mcp::HEADER_SESSION_ID, s);
         }
-        let req = b
-            .header(CONTENT_TYPE, JSON)
-            .header(ACCEPT, ACCEPT_BOTH)
-            .body(Full::new(body))
-            .expect("valid request");
+        let req =
+            b.header(CONTENT_TYPE, JSON).header(ACCEPT, ACCEPT_BOTH).body(Full::new(body)).expect("valid request");
         if let Err(e) = self.client.request(req).await {
             tracing::debug!(error = %transport_error(&e), "posting to the upstream failed");
         }
@@ -529,12 +456,8 @@ impl Detached {
 pub fn answer_message(id: &RawId, answer: Option<ClientAnswer>) -> Vec<u8> {
     let mut out = Vec::new();
     match answer {
-        Some(ClientAnswer::Result(r)) => {
-            crate::wire::jsonrpc::write_result(&mut out, id.as_bytes(), &r)
-        }
-        Some(ClientAnswer::Error(e)) => {
-            crate::wire::jsonrpc::write_raw_error(&mut out, Some(id.as_bytes()), &e)
-        }
+        Some(ClientAnswer::Result(r)) => crate::wire::jsonrpc::write_result(&mut out, id.as_bytes(), &r),
+        Some(ClientAnswer::Error(e)) => crate::wire::jsonrpc::write_raw_error(&mut out, Some(id.as_bytes()), &e),
         None => write_error(
             &mut out,
             Some(id.as_bytes()),
@@ -569,15 +492,8 @@ impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.conn.mux.forget(self.id) && self.armed && !self.conn.closed.is_cancelled() {
             let mut body = Vec::new();
-            let params = format!(
-                r#"{{"requestId":{},"reason":"cancelled by the gateway's client"}}"#,
-                self.id
-            );
-            write_notification(
-                &mut body,
-                "notifications/cancelled",
-                Some(params.as_bytes()),
-            );
+            let params = format!(r#"{{"requestId":{},"reason":"cancelled by the gateway's client"}}"#, self.id);
+            write_notification(&mut body, "notifications/cancelled", Some(params.as_bytes()));
             self.conn.post_detached(Bytes::from(body));
         }
     }
@@ -592,10 +508,7 @@ pub fn encode_header_value(value: &str) -> HeaderValue {
     let text = if plain {
         value.to_string()
     } else {
-        format!(
-            "=?base64?{}?=",
-            base64::engine::general_purpose::STANDARD.encode(value)
-        )
+        format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value))
     };
     HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }

@@ -43,9 +43,7 @@ impl Connection {
     /// The handshake of this connection.
     pub fn handshake(&self) -> &Handshake {
         match self {
-            Connection::Stdio(c) => c
-                .handshake()
-                .expect("published conns completed their handshake"),
+            Connection::Stdio(c) => c.handshake().expect("published conns completed their handshake"),
             Connection::Http(c) => c.handshake(),
         }
     }
@@ -188,10 +186,7 @@ impl Upstream {
         let deadline = self.config.call_timeout();
         match tokio::time::timeout(deadline, conn.call(req)).await {
             Ok(Ok(msg)) => Ok((msg, era)),
-            Err(_) => Err(GatewayError::UpstreamTimeout {
-                upstream: self.name.to_string(),
-                after: deadline,
-            }),
+            Err(_) => Err(GatewayError::UpstreamTimeout { upstream: self.name.to_string(), after: deadline }),
             Ok(Err(e)) => Err(self.call_failed(&conn, e)),
         }
     }
@@ -199,16 +194,10 @@ impl Upstream {
     /// A gateway-originated request (listing, probing); returns the raw result.
     ///
     /// Errors: as [`Upstream::call`], plus [`GatewayError::UpstreamProtocol`] for an error answer.
-    pub async fn request(
-        &self,
-        method: &str,
-        params: Option<&[u8]>,
-    ) -> Result<Bytes, GatewayError> {
+    pub async fn request(&self, method: &str, params: Option<&[u8]>) -> Result<Bytes, GatewayError> {
         let (msg, _) = self.call(Request::raw(method, params)).await?;
-        expect_result(&msg).map_err(|e| GatewayError::UpstreamProtocol {
-            upstream: self.name.to_string(),
-            reason: e.to_string(),
-        })
+        expect_result(&msg)
+            .map_err(|e| GatewayError::UpstreamProtocol { upstream: self.name.to_string(), reason: e.to_string() })
     }
 
     fn unavailable(&self) -> GatewayError {
@@ -218,19 +207,15 @@ impl Upstream {
             Status::Stopped => "it is stopped".to_string(),
             Status::Up { .. } => "it is reconnecting".to_string(),
         };
-        GatewayError::UpstreamUnavailable {
-            upstream: self.name.to_string(),
-            reason,
-        }
+        GatewayError::UpstreamUnavailable { upstream: self.name.to_string(), reason }
     }
 
     fn call_failed(&self, conn: &Connection, e: ConnError) -> GatewayError {
         let upstream = self.name.to_string();
         match e {
-            ConnError::Closed | ConnError::SessionExpired => GatewayError::UpstreamUnavailable {
-                upstream,
-                reason: "the connection closed during the call".into(),
-            },
+            ConnError::Closed | ConnError::SessionExpired => {
+                GatewayError::UpstreamUnavailable { upstream, reason: "the connection closed during the call".into() }
+            }
             ConnError::Transport(reason) => {
                 // An unreachable HTTP upstream is reconnected (and shown down) by its supervisor.
                 if let Connection::Http(c) = conn {
@@ -238,10 +223,9 @@ impl Upstream {
                 }
                 GatewayError::UpstreamTransport { upstream, reason }
             }
-            ConnError::Status { status, detail } => GatewayError::UpstreamTransport {
-                upstream,
-                reason: format!("HTTP {status}: {detail}"),
-            },
+            ConnError::Status { status, detail } => {
+                GatewayError::UpstreamTransport { upstream, reason: format!("HTTP {status}: {detail}") }
+            }
             ConnError::Protocol(reason) => GatewayError::UpstreamProtocol { upstream, reason },
         }
     }
@@ -261,8 +245,7 @@ impl Upstream {
         let mut first = true;
         while !shutdown.is_cancelled() {
             if !first {
-                self.restarts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             first = false;
             self.set_status(Status::Starting);
@@ -274,19 +257,13 @@ impl Upstream {
             let reason = match outcome {
                 Ok(Ok(mut live)) => {
                     let h = live.conn.handshake().clone();
-                    *self.remembered_era.lock().expect("era lock") = if h.era == Era::Modern {
-                        EraChoice::Modern
-                    } else {
-                        EraChoice::Legacy
-                    };
+                    *self.remembered_era.lock().expect("era lock") =
+                        if h.era == Era::Modern { EraChoice::Modern } else { EraChoice::Legacy };
                     tracing::info!(upstream = %self.name, era = ?h.era, version = h.version, "upstream connected");
                     self.last_handshake.store(Some(Arc::new(h.clone())));
                     let conn = Arc::new(live.conn);
                     self.conn.store(Some(Arc::clone(&conn)));
-                    self.set_status(Status::Up {
-                        era: h.era,
-                        version: h.version,
-                    });
+                    self.set_status(Status::Up { era: h.era, version: h.version });
                     let _ = signals.send(Signal::Up);
                     let reason = live.watch.wait(&conn, &shutdown).await;
                     self.conn.store(None);
@@ -322,25 +299,12 @@ impl Upstream {
     ) -> Result<Live, ConnError> {
         let choice = *self.remembered_era.lock().expect("era lock");
         match self.config.transport() {
-            Transport::Stdio {
-                command,
-                args,
-                env,
-                cwd,
-            } => {
-                let spec = Spawn {
-                    command,
-                    args,
-                    env,
-                    cwd,
-                };
+            Transport::Stdio { command, args, env, cwd } => {
+                let spec = Spawn { command, args, env, cwd };
                 let (conn, process) = StdioConn::spawn(&self.name, &spec, signals.clone())?;
                 let mut watch = Watch::Process(Some(process));
                 match stdio_handshake(&conn, choice).await {
-                    Ok(()) => Ok(Live {
-                        conn: Connection::Stdio(conn),
-                        watch,
-                    }),
+                    Ok(()) => Ok(Live { conn: Connection::Stdio(conn), watch }),
                     Err(e) => {
                         watch.stop(&Connection::Stdio(conn)).await;
                         Err(e)
@@ -348,20 +312,10 @@ impl Upstream {
                 }
             }
             Transport::Http { url, headers } => {
-                let conn = http::HttpConn::connect(
-                    &self.name,
-                    client.clone(),
-                    url,
-                    headers,
-                    choice,
-                    signals.clone(),
-                )
-                .await?;
+                let conn =
+                    http::HttpConn::connect(&self.name, client.clone(), url, headers, choice, signals.clone()).await?;
                 tokio::spawn(Arc::clone(&conn).listen());
-                Ok(Live {
-                    conn: Connection::Http(conn),
-                    watch: Watch::Session,
-                })
+                Ok(Live { conn: Connection::Http(conn), watch: Watch::Session })
             }
         }
     }
@@ -370,43 +324,26 @@ impl Upstream {
 async fn stdio_handshake(conn: &Arc<StdioConn>, choice: EraChoice) -> Result<(), ConnError> {
     if choice != EraChoice::Legacy {
         let params = handshake::discover_params();
-        let answer = conn
-            .call(Request::raw("server/discover", Some(&params)))
-            .await?;
-        if let Some(h) = expect_result(&answer)
-            .ok()
-            .and_then(|r| handshake::from_discover(&r))
-        {
+        let answer = conn.call(Request::raw("server/discover", Some(&params))).await?;
+        if let Some(h) = expect_result(&answer).ok().and_then(|r| handshake::from_discover(&r)) {
             let filter = listen_filter_stdio(&h);
             conn.set_handshake(h.clone());
             if let Some(params) = filter {
                 // A long-lived request: its notifications carry list changes; its answer only
                 // comes when the upstream ends the subscription.
                 let conn = Arc::clone(conn);
-                tokio::spawn(async move {
-                    conn.call(Request::raw(
-                        "subscriptions/listen",
-                        Some(params.as_bytes()),
-                    ))
-                    .await
-                });
+                tokio::spawn(
+                    async move { conn.call(Request::raw("subscriptions/listen", Some(params.as_bytes()))).await },
+                );
             }
             return Ok(());
         }
         if choice == EraChoice::Modern {
-            return Err(ConnError::Protocol(
-                "the upstream did not accept server/discover".into(),
-            ));
+            return Err(ConnError::Protocol("the upstream did not accept server/discover".into()));
         }
     }
-    let answer = conn
-        .call(Request::raw(
-            "initialize",
-            Some(&handshake::initialize_params("{}")),
-        ))
-        .await?;
-    let h = handshake::from_initialize(&expect_result(&answer)?)
-        .map_err(|e| ConnError::Protocol(e.0))?;
+    let answer = conn.call(Request::raw("initialize", Some(&handshake::initialize_params("{}")))).await?;
+    let h = handshake::from_initialize(&expect_result(&answer)?).map_err(|e| ConnError::Protocol(e.0))?;
     conn.set_handshake(h);
     conn.notify("notifications/initialized", None);
     Ok(())
@@ -415,17 +352,10 @@ async fn stdio_handshake(conn: &Arc<StdioConn>, choice: EraChoice) -> Result<(),
 fn listen_filter_stdio(h: &Handshake) -> Option<String> {
     let caps: serde_json::Value = serde_json::from_slice(&h.capabilities).ok()?;
     let mut filter = serde_json::Map::new();
-    for (cap, key) in [
-        ("tools", "toolsListChanged"),
-        ("prompts", "promptsListChanged"),
-        ("resources", "resourcesListChanged"),
-    ] {
-        if caps
-            .get(cap)
-            .and_then(|c| c.get("listChanged"))
-            .and_then(|v| v.as_bool())
-            == Some(true)
-        {
+    for (cap, key) in
+        [("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged")]
+    {
+        if caps.get(cap).and_then(|c| c.get("listChanged")).and_then(|v| v.as_bool()) == Some(true) {
             filter.insert(key.into(), true.into());
         }
     }
@@ -493,12 +423,7 @@ impl UpstreamSet {
     pub fn new<'a>(configs: impl IntoIterator<Item = (&'a String, &'a UpstreamConfig)>) -> Self {
         let upstreams = configs
             .into_iter()
-            .map(|(name, cfg)| {
-                (
-                    Arc::<str>::from(name.as_str()),
-                    Arc::new(Upstream::new(name, cfg.clone())),
-                )
-            })
+            .map(|(name, cfg)| (Arc::<str>::from(name.as_str()), Arc::new(Upstream::new(name, cfg.clone()))))
             .collect();
         UpstreamSet {
             upstreams,

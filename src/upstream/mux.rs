@@ -13,9 +13,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::pipeline::ctx::{ClientEvent, EventSink, LogLevel};
-use crate::wire::jsonrpc::{
-    Kind, Message, Method, RawId, write_error, write_notification, write_result,
-};
+use crate::wire::jsonrpc::{Kind, Message, Method, RawId, write_error, write_notification, write_result};
 use crate::wire::mcp::{Era, code};
 use crate::wire::object::{ObjectView, ObjectWriter};
 
@@ -89,22 +87,14 @@ pub struct Mux {
 impl Mux {
     /// A mux for upstream `name` that reports list changes and resource updates to `signals`.
     pub fn new(upstream: &str, signals: mpsc::UnboundedSender<Signal>) -> Self {
-        Mux {
-            upstream: upstream.to_string(),
-            next_id: AtomicU64::new(1),
-            pending: Mutex::default(),
-            signals,
-        }
+        Mux { upstream: upstream.to_string(), next_id: AtomicU64::new(1), pending: Mutex::default(), signals }
     }
 
     /// Reserve an id for a call. `reply` receives the response (stdio); `route` receives the
     /// call's notifications. Drop the returned id's entry with [`Mux::forget`].
     pub fn register(&self, reply: Option<oneshot::Sender<Message>>, route: Option<Route>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.pending
-            .lock()
-            .expect("mux lock")
-            .insert(id, Pending { reply, route });
+        self.pending.lock().expect("mux lock").insert(id, Pending { reply, route });
         id
     }
 
@@ -128,17 +118,8 @@ impl Mux {
     pub fn dispatch(&self, msg: Message, via_call: Option<u64>) -> Action {
         match &msg.kind {
             Kind::Response { .. } => {
-                let id = msg
-                    .id()
-                    .and_then(|id| std::str::from_utf8(id.as_bytes()).ok()?.parse::<u64>().ok());
-                let reply = id.and_then(|id| {
-                    self.pending
-                        .lock()
-                        .expect("mux lock")
-                        .get_mut(&id)?
-                        .reply
-                        .take()
-                });
+                let id = msg.id().and_then(|id| std::str::from_utf8(id.as_bytes()).ok()?.parse::<u64>().ok());
+                let reply = id.and_then(|id| self.pending.lock().expect("mux lock").get_mut(&id)?.reply.take());
                 match reply {
                     Some(tx) => {
                         let _ = tx.send(msg);
@@ -163,12 +144,7 @@ impl Mux {
     }
 
     fn route_of(&self, id: u64) -> Option<Route> {
-        self.pending
-            .lock()
-            .expect("mux lock")
-            .get(&id)?
-            .route
-            .clone()
+        self.pending.lock().expect("mux lock").get(&id)?.route.clone()
     }
 
     fn on_notification(&self, method: &Method, params: Option<Bytes>, via_call: Option<u64>) {
@@ -180,9 +156,7 @@ impl Mux {
                     (Some(route), Some(params)) if wants_log(&route, &params) => {
                         let mut out = Vec::with_capacity(params.len() + 64);
                         write_notification(&mut out, "notifications/message", Some(&params));
-                        let _ = route
-                            .events
-                            .try_send(ClientEvent::Notification(Bytes::from(out)));
+                        let _ = route.events.try_send(ClientEvent::Notification(Bytes::from(out)));
                     }
                     (_, params) => tracing::debug!(
                         upstream = %self.upstream,
@@ -217,10 +191,7 @@ impl Mux {
         let Some(token) = view.get(&params, "progressToken").map(|s| &params[s]) else {
             return;
         };
-        let Some(id) = std::str::from_utf8(token)
-            .ok()
-            .and_then(|t| t.parse::<u64>().ok())
-        else {
+        let Some(id) = std::str::from_utf8(token).ok().and_then(|t| t.parse::<u64>().ok()) else {
             return;
         };
         let Some(route) = self.route_of(id) else {
@@ -241,22 +212,12 @@ impl Mux {
         w.end();
         let mut out = Vec::with_capacity(p.len() + 64);
         write_notification(&mut out, "notifications/progress", Some(&p));
-        if route
-            .events
-            .try_send(ClientEvent::Notification(Bytes::from(out)))
-            .is_err()
-        {
+        if route.events.try_send(ClientEvent::Notification(Bytes::from(out))).is_err() {
             tracing::debug!(upstream = %self.upstream, "dropped a progress notification for a slow or gone client");
         }
     }
 
-    fn on_request(
-        &self,
-        id: RawId,
-        method: &Method,
-        params: Option<Bytes>,
-        via_call: Option<u64>,
-    ) -> Action {
+    fn on_request(&self, id: RawId, method: &Method, params: Option<Bytes>, via_call: Option<u64>) -> Action {
         if *method == Method::Ping {
             let mut out = Vec::new();
             write_result(&mut out, id.as_bytes(), b"{}");
@@ -264,12 +225,9 @@ impl Mux {
         }
         let route = via_call.and_then(|c| self.route_of(c));
         match route {
-            Some(route) if route.client_era == Era::Legacy => Action::Relay {
-                id,
-                method: method.as_str().to_string(),
-                params,
-                events: route.events,
-            },
+            Some(route) if route.client_era == Era::Legacy => {
+                Action::Relay { id, method: method.as_str().to_string(), params, events: route.events }
+            }
             _ => {
                 tracing::debug!(upstream = %self.upstream, method = method.as_str(), "refused an upstream request no client can answer");
                 let mut out = Vec::new();
@@ -277,13 +235,7 @@ impl Mux {
                     "{} cannot be relayed: it is not tied to a client request that can answer it",
                     method.as_str()
                 );
-                write_error(
-                    &mut out,
-                    Some(id.as_bytes()),
-                    code::METHOD_NOT_FOUND,
-                    &msg,
-                    None,
-                );
+                write_error(&mut out, Some(id.as_bytes()), code::METHOD_NOT_FOUND, &msg, None);
                 Action::Send(Bytes::from(out))
             }
         }
@@ -291,9 +243,8 @@ impl Mux {
 }
 
 fn wants_log(route: &Route, params: &[u8]) -> bool {
-    let level = ObjectView::parse(params)
-        .ok()
-        .and_then(|v| v.get_str(params, "level").and_then(|l| LogLevel::parse(&l)));
+    let level =
+        ObjectView::parse(params).ok().and_then(|v| v.get_str(params, "level").and_then(|l| LogLevel::parse(&l)));
     match (route.client_era, route.log_level, level) {
         (Era::Modern, None, _) => false,
         (_, None, _) => true,
@@ -324,15 +275,10 @@ mod tests {
         };
         let id = mux.register(Some(tx), Some(route));
         mux.dispatch(msg(&format!(r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{id},"progress":1}}}}"#)), None);
-        let Some(ClientEvent::Notification(n)) = ev_rx.recv().await else {
-            panic!("no progress")
-        };
+        let Some(ClientEvent::Notification(n)) = ev_rx.recv().await else { panic!("no progress") };
         let v: serde_json::Value = serde_json::from_slice(&n).unwrap();
         assert_eq!(v["params"]["progressToken"], "tok");
-        mux.dispatch(
-            msg(&format!(r#"{{"result":{{}},"jsonrpc":"2.0","id":{id}}}"#)),
-            None,
-        );
+        mux.dispatch(msg(&format!(r#"{{"result":{{}},"jsonrpc":"2.0","id":{id}}}"#)), None);
         assert!(rx.await.is_ok());
         assert!(mux.forget(id));
         // Late progress for a finished call is dropped.
@@ -344,25 +290,14 @@ mod tests {
     fn list_changed_signals_and_unroutable_requests_are_refused() {
         let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
         let mux = Mux::new("t", sig_tx);
-        mux.dispatch(
-            msg(r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#),
-            None,
-        );
-        assert_eq!(
-            sig_rx.try_recv().unwrap(),
-            Signal::ListChanged(ListKind::Tools)
-        );
-        let Action::Send(b) = mux.dispatch(
-            msg(r#"{"jsonrpc":"2.0","id":0,"method":"roots/list"}"#),
-            None,
-        ) else {
+        mux.dispatch(msg(r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#), None);
+        assert_eq!(sig_rx.try_recv().unwrap(), Signal::ListChanged(ListKind::Tools));
+        let Action::Send(b) = mux.dispatch(msg(r#"{"jsonrpc":"2.0","id":0,"method":"roots/list"}"#), None) else {
             panic!("expected a refusal")
         };
         let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["error"]["code"], -32601);
-        let Action::Send(b) =
-            mux.dispatch(msg(r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#), None)
-        else {
+        let Action::Send(b) = mux.dispatch(msg(r#"{"jsonrpc":"2.0","id":"p","method":"ping"}"#), None) else {
             panic!("expected a pong")
         };
         assert_eq!(&b[..], br#"{"jsonrpc":"2.0","id":"p","result":{}}"#);

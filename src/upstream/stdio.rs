@@ -80,9 +80,8 @@ impl StdioConn {
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| ConnError::Transport(format!("cannot start {:?}: {e}", spec.command)))?;
+        let mut child =
+            cmd.spawn().map_err(|e| ConnError::Transport(format!("cannot start {:?}: {e}", spec.command)))?;
         let pid = child.id();
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -100,19 +99,10 @@ impl StdioConn {
         tokio::spawn(write_loop(stdin, rx, conn.stop_writing.clone()));
         tokio::spawn(read_loop(
             Arc::clone(&conn),
-            FramedRead::new(
-                stdout,
-                AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), MAX_LINE_BYTES),
-            ),
+            FramedRead::new(stdout, AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), MAX_LINE_BYTES)),
         ));
         tokio::spawn(stderr_loop(upstream.to_string(), stderr));
-        Ok((
-            conn,
-            Process {
-                child,
-                pgid: pid.map(|p| p as i32),
-            },
-        ))
+        Ok((conn, Process { child, pgid: pid.map(|p| p as i32) }))
     }
 
     /// The process id of the child.
@@ -145,18 +135,11 @@ impl StdioConn {
         }
         let (tx, rx) = oneshot::channel();
         let id = self.mux.register(Some(tx), req.route.clone());
-        let mut guard = CancelOnDrop {
-            conn: self,
-            id,
-            armed: true,
-        };
+        let mut guard = CancelOnDrop { conn: self, id, armed: true };
         let mut buf = Vec::with_capacity(256);
         req.write(&mut buf, id, self.handshake.get());
         buf.push(b'\n');
-        self.writer
-            .send(Bytes::from(buf))
-            .await
-            .map_err(|_| ConnError::Closed)?;
+        self.writer.send(Bytes::from(buf)).await.map_err(|_| ConnError::Closed)?;
         let answer = tokio::select! {
             answer = rx => answer.map_err(|_| ConnError::Closed),
             () = self.closed.cancelled() => Err(ConnError::Closed),
@@ -193,12 +176,8 @@ struct CancelOnDrop<'a> {
 impl Drop for CancelOnDrop<'_> {
     fn drop(&mut self) {
         if self.armed && self.conn.mux.forget(self.id) && !self.conn.closed.is_cancelled() {
-            let params = format!(
-                r#"{{"requestId":{},"reason":"cancelled by the gateway's client"}}"#,
-                self.id
-            );
-            self.conn
-                .notify("notifications/cancelled", Some(params.as_bytes()));
+            let params = format!(r#"{{"requestId":{},"reason":"cancelled by the gateway's client"}}"#, self.id);
+            self.conn.notify("notifications/cancelled", Some(params.as_bytes()));
         }
     }
 }
@@ -228,10 +207,7 @@ async fn write_loop(stdin: ChildStdin, mut rx: mpsc::Receiver<Bytes>, stop: Canc
     let _ = out.shutdown().await;
 }
 
-async fn read_loop(
-    conn: Arc<StdioConn>,
-    mut lines: FramedRead<tokio::process::ChildStdout, AnyDelimiterCodec>,
-) {
+async fn read_loop(conn: Arc<StdioConn>, mut lines: FramedRead<tokio::process::ChildStdout, AnyDelimiterCodec>) {
     while let Some(line) = lines.next().await {
         let line = match line {
             Ok(line) => line,
@@ -261,20 +237,11 @@ fn handle_action(conn: &Arc<StdioConn>, action: Action) {
     match action {
         Action::None => {}
         Action::Send(msg) => conn.send_raw(msg.to_vec()),
-        Action::Relay {
-            id,
-            method,
-            params,
-            events,
-        } => {
+        Action::Relay { id, method, params, events } => {
             let conn = Arc::clone(conn);
             tokio::spawn(async move {
                 let (tx, rx) = oneshot::channel();
-                let answer = match events.try_send(ClientEvent::Request {
-                    method,
-                    params,
-                    reply: tx,
-                }) {
+                let answer = match events.try_send(ClientEvent::Request { method, params, reply: tx }) {
                     Ok(()) => rx.await.ok(),
                     Err(_) => None,
                 };
@@ -319,18 +286,12 @@ impl Process {
     /// Stop the child: close stdin, then SIGTERM the process group, then SIGKILL it.
     pub async fn stop(mut self, conn: &StdioConn) {
         conn.stop_writing.cancel();
-        if tokio::time::timeout(STOP_GRACE, self.child.wait())
-            .await
-            .is_ok()
-        {
+        if tokio::time::timeout(STOP_GRACE, self.child.wait()).await.is_ok() {
             self.reap_group();
             return;
         }
         self.signal_group(nix::sys::signal::Signal::SIGTERM);
-        if tokio::time::timeout(STOP_GRACE, self.child.wait())
-            .await
-            .is_ok()
-        {
+        if tokio::time::timeout(STOP_GRACE, self.child.wait()).await.is_ok() {
             self.reap_group();
             return;
         }

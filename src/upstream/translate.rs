@@ -15,19 +15,11 @@ use crate::wire::mcp::{self, Era};
 use crate::wire::object::{ObjectView, ObjectWriter};
 
 /// The `_meta` envelope keys of the modern era (2026-07-28 `basic/index`).
-const ENVELOPE_KEYS: [&str; 4] = [
-    mcp::META_PROTOCOL_VERSION,
-    mcp::META_CLIENT_CAPABILITIES,
-    mcp::META_CLIENT_INFO,
-    mcp::META_LOG_LEVEL,
-];
+const ENVELOPE_KEYS: [&str; 4] =
+    [mcp::META_PROTOCOL_VERSION, mcp::META_CLIENT_CAPABILITIES, mcp::META_CLIENT_INFO, mcp::META_LOG_LEVEL];
 
 /// The gateway's own client identity, sent to upstreams.
-pub const CLIENT_INFO: &str = concat!(
-    r#"{"name":"sekisho","version":""#,
-    env!("CARGO_PKG_VERSION"),
-    r#""}"#
-);
+pub const CLIENT_INFO: &str = concat!(r#"{"name":"sekisho","version":""#, env!("CARGO_PKG_VERSION"), r#""}"#);
 
 /// How to write one request's params for one upstream.
 pub struct Outbound<'a> {
@@ -88,9 +80,7 @@ fn write_meta(out: &mut Vec<u8>, ob: &Outbound<'_>) {
         for (key, span) in meta.view.iter(&meta.bytes) {
             if key == mcp::META_PROGRESS_TOKEN {
                 if let Some(token) = ob.progress_token {
-                    w.with(key, |out| {
-                        out.extend_from_slice(token.to_string().as_bytes())
-                    });
+                    w.with(key, |out| out.extend_from_slice(token.to_string().as_bytes()));
                 }
             } else if ENVELOPE_KEYS.contains(&key) && !keep_client_envelope {
                 // Stripped for legacy upstreams; rebuilt below for modern ones.
@@ -100,15 +90,9 @@ fn write_meta(out: &mut Vec<u8>, ob: &Outbound<'_>) {
         }
     }
     if let Some(token) = ob.progress_token
-        && ob
-            .params
-            .meta
-            .as_ref()
-            .is_none_or(|m| m.get(mcp::META_PROGRESS_TOKEN).is_none())
+        && ob.params.meta.as_ref().is_none_or(|m| m.get(mcp::META_PROGRESS_TOKEN).is_none())
     {
-        w.with(mcp::META_PROGRESS_TOKEN, |out| {
-            out.extend_from_slice(token.to_string().as_bytes())
-        });
+        w.with(mcp::META_PROGRESS_TOKEN, |out| out.extend_from_slice(token.to_string().as_bytes()));
     }
     if ob.upstream.0 == Era::Modern && !keep_client_envelope {
         w.string(mcp::META_PROTOCOL_VERSION, ob.upstream.1);
@@ -172,10 +156,10 @@ pub fn adapt_result(result: Bytes, method: &str, client: Era, upstream: Era) -> 
         }
         (Era::Legacy, Era::Modern) => {
             if memchr::memmem::find(&result, b"input_required").is_some()
-                && ObjectView::parse(&result).ok().and_then(|v| {
-                    v.get_str(&result, "resultType")
-                        .map(|s| s == "input_required")
-                }) == Some(true)
+                && ObjectView::parse(&result)
+                    .ok()
+                    .and_then(|v| v.get_str(&result, "resultType").map(|s| s == "input_required"))
+                    == Some(true)
             {
                 Adapted::InputRequiredForLegacy
             } else {
@@ -208,37 +192,20 @@ mod tests {
     fn client(era: Era) -> ClientSide {
         ClientSide {
             era,
-            version: if era == Era::Modern {
-                "2026-07-28"
-            } else {
-                "2025-11-25"
-            },
+            version: if era == Era::Modern { "2026-07-28" } else { "2025-11-25" },
             capabilities: Bytes::from_static(b"{\"sampling\":{}}"),
             log_level: None,
         }
     }
 
-    fn rewrite(
-        p: &Params,
-        replace: &[(&str, &[u8])],
-        token: Option<u64>,
-        c: Era,
-        u: Era,
-    ) -> serde_json::Value {
+    fn rewrite(p: &Params, replace: &[(&str, &[u8])], token: Option<u64>, c: Era, u: Era) -> serde_json::Value {
         let client = client(c);
         let ob = Outbound {
             params: p,
             replace,
             progress_token: token,
             client: &client,
-            upstream: (
-                u,
-                if u == Era::Modern {
-                    "2026-07-28"
-                } else {
-                    "2025-11-25"
-                },
-            ),
+            upstream: (u, if u == Era::Modern { "2026-07-28" } else { "2025-11-25" }),
         };
         let mut out = Vec::new();
         write_params(&mut out, &ob);
@@ -250,13 +217,7 @@ mod tests {
         let p = params(
             r#"{"name":"ns__echo","arguments":{"b":1,"a":2},"x-vendor":[1],"_meta":{"progressToken":"abc","com.example/k":1}}"#,
         );
-        let v = rewrite(
-            &p,
-            &[("name", br#""echo""#)],
-            Some(17),
-            Era::Legacy,
-            Era::Legacy,
-        );
+        let v = rewrite(&p, &[("name", br#""echo""#)], Some(17), Era::Legacy, Era::Legacy);
         assert_eq!(v["name"], "echo");
         assert_eq!(v["arguments"], serde_json::json!({"b":1,"a":2}));
         assert_eq!(v["x-vendor"], serde_json::json!([1]));
@@ -270,22 +231,13 @@ mod tests {
             r#"{"name":"t","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}}}}"#,
         );
         let v = rewrite(&modern, &[], None, Era::Modern, Era::Legacy);
-        assert!(
-            v["_meta"].get(mcp::META_PROTOCOL_VERSION).is_none(),
-            "stripped for legacy upstreams"
-        );
+        assert!(v["_meta"].get(mcp::META_PROTOCOL_VERSION).is_none(), "stripped for legacy upstreams");
         let v = rewrite(&modern, &[], None, Era::Modern, Era::Modern);
-        assert_eq!(
-            v["_meta"][mcp::META_CLIENT_CAPABILITIES],
-            serde_json::json!({"elicitation":{}})
-        );
+        assert_eq!(v["_meta"][mcp::META_CLIENT_CAPABILITIES], serde_json::json!({"elicitation":{}}));
         let legacy = params(r#"{"name":"t"}"#);
         let v = rewrite(&legacy, &[], Some(3), Era::Legacy, Era::Modern);
         assert_eq!(v["_meta"][mcp::META_PROTOCOL_VERSION], "2026-07-28");
-        assert_eq!(
-            v["_meta"][mcp::META_CLIENT_CAPABILITIES],
-            serde_json::json!({"sampling":{}})
-        );
+        assert_eq!(v["_meta"][mcp::META_CLIENT_CAPABILITIES], serde_json::json!({"sampling":{}}));
         assert_eq!(v["_meta"]["progressToken"], 3);
         let v = rewrite(&Params::default(), &[], None, Era::Legacy, Era::Legacy);
         assert_eq!(v, serde_json::json!({}));
@@ -293,34 +245,19 @@ mod tests {
 
     #[test]
     fn results_gain_result_type_for_modern_clients() {
-        let r = |s: &str, m: &str, c, u| match adapt_result(
-            Bytes::copy_from_slice(s.as_bytes()),
-            m,
-            c,
-            u,
-        ) {
+        let r = |s: &str, m: &str, c, u| match adapt_result(Bytes::copy_from_slice(s.as_bytes()), m, c, u) {
             Adapted::Result(b) => serde_json::from_slice::<serde_json::Value>(&b).unwrap(),
             Adapted::InputRequiredForLegacy => serde_json::json!("IR"),
         };
         let v = r(r#"{"content":[]}"#, "tools/call", Era::Modern, Era::Legacy);
         assert_eq!(v["resultType"], "complete");
         assert!(v.get("ttlMs").is_none());
-        let v = r(
-            r#"{"contents":[]}"#,
-            "resources/read",
-            Era::Modern,
-            Era::Legacy,
-        );
+        let v = r(r#"{"contents":[]}"#, "resources/read", Era::Modern, Era::Legacy);
         assert_eq!(v["ttlMs"], 0);
         assert_eq!(v["cacheScope"], "private");
         let v = r("{}", "ping", Era::Modern, Era::Legacy);
         assert_eq!(v, serde_json::json!({"resultType":"complete"}));
-        let v = r(
-            r#"{"resultType":"input_required","requestState":"s"}"#,
-            "tools/call",
-            Era::Legacy,
-            Era::Modern,
-        );
+        let v = r(r#"{"resultType":"input_required","requestState":"s"}"#, "tools/call", Era::Legacy, Era::Modern);
         assert_eq!(v, "IR");
         let v = r(
             r#"{"resultType":"complete","content":[{"type":"text","text":"input_required"}]}"#,

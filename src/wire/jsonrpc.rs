@@ -178,11 +178,7 @@ impl Method {
             "notifications/resources/updated",
             "notifications/roots/list_changed",
         ];
-        NAMES
-            .iter()
-            .find(|n| **n == name)
-            .copied()
-            .unwrap_or("other")
+        NAMES.iter().find(|n| **n == name).copied().unwrap_or("other")
     }
 }
 
@@ -190,16 +186,9 @@ impl Method {
 #[derive(Clone, Debug)]
 pub enum Kind {
     /// A request: it carries an id and expects exactly one response.
-    Request {
-        id: IdSpan,
-        method: Method,
-        params: Option<Span>,
-    },
+    Request { id: IdSpan, method: Method, params: Option<Span> },
     /// A notification: no id, no response.
-    Notification {
-        method: Method,
-        params: Option<Span>,
-    },
+    Notification { method: Method, params: Option<Span> },
     /// A response to a request we sent: a result or an error object.
     Response { id: IdSpan, outcome: Outcome },
 }
@@ -289,8 +278,7 @@ pub fn is_batch(body: &[u8]) -> bool {
 
 /// Split a batch body into its elements' spans; an error if it is not a JSON array.
 pub fn split_batch(body: &[u8]) -> Result<Vec<Span>, FrameError> {
-    let items: Vec<&RawValue> =
-        serde_json::from_slice(body).map_err(|e| classify(body, e, None))?;
+    let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| classify(body, e, None))?;
     Ok(items.iter().map(|raw| span_of(body, raw.get())).collect())
 }
 
@@ -300,10 +288,7 @@ fn classify(body: &[u8], err: serde_json::Error, id: Option<RawId>) -> FrameErro
     if err.is_syntax() || err.is_eof() || serde_json::from_slice::<IgnoredAny>(body).is_err() {
         FrameError::Parse(format!("Parse error: {err}"))
     } else {
-        FrameError::Invalid {
-            reason: format!("Invalid request: {err}"),
-            id,
-        }
+        FrameError::Invalid { reason: format!("Invalid request: {err}"), id }
     }
 }
 
@@ -315,26 +300,19 @@ impl Message {
     /// non-scalar id, a non-string method, non-object params, both or neither of result/error).
     pub fn parse(src: Bytes) -> Result<Message, FrameError> {
         let kind = {
-            let env: Envelope<'_> =
-                serde_json::from_slice(&src).map_err(|e| classify(&src, e, None))?;
+            let env: Envelope<'_> = serde_json::from_slice(&src).map_err(|e| classify(&src, e, None))?;
             let id = match env.id {
                 Some(raw) if is_valid_id(raw.get()) => Some(IdSpan(span_of(&src, raw.get()))),
                 Some(raw) => {
                     return Err(FrameError::Invalid {
-                        reason: format!(
-                            "Invalid request: id must be a string or a number, not {}",
-                            raw.get()
-                        ),
+                        reason: format!("Invalid request: id must be a string or a number, not {}", raw.get()),
                         id: None,
                     });
                 }
                 None => None,
             };
             let owned_id = id.as_ref().map(|i| RawId(src.slice(i.0.clone())));
-            let invalid = |reason: &str| FrameError::Invalid {
-                reason: reason.to_string(),
-                id: owned_id.clone(),
-            };
+            let invalid = |reason: &str| FrameError::Invalid { reason: reason.to_string(), id: owned_id.clone() };
             if env.jsonrpc.as_deref() != Some("2.0") {
                 return Err(invalid("Invalid request: jsonrpc must be \"2.0\""));
             }
@@ -345,41 +323,25 @@ impl Message {
                 None => None,
             };
             match (env.method, id, env.result, env.error) {
-                (Some(method), Some(id), None, None) => Kind::Request {
-                    id,
-                    method: Method::from_name(&method),
-                    params,
-                },
-                (Some(method), None, None, None) => Kind::Notification {
-                    method: Method::from_name(&method),
-                    params,
-                },
-                (None, Some(id), Some(result), None) => Kind::Response {
-                    id,
-                    outcome: Outcome::Result(span_of(&src, result.get())),
-                },
+                (Some(method), Some(id), None, None) => {
+                    Kind::Request { id, method: Method::from_name(&method), params }
+                }
+                (Some(method), None, None, None) => Kind::Notification { method: Method::from_name(&method), params },
+                (None, Some(id), Some(result), None) => {
+                    Kind::Response { id, outcome: Outcome::Result(span_of(&src, result.get())) }
+                }
                 (None, Some(id), None, Some(error)) if error.get().starts_with('{') => {
-                    Kind::Response {
-                        id,
-                        outcome: Outcome::Error(span_of(&src, error.get())),
-                    }
+                    Kind::Response { id, outcome: Outcome::Error(span_of(&src, error.get())) }
                 }
                 (None, None, None, Some(error)) if error.get().starts_with('{') => {
                     // An error answering an unparseable request carries `id: null`.
-                    Kind::Response {
-                        id: IdSpan(0..0),
-                        outcome: Outcome::Error(span_of(&src, error.get())),
-                    }
+                    Kind::Response { id: IdSpan(0..0), outcome: Outcome::Error(span_of(&src, error.get())) }
                 }
                 (Some(_), _, _, _) => {
-                    return Err(invalid(
-                        "Invalid request: a request cannot carry result or error",
-                    ));
+                    return Err(invalid("Invalid request: a request cannot carry result or error"));
                 }
                 _ => {
-                    return Err(invalid(
-                        "Invalid request: expected a request, notification or response",
-                    ));
+                    return Err(invalid("Invalid request: expected a request, notification or response"));
                 }
             }
         };
@@ -453,13 +415,7 @@ pub fn write_raw_error(out: &mut Vec<u8>, id: Option<&[u8]>, error: &[u8]) {
 }
 
 /// Append an error response; `id` is `None` when the request id could not be read (`"id":null`).
-pub fn write_error(
-    out: &mut Vec<u8>,
-    id: Option<&[u8]>,
-    code: i64,
-    message: &str,
-    data: Option<&serde_json::Value>,
-) {
+pub fn write_error(out: &mut Vec<u8>, id: Option<&[u8]>, code: i64, message: &str, data: Option<&serde_json::Value>) {
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     out.extend_from_slice(id.unwrap_or(b"null"));
     out.extend_from_slice(b",\"error\":{\"code\":");
@@ -518,50 +474,24 @@ mod tests {
 
     #[test]
     fn request_keeps_raw_spans() {
-        let m = parse(
-            r#"{"jsonrpc":"2.0","id":"a1","method":"tools/call","params":{"name":"x","z":[1,2]}}"#,
-        )
-        .unwrap();
-        let Kind::Request { id, method, params } = &m.kind else {
-            panic!("not a request")
-        };
+        let m = parse(r#"{"jsonrpc":"2.0","id":"a1","method":"tools/call","params":{"name":"x","z":[1,2]}}"#).unwrap();
+        let Kind::Request { id, method, params } = &m.kind else { panic!("not a request") };
         assert_eq!(m.slice(&id.0), br#""a1""#);
         assert_eq!(*method, Method::ToolsCall);
-        assert_eq!(
-            m.slice(params.as_ref().unwrap()),
-            br#"{"name":"x","z":[1,2]}"#
-        );
+        assert_eq!(m.slice(params.as_ref().unwrap()), br#"{"name":"x","z":[1,2]}"#);
     }
 
     #[test]
     fn notification_response_and_errors() {
         assert!(matches!(
-            parse(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)
-                .unwrap()
-                .kind,
-            Kind::Notification {
-                method: Method::NotificationsInitialized,
-                params: None
-            }
+            parse(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap().kind,
+            Kind::Notification { method: Method::NotificationsInitialized, params: None }
         ));
         let r = parse(r#"{"jsonrpc":"2.0","id":7,"result":{"ok":true}}"#).unwrap();
-        assert!(matches!(
-            &r.kind,
-            Kind::Response {
-                outcome: Outcome::Result(_),
-                ..
-            }
-        ));
+        assert!(matches!(&r.kind, Kind::Response { outcome: Outcome::Result(_), .. }));
         assert_eq!(r.id().unwrap().as_bytes(), b"7");
-        let e =
-            parse(r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"nope"}}"#).unwrap();
-        let Kind::Response {
-            outcome: Outcome::Error(span),
-            ..
-        } = &e.kind
-        else {
-            panic!()
-        };
+        let e = parse(r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"nope"}}"#).unwrap();
+        let Kind::Response { outcome: Outcome::Error(span), .. } = &e.kind else { panic!() };
         assert_eq!(error_fields(e.slice(span)).unwrap().code, -32601);
     }
 
@@ -574,26 +504,14 @@ mod tests {
             parse(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#),
             Err(FrameError::Invalid { id: Some(_), .. })
         ));
-        assert!(matches!(
-            parse(r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#),
-            Err(FrameError::Invalid { .. })
-        ));
-        assert!(matches!(
-            parse(r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#),
-            Err(FrameError::Invalid { .. })
-        ));
-        assert!(matches!(
-            parse(r#"{"jsonrpc":"2.0","id":1,"method":3}"#),
-            Err(FrameError::Invalid { .. })
-        ));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#), Err(FrameError::Invalid { .. })));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#), Err(FrameError::Invalid { .. })));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1,"method":3}"#), Err(FrameError::Invalid { .. })));
         assert!(matches!(
             parse(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#),
             Err(FrameError::Invalid { .. })
         ));
-        assert!(matches!(
-            parse(r#"{"jsonrpc":"2.0","id":1}"#),
-            Err(FrameError::Invalid { .. })
-        ));
+        assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1}"#), Err(FrameError::Invalid { .. })));
     }
 
     #[test]
@@ -607,13 +525,7 @@ mod tests {
     #[test]
     fn writers_produce_valid_json() {
         let mut out = Vec::new();
-        write_error(
-            &mut out,
-            None,
-            -32700,
-            "bad \"quote\"",
-            Some(&serde_json::json!({"x":1})),
-        );
+        write_error(&mut out, None, -32700, "bad \"quote\"", Some(&serde_json::json!({"x":1})));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["error"]["message"], "bad \"quote\"");
         assert!(v["id"].is_null());

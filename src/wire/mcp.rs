@@ -100,31 +100,18 @@ pub fn era_of(version: &str) -> Option<Era> {
 
 /// A protocol revision the gateway knows, as a `'static` string (so contexts stay `Copy`).
 pub fn known_version(version: &str) -> Option<&'static str> {
-    LEGACY_VERSIONS
-        .iter()
-        .chain(MODERN_VERSIONS.iter())
-        .find(|v| **v == version)
-        .copied()
+    LEGACY_VERSIONS.iter().chain(MODERN_VERSIONS.iter()).find(|v| **v == version).copied()
 }
 
 /// Legacy version negotiation (lifecycle, "Version Negotiation"): echo a supported
 /// requested revision, otherwise counter-offer the latest one.
 pub fn negotiate_legacy(requested: &str) -> &'static str {
-    LEGACY_VERSIONS
-        .iter()
-        .find(|v| **v == requested)
-        .copied()
-        .unwrap_or(LATEST_LEGACY)
+    LEGACY_VERSIONS.iter().find(|v| **v == requested).copied().unwrap_or(LATEST_LEGACY)
 }
 
 /// Whether a revision orders at or after `minimum` (both must be known revisions).
 pub fn at_least(version: &str, minimum: &str) -> bool {
-    let order = |v: &str| {
-        LEGACY_VERSIONS
-            .iter()
-            .chain(MODERN_VERSIONS.iter())
-            .position(|k| *k == v)
-    };
+    let order = |v: &str| LEGACY_VERSIONS.iter().chain(MODERN_VERSIONS.iter()).position(|k| *k == v);
     matches!((order(version), order(minimum)), (Some(a), Some(b)) if a >= b)
 }
 

@@ -60,10 +60,7 @@ impl ObjectView {
 
     /// The raw value of the first member named `key`, as a span of the source.
     pub fn get(&self, src: &[u8], key: &str) -> Option<Span> {
-        self.members
-            .iter()
-            .find(|m| key_str(&m.key, src) == key)
-            .map(|m| m.value.clone())
+        self.members.iter().find(|m| key_str(&m.key, src) == key).map(|m| m.value.clone())
     }
 
     /// The value of member `key` when it is a JSON string, decoded.
@@ -74,9 +71,7 @@ impl ObjectView {
 
     /// Iterate over `(name, value span)` in source order.
     pub fn iter<'v, 's: 'v>(&'v self, src: &'s [u8]) -> impl Iterator<Item = (&'v str, Span)> + 'v {
-        self.members
-            .iter()
-            .map(move |m| (key_str(&m.key, src), m.value.clone()))
+        self.members.iter().map(move |m| (key_str(&m.key, src), m.value.clone()))
     }
 
     /// Number of members.
@@ -117,10 +112,7 @@ impl<'de> Visitor<'de> for MembersVisitor<'de> {
                 Cow::Borrowed(k) => Key::Span(span_of(self.base, k)),
                 Cow::Owned(k) => Key::Owned(k.into()),
             };
-            members.push(Member {
-                key,
-                value: span_of(self.base, value.get()),
-            });
+            members.push(Member { key, value: span_of(self.base, value.get()) });
         }
         Ok(members)
     }
@@ -207,16 +199,12 @@ mod tests {
 
     #[test]
     fn reads_members_in_order_with_spans() {
-        let src =
-            br#" {"name":"a__b", "arguments":{"x":[1,{"y":2}]}, "_meta":{"progressToken":5}} "#;
+        let src = br#" {"name":"a__b", "arguments":{"x":[1,{"y":2}]}, "_meta":{"progressToken":5}} "#;
         let v = ObjectView::parse(src).unwrap();
         let keys: Vec<_> = v.iter(src).map(|(k, _)| k.to_string()).collect();
         assert_eq!(keys, ["name", "arguments", "_meta"]);
         assert_eq!(v.get_str(src, "name").unwrap(), "a__b");
-        assert_eq!(
-            &src[v.get(src, "arguments").unwrap()],
-            br#"{"x":[1,{"y":2}]}"#
-        );
+        assert_eq!(&src[v.get(src, "arguments").unwrap()], br#"{"x":[1,{"y":2}]}"#);
         assert!(v.get(src, "missing").is_none());
     }
 

@@ -70,10 +70,7 @@ pub struct EventTooLarge(pub usize);
 impl Decoder {
     /// A decoder that refuses events larger than `max_event_bytes` (bounded memory).
     pub fn new(max_event_bytes: usize) -> Self {
-        Decoder {
-            max_event_bytes,
-            ..Default::default()
-        }
+        Decoder { max_event_bytes, ..Default::default() }
     }
 
     /// Add received bytes.
@@ -99,11 +96,7 @@ impl Decoder {
                 self.scanned = end;
                 return Ok(None);
             }
-            let skip = if self.buf[end] == b'\r' && self.buf.get(end + 1) == Some(&b'\n') {
-                2
-            } else {
-                1
-            };
+            let skip = if self.buf[end] == b'\r' && self.buf.get(end + 1) == Some(&b'\n') { 2 } else { 1 };
             let line = self.buf.split_to(end + skip).freeze();
             self.scanned = 0;
             let line = &line[..end];
@@ -140,12 +133,8 @@ impl Decoder {
                 self.has_data = true;
             }
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
-            b"id" if !value.contains(&0) => {
-                self.id = Some(String::from_utf8_lossy(value).into_owned())
-            }
-            b"retry" => {
-                self.retry_ms = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
-            }
+            b"id" if !value.contains(&0) => self.id = Some(String::from_utf8_lossy(value).into_owned()),
+            b"retry" => self.retry_ms = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()),
             _ => {}
         }
     }
@@ -156,22 +145,12 @@ impl Decoder {
         if !self.has_data {
             // The id still updates the last-event-id even without data; report it if set.
             if retry_ms.is_some() {
-                return Some(Event {
-                    event,
-                    data: Bytes::new(),
-                    id: self.id.clone(),
-                    retry_ms,
-                });
+                return Some(Event { event, data: Bytes::new(), id: self.id.clone(), retry_ms });
             }
             return None;
         }
         self.has_data = false;
-        Some(Event {
-            event,
-            data: Bytes::from(std::mem::take(&mut self.data)),
-            id: self.id.clone(),
-            retry_ms,
-        })
+        Some(Event { event, data: Bytes::from(std::mem::take(&mut self.data)), id: self.id.clone(), retry_ms })
     }
 }
 
@@ -203,8 +182,7 @@ mod tests {
 
     #[test]
     fn handles_split_chunks_crlf_and_comments() {
-        let stream =
-            b": ping\r\n\r\nevent: message\r\ndata: {\"x\"\r\ndata: :1}\r\n\r\nretry: 500\n\n";
+        let stream = b": ping\r\n\r\nevent: message\r\ndata: {\"x\"\r\ndata: :1}\r\n\r\nretry: 500\n\n";
         for cut in 0..stream.len() {
             let mut d = Decoder::new(1 << 20);
             d.push(&stream[..cut]);
