@@ -1,0 +1,468 @@
+//! A fast MCP upstream for sekisho's benchmarks and tests: stdio or Streamable HTTP, legacy
+//! (`initialize`, sessions) and modern (2026-07-28 per-request `_meta`) eras, with tools that
+//! echo, add, sleep, fail, stream progress, return big payloads, count calls, crash, and change
+//! the tool list on demand.
+//!
+//! Usage: `echo-upstream stdio [--era dual|legacy|modern]`
+//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...]` (prints `listening on ADDR` to stderr)
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Parser, Subcommand, ValueEnum};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use sekisho_bench::mcp::{LEGACY, MODERN, error, notification, result};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::{broadcast, mpsc};
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Serve newline-delimited JSON-RPC on stdin/stdout.
+    Stdio {
+        #[arg(long, value_enum, default_value = "dual")]
+        era: Era,
+    },
+    /// Serve Streamable HTTP at /mcp.
+    Http {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        #[arg(long, value_enum, default_value = "dual")]
+        era: Era,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Era {
+    Dual,
+    Legacy,
+    Modern,
+}
+
+struct Upstream {
+    era: Era,
+    calls: AtomicU64,
+    dynamic_tools: Mutex<Vec<String>>,
+    changes: broadcast::Sender<Value>,
+    sessions: Mutex<HashSet<String>>,
+    next_session: AtomicU64,
+}
+
+type Out = mpsc::UnboundedSender<Value>;
+
+fn tools(dynamic: &[String]) -> Value {
+    let obj = |props: Value, required: &[&str]| json!({"type": "object", "properties": props, "required": required});
+    let mut list = vec![
+        json!({"name": "echo", "description": "Echo the message back.", "annotations": {"readOnlyHint": true},
+               "inputSchema": obj(json!({"message": {"type": "string"}}), &["message"])}),
+        json!({"name": "add", "description": "Add two numbers.", "annotations": {"readOnlyHint": true, "idempotentHint": true},
+               "inputSchema": obj(json!({"a": {"type": "number"}, "b": {"type": "number"}}), &["a", "b"]),
+               "outputSchema": obj(json!({"sum": {"type": "number"}}), &["sum"])}),
+        json!({"name": "sleep_ms", "description": "Sleep, then answer.", "annotations": {"readOnlyHint": true},
+               "inputSchema": obj(json!({"ms": {"type": "integer"}}), &["ms"])}),
+        json!({"name": "fail", "description": "Return a tool error result.", "inputSchema": obj(json!({"message": {"type": "string"}}), &[])}),
+        json!({"name": "big", "description": "Return `kib` KiB of text.", "annotations": {"readOnlyHint": true},
+               "inputSchema": obj(json!({"kib": {"type": "integer"}}), &["kib"])}),
+        json!({"name": "progress", "description": "Report progress `steps` times, `ms` apart.",
+               "inputSchema": obj(json!({"steps": {"type": "integer"}, "ms": {"type": "integer"}}), &[])}),
+        json!({"name": "count", "description": "How many tools/call requests this process has received.",
+               "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "log", "description": "Send a log message, then answer.", "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "rpc_error", "description": "Answer with a JSON-RPC error.", "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "crash", "description": "Exit the process immediately.", "annotations": {"destructiveHint": true},
+               "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "change_tools", "description": "Add a tool and announce the list change.", "inputSchema": obj(json!({}), &[])}),
+    ];
+    for name in dynamic {
+        list.push(
+            json!({"name": name, "description": "A tool added at run time.", "inputSchema": obj(json!({}), &[])}),
+        );
+    }
+    Value::Array(list)
+}
+
+fn text(t: impl Into<String>) -> Value {
+    json!({"content": [{"type": "text", "text": t.into()}]})
+}
+
+fn is_modern(msg: &Value) -> bool {
+    msg.pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion").is_some()
+}
+
+impl Upstream {
+    fn new(era: Era) -> Arc<Self> {
+        Arc::new(Upstream {
+            era,
+            calls: AtomicU64::new(0),
+            dynamic_tools: Mutex::new(Vec::new()),
+            changes: broadcast::channel(64).0,
+            sessions: Mutex::new(HashSet::new()),
+            next_session: AtomicU64::new(1),
+        })
+    }
+
+    /// Answer one request; notifications for the caller go to `out`.
+    async fn request(self: &Arc<Self>, msg: &Value, out: &Out) -> Value {
+        let id = &msg["id"];
+        let method = msg["method"].as_str().unwrap_or("");
+        let params = &msg["params"];
+        let modern = is_modern(msg);
+        if (modern && self.era == Era::Legacy) || (!modern && self.era == Era::Modern && method != "initialize") {
+            return error(id, -32601, &format!("Method not found: {method}"));
+        }
+        let complete = |mut r: Value, cacheable: bool| {
+            if modern {
+                r["resultType"] = "complete".into();
+                if cacheable {
+                    r["ttlMs"] = 0.into();
+                    r["cacheScope"] = "public".into();
+                }
+            }
+            result(id, r)
+        };
+        match method {
+            "initialize" if self.era == Era::Modern => error(id, -32022, "Unsupported protocol version"),
+            "initialize" => {
+                let v = params["protocolVersion"].as_str().unwrap_or(LEGACY);
+                let v = if ["2024-11-05", "2025-03-26", "2025-06-18", LEGACY].contains(&v) { v } else { LEGACY };
+                result(
+                    id,
+                    json!({"protocolVersion": v, "serverInfo": {"name": "echo-upstream", "version": "0"},
+                    "capabilities": {"tools": {"listChanged": true}, "resources": {}, "prompts": {}, "logging": {}}}),
+                )
+            }
+            "server/discover" => complete(
+                json!({"supportedVersions": [MODERN], "capabilities": {"tools": {"listChanged": true}, "resources": {}, "prompts": {}},
+                       "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "echo-upstream", "version": "0"}}}),
+                true,
+            ),
+            "ping" => result(id, json!({})),
+            "tools/list" => {
+                let dynamic = self.dynamic_tools.lock().unwrap().clone();
+                complete(json!({"tools": tools(&dynamic)}), true)
+            }
+            "tools/call" => complete(self.call(params, out).await, false),
+            "resources/list" => complete(
+                json!({"resources": [{"uri": "echo://static/hello", "name": "hello", "mimeType": "text/plain"}]}),
+                true,
+            ),
+            "resources/templates/list" => complete(
+                json!({"resourceTemplates": [{"uriTemplate": "echo://items/{id}", "name": "item", "mimeType": "text/plain"}]}),
+                true,
+            ),
+            "resources/read" => {
+                let uri = params["uri"].as_str().unwrap_or("");
+                if uri == "echo://static/hello" || uri.starts_with("echo://items/") {
+                    complete(
+                        json!({"contents": [{"uri": uri, "mimeType": "text/plain", "text": format!("content of {uri}")}]}),
+                        true,
+                    )
+                } else if modern {
+                    json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": "Resource not found", "data": {"uri": uri}}})
+                } else {
+                    json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32002, "message": "Resource not found", "data": {"uri": uri}}})
+                }
+            }
+            "prompts/list" => complete(
+                json!({"prompts": [{"name": "greet", "description": "Greet someone.", "arguments": [{"name": "name", "required": true}]}]}),
+                true,
+            ),
+            "prompts/get" => {
+                let name = params.pointer("/arguments/name").and_then(Value::as_str).unwrap_or("you");
+                complete(
+                    json!({"messages": [{"role": "user", "content": {"type": "text", "text": format!("Hello, {name}!")}}]}),
+                    false,
+                )
+            }
+            "logging/setLevel" => result(id, json!({})),
+            _ => error(id, -32601, &format!("Method not found: {method}")),
+        }
+    }
+
+    async fn call(self: &Arc<Self>, params: &Value, out: &Out) -> Value {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let args = &params["arguments"];
+        let name = params["name"].as_str().unwrap_or("");
+        match name {
+            "echo" => text(args["message"].as_str().unwrap_or("")),
+            "add" => {
+                let sum = args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0);
+                json!({"content": [{"type": "text", "text": sum.to_string()}], "structuredContent": {"sum": sum}})
+            }
+            "sleep_ms" => {
+                let ms = args["ms"].as_u64().unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                text(format!("slept {ms} ms"))
+            }
+            "fail" => {
+                json!({"isError": true, "content": [{"type": "text", "text": args["message"].as_str().unwrap_or("failed on purpose")}]})
+            }
+            "big" => {
+                let kib = args["kib"].as_u64().unwrap_or(16).min(64 * 1024) as usize;
+                text("abcdefghijklmnopqrstuvwxyz012345".repeat(kib * 32))
+            }
+            "progress" => {
+                let steps = args["steps"].as_u64().unwrap_or(3);
+                let ms = args["ms"].as_u64().unwrap_or(10);
+                let token = params.pointer("/_meta/progressToken").cloned();
+                for i in 1..=steps {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    if let Some(token) = &token {
+                        let _ = out.send(notification(
+                            "notifications/progress",
+                            json!({"progressToken": token, "progress": i, "total": steps, "message": format!("step {i}")}),
+                        ));
+                    }
+                }
+                text(format!("done after {steps} steps"))
+            }
+            "count" => text(self.calls.load(Ordering::Relaxed).to_string()),
+            "log" => {
+                let _ = out.send(notification(
+                    "notifications/message",
+                    json!({"level": "info", "data": "hello from echo-upstream"}),
+                ));
+                text("logged")
+            }
+            "rpc_error" => json!({"__rpc_error": true}),
+            "crash" => std::process::exit(3),
+            "change_tools" => {
+                let name = {
+                    let mut d = self.dynamic_tools.lock().unwrap();
+                    let name = format!("dynamic_{}", d.len() + 1);
+                    d.push(name.clone());
+                    name
+                };
+                let _ = self.changes.send(notification("notifications/tools/list_changed", json!({})));
+                text(format!("added {name}"))
+            }
+            other => json!({"isError": true, "content": [{"type": "text", "text": format!("Unknown tool: {other}")}]}),
+        }
+    }
+}
+
+/// Turn the `rpc_error` marker into a JSON-RPC error.
+fn finish(mut answer: Value) -> Value {
+    if answer.pointer("/result/__rpc_error").is_some() {
+        return error(&answer["id"].take(), -32603, "internal error on purpose");
+    }
+    answer
+}
+
+async fn serve_stdio(up: Arc<Upstream>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Value>();
+    let writer = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        while let Some(msg) = rx.recv().await {
+            let mut line = serde_json::to_vec(&msg).expect("JSON");
+            line.push(b'\n');
+            while let Ok(more) = rx.try_recv() {
+                line.extend(serde_json::to_vec(&more).expect("JSON"));
+                line.push(b'\n');
+            }
+            if stdout.write_all(&line).await.is_err() || stdout.flush().await.is_err() {
+                std::process::exit(0);
+            }
+        }
+    });
+    let mut changes = up.changes.subscribe();
+    let change_tx = tx.clone();
+    tokio::spawn(async move {
+        while let Ok(n) = changes.recv().await {
+            let _ = change_tx.send(n);
+        }
+    });
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut calls = tokio::task::JoinSet::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let Ok(msg) = serde_json::from_str::<Value>(&line) else { continue };
+        if msg.get("method").is_none() || msg.get("id").is_none() {
+            continue;
+        }
+        let up = Arc::clone(&up);
+        let tx = tx.clone();
+        calls.spawn(async move {
+            let answer = finish(up.request(&msg, &tx).await);
+            let _ = tx.send(answer);
+        });
+    }
+    // stdin closed: answer what is in flight, then exit.
+    while calls.join_next().await.is_some() {}
+    drop(tx);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn full(status: StatusCode, body: Vec<u8>, session: Option<&str>) -> Response<Body> {
+    let mut b = Response::builder().status(status).header("content-type", "application/json");
+    if let Some(s) = session {
+        b = b.header("mcp-session-id", s);
+    }
+    b.body(Full::new(Bytes::from(body)).boxed()).expect("response")
+}
+
+fn sse_frame(v: &Value) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {}\n\n", serde_json::to_string(v).expect("JSON")))
+}
+
+async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let modern_header = req.headers().get("mcp-protocol-version").and_then(|v| v.to_str().ok()) == Some(MODERN);
+    let session = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    if req.method() == Method::GET {
+        if modern_header || session.as_ref().is_none_or(|s| !up.sessions.lock().unwrap().contains(s)) {
+            return Ok(full(StatusCode::METHOD_NOT_ALLOWED, Vec::new(), None));
+        }
+        let mut changes = up.changes.subscribe();
+        let stream = async_stream(move |tx| async move {
+            while let Ok(n) = changes.recv().await {
+                if tx.send(Ok(Frame::data(sse_frame(&n)))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        return Ok(Response::builder().header("content-type", "text/event-stream").body(stream).expect("response"));
+    }
+    if req.method() == Method::DELETE {
+        let removed = session.as_ref().is_some_and(|s| up.sessions.lock().unwrap().remove(s));
+        return Ok(full(if removed { StatusCode::OK } else { StatusCode::NOT_FOUND }, Vec::new(), None));
+    }
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Ok(full(StatusCode::BAD_REQUEST, Vec::new(), None)),
+    };
+    let Ok(msg) = serde_json::from_slice::<Value>(&body) else {
+        return Ok(full(
+            StatusCode::BAD_REQUEST,
+            serde_json::to_vec(&error(&Value::Null, -32700, "Parse error")).unwrap(),
+            None,
+        ));
+    };
+    let method = msg["method"].as_str().unwrap_or("").to_string();
+    let mut new_session = None;
+    if !modern_header {
+        if method == "initialize" {
+            let id = format!("s-{}", up.next_session.fetch_add(1, Ordering::Relaxed));
+            up.sessions.lock().unwrap().insert(id.clone());
+            new_session = Some(id);
+        } else {
+            match &session {
+                None => {
+                    return Ok(full(
+                        StatusCode::BAD_REQUEST,
+                        serde_json::to_vec(&error(&Value::Null, -32000, "Bad Request: no session")).unwrap(),
+                        None,
+                    ));
+                }
+                Some(s) if !up.sessions.lock().unwrap().contains(s) => {
+                    return Ok(full(StatusCode::NOT_FOUND, Vec::new(), None));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    if msg.get("id").is_none() {
+        return Ok(full(StatusCode::ACCEPTED, Vec::new(), None));
+    }
+    if modern_header && method == "subscriptions/listen" {
+        let id = msg["id"].clone();
+        let mut changes = up.changes.subscribe();
+        let stream = async_stream(move |tx| async move {
+            let ack = notification(
+                "notifications/subscriptions/acknowledged",
+                json!({"notifications": {"toolsListChanged": true}, "_meta": {"io.modelcontextprotocol/subscriptionId": id}}),
+            );
+            if tx.send(Ok(Frame::data(sse_frame(&ack)))).await.is_err() {
+                return;
+            }
+            while let Ok(mut n) = changes.recv().await {
+                n["params"]["_meta"] = json!({"io.modelcontextprotocol/subscriptionId": id});
+                if tx.send(Ok(Frame::data(sse_frame(&n)))).await.is_err() {
+                    return;
+                }
+            }
+        });
+        return Ok(Response::builder().header("content-type", "text/event-stream").body(stream).expect("response"));
+    }
+    let streams =
+        msg.pointer("/params/_meta/progressToken").is_some() || msg.pointer("/params/name") == Some(&json!("log"));
+    if !streams {
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let answer = finish(up.request(&msg, &tx).await);
+        return Ok(full(StatusCode::OK, serde_json::to_vec(&answer).unwrap(), new_session.as_deref()));
+    }
+    let stream = async_stream(move |out| async move {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let call = up.request(&msg, &tx);
+        tokio::pin!(call);
+        let answer = loop {
+            tokio::select! {
+                Some(n) = rx.recv() => { let _ = out.send(Ok(Frame::data(sse_frame(&n)))).await; }
+                a = &mut call => break a,
+            }
+        };
+        while let Ok(n) = rx.try_recv() {
+            let _ = out.send(Ok(Frame::data(sse_frame(&n)))).await;
+        }
+        let _ = out.send(Ok(Frame::data(sse_frame(&finish(answer))))).await;
+    });
+    Ok(Response::builder().header("content-type", "text/event-stream").body(stream).expect("response"))
+}
+
+/// A streaming body fed by an async producer.
+fn async_stream<F, Fut>(producer: F) -> Body
+where
+    F: FnOnce(mpsc::Sender<Result<Frame<Bytes>, Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::channel(16);
+    tokio::spawn(producer(tx));
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    BodyExt::boxed(StreamBody::new(stream))
+}
+
+async fn serve_http(up: Arc<Upstream>, listen: &str) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    eprintln!("listening on {}", listener.local_addr()?);
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let up = Arc::clone(&up);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| http(Arc::clone(&up), req));
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn main() {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async move {
+        match args.mode {
+            Mode::Stdio { era } => serve_stdio(Upstream::new(era)).await,
+            Mode::Http { listen, era } => {
+                if let Err(e) = serve_http(Upstream::new(era), &listen).await {
+                    eprintln!("echo-upstream: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,269 @@
+//! Shared harness for the end-to-end tests: the real gateway (`app::run`) on an ephemeral
+//! loopback port, the harness's echo upstream as a real child process or HTTP server, and a
+//! small MCP-over-HTTP client.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt;
+
+pub const MODERN: &str = "2026-07-28";
+
+/// The echo upstream binary, built once per test run.
+pub fn echo_upstream() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "sekisho-bench", "--bin", "echo-upstream"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building echo-upstream failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+        target.join("debug").join("echo-upstream")
+    })
+    .clone()
+}
+
+/// A TOML table for a stdio echo upstream.
+pub fn stdio_upstream(name: &str, era: &str) -> String {
+    format!(
+        "[upstreams.{name}]\ncommand = {:?}\nargs = [\"stdio\", \"--era\", \"{era}\"]\nstartup_timeout = \"20s\"\n",
+        echo_upstream().display().to_string()
+    )
+}
+
+/// An echo upstream serving HTTP; killed on drop.
+pub struct HttpUpstream {
+    pub url: String,
+    child: tokio::process::Child,
+}
+
+impl HttpUpstream {
+    pub async fn start(era: &str) -> HttpUpstream {
+        let mut child = tokio::process::Command::new(echo_upstream())
+            .args(["http", "--listen", "127.0.0.1:0", "--era", era])
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("echo-upstream starts");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await.unwrap().unwrap().unwrap();
+        let addr = line.strip_prefix("listening on ").expect("address line").to_string();
+        HttpUpstream { url: format!("http://{addr}/mcp"), child }
+    }
+
+    pub fn table(&self, name: &str) -> String {
+        format!("[upstreams.{name}]\nurl = {:?}\n", self.url)
+    }
+}
+
+/// A running gateway; stops (and drains) on drop of the shutdown sender.
+pub struct Gateway {
+    pub addr: std::net::SocketAddr,
+    pub base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Gateway {
+    /// Start the gateway with `toml` (its `[server] listen` is replaced by an ephemeral port)
+    /// and wait until every upstream has settled.
+    pub async fn start(toml: &str) -> Gateway {
+        let config = sekisho::config::Config::from_toml(toml).unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let upstreams = config.upstreams.len();
+        let task = tokio::spawn(async move {
+            sekisho::app::run(&config, listener, async move {
+                let _ = rx.await;
+            })
+            .await
+        });
+        let gw = Gateway { addr, base: format!("http://{addr}"), stop: Some(stop), task: Some(task) };
+        if upstreams > 0 {
+            gw.wait_ready(Duration::from_secs(30)).await;
+        }
+        gw
+    }
+
+    /// Wait until `/readyz?strict=1` answers 200.
+    pub async fn wait_ready(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Ok(r) = client().get(format!("{}/readyz?strict=1", self.base)).send().await
+                && r.status() == 200
+            {
+                // Give the catalog a moment to list the fresh upstreams.
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "gateway not ready in {limit:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Ask the gateway to drain and wait for it to stop.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn readyz(&self) -> Value {
+        client().get(self.url("/readyz")).send().await.unwrap().json().await.unwrap()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    static C: OnceLock<reqwest::Client> = OnceLock::new();
+    C.get_or_init(|| reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()).clone()
+}
+
+/// An HTTP answer: status, headers, and the JSON-RPC message (the last SSE event for streams).
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub events: Vec<Value>,
+    pub raw: String,
+}
+
+impl Answer {
+    pub fn error_code(&self) -> Option<i64> {
+        self.body.pointer("/error/code").and_then(Value::as_i64)
+    }
+}
+
+pub async fn read(resp: reqwest::Response) -> Answer {
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let sse = headers.get("content-type").is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/event-stream"));
+    let raw = resp.text().await.unwrap();
+    let mut events: Vec<Value> = Vec::new();
+    if sse {
+        for block in raw.split("\n\n") {
+            let data: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+            if !data.is_empty() {
+                events.push(serde_json::from_str(&data.join("\n")).unwrap());
+            }
+        }
+    }
+    let body = if sse {
+        events.last().cloned().unwrap_or(Value::Null)
+    } else {
+        serde_json::from_str(&raw).unwrap_or(Value::Null)
+    };
+    Answer { status, headers, body, events, raw }
+}
+
+/// A legacy session on one endpoint.
+pub struct Legacy {
+    pub endpoint: String,
+    pub session: String,
+    pub version: String,
+}
+
+impl Legacy {
+    pub async fn open(endpoint: &str, version: &str) -> Legacy {
+        let a = read(
+            client()
+                .post(endpoint)
+                .header("accept", "application/json, text/event-stream")
+                .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+                    "protocolVersion": version, "capabilities": {}, "clientInfo": {"name":"test","version":"0"}}}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.raw);
+        let session = a.headers.get("mcp-session-id").expect("session id").to_str().unwrap().to_string();
+        let version = a.body["result"]["protocolVersion"].as_str().unwrap().to_string();
+        let s = Legacy { endpoint: endpoint.to_string(), session, version };
+        let n = s.post_raw(json!({"jsonrpc":"2.0","method":"notifications/initialized"})).await;
+        assert_eq!(n.status, 202);
+        s
+    }
+
+    pub async fn post_raw(&self, body: Value) -> Answer {
+        read(
+            client()
+                .post(&self.endpoint)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-session-id", &self.session)
+                .header("mcp-protocol-version", &self.version)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn request(&self, id: i64, method: &str, params: Value) -> Answer {
+        self.post_raw(json!({"jsonrpc":"2.0","id":id,"method":method,"params":params})).await
+    }
+}
+
+/// A modern (2026-07-28) request with the envelope and the routing headers.
+pub async fn modern(endpoint: &str, id: i64, method: &str, mut params: Value) -> Answer {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name":"test","version":"0"},
+    })
+    .as_object()
+    .unwrap()
+    .clone()
+    .into_iter()
+    .chain(params.get("_meta").and_then(Value::as_object).cloned().unwrap_or_default())
+    .collect::<serde_json::Map<_, _>>()
+    .into();
+    let mut req = client()
+        .post(endpoint)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", method);
+    let name = match method {
+        "tools/call" | "prompts/get" => params["name"].as_str(),
+        "resources/read" => params["uri"].as_str(),
+        _ => None,
+    };
+    if let Some(name) = name {
+        req = req.header("mcp-name", name);
+    }
+    read(req.json(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params})).send().await.unwrap()).await
+}
+
+/// Tool names of a tools/list answer.
+pub fn tool_names(a: &Answer) -> Vec<String> {
+    a.body["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
+}
+
+/// The text of the first content item of a tools/call answer.
+pub fn text(a: &Answer) -> String {
+    a.body
+        .pointer("/result/content/0/text")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no text in {}", a.raw))
+        .to_string()
+}
