@@ -178,6 +178,9 @@ pub fn replace_member(raw: &Bytes, key: &str, value: &str) -> Bytes {
     Bytes::from(out)
 }
 
+/// Every upstream's lists, by namespace.
+type ListsByUpstream = BTreeMap<Arc<str>, Arc<UpstreamLists>>;
+
 /// A list of one upstream changed (clients in its scopes get `list_changed`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
@@ -191,7 +194,7 @@ pub struct Change {
 /// channel that announces changes.
 pub struct CatalogState {
     current: ArcSwap<Catalog>,
-    lists: Mutex<(u64, BTreeMap<Arc<str>, Arc<UpstreamLists>>)>,
+    lists: Mutex<(u64, ListsByUpstream)>,
     config: CatalogConfig,
     changes: broadcast::Sender<Change>,
 }

