@@ -70,16 +70,22 @@ impl Gateway {
 }
 
 async fn fan_out_changes(catalog: Arc<CatalogState>, hub: Arc<Hub>, stop: CancellationToken) {
+    use tokio::sync::broadcast::error::RecvError;
     let mut changes = catalog.subscribe();
+    let mut updates = catalog.subscribe_updates();
     loop {
-        let change = tokio::select! {
-            c = changes.recv() => c,
+        tokio::select! {
+            c = changes.recv() => match c {
+                Ok(change) => hub.publish(&change),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            u = updates.recv() => match u {
+                Ok(update) => hub.publish_update(&update),
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
             () = stop.cancelled() => return,
-        };
-        match change {
-            Ok(change) => hub.publish(&change),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
 }

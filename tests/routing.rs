@@ -44,7 +44,7 @@ async fn merges_namespaced_paginated_and_deterministic() {
     assert_eq!(ready["upstreams"]["web"]["era"], "modern", "dual-era HTTP upstreams are spoken to in the modern era");
     let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
     let names = all_tools(&s).await;
-    assert_eq!(names.len(), 33, "11 tools from each of 3 upstreams: {names:?}");
+    assert_eq!(names.len(), 36, "12 tools from each of 3 upstreams: {names:?}");
     assert_eq!(names[0], "legacy__echo");
     assert!(names.contains(&"modern__add".to_string()) && names.contains(&"web__big".to_string()));
     assert!(
@@ -223,4 +223,40 @@ async fn list_changes_reach_legacy_and_modern_listeners() {
         assert!(after.iter().any(|n| n == &format!("{ns}__dynamic_1")), "{ns}: refreshed catalog has the new tool");
         drop(before);
     }
+}
+
+#[tokio::test]
+async fn resource_updates_reach_subscribed_sessions() {
+    let gw = Gateway::start(&stdio_upstream("docs", "legacy")).await;
+    let mcp = gw.url("/mcp");
+    let s = Legacy::open(&mcp, "2025-11-25").await;
+    let init = s.request(0, "ping", json!({})).await;
+    assert_eq!(init.status, 200);
+    let get = client()
+        .get(&mcp)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &s.session)
+        .send()
+        .await
+        .unwrap();
+    let mut stream = get.bytes_stream();
+    let uri = "sekisho://docs/echo://static/hello";
+    let sub = s.request(1, "resources/subscribe", json!({"uri": uri})).await;
+    assert_eq!(sub.body["result"], json!({}), "{}", sub.raw);
+    // An update of another resource is not delivered; the subscribed one is.
+    s.request(2, "tools/call", json!({"name": "docs__touch", "arguments": {"uri": "echo://items/9"}})).await;
+    s.request(3, "tools/call", json!({"name": "docs__touch", "arguments": {"uri": "echo://static/hello"}})).await;
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let chunk = String::from_utf8(stream.next().await.unwrap().unwrap().to_vec()).unwrap();
+            if chunk.contains("notifications/resources/updated") {
+                return chunk;
+            }
+        }
+    })
+    .await
+    .expect("the update reached the session's stream");
+    assert!(got.contains(uri) && !got.contains("items/9"), "{got}");
+    let unsub = s.request(4, "resources/unsubscribe", json!({"uri": uri})).await;
+    assert_eq!(unsub.body["result"], json!({}));
 }

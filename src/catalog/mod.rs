@@ -190,6 +190,15 @@ pub struct Change {
     pub kind: ListKind,
 }
 
+/// An upstream reported `notifications/resources/updated` for one of its resources.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceUpdate {
+    /// The upstream.
+    pub upstream: Arc<str>,
+    /// The resource URI as the upstream knows it.
+    pub uri: String,
+}
+
 /// The live catalog: the current snapshot, the per-upstream lists it is built from, and the
 /// channel that announces changes.
 pub struct CatalogState {
@@ -197,6 +206,7 @@ pub struct CatalogState {
     lists: Mutex<(u64, ListsByUpstream)>,
     config: CatalogConfig,
     changes: broadcast::Sender<Change>,
+    updates: broadcast::Sender<ResourceUpdate>,
 }
 
 impl CatalogState {
@@ -209,6 +219,7 @@ impl CatalogState {
             lists: Mutex::new((0, lists)),
             config,
             changes: broadcast::channel(256).0,
+            updates: broadcast::channel(256).0,
         })
     }
 
@@ -225,6 +236,11 @@ impl CatalogState {
     /// Subscribe to list changes.
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    /// Subscribe to upstream resource updates.
+    pub fn subscribe_updates(&self) -> broadcast::Receiver<ResourceUpdate> {
+        self.updates.subscribe()
     }
 
     /// Apply an update to one upstream's lists and rebuild; announces the kinds whose items changed.
@@ -305,7 +321,14 @@ impl CatalogState {
                     Signal::ListChanged(mux::ListKind::Resources) => {
                         kinds.extend([ListKind::Resources, ListKind::Templates])
                     }
-                    Signal::ResourceUpdated(_) => {}
+                    Signal::ResourceUpdated(params) => {
+                        if let Some(uri) = ObjectView::parse(&params)
+                            .ok()
+                            .and_then(|v| v.get_str(&params, "uri").map(|u| u.into_owned()))
+                        {
+                            let _ = self.updates.send(ResourceUpdate { upstream: Arc::clone(&up.name), uri });
+                        }
+                    }
                 }
             }
             kinds.sort();

@@ -167,6 +167,13 @@ async fn request(
     let Kind::Request { id, method, params } = msg.kind.clone() else { unreachable!("checked by the caller") };
     let id = msg.src.slice(id.0);
     let params = params.map(|p| msg.src.slice(p)).unwrap_or_default();
+    if matches!(method, Method::ResourcesSubscribe | Method::ResourcesUnsubscribe)
+        && let Some(uri) = crate::wire::object::ObjectView::parse(&params)
+            .ok()
+            .and_then(|v| v.get_str(&params, "uri").map(|u| u.into_owned()))
+    {
+        if method == Method::ResourcesSubscribe { state.subscribe(&uri) } else { state.unsubscribe(&uri) }
+    }
     if method == Method::LoggingSetLevel
         && let Some(level) = crate::wire::object::ObjectView::parse(&params)
             .ok()
@@ -295,7 +302,7 @@ pub async fn get(shared: Arc<Shared>, scope: Scope, headers: &HeaderMap) -> Resp
         Err(e) => return session_refusal(e),
     };
     let (tx, rx) = mpsc::channel(64);
-    let registration = shared.hub.register(scope, Filter::ALL, None, tx);
+    let registration = shared.hub.register_session(scope, Filter::ALL, None, Some(Arc::clone(&state)), tx);
     sse_response(notification_stream(rx, None, [state.ended.clone(), shared.draining.clone()], registration))
 }
 

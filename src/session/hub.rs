@@ -44,6 +44,8 @@ struct Listener {
     filter: Filter,
     /// The modern subscription id (raw JSON of the listen request's id), tagged on notifications.
     subscription: Option<Bytes>,
+    /// The legacy session behind the stream, whose resource subscriptions it carries.
+    session: Option<Arc<crate::session::registry::SessionState>>,
     tx: mpsc::Sender<Bytes>,
 }
 
@@ -75,9 +77,43 @@ impl Hub {
         subscription: Option<Bytes>,
         tx: mpsc::Sender<Bytes>,
     ) -> Registration {
+        self.register_session(scope, filter, subscription, None, tx)
+    }
+
+    /// Register a legacy session's stream, which also carries `notifications/resources/updated`
+    /// for the resources the session subscribed to.
+    pub fn register_session(
+        self: &Arc<Self>,
+        scope: Scope,
+        filter: Filter,
+        subscription: Option<Bytes>,
+        session: Option<Arc<crate::session::registry::SessionState>>,
+        tx: mpsc::Sender<Bytes>,
+    ) -> Registration {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
-        self.listeners.lock().expect("hub lock").insert(key, Listener { scope, filter, subscription, tx });
+        self.listeners.lock().expect("hub lock").insert(key, Listener { scope, filter, subscription, session, tx });
         Registration { hub: Arc::clone(self), key }
+    }
+
+    /// Deliver an upstream resource update to the sessions subscribed to that resource, under
+    /// the URI each one used (`sekisho://{namespace}/…` on `/mcp`, the original per upstream).
+    pub fn publish_update(&self, update: &crate::catalog::ResourceUpdate) {
+        let gateway_uri = crate::catalog::naming::exposed_uri(&update.upstream, &update.uri);
+        let listeners = self.listeners.lock().expect("hub lock");
+        for l in listeners.values() {
+            let Some(session) = &l.session else { continue };
+            let uri = match &l.scope {
+                Scope::Gateway => gateway_uri.as_str(),
+                Scope::Upstream(ns) if *ns == update.upstream => update.uri.as_str(),
+                Scope::Upstream(_) => continue,
+            };
+            if session.is_subscribed(uri) {
+                let mut out = Vec::with_capacity(96 + uri.len());
+                let params = serde_json::json!({ "uri": uri }).to_string();
+                write_notification(&mut out, "notifications/resources/updated", Some(params.as_bytes()));
+                let _ = l.tx.try_send(Bytes::from(out));
+            }
+        }
     }
 
     /// Number of open streams.

@@ -34,6 +34,7 @@ pub struct SessionState {
     log_level: Mutex<Option<LogLevel>>,
     in_flight: Mutex<HashMap<Bytes, CancellationToken>>,
     relays: Mutex<HashMap<String, oneshot::Sender<ClientAnswer>>>,
+    subscriptions: Mutex<std::collections::HashSet<String>>,
     /// Cancelled when the session is deleted: its streams end.
     pub ended: CancellationToken,
     last_seen: AtomicU64,
@@ -86,6 +87,21 @@ impl SessionState {
             Some(tx) => tx.send(answer).is_ok(),
             None => false,
         }
+    }
+
+    /// Record `resources/subscribe` for `uri` (as the client names it).
+    pub fn subscribe(&self, uri: &str) {
+        self.subscriptions.lock().expect("session lock").insert(uri.to_string());
+    }
+
+    /// Record `resources/unsubscribe` for `uri`.
+    pub fn unsubscribe(&self, uri: &str) {
+        self.subscriptions.lock().expect("session lock").remove(uri);
+    }
+
+    /// Whether the session subscribed to `uri`.
+    pub fn is_subscribed(&self, uri: &str) -> bool {
+        self.subscriptions.lock().expect("session lock").contains(uri)
     }
 
     fn touch(&self) {

@@ -98,11 +98,13 @@ FIXPORT="$(free_port)"
 GWPORT="$(free_port)"
 while [ "$GWPORT" = "$FIXPORT" ]; do GWPORT="$(free_port)"; done
 
-# wait_http URL SECONDS PID: poll until URL answers 200; fail early if PID died.
+# wait_http URL STATUS SECONDS PID: poll until URL answers with HTTP STATUS; give up after
+# SECONDS or as soon as PID has died.
 wait_http() {
-  local url="$1" secs="$2" pid="$3" i
-  for ((i = 0; i < secs * 4; i++)); do
-    curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null && return 0
+  local url="$1" want="$2" deadline=$((SECONDS + $3)) pid="$4" code
+  while ((SECONDS < deadline)); do
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)"
+    [ "$code" = "$want" ] && return 0
     kill -0 "$pid" 2>/dev/null || return 1
     sleep 0.25
   done
@@ -112,16 +114,11 @@ wait_http() {
 say "work dir $WORK; fixture on 127.0.0.1:$FIXPORT, sekisho on 127.0.0.1:$GWPORT"
 PORT="$FIXPORT" "$NODE" "$FIXTURE_DIR/server.mjs" >"$WORK/fixture.log" 2>&1 &
 FIXTURE_PID=$!
-# GET /stateless answers 405, so probe the POST-only route's neighbour: any HTTP answer will do.
-for ((i = 0; ; i++)); do
-  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$FIXPORT/stateless" || true)"
-  [ "$code" = 405 ] && break
-  if ((i >= 120)) || ! kill -0 "$FIXTURE_PID" 2>/dev/null; then
-    cat "$WORK/fixture.log" >&2
-    die "the fixture did not start"
-  fi
-  sleep 0.25
-done
+# The fixture is up once GET /stateless gets its 405 (that route is POST-only).
+if ! wait_http "http://127.0.0.1:$FIXPORT/stateless" 405 30 "$FIXTURE_PID"; then
+  cat "$WORK/fixture.log" >&2
+  die "the fixture did not start"
+fi
 
 cat >"$WORK/sekisho.toml" <<EOF
 [server]
@@ -139,9 +136,9 @@ EOF
 
 "$SEKISHO_BIN" serve --config "$WORK/sekisho.toml" >"$WORK/sekisho.log" 2>&1 &
 SEKISHO_PID=$!
-if ! wait_http "http://127.0.0.1:$GWPORT/readyz?strict=1" 60 "$SEKISHO_PID"; then
+if ! wait_http "http://127.0.0.1:$GWPORT/readyz?strict=1" 200 60 "$SEKISHO_PID"; then
   tail -n 50 "$WORK/sekisho.log" >&2
-  die "sekisho did not become ready (readyz?strict=1) within 60s"
+  die "sekisho exited or did not become ready (readyz?strict=1) within 60s; log: $WORK/sekisho.log"
 fi
 
 # ---------- the runs ----------
@@ -198,6 +195,9 @@ if [ "$ANY_FAILED" -ne 0 ]; then
 fi
 total_passed=0
 total_failed=0
+for name in "${NAMES[@]}"; do
+  [ "${STATUS[$name]}" -eq 0 ] || echo "run.sh: run $name FAILED (suite exit status ${STATUS[$name]})"
+done
 for name in "${NAMES[@]}"; do
   echo "conformance $name: ${PASSED[$name]} passed, ${FAILED[$name]} failed"
   total_passed=$((total_passed + PASSED[$name]))

@@ -86,6 +86,8 @@ fn tools(dynamic: &[String]) -> Value {
         json!({"name": "crash", "description": "Exit the process immediately.", "annotations": {"destructiveHint": true},
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "change_tools", "description": "Add a tool and announce the list change.", "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "touch", "description": "Announce that a resource was updated.",
+               "inputSchema": obj(json!({"uri": {"type": "string"}}), &["uri"])}),
     ];
     for name in dynamic {
         list.push(
@@ -142,7 +144,7 @@ impl Upstream {
                 result(
                     id,
                     json!({"protocolVersion": v, "serverInfo": {"name": "echo-upstream", "version": "0"},
-                    "capabilities": {"tools": {"listChanged": true}, "resources": {}, "prompts": {}, "logging": {}}}),
+                    "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true}, "prompts": {}, "logging": {}}}),
                 )
             }
             "server/discover" => complete(
@@ -188,7 +190,7 @@ impl Upstream {
                     false,
                 )
             }
-            "logging/setLevel" => result(id, json!({})),
+            "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe" => result(id, json!({})),
             _ => error(id, -32601, &format!("Method not found: {method}")),
         }
     }
@@ -249,6 +251,11 @@ impl Upstream {
                 };
                 let _ = self.changes.send(notification("notifications/tools/list_changed", json!({})));
                 text(format!("added {name}"))
+            }
+            "touch" => {
+                let uri = args["uri"].as_str().unwrap_or("echo://static/hello");
+                let _ = self.changes.send(notification("notifications/resources/updated", json!({"uri": uri})));
+                text(format!("touched {uri}"))
             }
             other => json!({"isError": true, "content": [{"type": "text", "text": format!("Unknown tool: {other}")}]}),
         }
