@@ -44,7 +44,7 @@ async fn merges_namespaced_paginated_and_deterministic() {
     assert_eq!(ready["upstreams"]["web"]["era"], "modern", "dual-era HTTP upstreams are spoken to in the modern era");
     let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
     let names = all_tools(&s).await;
-    assert_eq!(names.len(), 36, "12 tools from each of 3 upstreams: {names:?}");
+    assert_eq!(names.len(), 39, "13 tools from each of 3 upstreams: {names:?}");
     assert_eq!(names[0], "legacy__echo");
     assert!(names.contains(&"modern__add".to_string()) && names.contains(&"web__big".to_string()));
     assert!(
@@ -259,4 +259,29 @@ async fn resource_updates_reach_subscribed_sessions() {
     assert!(got.contains(uri) && !got.contains("items/9"), "{got}");
     let unsub = s.request(4, "resources/unsubscribe", json!({"uri": uri})).await;
     assert_eq!(unsub.body["result"], json!({}));
+}
+
+#[tokio::test]
+async fn an_upstream_stream_closed_early_is_resumed() {
+    let http = HttpUpstream::start("legacy").await;
+    let gw = Gateway::start(&http.table("polling")).await;
+    assert_eq!(gw.readyz().await["upstreams"]["polling"]["era"], "legacy");
+    let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let a = s.request(1, "tools/call", json!({"name": "polling__park", "arguments": {"ms": 200}})).await;
+    assert_eq!(text(&a), "slept 200 ms", "{}", a.raw);
+    let m = modern(&gw.url("/mcp"), 2, "tools/call", json!({"name": "polling__park", "arguments": {"ms": 50}})).await;
+    assert_eq!(text(&m), "slept 50 ms", "{}", m.raw);
+}
+
+#[tokio::test]
+async fn a_list_right_after_a_change_shows_the_change() {
+    let http = HttpUpstream::start("legacy").await;
+    let gw = Gateway::start(&format!("{}\n{}", http.table("web"), stdio_upstream("local", "legacy"))).await;
+    let s = Legacy::open(&gw.url("/servers/web/mcp"), "2025-11-25").await;
+    for round in 1..=3 {
+        let a = s.request(1, "tools/call", json!({"name": "change_tools", "arguments": {}})).await;
+        assert_eq!(text(&a), format!("added dynamic_{round}"));
+        let names = tool_names(&s.request(2, "tools/list", json!({})).await);
+        assert!(names.contains(&format!("dynamic_{round}")), "round {round}: {names:?}");
+    }
 }

@@ -333,9 +333,13 @@ impl CatalogState {
             }
             kinds.sort();
             kinds.dedup();
+            // Every announcement counted by now has its signal drained above or still queued
+            // (which brings another round), so this refresh covers it.
+            let announced = up.freshness().announced();
             if !kinds.is_empty() && up.status().is_up() {
                 self.refresh(&up, &kinds).await;
             }
+            up.freshness().caught_up_to(announced);
         }
     }
 }

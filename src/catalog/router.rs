@@ -55,7 +55,7 @@ impl Router {
             Method::Ping if !modern => Ok(gateway_result(Bytes::from_static(b"{}"))),
             Method::ToolsList | Method::PromptsList | Method::ResourcesList | Method::ResourcesTemplatesList => {
                 let kind = ListKind::from_method(call.method.as_str()).expect("list method");
-                self.list(kind, call)
+                self.list(kind, call).await
             }
             Method::ToolsCall => self.forward_named(call, ListKind::Tools).await,
             Method::PromptsGet => self.forward_named(call, ListKind::Prompts).await,
@@ -147,7 +147,26 @@ impl Router {
         })
     }
 
-    fn list(&self, kind: ListKind, call: &Call) -> Result<Reply, GatewayError> {
+    /// Wait until the catalog reflects the list changes the upstreams in `scope` announced
+    /// (bounded; normally already true, so this is two atomic loads per upstream).
+    async fn fresh(&self, scope: &Scope) {
+        const LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+        match scope {
+            Scope::Upstream(ns) => {
+                if let Some(up) = self.upstreams.get(ns) {
+                    up.freshness().wait(LIMIT).await;
+                }
+            }
+            Scope::Gateway => {
+                for up in self.upstreams.iter() {
+                    up.freshness().wait(LIMIT).await;
+                }
+            }
+        }
+    }
+
+    async fn list(&self, kind: ListKind, call: &Call) -> Result<Reply, GatewayError> {
+        self.fresh(&call.ctx.scope).await;
         let snap = self.catalog.snapshot();
         let config = self.catalog.config();
         let offset = match call.params.str("cursor") {

@@ -14,12 +14,12 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::{ConnError, Request, expect_result};
 use super::handshake::{self, Handshake};
-use super::mux::{Action, Mux, Signal};
+use super::mux::{Action, Mux, Signals};
 use crate::pipeline::ctx::{ClientAnswer, ClientEvent};
 use crate::upstream::config::EraChoice;
 use crate::wire::jsonrpc::{Kind, Message, RawId, write_error, write_notification};
@@ -31,6 +31,10 @@ pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<B
 
 /// Largest upstream answer accepted (64 MiB): a JSON body or one SSE event.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+/// How many times one call's stream is resumed after the upstream closed it early.
+const MAX_RESUMES: u32 = 32;
+/// Upper bound on the `retry` wait an upstream may ask for before a resume (ms).
+const MAX_RESUME_WAIT_MS: u64 = 5_000;
 
 /// Build the shared client: HTTP/1.1 keep-alive, TLS with the webpki roots.
 pub fn client() -> HttpClient {
@@ -68,7 +72,7 @@ impl HttpConn {
         url: Uri,
         headers: HeaderMap,
         choice: EraChoice,
-        signals: mpsc::UnboundedSender<Signal>,
+        signals: Signals,
     ) -> Result<Arc<HttpConn>, ConnError> {
         let mut conn = HttpConn {
             upstream: upstream.to_string(),
@@ -253,37 +257,68 @@ impl HttpConn {
         }
     }
 
+    /// Read SSE events until the response to `id`. A legacy upstream may end the stream early
+    /// and expect the client to resume it (2025-11-25 `basic/transports`, "Resumability and
+    /// Redelivery"): then the gateway waits the advertised `retry`, sends `GET` with
+    /// `Last-Event-ID`, and keeps reading from the replayed stream.
     async fn read_stream(&self, mut body: Incoming, id: u64) -> Result<Message, ConnError> {
-        let mut decoder = sse::Decoder::new(MAX_ANSWER_BYTES);
         let want = id.to_string();
+        let mut last_event_id: Option<String> = None;
+        let mut retry = Duration::from_millis(100);
+        let mut resumes = 0;
         loop {
-            let frame = match body.frame().await {
-                Some(Ok(frame)) => frame,
-                Some(Err(e)) => return Err(ConnError::Transport(format!("stream broke: {e}"))),
-                None => {
-                    return Err(ConnError::Protocol("the stream ended before the response".into()));
-                }
-            };
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            decoder.push(&data);
-            while let Some(event) =
-                decoder.next_event().map_err(|e| ConnError::Protocol(format!("SSE event over {} bytes", e.0)))?
-            {
-                if event.data.is_empty() || event.event.as_deref().is_some_and(|e| e != "message") {
-                    continue;
-                }
-                let Ok(msg) = Message::parse(event.data) else {
-                    continue;
+            let mut decoder = sse::Decoder::new(MAX_ANSWER_BYTES);
+            loop {
+                let frame = match body.frame().await {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(e)) if last_event_id.is_none() => {
+                        return Err(ConnError::Transport(format!("stream broke: {e}")));
+                    }
+                    Some(Err(_)) | None => break,
                 };
-                if matches!(msg.kind, Kind::Response { .. })
-                    && msg.id().is_some_and(|i| i.as_bytes() == want.as_bytes())
+                let Ok(data) = frame.into_data() else { continue };
+                decoder.push(&data);
+                while let Some(event) =
+                    decoder.next_event().map_err(|e| ConnError::Protocol(format!("SSE event over {} bytes", e.0)))?
                 {
-                    return Ok(msg);
+                    if let Some(ms) = event.retry_ms {
+                        retry = Duration::from_millis(ms.min(MAX_RESUME_WAIT_MS));
+                    }
+                    if event.id.is_some() {
+                        last_event_id.clone_from(&event.id);
+                    }
+                    if event.data.is_empty() || event.event.as_deref().is_some_and(|e| e != "message") {
+                        continue;
+                    }
+                    let Ok(msg) = Message::parse(event.data) else { continue };
+                    if matches!(msg.kind, Kind::Response { .. })
+                        && msg.id().is_some_and(|i| i.as_bytes() == want.as_bytes())
+                    {
+                        return Ok(msg);
+                    }
+                    self.act(self.mux.dispatch(msg, Some(id)));
                 }
-                self.act(self.mux.dispatch(msg, Some(id)));
             }
+            let Some(resume_from) = last_event_id.clone().filter(|_| self.session.is_some() && resumes < MAX_RESUMES)
+            else {
+                return Err(ConnError::Protocol("the stream ended before the response".into()));
+            };
+            resumes += 1;
+            tokio::time::sleep(retry).await;
+            let req = self
+                .base_request(HttpMethod::GET, self.version())
+                .header(ACCEPT, "text/event-stream")
+                .header("last-event-id", resume_from)
+                .body(Full::new(Bytes::new()))
+                .expect("valid request");
+            let resp = self.send(req).await?;
+            if !resp.status().is_success() {
+                return Err(ConnError::Status {
+                    status: resp.status().as_u16(),
+                    detail: "resuming the stream with Last-Event-ID failed".into(),
+                });
+            }
+            body = resp.into_body();
         }
     }
 

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use self::config::{EraChoice, Transport, UpstreamConfig};
 use self::conn::{ConnError, Request, expect_result};
 use self::handshake::Handshake;
-use self::mux::Signal;
+use self::mux::{Signal, Signals};
 use self::stdio::{Spawn, StdioConn};
 use crate::error::GatewayError;
 use crate::wire::jsonrpc::Message;
@@ -102,6 +102,7 @@ pub struct Upstream {
     remembered_era: Mutex<EraChoice>,
     last_handshake: ArcSwapOption<Handshake>,
     restarts: std::sync::atomic::AtomicU64,
+    freshness: Arc<mux::Freshness>,
 }
 
 /// Reconnect delays: exponential from 250 ms to 30 s, with full jitter over the upper half.
@@ -136,6 +137,7 @@ impl Upstream {
             config,
             conn: ArcSwapOption::empty(),
             last_handshake: ArcSwapOption::empty(),
+            freshness: Arc::default(),
             status: watch::channel(Status::Starting).0,
             restarts: std::sync::atomic::AtomicU64::new(0),
         }
@@ -164,6 +166,11 @@ impl Upstream {
     /// The handshake of the live connection.
     pub fn handshake(&self) -> Option<Handshake> {
         self.conn.load().as_ref().map(|c| c.handshake().clone())
+    }
+
+    /// How current the catalog is with this upstream's announced list changes.
+    pub fn freshness(&self) -> &mux::Freshness {
+        &self.freshness
     }
 
     /// The handshake of the last successful connection, kept while the upstream is down so
@@ -235,12 +242,7 @@ impl Upstream {
     }
 
     /// Connect, watch, reconnect, until `shutdown`; then stop the connection.
-    async fn supervise(
-        self: Arc<Self>,
-        client: http::HttpClient,
-        signals: mpsc::UnboundedSender<Signal>,
-        shutdown: CancellationToken,
-    ) {
+    async fn supervise(self: Arc<Self>, client: http::HttpClient, signals: Signals, shutdown: CancellationToken) {
         let mut backoff = Backoff::new();
         let mut first = true;
         while !shutdown.is_cancelled() {
@@ -264,7 +266,7 @@ impl Upstream {
                     let conn = Arc::new(live.conn);
                     self.conn.store(Some(Arc::clone(&conn)));
                     self.set_status(Status::Up { era: h.era, version: h.version });
-                    let _ = signals.send(Signal::Up);
+                    signals.send(Signal::Up);
                     let reason = live.watch.wait(&conn, &shutdown).await;
                     self.conn.store(None);
                     if shutdown.is_cancelled() {
@@ -282,7 +284,7 @@ impl Upstream {
             };
             tracing::warn!(upstream = %self.name, reason = %reason, "upstream down; reconnecting");
             self.set_status(Status::Down { reason });
-            let _ = signals.send(Signal::Down);
+            signals.send(Signal::Down);
             tokio::select! {
                 () = tokio::time::sleep(backoff.step()) => {}
                 () = shutdown.cancelled() => break,
@@ -292,11 +294,7 @@ impl Upstream {
         self.set_status(Status::Stopped);
     }
 
-    async fn connect(
-        &self,
-        client: &http::HttpClient,
-        signals: &mpsc::UnboundedSender<Signal>,
-    ) -> Result<Live, ConnError> {
+    async fn connect(&self, client: &http::HttpClient, signals: &Signals) -> Result<Live, ConnError> {
         let choice = *self.remembered_era.lock().expect("era lock");
         match self.config.transport() {
             Transport::Stdio { command, args, env, cwd } => {
@@ -440,7 +438,8 @@ impl UpstreamSet {
         for (name, up) in &self.upstreams {
             let (tx, rx) = mpsc::unbounded_channel();
             receivers.insert(Arc::clone(name), rx);
-            tasks.spawn(Arc::clone(up).supervise(self.client.clone(), tx, self.shutdown.clone()));
+            let signals = Signals { tx, freshness: Arc::clone(&up.freshness) };
+            tasks.spawn(Arc::clone(up).supervise(self.client.clone(), signals, self.shutdown.clone()));
         }
         receivers
     }

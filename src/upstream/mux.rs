@@ -51,6 +51,64 @@ pub enum ListKind {
     Resources,
 }
 
+/// Counts the list changes an upstream announced and the catalog refreshes that caught up with
+/// them, so that a list request made right after a change waits for the refreshed catalog
+/// (a client that calls a list-changing tool and then lists sees the change).
+#[derive(Debug, Default)]
+pub struct Freshness {
+    announced: AtomicU64,
+    caught_up: AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+impl Freshness {
+    /// Changes announced so far.
+    pub fn announced(&self) -> u64 {
+        self.announced.load(Ordering::Acquire)
+    }
+
+    /// The catalog now reflects every change up to `n`.
+    pub fn caught_up_to(&self, n: u64) {
+        self.caught_up.fetch_max(n, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    /// Wait (at most `limit`) until the catalog reflects every change announced so far.
+    pub async fn wait(&self, limit: std::time::Duration) {
+        let target = self.announced();
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.notify.notified();
+                if self.caught_up.load(Ordering::Acquire) >= target {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+}
+
+/// Where a connection reports what its upstream says outside of calls.
+#[derive(Clone, Debug)]
+pub struct Signals {
+    /// The catalog follower's channel.
+    pub tx: mpsc::UnboundedSender<Signal>,
+    /// The upstream's list freshness.
+    pub freshness: std::sync::Arc<Freshness>,
+}
+
+impl Signals {
+    /// Report a signal; list changes are counted first, so a list request that follows the
+    /// answer of the call that caused them already waits for the refresh.
+    pub fn send(&self, s: Signal) {
+        if matches!(s, Signal::ListChanged(_)) {
+            self.freshness.announced.fetch_add(1, Ordering::AcqRel);
+        }
+        let _ = self.tx.send(s);
+    }
+}
+
 struct Pending {
     reply: Option<oneshot::Sender<Message>>,
     route: Option<Route>,
@@ -81,12 +139,12 @@ pub struct Mux {
     upstream: String,
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, Pending>>,
-    signals: mpsc::UnboundedSender<Signal>,
+    signals: Signals,
 }
 
 impl Mux {
     /// A mux for upstream `name` that reports list changes and resource updates to `signals`.
-    pub fn new(upstream: &str, signals: mpsc::UnboundedSender<Signal>) -> Self {
+    pub fn new(upstream: &str, signals: Signals) -> Self {
         Mux { upstream: upstream.to_string(), next_id: AtomicU64::new(1), pending: Mutex::default(), signals }
     }
 
@@ -180,7 +238,7 @@ impl Mux {
     }
 
     fn signal(&self, s: Signal) {
-        let _ = self.signals.send(s);
+        self.signals.send(s);
     }
 
     fn relay_progress(&self, params: Option<Bytes>) {
@@ -264,7 +322,7 @@ mod tests {
     #[tokio::test]
     async fn responses_reach_their_call_and_progress_gets_the_client_token() {
         let (sig_tx, _sig_rx) = mpsc::unbounded_channel();
-        let mux = Mux::new("t", sig_tx);
+        let mux = Mux::new("t", Signals { tx: sig_tx, freshness: Default::default() });
         let (tx, rx) = oneshot::channel();
         let (ev_tx, mut ev_rx) = mpsc::channel(8);
         let route = Route {
@@ -289,7 +347,7 @@ mod tests {
     #[test]
     fn list_changed_signals_and_unroutable_requests_are_refused() {
         let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
-        let mux = Mux::new("t", sig_tx);
+        let mux = Mux::new("t", Signals { tx: sig_tx, freshness: Default::default() });
         mux.dispatch(msg(r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#), None);
         assert_eq!(sig_rx.try_recv().unwrap(), Signal::ListChanged(ListKind::Tools));
         let Action::Send(b) = mux.dispatch(msg(r#"{"jsonrpc":"2.0","id":0,"method":"roots/list"}"#), None) else {

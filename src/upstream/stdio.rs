@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::conn::{ConnError, Request};
 use super::handshake::Handshake;
-use super::mux::{Action, Mux, Signal};
+use super::mux::{Action, Mux, Signals};
 use crate::pipeline::ctx::ClientEvent;
 use crate::wire::jsonrpc::{Message, write_notification};
 
@@ -64,11 +64,7 @@ impl StdioConn {
     /// Start the child and its I/O tasks.
     ///
     /// Errors: [`ConnError::Transport`] when the program cannot be started.
-    pub fn spawn(
-        upstream: &str,
-        spec: &Spawn,
-        signals: mpsc::UnboundedSender<Signal>,
-    ) -> Result<(Arc<StdioConn>, Process), ConnError> {
+    pub fn spawn(upstream: &str, spec: &Spawn, signals: Signals) -> Result<(Arc<StdioConn>, Process), ConnError> {
         let mut cmd = Command::new(&spec.command);
         cmd.args(&spec.args)
             .envs(&spec.env)

@@ -60,6 +60,7 @@ struct Upstream {
     changes: broadcast::Sender<Value>,
     sessions: Mutex<HashSet<String>>,
     next_session: AtomicU64,
+    parked: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Receiver<String>>>,
 }
 
 type Out = mpsc::UnboundedSender<Value>;
@@ -86,6 +87,8 @@ fn tools(dynamic: &[String]) -> Value {
         json!({"name": "crash", "description": "Exit the process immediately.", "annotations": {"destructiveHint": true},
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "change_tools", "description": "Add a tool and announce the list change.", "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "park", "description": "Like sleep_ms, but over HTTP the answer comes on a resumed stream.",
+               "inputSchema": obj(json!({"ms": {"type": "integer"}}), &["ms"])}),
         json!({"name": "touch", "description": "Announce that a resource was updated.",
                "inputSchema": obj(json!({"uri": {"type": "string"}}), &["uri"])}),
     ];
@@ -114,6 +117,7 @@ impl Upstream {
             changes: broadcast::channel(64).0,
             sessions: Mutex::new(HashSet::new()),
             next_session: AtomicU64::new(1),
+            parked: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -205,7 +209,7 @@ impl Upstream {
                 let sum = args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0);
                 json!({"content": [{"type": "text", "text": sum.to_string()}], "structuredContent": {"sum": sum}})
             }
-            "sleep_ms" => {
+            "sleep_ms" | "park" => {
                 let ms = args["ms"].as_u64().unwrap_or(0);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
                 text(format!("slept {ms} ms"))
@@ -249,7 +253,11 @@ impl Upstream {
                     d.push(name.clone());
                     name
                 };
-                let _ = self.changes.send(notification("notifications/tools/list_changed", json!({})));
+                // Announced on the call's own stream (before the answer, as SDK servers do) and
+                // to every listener.
+                let change = notification("notifications/tools/list_changed", json!({}));
+                let _ = out.send(change.clone());
+                let _ = self.changes.send(change);
                 text(format!("added {name}"))
             }
             "touch" => {
@@ -334,6 +342,19 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
         if modern_header || session.as_ref().is_none_or(|s| !up.sessions.lock().unwrap().contains(s)) {
             return Ok(full(StatusCode::METHOD_NOT_ALLOWED, Vec::new(), None));
         }
+        let resume = req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+        if let Some(stream_id) = resume.and_then(|last| last.rsplit_once('-').map(|(s, _)| s.to_string())) {
+            // Resumption of a call stream that was closed early: replay its answer once ready.
+            let pending = up.parked.lock().unwrap().remove(&stream_id);
+            let Some(answer) = pending else { return Ok(full(StatusCode::NOT_FOUND, Vec::new(), None)) };
+            let stream = async_stream(move |tx| async move {
+                if let Ok(answer) = answer.await {
+                    let frame = format!("id: {stream_id}-1\nevent: message\ndata: {answer}\n\n");
+                    let _ = tx.send(Ok(Frame::data(Bytes::from(frame)))).await;
+                }
+            });
+            return Ok(Response::builder().header("content-type", "text/event-stream").body(stream).expect("response"));
+        }
         let mut changes = up.changes.subscribe();
         let stream = async_stream(move |tx| async move {
             while let Ok(n) = changes.recv().await {
@@ -405,8 +426,28 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
         });
         return Ok(Response::builder().header("content-type", "text/event-stream").body(stream).expect("response"));
     }
-    let streams =
-        msg.pointer("/params/_meta/progressToken").is_some() || msg.pointer("/params/name") == Some(&json!("log"));
+    if msg.pointer("/params/name") == Some(&json!("park")) && !modern_header {
+        // Answer later: prime the stream with an event id and a retry hint, close it, and let
+        // the client resume it with GET + Last-Event-ID (2025-11-25 resumability).
+        let stream_id = format!("park-{}", up.next_session.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        up.parked.lock().unwrap().insert(stream_id.clone(), rx);
+        let worker = Arc::clone(&up);
+        tokio::spawn(async move {
+            let (ntx, _nrx) = mpsc::unbounded_channel();
+            let mut call = msg.clone();
+            call["params"]["name"] = json!("sleep_ms");
+            let answer = finish(worker.request(&call, &ntx).await);
+            let _ = tx.send(serde_json::to_string(&answer).expect("JSON"));
+        });
+        let priming = format!("id: {stream_id}-0\nretry: 50\ndata: \n\n");
+        return Ok(Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Full::new(Bytes::from(priming)).boxed())
+            .expect("response"));
+    }
+    let streams = msg.pointer("/params/_meta/progressToken").is_some()
+        || matches!(msg.pointer("/params/name").and_then(Value::as_str), Some("log" | "change_tools"));
     if !streams {
         let (tx, _rx) = mpsc::unbounded_channel();
         let answer = finish(up.request(&msg, &tx).await);
