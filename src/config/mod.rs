@@ -66,7 +66,7 @@ impl Config {
                 problems: vec!["the file does not exist or is not readable".into()],
             });
         }
-        let figment = Figment::new().merge(Toml::file(path)).merge(Env::prefixed("SEKISHO_").split("__"));
+        let figment = Figment::new().merge(Toml::file(path)).merge(overrides());
         let mut config = Self::from_figment(figment, shown)?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
         Ok(config)
@@ -147,6 +147,17 @@ impl Config {
     }
 }
 
+/// `SEKISHO_<SECTION>__…` variables for the known sections only, so unrelated variables that
+/// share the prefix (`SEKISHO_CONFIG`, a script's `SEKISHO_BIN`) are not mistaken for keys.
+fn overrides() -> Env {
+    Env::prefixed("SEKISHO_")
+        .filter(|key| {
+            let key = key.as_str().to_ascii_lowercase();
+            ["server__", "catalog__", "log__", "upstreams__"].iter().any(|section| key.starts_with(section))
+        })
+        .split("__")
+}
+
 /// Expand `${NAME}` from the process environment; `$${` escapes a literal `${`.
 /// Errors: the name of the first unset variable.
 fn expand(value: &str) -> Result<String, String> {
@@ -224,6 +235,21 @@ mod tests {
         assert_eq!(c.upstreams["a"].command.as_deref(), Some("/etc/sekisho/../bin/srv"));
         assert_eq!(c.upstreams["b"].command.as_deref(), Some("npx"));
         assert_eq!(c.upstreams["b"].cwd.as_deref(), Some(Path::new("/etc/sekisho/work")));
+    }
+
+    #[test]
+    fn environment_overrides_only_known_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SEKISHO_SERVER__LISTEN", "127.0.0.1:9999");
+            jail.set_env("SEKISHO_BIN", "/usr/bin/whatever");
+            jail.set_env("SEKISHO_CONFIG", "/etc/x.toml");
+            let c = Config::load(&path).map_err(|e| e.to_string())?;
+            assert_eq!(c.server.listen, "127.0.0.1:9999");
+            Ok(())
+        });
     }
 
     #[test]
