@@ -238,6 +238,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type
     fn environment_overrides_only_known_sections() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.toml");
