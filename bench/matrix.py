@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""sekisho's benchmark matrix: direct upstream vs sekisho (HTTP upstream, stdio upstream),
+side by side in one run, targets interleaved in a fresh random order every repetition to cancel
+drift. Reports req/s, ratio to direct, latency percentiles, the gateway's CPU time per request
+(user+sys of the gateway process over the run / requests) and its RSS idle and under load.
+
+Usage (from the repo root):
+  python3 bench/matrix.py                      # full matrix, ~4 minutes
+  python3 bench/matrix.py --quick              # smoke run: 1 s per cell, must end with zero errors
+  python3 bench/matrix.py --soak 300           # 5-minute run at concurrency 32, RSS sampled
+Optional comparators in front of the same stdio upstream, when installed:
+  SUPERGATEWAY=/path/to/supergateway  MCP_PROXY=/path/to/mcp-proxy
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """user+sys CPU of a process and all its threads (and reaped children), in seconds."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime + cutime + cstime) / TICK
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_http(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not answer in {seconds}s")
+
+
+class Sampler(threading.Thread):
+    """Samples a process's RSS every 100 ms; keeps the maximum and the series."""
+
+    def __init__(self, pid: int, every: float = 0.1):
+        super().__init__(daemon=True)
+        self.pid, self.every, self.max, self.series, self.stop = pid, every, 0.0, [], threading.Event()
+
+    def run(self) -> None:
+        start = time.monotonic()
+        while not self.stop.is_set():
+            r = rss_mb(self.pid)
+            self.max = max(self.max, r)
+            self.series.append((round(time.monotonic() - start, 1), round(r, 2)))
+            self.stop.wait(self.every)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of every cell")
+    ap.add_argument("--era", choices=["modern", "legacy"], default="modern", help="client protocol era")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 s, 1 repetition; fails on any error")
+    ap.add_argument("--soak", type=float, default=0, help="only run a soak of this many seconds")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--json", help="also write results here")
+    args = ap.parse_args()
+    if args.quick:
+        args.seconds, args.reps = 1.0, 1
+
+    target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--workspace", "--bins"], cwd=ROOT, check=True)
+    bins = os.path.join(target_dir, "release")
+    echo, gateway, loadgen = (os.path.join(bins, b) for b in ("echo-upstream", "sekisho", "loadgen"))
+
+    work = tempfile.mkdtemp(prefix="sekisho-bench-")
+    procs: list[subprocess.Popen] = []
+
+    def start(cmd, **kw) -> subprocess.Popen:
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, f"{len(procs)}.log"), "wb"), **kw)
+        procs.append(p)
+        return p
+
+    try:
+        up_port = free_port()
+        upstream = start([echo, "http", "--listen", f"127.0.0.1:{up_port}"])
+        gw_port = free_port()
+        config = os.path.join(work, "sekisho.toml")
+        with open(config, "w") as f:
+            f.write(f"""
+[server]
+listen = "127.0.0.1:{gw_port}"
+[log]
+level = "warn"
+[upstreams.h]
+url = "http://127.0.0.1:{up_port}/mcp"
+[upstreams.s]
+command = {json.dumps(echo)}
+args = ["stdio"]
+""")
+        gw = start([gateway, "serve", "--config", config])
+        wait_http(f"http://127.0.0.1:{gw_port}/readyz?strict=1")
+        time.sleep(1.0)
+        rss_idle = rss_mb(gw.pid)
+
+        targets = {
+            "direct": (f"http://127.0.0.1:{up_port}/mcp", "echo", upstream.pid),
+            "sekisho-http": (f"http://127.0.0.1:{gw_port}/mcp", "h__echo", gw.pid),
+            "sekisho-stdio": (f"http://127.0.0.1:{gw_port}/mcp", "s__echo", gw.pid),
+        }
+        for name, env in (("supergateway", "SUPERGATEWAY"), ("mcp-proxy", "MCP_PROXY")):
+            binary = os.environ.get(env)
+            if binary and shutil.which(binary):
+                port = free_port()
+                if name == "supergateway":
+                    cmd = [binary, "--stdio", f"{echo} stdio", "--outputTransport", "streamableHttp", "--port", str(port)]
+                    url = f"http://127.0.0.1:{port}/mcp"
+                else:
+                    cmd = [binary, "--port", str(port), "--", echo, "stdio"]
+                    url = f"http://127.0.0.1:{port}/mcp"
+                p = start(cmd)
+                time.sleep(3)
+                targets[name] = (url, "echo", p.pid)
+
+        def load(url: str, tool: str, conc: int, seconds: float, kib: int | None) -> dict:
+            cmd = [loadgen, "--url", url, "--tool", tool if kib is None else tool.replace("echo", "big"),
+                   "--era", args.era, "--concurrency", str(conc), "--duration", str(seconds), "--warmup", "0.5"]
+            if kib is not None:
+                cmd += ["--kib", str(kib)]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+            if out.returncode != 0:
+                raise SystemExit(f"loadgen failed on {url} {tool}:\n{out.stderr}")
+            return json.loads(out.stdout)
+
+        if args.soak:
+            sampler = Sampler(gw.pid, every=5.0)
+            sampler.start()
+            r = load(*targets["sekisho-http"][:2], 32, args.soak, None)
+            sampler.stop.set()
+            first, last = sampler.series[1][1], sampler.series[-1][1]
+            print(json.dumps({"soak_seconds": args.soak, "requests": r["requests"], "errors": r["errors"], "rps": r["rps"],
+                              "rss_mb_idle": round(rss_idle, 2), "rss_mb_series": sampler.series,
+                              "rss_growth_mb_after_warmup": round(last - first, 2)}))
+            return
+
+        cells = [(1, None), (32, None), (1, 16), (32, 16)]
+        results: dict = {}
+        errors = 0
+        for conc, kib in cells:
+            for rep in range(args.reps):
+                order = list(targets)
+                random.shuffle(order)
+                for name in order:
+                    url, tool, pid = targets[name]
+                    sampler = Sampler(pid)
+                    sampler.start()
+                    cpu0 = cpu_seconds(pid)
+                    r = load(url, tool, conc, args.seconds, kib)
+                    cpu = cpu_seconds(pid) - cpu0
+                    sampler.stop.set()
+                    sampler.join()
+                    # The warm-up requests are not in r["requests"]; measure CPU over the timed part only
+                    # by scaling with the measured duration share.
+                    timed_share = r["seconds"] / (r["seconds"] + 0.5)
+                    entry = results.setdefault((conc, kib, name), {"runs": []})
+                    entry["runs"].append({**r, "cpu_s": cpu * timed_share, "rss_max_mb": sampler.max})
+                    errors += r["errors"]
+                    print(f"  c={conc:<2} {'16KiB' if kib else 'small':5} {name:14} rep {rep + 1}: "
+                          f"{r['rps']:>9.0f} req/s  p50 {r['p50_us']:>6} µs  p99 {r['p99_us']:>6} µs  "
+                          f"cpu {1e6 * cpu * timed_share / max(r['requests'], 1):6.1f} µs/req  errors {r['errors']}",
+                          file=sys.stderr, flush=True)
+
+        rows = []
+        for conc, kib in cells:
+            direct = results[(conc, kib, "direct")]
+            d_rps = statistics.median(x["rps"] for x in direct["runs"])
+            for name in targets:
+                runs = results[(conc, kib, name)]["runs"]
+                rps = statistics.median(x["rps"] for x in runs)
+                reqs = sum(x["requests"] for x in runs)
+                cpu_us = 1e6 * sum(x["cpu_s"] for x in runs) / max(reqs, 1)
+                rows.append({
+                    "concurrency": conc, "payload": "16KiB" if kib else "small", "target": name,
+                    "rps": round(rps), "ratio_to_direct": round(rps / d_rps, 2),
+                    "p50_us": statistics.median(x["p50_us"] for x in runs),
+                    "p99_us": statistics.median(x["p99_us"] for x in runs),
+                    "p999_us": statistics.median(x["p999_us"] for x in runs),
+                    "cpu_us_per_req": round(cpu_us, 1),
+                    "rss_max_mb": round(max(x["rss_max_mb"] for x in runs), 1),
+                    "errors": sum(x["errors"] for x in runs),
+                })
+        print(f"\nsekisho {gw_port}: RSS idle {rss_idle:.1f} MB; client era {args.era}; {args.seconds:g} s x {args.reps} reps per cell\n")
+        print("| conc | payload | target | req/s | × direct | p50 µs | p99 µs | p99.9 µs | CPU µs/req (process) | RSS max MB | errors |")
+        print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rows:
+            print(f"| {r['concurrency']} | {r['payload']} | {r['target']} | {r['rps']} | {r['ratio_to_direct']:.2f} | {r['p50_us']:.0f} "
+                  f"| {r['p99_us']:.0f} | {r['p999_us']:.0f} | {r['cpu_us_per_req']} | {r['rss_max_mb']} | {r['errors']} |")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"rss_idle_mb": rss_idle, "era": args.era, "rows": rows}, f, indent=1)
+        total = sum(r["errors"] for r in rows)
+        print(f"\nbench: {len(rows)} passed, {total} failed" if False else f"\n{len(rows) - sum(1 for r in rows if r['errors'])} passed, {sum(1 for r in rows if r['errors'])} failed")
+        if total:
+            raise SystemExit(1)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
