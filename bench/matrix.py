@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--soak", type=float, default=0, help="only run a soak of this many seconds")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--json", help="also write results here")
+    ap.add_argument("--ab", metavar="SEKISHO_BIN", help="a second gateway binary, measured side by side as B-http/B-stdio")
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.reps = 1.0, 1
@@ -127,14 +128,27 @@ args = ["stdio"]
 """)
         gw = start([gateway, "serve", "--config", config])
         wait_http(f"http://127.0.0.1:{gw_port}/readyz?strict=1")
+        b = None
+        if args.ab:
+            b_port = free_port()
+            b_config = os.path.join(work, "b.toml")
+            with open(config) as f, open(b_config, "w") as g:
+                g.write(f.read().replace(f"127.0.0.1:{gw_port}", f"127.0.0.1:{b_port}"))
+            b = start([args.ab, "serve", "--config", b_config])
+            wait_http(f"http://127.0.0.1:{b_port}/readyz?strict=1")
         time.sleep(1.0)
         rss_idle = rss_mb(gw.pid)
+        if b:
+            print(f"B: RSS idle {rss_mb(b.pid):.1f} MB", file=sys.stderr)
 
         targets = {
             "direct": (f"http://127.0.0.1:{up_port}/mcp", "echo", upstream.pid),
             "sekisho-http": (f"http://127.0.0.1:{gw_port}/mcp", "h__echo", gw.pid),
             "sekisho-stdio": (f"http://127.0.0.1:{gw_port}/mcp", "s__echo", gw.pid),
         }
+        if b:
+            targets["B-http"] = (f"http://127.0.0.1:{b_port}/mcp", "h__echo", b.pid)
+            targets["B-stdio"] = (f"http://127.0.0.1:{b_port}/mcp", "s__echo", b.pid)
         for name, env in (("supergateway", "SUPERGATEWAY"), ("mcp-proxy", "MCP_PROXY")):
             binary = os.environ.get(env)
             if binary and shutil.which(binary):

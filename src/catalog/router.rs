@@ -228,21 +228,21 @@ impl Router {
 
     async fn forward_named(&self, call: &Call, kind: ListKind) -> Result<Reply, GatewayError> {
         let name = call.params.required_str("name")?;
-        let (up, original) = match &call.ctx.scope {
-            Scope::Upstream(ns) => (self.upstream(ns)?, name.to_string()),
+        let target = match &call.ctx.scope {
+            // Unprefixed: the name is already the upstream's own.
+            Scope::Upstream(ns) => return self.forward(call, self.upstream(ns)?, &[], Some(&name)).await,
             Scope::Gateway => {
                 let snap = self.catalog.snapshot();
                 let target = if kind == ListKind::Tools { snap.tool(&name) } else { snap.prompt(&name) };
-                let target = target.ok_or_else(|| match kind {
+                target.cloned().ok_or_else(|| match kind {
                     ListKind::Tools => GatewayError::UnknownTool(name.to_string()),
                     _ => GatewayError::UnknownPrompt(name.to_string()),
-                })?;
-                (self.upstream(&target.upstream)?, target.original.to_string())
+                })?
             }
         };
-        let mut value = Vec::with_capacity(original.len() + 2);
-        write_json_str(&mut value, &original);
-        self.forward(call, up, &[("name", &value)], Some(&original)).await
+        let mut value = Vec::with_capacity(target.original.len() + 2);
+        write_json_str(&mut value, &target.original);
+        self.forward(call, self.upstream(&target.upstream)?, &[("name", &value)], Some(&target.original)).await
     }
 
     async fn forward_uri(&self, call: &Call) -> Result<Reply, GatewayError> {
@@ -351,13 +351,13 @@ impl Router {
 /// Turn an upstream response into a reply.
 ///
 /// Errors: [`GatewayError::UpstreamProtocol`] when the message is not a response.
-pub fn reply_of(upstream: &str, msg: Message, era: Era) -> Result<Reply, GatewayError> {
+pub fn reply_of(upstream: &Arc<str>, msg: Message, era: Era) -> Result<Reply, GatewayError> {
     match &msg.kind {
         Kind::Response { outcome: Outcome::Result(span), .. } => {
-            Ok(Reply::Result { body: msg.src.slice(span.clone()), origin: Origin::Upstream(era, Arc::from(upstream)) })
+            Ok(Reply::Result { body: msg.src.slice(span.clone()), origin: Origin::Upstream(era, Arc::clone(upstream)) })
         }
         Kind::Response { outcome: Outcome::Error(span), .. } => {
-            Ok(Reply::Error { body: msg.src.slice(span.clone()), origin: Origin::Upstream(era, Arc::from(upstream)) })
+            Ok(Reply::Error { body: msg.src.slice(span.clone()), origin: Origin::Upstream(era, Arc::clone(upstream)) })
         }
         _ => {
             Err(GatewayError::UpstreamProtocol { upstream: upstream.to_string(), reason: "expected a response".into() })

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 /// shutdown_grace = "9s"         # in-flight calls get this long on SIGTERM/SIGINT
 /// session_ttl = "24h"           # legacy Mcp-Session-Id lifetime
 /// session_key = ""              # base64 of 32 bytes; share it across replicas
+/// worker_threads = 0            # runtime threads; 0 = one per CPU
 /// ```
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,6 +43,9 @@ pub struct ServerConfig {
     /// Key that seals session ids (base64 of 32 bytes). Empty: a random key per process,
     /// so sessions do not survive a restart or move between replicas.
     pub session_key: String,
+    /// Async runtime worker threads; 0 means one per CPU. On a machine the gateway shares with
+    /// its upstreams, fewer threads cost less CPU per request (see BENCHMARKS.md).
+    pub worker_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -55,6 +59,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(9),
             session_ttl: Duration::from_secs(24 * 3600),
             session_key: String::new(),
+            worker_threads: 0,
         }
     }
 }

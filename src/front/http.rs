@@ -8,12 +8,11 @@
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
 use bytes::Bytes;
 use futures::StreamExt;
 use http::header::{ACCEPT, ALLOW, CONTENT_TYPE, HOST, ORIGIN, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -32,13 +31,10 @@ use crate::wire::sse;
 
 /// The gateway's HTTP routes over `shared`.
 pub fn router(shared: Arc<Shared>) -> Router {
-    let guarded = Router::new()
+    Router::new()
         .route("/mcp", get(get_gateway).post(post_gateway).delete(delete_gateway))
         .route("/servers/{name}/mcp", get(get_upstream).post(post_upstream).delete(delete_upstream))
         .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&shared), edge));
-    Router::new()
-        .merge(guarded)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async {
@@ -47,28 +43,26 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// DNS-rebinding and API-key checks, before anything else.
-async fn edge(State(shared): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
-    let verdict = {
-        let header = |name| req.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok());
-        shared
-            .guard
-            .check_site(header(HOST), header(ORIGIN))
-            .and_then(|()| shared.guard.authenticate(header(http::header::AUTHORIZATION)))
-    };
-    if verdict == Err(Refusal::Forbidden) {
-        return refuse(StatusCode::FORBIDDEN, code::FORBIDDEN, "Forbidden: Host or Origin is not allowed");
-    }
+/// DNS-rebinding and API-key checks, before anything else (a function the guarded handlers
+/// call first, rather than a middleware layer: no extra boxed future per request).
+///
+/// Errors: a ready 403 or 401 response.
+fn edge(shared: &Shared, headers: &HeaderMap) -> Result<Principal, Box<Response>> {
+    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let verdict = shared
+        .guard
+        .check_site(header(HOST), header(ORIGIN))
+        .and_then(|()| shared.guard.authenticate(header(http::header::AUTHORIZATION)));
     match verdict {
-        Ok(principal) => {
-            req.extensions_mut().insert(principal);
-            next.run(req).await
+        Ok(principal) => Ok(principal),
+        Err(Refusal::Forbidden) => {
+            Err(Box::new(refuse(StatusCode::FORBIDDEN, code::FORBIDDEN, "Forbidden: Host or Origin is not allowed")))
         }
-        Err(_) => {
+        Err(Refusal::Unauthorized) => {
             let mut resp =
                 refuse(StatusCode::UNAUTHORIZED, code::FORBIDDEN, "Unauthorized: a valid bearer API key is required");
             resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            resp
+            Err(Box::new(resp))
         }
     }
 }
@@ -265,7 +259,9 @@ fn upstream_scope(shared: &Shared, name: &str) -> Result<Scope, Box<Response>> {
     }
 }
 
-async fn post(shared: Arc<Shared>, scope: Scope, principal: Principal, headers: HeaderMap, body: Body) -> Response {
+async fn post(shared: Arc<Shared>, scope: Scope, principal: Principal, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let headers = parts.headers;
     if shared.draining.is_cancelled() {
         let mut resp = refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -302,29 +298,28 @@ async fn post(shared: Arc<Shared>, scope: Scope, principal: Principal, headers: 
     }
 }
 
-async fn post_gateway(
-    State(s): State<Arc<Shared>>,
-    Extension(p): Extension<Principal>,
-    h: HeaderMap,
-    body: Body,
-) -> Response {
-    post(s, Scope::Gateway, p, h, body).await
+async fn post_gateway(State(s): State<Arc<Shared>>, req: Request) -> Response {
+    match edge(&s, req.headers()) {
+        Ok(principal) => post(s, Scope::Gateway, principal, req).await,
+        Err(resp) => *resp,
+    }
 }
 
-async fn post_upstream(
-    State(s): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    Extension(p): Extension<Principal>,
-    h: HeaderMap,
-    body: Body,
-) -> Response {
+async fn post_upstream(State(s): State<Arc<Shared>>, Path(name): Path<String>, req: Request) -> Response {
+    let principal = match edge(&s, req.headers()) {
+        Ok(p) => p,
+        Err(resp) => return *resp,
+    };
     match upstream_scope(&s, &name) {
-        Ok(scope) => post(s, scope, p, h, body).await,
+        Ok(scope) => post(s, scope, principal, req).await,
         Err(resp) => *resp,
     }
 }
 
 async fn get_stream(shared: Arc<Shared>, scope: Scope, headers: HeaderMap) -> Response {
+    if let Err(resp) = edge(&shared, &headers) {
+        return *resp;
+    }
     if modern_header(&headers) {
         return method_not_allowed();
     }
@@ -336,6 +331,9 @@ async fn get_gateway(State(s): State<Arc<Shared>>, h: HeaderMap) -> Response {
 }
 
 async fn get_upstream(State(s): State<Arc<Shared>>, Path(name): Path<String>, h: HeaderMap) -> Response {
+    if let Err(resp) = edge(&s, &h) {
+        return *resp;
+    }
     match upstream_scope(&s, &name) {
         Ok(scope) => get_stream(s, scope, h).await,
         Err(resp) => *resp,
@@ -343,6 +341,9 @@ async fn get_upstream(State(s): State<Arc<Shared>>, Path(name): Path<String>, h:
 }
 
 async fn delete(shared: Arc<Shared>, headers: HeaderMap) -> Response {
+    if let Err(resp) = edge(&shared, &headers) {
+        return *resp;
+    }
     if modern_header(&headers) {
         return method_not_allowed();
     }
@@ -354,6 +355,9 @@ async fn delete_gateway(State(s): State<Arc<Shared>>, h: HeaderMap) -> Response 
 }
 
 async fn delete_upstream(State(s): State<Arc<Shared>>, Path(name): Path<String>, h: HeaderMap) -> Response {
+    if let Err(resp) = edge(&s, &h) {
+        return *resp;
+    }
     match upstream_scope(&s, &name) {
         Ok(_) => delete(s, h).await,
         Err(resp) => *resp,
@@ -399,7 +403,10 @@ async fn readyz(State(shared): State<Arc<Shared>>, uri: http::Uri) -> Response {
 }
 
 /// Prometheus metrics.
-async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    if let Err(resp) = edge(&shared, &headers) {
+        return *resp;
+    }
     for up in shared.router.upstreams().iter() {
         METRICS.upstream(&up.name, up.status().is_up(), up.restarts(), up.in_flight());
     }

@@ -49,10 +49,17 @@ impl Shared {
     /// Errors: [`GatewayError::InvalidParams`] for unreadable params, [`GatewayError::ShuttingDown`]
     /// while draining, and whatever the pipeline returns.
     pub async fn call(&self, method: Method, params: Bytes, ctx: CallCtx) -> Result<Reply, GatewayError> {
+        let params = Params::parse(params)?;
+        self.call_parsed(method, params, ctx).await
+    }
+
+    /// Run one call whose params are already parsed.
+    ///
+    /// Errors: [`GatewayError::ShuttingDown`] while draining, and whatever the pipeline returns.
+    pub async fn call_parsed(&self, method: Method, params: Params, ctx: CallCtx) -> Result<Reply, GatewayError> {
         if self.draining.is_cancelled() {
             return Err(GatewayError::ShuttingDown);
         }
-        let params = Params::parse(params)?;
         self.pipeline.clone().oneshot(Call { method, params, ctx }).await
     }
 }

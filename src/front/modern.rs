@@ -16,7 +16,7 @@ use super::Shared;
 use super::http::{Accepts, answer_response, frames_response, json, notification_stream, refuse, sse_response};
 use super::rescue::{self, Answer};
 use super::stream::spawn_call;
-use crate::pipeline::ctx::{CallCtx, ClientSide, LogLevel, Meta, Principal, Scope};
+use crate::pipeline::ctx::{CallCtx, ClientSide, LogLevel, Params, Principal, Scope};
 use crate::session::hub::Filter;
 use crate::session::lifecycle;
 use crate::wire::jsonrpc::{self, Kind, Message, Method};
@@ -63,35 +63,32 @@ fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h st
 
 /// The envelope ladder (2026-07-28 `basic/index` "Per-request protocol fields" and
 /// `basic/transports` "Standard Headers"); the first failing rung wins.
-fn ladder(headers: &HeaderMap, method: &Method, params: &[u8]) -> Result<ClientSide, Rejection> {
+fn ladder(headers: &HeaderMap, method: &Method, raw: Bytes) -> Result<(ClientSide, Params), Rejection> {
     let version_header = single_header(headers, mcp::HEADER_PROTOCOL_VERSION)?;
     let method_header = single_header(headers, mcp::HEADER_METHOD)?;
     let name_header = single_header(headers, mcp::HEADER_NAME)?;
-    let view = ObjectView::parse(if params.is_empty() { b"{}" } else { params })
-        .map_err(|_| reject(code::INVALID_PARAMS, "params must be an object"))?;
-    let meta = view
-        .get(params, "_meta")
-        .map(|s| Bytes::copy_from_slice(&params[s]))
-        .and_then(|b| ObjectView::parse(&b).ok().map(|v| Meta { bytes: b, view: v }))
-        .ok_or_else(|| {
-            reject(
-                code::INVALID_PARAMS,
-                format!(
-                    "params._meta must be an object carrying {:?} and {:?}",
-                    mcp::META_PROTOCOL_VERSION,
-                    mcp::META_CLIENT_CAPABILITIES
-                ),
-            )
-        })?;
-    let missing: Vec<&str> = [mcp::META_PROTOCOL_VERSION, mcp::META_CLIENT_CAPABILITIES]
-        .into_iter()
-        .filter(|k| meta.get(k).is_none())
-        .collect();
-    if !missing.is_empty() {
+    let params = Params::parse(raw).map_err(|e| reject(code::INVALID_PARAMS, e.to_string()))?;
+    let Some(meta) = params.meta.as_ref() else {
+        return Err(reject(
+            code::INVALID_PARAMS,
+            format!(
+                "params._meta must be an object carrying {:?} and {:?}",
+                mcp::META_PROTOCOL_VERSION,
+                mcp::META_CLIENT_CAPABILITIES
+            ),
+        ));
+    };
+    let (Some(raw_version), Some(capabilities)) =
+        (meta.get(mcp::META_PROTOCOL_VERSION), meta.get(mcp::META_CLIENT_CAPABILITIES))
+    else {
+        let missing: Vec<&str> = [mcp::META_PROTOCOL_VERSION, mcp::META_CLIENT_CAPABILITIES]
+            .into_iter()
+            .filter(|k| meta.get(k).is_none())
+            .collect();
         return Err(reject(code::INVALID_PARAMS, format!("params._meta is missing {}", missing.join(", "))));
-    }
-    let version = meta.str(mcp::META_PROTOCOL_VERSION).map(|v| v.into_owned());
-    if version_header.map(str::trim) != version.as_deref() || version.is_none() && version_header.is_none() {
+    };
+    let version = meta.str(mcp::META_PROTOCOL_VERSION);
+    if version_header.is_none() || version_header.map(str::trim) != version.as_deref() {
         return Err(reject(
             code::HEADER_MISMATCH,
             "MCP-Protocol-Version header does not match params._meta protocol version",
@@ -106,16 +103,18 @@ fn ladder(headers: &HeaderMap, method: &Method, params: &[u8]) -> Result<ClientS
         _ => None,
     };
     if let Some(key) = name_key
-        && let Some(body_value) = view.get_str(params, key)
-        && name_header.and_then(decode_header_value).as_deref() != Some(body_value.as_ref())
+        && let Some(body_value) = params.str(key)
+        && !name_header.is_some_and(|h| header_matches(h, &body_value))
     {
         return Err(reject(
             code::HEADER_MISMATCH,
             format!("Mcp-Name header does not match the request body's {key:?}"),
         ));
     }
-    let version =
-        version.ok_or_else(|| reject(code::INVALID_PARAMS, "the protocol version in params._meta must be a string"))?;
+    let Some(version) = version else {
+        let _ = raw_version;
+        return Err(reject(code::INVALID_PARAMS, "the protocol version in params._meta must be a string"));
+    };
     let Some(version) = mcp::known_version(&version).filter(|v| mcp::era_of(v) == Some(Era::Modern)) else {
         return Err(Rejection {
             code: code::UNSUPPORTED_PROTOCOL_VERSION,
@@ -123,12 +122,23 @@ fn ladder(headers: &HeaderMap, method: &Method, params: &[u8]) -> Result<ClientS
             data: Some(serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": version })),
         });
     };
-    let capabilities = meta.get(mcp::META_CLIENT_CAPABILITIES).map(Bytes::copy_from_slice).unwrap_or_default();
     if !capabilities.starts_with(b"{") {
         return Err(reject(code::INVALID_PARAMS, "the client capabilities in params._meta must be an object"));
     }
+    let capabilities = meta.bytes.slice_ref(capabilities);
     let log_level = meta.str(mcp::META_LOG_LEVEL).and_then(|l| LogLevel::parse(&l));
-    Ok(ClientSide { era: Era::Modern, version, capabilities, log_level })
+    let client = ClientSide { era: Era::Modern, version, capabilities, log_level };
+    Ok((client, params))
+}
+
+/// Whether an `Mcp-Name` header carries `value` (trimmed; the base64 form decoded). The plain
+/// case compares without allocating.
+fn header_matches(header: &str, value: &str) -> bool {
+    let trimmed = header.trim();
+    if !trimmed.starts_with("=?base64?") {
+        return trimmed == value;
+    }
+    decode_header_value(trimmed).as_deref() == Some(value)
 }
 
 fn error_response(id: Option<&[u8]>, r: Rejection) -> Response {
@@ -144,6 +154,7 @@ pub async fn post(
     body: Bytes,
     accept: Accepts,
 ) -> Response {
+    let received = Instant::now();
     if jsonrpc::is_batch(&body) {
         return error_response(
             None,
@@ -191,7 +202,7 @@ pub async fn post(
             params.as_ref().map(|p| msg.src.slice(p.clone())).unwrap_or_default(),
         ),
     };
-    let client = match ladder(headers, &method, &params) {
+    let (client, params) = match ladder(headers, &method, params) {
         Ok(c) => c,
         Err(r) => return error_response(Some(&id), r),
     };
@@ -201,7 +212,7 @@ pub async fn post(
             jsonrpc::write_result(&mut out, &id, &lifecycle::discover(&shared.router, &scope));
             json(StatusCode::OK, Bytes::from(out))
         }
-        Method::SubscriptionsListen => listen(&shared, scope, &id, &params, accept),
+        Method::SubscriptionsListen => listen(&shared, scope, &id, &params.bytes, accept),
         Method::Initialize => error_response(
             Some(&id),
             reject(
@@ -211,22 +222,20 @@ pub async fn post(
         ),
         method => {
             let wants_events = accept.sse
-                && (client.log_level.is_some()
-                    || memchr::memmem::find(&params, mcp::META_PROGRESS_TOKEN.as_bytes()).is_some());
-            let ctx = CallCtx { client, scope, principal, events: None, received: Instant::now() };
+                && (client.log_level.is_some() || params.meta.as_ref().is_some_and(|m| m.progress_token().is_some()));
+            let ctx = CallCtx { client, scope, principal, events: None, received };
             if !wants_events {
                 // Nothing to stream: answer inline. A client that disconnects drops this
                 // future, which cancels the upstream call.
-                let name = method.as_str().to_string();
-                let outcome = shared.call(method, params, ctx).await;
-                return answer_response(rescue::answer(&id, &name, outcome, Era::Modern), Era::Modern);
+                let outcome = shared.call_parsed(method.clone(), params, ctx).await;
+                return answer_response(rescue::answer(&id, method.as_str(), outcome, Era::Modern), Era::Modern);
             }
             let (tx, rx) = mpsc::channel(EVENTS);
             let ctx = CallCtx { events: Some(tx), ..ctx };
             let name = method.as_str().to_string();
             let answer_id = id.clone();
             let run = async move {
-                let outcome = shared.call(method, params, ctx).await;
+                let outcome = shared.call_parsed(method, params, ctx).await;
                 rescue::answer(&answer_id, &name, outcome, Era::Modern) as Answer
             };
             frames_response(spawn_call(id, run, rx, None, None), Era::Modern, true).await
@@ -308,8 +317,10 @@ mod tests {
     fn ladder_rungs_in_order() {
         let ok = headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "echo")]);
         let params = format!(r#"{{"name":"echo",{META}}}"#);
-        assert!(ladder(&ok, &Method::ToolsCall, params.as_bytes()).is_ok());
-        let code_of = |h: &HeaderMap, m: &Method, p: &str| ladder(h, m, p.as_bytes()).err().map(|r| r.code);
+        assert!(ladder(&ok, &Method::ToolsCall, Bytes::from(params.clone())).is_ok());
+        let code_of = |h: &HeaderMap, m: &Method, p: &str| {
+            ladder(h, m, Bytes::copy_from_slice(p.as_bytes())).err().map(|r| r.code)
+        };
         assert_eq!(code_of(&ok, &Method::ToolsCall, r#"{"name":"echo"}"#), Some(code::INVALID_PARAMS));
         let wrong_name =
             headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "other")]);

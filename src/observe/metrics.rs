@@ -1,23 +1,63 @@
 //! Prometheus metrics (text exposition format 0.0.4 / OpenMetrics via `prometheus-client`):
 //! requests by method, upstream and outcome, latency histograms, upstream status.
 
-use std::sync::LazyLock;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// A label value that costs no allocation on the hot path: a literal, or a shared name.
+#[derive(Clone, Debug)]
+pub enum Name {
+    /// A `'static` literal (method names, `gateway`).
+    Static(&'static str),
+    /// A shared string (upstream namespaces).
+    Shared(Arc<str>),
+}
+
+impl Name {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Name::Static(s) => s,
+            Name::Shared(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Name {}
+
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for Name {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
 /// Labels of a finished call.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
     /// JSON-RPC method (unknown methods are `other`).
-    pub method: String,
+    pub method: &'static str,
     /// Upstream namespace, or `gateway` when the gateway answered itself.
-    pub upstream: String,
+    pub upstream: Name,
     /// `ok`, `tool_error`, `rpc_error`, `client_error`, `unavailable`, `timeout`, `upstream_error`,
     /// `shutting_down`.
     pub outcome: &'static str,
@@ -27,9 +67,9 @@ pub struct CallLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LatencyLabels {
     /// JSON-RPC method.
-    pub method: String,
+    pub method: &'static str,
     /// Upstream namespace or `gateway`.
-    pub upstream: String,
+    pub upstream: Name,
 }
 
 /// Labels naming one upstream.
@@ -110,11 +150,11 @@ impl Metrics {
     }
 
     /// Record a finished call.
-    pub fn call(&self, method: &str, upstream: &str, outcome: &'static str, elapsed: Duration) {
-        self.calls.get_or_create(&CallLabels { method: method.into(), upstream: upstream.into(), outcome }).inc();
+    pub fn call(&self, method: &'static str, upstream: Name, outcome: &'static str, elapsed: Duration) {
         self.latency
-            .get_or_create(&LatencyLabels { method: method.into(), upstream: upstream.into() })
+            .get_or_create(&LatencyLabels { method, upstream: upstream.clone() })
             .observe(elapsed.as_secs_f64());
+        self.calls.get_or_create(&CallLabels { method, upstream, outcome }).inc();
     }
 
     /// Record an HTTP-level rejection.

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -9,7 +10,7 @@ use tower::{Layer, Service};
 
 use super::ctx::{Call, Origin, Reply};
 use crate::error::GatewayError;
-use crate::observe::metrics::METRICS;
+use crate::observe::metrics::{METRICS, Name};
 use crate::upstream::translate::has_top_level_key;
 
 /// Adds [`Metered`] around a service.
@@ -74,13 +75,14 @@ where
     }
 }
 
-fn classify(out: &Result<Reply, GatewayError>) -> (&str, &'static str) {
-    fn name(o: &Origin) -> &str {
+fn classify(out: &Result<Reply, GatewayError>) -> (Name, &'static str) {
+    fn name(o: &Origin) -> Name {
         match o {
-            Origin::Gateway => "gateway",
-            Origin::Upstream(_, name) => name,
+            Origin::Gateway => Name::Static("gateway"),
+            Origin::Upstream(_, name) => Name::Shared(Arc::clone(name)),
         }
     }
+    let named = |s: &str| Name::Shared(Arc::from(s));
     match out {
         Ok(Reply::Result { body, origin }) => {
             let tool_error = has_top_level_key(body, "isError")
@@ -94,14 +96,14 @@ fn classify(out: &Result<Reply, GatewayError>) -> (&str, &'static str) {
         Err(e) => {
             use GatewayError::*;
             match e {
-                UpstreamUnavailable { upstream, .. } => (upstream.as_str(), "unavailable"),
-                UpstreamTimeout { upstream, .. } => (upstream.as_str(), "timeout"),
+                UpstreamUnavailable { upstream, .. } => (named(upstream), "unavailable"),
+                UpstreamTimeout { upstream, .. } => (named(upstream), "timeout"),
                 UpstreamTransport { upstream, .. } | UpstreamProtocol { upstream, .. } => {
-                    (upstream.as_str(), "upstream_error")
+                    (named(upstream), "upstream_error")
                 }
-                ShuttingDown => ("gateway", "shutting_down"),
-                InputRequiredUnsupported => ("gateway", "upstream_error"),
-                _ => ("gateway", "client_error"),
+                ShuttingDown => (Name::Static("gateway"), "shutting_down"),
+                InputRequiredUnsupported => (Name::Static("gateway"), "upstream_error"),
+                _ => (Name::Static("gateway"), "client_error"),
             }
         }
     }

@@ -38,6 +38,14 @@ pub struct Request<'a> {
 }
 
 impl Request<'_> {
+    /// Roughly how many bytes the params will take (to size the output buffer once).
+    pub fn body_len_hint(&self) -> usize {
+        match &self.body {
+            Body::Raw(p) => p.map_or(0, <[u8]>::len),
+            Body::Client { params, .. } => params.bytes.len(),
+        }
+    }
+
     /// A gateway-originated request with raw params.
     pub fn raw<'a>(method: &'a str, params: Option<&'a [u8]>) -> Request<'a> {
         Request { method, body: Body::Raw(params), name_header: None, route: None }

@@ -59,6 +59,18 @@ pub struct HttpConn {
 }
 
 const ACCEPT_BOTH: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
+const HN_PROTOCOL_VERSION: http::HeaderName = http::HeaderName::from_static(mcp::HEADER_PROTOCOL_VERSION);
+const HN_SESSION_ID: http::HeaderName = http::HeaderName::from_static(mcp::HEADER_SESSION_ID);
+const HN_METHOD: http::HeaderName = http::HeaderName::from_static(mcp::HEADER_METHOD);
+const HN_NAME: http::HeaderName = http::HeaderName::from_static(mcp::HEADER_NAME);
+
+/// The `Mcp-Method` value: a static value for the methods the gateway knows, else a copy.
+fn method_header_value(method: &str) -> HeaderValue {
+    match crate::wire::jsonrpc::Method::from_name(method).metric_label() {
+        "other" => HeaderValue::from_str(method).unwrap_or_else(|_| HeaderValue::from_static("")),
+        known => HeaderValue::from_static(known),
+    }
+}
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 
 impl HttpConn {
@@ -129,6 +141,27 @@ impl HttpConn {
 
     fn version(&self) -> Option<&'static str> {
         self.handshake.get().map(|h| h.version)
+    }
+
+    /// The POST of a call, built without parsing header names (this is the hot path).
+    fn post_request(&self, version: &'static str, body: Bytes) -> HttpRequest<Full<Bytes>> {
+        let mut req = HttpRequest::new(Full::new(body));
+        *req.method_mut() = HttpMethod::POST;
+        *req.uri_mut() = self.url.clone();
+        let headers = req.headers_mut();
+        headers.reserve(self.headers.len() + 6);
+        for (k, v) in &self.headers {
+            headers.append(k.clone(), v.clone());
+        }
+        headers.insert(CONTENT_TYPE, JSON);
+        headers.insert(ACCEPT, ACCEPT_BOTH);
+        if mcp::era_of(version) == Some(Era::Modern) || mcp::at_least(version, "2025-06-18") {
+            headers.insert(HN_PROTOCOL_VERSION, HeaderValue::from_static(version));
+        }
+        if let Some(s) = &self.session {
+            headers.insert(HN_SESSION_ID, s.clone());
+        }
+        req
     }
 
     fn base_request(&self, method: HttpMethod, version: Option<&str>) -> http::request::Builder {
@@ -202,17 +235,17 @@ impl HttpConn {
         let h = self.handshake();
         let id = self.mux.register(None, req.route.clone());
         let mut guard = CancelOnDrop { conn: self, id, armed: h.era == Era::Legacy };
-        let mut body = Vec::with_capacity(256);
+        let mut body = Vec::with_capacity(256 + req.body_len_hint());
         req.write(&mut body, id, Some(h));
-        let mut b =
-            self.base_request(HttpMethod::POST, Some(h.version)).header(CONTENT_TYPE, JSON).header(ACCEPT, ACCEPT_BOTH);
+        let mut post = self.post_request(h.version, Bytes::from(body));
         if h.era == Era::Modern {
-            b = b.header(mcp::HEADER_METHOD, req.method);
+            let headers = post.headers_mut();
+            headers.insert(HN_METHOD, method_header_value(req.method));
             if let Some(name) = req.name_header {
-                b = b.header(mcp::HEADER_NAME, encode_header_value(name));
+                headers.insert(HN_NAME, encode_header_value(name));
             }
         }
-        let resp = self.send(b.body(Full::new(Bytes::from(body))).expect("valid request")).await?;
+        let resp = self.send(post).await?;
         let answer = self.read_answer(resp, id).await;
         if let Err(ConnError::SessionExpired) = &answer {
             self.closed.cancel();
@@ -226,12 +259,14 @@ impl HttpConn {
     /// other messages (progress, logs, server-to-client requests) may come first.
     async fn read_answer(&self, resp: http::Response<Incoming>, id: u64) -> Result<Message, ConnError> {
         let status = resp.status();
-        let content_type =
-            resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+        let sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| {
+            let v = v.as_bytes();
+            v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream")
+        });
         if status == StatusCode::NOT_FOUND && self.session.is_some() {
             return Err(ConnError::SessionExpired);
         }
-        if content_type.starts_with("text/event-stream") && status.is_success() {
+        if sse && status.is_success() {
             return self.read_stream(resp.into_body(), id).await;
         }
         let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)

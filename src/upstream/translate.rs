@@ -38,9 +38,14 @@ pub struct Outbound<'a> {
 /// Append the rewritten params object to `out`.
 pub fn write_params(out: &mut Vec<u8>, ob: &Outbound<'_>) {
     let src = &ob.params.bytes;
+    if passes_verbatim(ob) {
+        out.extend_from_slice(if src.is_empty() { b"{}" } else { src });
+        return;
+    }
     let mut w = ObjectWriter::begin(out);
     let mut wrote_meta = false;
-    let mut replaced = vec![false; ob.replace.len()];
+    debug_assert!(ob.replace.len() <= 64);
+    let mut replaced = 0u64;
     for (key, span) in ob.params.view.iter(src) {
         if key == "_meta" {
             if !wrote_meta {
@@ -48,16 +53,16 @@ pub fn write_params(out: &mut Vec<u8>, ob: &Outbound<'_>) {
                 wrote_meta = true;
             }
         } else if let Some(i) = ob.replace.iter().position(|(k, _)| *k == key) {
-            if !replaced[i] {
+            if replaced & (1 << i) == 0 {
                 w.raw(key, ob.replace[i].1);
-                replaced[i] = true;
+                replaced |= 1 << i;
             }
         } else {
             w.raw(key, &src[span]);
         }
     }
     for (i, (key, value)) in ob.replace.iter().enumerate() {
-        if !replaced[i] {
+        if replaced & (1 << i) == 0 {
             w.raw(key, value);
         }
     }
@@ -65,6 +70,22 @@ pub fn write_params(out: &mut Vec<u8>, ob: &Outbound<'_>) {
         w.with("_meta", |out| write_meta(out, ob));
     }
     w.end();
+}
+
+/// Whether the client's params can go upstream byte for byte: nothing renamed, no progress
+/// token to swap, and an envelope that is already right for the upstream's era.
+fn passes_verbatim(ob: &Outbound<'_>) -> bool {
+    if !ob.replace.is_empty() || ob.progress_token.is_some() {
+        return false;
+    }
+    match (ob.client.era, ob.upstream.0) {
+        // A progress token the gateway cannot route is never sent on (see `write_meta`).
+        (Era::Modern, Era::Modern) => {
+            ob.params.meta.as_ref().is_some_and(|m| m.get(mcp::META_PROGRESS_TOKEN).is_none())
+        }
+        (Era::Legacy, Era::Legacy) => ob.params.meta.is_none(),
+        _ => false,
+    }
 }
 
 fn needs_meta(ob: &Outbound<'_>) -> bool {
