@@ -1,0 +1,149 @@
+//! Micro-benchmarks of the pieces on the hot path: envelope parse + forward, catalog lookup and
+//! name mapping, SSE framing. Run with `cargo bench --bench hot_path`.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sekisho::catalog::listing::{Entry, Hint};
+use sekisho::catalog::{Catalog, UpstreamLists, naming};
+use sekisho::front::rescue;
+use sekisho::pipeline::ctx::{ClientSide, Origin, Params, Reply};
+use sekisho::upstream::translate::{Outbound, write_params};
+use sekisho::wire::jsonrpc::{Kind, Message, Outcome, write_request};
+use sekisho::wire::mcp::Era;
+use sekisho::wire::sse;
+
+const CALL: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"h__echo","arguments":{"message":"hello world"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"bench","version":"0"}}}}"#;
+
+fn big_result(kib: usize) -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":7,"result":{{"content":[{{"type":"text","text":"{}"}}],"resultType":"complete"}}}}"#,
+        "abcdefghijklmnopqrstuvwxyz012345".repeat(kib * 32)
+    )
+}
+
+/// Client request in, upstream request out: frame, view params, rename, rewrite `_meta`.
+fn envelope(c: &mut Criterion) {
+    let client = ClientSide {
+        era: Era::Modern,
+        version: "2026-07-28",
+        capabilities: Bytes::from_static(b"{}"),
+        log_level: None,
+    };
+    let body = Bytes::from_static(CALL.as_bytes());
+    let mut g = c.benchmark_group("envelope");
+    for (label, upstream) in [("forward_same_era", Era::Modern), ("forward_to_legacy", Era::Legacy)] {
+        g.bench_function(label, |b| {
+            let mut out = Vec::with_capacity(512);
+            b.iter(|| {
+                let msg = Message::parse(black_box(body.clone())).unwrap();
+                let Kind::Request { params, .. } = &msg.kind else { unreachable!() };
+                let params = Params::parse(msg.src.slice(params.clone().unwrap())).unwrap();
+                let name = params.str("name").unwrap();
+                assert_eq!(name, "h__echo");
+                out.clear();
+                let mut p = Vec::with_capacity(256);
+                write_params(
+                    &mut p,
+                    &Outbound {
+                        params: &params,
+                        replace: &[("name", br#""echo""#)],
+                        progress_token: None,
+                        client: &client,
+                        upstream: (upstream, if upstream == Era::Modern { "2026-07-28" } else { "2025-11-25" }),
+                    },
+                );
+                write_request(&mut out, b"17", "tools/call", Some(&p));
+                black_box(&out);
+            })
+        });
+    }
+    for kib in [0usize, 16] {
+        let response = Bytes::from(if kib == 0 {
+            r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hello world"}]}}"#.to_string()
+        } else {
+            big_result(kib)
+        });
+        g.throughput(Throughput::Bytes(response.len() as u64));
+        g.bench_function(format!("answer_back_{kib}kib_legacy_upstream_to_modern_client"), |b| {
+            let upstream: Arc<str> = Arc::from("h");
+            b.iter(|| {
+                let msg = Message::parse(black_box(response.clone())).unwrap();
+                let Kind::Response { outcome: Outcome::Result(span), .. } = &msg.kind else { unreachable!() };
+                let reply = Reply::Result { body: msg.src.slice(span.clone()), origin: Origin::Upstream(Era::Legacy, Arc::clone(&upstream)) };
+                black_box(rescue::answer(b"42", "tools/call", Ok(reply), Era::Modern));
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Name lookups in a 300-tool catalog, and the naming rule itself.
+fn catalog(c: &mut Criterion) {
+    let mut lists = BTreeMap::new();
+    for ns in ["alpha", "beta", "gamma"] {
+        let mut ul = UpstreamLists { up: true, listed: true, ..Default::default() };
+        ul.items[0] = (0..100)
+            .map(|i| {
+                let id = format!("tool_{i}");
+                Entry { raw: Bytes::from(format!(r#"{{"name":"{id}","description":"d","inputSchema":{{"type":"object"}}}}"#)), id }
+            })
+            .collect();
+        ul.hints[0] = Hint::default();
+        lists.insert(Arc::<str>::from(ns), Arc::new(ul));
+    }
+    let catalog = Catalog::build(1, &lists, "__");
+    let mut g = c.benchmark_group("catalog");
+    g.bench_function("tool_lookup", |b| b.iter(|| black_box(catalog.tool(black_box("gamma__tool_57")).unwrap())));
+    g.bench_function("resource_lookup_prefixed", |b| {
+        b.iter(|| black_box(catalog.resource(black_box("sekisho://beta/file:///tmp/x"))))
+    });
+    g.bench_function("exposed_name_portable", |b| b.iter(|| black_box(naming::exposed_name("alpha", "__", black_box("get_weather")))));
+    g.bench_function("exposed_name_hashed", |b| {
+        b.iter(|| black_box(naming::exposed_name("alpha", "__", black_box("weather.forecast/daily"))))
+    });
+    g.bench_function("build_300_tools", |b| b.iter(|| black_box(Catalog::build(2, &lists, "__"))));
+    g.finish();
+}
+
+/// SSE encoding of answers and decoding of upstream streams.
+fn sse_framing(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sse");
+    for kib in [0usize, 16] {
+        let msg = if kib == 0 { CALL.to_string() } else { big_result(kib) };
+        g.throughput(Throughput::Bytes(msg.len() as u64));
+        g.bench_function(format!("encode_{kib}kib"), |b| {
+            let mut out = Vec::with_capacity(msg.len() + 64);
+            b.iter(|| {
+                out.clear();
+                sse::write_event(&mut out, black_box(msg.as_bytes()), None);
+                black_box(&out);
+            })
+        });
+        let mut stream = Vec::new();
+        for _ in 0..4 {
+            sse::write_event(&mut stream, msg.as_bytes(), Some("1"));
+        }
+        g.throughput(Throughput::Bytes(stream.len() as u64));
+        g.bench_function(format!("decode_4x{kib}kib_in_4k_chunks"), |b| {
+            b.iter(|| {
+                let mut d = sse::Decoder::new(1 << 24);
+                let mut n = 0;
+                for chunk in stream.chunks(4096) {
+                    d.push(chunk);
+                    while let Some(e) = d.next_event().unwrap() {
+                        n += e.data.len();
+                    }
+                }
+                black_box(n)
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, envelope, catalog, sse_framing);
+criterion_main!(benches);
