@@ -73,7 +73,10 @@ fn envelope(c: &mut Criterion) {
             b.iter(|| {
                 let msg = Message::parse(black_box(response.clone())).unwrap();
                 let Kind::Response { outcome: Outcome::Result(span), .. } = &msg.kind else { unreachable!() };
-                let reply = Reply::Result { body: msg.src.slice(span.clone()), origin: Origin::Upstream(Era::Legacy, Arc::clone(&upstream)) };
+                let reply = Reply::Result {
+                    body: msg.src.slice(span.clone()),
+                    origin: Origin::Upstream(Era::Legacy, Arc::clone(&upstream)),
+                };
                 black_box(rescue::answer(b"42", "tools/call", Ok(reply), Era::Modern));
             })
         });
@@ -89,7 +92,12 @@ fn catalog(c: &mut Criterion) {
         ul.items[0] = (0..100)
             .map(|i| {
                 let id = format!("tool_{i}");
-                Entry { raw: Bytes::from(format!(r#"{{"name":"{id}","description":"d","inputSchema":{{"type":"object"}}}}"#)), id }
+                Entry {
+                    raw: Bytes::from(format!(
+                        r#"{{"name":"{id}","description":"d","inputSchema":{{"type":"object"}}}}"#
+                    )),
+                    id,
+                }
             })
             .collect();
         ul.hints[0] = Hint::default();
@@ -101,7 +109,9 @@ fn catalog(c: &mut Criterion) {
     g.bench_function("resource_lookup_prefixed", |b| {
         b.iter(|| black_box(catalog.resource(black_box("sekisho://beta/file:///tmp/x"))))
     });
-    g.bench_function("exposed_name_portable", |b| b.iter(|| black_box(naming::exposed_name("alpha", "__", black_box("get_weather")))));
+    g.bench_function("exposed_name_portable", |b| {
+        b.iter(|| black_box(naming::exposed_name("alpha", "__", black_box("get_weather"))))
+    });
     g.bench_function("exposed_name_hashed", |b| {
         b.iter(|| black_box(naming::exposed_name("alpha", "__", black_box("weather.forecast/daily"))))
     });
