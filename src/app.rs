@@ -28,17 +28,18 @@ pub struct Gateway {
 impl Gateway {
     /// Build everything from `config` and start the upstreams and background tasks.
     pub async fn start(config: &Config) -> Gateway {
-        let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams()));
+        let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams(), &config.resilience));
         let catalog = CatalogState::new(config.catalog.clone(), upstreams.iter().map(|u| Arc::clone(&u.name)));
         let router = Arc::new(Router::new(Arc::clone(&catalog), Arc::clone(&upstreams)));
         let shared = Arc::new(Shared {
-            pipeline: crate::pipeline::build(Arc::clone(&router)),
+            pipeline: crate::pipeline::build(Arc::clone(&router), &config.admission),
             router,
             sessions: Sessions::new(decode_key(&config.server.session_key), config.server.session_ttl),
             hub: Arc::new(Hub::default()),
             guard: Guard::new(&config.server),
             config: config.server.clone(),
             draining: CancellationToken::new(),
+            default_priority: config.admission.default_priority,
         });
         let background = CancellationToken::new();
         for (name, signals) in upstreams.start().await {
@@ -60,9 +61,8 @@ impl Gateway {
     /// Wait until every upstream has left the `Starting` state (or `limit` passes).
     pub async fn settle(&self, limit: Duration) {
         let wait = async {
-            for up in self.upstreams.iter() {
-                let mut rx = up.watch_status();
-                let _ = rx.wait_for(|s| !matches!(s, crate::upstream::Status::Starting)).await;
+            while self.upstreams.iter().any(|u| matches!(u.status(), crate::upstream::Status::Starting)) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
         let _ = tokio::time::timeout(limit, wait).await;

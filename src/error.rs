@@ -78,6 +78,23 @@ pub enum GatewayError {
         /// What was wrong.
         reason: String,
     },
+    /// Admission control shed the call: queues are full or the queue wait ran out (-32013,
+    /// retryable later; HTTP 503 with `Retry-After`).
+    #[error("overloaded: {reason}; retry later")]
+    Overloaded {
+        /// What was full.
+        reason: String,
+        /// Suggested wait before retrying.
+        retry_after: Duration,
+    },
+    /// Every replica's circuit breaker is open: the call fails fast (-32010, retryable).
+    #[error("upstream {upstream:?} is failing; its circuit breaker is open for another {} ms", .retry_after.as_millis())]
+    CircuitOpen {
+        /// Namespace of the upstream.
+        upstream: String,
+        /// Time until the breaker lets a probe through.
+        retry_after: Duration,
+    },
     /// The gateway is draining for shutdown (-32013, retryable on another replica).
     #[error("the gateway is shutting down; retry on another replica")]
     ShuttingDown,
@@ -94,8 +111,9 @@ impl GatewayError {
             | UpstreamTimeout { .. }
             | UpstreamTransport { .. }
             | UpstreamProtocol { .. }
-            | InputRequiredUnsupported => Side::Upstream,
-            ShuttingDown => Side::Gateway,
+            | InputRequiredUnsupported
+            | CircuitOpen { .. } => Side::Upstream,
+            ShuttingDown | Overloaded { .. } => Side::Gateway,
         }
     }
 
@@ -106,6 +124,8 @@ impl GatewayError {
             GatewayError::UpstreamUnavailable { .. }
                 | GatewayError::UpstreamTimeout { .. }
                 | GatewayError::UpstreamTransport { .. }
+                | GatewayError::CircuitOpen { .. }
+                | GatewayError::Overloaded { .. }
                 | GatewayError::ShuttingDown
         )
     }
@@ -119,7 +139,8 @@ impl GatewayError {
             ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
             MethodNotFound(_) => code::METHOD_NOT_FOUND,
             Forbidden(_) => code::FORBIDDEN,
-            UpstreamUnavailable { .. } | UpstreamTransport { .. } => code::UPSTREAM_UNAVAILABLE,
+            UpstreamUnavailable { .. } | UpstreamTransport { .. } | CircuitOpen { .. } => code::UPSTREAM_UNAVAILABLE,
+            Overloaded { .. } => code::OVERLOADED,
             UpstreamTimeout { .. } => code::UPSTREAM_TIMEOUT,
             UpstreamProtocol { .. } | InputRequiredUnsupported => code::INTERNAL_ERROR,
             ShuttingDown => code::OVERLOADED,
@@ -137,6 +158,12 @@ impl GatewayError {
             UpstreamTimeout { upstream, after } => Some(serde_json::json!({
                 "upstream": upstream, "timeoutMs": after.as_millis() as u64, "retryable": true
             })),
+            CircuitOpen { upstream, retry_after } => Some(serde_json::json!({
+                "upstream": upstream, "breaker": "open", "retryAfterMs": retry_after.as_millis() as u64, "retryable": true
+            })),
+            Overloaded { retry_after, .. } => {
+                Some(serde_json::json!({ "retryAfterMs": retry_after.as_millis() as u64, "retryable": true }))
+            }
             ShuttingDown => Some(serde_json::json!({ "retryable": true })),
             _ => None,
         }

@@ -39,6 +39,30 @@ pub struct Target {
     pub original: Arc<str>,
 }
 
+/// What a tool's annotations say about repeating it (MCP `ToolAnnotations`; hints, trusted
+/// only when the upstream is configured `trusted`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ToolHints {
+    /// `readOnlyHint`.
+    pub read_only: bool,
+    /// `idempotentHint`.
+    pub idempotent: bool,
+    /// `destructiveHint` (absent means true in the spec; recorded as sent).
+    pub destructive: bool,
+}
+
+impl ToolHints {
+    fn of(raw: &[u8]) -> ToolHints {
+        let v: serde_json::Value = serde_json::from_slice(raw).unwrap_or_default();
+        let flag = |k: &str| v.pointer(&format!("/annotations/{k}")).and_then(|b| b.as_bool()) == Some(true);
+        ToolHints {
+            read_only: flag("readOnlyHint"),
+            idempotent: flag("idempotentHint"),
+            destructive: flag("destructiveHint"),
+        }
+    }
+}
+
 /// One upstream's lists as the catalog keeps them.
 #[derive(Clone, Debug, Default)]
 pub struct UpstreamLists {
@@ -74,6 +98,7 @@ pub struct Catalog {
     pub upstreams: BTreeMap<Arc<str>, Arc<UpstreamLists>>,
     /// Upstreams that are down or were never listed.
     pub unavailable: Vec<Arc<str>>,
+    hints: HashMap<Arc<str>, HashMap<Box<str>, ToolHints>>,
 }
 
 impl Catalog {
@@ -84,6 +109,8 @@ impl Catalog {
             if !ul.up {
                 c.unavailable.push(Arc::clone(ns));
             }
+            let hints = ul.items[ListKind::Tools.index()].iter().map(|e| (e.id.as_str().into(), ToolHints::of(&e.raw)));
+            c.hints.insert(Arc::clone(ns), hints.collect());
             for kind in ListKind::ALL {
                 let merged = &mut c.merged[kind.index()];
                 for entry in &ul.items[kind.index()] {
@@ -124,6 +151,11 @@ impl Catalog {
     /// The target of a catalog tool name.
     pub fn tool(&self, name: &str) -> Option<&Target> {
         self.tools.get(name)
+    }
+
+    /// The annotations of an upstream's tool, by its own name.
+    pub fn hints(&self, upstream: &str, tool: &str) -> Option<&ToolHints> {
+        self.hints.get(upstream)?.get(tool)
     }
 
     /// The target of a catalog prompt name.
@@ -315,7 +347,9 @@ impl CatalogState {
             while let Some(s) = pending.take().or_else(|| signals.try_recv().ok()) {
                 match s {
                     Signal::Up => kinds.extend(ListKind::ALL),
-                    Signal::Down => self.mark_down(&up.name),
+                    // One replica going down leaves the upstream up while others serve.
+                    Signal::Down if !up.status().is_up() => self.mark_down(&up.name),
+                    Signal::Down => {}
                     Signal::ListChanged(mux::ListKind::Tools) => kinds.push(ListKind::Tools),
                     Signal::ListChanged(mux::ListKind::Prompts) => kinds.push(ListKind::Prompts),
                     Signal::ListChanged(mux::ListKind::Resources) => {

@@ -9,10 +9,11 @@ use bytes::Bytes;
 use super::listing::ListKind;
 use super::{CatalogState, decode_cursor, encode_cursor};
 use crate::error::GatewayError;
+use crate::observe::metrics::{METRICS, Name};
 use crate::pipeline::ctx::{Call, Origin, Reply, Scope};
 use crate::upstream::conn::{Body, Request};
 use crate::upstream::mux::Route;
-use crate::upstream::{Upstream, UpstreamSet};
+use crate::upstream::{CallPolicy, Upstream, UpstreamSet};
 use crate::wire::jsonrpc::{Kind, Message, Method, Outcome, error_fields, write_json_str};
 use crate::wire::mcp::{self, Era, code};
 use crate::wire::object::{ObjectView, ObjectWriter};
@@ -343,8 +344,68 @@ impl Router {
             name_header,
             route,
         };
-        let (msg, era) = up.call(req).await?;
-        reply_of(&up.name, msg, era)
+        let tool = if call.method == Method::ToolsCall { name_header } else { None };
+        let policy = CallPolicy {
+            priority: call.ctx.priority,
+            caller: &call.ctx.principal,
+            retry_safe: self.retry_safe(call, up, tool),
+            timeout: tool.and_then(|t| up.config.tools.get(t)).and_then(|t| t.timeout),
+        };
+        let fallback = up.config.fallback.as_deref().and_then(|f| self.upstreams.get(f));
+        let Some(fallback) = fallback else {
+            let (msg, era) = up.call(&req, policy).await?;
+            return reply_of(&up.name, msg, era);
+        };
+        // While the primary is down (and, after it recovers, for a shrinking share of calls
+        // during `fallback_return`) its fallback serves; a primary that fails a call hands it over.
+        if up.route_to_fallback() {
+            METRICS.fallback(Name::Shared(Arc::clone(&up.name)));
+            let (msg, era) = fallback.call(&req, policy).await?;
+            return reply_of(&fallback.name, msg, era);
+        }
+        match up.call(&req, policy).await {
+            Err(
+                GatewayError::UpstreamUnavailable { .. }
+                | GatewayError::CircuitOpen { .. }
+                | GatewayError::UpstreamTransport { .. },
+            ) => {
+                up.mark_degraded();
+                METRICS.fallback(Name::Shared(Arc::clone(&up.name)));
+                let (msg, era) = fallback.call(&req, policy).await?;
+                reply_of(&fallback.name, msg, era)
+            }
+            other => {
+                let (msg, era) = other?;
+                reply_of(&up.name, msg, era)
+            }
+        }
+    }
+
+    /// Whether a call may be repeated after a transport failure: it carries an idempotency
+    /// key; or configuration says so for the tool; or a trusted upstream annotated the tool
+    /// `readOnlyHint` or `idempotentHint`. Reads (prompts, resources, completions) always may;
+    /// methods the gateway does not know never may.
+    fn retry_safe(&self, call: &Call, up: &Upstream, tool: Option<&str>) -> bool {
+        if call.ctx.idempotency_key.is_some() {
+            return true;
+        }
+        match &call.method {
+            Method::ToolsCall => {
+                let Some(tool) = tool else { return false };
+                if let Some(configured) = up.config.tools.get(tool).and_then(|t| t.retry) {
+                    return configured;
+                }
+                up.config.trusted
+                    && self.catalog.snapshot().hints(&up.name, tool).is_some_and(|h| h.read_only || h.idempotent)
+            }
+            Method::PromptsGet
+            | Method::ResourcesRead
+            | Method::CompletionComplete
+            | Method::ResourcesSubscribe
+            | Method::ResourcesUnsubscribe
+            | Method::LoggingSetLevel => true,
+            _ => false,
+        }
     }
 }
 

@@ -70,8 +70,9 @@ pub fn describe(config: &crate::config::Config) -> String {
                     out.push_str(&format!(" cwd={}", cwd.display()));
                 }
             }
-            Transport::Http { url, headers } => {
-                out.push_str(&format!("  {name}{state}: http {url}"));
+            Transport::Http { urls, headers } => {
+                let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+                out.push_str(&format!("  {name}{state}: http {}", urls.join(" ")));
                 if !headers.is_empty() {
                     out.push_str(&format!(
                         " headers=[{}]",
@@ -80,7 +81,8 @@ pub fn describe(config: &crate::config::Config) -> String {
                 }
             }
         }
-        out.push_str(&format!(" era={:?} timeout={:?}\n", up.era, up.call_timeout()).to_lowercase());
+        let timeout = up.timeout.unwrap_or(config.resilience.timeout);
+        out.push_str(&format!(" era={:?} timeout={:?}\n", up.era, timeout).to_lowercase());
     }
     out
 }

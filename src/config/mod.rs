@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::config::CatalogConfig;
 use crate::front::config::ServerConfig;
 use crate::observe::config::LogConfig;
+use crate::pipeline::admit::AdmissionConfig;
+use crate::upstream::config::ResilienceConfig;
 use crate::upstream::config::UpstreamConfig;
 
 /// The whole configuration.
@@ -33,6 +35,12 @@ pub struct Config {
     /// Logs.
     #[serde(default)]
     pub log: LogConfig,
+    /// Admission control (priorities, the global limit, load shedding).
+    #[serde(default)]
+    pub admission: AdmissionConfig,
+    /// Defaults for every upstream's timeout, retries and breaker.
+    #[serde(default)]
+    pub resilience: ResilienceConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -129,8 +137,15 @@ impl Config {
         let mut problems = self.server.validate();
         problems.extend(self.catalog.validate());
         problems.extend(self.log.validate());
+        problems.extend(self.admission.validate());
+        problems.extend(self.resilience.validate());
         for (name, up) in &self.upstreams {
             problems.extend(up.validate(name));
+            if let Some(fallback) = &up.fallback
+                && !self.upstreams.get(fallback).is_some_and(|f| f.enabled)
+            {
+                problems.push(format!("upstreams.{name}.fallback = {fallback:?} is not an enabled upstream"));
+            }
             if name.contains(&self.catalog.separator) {
                 problems.push(format!(
                     "upstreams.{name}: the namespace contains the catalog separator {:?}",
@@ -153,7 +168,9 @@ fn overrides() -> Env {
     Env::prefixed("SEKISHO_")
         .filter(|key| {
             let key = key.as_str().to_ascii_lowercase();
-            ["server__", "catalog__", "log__", "upstreams__"].iter().any(|section| key.starts_with(section))
+            ["server__", "catalog__", "log__", "upstreams__", "admission__", "resilience__"]
+                .iter()
+                .any(|section| key.starts_with(section))
         })
         .split("__")
 }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 /// ```toml
 /// [server]
 /// listen = "127.0.0.1:8080"
-/// api_keys = []                 # bearer keys; empty = no auth (loopback only)
+/// api_keys = []                 # bearer keys; empty = no auth (loopback only); an entry may
+///                               # also be { key = "...", name = "ci", priority = "low" }
 /// allowed_origins = []          # extra Origin values accepted besides localhost
 /// allowed_hosts = []            # extra Host values accepted besides localhost
 /// max_body_bytes = 4194304      # 4 MiB; larger request bodies get HTTP 413
@@ -27,7 +28,7 @@ pub struct ServerConfig {
     pub listen: String,
     /// Static bearer API keys (`Authorization: Bearer <key>`); empty means no auth, which is
     /// only allowed on a loopback address.
-    pub api_keys: Vec<String>,
+    pub api_keys: Vec<ApiKey>,
     /// Origins accepted besides `http(s)://localhost`, `127.0.0.1` and `[::1]` (any port).
     pub allowed_origins: Vec<String>,
     /// Host header values accepted besides localhost names; `*` accepts any host.
@@ -46,6 +47,42 @@ pub struct ServerConfig {
     /// Async runtime worker threads; 0 means one per CPU. On a machine the gateway shares with
     /// its upstreams, fewer threads cost less CPU per request (see BENCHMARKS.md).
     pub worker_threads: usize,
+}
+
+/// One static API key: a plain string, or a table with a name and a default priority.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ApiKey {
+    /// Just the key.
+    Plain(String),
+    /// The key with its details.
+    Detailed {
+        /// The secret.
+        key: String,
+        /// A name for logs and metrics.
+        #[serde(default)]
+        name: Option<String>,
+        /// Admission priority of this key's calls when they name none.
+        #[serde(default)]
+        priority: Option<crate::pipeline::ctx::Priority>,
+    },
+}
+
+impl ApiKey {
+    /// The secret.
+    pub fn secret(&self) -> &str {
+        match self {
+            ApiKey::Plain(k) | ApiKey::Detailed { key: k, .. } => k,
+        }
+    }
+
+    /// The key's default priority.
+    pub fn priority(&self) -> Option<crate::pipeline::ctx::Priority> {
+        match self {
+            ApiKey::Plain(_) => None,
+            ApiKey::Detailed { priority, .. } => *priority,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -77,7 +114,7 @@ impl ServerConfig {
             Err(e) => problems.push(format!("server.listen = {:?} is not a socket address ({e})", self.listen)),
         }
         for (i, key) in self.api_keys.iter().enumerate() {
-            if key.len() < 16 {
+            if key.secret().len() < 16 {
                 problems.push(format!("server.api_keys[{i}] is shorter than 16 characters; use a long random key"));
             }
         }

@@ -54,7 +54,7 @@ impl Guard {
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
             any_origin: config.allowed_origins.iter().any(|o| o == "*"),
-            key_hashes: config.api_keys.iter().map(|k| Sha256::digest(k.as_bytes()).into()).collect(),
+            key_hashes: config.api_keys.iter().map(|k| Sha256::digest(k.secret().as_bytes()).into()).collect(),
         }
     }
 
@@ -117,7 +117,7 @@ mod tests {
     fn guard(listen: &str, keys: &[&str], origins: &[&str]) -> Guard {
         Guard::new(&ServerConfig {
             listen: listen.into(),
-            api_keys: keys.iter().map(|s| s.to_string()).collect(),
+            api_keys: keys.iter().map(|s| crate::front::config::ApiKey::Plain(s.to_string())).collect(),
             allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         })

@@ -17,7 +17,7 @@ use super::Shared;
 use super::http::{Accepts, answer_response, frames_response, json, notification_stream, refuse, sse_response};
 use super::rescue::{self, Answer};
 use super::stream::spawn_call;
-use crate::pipeline::ctx::{CallCtx, ClientAnswer, ClientSide, LogLevel, Principal, Scope};
+use crate::pipeline::ctx::{CallCtx, ClientAnswer, ClientSide, LogLevel, Principal, Priority, Scope};
 use crate::session::hub::Filter;
 use crate::session::lifecycle;
 use crate::session::registry::{SessionError, SessionState};
@@ -94,7 +94,8 @@ pub async fn post(
         }
         Kind::Request { .. } => {
             let streaming = accept.sse;
-            request(shared, scope, principal, claims, state, msg, streaming).await
+            let options = super::header_options(&shared, &principal, Some(headers));
+            request(shared, scope, principal, options, claims, state, msg, streaming).await
         }
     }
 }
@@ -155,10 +156,12 @@ fn client_side(claims: &SessionClaims, state: &SessionState) -> ClientSide {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn request(
     shared: Arc<Shared>,
     scope: Scope,
     principal: Principal,
+    (priority, idempotency_key): (Priority, Option<Arc<str>>),
     claims: SessionClaims,
     state: Arc<SessionState>,
     msg: Message,
@@ -188,6 +191,8 @@ async fn request(
         principal,
         events: streaming.then_some(tx),
         received: Instant::now(),
+        priority,
+        idempotency_key,
     };
     let flight = state.track(id.clone());
     let cancel = flight.token.clone();
@@ -216,6 +221,7 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
         Ok(s) => s,
         Err(e) => return session_refusal(e),
     };
+    let (priority, _) = super::header_options(&shared, &principal, Some(headers));
     if claims.version != mcp::BATCH_VERSION {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -251,6 +257,9 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
                         principal: principal.clone(),
                         events: None,
                         received: Instant::now(),
+                        priority,
+                        // One header cannot key several requests; keys come from each `_meta`.
+                        idempotency_key: None,
                     };
                     let shared = Arc::clone(&shared);
                     let method = method.clone();

@@ -20,10 +20,30 @@ use tower::ServiceExt;
 use crate::catalog::router::Router;
 use crate::error::GatewayError;
 use crate::pipeline::Pipeline;
-use crate::pipeline::ctx::{Call, CallCtx, Params, Reply};
+use crate::pipeline::ctx::{Call, CallCtx, Params, Principal, Priority, Reply};
 use crate::session::hub::Hub;
 use crate::session::registry::Sessions;
 use crate::wire::jsonrpc::Method;
+use crate::wire::mcp::{self, META_PRIORITY};
+
+/// The priority and idempotency key a request carries outside its body: the
+/// `Sekisho-Priority` and `Idempotency-Key` headers, else the API key's default priority, else
+/// `[admission] default_priority`. `_meta` values override these in [`Shared::call_parsed`].
+pub fn header_options(
+    shared: &Shared,
+    principal: &Principal,
+    headers: Option<&::http::HeaderMap>,
+) -> (Priority, Option<Arc<str>>) {
+    let header = |name: &str| headers.and_then(|h| h.get(name)).and_then(|v| v.to_str().ok());
+    let key_default = match principal {
+        Principal::ApiKey(i) => shared.config.api_keys.get(*i).and_then(|k| k.priority()),
+        Principal::Anonymous => None,
+    };
+    let priority =
+        header("sekisho-priority").and_then(Priority::parse).or(key_default).unwrap_or(shared.default_priority);
+    let key = header("idempotency-key").filter(|k| !k.is_empty() && k.len() <= 256).map(Arc::from);
+    (priority, key)
+}
 
 /// State shared by every client-facing transport.
 pub struct Shared {
@@ -41,6 +61,8 @@ pub struct Shared {
     pub config: config::ServerConfig,
     /// Cancelled when the gateway starts draining: new work is refused, streams end.
     pub draining: CancellationToken,
+    /// Priority of calls that name none (`[admission] default_priority`).
+    pub default_priority: Priority,
 }
 
 impl Shared {
@@ -56,9 +78,17 @@ impl Shared {
     /// Run one call whose params are already parsed.
     ///
     /// Errors: [`GatewayError::ShuttingDown`] while draining, and whatever the pipeline returns.
-    pub async fn call_parsed(&self, method: Method, params: Params, ctx: CallCtx) -> Result<Reply, GatewayError> {
+    pub async fn call_parsed(&self, method: Method, params: Params, mut ctx: CallCtx) -> Result<Reply, GatewayError> {
         if self.draining.is_cancelled() {
             return Err(GatewayError::ShuttingDown);
+        }
+        if let Some(meta) = &params.meta {
+            if let Some(p) = meta.str(META_PRIORITY).and_then(|p| Priority::parse(&p)) {
+                ctx.priority = p;
+            }
+            if let Some(k) = meta.str(mcp::META_IDEMPOTENCY_KEY).filter(|k| !k.is_empty() && k.len() <= 256) {
+                ctx.idempotency_key = Some(Arc::from(k.as_ref()));
+            }
         }
         self.pipeline.clone().oneshot(Call { method, params, ctx }).await
     }

@@ -223,7 +223,8 @@ pub async fn post(
         method => {
             let wants_events = accept.sse
                 && (client.log_level.is_some() || params.meta.as_ref().is_some_and(|m| m.progress_token().is_some()));
-            let ctx = CallCtx { client, scope, principal, events: None, received };
+            let (priority, idempotency_key) = super::header_options(&shared, &principal, Some(headers));
+            let ctx = CallCtx { client, scope, principal, events: None, received, priority, idempotency_key };
             if !wants_events {
                 // Nothing to stream: answer inline. A client that disconnects drops this
                 // future, which cancels the upstream call.

@@ -247,6 +247,8 @@ impl Conversation {
                 principal: Principal::Anonymous,
                 events: Some(tx),
                 received: Instant::now(),
+                priority: convo.shared.default_priority,
+                idempotency_key: None,
             };
             let flight = convo.state.track(id.clone());
             let name = method.as_str().to_string();

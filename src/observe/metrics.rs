@@ -86,6 +86,38 @@ pub struct RejectLabels {
     pub status: u16,
 }
 
+/// Labels of shed calls.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShedLabels {
+    /// `gateway` or the upstream's bulkhead.
+    pub limit: Name,
+    /// Priority class of the shed call.
+    pub priority: &'static str,
+}
+
+/// Labels naming one upstream, allocation-free.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamName {
+    /// Upstream namespace.
+    pub upstream: Name,
+}
+
+/// Labels naming one replica of an upstream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabels {
+    /// Upstream namespace.
+    pub upstream: String,
+    /// Replica index.
+    pub replica: u64,
+}
+
+/// Labels naming an admission limit.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// `gateway` or an upstream namespace.
+    pub limit: String,
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
@@ -98,6 +130,14 @@ pub struct Metrics {
     rejections: Family<RejectLabels, Counter>,
     sessions: Gauge,
     streams: Gauge,
+    shed: Family<ShedLabels, Counter>,
+    retries: Family<UpstreamName, Counter>,
+    retry_budget_exhausted: Family<UpstreamName, Counter>,
+    fallbacks: Family<UpstreamName, Counter>,
+    breaker_state: Family<ReplicaLabels, Gauge>,
+    replica_up: Family<ReplicaLabels, Gauge>,
+    admitted: Family<LimitLabels, Gauge>,
+    queued: Family<LimitLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -135,7 +175,39 @@ impl Metrics {
         registry.register("sessions", "Legacy sessions with state on this replica", sessions.clone());
         let streams = Gauge::default();
         registry.register("notification_streams", "Open notification streams", streams.clone());
+        let shed = Family::<ShedLabels, Counter>::default();
+        registry.register("shed", "Calls refused by admission control, by limit and priority", shed.clone());
+        let retries = Family::<UpstreamName, Counter>::default();
+        registry.register("retries", "Retried upstream calls", retries.clone());
+        let retry_budget_exhausted = Family::<UpstreamName, Counter>::default();
+        registry.register(
+            "retry_budget_exhausted",
+            "Retries refused by the retry budget",
+            retry_budget_exhausted.clone(),
+        );
+        let fallbacks = Family::<UpstreamName, Counter>::default();
+        registry.register("fallbacks", "Calls served by the upstream's fallback", fallbacks.clone());
+        let breaker_state = Family::<ReplicaLabels, Gauge>::default();
+        registry.register(
+            "breaker_state",
+            "Circuit breaker per replica: 0 closed, 1 open, 2 half-open",
+            breaker_state.clone(),
+        );
+        let replica_up = Family::<ReplicaLabels, Gauge>::default();
+        registry.register("replica_up", "1 when the replica is connected", replica_up.clone());
+        let admitted = Family::<LimitLabels, Gauge>::default();
+        registry.register("admission_in_use", "Calls holding a slot of the limit", admitted.clone());
+        let queued = Family::<LimitLabels, Gauge>::default();
+        registry.register("admission_queued", "Calls waiting for a slot of the limit", queued.clone());
         Metrics {
+            shed,
+            retries,
+            retry_budget_exhausted,
+            fallbacks,
+            breaker_state,
+            replica_up,
+            admitted,
+            queued,
             registry,
             calls,
             latency,
@@ -155,6 +227,40 @@ impl Metrics {
             .get_or_create(&LatencyLabels { method, upstream: upstream.clone() })
             .observe(elapsed.as_secs_f64());
         self.calls.get_or_create(&CallLabels { method, upstream, outcome }).inc();
+    }
+
+    /// Count a call shed by admission control `limit` at `priority`.
+    pub fn shed(&self, limit: Name, priority: &'static str) {
+        self.shed.get_or_create(&ShedLabels { limit, priority }).inc();
+    }
+
+    /// Count a retry of a call to `upstream`.
+    pub fn retry(&self, upstream: Name) {
+        self.retries.get_or_create(&UpstreamName { upstream }).inc();
+    }
+
+    /// Count a retry refused because the retry budget of `upstream` was spent.
+    pub fn retry_budget_exhausted(&self, upstream: Name) {
+        self.retry_budget_exhausted.get_or_create(&UpstreamName { upstream }).inc();
+    }
+
+    /// Count a call served by `upstream`'s fallback.
+    pub fn fallback(&self, upstream: Name) {
+        self.fallbacks.get_or_create(&UpstreamName { upstream }).inc();
+    }
+
+    /// Set one replica's breaker state (0 closed, 1 open, 2 half-open) and liveness (at scrape time).
+    pub fn replica(&self, upstream: &str, replica: usize, breaker: i64, up: bool) {
+        let l = ReplicaLabels { upstream: upstream.into(), replica: replica as u64 };
+        self.breaker_state.get_or_create(&l).set(breaker);
+        self.replica_up.get_or_create(&l).set(i64::from(up));
+    }
+
+    /// Set admission gauges for `limit` (at scrape time).
+    pub fn admission(&self, limit: &str, in_use: usize, queued: usize) {
+        let l = LimitLabels { limit: limit.into() };
+        self.admitted.get_or_create(&l).set(in_use as i64);
+        self.queued.get_or_create(&l).set(queued as i64);
     }
 
     /// Record an HTTP-level rejection.

@@ -161,8 +161,51 @@ pub enum Scope {
     Upstream(Arc<str>),
 }
 
+/// Priority class of a request (admission control): `critical` is served first and shed last.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Served first, shed last.
+    Critical,
+    /// Above normal.
+    High,
+    /// The default.
+    #[default]
+    Medium,
+    /// Shed first under overload.
+    Low,
+}
+
+impl Priority {
+    /// Parse a class name (`critical`, `high`, `medium`, `low`), case-insensitively.
+    pub fn parse(s: &str) -> Option<Priority> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "critical" => Priority::Critical,
+            "high" => Priority::High,
+            "medium" | "normal" => Priority::Medium,
+            "low" => Priority::Low,
+            _ => return None,
+        })
+    }
+
+    /// Rank for ordering: 0 is the most important.
+    pub fn rank(self) -> u8 {
+        self as u8
+    }
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        }
+    }
+}
+
 /// Who is calling, after authentication.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Principal {
     /// No credentials were required (loopback without API keys, or stdio).
     Anonymous,
@@ -214,6 +257,11 @@ pub struct CallCtx {
     pub events: Option<EventSink>,
     /// When the front received the request.
     pub received: Instant,
+    /// Admission priority.
+    pub priority: Priority,
+    /// The caller's idempotency key (`_meta["io.sekisho/idempotencyKey"]` or `Idempotency-Key`),
+    /// which also makes a call safe to retry.
+    pub idempotency_key: Option<Arc<str>>,
 }
 
 /// One request on its way through the pipeline.

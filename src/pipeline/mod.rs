@@ -1,9 +1,11 @@
 //! The policy pipeline: an ordered stack of small layers between the front and the router.
 //! [`build`] is the one place the order is written; startup, reload and tests all call it.
 //!
-//! Layers to come, in their fixed order (design.md §5): auth (identity travels in
-//! [`ctx::CallCtx`]), quota, validate, policy, admit, dedup, cache, coalesce.
+//! Layers to come, in their fixed order (design.md §5): quota, validate, policy (between
+//! metering and admission), then dedup, cache, coalesce (after admission). Authentication happens
+//! at the edge of each front; the identity travels in [`ctx::CallCtx`].
 
+pub mod admit;
 pub mod ctx;
 pub mod metered;
 
@@ -23,10 +25,12 @@ use crate::error::GatewayError;
 pub type Pipeline = BoxCloneSyncService<Call, Reply, GatewayError>;
 
 /// Build the pipeline over `router`, outermost layer first.
-pub fn build(router: Arc<Router>) -> Pipeline {
+pub fn build(router: Arc<Router>, admission: &admit::AdmissionConfig) -> Pipeline {
     let stack = ServiceBuilder::new()
         // Count and time every call; outermost so it sees every outcome, rejections included.
         .layer(metered::MeteredLayer)
+        // Admit by priority under the global limit; shed the least important work first.
+        .option_layer(admission.enabled.then(|| admit::AdmitLayer::new(admission)))
         .service(Route(router));
     BoxCloneSyncService::new(stack)
 }

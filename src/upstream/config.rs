@@ -1,10 +1,15 @@
-//! Configuration of one upstream MCP server: how to reach it and how long to wait for it.
+//! Configuration of one upstream MCP server: how to reach it (a command, or one or more URLs),
+//! its process pool, deadlines, retry and breaker policy, fallback, and per-tool overrides; and
+//! the `[resilience]` defaults every upstream starts from.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use super::breaker::BreakerConfig;
+use super::retry::RetryConfig;
 
 /// `[upstreams.<namespace>]`: one upstream server. The table key is its namespace.
 ///
@@ -13,12 +18,19 @@ use serde::{Deserialize, Serialize};
 /// command = "npx"
 /// args = ["-y", "@modelcontextprotocol/server-everything"]
 /// env = { LOG_LEVEL = "info" }    # values may use ${VAR} from sekisho's environment
-/// cwd = "/srv/mcp"                # optional working directory
+/// min_processes = 1               # a pool of identical processes …
+/// max_processes = 4               # … grown under load, reaped when idle
 ///
-/// [upstreams.weather]             # a Streamable HTTP server
-/// url = "http://127.0.0.1:3001/mcp"
+/// [upstreams.weather]             # Streamable HTTP, one or more replicas
+/// urls = ["http://10.0.0.5:3001/mcp", "http://10.0.0.6:3001/mcp"]
 /// headers = { Authorization = "Bearer ${WEATHER_TOKEN}" }
-/// timeout = "120s"                # per-call deadline (default 120s)
+/// timeout = "120s"
+/// trusted = true                  # believe its readOnlyHint/idempotentHint (retries, caching)
+/// fallback = "weather_backup"     # serves its calls while it is down
+///
+/// [upstreams.weather.tools.forecast]
+/// timeout = "10s"
+/// retry = true                    # safe to repeat even without annotations
 /// ```
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -35,10 +47,13 @@ pub struct UpstreamConfig {
     pub cwd: Option<PathBuf>,
     /// Streamable HTTP endpoint of an HTTP upstream (`http://` or `https://`).
     pub url: Option<String>,
+    /// Several endpoints of the same HTTP upstream (replicas); instead of `url`.
+    #[serde(default)]
+    pub urls: Vec<String>,
     /// Extra HTTP headers sent with every request to an HTTP upstream.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Deadline of one call to this upstream (default 120s).
+    /// Deadline of one call attempt (default: `[resilience] timeout`, 120s).
     #[serde(default, with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
     /// Deadline for starting and probing the upstream (default 60s; `npx -y` may download).
@@ -51,10 +66,98 @@ pub struct UpstreamConfig {
     /// Set to false to keep the entry but not start it.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Trust the upstream's tool annotations (`readOnlyHint`, `idempotentHint`) for retries.
+    #[serde(default)]
+    pub trusted: bool,
+    /// Another upstream that serves this one's calls (same tool names) while it is down.
+    pub fallback: Option<String>,
+    /// After recovery, traffic returns from the fallback gradually over this period (default 30s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub fallback_return: Option<Duration>,
+    /// Calls in flight to this upstream at most (its bulkhead; default 256).
+    pub max_concurrent: Option<usize>,
+    /// Calls waiting for this upstream's bulkhead at most (default 256).
+    pub queue_size: Option<usize>,
+    /// stdio: processes kept running (default 1).
+    pub min_processes: Option<usize>,
+    /// stdio: processes at most (default: `min_processes`; hard cap 64).
+    pub max_processes: Option<usize>,
+    /// stdio: calls in flight on every process before another is started (default 8).
+    pub grow_at: Option<usize>,
+    /// stdio: processes above `min_processes` idle this long are stopped (default 5m).
+    #[serde(default, with = "humantime_serde::option")]
+    pub idle_timeout: Option<Duration>,
+    /// Liveness probe period (`ping` or `server/discover`); `"0s"` turns it off (default 30s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub health_interval: Option<Duration>,
+    /// Crashes within `crash_window` that stop respawning for `crash_cooldown` (default 5).
+    pub crash_limit: Option<u32>,
+    /// See `crash_limit` (default 60s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub crash_window: Option<Duration>,
+    /// See `crash_limit` (default 60s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub crash_cooldown: Option<Duration>,
+    /// Replaces `[resilience.retry]` for this upstream.
+    pub retry: Option<RetryConfig>,
+    /// Replaces `[resilience.breaker]` for this upstream.
+    pub breaker: Option<BreakerConfig>,
+    /// Per-tool overrides, by the upstream's own tool name.
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolConfig>,
+}
+
+/// `[upstreams.<namespace>.tools.<tool>]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConfig {
+    /// Deadline of one attempt of this tool.
+    #[serde(default, with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+    /// Whether a failed call may be repeated (overrides annotations).
+    pub retry: Option<bool>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// `[resilience]`: defaults for every upstream.
+///
+/// ```toml
+/// [resilience]
+/// timeout = "120s"
+/// [resilience.retry]            # see upstream::retry
+/// [resilience.breaker]          # see upstream::breaker
+/// ```
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResilienceConfig {
+    /// Deadline of one call attempt.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Retry policy.
+    pub retry: RetryConfig,
+    /// Circuit breaker policy.
+    pub breaker: BreakerConfig,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        ResilienceConfig { timeout: DEFAULT_TIMEOUT, retry: RetryConfig::default(), breaker: BreakerConfig::default() }
+    }
+}
+
+impl ResilienceConfig {
+    /// Problems with these settings.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = self.retry.validate("resilience.retry");
+        p.extend(self.breaker.validate("resilience.breaker"));
+        if self.timeout < Duration::from_millis(10) {
+            p.push("resilience.timeout must be at least 10ms".into());
+        }
+        p
+    }
 }
 
 /// Which protocol era to speak to an upstream.
@@ -74,14 +177,16 @@ pub enum EraChoice {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The default deadline for starting and probing an upstream.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// No upstream runs more processes than this, whatever the configuration says.
+pub const MAX_PROCESSES_CAP: usize = 64;
 
 /// How an upstream is reached, after validation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transport {
     /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
     Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String>, cwd: Option<PathBuf> },
-    /// A Streamable HTTP endpoint.
-    Http { url: http::Uri, headers: http::HeaderMap },
+    /// Streamable HTTP endpoints (one per replica).
+    Http { urls: Vec<http::Uri>, headers: http::HeaderMap },
 }
 
 impl UpstreamConfig {
@@ -95,25 +200,35 @@ impl UpstreamConfig {
         {
             problems.push(format!("{at}: the namespace must be 1-32 characters of A-Z, a-z, 0-9, '-' or '_'"));
         }
-        match (&self.command, &self.url) {
-            (Some(_), Some(_)) => {
-                problems.push(format!("{at}: set either `command` (stdio) or `url` (HTTP), not both"))
-            }
-            (None, None) => {
+        let http = self.url.is_some() || !self.urls.is_empty();
+        if self.url.is_some() && !self.urls.is_empty() {
+            problems.push(format!("{at}: set `url` or `urls`, not both"));
+        }
+        match (&self.command, http) {
+            (Some(_), true) => problems.push(format!("{at}: set either `command` (stdio) or `url` (HTTP), not both")),
+            (None, false) => {
                 problems.push(format!("{at}: set `command` for a stdio server or `url` for an HTTP server"))
             }
-            (Some(cmd), None) => {
+            (Some(cmd), false) => {
                 if cmd.trim().is_empty() {
                     problems.push(format!("{at}.command is empty"));
                 }
                 if !self.headers.is_empty() {
                     problems.push(format!("{at}.headers only applies to HTTP upstreams (`url`)"));
                 }
+                let (min, max) = (self.min_processes(), self.max_processes());
+                if min == 0 || max < min || max > MAX_PROCESSES_CAP {
+                    problems.push(format!(
+                        "{at}: need 1 ≤ min_processes ≤ max_processes ≤ {MAX_PROCESSES_CAP} (got {min} and {max})"
+                    ));
+                }
             }
-            (None, Some(url)) => {
-                match url.parse::<http::Uri>() {
-                    Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
-                    _ => problems.push(format!("{at}.url = {url:?} is not an http:// or https:// URL")),
+            (None, true) => {
+                for url in self.url.iter().chain(&self.urls) {
+                    match url.parse::<http::Uri>() {
+                        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
+                        _ => problems.push(format!("{at}: {url:?} is not an http:// or https:// URL")),
+                    }
                 }
                 for (k, v) in &self.headers {
                     if http::HeaderName::try_from(k.as_str()).is_err() {
@@ -126,6 +241,10 @@ impl UpstreamConfig {
                 if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
                     problems.push(format!("{at}: args, env and cwd only apply to stdio upstreams (`command`)"));
                 }
+                if self.min_processes.is_some() || self.max_processes.is_some() || self.grow_at.is_some() {
+                    problems
+                        .push(format!("{at}: min_processes, max_processes and grow_at only apply to stdio upstreams"));
+                }
             }
         }
         for (field, d) in [("timeout", self.timeout), ("startup_timeout", self.startup_timeout)] {
@@ -133,19 +252,31 @@ impl UpstreamConfig {
                 problems.push(format!("{at}.{field} must be at least 10ms"));
             }
         }
+        if self.fallback.as_deref() == Some(name) {
+            problems.push(format!("{at}.fallback cannot be the upstream itself"));
+        }
+        if self.max_concurrent == Some(0) {
+            problems.push(format!("{at}.max_concurrent must be at least 1"));
+        }
+        if let Some(r) = &self.retry {
+            problems.extend(r.validate(&format!("{at}.retry")));
+        }
+        if let Some(b) = &self.breaker {
+            problems.extend(b.validate(&format!("{at}.breaker")));
+        }
         problems
     }
 
     /// The transport this upstream uses (call after [`UpstreamConfig::validate`] passed).
     pub fn transport(&self) -> Transport {
-        match (&self.command, &self.url) {
-            (Some(command), _) => Transport::Stdio {
+        match &self.command {
+            Some(command) => Transport::Stdio {
                 command: command.clone(),
                 args: self.args.clone(),
                 env: self.env.clone(),
                 cwd: self.cwd.clone(),
             },
-            (None, Some(url)) => {
+            None => {
                 let mut headers = http::HeaderMap::new();
                 for (k, v) in &self.headers {
                     if let (Ok(k), Ok(v)) =
@@ -154,19 +285,24 @@ impl UpstreamConfig {
                         headers.insert(k, v);
                     }
                 }
-                Transport::Http { url: url.parse().expect("validated"), headers }
+                let urls = self.url.iter().chain(&self.urls).map(|u| u.parse().expect("validated")).collect();
+                Transport::Http { urls, headers }
             }
-            (None, None) => unreachable!("validated: command or url is set"),
         }
-    }
-
-    /// The per-call deadline.
-    pub fn call_timeout(&self) -> Duration {
-        self.timeout.unwrap_or(DEFAULT_TIMEOUT)
     }
 
     /// The start-and-probe deadline.
     pub fn startup_deadline(&self) -> Duration {
         self.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT)
+    }
+
+    /// Processes kept running (stdio).
+    pub fn min_processes(&self) -> usize {
+        self.min_processes.unwrap_or(1)
+    }
+
+    /// Processes at most (stdio).
+    pub fn max_processes(&self) -> usize {
+        self.max_processes.unwrap_or(self.min_processes())
     }
 }

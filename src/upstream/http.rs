@@ -228,7 +228,7 @@ impl HttpConn {
     ///
     /// Errors: [`ConnError`] for transport failures, unexpected statuses, an expired session, or
     /// a stream that ended without the response.
-    pub async fn call(self: &Arc<Self>, req: Request<'_>) -> Result<Message, ConnError> {
+    pub async fn call(self: &Arc<Self>, req: &Request<'_>) -> Result<Message, ConnError> {
         if self.closed.is_cancelled() {
             return Err(ConnError::Closed);
         }

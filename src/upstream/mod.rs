@@ -1,37 +1,57 @@
-//! The upstream set: per upstream server, its supervised connection (a child process or an
-//! HTTP session), its status, and the call path with its deadline.
+//! The upstream set. Per upstream server: its replicas (a supervised pool of child processes,
+//! or one HTTP session per URL), and the per-upstream call stack, written once in
+//! [`Upstream::call`], outermost first:
 //!
-//! A supervisor task per upstream connects (spawn + handshake), watches the connection, and
-//! reconnects with exponential backoff and jitter when it dies; a dead upstream only ever
-//! fails its own calls. The probed era is remembered, so restarts skip the probe.
+//! 1. **bulkhead** — this upstream's concurrency limit and priority queue, so one slow upstream
+//!    cannot take every slot of the gateway;
+//! 2. **retry** — safe calls are repeated after transport failures and timeouts, with full
+//!    jitter backoff, within the retry budget;
+//! 3. **balance** — least outstanding of two random live replicas whose breaker admits a call
+//!    (power of two choices); the stdio pool grows here under load;
+//! 4. **breaker** — per replica; failures are classified once in [`classify`];
+//! 5. **timeout** — per attempt; an expired attempt is cancelled upstream.
+//!
+//! Fallback to another upstream (and the gradual return) is decided by the router, which knows
+//! both upstreams.
 
+pub mod breaker;
+pub mod classify;
 pub mod config;
 pub mod conn;
 pub mod handshake;
 pub mod http;
 pub mod mux;
+pub mod replica;
+pub mod retry;
 pub mod stdio;
 pub mod translate;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use self::config::{EraChoice, Transport, UpstreamConfig};
+use self::breaker::{Breaker, BreakerConfig};
+use self::classify::Verdict;
+use self::config::{ResilienceConfig, Transport, UpstreamConfig};
 use self::conn::{ConnError, Request, expect_result};
 use self::handshake::Handshake;
 use self::mux::{Signal, Signals};
+use self::replica::{Replica, Supervision, Target};
+use self::retry::{RetryBudget, RetryConfig};
 use self::stdio::{Spawn, StdioConn};
 use crate::error::GatewayError;
+use crate::observe::metrics::{METRICS, Name};
+use crate::pipeline::admit::Admission;
+use crate::pipeline::ctx::{Principal, Priority};
 use crate::wire::jsonrpc::Message;
 use crate::wire::mcp::Era;
 
-/// A live connection to an upstream.
+/// A live connection to an upstream replica.
 pub enum Connection {
     /// A child process.
     Stdio(Arc<StdioConn>),
@@ -48,22 +68,31 @@ impl Connection {
         }
     }
 
-    async fn call(&self, req: Request<'_>) -> Result<Message, ConnError> {
+    async fn call(&self, req: &Request<'_>) -> Result<Message, ConnError> {
         match self {
             Connection::Stdio(c) => c.call(req).await,
             Connection::Http(c) => c.call(req).await,
         }
     }
 
-    fn in_flight(&self) -> usize {
+    /// Calls waiting on this connection.
+    pub fn in_flight(&self) -> usize {
         match self {
             Connection::Stdio(c) => c.mux.in_flight(),
             Connection::Http(c) => c.mux.in_flight(),
         }
     }
+
+    /// The child's process id, for stdio connections.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Connection::Stdio(c) => c.pid(),
+            Connection::Http(_) => None,
+        }
+    }
 }
 
-/// What an upstream is doing, as `/readyz` and metrics show it.
+/// What an upstream (or one replica) is doing, as `/readyz` and metrics show it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Status {
     /// Connecting for the first time or after a failure.
@@ -91,81 +120,142 @@ impl Status {
     }
 }
 
+/// How one call may be treated on its way to the upstream.
+#[derive(Clone, Copy, Debug)]
+pub struct CallPolicy<'a> {
+    /// Admission priority in the bulkhead.
+    pub priority: Priority,
+    /// The caller, for fair sharing of the bulkhead.
+    pub caller: &'a Principal,
+    /// Whether repeating the call is safe (read-only or idempotent, or an idempotency key).
+    pub retry_safe: bool,
+    /// A per-tool deadline overriding the upstream's.
+    pub timeout: Option<Duration>,
+}
+
+impl CallPolicy<'static> {
+    /// The gateway's own requests (listing, probing): medium priority, safe to repeat.
+    pub fn gateway() -> Self {
+        CallPolicy { priority: Priority::Medium, caller: &Principal::Anonymous, retry_safe: true, timeout: None }
+    }
+}
+
+/// What starts new replicas (the stdio pool grows while running).
+struct Spawner {
+    client: http::HttpClient,
+    signals: Signals,
+    shutdown: CancellationToken,
+    tasks: Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
+}
+
+#[derive(Debug, Default)]
+struct FallbackState {
+    degraded: bool,
+    recovered_at: Option<Instant>,
+}
+
 /// One upstream server.
 pub struct Upstream {
     /// Its namespace.
     pub name: Arc<str>,
     /// Its configuration.
-    pub config: UpstreamConfig,
-    conn: ArcSwapOption<Connection>,
-    status: watch::Sender<Status>,
-    remembered_era: Mutex<EraChoice>,
-    last_handshake: ArcSwapOption<Handshake>,
-    restarts: std::sync::atomic::AtomicU64,
+    pub config: Arc<UpstreamConfig>,
+    label: Name,
+    replicas: RwLock<Vec<Arc<Replica>>>,
+    shared: Arc<replica::Shared>,
+    bulkhead: Arc<Admission>,
+    timeout: Duration,
+    retry: RetryConfig,
+    budget: RetryBudget,
+    breaker: BreakerConfig,
+    supervision: Supervision,
+    spawner: Mutex<Option<Spawner>>,
+    growing: AtomicBool,
+    next_index: std::sync::atomic::AtomicUsize,
+    fallback: Mutex<FallbackState>,
     freshness: Arc<mux::Freshness>,
 }
 
-/// Reconnect delays: exponential from 250 ms to 30 s, with full jitter over the upper half.
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(250);
-    const MAX: Duration = Duration::from_secs(30);
-
-    fn new() -> Self {
-        Backoff { next: Self::FIRST }
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    fn step(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        base / 2 + base.mul_f64(rand::random::<f64>() / 2.0)
-    }
-}
-
 impl Upstream {
-    fn new(name: &str, config: UpstreamConfig) -> Self {
+    fn new(name: &str, config: &UpstreamConfig, defaults: &ResilienceConfig) -> Self {
+        let name: Arc<str> = Arc::from(name);
+        let retry = config.retry.clone().unwrap_or_else(|| defaults.retry.clone());
         Upstream {
-            name: name.into(),
-            remembered_era: Mutex::new(config.era),
-            config,
-            conn: ArcSwapOption::empty(),
-            last_handshake: ArcSwapOption::empty(),
+            label: Name::Shared(Arc::clone(&name)),
+            bulkhead: Admission::new(
+                Name::Shared(Arc::clone(&name)),
+                config.max_concurrent.unwrap_or(256),
+                config.queue_size.unwrap_or(256),
+                Duration::from_secs(5),
+                Duration::from_secs(1),
+            ),
+            timeout: config.timeout.unwrap_or(defaults.timeout),
+            budget: RetryBudget::new(&retry),
+            retry,
+            breaker: config.breaker.clone().unwrap_or_else(|| defaults.breaker.clone()),
+            supervision: Supervision {
+                startup: config.startup_deadline(),
+                health_interval: config.health_interval.unwrap_or(Duration::from_secs(30)),
+                crash_limit: config.crash_limit.unwrap_or(5).max(1),
+                crash_window: config.crash_window.unwrap_or(Duration::from_secs(60)),
+                crash_cooldown: config.crash_cooldown.unwrap_or(Duration::from_secs(60)),
+            },
+            shared: Arc::new(replica::Shared { era: Mutex::new(config.era), ..Default::default() }),
+            replicas: RwLock::new(Vec::new()),
+            spawner: Mutex::new(None),
+            growing: AtomicBool::new(false),
+            next_index: std::sync::atomic::AtomicUsize::new(0),
+            fallback: Mutex::new(FallbackState::default()),
             freshness: Arc::default(),
-            status: watch::channel(Status::Starting).0,
-            restarts: std::sync::atomic::AtomicU64::new(0),
+            config: Arc::new(config.clone()),
+            name,
         }
     }
 
-    /// The current status.
+    /// The replicas now.
+    pub fn replicas(&self) -> Vec<Arc<Replica>> {
+        self.replicas.read().expect("replicas lock").clone()
+    }
+
+    /// The aggregate status: up when any replica is up.
     pub fn status(&self) -> Status {
-        self.status.borrow().clone()
+        let replicas = self.replicas.read().expect("replicas lock");
+        let mut down = None;
+        let mut starting = false;
+        for r in replicas.iter() {
+            match r.status() {
+                s @ Status::Up { .. } => return s,
+                Status::Down { reason } => down = Some(reason),
+                Status::Starting => starting = true,
+                Status::Stopped => {}
+            }
+        }
+        match (starting, down) {
+            (true, _) => Status::Starting,
+            (false, Some(reason)) => Status::Down { reason },
+            (false, None) if replicas.is_empty() => Status::Starting,
+            (false, None) => Status::Stopped,
+        }
     }
 
-    /// Subscribe to status changes.
-    pub fn watch_status(&self) -> watch::Receiver<Status> {
-        self.status.subscribe()
-    }
-
-    /// How many times the connection was re-established after a failure.
+    /// Reconnections after failures, over all replicas.
     pub fn restarts(&self) -> u64 {
-        self.restarts.load(std::sync::atomic::Ordering::Relaxed)
+        self.replicas().iter().map(|r| r.restarts()).sum()
     }
 
-    /// Calls currently waiting on this upstream.
+    /// Calls waiting on this upstream.
     pub fn in_flight(&self) -> usize {
-        self.conn.load().as_ref().map_or(0, |c| c.in_flight())
+        self.replicas().iter().map(|r| r.outstanding()).sum()
     }
 
-    /// The handshake of the live connection.
+    /// The bulkhead (for metrics).
+    pub fn bulkhead(&self) -> &Admission {
+        &self.bulkhead
+    }
+
+    /// The handshake of a live connection.
     pub fn handshake(&self) -> Option<Handshake> {
-        self.conn.load().as_ref().map(|c| c.handshake().clone())
+        self.replicas().iter().find_map(|r| r.connection().map(|c| c.handshake().clone()))
     }
 
     /// How current the catalog is with this upstream's announced list changes.
@@ -176,25 +266,63 @@ impl Upstream {
     /// The handshake of the last successful connection, kept while the upstream is down so
     /// the gateway's advertised capabilities do not flap during a restart.
     pub fn last_handshake(&self) -> Option<Arc<Handshake>> {
-        self.last_handshake.load_full()
+        self.shared.last_handshake.load_full()
     }
 
-    /// Send a request and wait for the upstream's answer, within the upstream's deadline.
+    /// Send a request through this upstream's stack (see the module documentation).
     ///
-    /// Errors: [`GatewayError::UpstreamUnavailable`] when not connected or the connection died
-    /// during the call; [`GatewayError::UpstreamTimeout`] when the deadline passed (the call is
-    /// cancelled upstream); [`GatewayError::UpstreamTransport`] / [`GatewayError::UpstreamProtocol`]
-    /// for transport and framing failures.
-    pub async fn call(&self, req: Request<'_>) -> Result<(Message, Era), GatewayError> {
-        let Some(conn) = self.conn.load_full() else {
-            return Err(self.unavailable());
+    /// Errors: [`GatewayError::Overloaded`] from the bulkhead; [`GatewayError::UpstreamUnavailable`]
+    /// when no replica is connected or the connection died during the call;
+    /// [`GatewayError::CircuitOpen`] when every live replica's breaker is open;
+    /// [`GatewayError::UpstreamTimeout`] when the last attempt's deadline passed (it is cancelled
+    /// upstream); [`GatewayError::UpstreamTransport`] / [`GatewayError::UpstreamProtocol`] for
+    /// transport and framing failures.
+    pub async fn call(&self, req: &Request<'_>, policy: CallPolicy<'_>) -> Result<(Message, Era), GatewayError> {
+        // 1. bulkhead
+        let _slot = match self.bulkhead.try_acquire(policy.caller) {
+            Some(slot) => slot,
+            None => self.bulkhead.acquire(policy.priority, policy.caller).await?,
         };
-        let era = conn.handshake().era;
-        let deadline = self.config.call_timeout();
-        match tokio::time::timeout(deadline, conn.call(req)).await {
-            Ok(Ok(msg)) => Ok((msg, era)),
-            Err(_) => Err(GatewayError::UpstreamTimeout { upstream: self.name.to_string(), after: deadline }),
-            Ok(Err(e)) => Err(self.call_failed(&conn, e)),
+        let deadline = policy.timeout.unwrap_or(self.timeout);
+        self.budget.record_call();
+        let mut attempt = 1;
+        let mut last_replica = None;
+        loop {
+            // 3. balance + 4. breaker
+            let (replica, conn, ticket) = self.pick(last_replica)?;
+            let busy = replica.begin();
+            let ticket = TicketGuard { breaker: &replica.breaker, ticket: Some(ticket) };
+            // 5. timeout
+            let outcome = tokio::time::timeout(deadline, conn.call(req)).await;
+            drop(busy);
+            let (result, verdict) = match outcome {
+                Ok(Ok(msg)) => {
+                    let verdict = classify::answered(&msg);
+                    (Ok((msg, conn.handshake().era)), verdict)
+                }
+                Ok(Err(e)) => {
+                    let verdict = classify::unanswered(&e);
+                    (Err(self.call_failed(&conn, e)), verdict)
+                }
+                Err(_) => (
+                    Err(GatewayError::UpstreamTimeout { upstream: self.name.to_string(), after: deadline }),
+                    classify::TIMED_OUT,
+                ),
+            };
+            ticket.record(verdict);
+            // 2. retry
+            let retryable = matches!(verdict, Verdict::Failed { retryable: true });
+            if !retryable || !policy.retry_safe || !self.retry.enabled || attempt >= self.retry.max_attempts {
+                return result;
+            }
+            if !self.budget.try_retry() {
+                METRICS.retry_budget_exhausted(self.label.clone());
+                return result;
+            }
+            METRICS.retry(self.label.clone());
+            tokio::time::sleep(self.retry.backoff(attempt)).await;
+            attempt += 1;
+            last_replica = Some(replica.index);
         }
     }
 
@@ -202,9 +330,47 @@ impl Upstream {
     ///
     /// Errors: as [`Upstream::call`], plus [`GatewayError::UpstreamProtocol`] for an error answer.
     pub async fn request(&self, method: &str, params: Option<&[u8]>) -> Result<Bytes, GatewayError> {
-        let (msg, _) = self.call(Request::raw(method, params)).await?;
+        let (msg, _) = self.call(&Request::raw(method, params), CallPolicy::gateway()).await?;
         expect_result(&msg)
             .map_err(|e| GatewayError::UpstreamProtocol { upstream: self.name.to_string(), reason: e.to_string() })
+    }
+
+    /// Choose a replica: among live replicas whose breaker is not open, the one with fewer calls
+    /// in flight of two picked at random, preferring one other than `avoid` (a retry goes
+    /// elsewhere when it can).
+    #[allow(clippy::type_complexity)]
+    fn pick(&self, avoid: Option<usize>) -> Result<(Arc<Replica>, Arc<Connection>, breaker::Ticket), GatewayError> {
+        let replicas = self.replicas.read().expect("replicas lock");
+        let mut live: Vec<(&Arc<Replica>, Arc<Connection>)> =
+            replicas.iter().filter_map(|r| r.connection().map(|c| (r, c))).collect();
+        if live.is_empty() {
+            drop(replicas);
+            return Err(self.unavailable());
+        }
+        if live.len() > 1 && avoid.is_some() {
+            live.retain(|(r, _)| Some(r.index) != avoid);
+        }
+        // Power of two choices, then the rest in order as fallbacks if breakers refuse.
+        if live.len() > 1 {
+            let a = rand::random_range(0..live.len());
+            let mut b = rand::random_range(0..live.len() - 1);
+            if b >= a {
+                b += 1;
+            }
+            let better = if live[b].0.outstanding() < live[a].0.outstanding() { b } else { a };
+            live.swap(0, better);
+        }
+        let mut soonest: Option<Duration> = None;
+        for (r, c) in &live {
+            match r.breaker.admit() {
+                Ok(ticket) => {
+                    self.maybe_grow(r);
+                    return Ok((Arc::clone(r), Arc::clone(c), ticket));
+                }
+                Err(wait) => soonest = Some(soonest.map_or(wait, |s| s.min(wait))),
+            }
+        }
+        Err(GatewayError::CircuitOpen { upstream: self.name.to_string(), retry_after: soonest.unwrap_or_default() })
     }
 
     fn unavailable(&self) -> GatewayError {
@@ -237,173 +403,117 @@ impl Upstream {
         }
     }
 
-    fn set_status(&self, s: Status) {
-        self.status.send_replace(s);
+    /// Whether some replica is connected with a breaker that is not open.
+    pub fn healthy(&self) -> bool {
+        self.replicas().iter().any(|r| r.connection().is_some() && r.breaker.state() != breaker::State::Open)
     }
 
-    /// Connect, watch, reconnect, until `shutdown`; then stop the connection.
-    async fn supervise(self: Arc<Self>, client: http::HttpClient, signals: Signals, shutdown: CancellationToken) {
-        let mut backoff = Backoff::new();
-        let mut first = true;
-        while !shutdown.is_cancelled() {
-            if !first {
-                self.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            first = false;
-            self.set_status(Status::Starting);
-            let started = Instant::now();
-            let outcome = tokio::select! {
-                r = tokio::time::timeout(self.config.startup_deadline(), self.connect(&client, &signals)) => r,
-                () = shutdown.cancelled() => break,
-            };
-            let reason = match outcome {
-                Ok(Ok(mut live)) => {
-                    let h = live.conn.handshake().clone();
-                    *self.remembered_era.lock().expect("era lock") =
-                        if h.era == Era::Modern { EraChoice::Modern } else { EraChoice::Legacy };
-                    tracing::info!(upstream = %self.name, era = ?h.era, version = h.version, "upstream connected");
-                    self.last_handshake.store(Some(Arc::new(h.clone())));
-                    let conn = Arc::new(live.conn);
-                    self.conn.store(Some(Arc::clone(&conn)));
-                    self.set_status(Status::Up { era: h.era, version: h.version });
-                    signals.send(Signal::Up);
-                    let reason = live.watch.wait(&conn, &shutdown).await;
-                    self.conn.store(None);
-                    if shutdown.is_cancelled() {
-                        live.watch.stop(&conn).await;
-                        break;
-                    }
-                    live.watch.stop(&conn).await;
-                    if started.elapsed() > Duration::from_secs(60) {
-                        backoff.reset();
-                    }
-                    reason
-                }
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no handshake within {:?}", self.config.startup_deadline()),
-            };
-            tracing::warn!(upstream = %self.name, reason = %reason, "upstream down; reconnecting");
-            self.set_status(Status::Down { reason });
-            signals.send(Signal::Down);
-            tokio::select! {
-                () = tokio::time::sleep(backoff.step()) => {}
-                () = shutdown.cancelled() => break,
-            }
+    /// Whether this call should go to the fallback: always while no replica is healthy, and,
+    /// after recovery, with a share that falls linearly to zero over `fallback_return`.
+    pub fn route_to_fallback(&self) -> bool {
+        let healthy = self.healthy();
+        let mut st = self.fallback.lock().expect("fallback lock");
+        if !healthy {
+            st.degraded = true;
+            st.recovered_at = None;
+            return true;
         }
-        self.conn.store(None);
-        self.set_status(Status::Stopped);
+        if !st.degraded {
+            return false;
+        }
+        let period = self.config.fallback_return.unwrap_or(Duration::from_secs(30));
+        let since = st.recovered_at.get_or_insert_with(Instant::now).elapsed();
+        if since >= period {
+            *st = FallbackState::default();
+            return false;
+        }
+        rand::random::<f64>() >= since.as_secs_f64() / period.as_secs_f64()
     }
 
-    async fn connect(&self, client: &http::HttpClient, signals: &Signals) -> Result<Live, ConnError> {
-        let choice = *self.remembered_era.lock().expect("era lock");
+    /// Note that the primary failed a call the fallback then served.
+    pub fn mark_degraded(&self) {
+        let mut st = self.fallback.lock().expect("fallback lock");
+        st.degraded = true;
+        st.recovered_at = None;
+    }
+
+    fn start_replica(&self, target: Target, spawner: &Spawner) {
+        let index = self.next_index.fetch_add(1, Ordering::Relaxed);
+        let replica = Arc::new(Replica::new(
+            index,
+            Arc::clone(&self.name),
+            target,
+            self.supervision.clone(),
+            Arc::clone(&self.shared),
+            Breaker::new(self.breaker.clone()),
+            spawner.shutdown.child_token(),
+        ));
+        self.replicas.write().expect("replicas lock").push(Arc::clone(&replica));
+        let (client, signals, tasks) = (spawner.client.clone(), spawner.signals.clone(), Arc::clone(&spawner.tasks));
+        tokio::spawn(async move { tasks.lock().await.spawn(replica.supervise(client, signals)) });
+    }
+
+    fn stdio_target(&self) -> Option<Target> {
         match self.config.transport() {
-            Transport::Stdio { command, args, env, cwd } => {
-                let spec = Spawn { command, args, env, cwd };
-                let (conn, process) = StdioConn::spawn(&self.name, &spec, signals.clone())?;
-                let mut watch = Watch::Process(Some(process));
-                match stdio_handshake(&conn, choice).await {
-                    Ok(()) => Ok(Live { conn: Connection::Stdio(conn), watch }),
-                    Err(e) => {
-                        watch.stop(&Connection::Stdio(conn)).await;
-                        Err(e)
-                    }
-                }
-            }
-            Transport::Http { url, headers } => {
-                let conn =
-                    http::HttpConn::connect(&self.name, client.clone(), url, headers, choice, signals.clone()).await?;
-                tokio::spawn(Arc::clone(&conn).listen());
-                Ok(Live { conn: Connection::Http(conn), watch: Watch::Session })
-            }
+            Transport::Stdio { command, args, env, cwd } => Some(Target::Stdio(Spawn { command, args, env, cwd })),
+            Transport::Http { .. } => None,
+        }
+    }
+
+    /// Grow the stdio pool when the chosen process is busy and the pool may grow.
+    fn maybe_grow(&self, chosen: &Replica) {
+        let grow_at = self.config.grow_at.unwrap_or(8);
+        if chosen.outstanding() + 1 < grow_at || self.config.command.is_none() {
+            return;
+        }
+        let count = self.replicas.read().expect("replicas lock").len();
+        if count >= self.config.max_processes().min(config::MAX_PROCESSES_CAP) {
+            return;
+        }
+        if self.growing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let (Some(target), Some(spawner)) =
+            (self.stdio_target(), self.spawner.lock().expect("spawner lock").as_ref())
+        {
+            tracing::info!(upstream = %self.name, processes = count + 1, "growing the process pool");
+            self.start_replica(target, spawner);
+        }
+        self.growing.store(false, Ordering::Release);
+    }
+
+    /// Stop processes above `min_processes` that have been idle for `idle_timeout`.
+    fn reap_idle(&self) {
+        let idle = self.config.idle_timeout.unwrap_or(Duration::from_secs(300));
+        let min = self.config.min_processes();
+        let mut replicas = self.replicas.write().expect("replicas lock");
+        while replicas.len() > min {
+            let Some(pos) = replicas.iter().rposition(|r| r.outstanding() == 0 && r.idle_for() >= idle) else { break };
+            let r = replicas.remove(pos);
+            tracing::info!(upstream = %self.name, replica = r.index, "stopping an idle process");
+            r.stop.cancel();
         }
     }
 }
 
-async fn stdio_handshake(conn: &Arc<StdioConn>, choice: EraChoice) -> Result<(), ConnError> {
-    if choice != EraChoice::Legacy {
-        let params = handshake::discover_params();
-        let answer = conn.call(Request::raw("server/discover", Some(&params))).await?;
-        if let Some(h) = expect_result(&answer).ok().and_then(|r| handshake::from_discover(&r)) {
-            let filter = listen_filter_stdio(&h);
-            conn.set_handshake(h.clone());
-            if let Some(params) = filter {
-                // A long-lived request: its notifications carry list changes; its answer only
-                // comes when the upstream ends the subscription.
-                let conn = Arc::clone(conn);
-                tokio::spawn(
-                    async move { conn.call(Request::raw("subscriptions/listen", Some(params.as_bytes()))).await },
-                );
-            }
-            return Ok(());
-        }
-        if choice == EraChoice::Modern {
-            return Err(ConnError::Protocol("the upstream did not accept server/discover".into()));
-        }
-    }
-    let answer = conn.call(Request::raw("initialize", Some(&handshake::initialize_params("{}")))).await?;
-    let h = handshake::from_initialize(&expect_result(&answer)?).map_err(|e| ConnError::Protocol(e.0))?;
-    conn.set_handshake(h);
-    conn.notify("notifications/initialized", None);
-    Ok(())
+/// Records a breaker verdict, or releases the probe slot if the call was abandoned.
+struct TicketGuard<'a> {
+    breaker: &'a Breaker,
+    ticket: Option<breaker::Ticket>,
 }
 
-fn listen_filter_stdio(h: &Handshake) -> Option<String> {
-    let caps: serde_json::Value = serde_json::from_slice(&h.capabilities).ok()?;
-    let mut filter = serde_json::Map::new();
-    for (cap, key) in
-        [("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged")]
-    {
-        if caps.get(cap).and_then(|c| c.get("listChanged")).and_then(|v| v.as_bool()) == Some(true) {
-            filter.insert(key.into(), true.into());
+impl TicketGuard<'_> {
+    fn record(mut self, verdict: Verdict) {
+        if let Some(t) = self.ticket.take() {
+            self.breaker.record(t, verdict);
         }
     }
-    if filter.is_empty() {
-        return None;
-    }
-    Some(format!(
-        r#"{{"notifications":{},"_meta":{}}}"#,
-        serde_json::Value::Object(filter),
-        translate::gateway_envelope(h.version)
-    ))
 }
 
-/// A connection plus what must be watched to know it died.
-struct Live {
-    conn: Connection,
-    watch: Watch,
-}
-
-enum Watch {
-    Process(Option<stdio::Process>),
-    Session,
-}
-
-impl Watch {
-    /// Wait until the connection dies or shutdown starts; returns why it died.
-    async fn wait(&mut self, conn: &Connection, shutdown: &CancellationToken) -> String {
-        match (self, conn) {
-            (Watch::Process(Some(process)), Connection::Stdio(c)) => tokio::select! {
-                status = process.wait() => format!("the process exited ({status})"),
-                () = c.closed().cancelled() => "the process closed its stdout".to_string(),
-                () = shutdown.cancelled() => String::new(),
-            },
-            (_, Connection::Http(c)) => tokio::select! {
-                () = c.closed().cancelled() => "the HTTP session ended or the upstream became unreachable".to_string(),
-                () = shutdown.cancelled() => String::new(),
-            },
-            _ => String::new(),
-        }
-    }
-
-    async fn stop(&mut self, conn: &Connection) {
-        match (self, conn) {
-            (Watch::Process(process), Connection::Stdio(c)) => {
-                if let Some(p) = process.take() {
-                    p.stop(c).await;
-                }
-            }
-            (_, Connection::Http(c)) => c.close().await,
-            _ => {}
+impl Drop for TicketGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.breaker.abandon(t);
         }
     }
 }
@@ -412,34 +522,66 @@ impl Watch {
 pub struct UpstreamSet {
     upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
     shutdown: CancellationToken,
-    tasks: tokio::sync::Mutex<tokio::task::JoinSet<()>>,
+    tasks: Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
     client: http::HttpClient,
 }
 
 impl UpstreamSet {
     /// Upstreams for the enabled entries of `configs`; nothing starts until [`UpstreamSet::start`].
-    pub fn new<'a>(configs: impl IntoIterator<Item = (&'a String, &'a UpstreamConfig)>) -> Self {
+    pub fn new<'a>(
+        configs: impl IntoIterator<Item = (&'a String, &'a UpstreamConfig)>,
+        defaults: &ResilienceConfig,
+    ) -> Self {
         let upstreams = configs
             .into_iter()
-            .map(|(name, cfg)| (Arc::<str>::from(name.as_str()), Arc::new(Upstream::new(name, cfg.clone()))))
+            .map(|(name, cfg)| (Arc::<str>::from(name.as_str()), Arc::new(Upstream::new(name, cfg, defaults))))
             .collect();
         UpstreamSet {
             upstreams,
             shutdown: CancellationToken::new(),
-            tasks: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
+            tasks: Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new())),
             client: http::client(),
         }
     }
 
-    /// Start every upstream's supervisor; each reports on its own signal channel.
+    /// Start every upstream's replicas and its pool keeper; each upstream reports on its own
+    /// signal channel.
     pub async fn start(&self) -> BTreeMap<Arc<str>, mpsc::UnboundedReceiver<Signal>> {
         let mut receivers = BTreeMap::new();
-        let mut tasks = self.tasks.lock().await;
         for (name, up) in &self.upstreams {
             let (tx, rx) = mpsc::unbounded_channel();
             receivers.insert(Arc::clone(name), rx);
-            let signals = Signals { tx, freshness: Arc::clone(&up.freshness) };
-            tasks.spawn(Arc::clone(up).supervise(self.client.clone(), signals, self.shutdown.clone()));
+            let spawner = Spawner {
+                client: self.client.clone(),
+                signals: Signals { tx, freshness: Arc::clone(&up.freshness) },
+                shutdown: self.shutdown.clone(),
+                tasks: Arc::clone(&self.tasks),
+            };
+            let targets: Vec<Target> = match up.config.transport() {
+                Transport::Stdio { command, args, env, cwd } => {
+                    let spawn = Spawn { command, args, env, cwd };
+                    (0..up.config.min_processes()).map(|_| Target::Stdio(spawn.clone())).collect()
+                }
+                Transport::Http { urls, headers } => {
+                    urls.into_iter().map(|url| Target::Http { url, headers: headers.clone() }).collect()
+                }
+            };
+            for target in targets {
+                up.start_replica(target, &spawner);
+            }
+            *up.spawner.lock().expect("spawner lock") = Some(spawner);
+            if up.config.max_processes() > up.config.min_processes() {
+                let (up, stop) = (Arc::clone(up), self.shutdown.clone());
+                let every = up.config.idle_timeout.unwrap_or(Duration::from_secs(300)).min(Duration::from_secs(30)) / 2;
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            () = tokio::time::sleep(every.max(Duration::from_millis(50))) => up.reap_idle(),
+                            () = stop.cancelled() => return,
+                        }
+                    }
+                });
+            }
         }
         receivers
     }
@@ -458,6 +600,8 @@ impl UpstreamSet {
     /// wait for the supervisors to finish.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
+        // Supervisors are registered from spawned tasks; let those land first.
+        tokio::task::yield_now().await;
         let mut tasks = self.tasks.lock().await;
         while tasks.join_next().await.is_some() {}
     }

@@ -125,7 +125,7 @@ impl StdioConn {
     /// upstream (`notifications/cancelled`).
     ///
     /// Errors: [`ConnError::Closed`] when the child is gone before answering.
-    pub async fn call(&self, req: Request<'_>) -> Result<Message, ConnError> {
+    pub async fn call(&self, req: &Request<'_>) -> Result<Message, ConnError> {
         if self.closed.is_cancelled() {
             return Err(ConnError::Closed);
         }

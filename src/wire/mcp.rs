@@ -36,6 +36,8 @@ pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 pub const META_PROGRESS_TOKEN: &str = "progressToken";
 /// sekisho's own `_meta` key for idempotency keys (the MCP-Tx pattern).
 pub const META_IDEMPOTENCY_KEY: &str = "io.sekisho/idempotencyKey";
+/// sekisho's own request `_meta` key for the admission priority class.
+pub const META_PRIORITY: &str = "io.sekisho/priority";
 /// sekisho's own result `_meta` key naming upstreams missing from a merged list.
 pub const META_UNAVAILABLE: &str = "io.sekisho/unavailableUpstreams";
 

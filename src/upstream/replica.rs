@@ -1,0 +1,390 @@
+//! One replica of an upstream: a child process or an HTTP endpoint, kept connected by a
+//! supervisor task. The supervisor spawns and handshakes, probes liveness, reconnects with
+//! exponential backoff and jitter, and damps crash loops (after `crash_limit` crashes within
+//! `crash_window` it stops respawning for `crash_cooldown`, reporting the replica down).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use tokio_util::sync::CancellationToken;
+
+use super::breaker::Breaker;
+use super::config::EraChoice;
+use super::conn::{ConnError, Request, expect_result};
+use super::handshake::{self, Handshake};
+use super::mux::{Signal, Signals};
+use super::stdio::{Spawn, StdioConn};
+use super::{Connection, Status, http, stdio, translate};
+use crate::wire::mcp::Era;
+
+/// What a replica connects to.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A child process.
+    Stdio(Spawn),
+    /// An HTTP endpoint.
+    Http { url: ::http::Uri, headers: ::http::HeaderMap },
+}
+
+/// Supervision settings of a replica.
+#[derive(Clone, Debug)]
+pub struct Supervision {
+    /// Deadline to start and handshake.
+    pub startup: Duration,
+    /// Liveness probe period (zero: off).
+    pub health_interval: Duration,
+    /// Crashes within `crash_window` that trigger the cooldown.
+    pub crash_limit: u32,
+    /// See `crash_limit`.
+    pub crash_window: Duration,
+    /// See `crash_limit`.
+    pub crash_cooldown: Duration,
+}
+
+/// What the replicas of one upstream share.
+#[derive(Debug, Default)]
+pub struct Shared {
+    /// The probed era, remembered so restarts skip the probe.
+    pub era: Mutex<EraChoice>,
+    /// The handshake of the last successful connection of any replica.
+    pub last_handshake: ArcSwapOption<Handshake>,
+}
+
+/// One replica.
+pub struct Replica {
+    /// Position in the upstream's replica list when it was created (metric label).
+    pub index: usize,
+    upstream: Arc<str>,
+    target: Target,
+    supervision: Supervision,
+    shared: Arc<Shared>,
+    conn: ArcSwapOption<Connection>,
+    status: Mutex<Status>,
+    restarts: AtomicU64,
+    /// Its circuit breaker.
+    pub breaker: Breaker,
+    outstanding: AtomicUsize,
+    last_used: Mutex<Instant>,
+    /// Cancelled to stop this replica alone (pool shrink) or with everything (shutdown).
+    pub stop: CancellationToken,
+}
+
+/// Counts a call as outstanding on a replica for as long as it lives.
+pub struct Outstanding<'a>(&'a Replica);
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Replica {
+    /// A replica that is not started yet.
+    pub fn new(
+        index: usize,
+        upstream: Arc<str>,
+        target: Target,
+        supervision: Supervision,
+        shared: Arc<Shared>,
+        breaker: Breaker,
+        stop: CancellationToken,
+    ) -> Self {
+        Replica {
+            index,
+            upstream,
+            target,
+            supervision,
+            shared,
+            conn: ArcSwapOption::empty(),
+            status: Mutex::new(Status::Starting),
+            restarts: AtomicU64::new(0),
+            breaker,
+            outstanding: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+            stop,
+        }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        self.status.lock().expect("status lock").clone()
+    }
+
+    fn set_status(&self, s: Status) {
+        *self.status.lock().expect("status lock") = s;
+    }
+
+    /// The live connection, if connected.
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        self.conn.load_full()
+    }
+
+    /// Reconnections after a failure.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+
+    /// Calls in flight on this replica.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    /// How long since a call last started here.
+    pub fn idle_for(&self) -> Duration {
+        self.last_used.lock().expect("idle lock").elapsed()
+    }
+
+    /// Count a call until the returned guard drops.
+    pub fn begin(&self) -> Outstanding<'_> {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        *self.last_used.lock().expect("idle lock") = Instant::now();
+        Outstanding(self)
+    }
+
+    /// Connect, watch, reconnect, until `stop`; then stop the connection.
+    pub async fn supervise(self: Arc<Self>, client: http::HttpClient, signals: Signals) {
+        let mut backoff = Backoff::new();
+        let mut crashes: VecDeque<Instant> = VecDeque::new();
+        let mut first = true;
+        let stop = self.stop.clone();
+        while !stop.is_cancelled() {
+            if !first {
+                self.restarts.fetch_add(1, Ordering::Relaxed);
+            }
+            first = false;
+            self.set_status(Status::Starting);
+            let started = Instant::now();
+            let outcome = tokio::select! {
+                r = tokio::time::timeout(self.supervision.startup, self.connect(&client, &signals)) => r,
+                () = stop.cancelled() => break,
+            };
+            let reason = match outcome {
+                Ok(Ok(mut live)) => {
+                    let h = live.conn.handshake().clone();
+                    *self.shared.era.lock().expect("era lock") =
+                        if h.era == Era::Modern { EraChoice::Modern } else { EraChoice::Legacy };
+                    tracing::info!(upstream = %self.upstream, replica = self.index, era = ?h.era, version = h.version, "upstream connected");
+                    self.shared.last_handshake.store(Some(Arc::new(h.clone())));
+                    let conn = Arc::new(live.conn);
+                    self.conn.store(Some(Arc::clone(&conn)));
+                    self.set_status(Status::Up { era: h.era, version: h.version });
+                    signals.send(Signal::Up);
+                    let reason = self.watch(&mut live.watch, &conn, &stop).await;
+                    self.conn.store(None);
+                    live.watch.stop(&conn).await;
+                    if stop.is_cancelled() {
+                        break;
+                    }
+                    if started.elapsed() > Duration::from_secs(60) {
+                        backoff.reset();
+                    }
+                    reason
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no handshake within {:?}", self.supervision.startup),
+            };
+            let now = Instant::now();
+            crashes.push_back(now);
+            while crashes.front().is_some_and(|t| now.duration_since(*t) > self.supervision.crash_window) {
+                crashes.pop_front();
+            }
+            let (wait, reason) = if crashes.len() >= self.supervision.crash_limit as usize {
+                crashes.clear();
+                let cooldown = self.supervision.crash_cooldown;
+                (cooldown, format!("{reason}; crash loop: not restarting for {} s", cooldown.as_secs()))
+            } else {
+                (backoff.step(), reason)
+            };
+            tracing::warn!(upstream = %self.upstream, replica = self.index, reason = %reason, "upstream down; reconnecting");
+            self.set_status(Status::Down { reason });
+            signals.send(Signal::Down);
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.cancelled() => break,
+            }
+        }
+        self.conn.store(None);
+        self.set_status(Status::Stopped);
+    }
+
+    /// Wait until the connection dies, fails its liveness probe, or `stop` fires.
+    async fn watch(&self, watch: &mut Watch, conn: &Connection, stop: &CancellationToken) -> String {
+        let interval = self.supervision.health_interval;
+        let probe = async {
+            if interval.is_zero() {
+                return std::future::pending::<String>().await;
+            }
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(e) = probe(conn, interval.min(Duration::from_secs(5))).await {
+                    return format!("liveness probe failed: {e}");
+                }
+            }
+        };
+        tokio::select! {
+            reason = watch.wait(conn) => reason,
+            reason = probe => reason,
+            () = stop.cancelled() => String::new(),
+        }
+    }
+
+    async fn connect(&self, client: &http::HttpClient, signals: &Signals) -> Result<Live, ConnError> {
+        let choice = *self.shared.era.lock().expect("era lock");
+        match &self.target {
+            Target::Stdio(spec) => {
+                let (conn, process) = StdioConn::spawn(&self.upstream, spec, signals.clone())?;
+                let mut watch = Watch::Process(Some(process));
+                match stdio_handshake(&conn, choice).await {
+                    Ok(()) => Ok(Live { conn: Connection::Stdio(conn), watch }),
+                    Err(e) => {
+                        watch.stop(&Connection::Stdio(conn)).await;
+                        Err(e)
+                    }
+                }
+            }
+            Target::Http { url, headers } => {
+                let conn = http::HttpConn::connect(
+                    &self.upstream,
+                    client.clone(),
+                    url.clone(),
+                    headers.clone(),
+                    choice,
+                    signals.clone(),
+                )
+                .await?;
+                tokio::spawn(Arc::clone(&conn).listen());
+                Ok(Live { conn: Connection::Http(conn), watch: Watch::Session })
+            }
+        }
+    }
+}
+
+/// A liveness probe: `ping` for legacy upstreams, `server/discover` for modern ones.
+async fn probe(conn: &Connection, limit: Duration) -> Result<(), ConnError> {
+    let h = conn.handshake();
+    let params = (h.era == Era::Modern).then(|| format!(r#"{{"_meta":{}}}"#, translate::gateway_envelope(h.version)));
+    let method = if h.era == Era::Modern { "server/discover" } else { "ping" };
+    let req = Request::raw(method, params.as_deref().map(str::as_bytes));
+    match tokio::time::timeout(limit, conn.call(&req)).await {
+        Ok(Ok(msg)) => expect_result(&msg).map(|_| ()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ConnError::Transport(format!("no answer within {} ms", limit.as_millis()))),
+    }
+}
+
+async fn stdio_handshake(conn: &Arc<StdioConn>, choice: EraChoice) -> Result<(), ConnError> {
+    if choice != EraChoice::Legacy {
+        let params = handshake::discover_params();
+        let answer = conn.call(&Request::raw("server/discover", Some(&params))).await?;
+        if let Some(h) = expect_result(&answer).ok().and_then(|r| handshake::from_discover(&r)) {
+            let filter = listen_filter(&h);
+            conn.set_handshake(h.clone());
+            if let Some(params) = filter {
+                // A long-lived request: its notifications carry list changes; its answer only
+                // comes when the upstream ends the subscription.
+                let conn = Arc::clone(conn);
+                tokio::spawn(
+                    async move { conn.call(&Request::raw("subscriptions/listen", Some(params.as_bytes()))).await },
+                );
+            }
+            return Ok(());
+        }
+        if choice == EraChoice::Modern {
+            return Err(ConnError::Protocol("the upstream did not accept server/discover".into()));
+        }
+    }
+    let answer = conn.call(&Request::raw("initialize", Some(&handshake::initialize_params("{}")))).await?;
+    let h = handshake::from_initialize(&expect_result(&answer)?).map_err(|e| ConnError::Protocol(e.0))?;
+    conn.set_handshake(h);
+    conn.notify("notifications/initialized", None);
+    Ok(())
+}
+
+/// The modern `subscriptions/listen` params for the upstream's declared `listChanged`
+/// capabilities; `None` when it declares none.
+pub fn listen_filter(h: &Handshake) -> Option<String> {
+    let caps: serde_json::Value = serde_json::from_slice(&h.capabilities).ok()?;
+    let mut filter = serde_json::Map::new();
+    for (cap, key) in
+        [("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged")]
+    {
+        if caps.get(cap).and_then(|c| c.get("listChanged")).and_then(|v| v.as_bool()) == Some(true) {
+            filter.insert(key.into(), true.into());
+        }
+    }
+    if filter.is_empty() {
+        return None;
+    }
+    Some(format!(
+        r#"{{"notifications":{},"_meta":{}}}"#,
+        serde_json::Value::Object(filter),
+        translate::gateway_envelope(h.version)
+    ))
+}
+
+/// Reconnect delays: exponential from 250 ms to 30 s, with full jitter over the upper half.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(30);
+
+    fn new() -> Self {
+        Backoff { next: Self::FIRST }
+    }
+
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+
+    fn step(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        base / 2 + base.mul_f64(rand::random::<f64>() / 2.0)
+    }
+}
+
+/// A connection plus what must be watched to know it died.
+struct Live {
+    conn: Connection,
+    watch: Watch,
+}
+
+enum Watch {
+    Process(Option<stdio::Process>),
+    Session,
+}
+
+impl Watch {
+    /// Wait until the connection dies; returns why.
+    async fn wait(&mut self, conn: &Connection) -> String {
+        match (self, conn) {
+            (Watch::Process(Some(process)), Connection::Stdio(c)) => tokio::select! {
+                status = process.wait() => format!("the process exited ({status})"),
+                () = c.closed().cancelled() => "the process closed its stdout".to_string(),
+            },
+            (_, Connection::Http(c)) => {
+                c.closed().cancelled().await;
+                "the HTTP session ended or the upstream became unreachable".to_string()
+            }
+            _ => std::future::pending().await,
+        }
+    }
+
+    async fn stop(&mut self, conn: &Connection) {
+        match (self, conn) {
+            (Watch::Process(process), Connection::Stdio(c)) => {
+                if let Some(p) = process.take() {
+                    p.stop(c).await;
+                }
+            }
+            (_, Connection::Http(c)) => c.close().await,
+            _ => {}
+        }
+    }
+}
