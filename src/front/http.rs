@@ -83,7 +83,12 @@ pub fn json(status: StatusCode, body: Bytes) -> Response {
 
 /// A JSON-RPC answer as a JSON response with the era's status mapping.
 pub fn answer_response(answer: Answer, era: Era) -> Response {
-    json(http_status(answer.error_code, era), answer.message)
+    let overloaded = answer.error_code == Some(code::OVERLOADED);
+    let mut resp = json(http_status(answer.error_code, era), answer.message);
+    if overloaded {
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    resp
 }
 
 /// What the client's `Accept` header allows.
@@ -393,6 +398,27 @@ async fn readyz(State(shared): State<Arc<Shared>>, uri: http::Uri) -> Response {
             crate::upstream::Status::Starting => entry["status"] = "starting".into(),
             crate::upstream::Status::Stopped => entry["status"] = "stopped".into(),
         }
+        let replicas: Vec<serde_json::Value> = up
+            .replicas()
+            .iter()
+            .map(|r| {
+                let status = match r.status() {
+                    crate::upstream::Status::Up { .. } => "up",
+                    crate::upstream::Status::Down { .. } => "down",
+                    crate::upstream::Status::Starting => "starting",
+                    crate::upstream::Status::Stopped => "stopped",
+                };
+                let mut v = serde_json::json!({
+                    "replica": r.index, "status": status, "breaker": r.breaker.state().name(),
+                    "in_flight": r.outstanding(), "restarts": r.restarts(),
+                });
+                if let Some(pid) = r.connection().and_then(|c| c.pid()) {
+                    v["pid"] = pid.into();
+                }
+                v
+            })
+            .collect();
+        entry["replicas"] = replicas.into();
         upstreams.insert(up.name.to_string(), entry);
     }
     let draining = shared.draining.is_cancelled();
@@ -409,6 +435,15 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
     }
     for up in shared.router.upstreams().iter() {
         METRICS.upstream(&up.name, up.status().is_up(), up.restarts(), up.in_flight());
+        METRICS.admission(&up.name, up.bulkhead().in_use(), up.bulkhead().queued());
+        for r in up.replicas() {
+            let breaker = match r.breaker.state() {
+                crate::upstream::breaker::State::Closed => 0,
+                crate::upstream::breaker::State::Open => 1,
+                crate::upstream::breaker::State::HalfOpen => 2,
+            };
+            METRICS.replica(&up.name, r.index, breaker, r.status().is_up());
+        }
     }
     METRICS.connections(shared.sessions.active(), shared.hub.len());
     let mut resp = METRICS.encode().into_response();

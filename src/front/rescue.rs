@@ -89,6 +89,8 @@ pub fn http_status(error_code: Option<i64>, client: Era) -> StatusCode {
             | code::UNSUPPORTED_PROTOCOL_VERSION,
         ) => StatusCode::BAD_REQUEST,
         (Era::Modern, code::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        // Shed or draining: "retry later", in either era (with Retry-After).
+        (_, code::OVERLOADED) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::OK,
     }
 }

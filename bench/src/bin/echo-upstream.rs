@@ -87,6 +87,8 @@ fn tools(dynamic: &[String]) -> Value {
         json!({"name": "crash", "description": "Exit the process immediately.", "annotations": {"destructiveHint": true},
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "change_tools", "description": "Add a tool and announce the list change.", "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "side_effect", "description": "Record one effect in $ECHO_EFFECTS_FILE, then exit before answering.",
+               "annotations": {"destructiveHint": true}, "inputSchema": obj(json!({}), &[])}),
         json!({"name": "park", "description": "Like sleep_ms, but over HTTP the answer comes on a resumed stream.",
                "inputSchema": obj(json!({"ms": {"type": "integer"}}), &["ms"])}),
         json!({"name": "touch", "description": "Announce that a resource was updated.",
@@ -246,6 +248,14 @@ impl Upstream {
             }
             "rpc_error" => json!({"__rpc_error": true}),
             "crash" => std::process::exit(3),
+            "side_effect" => {
+                if let Ok(path) = std::env::var("ECHO_EFFECTS_FILE") {
+                    use std::io::Write;
+                    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("effects file");
+                    let _ = writeln!(f, "effect");
+                }
+                std::process::exit(3)
+            }
             "change_tools" => {
                 let name = {
                     let mut d = self.dynamic_tools.lock().unwrap();

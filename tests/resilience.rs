@@ -1,0 +1,279 @@
+//! Chaos tests of the resilience stack, with real child processes and real HTTP upstreams: a
+//! process pool that grows and recovers from a killed child without leaking processes; a hung
+//! upstream whose timeouts open the breaker, which half-opens and closes after recovery; an
+//! upstream that fails every call, served by its fallback; overload with mixed priorities; and
+//! side-effecting tools that are never retried without an idempotency key.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn metrics(gw: &Gateway) -> String {
+    client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap()
+}
+
+fn alive(pid: u64) -> bool {
+    // A zombie (state Z) is a child nobody reaped: that counts as a leak too.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+}
+
+fn pids(ready: &Value, upstream: &str) -> Vec<u64> {
+    ready["upstreams"][upstream]["replicas"].as_array().unwrap().iter().filter_map(|r| r["pid"].as_u64()).collect()
+}
+
+#[tokio::test]
+async fn pool_grows_spreads_recovers_and_leaks_nothing() {
+    let toml = format!(
+        "{}min_processes = 2\nmax_processes = 3\ngrow_at = 2\nidle_timeout = \"1s\"\n",
+        stdio_upstream("pool", "legacy")
+    );
+    let gw = Gateway::start(&toml).await;
+    let before = pids(&gw.readyz().await, "pool");
+    assert_eq!(before.len(), 2, "min_processes started ahead of time");
+    let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let s = std::sync::Arc::new(s);
+    let mut calls = Vec::new();
+    for i in 0..6 {
+        let s = std::sync::Arc::clone(&s);
+        calls.push(tokio::spawn(async move {
+            s.request(i, "tools/call", json!({"name": "pool__sleep_ms", "arguments": {"ms": 600}})).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let grown = gw.readyz().await;
+    assert_eq!(grown["upstreams"]["pool"]["replicas"].as_array().unwrap().len(), 3, "grew under load: {grown}");
+    let busy: Vec<u64> = grown["upstreams"]["pool"]["replicas"].as_array().unwrap().iter().map(|r| r["in_flight"].as_u64().unwrap()).collect();
+    assert!(busy.iter().filter(|n| **n > 0).count() >= 2, "calls spread over processes: {busy:?}");
+    // Kill one child with calls in flight.
+    let victim = before[0];
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let mut failed = 0;
+    for c in calls {
+        let a = c.await.unwrap();
+        match a.error_code() {
+            None => assert_eq!(text(&a), "slept 600 ms"),
+            Some(code) => {
+                assert_eq!(code, -32010, "in-flight calls on the killed child fail as unavailable: {}", a.raw);
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed >= 1, "some call was on the killed process");
+    // The pool replaces the child and later shrinks back to min_processes; nothing leaks.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready = gw.readyz().await;
+        let now = pids(&ready, "pool");
+        if now.len() == 2 && !now.contains(&victim) && ready["upstreams"]["pool"]["replicas"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "pool did not settle: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!alive(victim), "the killed child was reaped");
+    let all_seen: Vec<u64> = pids(&gw.readyz().await, "pool");
+    let ok = s.request(10, "tools/call", json!({"name": "pool__echo", "arguments": {"message": "after"}})).await;
+    assert_eq!(text(&ok), "after");
+    gw.shutdown().await.unwrap();
+    for pid in all_seen.into_iter().chain(before) {
+        assert!(!alive(pid), "process {pid} outlived the gateway");
+    }
+}
+
+#[tokio::test]
+async fn a_hung_upstream_opens_the_breaker_which_closes_after_recovery() {
+    let toml = format!(
+        "{}timeout = \"200ms\"\nbreaker = {{ consecutive_failures = 3, open_for = \"600ms\" }}\n",
+        stdio_upstream("hang", "legacy")
+    );
+    let gw = Gateway::start(&toml).await;
+    let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    for i in 0..3 {
+        let a = s.request(i, "tools/call", json!({"name": "hang__sleep_ms", "arguments": {"ms": 2000}})).await;
+        assert_eq!(a.error_code(), Some(-32011), "timeout {i}: {}", a.raw);
+    }
+    let started = Instant::now();
+    let open = s.request(5, "tools/call", json!({"name": "hang__echo", "arguments": {"message": "x"}})).await;
+    assert_eq!(open.error_code(), Some(-32010), "{}", open.raw);
+    assert_eq!(open.body["error"]["data"]["breaker"], "open");
+    assert!(started.elapsed() < Duration::from_millis(150), "fails fast while open");
+    assert!(metrics(&gw).await.contains("sekisho_breaker_state{upstream=\"hang\",replica=\"0\"} 1"));
+    assert_eq!(gw.readyz().await["upstreams"]["hang"]["replicas"][0]["breaker"], "open");
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(gw.readyz().await["upstreams"]["hang"]["replicas"][0]["breaker"], "half_open");
+    let probe = s.request(6, "tools/call", json!({"name": "hang__echo", "arguments": {"message": "probe"}})).await;
+    assert_eq!(text(&probe), "probe", "the half-open probe goes through");
+    assert_eq!(gw.readyz().await["upstreams"]["hang"]["replicas"][0]["breaker"], "closed");
+    assert!(metrics(&gw).await.contains("sekisho_breaker_state{upstream=\"hang\",replica=\"0\"} 0"));
+}
+
+#[tokio::test]
+async fn an_upstream_failing_every_call_fails_fast_and_its_fallback_serves() {
+    let primary = HttpUpstream::start("legacy").await;
+    let toml = format!(
+        "{}fallback = \"backup\"\nbreaker = {{ consecutive_failures = 2, open_for = \"60s\" }}\n{}",
+        primary.table("main"),
+        stdio_upstream("backup", "legacy")
+    );
+    let gw = Gateway::start(&toml).await;
+    let s = Legacy::open(&gw.url("/servers/main/mcp"), "2025-11-25").await;
+    // Every call of rpc_error is an internal error: a breaker failure (not retried).
+    for i in 0..2 {
+        let a = s.request(i, "tools/call", json!({"name": "rpc_error", "arguments": {}})).await;
+        assert_eq!(a.error_code(), Some(-32603));
+    }
+    // Open now: calls go to the fallback (same tool names), fast.
+    let started = Instant::now();
+    let a = s.request(3, "tools/call", json!({"name": "echo", "arguments": {"message": "served by backup"}})).await;
+    assert_eq!(text(&a), "served by backup");
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let m = metrics(&gw).await;
+    assert!(m.contains("sekisho_fallbacks_total{upstream=\"main\"} 1"), "{m}");
+    assert!(m.contains("sekisho_requests_total{method=\"tools/call\",upstream=\"backup\",outcome=\"ok\"} 1"), "{m}");
+}
+
+#[tokio::test]
+async fn a_dead_upstream_is_served_by_its_fallback_until_it_returns_gradually() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let toml = format!(
+        "[upstreams.main]\nurl = \"http://127.0.0.1:{port}/mcp\"\nera = \"legacy\"\nfallback = \"backup\"\nfallback_return = \"1s\"\n{}",
+        stdio_upstream("backup", "legacy")
+    );
+    let gw = Gateway::start(&toml).await;
+    let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let names = tool_names(&s.request(1, "tools/list", json!({})).await);
+    assert!(names.contains(&"backup__echo".to_string()));
+    let a = s.request(2, "tools/call", json!({"name": "backup__echo", "arguments": {"message": "direct"}})).await;
+    assert_eq!(text(&a), "direct");
+    // main has never been up: a per-upstream call is served by the fallback.
+    let m = Legacy::open(&gw.url("/servers/main/mcp"), "2025-11-25").await;
+    let a = m.request(3, "tools/call", json!({"name": "echo", "arguments": {"message": "via fallback"}})).await;
+    assert_eq!(text(&a), "via fallback");
+    // Bring main up on its port; once connected, traffic returns to it within fallback_return.
+    let mut main = tokio::process::Command::new(echo_upstream())
+        .args(["http", "--listen", &format!("127.0.0.1:{port}"), "--era", "legacy"])
+        .kill_on_drop(true)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while gw.readyz().await["upstreams"]["main"]["status"] != "up" {
+        assert!(Instant::now() < deadline, "main never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = metrics(&gw).await;
+    for i in 0..5 {
+        let a = m.request(10 + i, "tools/call", json!({"name": "echo", "arguments": {"message": "home"}})).await;
+        assert_eq!(text(&a), "home");
+    }
+    let after = metrics(&gw).await;
+    let count = |text: &str, up: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("sekisho_requests_total{{method=\"tools/call\",upstream=\"{up}\",outcome=\"ok\"}}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(count(&after, "main") - count(&before, "main"), 5, "all traffic is back on main:\n{after}");
+    let _ = main.kill().await;
+}
+
+#[tokio::test]
+async fn overload_serves_critical_calls_and_sheds_low_ones_first() {
+    let toml = format!(
+        "[admission]\nmax_concurrent = 2\nqueue_size = 3\nqueue_timeout = \"10s\"\naging = \"60s\"\n{}",
+        stdio_upstream("work", "legacy")
+    );
+    let gw = Gateway::start(&toml).await;
+    let url = gw.url("/mcp");
+    let s = std::sync::Arc::new(Legacy::open(&url, "2025-11-25").await);
+    let call = |priority: &'static str, id: i64, ms: u64| {
+        let s = std::sync::Arc::clone(&s);
+        tokio::spawn(async move {
+            read(
+                client()
+                    .post(&s.endpoint)
+                    .header("accept", "application/json, text/event-stream")
+                    .header("mcp-session-id", &s.session)
+                    .header("sekisho-priority", priority)
+                    .json(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"work__sleep_ms","arguments":{"ms":ms}}}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        })
+    };
+    let holders = [call("critical", 1, 800), call("critical", 2, 800)];
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let lows: Vec<_> = (0..3).map(|i| call("low", 10 + i, 10)).collect();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let criticals: Vec<_> = (0..3).map(|i| call("critical", 20 + i, 10)).collect();
+    for low in lows {
+        let a = low.await.unwrap();
+        assert_eq!(a.status, 503, "{}", a.raw);
+        assert_eq!(a.error_code(), Some(-32013));
+        assert_eq!(a.headers.get("retry-after").unwrap(), "1");
+    }
+    for c in criticals.into_iter().chain(holders) {
+        let a = c.await.unwrap();
+        assert!(a.error_code().is_none(), "critical calls are served: {}", a.raw);
+    }
+    assert!(metrics(&gw).await.contains("sekisho_shed_total{limit=\"gateway\",priority=\"low\"} 3"));
+}
+
+#[tokio::test]
+async fn side_effecting_tools_are_retried_only_with_an_idempotency_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("effects");
+    let toml = format!(
+        "{}min_processes = 3\ntrusted = true\nenv = {{ ECHO_EFFECTS_FILE = {:?} }}\nretry = {{ max_attempts = 3, base_delay = \"1ms\" }}\n",
+        stdio_upstream("io", "legacy"),
+        effects.display().to_string()
+    );
+    let gw = Gateway::start(&toml).await;
+    let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let count = || std::fs::read_to_string(&effects).map(|t| t.lines().count()).unwrap_or(0);
+    let a = s.request(1, "tools/call", json!({"name": "io__side_effect", "arguments": {}})).await;
+    assert_eq!(a.error_code(), Some(-32010), "{}", a.raw);
+    assert_eq!(count(), 1, "a destructive tool runs once without an idempotency key");
+    assert!(!metrics(&gw).await.contains("sekisho_retries_total{upstream=\"io\"}"));
+    // Let the pool heal, then the same call with a key is retried on another process.
+    gw.wait_ready(Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a = s
+        .request(2, "tools/call", json!({"name": "io__side_effect", "arguments": {}, "_meta": {"io.sekisho/idempotencyKey": "op-1"}}))
+        .await;
+    assert!(a.error_code().is_some());
+    assert!(count() >= 2, "retried with an idempotency key (effects: {})", count());
+    assert!(metrics(&gw).await.contains("sekisho_retries_total{upstream=\"io\"}"));
+}
+
+#[tokio::test]
+async fn read_only_tools_of_trusted_upstreams_are_retried_after_transport_failures() {
+    let toml = format!("{}min_processes = 2\ntrusted = true\n", stdio_upstream("ro", "legacy"));
+    let gw = Gateway::start(&toml).await;
+    let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let victim = pids(&gw.readyz().await, "ro")[0];
+    let call = tokio::spawn(async move {
+        s.request(1, "tools/call", json!({"name": "ro__sleep_ms", "arguments": {"ms": 400}})).await
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Kill whichever process holds the call; kill both to be sure one retry happens.
+    let ready = gw.readyz().await;
+    let busy: Vec<u64> = ready["upstreams"]["ro"]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["in_flight"].as_u64() == Some(1))
+        .filter_map(|r| r["pid"].as_u64())
+        .collect();
+    let target = busy.first().copied().unwrap_or(victim);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(target as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let a = call.await.unwrap();
+    assert_eq!(text(&a), "slept 400 ms", "retried on the other process: {}", a.raw);
+    assert!(metrics(&gw).await.contains("sekisho_retries_total{upstream=\"ro\"} 1"));
+}
