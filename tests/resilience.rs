@@ -15,8 +15,9 @@ async fn metrics(gw: &Gateway) -> String {
     client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap()
 }
 
+/// Whether `pid` is a running process. A zombie (state Z) has exited; the runtime reaps it
+/// soon after, so it does not count as alive.
 fn alive(pid: u64) -> bool {
-    // A zombie (state Z) is a child nobody reaped: that counts as a leak too.
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
 }
 

@@ -150,8 +150,8 @@ struct Spawner {
 
 #[derive(Debug, Default)]
 struct FallbackState {
-    degraded: bool,
-    recovered_at: Option<Instant>,
+    /// Last time a call found the primary unhealthy; `None` while not degraded.
+    unhealthy_seen: Option<Instant>,
 }
 
 /// One upstream server.
@@ -361,14 +361,21 @@ impl Upstream {
             live.swap(0, better);
         }
         let mut soonest: Option<Duration> = None;
-        for (r, c) in &live {
+        let mut chosen = None;
+        for (r, c) in live {
             match r.breaker.admit() {
                 Ok(ticket) => {
-                    self.maybe_grow(r);
-                    return Ok((Arc::clone(r), Arc::clone(c), ticket));
+                    chosen = Some((Arc::clone(r), c, ticket));
+                    break;
                 }
                 Err(wait) => soonest = Some(soonest.map_or(wait, |s| s.min(wait))),
             }
+        }
+        // Growing takes the replica list's write lock: release the read lock first.
+        drop(replicas);
+        if let Some((r, c, ticket)) = chosen {
+            self.maybe_grow(&r);
+            return Ok((r, c, ticket));
         }
         Err(GatewayError::CircuitOpen { upstream: self.name.to_string(), retry_after: soonest.unwrap_or_default() })
     }
@@ -410,21 +417,26 @@ impl Upstream {
 
     /// Whether this call should go to the fallback: always while no replica is healthy, and,
     /// after recovery, with a share that falls linearly to zero over `fallback_return`.
+    ///
+    /// Recovery dates from when a healthy replica connected, or, when it was connected all along
+    /// (an open breaker), from the last call that found the upstream unhealthy.
     pub fn route_to_fallback(&self) -> bool {
-        let healthy = self.healthy();
+        let healthy_since = self
+            .replicas()
+            .iter()
+            .filter(|r| r.breaker.state() != breaker::State::Open)
+            .filter_map(|r| r.up_since())
+            .min();
         let mut st = self.fallback.lock().expect("fallback lock");
-        if !healthy {
-            st.degraded = true;
-            st.recovered_at = None;
+        let Some(up) = healthy_since else {
+            st.unhealthy_seen = Some(Instant::now());
             return true;
-        }
-        if !st.degraded {
-            return false;
-        }
+        };
+        let Some(seen) = st.unhealthy_seen else { return false };
         let period = self.config.fallback_return.unwrap_or(Duration::from_secs(30));
-        let since = st.recovered_at.get_or_insert_with(Instant::now).elapsed();
+        let since = up.max(seen).elapsed();
         if since >= period {
-            *st = FallbackState::default();
+            st.unhealthy_seen = None;
             return false;
         }
         rand::random::<f64>() >= since.as_secs_f64() / period.as_secs_f64()
@@ -432,9 +444,7 @@ impl Upstream {
 
     /// Note that the primary failed a call the fallback then served.
     pub fn mark_degraded(&self) {
-        let mut st = self.fallback.lock().expect("fallback lock");
-        st.degraded = true;
-        st.recovered_at = None;
+        self.fallback.lock().expect("fallback lock").unhealthy_seen = Some(Instant::now());
     }
 
     fn start_replica(&self, target: Target, spawner: &Spawner) {

@@ -68,6 +68,7 @@ pub struct Replica {
     pub breaker: Breaker,
     outstanding: AtomicUsize,
     last_used: Mutex<Instant>,
+    up_since: Mutex<Option<Instant>>,
     /// Cancelled to stop this replica alone (pool shrink) or with everything (shutdown).
     pub stop: CancellationToken,
 }
@@ -104,6 +105,7 @@ impl Replica {
             breaker,
             outstanding: AtomicUsize::new(0),
             last_used: Mutex::new(Instant::now()),
+            up_since: Mutex::new(None),
             stop,
         }
     }
@@ -120,6 +122,11 @@ impl Replica {
     /// The live connection, if connected.
     pub fn connection(&self) -> Option<Arc<Connection>> {
         self.conn.load_full()
+    }
+
+    /// When the live connection was made; `None` while not connected.
+    pub fn up_since(&self) -> Option<Instant> {
+        *self.up_since.lock().expect("up_since lock")
     }
 
     /// Reconnections after a failure.
@@ -170,10 +177,12 @@ impl Replica {
                     self.shared.last_handshake.store(Some(Arc::new(h.clone())));
                     let conn = Arc::new(live.conn);
                     self.conn.store(Some(Arc::clone(&conn)));
+                    *self.up_since.lock().expect("up_since lock") = Some(Instant::now());
                     self.set_status(Status::Up { era: h.era, version: h.version });
                     signals.send(Signal::Up);
                     let reason = self.watch(&mut live.watch, &conn, &stop).await;
                     self.conn.store(None);
+                    *self.up_since.lock().expect("up_since lock") = None;
                     live.watch.stop(&conn).await;
                     if stop.is_cancelled() {
                         break;

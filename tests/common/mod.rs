@@ -77,6 +77,9 @@ impl Gateway {
     /// and wait until every upstream has settled.
     pub async fn start(toml: &str) -> Gateway {
         let config = sekisho::config::Config::from_toml(toml).unwrap_or_else(|e| panic!("{e}"));
+        if std::env::var_os("RUST_LOG").is_some() {
+            sekisho::observe::logging::init(&config.log);
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
