@@ -1,8 +1,9 @@
 //! Chaos tests of the resilience stack, with real child processes and real HTTP upstreams: a
 //! process pool that grows and recovers from a killed child without leaking processes; a hung
 //! upstream whose timeouts open the breaker, which half-opens and closes after recovery; an
-//! upstream that fails every call, served by its fallback; overload with mixed priorities; and
-//! side-effecting tools that are never retried without an idempotency key.
+//! upstream that fails every call, served by its fallback; overload with mixed priorities;
+//! side-effecting tools that are never retried without an idempotency key; per-tool timeouts that
+//! cancel upstream; and crash-loop damping of a process that keeps dying.
 
 mod common;
 
@@ -18,7 +19,8 @@ async fn metrics(gw: &Gateway) -> String {
 /// Whether `pid` is a running process. A zombie (state Z) has exited; the runtime reaps it
 /// soon after, so it does not count as alive.
 fn alive(pid: u64) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
 }
 
 fn pids(ready: &Value, upstream: &str) -> Vec<u64> {
@@ -46,7 +48,12 @@ async fn pool_grows_spreads_recovers_and_leaks_nothing() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let grown = gw.readyz().await;
     assert_eq!(grown["upstreams"]["pool"]["replicas"].as_array().unwrap().len(), 3, "grew under load: {grown}");
-    let busy: Vec<u64> = grown["upstreams"]["pool"]["replicas"].as_array().unwrap().iter().map(|r| r["in_flight"].as_u64().unwrap()).collect();
+    let busy: Vec<u64> = grown["upstreams"]["pool"]["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["in_flight"].as_u64().unwrap())
+        .collect();
     assert!(busy.iter().filter(|n| **n > 0).count() >= 2, "calls spread over processes: {busy:?}");
     // Kill one child with calls in flight.
     let victim = before[0];
@@ -68,7 +75,10 @@ async fn pool_grows_spreads_recovers_and_leaks_nothing() {
     loop {
         let ready = gw.readyz().await;
         let now = pids(&ready, "pool");
-        if now.len() == 2 && !now.contains(&victim) && ready["upstreams"]["pool"]["replicas"].as_array().unwrap().len() == 2 {
+        if now.len() == 2
+            && !now.contains(&victim)
+            && ready["upstreams"]["pool"]["replicas"].as_array().unwrap().len() == 2
+        {
             break;
         }
         assert!(Instant::now() < deadline, "pool did not settle: {ready}");
@@ -174,7 +184,11 @@ async fn a_dead_upstream_is_served_by_its_fallback_until_it_returns_gradually() 
     let after = metrics(&gw).await;
     let count = |text: &str, up: &str| {
         text.lines()
-            .find(|l| l.starts_with(&format!("sekisho_requests_total{{method=\"tools/call\",upstream=\"{up}\",outcome=\"ok\"}}")))
+            .find(|l| {
+                l.starts_with(&format!(
+                    "sekisho_requests_total{{method=\"tools/call\",upstream=\"{up}\",outcome=\"ok\"}}"
+                ))
+            })
             .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .unwrap_or(0)
     };
@@ -246,7 +260,11 @@ async fn side_effecting_tools_are_retried_only_with_an_idempotency_key() {
     gw.wait_ready(Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let a = s
-        .request(2, "tools/call", json!({"name": "io__side_effect", "arguments": {}, "_meta": {"io.sekisho/idempotencyKey": "op-1"}}))
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "io__side_effect", "arguments": {}, "_meta": {"io.sekisho/idempotencyKey": "op-1"}}),
+        )
         .await;
     assert!(a.error_code().is_some());
     assert!(count() >= 2, "retried with an idempotency key (effects: {})", count());
@@ -277,4 +295,66 @@ async fn read_only_tools_of_trusted_upstreams_are_retried_after_transport_failur
     let a = call.await.unwrap();
     assert_eq!(text(&a), "slept 400 ms", "retried on the other process: {}", a.raw);
     assert!(metrics(&gw).await.contains("sekisho_retries_total{upstream=\"ro\"} 1"));
+}
+
+#[tokio::test]
+async fn a_per_tool_timeout_fires_and_cancels_the_call_upstream() {
+    let toml = format!(
+        "{}timeout = \"30s\"\n[upstreams.slow.tools.sleep_ms]\ntimeout = \"200ms\"\nretry = false\n",
+        stdio_upstream("slow", "legacy")
+    );
+    let gw = Gateway::start(&toml).await;
+    let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let started = Instant::now();
+    let a = s.request(1, "tools/call", json!({"name": "slow__sleep_ms", "arguments": {"ms": 5000}})).await;
+    assert_eq!(a.error_code(), Some(-32011), "{}", a.raw);
+    assert!(started.elapsed() < Duration::from_secs(3), "the tool's own deadline applies, not the upstream's 30 s");
+    let a = s.request(2, "tools/call", json!({"name": "slow__sleep_ms", "arguments": {"ms": 20}})).await;
+    assert_eq!(text(&a), "slept 20 ms");
+    // Another tool of the same upstream keeps the upstream deadline.
+    let a = s.request(3, "tools/call", json!({"name": "slow__progress", "arguments": {"steps": 1, "ms": 400}})).await;
+    assert_eq!(text(&a), "done after 1 steps");
+    // The timed-out call was cancelled upstream with notifications/cancelled.
+    let a = s.request(4, "tools/call", json!({"name": "slow__cancelled", "arguments": {}})).await;
+    assert_eq!(text(&a), "1");
+    assert!(metrics(&gw).await.contains("outcome=\"timeout\""));
+}
+
+#[tokio::test]
+async fn a_crash_looping_process_is_damped_then_restarted_after_the_cooldown() {
+    let toml = format!(
+        "{}crash_limit = 2\ncrash_window = \"60s\"\ncrash_cooldown = \"2s\"\n",
+        stdio_upstream("flaky", "legacy")
+    );
+    let gw = Gateway::start(&toml).await;
+    let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let wait_up = || async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while gw.readyz().await["upstreams"]["flaky"]["status"] != "up" {
+            assert!(Instant::now() < deadline, "flaky never came back");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // First crash: restarted after a short backoff.
+    let a = s.request(1, "tools/call", json!({"name": "flaky__crash", "arguments": {}})).await;
+    assert_eq!(a.error_code(), Some(-32010), "the call in flight fails as unavailable: {}", a.raw);
+    let crashed = Instant::now();
+    wait_up().await;
+    assert!(crashed.elapsed() < Duration::from_secs(2));
+    // Second crash inside the window: the crash loop is damped, the upstream reported down.
+    let a = s.request(2, "tools/call", json!({"name": "flaky__crash", "arguments": {}})).await;
+    assert_eq!(a.error_code(), Some(-32010));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ready = gw.readyz().await;
+    assert_eq!(ready["upstreams"]["flaky"]["status"], "down", "{ready}");
+    assert!(ready["upstreams"]["flaky"]["reason"].as_str().unwrap().contains("crash loop"), "{ready}");
+    let a = s.request(3, "tools/call", json!({"name": "flaky__echo", "arguments": {"message": "x"}})).await;
+    assert_eq!(a.error_code(), Some(-32010), "no process during the cooldown: {}", a.raw);
+    assert!(a.raw.contains("crash loop"), "the error says why: {}", a.raw);
+    // After the cooldown it is started again and serves.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    wait_up().await;
+    let a = s.request(4, "tools/call", json!({"name": "flaky__echo", "arguments": {"message": "back"}})).await;
+    assert_eq!(text(&a), "back");
+    assert_eq!(gw.readyz().await["upstreams"]["flaky"]["restarts"], 2);
 }

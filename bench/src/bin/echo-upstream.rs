@@ -1,6 +1,6 @@
 //! A fast MCP upstream for sekisho's benchmarks and tests: stdio or Streamable HTTP, legacy
 //! (`initialize`, sessions) and modern (2026-07-28 per-request `_meta`) eras, with tools that
-//! echo, add, sleep, fail, stream progress, return big payloads, count calls, crash, and change
+//! echo, add, sleep, fail, stream progress, return big payloads, count calls and cancellations, crash, and change
 //! the tool list on demand.
 //!
 //! Usage: `echo-upstream stdio [--era dual|legacy|modern]`
@@ -56,6 +56,8 @@ enum Era {
 struct Upstream {
     era: Era,
     calls: AtomicU64,
+    /// `notifications/cancelled` received (stdio).
+    cancelled: AtomicU64,
     dynamic_tools: Mutex<Vec<String>>,
     changes: broadcast::Sender<Value>,
     sessions: Mutex<HashSet<String>>,
@@ -81,6 +83,8 @@ fn tools(dynamic: &[String]) -> Value {
         json!({"name": "progress", "description": "Report progress `steps` times, `ms` apart.",
                "inputSchema": obj(json!({"steps": {"type": "integer"}, "ms": {"type": "integer"}}), &[])}),
         json!({"name": "count", "description": "How many tools/call requests this process has received.",
+               "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "cancelled", "description": "How many notifications/cancelled this process has received (stdio).",
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "log", "description": "Send a log message, then answer.", "inputSchema": obj(json!({}), &[])}),
         json!({"name": "rpc_error", "description": "Answer with a JSON-RPC error.", "inputSchema": obj(json!({}), &[])}),
@@ -115,6 +119,7 @@ impl Upstream {
         Arc::new(Upstream {
             era,
             calls: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
             dynamic_tools: Mutex::new(Vec::new()),
             changes: broadcast::channel(64).0,
             sessions: Mutex::new(HashSet::new()),
@@ -239,6 +244,7 @@ impl Upstream {
                 text(format!("done after {steps} steps"))
             }
             "count" => text(self.calls.load(Ordering::Relaxed).to_string()),
+            "cancelled" => text(self.cancelled.load(Ordering::Relaxed).to_string()),
             "log" => {
                 let _ = out.send(notification(
                     "notifications/message",
@@ -315,6 +321,9 @@ async fn serve_stdio(up: Arc<Upstream>) {
     let mut calls = tokio::task::JoinSet::new();
     while let Ok(Some(line)) = lines.next_line().await {
         let Ok(msg) = serde_json::from_str::<Value>(&line) else { continue };
+        if msg["method"] == "notifications/cancelled" {
+            up.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
         if msg.get("method").is_none() || msg.get("id").is_none() {
             continue;
         }
