@@ -8,6 +8,7 @@ Usage (from the repo root):
   python3 bench/matrix.py                      # full matrix, ~4 minutes
   python3 bench/matrix.py --quick              # smoke run: 1 s per cell, must end with zero errors
   python3 bench/matrix.py --soak 300           # 5-minute run at concurrency 32, RSS sampled
+  python3 bench/matrix.py --layers-off         # A = default layers, B = resilience layers off
 Optional comparators in front of the same stdio upstream, when installed:
   SUPERGATEWAY=/path/to/supergateway  MCP_PROXY=/path/to/mcp-proxy
 """
@@ -81,6 +82,20 @@ class Sampler(threading.Thread):
             self.stop.wait(self.every)
 
 
+# The resilience layers that can be switched off; what remains is routing, the timeout and the
+# replica choice (one replica here).
+LAYERS_OFF = """
+[admission]
+enabled = false
+[resilience]
+bulkhead = false
+[resilience.retry]
+enabled = false
+[resilience.breaker]
+enabled = false
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
@@ -92,6 +107,11 @@ def main() -> None:
     ap.add_argument("--debug", action="store_true", help="use the debug binaries (smoke runs only; numbers are meaningless)")
     ap.add_argument("--json", help="also write results here")
     ap.add_argument("--ab", metavar="SEKISHO_BIN", help="a second gateway binary, measured side by side as B-http/B-stdio")
+    ap.add_argument(
+        "--layers-off",
+        action="store_true",
+        help="B is this gateway (or --ab) with admission, bulkheads, retries and breakers switched off",
+    )
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.reps = 1.0, 1
@@ -132,12 +152,14 @@ args = ["stdio"]
         gw = start([gateway, "serve", "--config", config])
         wait_http(f"http://127.0.0.1:{gw_port}/readyz?strict=1")
         b = None
-        if args.ab:
+        if args.ab or args.layers_off:
             b_port = free_port()
             b_config = os.path.join(work, "b.toml")
             with open(config) as f, open(b_config, "w") as g:
                 g.write(f.read().replace(f"127.0.0.1:{gw_port}", f"127.0.0.1:{b_port}"))
-            b = start([args.ab, "serve", "--config", b_config])
+                if args.layers_off:
+                    g.write(LAYERS_OFF)
+            b = start([args.ab or gateway, "serve", "--config", b_config])
             wait_http(f"http://127.0.0.1:{b_port}/readyz?strict=1")
         time.sleep(1.0)
         rss_idle = rss_mb(gw.pid)

@@ -155,5 +155,43 @@ fn sse_framing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, envelope, catalog, sse_framing);
+/// The resilience layers on the success path of one call, without I/O: global admission,
+/// the upstream's bulkhead, the retry budget's call count, the breaker's admit and verdict,
+/// and the timeout's timer (measured against the same future without one).
+fn resilience_layers(c: &mut Criterion) {
+    use std::time::Duration;
+
+    use sekisho::observe::metrics::Name;
+    use sekisho::pipeline::admit::Admission;
+    use sekisho::pipeline::ctx::Principal;
+    use sekisho::upstream::breaker::{Breaker, BreakerConfig};
+    use sekisho::upstream::classify::Verdict;
+    use sekisho::upstream::retry::{RetryBudget, RetryConfig};
+
+    let global = Admission::new(Name::Static("gateway"), 1024, 1024, Duration::from_secs(5), Duration::from_secs(1));
+    let bulkhead = Admission::new(Name::Static("up"), 256, 256, Duration::from_secs(5), Duration::from_secs(1));
+    let budget = RetryBudget::new(&RetryConfig::default());
+    let breaker = Breaker::new(BreakerConfig::default());
+    let caller = Principal::ApiKey(3);
+    let mut g = c.benchmark_group("layers");
+    g.bench_function("admission+bulkhead+budget+breaker", |b| {
+        b.iter(|| {
+            let outer = global.try_acquire(&caller).expect("free");
+            let slot = bulkhead.try_acquire(&caller).expect("free");
+            budget.record_call();
+            let ticket = breaker.admit().expect("closed");
+            breaker.record(ticket, Verdict::Healthy);
+            drop(slot);
+            drop(outer);
+        })
+    });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+    g.bench_function("future_without_timeout", |b| b.iter(|| rt.block_on(async { black_box(1) })));
+    g.bench_function("future_with_timeout", |b| {
+        b.iter(|| rt.block_on(async { tokio::time::timeout(Duration::from_secs(120), async { black_box(1) }).await }))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, envelope, catalog, sse_framing, resilience_layers);
 criterion_main!(benches);

@@ -358,3 +358,26 @@ async fn a_crash_looping_process_is_damped_then_restarted_after_the_cooldown() {
     assert_eq!(text(&a), "back");
     assert_eq!(gw.readyz().await["upstreams"]["flaky"]["restarts"], 2);
 }
+
+#[tokio::test]
+async fn a_call_that_may_have_run_is_not_run_again_on_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("effects");
+    let env = format!("env = {{ ECHO_EFFECTS_FILE = {:?} }}\n", effects.display().to_string());
+    let toml = format!(
+        "{}{env}fallback = \"spare\"\n{}{env}",
+        stdio_upstream("io", "legacy"),
+        stdio_upstream("spare", "legacy")
+    );
+    let gw = Gateway::start(&toml).await;
+    let s = Legacy::open(&gw.url("/servers/io/mcp"), "2025-11-25").await;
+    let count = || std::fs::read_to_string(&effects).map(|t| t.lines().count()).unwrap_or(0);
+    // The primary's process dies during the call, after the effect: the fallback must not repeat it.
+    let a = s.request(1, "tools/call", json!({"name": "side_effect", "arguments": {}})).await;
+    assert_eq!(a.error_code(), Some(-32010), "{}", a.raw);
+    assert_eq!(count(), 1, "the side effect ran once");
+    // A read-only call in the same situation is handed over (safe to repeat): the primary is
+    // restarting, so the fallback serves it.
+    let a = s.request(2, "tools/call", json!({"name": "echo", "arguments": {"message": "spare"}})).await;
+    assert_eq!(text(&a), "spare");
+}

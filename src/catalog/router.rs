@@ -357,18 +357,22 @@ impl Router {
             return reply_of(&up.name, msg, era);
         };
         // While the primary is down (and, after it recovers, for a shrinking share of calls
-        // during `fallback_return`) its fallback serves; a primary that fails a call hands it over.
+        // during `fallback_return`) its fallback serves. A primary that fails a call hands it over
+        // when the call never left (open breakers) or repeating it is safe: a call that may have
+        // run upstream is not run a second time on the fallback.
         if up.route_to_fallback() {
             METRICS.fallback(Name::Shared(Arc::clone(&up.name)));
             let (msg, era) = fallback.call(&req, policy).await?;
             return reply_of(&fallback.name, msg, era);
         }
-        match up.call(&req, policy).await {
-            Err(
-                GatewayError::UpstreamUnavailable { .. }
-                | GatewayError::CircuitOpen { .. }
-                | GatewayError::UpstreamTransport { .. },
-            ) => {
+        let outcome = up.call(&req, policy).await;
+        let hand_over = match &outcome {
+            Err(GatewayError::CircuitOpen { .. }) => true,
+            Err(GatewayError::UpstreamUnavailable { .. } | GatewayError::UpstreamTransport { .. }) => policy.retry_safe,
+            _ => false,
+        };
+        match outcome {
+            Err(_) if hand_over => {
                 up.mark_degraded();
                 METRICS.fallback(Name::Shared(Arc::clone(&up.name)));
                 let (msg, era) = fallback.call(&req, policy).await?;

@@ -127,6 +127,7 @@ fn yes() -> bool {
 /// ```toml
 /// [resilience]
 /// timeout = "120s"
+/// bulkhead = true               # per-upstream concurrency limits (max_concurrent, queue_size)
 /// [resilience.retry]            # see upstream::retry
 /// [resilience.breaker]          # see upstream::breaker
 /// ```
@@ -136,6 +137,8 @@ pub struct ResilienceConfig {
     /// Deadline of one call attempt.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Whether each upstream's bulkhead (`max_concurrent`, `queue_size`) limits its calls.
+    pub bulkhead: bool,
     /// Retry policy.
     pub retry: RetryConfig,
     /// Circuit breaker policy.
@@ -144,7 +147,12 @@ pub struct ResilienceConfig {
 
 impl Default for ResilienceConfig {
     fn default() -> Self {
-        ResilienceConfig { timeout: DEFAULT_TIMEOUT, retry: RetryConfig::default(), breaker: BreakerConfig::default() }
+        ResilienceConfig {
+            timeout: DEFAULT_TIMEOUT,
+            bulkhead: true,
+            retry: RetryConfig::default(),
+            breaker: BreakerConfig::default(),
+        }
     }
 }
 

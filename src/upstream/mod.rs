@@ -164,6 +164,7 @@ pub struct Upstream {
     replicas: RwLock<Vec<Arc<Replica>>>,
     shared: Arc<replica::Shared>,
     bulkhead: Arc<Admission>,
+    bulkhead_on: bool,
     timeout: Duration,
     retry: RetryConfig,
     budget: RetryBudget,
@@ -189,6 +190,7 @@ impl Upstream {
                 Duration::from_secs(5),
                 Duration::from_secs(1),
             ),
+            bulkhead_on: defaults.bulkhead,
             timeout: config.timeout.unwrap_or(defaults.timeout),
             budget: RetryBudget::new(&retry),
             retry,
@@ -279,9 +281,12 @@ impl Upstream {
     /// transport and framing failures.
     pub async fn call(&self, req: &Request<'_>, policy: CallPolicy<'_>) -> Result<(Message, Era), GatewayError> {
         // 1. bulkhead
-        let _slot = match self.bulkhead.try_acquire(policy.caller) {
-            Some(slot) => slot,
-            None => self.bulkhead.acquire(policy.priority, policy.caller).await?,
+        let _slot = if !self.bulkhead_on {
+            None
+        } else if let Some(slot) = self.bulkhead.try_acquire(policy.caller) {
+            Some(slot)
+        } else {
+            Some(self.bulkhead.acquire(policy.priority, policy.caller).await?)
         };
         let deadline = policy.timeout.unwrap_or(self.timeout);
         self.budget.record_call();
