@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::Store;
 use crate::catalog::CatalogState;
 use crate::catalog::router::Router;
 use crate::config::Config;
@@ -30,7 +31,9 @@ impl Gateway {
     pub async fn start(config: &Config) -> Gateway {
         let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams(), &config.resilience));
         let catalog = CatalogState::new(config.catalog.clone(), upstreams.iter().map(|u| Arc::clone(&u.name)));
-        let router = Arc::new(Router::new(Arc::clone(&catalog), Arc::clone(&upstreams)));
+        let background = CancellationToken::new();
+        let store = Store::new(&config.cache, &config.idempotency, &config.redis, background.clone());
+        let router = Arc::new(Router::new(Arc::clone(&catalog), Arc::clone(&upstreams), Arc::clone(&store)));
         let shared = Arc::new(Shared {
             pipeline: crate::pipeline::build(Arc::clone(&router), &config.admission),
             router,
@@ -41,12 +44,12 @@ impl Gateway {
             draining: CancellationToken::new(),
             default_priority: config.admission.default_priority,
         });
-        let background = CancellationToken::new();
         for (name, signals) in upstreams.start().await {
             let up = Arc::clone(upstreams.get(&name).expect("started upstreams exist"));
             tokio::spawn(Arc::clone(&catalog).follow(up, signals, background.clone()));
         }
         tokio::spawn(fan_out_changes(Arc::clone(&catalog), Arc::clone(&shared.hub), background.clone()));
+        tokio::spawn(invalidate_on_changes(Arc::clone(&catalog), store, background.clone()));
         tokio::spawn(sweep_sessions(Arc::clone(&shared), background.clone()));
         Gateway { shared, upstreams, background }
     }
@@ -83,6 +86,26 @@ async fn fan_out_changes(catalog: Arc<CatalogState>, hub: Arc<Hub>, stop: Cancel
             u = updates.recv() => match u {
                 Ok(update) => hub.publish_update(&update),
                 Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+/// A changed tool list drops that upstream's cached tool results (in every replica, through
+/// the shared generation).
+async fn invalidate_on_changes(catalog: Arc<CatalogState>, store: Arc<Store>, stop: CancellationToken) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut changes = catalog.subscribe();
+    loop {
+        tokio::select! {
+            c = changes.recv() => match c {
+                Ok(change) if change.kind == crate::catalog::listing::ListKind::Tools => {
+                    tracing::info!(upstream = %change.upstream, "tool list changed; dropping its cached results");
+                    store.invalidate(&change.upstream, None).await;
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
             },
             () = stop.cancelled() => return,

@@ -95,6 +95,18 @@ pub enum GatewayError {
         /// Time until the breaker lets a probe through.
         retry_after: Duration,
     },
+    /// The idempotency key was used within its window for a different request (-32602).
+    #[error("Invalid params: idempotency key {key:?} was already used for a different request")]
+    IdempotencyConflict {
+        /// The caller's key.
+        key: String,
+    },
+    /// A call with this idempotency key is still running (-32014, retryable later).
+    #[error("a call with idempotency key {key:?} is still in progress; retry later")]
+    IdempotencyInProgress {
+        /// The caller's key.
+        key: String,
+    },
     /// The gateway is draining for shutdown (-32013, retryable on another replica).
     #[error("the gateway is shutting down; retry on another replica")]
     ShuttingDown,
@@ -106,14 +118,14 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             InvalidParams(_) | MethodNotFound(_) | UnknownTool(_) | UnknownPrompt(_) | ResourceNotFound(_)
-            | InvalidCursor | Forbidden(_) => Side::Client,
+            | InvalidCursor | Forbidden(_) | IdempotencyConflict { .. } => Side::Client,
             UpstreamUnavailable { .. }
             | UpstreamTimeout { .. }
             | UpstreamTransport { .. }
             | UpstreamProtocol { .. }
             | InputRequiredUnsupported
             | CircuitOpen { .. } => Side::Upstream,
-            ShuttingDown | Overloaded { .. } => Side::Gateway,
+            ShuttingDown | Overloaded { .. } | IdempotencyInProgress { .. } => Side::Gateway,
         }
     }
 
@@ -127,6 +139,7 @@ impl GatewayError {
                 | GatewayError::CircuitOpen { .. }
                 | GatewayError::Overloaded { .. }
                 | GatewayError::ShuttingDown
+                | GatewayError::IdempotencyInProgress { .. }
         )
     }
 
@@ -134,7 +147,10 @@ impl GatewayError {
     pub fn code(&self, modern_client: bool) -> i64 {
         use GatewayError::*;
         match self {
-            InvalidParams(_) | UnknownTool(_) | UnknownPrompt(_) | InvalidCursor => code::INVALID_PARAMS,
+            InvalidParams(_) | UnknownTool(_) | UnknownPrompt(_) | InvalidCursor | IdempotencyConflict { .. } => {
+                code::INVALID_PARAMS
+            }
+            IdempotencyInProgress { .. } => code::IDEMPOTENCY_IN_PROGRESS,
             ResourceNotFound(_) if modern_client => code::INVALID_PARAMS,
             ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
             MethodNotFound(_) => code::METHOD_NOT_FOUND,
@@ -165,6 +181,8 @@ impl GatewayError {
                 Some(serde_json::json!({ "retryAfterMs": retry_after.as_millis() as u64, "retryable": true }))
             }
             ShuttingDown => Some(serde_json::json!({ "retryable": true })),
+            IdempotencyConflict { key } => Some(serde_json::json!({ "idempotencyKey": key })),
+            IdempotencyInProgress { key } => Some(serde_json::json!({ "idempotencyKey": key, "retryable": true })),
             _ => None,
         }
     }

@@ -9,6 +9,7 @@
 //! - [`observe`]: metrics and logs; [`config`]: loading and validation; [`app`]: wiring and lifecycle.
 
 pub mod app;
+pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod config;

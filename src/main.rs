@@ -37,6 +37,7 @@ fn main() -> ExitCode {
     let (path, listen) = match &cli.command {
         Command::Serve { config, listen } => (config, listen.clone()),
         Command::Stdio { config } | Command::Check { config } => (config, None),
+        Command::Cache { action: sekisho::cli::CacheAction::Clear { config, .. } } => (config, None),
     };
     let mut config = match Config::load(path) {
         Ok(c) => c,
@@ -79,6 +80,15 @@ fn main() -> ExitCode {
             }
             Command::Stdio { .. } => sekisho::app::run_stdio(&config, shutdown_signal()).await,
             Command::Check { .. } => Ok(()),
+            Command::Cache { action: sekisho::cli::CacheAction::Clear { upstream, tool, .. } } => {
+                match sekisho::cli::clear_cache(&config, upstream.as_deref(), tool.as_deref()).await {
+                    Ok(answer) => {
+                        println!("{answer}");
+                        Ok(())
+                    }
+                    Err(e) => Err(std::io::Error::other(e)),
+                }
+            }
         }
     });
     match result {

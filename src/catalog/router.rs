@@ -3,11 +3,14 @@
 //! anything else) to the owning upstream with the upstream's own name.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::listing::ListKind;
 use super::{CatalogState, decode_cursor, encode_cursor};
+use crate::cache::config::CacheScope;
+use crate::cache::{self, Begin, Entry, Flight, Level, Store};
 use crate::error::GatewayError;
 use crate::observe::metrics::{METRICS, Name};
 use crate::pipeline::ctx::{Call, Origin, Reply, Scope};
@@ -16,12 +19,13 @@ use crate::upstream::mux::Route;
 use crate::upstream::{CallPolicy, Upstream, UpstreamSet};
 use crate::wire::jsonrpc::{Kind, Message, Method, Outcome, error_fields, write_json_str};
 use crate::wire::mcp::{self, Era, code};
-use crate::wire::object::{ObjectView, ObjectWriter};
+use crate::wire::object::{ObjectView, ObjectWriter, set_meta_member};
 
 /// Routes calls to the catalog or an upstream.
 pub struct Router {
     catalog: Arc<CatalogState>,
     upstreams: Arc<UpstreamSet>,
+    store: Arc<Store>,
 }
 
 fn gateway_result(body: impl Into<Bytes>) -> Reply {
@@ -29,9 +33,14 @@ fn gateway_result(body: impl Into<Bytes>) -> Reply {
 }
 
 impl Router {
-    /// A router over the live catalog and the upstream set.
-    pub fn new(catalog: Arc<CatalogState>, upstreams: Arc<UpstreamSet>) -> Self {
-        Router { catalog, upstreams }
+    /// A router over the live catalog and the upstream set, caching through `store`.
+    pub fn new(catalog: Arc<CatalogState>, upstreams: Arc<UpstreamSet>, store: Arc<Store>) -> Self {
+        Router { catalog, upstreams, store }
+    }
+
+    /// The cache and idempotency store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
     }
 
     /// The live catalog.
@@ -231,6 +240,9 @@ impl Router {
         let name = call.params.required_str("name")?;
         let target = match &call.ctx.scope {
             // Unprefixed: the name is already the upstream's own.
+            Scope::Upstream(ns) if kind == ListKind::Tools => {
+                return self.forward_tool(call, self.upstream(ns)?, &[], &name).await;
+            }
             Scope::Upstream(ns) => return self.forward(call, self.upstream(ns)?, &[], Some(&name)).await,
             Scope::Gateway => {
                 let snap = self.catalog.snapshot();
@@ -243,7 +255,157 @@ impl Router {
         };
         let mut value = Vec::with_capacity(target.original.len() + 2);
         write_json_str(&mut value, &target.original);
-        self.forward(call, self.upstream(&target.upstream)?, &[("name", &value)], Some(&target.original)).await
+        let up = self.upstream(&target.upstream)?;
+        if kind == ListKind::Tools {
+            return self.forward_tool(call, up, &[("name", &value)], &target.original).await;
+        }
+        self.forward(call, up, &[("name", &value)], Some(&target.original)).await
+    }
+
+    /// Whether and how results of `tool` are cached: `(ttl, scope)`, or `None` when they are not.
+    fn cache_policy(&self, up: &Upstream, tool: &str) -> Option<(Duration, CacheScope)> {
+        let config = &self.store.cache;
+        if !config.enabled {
+            return None;
+        }
+        let per_tool = up.config.tools.get(tool);
+        let on = per_tool.and_then(|t| t.cache).unwrap_or_else(|| {
+            up.config.trusted
+                && self.catalog.snapshot().hints(&up.name, tool).is_some_and(|h| h.read_only && !h.destructive)
+        });
+        on.then(|| {
+            (
+                per_tool.and_then(|t| t.cache_ttl).unwrap_or(config.ttl),
+                per_tool.and_then(|t| t.cache_scope).unwrap_or(config.default_scope),
+            )
+        })
+    }
+
+    /// `tools/call` through idempotency keys and the cache (module `cache`), then upstream.
+    async fn forward_tool(
+        &self,
+        call: &Call,
+        up: &Arc<Upstream>,
+        replace: &[(&str, &[u8])],
+        tool: &str,
+    ) -> Result<Reply, GatewayError> {
+        let key = call.ctx.idempotency_key.as_deref().filter(|_| self.store.idempotency_enabled());
+        let policy = self.cache_policy(up, tool);
+        // A continuation of an `input_required` exchange is never answered from the cache.
+        let continuation = call.params.get("requestState").is_some() || call.params.get("inputResponses").is_some();
+        if key.is_none() && (policy.is_none() || continuation) {
+            return self.forward(call, up, replace, Some(tool)).await;
+        }
+        let args = cache::canonical_arguments(call.params.get("arguments"));
+        let claim = match key {
+            None => None,
+            Some(k) => {
+                let hash = cache::request_hash("tools/call", &up.name, tool, &args);
+                match self.store.idempotency_begin(&call.ctx.principal, k, &hash).await? {
+                    Begin::Replay(entry) => {
+                        METRICS.idempotent_replay(Name::Shared(Arc::clone(&up.name)));
+                        return Ok(replayed(&entry));
+                    }
+                    Begin::Run(claim) => Some(claim),
+                }
+            }
+        };
+        let reply = match policy.filter(|_| !continuation) {
+            Some((ttl, scope)) => self.cached_call(call, up, replace, tool, &args, ttl, scope).await,
+            None => self.forward(call, up, replace, Some(tool)).await,
+        };
+        if let (Some(claim), Ok(r)) = (claim, &reply) {
+            let (body, error, origin) = match r {
+                Reply::Result { body, origin } => (body, false, origin),
+                Reply::Error { body, origin } => (body, true, origin),
+            };
+            let era = match origin {
+                Origin::Upstream(era, _) => *era,
+                Origin::Gateway => call.ctx.client.era,
+            };
+            let entry = Entry {
+                body: body.clone(),
+                error,
+                era,
+                upstream: Arc::clone(&up.name),
+                tool: Arc::from(tool),
+                stored_ms: cache::now_ms(),
+                ttl: Duration::ZERO,
+            };
+            claim.complete(Arc::new(entry)).await;
+        }
+        reply
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn cached_call(
+        &self,
+        call: &Call,
+        up: &Arc<Upstream>,
+        replace: &[(&str, &[u8])],
+        tool: &str,
+        args: &[u8],
+        ttl: Duration,
+        scope: CacheScope,
+    ) -> Result<Reply, GatewayError> {
+        let store = &self.store;
+        let label = || Name::Shared(Arc::clone(&up.name));
+        let plan = store.plan(&call.ctx.principal, scope, &up.name, tool, args, ttl).await;
+        if let Some((entry, level)) = store.lookup(&plan.key).await {
+            METRICS.cache_lookup(label(), tool, level.label(), "hit");
+            return Ok(from_cache(&entry, "hit", Some(level)));
+        }
+        let leader = if store.cache.coalesce {
+            match store.coalesce(&plan.key).await {
+                Flight::Shared(entry, level) => {
+                    METRICS.cache_lookup(label(), tool, level.label(), "coalesced");
+                    return Ok(from_cache(&entry, "coalesced", Some(level)));
+                }
+                Flight::Leader(leader) => {
+                    // The previous leader may have stored its result just before this call led.
+                    if let Some((entry, level)) = store.lookup(&plan.key).await {
+                        leader.finish(Some(Arc::clone(&entry)));
+                        METRICS.cache_lookup(label(), tool, level.label(), "hit");
+                        return Ok(from_cache(&entry, "hit", Some(level)));
+                    }
+                    Some(leader)
+                }
+                Flight::Alone => None,
+            }
+        } else {
+            None
+        };
+        METRICS.cache_lookup(label(), tool, "none", "miss");
+        let reply = self.forward(call, up, replace, Some(tool)).await;
+        let entry = match &reply {
+            Ok(Reply::Result { body, origin: Origin::Upstream(era, ns) })
+                if *ns == up.name && body.len() <= store.cache.max_entry_bytes && storable(body) =>
+            {
+                Some(Arc::new(Entry {
+                    body: body.clone(),
+                    error: false,
+                    era: *era,
+                    upstream: Arc::clone(&up.name),
+                    tool: Arc::from(tool),
+                    stored_ms: cache::now_ms(),
+                    ttl,
+                }))
+            }
+            _ => None,
+        };
+        if let Some(e) = &entry {
+            store.put(&plan.key, Arc::clone(e)).await;
+        }
+        if let Some(leader) = leader {
+            leader.finish(entry);
+        }
+        reply.map(|r| match r {
+            Reply::Result { body, origin } => Reply::Result {
+                body: Bytes::from(set_meta_member(&body, mcp::META_CACHE, br#"{"status":"miss"}"#)),
+                origin,
+            },
+            other => other,
+        })
     }
 
     async fn forward_uri(&self, call: &Call) -> Result<Reply, GatewayError> {
@@ -411,6 +573,36 @@ impl Router {
             _ => false,
         }
     }
+}
+
+/// Whether a result may be cached: not a tool error (`isError`), not `input_required`.
+fn storable(result: &[u8]) -> bool {
+    let Ok(view) = ObjectView::parse(result) else { return false };
+    view.get(result, "isError").is_none_or(|s| &result[s] != b"true")
+        && view.get_str(result, "resultType").is_none_or(|t| t != "input_required")
+}
+
+/// A cached entry as this call's reply, marked with `_meta["io.sekisho/cache"]`.
+fn from_cache(entry: &Entry, status: &str, level: Option<Level>) -> Reply {
+    let mut meta = format!(r#"{{"status":"{status}","ageMs":{}"#, entry.age_ms());
+    if let Some(level) = level {
+        meta.push_str(&format!(r#","level":"{}""#, level.label()));
+    }
+    meta.push('}');
+    Reply::Result {
+        body: Bytes::from(set_meta_member(&entry.body, mcp::META_CACHE, meta.as_bytes())),
+        origin: Origin::Upstream(entry.era, Arc::clone(&entry.upstream)),
+    }
+}
+
+/// The stored answer of an idempotency key, marked with `_meta["io.sekisho/idempotency"]`.
+fn replayed(entry: &Entry) -> Reply {
+    let origin = Origin::Upstream(entry.era, Arc::clone(&entry.upstream));
+    if entry.error {
+        return Reply::Error { body: entry.body.clone(), origin };
+    }
+    let meta = format!(r#"{{"status":"replayed","ageMs":{}}}"#, entry.age_ms());
+    Reply::Result { body: Bytes::from(set_meta_member(&entry.body, mcp::META_IDEMPOTENCY, meta.as_bytes())), origin }
 }
 
 /// Turn an upstream response into a reply.

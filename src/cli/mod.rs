@@ -37,6 +37,67 @@ pub enum Command {
         #[arg(long, short, env = "SEKISHO_CONFIG")]
         config: PathBuf,
     },
+    /// Manage the response cache of a running gateway.
+    Cache {
+        /// What to do.
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+/// `sekisho cache …`.
+#[derive(Debug, Subcommand)]
+pub enum CacheAction {
+    /// Drop cached results (all, one upstream's, or one tool's) in the gateway listening at
+    /// the configuration's `server.listen`, and through Redis in every replica.
+    Clear {
+        /// The configuration file (TOML) of the running gateway.
+        #[arg(long, short, env = "SEKISHO_CONFIG")]
+        config: PathBuf,
+        /// Only this upstream's results.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Only this tool's results (the upstream's own tool name; needs --upstream).
+        #[arg(long, requires = "upstream")]
+        tool: Option<String>,
+    },
+}
+
+/// Ask the gateway configured by `config` to clear its cache (`POST /admin/cache/clear`);
+/// returns its answer.
+///
+/// Errors: a message when the gateway cannot be reached or refuses (HTTP status and body).
+pub async fn clear_cache(
+    config: &crate::config::Config,
+    upstream: Option<&str>,
+    tool: Option<&str>,
+) -> Result<String, String> {
+    use http_body_util::{BodyExt, Full};
+    let mut addr = config.server.listen_addr();
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let mut query = Vec::new();
+    for (k, v) in [("upstream", upstream), ("tool", tool)] {
+        if let Some(v) = v {
+            let v: String = v
+                .bytes()
+                .map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect();
+            query.push(format!("{k}={v}"));
+        }
+    }
+    let uri = format!("http://{addr}/admin/cache/clear?{}", query.join("&"));
+    let mut req = http::Request::post(&uri).header(http::header::HOST, "localhost");
+    if let Some(key) = config.server.api_keys.first() {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {}", key.secret()));
+    }
+    let req = req.body(Full::new(bytes::Bytes::new())).map_err(|e| e.to_string())?;
+    let resp = crate::upstream::http::client().request(req).await.map_err(|e| format!("cannot reach {uri}: {e}"))?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = String::from_utf8_lossy(&body).into_owned();
+    if status.is_success() { Ok(body) } else { Err(format!("{status}: {body}")) }
 }
 
 /// The resolved upstream list for `check`, with secrets (env values, header values) redacted.

@@ -41,6 +41,15 @@ pub struct Config {
     /// Defaults for every upstream's timeout, retries and breaker.
     #[serde(default)]
     pub resilience: ResilienceConfig,
+    /// The response cache and coalescing.
+    #[serde(default)]
+    pub cache: crate::cache::config::CacheConfig,
+    /// Idempotency keys.
+    #[serde(default)]
+    pub idempotency: crate::cache::config::IdempotencyConfig,
+    /// The shared store for the cache and idempotency records across replicas.
+    #[serde(default)]
+    pub redis: crate::cache::config::RedisConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -139,6 +148,7 @@ impl Config {
         problems.extend(self.log.validate());
         problems.extend(self.admission.validate());
         problems.extend(self.resilience.validate());
+        problems.extend(self.redis.validate());
         for (name, up) in &self.upstreams {
             problems.extend(up.validate(name));
             if let Some(fallback) = &up.fallback

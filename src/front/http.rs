@@ -37,6 +37,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/admin/cache/clear", axum::routing::post(clear_cache))
         .fallback(|| async {
             refuse(StatusCode::NOT_FOUND, code::METHOD_NOT_FOUND, "Not found: MCP is served at /mcp")
         })
@@ -423,9 +424,52 @@ async fn readyz(State(shared): State<Arc<Shared>>, uri: http::Uri) -> Response {
     }
     let draining = shared.draining.is_cancelled();
     let ready = !draining && (total == 0 || if strict { up_count == total } else { up_count > 0 });
-    let body = serde_json::json!({ "ready": ready, "draining": draining, "upstreams": upstreams });
+    let mut body = serde_json::json!({ "ready": ready, "draining": draining, "upstreams": upstreams });
+    if let Some(degraded) = shared.router.store().redis_degraded() {
+        // Redis is an optimisation: its absence is reported, never a reason to be unready.
+        body["redis"] = if degraded { "degraded" } else { "up" }.into();
+    }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     json(status, Bytes::from(body.to_string()))
+}
+
+/// What `/admin/cache/clear` clears.
+#[derive(Debug, serde::Deserialize)]
+struct ClearQuery {
+    upstream: Option<String>,
+    tool: Option<String>,
+}
+
+/// `POST /admin/cache/clear[?upstream=U[&tool=T]]`: drop cached results — of one tool, of one
+/// upstream, or all — here and, through the shared generations, on every replica within a
+/// second. Guarded like `/mcp` (bearer key when keys are configured). 404 for an unknown upstream.
+async fn clear_cache(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<ClearQuery>,
+) -> Response {
+    if let Err(resp) = edge(&shared, &headers) {
+        return *resp;
+    }
+    let store = shared.router.store();
+    let upstreams = shared.router.upstreams();
+    match (&q.upstream, &q.tool) {
+        (Some(up), tool) => {
+            if upstreams.get(up).is_none() {
+                let body = serde_json::json!({ "error": format!("unknown upstream {up:?}") });
+                return json(StatusCode::NOT_FOUND, Bytes::from(body.to_string()));
+            }
+            store.invalidate(up, tool.as_deref()).await;
+        }
+        (None, Some(_)) => {
+            let body = serde_json::json!({ "error": "tool needs upstream" });
+            return json(StatusCode::BAD_REQUEST, Bytes::from(body.to_string()));
+        }
+        (None, None) => store.clear(upstreams.iter().map(|u| Arc::clone(&u.name))).await,
+    }
+    tracing::info!(upstream = ?q.upstream, tool = ?q.tool, "cache cleared");
+    let body = serde_json::json!({ "cleared": { "upstream": q.upstream, "tool": q.tool } });
+    json(StatusCode::OK, Bytes::from(body.to_string()))
 }
 
 /// Prometheus metrics.
@@ -446,6 +490,9 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         }
     }
     METRICS.connections(shared.sessions.active(), shared.hub.len());
+    let store = shared.router.store();
+    let (entries, bytes) = store.l1_size();
+    METRICS.cache_size(entries, bytes, store.redis_degraded().unwrap_or(false));
     let mut resp = METRICS.encode().into_response();
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));

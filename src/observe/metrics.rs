@@ -113,6 +113,19 @@ pub struct ReplicaLabels {
 
 /// Labels naming an admission limit.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub upstream: Name,
+    pub tool: String,
+    pub level: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
     /// `gateway` or an upstream namespace.
     pub limit: String,
@@ -138,6 +151,14 @@ pub struct Metrics {
     replica_up: Family<ReplicaLabels, Gauge>,
     admitted: Family<LimitLabels, Gauge>,
     queued: Family<LimitLabels, Gauge>,
+    cache_lookups: Family<CacheLabels, Counter>,
+    cache_evictions: Counter,
+    cache_invalidations: Counter,
+    cache_entries: Gauge,
+    cache_bytes: Gauge,
+    idempotent_replays: Family<UpstreamName, Counter>,
+    redis_errors: Family<OpLabels, Counter>,
+    redis_degraded: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -199,7 +220,39 @@ impl Metrics {
         registry.register("admission_in_use", "Calls holding a slot of the limit", admitted.clone());
         let queued = Family::<LimitLabels, Gauge>::default();
         registry.register("admission_queued", "Calls waiting for a slot of the limit", queued.clone());
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_lookups",
+            "Cacheable calls by upstream, tool, level (l1, l2, none) and result (hit, miss, coalesced)",
+            cache_lookups.clone(),
+        );
+        let cache_evictions = Counter::default();
+        registry.register("cache_evictions", "L1 entries evicted by the size caps", cache_evictions.clone());
+        let cache_invalidations = Counter::default();
+        registry.register("cache_invalidations", "Cache invalidations (list_changed, clear)", cache_invalidations.clone());
+        let cache_entries = Gauge::default();
+        registry.register("cache_entries", "Entries in the L1 cache", cache_entries.clone());
+        let cache_bytes = Gauge::default();
+        registry.register("cache_bytes", "Weighted bytes in the L1 cache", cache_bytes.clone());
+        let idempotent_replays = Family::<UpstreamName, Counter>::default();
+        registry.register(
+            "idempotent_replays",
+            "Repeated idempotency keys answered from the stored result",
+            idempotent_replays.clone(),
+        );
+        let redis_errors = Family::<OpLabels, Counter>::default();
+        registry.register("redis_errors", "Redis operations that failed or timed out", redis_errors.clone());
+        let redis_degraded = Gauge::default();
+        registry.register("redis_degraded", "1 while a configured Redis is not answering", redis_degraded.clone());
         Metrics {
+            cache_lookups,
+            cache_evictions,
+            cache_invalidations,
+            cache_entries,
+            cache_bytes,
+            idempotent_replays,
+            redis_errors,
+            redis_degraded,
             shed,
             retries,
             retry_budget_exhausted,
@@ -242,6 +295,38 @@ impl Metrics {
     /// Count a retry refused because the retry budget of `upstream` was spent.
     pub fn retry_budget_exhausted(&self, upstream: Name) {
         self.retry_budget_exhausted.get_or_create(&UpstreamName { upstream }).inc();
+    }
+
+    /// Count a cacheable call by its cache outcome.
+    pub fn cache_lookup(&self, upstream: Name, tool: &str, level: &'static str, result: &'static str) {
+        self.cache_lookups.get_or_create(&CacheLabels { upstream, tool: tool.to_string(), level, result }).inc();
+    }
+
+    /// Count an L1 eviction by size.
+    pub fn cache_eviction(&self) {
+        self.cache_evictions.inc();
+    }
+
+    /// Count an invalidation.
+    pub fn cache_invalidation(&self) {
+        self.cache_invalidations.inc();
+    }
+
+    /// Set the L1 size gauges and Redis health (at scrape time).
+    pub fn cache_size(&self, entries: u64, bytes: u64, redis_degraded: bool) {
+        self.cache_entries.set(entries as i64);
+        self.cache_bytes.set(bytes as i64);
+        self.redis_degraded.set(i64::from(redis_degraded));
+    }
+
+    /// Count an idempotent replay for `upstream`.
+    pub fn idempotent_replay(&self, upstream: Name) {
+        self.idempotent_replays.get_or_create(&UpstreamName { upstream }).inc();
+    }
+
+    /// Count a failed Redis operation.
+    pub fn redis_error(&self, op: &'static str) {
+        self.redis_errors.get_or_create(&OpLabels { op }).inc();
     }
 
     /// Count a call served by `upstream`'s fallback.

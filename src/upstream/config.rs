@@ -116,6 +116,14 @@ pub struct ToolConfig {
     pub timeout: Option<Duration>,
     /// Whether a failed call may be repeated (overrides annotations).
     pub retry: Option<bool>,
+    /// Whether results are cached (overrides annotations: by default a `trusted` upstream's
+    /// `readOnlyHint` tools are).
+    pub cache: Option<bool>,
+    /// Time to live of its cached results (default `[cache] ttl`).
+    #[serde(default, with = "humantime_serde::option")]
+    pub cache_ttl: Option<Duration>,
+    /// Who may receive its cached results (default `[cache] default_scope`).
+    pub cache_scope: Option<crate::cache::config::CacheScope>,
 }
 
 fn yes() -> bool {

@@ -40,6 +40,11 @@ pub const META_IDEMPOTENCY_KEY: &str = "io.sekisho/idempotencyKey";
 pub const META_PRIORITY: &str = "io.sekisho/priority";
 /// sekisho's own result `_meta` key naming upstreams missing from a merged list.
 pub const META_UNAVAILABLE: &str = "io.sekisho/unavailableUpstreams";
+/// `_meta` key on results the gateway served from its cache or coalesced:
+/// `{"status": "hit"|"miss"|"coalesced", "level": "l1"|"l2", "ageMs": N}`.
+pub const META_CACHE: &str = "io.sekisho/cache";
+/// `_meta` key on a result replayed for a repeated idempotency key: `{"status": "replayed", "ageMs": N}`.
+pub const META_IDEMPOTENCY: &str = "io.sekisho/idempotency";
 
 /// HTTP header naming the protocol revision of a request (transports, 2025-06-18+).
 pub const HEADER_PROTOCOL_VERSION: &str = "mcp-protocol-version";
@@ -78,6 +83,8 @@ pub mod code {
     pub const FORBIDDEN: i64 = -32012;
     /// sekisho: the gateway is overloaded or shutting down; retry later.
     pub const OVERLOADED: i64 = -32013;
+    /// Gateway: a call with the same idempotency key is still running (retryable).
+    pub const IDEMPOTENCY_IN_PROGRESS: i64 = -32014;
 }
 
 /// The protocol era of one side of a conversation.

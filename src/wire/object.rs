@@ -193,9 +193,64 @@ pub fn prepend_members(out: &mut Vec<u8>, obj: &[u8], members: &[u8]) {
     }
 }
 
+/// The raw JSON object `obj` with `_meta[key]` set to the raw JSON `value`: other `_meta`
+/// members and every other member are kept byte for byte. Returns `obj` unchanged when it is
+/// not an object. Used to mark cached and replayed results.
+pub fn set_meta_member(obj: &[u8], key: &str, value: &[u8]) -> Vec<u8> {
+    let Ok(view) = ObjectView::parse(obj) else { return obj.to_vec() };
+    let mut member = Vec::with_capacity(key.len() + value.len() + 4);
+    write_json_str(&mut member, key);
+    member.push(b':');
+    member.extend_from_slice(value);
+    let mut out = Vec::with_capacity(obj.len() + member.len() + 12);
+    let mut w = ObjectWriter::begin(&mut out);
+    let mut done = false;
+    for (k, span) in view.iter(obj) {
+        let raw = &obj[span];
+        if k == "_meta" && ObjectView::parse(raw).is_ok_and(|m| m.get(raw, key).is_none()) {
+            w.with("_meta", |o| prepend_members(o, raw, &member));
+            done = true;
+        } else if k == "_meta" && let Ok(m) = ObjectView::parse(raw) {
+            // Replace the existing member of the same key.
+            w.with("_meta", |o| {
+                let mut inner = ObjectWriter::begin(o);
+                for (mk, ms) in m.iter(raw) {
+                    inner.raw(mk, if mk == key { value } else { &raw[ms] });
+                }
+                inner.end();
+            });
+            done = true;
+        } else {
+            w.raw(k, raw);
+        }
+    }
+    if !done {
+        w.with("_meta", |o| {
+            o.push(b'{');
+            o.extend_from_slice(&member);
+            o.push(b'}');
+        });
+    }
+    w.end();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_meta_member_adds_replaces_and_keeps_the_rest() {
+        let add = set_meta_member(br#"{"content":[],"isError":false}"#, "k", b"1");
+        let v: serde_json::Value = serde_json::from_slice(&add).unwrap();
+        assert_eq!(v, serde_json::json!({"content": [], "isError": false, "_meta": {"k": 1}}));
+        let merge = set_meta_member(br#"{"_meta":{"a":"b"},"x":2}"#, "k", br#"{"s":"hit"}"#);
+        let v: serde_json::Value = serde_json::from_slice(&merge).unwrap();
+        assert_eq!(v, serde_json::json!({"_meta": {"k": {"s": "hit"}, "a": "b"}, "x": 2}));
+        let replace = set_meta_member(br#"{"_meta":{"k":0,"a":1}}"#, "k", b"2");
+        let v: serde_json::Value = serde_json::from_slice(&replace).unwrap();
+        assert_eq!(v, serde_json::json!({"_meta": {"k": 2, "a": 1}}));
+    }
 
     #[test]
     fn reads_members_in_order_with_spans() {

@@ -91,8 +91,8 @@ fn tools(dynamic: &[String]) -> Value {
         json!({"name": "crash", "description": "Exit the process immediately.", "annotations": {"destructiveHint": true},
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "change_tools", "description": "Add a tool and announce the list change.", "inputSchema": obj(json!({}), &[])}),
-        json!({"name": "side_effect", "description": "Record one effect in $ECHO_EFFECTS_FILE, then exit before answering.",
-               "annotations": {"destructiveHint": true}, "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "side_effect", "description": "Record one effect in $ECHO_EFFECTS_FILE, then exit before answering (answer instead with crash: false).",
+               "annotations": {"destructiveHint": true}, "inputSchema": obj(json!({"crash": {"type": "boolean"}}), &[])}),
         json!({"name": "park", "description": "Like sleep_ms, but over HTTP the answer comes on a resumed stream.",
                "inputSchema": obj(json!({"ms": {"type": "integer"}}), &["ms"])}),
         json!({"name": "touch", "description": "Announce that a resource was updated.",
@@ -259,6 +259,9 @@ impl Upstream {
                     use std::io::Write;
                     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("effects file");
                     let _ = writeln!(f, "effect");
+                }
+                if args["crash"] == false {
+                    return text("effect recorded");
                 }
                 std::process::exit(3)
             }

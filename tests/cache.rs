@@ -1,0 +1,410 @@
+//! The response cache, coalescing and idempotency keys, end to end with real upstream processes
+//! and real Redis: what is cached and what is not, keys that ignore argument order, private
+//! results, TTL expiry, invalidation on a tool-list change and by the admin endpoint, identical
+//! concurrent calls coalesced, idempotency keys that replay, and two `sekisho` processes sharing
+//! one Redis (cache hits, replays and coalescing across them), including Redis dying mid-test.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sekisho");
+const KEY_A: &str = "key-a-0123456789abcdef";
+const KEY_B: &str = "key-b-0123456789abcdef";
+
+/// A modern `tools/call` with an optional bearer key and idempotency key.
+async fn call(url: &str, bearer: Option<&str>, tool: &str, args: Value, idem: Option<&str>) -> Answer {
+    let mut meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "0"},
+    });
+    if let Some(k) = idem {
+        meta["io.sekisho/idempotencyKey"] = k.into();
+    }
+    let mut req = client()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool);
+    if let Some(b) = bearer {
+        req = req.bearer_auth(b);
+    }
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": tool, "arguments": args, "_meta": meta}});
+    read(req.json(&body).send().await.unwrap()).await
+}
+
+fn cache_status(a: &Answer) -> String {
+    a.body
+        .pointer("/result/_meta/io.sekisho~1cache/status")
+        .and_then(Value::as_str)
+        .unwrap_or("none")
+        .to_string()
+}
+
+fn cache_level(a: &Answer) -> String {
+    a.body.pointer("/result/_meta/io.sekisho~1cache/level").and_then(Value::as_str).unwrap_or("none").to_string()
+}
+
+/// How many tools/call the upstream behind `tool` (its `count` tool) has received, this one included.
+async fn upstream_calls(url: &str, count_tool: &str) -> u64 {
+    text(&call(url, None, count_tool, json!({}), None).await).parse().unwrap()
+}
+
+fn trusted(name: &str) -> String {
+    format!("{}trusted = true\n", stdio_upstream(name, "legacy"))
+}
+
+#[tokio::test]
+async fn a_read_only_tool_is_answered_from_the_cache_whatever_the_argument_order() {
+    let gw = Gateway::start(&trusted("up")).await;
+    let url = gw.url("/mcp");
+    let first = call(&url, None, "up__add", json!({"a": 1, "b": 2}), None).await;
+    assert_eq!(text(&first), "3");
+    assert_eq!(cache_status(&first), "miss");
+    let second = call(&url, None, "up__add", json!({"b": 2, "a": 1}), None).await;
+    assert_eq!(text(&second), "3");
+    assert_eq!(cache_status(&second), "hit", "{}", second.raw);
+    assert_eq!(cache_level(&second), "l1");
+    assert!(second.body.pointer("/result/_meta/io.sekisho~1cache/ageMs").is_some());
+    let other = call(&url, None, "up__add", json!({"a": 2, "b": 2}), None).await;
+    assert_eq!((text(&other).as_str(), cache_status(&other).as_str()), ("4", "miss"));
+    // add ×2 reached the upstream, plus this count: the hit did not.
+    assert_eq!(upstream_calls(&url, "up__count").await, 3);
+    // Not cached: a tool without readOnlyHint, and any tool of an untrusted upstream.
+    let c = call(&url, None, "up__count", json!({}), None).await;
+    assert_eq!(cache_status(&c), "none");
+    let metrics = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(r#"sekisho_cache_lookups_total{upstream="up",tool="add",level="l1",result="hit"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sekisho_cache_entries"));
+}
+
+#[tokio::test]
+async fn untrusted_annotations_do_not_make_a_tool_cacheable() {
+    let gw = Gateway::start(&stdio_upstream("up", "legacy")).await;
+    let url = gw.url("/mcp");
+    for _ in 0..2 {
+        let a = call(&url, None, "up__echo", json!({"message": "m"}), None).await;
+        assert_eq!(cache_status(&a), "none");
+    }
+    assert_eq!(upstream_calls(&url, "up__count").await, 3);
+}
+
+#[tokio::test]
+async fn a_private_result_is_never_served_to_another_caller() {
+    let toml = format!(
+        "[server]\napi_keys = [{KEY_A:?}, {KEY_B:?}]\n{}{}[upstreams.pub.tools.echo]\ncache_scope = \"public\"\n",
+        trusted("priv"),
+        trusted("pub")
+    );
+    let gw = Gateway::start(&toml).await;
+    let url = gw.url("/mcp");
+    let a1 = call(&url, Some(KEY_A), "priv__echo", json!({"message": "mine"}), None).await;
+    let a2 = call(&url, Some(KEY_A), "priv__echo", json!({"message": "mine"}), None).await;
+    let b1 = call(&url, Some(KEY_B), "priv__echo", json!({"message": "mine"}), None).await;
+    assert_eq!(
+        [cache_status(&a1), cache_status(&a2), cache_status(&b1)],
+        ["miss", "hit", "miss"],
+        "private (the default): per caller"
+    );
+    let a = call(&url, Some(KEY_A), "pub__echo", json!({"message": "ours"}), None).await;
+    let b = call(&url, Some(KEY_B), "pub__echo", json!({"message": "ours"}), None).await;
+    assert_eq!([cache_status(&a), cache_status(&b)], ["miss", "hit"], "public: shared");
+}
+
+#[tokio::test]
+async fn tool_errors_are_not_cached_and_entries_expire() {
+    let toml = format!(
+        "{}[upstreams.up.tools.fail]\ncache = true\n[upstreams.up.tools.echo]\ncache_ttl = \"400ms\"\n",
+        trusted("up")
+    );
+    let gw = Gateway::start(&toml).await;
+    let url = gw.url("/mcp");
+    for _ in 0..2 {
+        let a = call(&url, None, "up__fail", json!({}), None).await;
+        assert_eq!(a.body["result"]["isError"], true);
+        assert_eq!(cache_status(&a), "miss", "an isError result is never stored");
+    }
+    let a = call(&url, None, "up__echo", json!({"message": "t"}), None).await;
+    let b = call(&url, None, "up__echo", json!({"message": "t"}), None).await;
+    assert_eq!([cache_status(&a), cache_status(&b)], ["miss", "hit"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c = call(&url, None, "up__echo", json!({"message": "t"}), None).await;
+    assert_eq!(cache_status(&c), "miss", "expired after its TTL");
+    assert_eq!(upstream_calls(&url, "up__count").await, 5);
+}
+
+#[tokio::test]
+async fn a_tool_list_change_and_the_admin_endpoint_drop_cached_results() {
+    let gw = Gateway::start(&trusted("up")).await;
+    let url = gw.url("/mcp");
+    let cached = || async { cache_status(&call(&url, None, "up__echo", json!({"message": "x"}), None).await) };
+    assert_eq!(cached().await, "miss");
+    assert_eq!(cached().await, "hit");
+    // The upstream adds a tool and announces list_changed.
+    call(&url, None, "up__change_tools", json!({}), None).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = modern(&url, 9, "tools/list", json!({})).await;
+        if tool_names(&list).iter().any(|n| n.starts_with("up__dynamic")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the catalog never saw the new tool");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(cached().await, "miss", "list_changed dropped the upstream's results");
+    assert_eq!(cached().await, "hit");
+    let r = client().post(gw.url("/admin/cache/clear?upstream=up&tool=echo")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(cached().await, "miss", "cleared by the admin endpoint");
+    let r = client().post(gw.url("/admin/cache/clear?upstream=nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn identical_concurrent_calls_share_one_upstream_call() {
+    let gw = Gateway::start(&trusted("up")).await;
+    let url = Arc::new(gw.url("/mcp"));
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let url = Arc::clone(&url);
+            tokio::spawn(async move { call(&url, None, "up__sleep_ms", json!({"ms": 400}), None).await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for c in calls {
+        let a = c.await.unwrap();
+        assert_eq!(text(&a), "slept 400 ms");
+        statuses.push(cache_status(&a));
+    }
+    statuses.sort();
+    assert_eq!(statuses.iter().filter(|s| *s == "miss").count(), 1, "{statuses:?}");
+    assert_eq!(upstream_calls(&url, "up__count").await, 2, "one sleep_ms reached the upstream");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_answer_and_runs_the_side_effect_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("effects");
+    let toml = format!("{}env = {{ ECHO_EFFECTS_FILE = {:?} }}\n", stdio_upstream("io", "legacy"), effects.display().to_string());
+    let gw = Gateway::start(&toml).await;
+    let url = gw.url("/mcp");
+    let effects_count = || std::fs::read_to_string(&effects).map(|t| t.lines().count()).unwrap_or(0);
+    let args = json!({"crash": false});
+    let first = call(&url, None, "io__side_effect", args.clone(), Some("order-1")).await;
+    assert_eq!(text(&first), "effect recorded");
+    let again = call(&url, None, "io__side_effect", args.clone(), Some("order-1")).await;
+    assert_eq!(text(&again), "effect recorded");
+    assert_eq!(again.body.pointer("/result/_meta/io.sekisho~1idempotency/status"), Some(&json!("replayed")));
+    assert_eq!(effects_count(), 1, "the side effect ran once");
+    // The same key for a different request is refused; another key runs again.
+    let other = call(&url, None, "io__side_effect", json!({"crash": false, "x": 1}), Some("order-1")).await;
+    assert_eq!(other.error_code(), Some(-32602), "{}", other.raw);
+    let fresh = call(&url, None, "io__side_effect", args.clone(), Some("order-2")).await;
+    assert_eq!(text(&fresh), "effect recorded");
+    assert_eq!(effects_count(), 2);
+    // The HTTP header works like the _meta key.
+    let with_header = |n: i64| {
+        client()
+            .post(&url)
+            .header("accept", "application/json, text/event-stream")
+            .header("idempotency-key", "order-3")
+            .json(&json!({"jsonrpc": "2.0", "id": n, "method": "tools/call", "params": {"name": "io__side_effect", "arguments": {"crash": false}}}))
+    };
+    let s = Legacy::open(&url, "2025-11-25").await;
+    for i in 0..2 {
+        let a = read(with_header(i).header("mcp-session-id", &s.session).header("mcp-protocol-version", &s.version).send().await.unwrap()).await;
+        assert_eq!(text(&a), "effect recorded");
+    }
+    assert_eq!(effects_count(), 3, "Idempotency-Key: once");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two sekisho processes sharing Redis.
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `sekisho serve` process; killed on drop.
+struct Process {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve(toml: &str) -> Process {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("sekisho.toml");
+    std::fs::write(&cfg, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[log]\nlevel = \"warn\"\n{toml}")).unwrap();
+    let child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client().get(format!("{base}/readyz?strict=1")).send().await
+            && r.status() == 200
+            && r.json::<Value>().await.is_ok_and(|v| v["redis"] == "up")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sekisho did not become ready with Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Process { child, url: format!("{base}/mcp"), _dir: dir }
+}
+
+fn prefix() -> String {
+    format!("sekisho-test-{}-{}:", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
+}
+
+fn fleet_toml(redis: &str, prefix: &str, upstream: &HttpUpstream) -> String {
+    format!("[redis]\nurl = {redis:?}\nprefix = {prefix:?}\n{}trusted = true\n", upstream.table("up"))
+}
+
+#[tokio::test]
+async fn two_gateways_share_cache_idempotency_and_coalescing_through_redis() {
+    let upstream = HttpUpstream::start("legacy").await;
+    let toml = fleet_toml("redis://127.0.0.1:6379", &prefix(), &upstream);
+    let (one, two) = (serve(&toml).await, serve(&toml).await);
+    // A result cached by one replica is a hit on the other, from L2.
+    let a = call(&one.url, None, "up__echo", json!({"message": "fleet"}), None).await;
+    assert_eq!(cache_status(&a), "miss");
+    let b = call(&two.url, None, "up__echo", json!({"message": "fleet"}), None).await;
+    assert_eq!((cache_status(&b).as_str(), cache_level(&b).as_str()), ("hit", "l2"), "{}", b.raw);
+    let c = call(&two.url, None, "up__echo", json!({"message": "fleet"}), None).await;
+    assert_eq!(cache_level(&c), "l1", "an L2 hit filled L1");
+    // An idempotency key used on one replica replays on the other.
+    let first = call(&one.url, None, "up__count", json!({}), Some("k-1")).await;
+    let replay = call(&two.url, None, "up__count", json!({}), Some("k-1")).await;
+    assert_eq!(text(&replay), text(&first));
+    assert_eq!(replay.body.pointer("/result/_meta/io.sekisho~1idempotency/status"), Some(&json!("replayed")));
+    let before: u64 = text(&call(&one.url, None, "up__count", json!({}), None).await).parse().unwrap();
+    assert_eq!(before, text(&first).parse::<u64>().unwrap() + 1, "the replay did not reach the upstream");
+    // N identical concurrent calls across both replicas reach the upstream once.
+    let urls = [Arc::new(one.url.clone()), Arc::new(two.url.clone())];
+    let calls: Vec<_> = (0..8)
+        .map(|i| {
+            let url = Arc::clone(&urls[i % 2]);
+            tokio::spawn(async move { call(&url, None, "up__sleep_ms", json!({"ms": 500}), None).await })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(text(&c.await.unwrap()), "slept 500 ms");
+    }
+    let after: u64 = text(&call(&one.url, None, "up__count", json!({}), None).await).parse().unwrap();
+    assert_eq!(after - before, 2, "one sleep_ms and this count reached the upstream");
+    // Clearing on one replica reaches the other within a second.
+    let r = client().post(one.url.replace("/mcp", "/admin/cache/clear?upstream=up")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let d = call(&two.url, None, "up__echo", json!({"message": "fleet"}), None).await;
+    assert_eq!(cache_status(&d), "miss", "cleared everywhere: {}", d.raw);
+}
+
+/// A redis-server of our own on a free port, so the test can stop and restart it.
+struct OwnRedis {
+    port: u16,
+    child: Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> OwnRedis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        OwnRedis { port, child }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn keys(&self, pattern: &str) -> usize {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--scan", "--pattern", pattern])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn redis_dying_mid_test_degrades_to_l1_and_the_cache_comes_back() {
+    let port = free_port();
+    let mut redis = OwnRedis::start(port);
+    let upstream = HttpUpstream::start("legacy").await;
+    let gw = serve(&fleet_toml(&format!("redis://127.0.0.1:{port}"), "r:", &upstream)).await;
+    let a = call(&gw.url, None, "up__echo", json!({"message": "before"}), None).await;
+    assert_eq!(cache_status(&a), "miss");
+    assert_eq!(redis.keys("r:c:*"), 1, "stored in Redis");
+    redis.stop();
+    // Requests keep working: hits from L1, misses from the upstream, no errors.
+    let b = call(&gw.url, None, "up__echo", json!({"message": "before"}), None).await;
+    assert_eq!((cache_status(&b).as_str(), cache_level(&b).as_str()), ("hit", "l1"));
+    for i in 0..3 {
+        let c = call(&gw.url, None, "up__echo", json!({"message": format!("during {i}")}), None).await;
+        assert_eq!(text(&c), format!("during {i}"));
+    }
+    let again = call(&gw.url, None, "up__echo", json!({"message": "during 0"}), None).await;
+    assert_eq!(cache_status(&again), "hit", "L1 still caches while Redis is down");
+    let base = gw.url.replace("/mcp", "");
+    let ready: Value = client().get(format!("{base}/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["redis"], "degraded");
+    assert_eq!(ready["ready"], true, "Redis is not a readiness dependency");
+    let metrics = client().get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sekisho_redis_errors_total"), "{metrics}");
+    // Redis returns (empty): the cache writes to it again by itself.
+    let redis = OwnRedis::start(port);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut n = 0;
+    while redis.keys("r:c:*") == 0 {
+        assert!(Instant::now() < deadline, "the cache never wrote to Redis again");
+        n += 1;
+        call(&gw.url, None, "up__echo", json!({"message": format!("after {n}")}), None).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
