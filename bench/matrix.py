@@ -9,6 +9,7 @@ Usage (from the repo root):
   python3 bench/matrix.py --quick              # smoke run: 1 s per cell, must end with zero errors
   python3 bench/matrix.py --soak 300           # 5-minute run at concurrency 32, RSS sampled
   python3 bench/matrix.py --layers-off         # A = default layers, B = resilience layers off
+  python3 bench/matrix.py --cache              # cache hits and misses against direct and uncached
 Optional comparators in front of the same stdio upstream, when installed:
   SUPERGATEWAY=/path/to/supergateway  MCP_PROXY=/path/to/mcp-proxy
 """
@@ -108,6 +109,11 @@ def main() -> None:
     ap.add_argument("--json", help="also write results here")
     ap.add_argument("--ab", metavar="SEKISHO_BIN", help="a second gateway binary, measured side by side as B-http/B-stdio")
     ap.add_argument(
+        "--cache",
+        action="store_true",
+        help="small calls only: direct, sekisho uncached, sekisho cache misses (unique arguments) and hits (64 distinct)",
+    )
+    ap.add_argument(
         "--layers-off",
         action="store_true",
         help="B is this gateway (or --ab) with admission, bulkheads, retries and breakers switched off",
@@ -148,6 +154,9 @@ url = "http://127.0.0.1:{up_port}/mcp"
 [upstreams.s]
 command = {json.dumps(echo)}
 args = ["stdio"]
+[upstreams.c]
+url = "http://127.0.0.1:{up_port}/mcp"
+trusted = true
 """)
         gw = start([gateway, "serve", "--config", config])
         wait_http(f"http://127.0.0.1:{gw_port}/readyz?strict=1")
@@ -171,6 +180,11 @@ args = ["stdio"]
             "sekisho-http": (f"http://127.0.0.1:{gw_port}/mcp", "h__echo", gw.pid),
             "sekisho-stdio": (f"http://127.0.0.1:{gw_port}/mcp", "s__echo", gw.pid),
         }
+        if args.cache:
+            # `c` is the same HTTP upstream, trusted: its read-only echo is cached.
+            del targets["sekisho-stdio"]
+            targets["cache-miss"] = (f"http://127.0.0.1:{gw_port}/mcp", "c__echo", gw.pid, ["--distinct", "0"])
+            targets["cache-hit"] = (f"http://127.0.0.1:{gw_port}/mcp", "c__echo", gw.pid, ["--distinct", "64"])
         if b:
             targets["B-http"] = (f"http://127.0.0.1:{b_port}/mcp", "h__echo", b.pid)
             targets["B-stdio"] = (f"http://127.0.0.1:{b_port}/mcp", "s__echo", b.pid)
@@ -188,9 +202,10 @@ args = ["stdio"]
                 time.sleep(3)
                 targets[name] = (url, "echo", p.pid)
 
-        def load(url: str, tool: str, conc: int, seconds: float, kib: int | None) -> dict:
+        def load(url: str, tool: str, conc: int, seconds: float, kib: int | None, extra: list[str] | None = None) -> dict:
             cmd = [loadgen, "--url", url, "--tool", tool if kib is None else tool.replace("echo", "big"),
-                   "--era", args.era, "--concurrency", str(conc), "--duration", str(seconds), "--warmup", "0.5"]
+                   "--era", args.era, "--concurrency", str(conc), "--duration", str(seconds), "--warmup", "0.5",
+                   *(extra or [])]
             if kib is not None:
                 cmd += ["--kib", str(kib)]
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
@@ -209,7 +224,7 @@ args = ["stdio"]
                               "rss_growth_mb_after_warmup": round(last - first, 2)}))
             return
 
-        cells = [(1, None), (32, None), (1, 16), (32, 16)]
+        cells = [(1, None), (32, None)] if args.cache else [(1, None), (32, None), (1, 16), (32, 16)]
         results: dict = {}
         errors = 0
         for conc, kib in cells:
@@ -217,11 +232,11 @@ args = ["stdio"]
                 order = list(targets)
                 random.shuffle(order)
                 for name in order:
-                    url, tool, pid = targets[name]
+                    url, tool, pid, *extra = targets[name]
                     sampler = Sampler(pid)
                     sampler.start()
                     cpu0 = cpu_seconds(pid)
-                    r = load(url, tool, conc, args.seconds, kib)
+                    r = load(url, tool, conc, args.seconds, kib, extra[0] if extra else None)
                     cpu = cpu_seconds(pid) - cpu0
                     sampler.stop.set()
                     sampler.join()

@@ -93,11 +93,12 @@ async fn fan_out_changes(catalog: Arc<CatalogState>, hub: Arc<Hub>, stop: Cancel
     }
 }
 
-/// A changed tool list drops that upstream's cached tool results (in every replica, through
-/// the shared generation).
+/// A changed tool list drops that upstream's cached tool results, and an updated resource its
+/// cached reads (in every replica, through the shared generations).
 async fn invalidate_on_changes(catalog: Arc<CatalogState>, store: Arc<Store>, stop: CancellationToken) {
     use tokio::sync::broadcast::error::RecvError;
     let mut changes = catalog.subscribe();
+    let mut updates = catalog.subscribe_updates();
     loop {
         tokio::select! {
             c = changes.recv() => match c {
@@ -106,6 +107,11 @@ async fn invalidate_on_changes(catalog: Arc<CatalogState>, store: Arc<Store>, st
                     store.invalidate(&change.upstream, None).await;
                 }
                 Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            u = updates.recv() => match u {
+                Ok(update) => store.invalidate(&update.upstream, Some(&format!("resource:{}", update.uri))).await,
+                Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
             },
             () = stop.cancelled() => return,

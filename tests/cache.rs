@@ -408,3 +408,32 @@ async fn redis_dying_mid_test_degrades_to_l1_and_the_cache_comes_back() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn resource_reads_are_cached_for_their_ttl_and_dropped_when_updated() {
+    let toml = format!("{}resource_ttl = \"30s\"\n{}", trusted("res"), stdio_upstream("plain", "legacy"));
+    let gw = Gateway::start(&toml).await;
+    let url = gw.url("/mcp");
+    let read = |uri: &'static str| {
+        let url = url.clone();
+        async move {
+            let a = modern(&url, 3, "resources/read", json!({"uri": uri})).await;
+            assert!(a.body["result"]["contents"].is_array(), "{}", a.raw);
+            cache_status(&a)
+        }
+    };
+    assert_eq!(read("sekisho://res/echo://items/1").await, "miss");
+    assert_eq!(read("sekisho://res/echo://items/1").await, "hit");
+    assert_eq!(read("sekisho://res/echo://items/2").await, "miss", "one entry per URI");
+    // No ttlMs from the upstream and no resource_ttl: not cached.
+    assert_eq!(read("sekisho://plain/echo://items/1").await, "none");
+    assert_eq!(read("sekisho://plain/echo://items/1").await, "none");
+    // notifications/resources/updated drops exactly that resource's entry.
+    call(&url, None, "res__touch", json!({"uri": "echo://items/1"}), None).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while read("sekisho://res/echo://items/1").await != "miss" {
+        assert!(Instant::now() < deadline, "the update never dropped the entry");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(read("sekisho://res/echo://items/2").await, "hit", "other resources stay cached");
+}

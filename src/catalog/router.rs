@@ -423,8 +423,73 @@ impl Router {
         };
         let mut value = Vec::with_capacity(original.len() + 2);
         write_json_str(&mut value, &original);
-        let reply = self.forward(call, up, &[("uri", &value)], Some(&original)).await?;
+        let reply = if call.method == Method::ResourcesRead && self.store.cache.enabled {
+            self.read_resource(call, up, &[("uri", &value)], &original).await?
+        } else {
+            self.forward(call, up, &[("uri", &value)], Some(&original)).await?
+        };
         Ok(resource_error_for(call, reply, &uri))
+    }
+
+    /// `resources/read` through the cache: stored for the upstream's `ttlMs` with its
+    /// `cacheScope` (MCP 2026-07-28 caching hints), else for the upstream's `resource_ttl`
+    /// with `[cache] default_scope`; not stored without either. Keyed like a tool named
+    /// `resource:{uri}`, so `notifications/resources/updated` drops exactly that entry.
+    async fn read_resource(
+        &self,
+        call: &Call,
+        up: &Arc<Upstream>,
+        replace: &[(&str, &[u8])],
+        uri: &str,
+    ) -> Result<Reply, GatewayError> {
+        let store = &self.store;
+        let target = format!("resource:{uri}");
+        let principal = &call.ctx.principal;
+        let plan = |scope| store.plan(principal, scope, &up.name, &target, b"", Duration::ZERO);
+        let (public, private) = (plan(CacheScope::Public).await, plan(CacheScope::Private).await);
+        for p in [&public, &private] {
+            if let Some((entry, level)) = store.lookup(&p.key).await {
+                METRICS.cache_lookup(Name::Shared(Arc::clone(&up.name)), &target, level.label(), "hit");
+                return Ok(from_cache(&entry, "hit", Some(level)));
+            }
+        }
+        let reply = self.forward(call, up, replace, Some(uri)).await?;
+        let Reply::Result { body, origin: Origin::Upstream(era, ns) } = &reply else { return Ok(reply) };
+        let view = ObjectView::parse(body).ok();
+        let hinted_ttl = view
+            .as_ref()
+            .and_then(|v| v.get(body, "ttlMs"))
+            .and_then(|s| std::str::from_utf8(&body[s]).ok()?.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis);
+        let Some(ttl) = hinted_ttl.or(up.config.resource_ttl) else { return Ok(reply) };
+        let scope = match view.as_ref().and_then(|v| v.get_str(body, "cacheScope")).as_deref() {
+            Some("public") => CacheScope::Public,
+            Some("private") => CacheScope::Private,
+            _ => store.cache.default_scope,
+        };
+        if *ns != up.name || body.len() > store.cache.max_entry_bytes || !storable(body) {
+            return Ok(reply);
+        }
+        METRICS.cache_lookup(Name::Shared(Arc::clone(&up.name)), &target, "none", "miss");
+        let entry = Arc::new(Entry {
+            body: body.clone(),
+            error: false,
+            era: *era,
+            upstream: Arc::clone(&up.name),
+            tool: Arc::from(target.as_str()),
+            stored_ms: cache::now_ms(),
+            ttl,
+        });
+        let key = if scope == CacheScope::Public { &public.key } else { &private.key };
+        store.put(key, entry).await;
+        Ok(match reply {
+            Reply::Result { body, origin } => Reply::Result {
+                body: Bytes::from(set_meta_member(&body, mcp::META_CACHE, br#"{"status":"miss"}"#)),
+                origin,
+            },
+            other => other,
+        })
     }
 
     async fn forward_completion(&self, call: &Call) -> Result<Reply, GatewayError> {

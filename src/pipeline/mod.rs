@@ -2,8 +2,9 @@
 //! [`build`] is the one place the order is written; startup, reload and tests all call it.
 //!
 //! Layers to come, in their fixed order (design.md §5): quota, validate, policy (between
-//! metering and admission), then dedup, cache, coalesce (after admission). Authentication happens
-//! at the edge of each front; the identity travels in [`ctx::CallCtx`].
+//! metering and admission). Idempotency keys, the cache and coalescing run after admission, once
+//! the router knows the target upstream and tool (`catalog::router`, module `cache`).
+//! Authentication happens at the edge of each front; the identity travels in [`ctx::CallCtx`].
 
 pub mod admit;
 pub mod ctx;

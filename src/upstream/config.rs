@@ -87,6 +87,10 @@ pub struct UpstreamConfig {
     /// stdio: processes above `min_processes` idle this long are stopped (default 5m).
     #[serde(default, with = "humantime_serde::option")]
     pub idle_timeout: Option<Duration>,
+    /// `resources/read` results are cached this long when the upstream sends no `ttlMs`
+    /// (default: not cached unless the upstream sends `ttlMs` > 0).
+    #[serde(default, with = "humantime_serde::option")]
+    pub resource_ttl: Option<Duration>,
     /// Liveness probe period (`ping` or `server/discover`); `"0s"` turns it off (default 30s).
     #[serde(default, with = "humantime_serde::option")]
     pub health_interval: Option<Duration>,

@@ -47,6 +47,10 @@ struct Args {
     /// Untimed warm-up seconds before measuring.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Cycle `echo` messages over this many distinct values (so a caching gateway can hit);
+    /// 0 makes every message unique.
+    #[arg(long, default_value_t = 0)]
+    distinct: u64,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -64,6 +68,7 @@ struct Target {
     session: Option<String>,
     tool: String,
     kib: u64,
+    distinct: u64,
 }
 
 impl Target {
@@ -90,12 +95,16 @@ impl Target {
 
     fn call_body(&self, id: u64) -> Value {
         let arguments =
-            if self.verify_kind() == "big" { json!({"kib": self.kib}) } else { json!({"message": format!("m{id}")}) };
+            if self.verify_kind() == "big" { json!({"kib": self.kib}) } else { json!({"message": self.message(id)}) };
         let mut params = json!({"name": self.tool, "arguments": arguments});
         if self.era == Era::Modern {
             params["_meta"] = envelope();
         }
         json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+    }
+
+    fn message(&self, id: u64) -> String {
+        if self.distinct == 0 { format!("m{id}") } else { format!("m{}", id % self.distinct) }
     }
 
     fn verify_kind(&self) -> &str {
@@ -121,7 +130,7 @@ impl Target {
             v.pointer("/result/content/0/text").and_then(Value::as_str).ok_or_else(|| format!("no result: {v}"))?;
         let ok = match self.verify_kind() {
             "big" => text.len() as u64 == self.kib * 1024,
-            _ => text == format!("m{id}"),
+            _ => text == self.message(id),
         };
         if ok { Ok(()) } else { Err("wrong result".into()) }
     }
@@ -145,7 +154,7 @@ async fn connect(args: &Args) -> Result<Target, String> {
     http.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.concurrency * 2).build(http);
     let uri: Uri = args.url.parse().map_err(|e| format!("--url: {e}"))?;
-    let mut target = Target { client, uri, era: args.era, session: None, tool: args.tool.clone(), kib: args.kib };
+    let mut target = Target { client, uri, era: args.era, session: None, tool: args.tool.clone(), kib: args.kib, distinct: args.distinct };
     if args.era == Era::Legacy {
         let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
             "protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "sekisho-loadgen", "version": "0"}}});
