@@ -335,12 +335,14 @@ impl Store {
         redis: &RedisConfig,
         stop: CancellationToken,
     ) -> Arc<Store> {
-        // Weigh each entry at least max_bytes / max_entries, so both caps hold.
-        let floor = (cache.max_bytes / cache.max_entries.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
+        // Weights are in KiB (moka sizes its internal structures by capacity, so byte units would
+        // cost memory); each entry weighs at least capacity / max_entries, so both caps hold.
+        let capacity_kib = (cache.max_bytes / 1024).max(1);
+        let floor = (capacity_kib / cache.max_entries.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
         let l1 = moka::future::Cache::builder()
-            .max_capacity(cache.max_bytes)
+            .max_capacity(capacity_kib)
             .weigher(move |k: &String, v: &Arc<Entry>| {
-                u32::try_from(v.body.len() + k.len() + 128).unwrap_or(u32::MAX).max(floor)
+                u32::try_from((v.body.len() + k.len() + 128).div_ceil(1024)).unwrap_or(u32::MAX).max(floor)
             })
             .expire_after(PerEntryTtl)
             .eviction_listener(|_k, _v, cause| {

@@ -324,7 +324,8 @@ impl Router {
                 Origin::Gateway => call.ctx.client.era,
             };
             let entry = Entry {
-                body: body.clone(),
+                // A copy: the reply is a slice of the whole upstream read buffer, which must not live on.
+                body: Bytes::copy_from_slice(body),
                 error,
                 era,
                 upstream: Arc::clone(&up.name),
@@ -382,7 +383,8 @@ impl Router {
                 if *ns == up.name && body.len() <= store.cache.max_entry_bytes && storable(body) =>
             {
                 Some(Arc::new(Entry {
-                    body: body.clone(),
+                    // A copy: the reply is a slice of the whole upstream read buffer, which must not live on.
+                    body: Bytes::copy_from_slice(body),
                     error: false,
                     era: *era,
                     upstream: Arc::clone(&up.name),
@@ -473,7 +475,8 @@ impl Router {
         }
         METRICS.cache_lookup(Name::Shared(Arc::clone(&up.name)), &target, "none", "miss");
         let entry = Arc::new(Entry {
-            body: body.clone(),
+            // A copy: the reply is a slice of the whole upstream read buffer, which must not live on.
+            body: Bytes::copy_from_slice(body),
             error: false,
             era: *era,
             upstream: Arc::clone(&up.name),
