@@ -141,6 +141,8 @@ def main() -> None:
     try:
         up_port = free_port()
         upstream = start([echo, "http", "--listen", f"127.0.0.1:{up_port}"])
+        slow_port = free_port()
+        slow = start([echo, "http", "--listen", f"127.0.0.1:{slow_port}", "--echo-delay-ms", "2"])
         gw_port = free_port()
         config = os.path.join(work, "sekisho.toml")
         with open(config, "w") as f:
@@ -156,6 +158,9 @@ command = {json.dumps(echo)}
 args = ["stdio"]
 [upstreams.c]
 url = "http://127.0.0.1:{up_port}/mcp"
+trusted = true
+[upstreams.d]
+url = "http://127.0.0.1:{slow_port}/mcp"
 trusted = true
 """)
         gw = start([gateway, "serve", "--config", config])
@@ -185,6 +190,9 @@ trusted = true
             del targets["sekisho-stdio"]
             targets["cache-miss"] = (f"http://127.0.0.1:{gw_port}/mcp", "c__echo", gw.pid, ["--distinct", "0"])
             targets["cache-hit"] = (f"http://127.0.0.1:{gw_port}/mcp", "c__echo", gw.pid, ["--distinct", "64"])
+            # The same comparison against an upstream whose echo takes 2 ms (real work).
+            targets["direct-2ms"] = (f"http://127.0.0.1:{slow_port}/mcp", "echo", slow.pid)
+            targets["cache-hit-2ms"] = (f"http://127.0.0.1:{gw_port}/mcp", "d__echo", gw.pid, ["--distinct", "64"])
         if b:
             targets["B-http"] = (f"http://127.0.0.1:{b_port}/mcp", "h__echo", b.pid)
             targets["B-stdio"] = (f"http://127.0.0.1:{b_port}/mcp", "s__echo", b.pid)
@@ -253,9 +261,9 @@ trusted = true
 
         rows = []
         for conc, kib in cells:
-            direct = results[(conc, kib, "direct")]
-            d_rps = statistics.median(x["rps"] for x in direct["runs"])
             for name in targets:
+                base = "direct-2ms" if name.endswith("-2ms") else "direct"
+                d_rps = statistics.median(x["rps"] for x in results[(conc, kib, base)]["runs"])
                 runs = results[(conc, kib, name)]["runs"]
                 rps = statistics.median(x["rps"] for x in runs)
                 reqs = sum(x["requests"] for x in runs)

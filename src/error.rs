@@ -117,8 +117,14 @@ impl GatewayError {
     pub fn side(&self) -> Side {
         use GatewayError::*;
         match self {
-            InvalidParams(_) | MethodNotFound(_) | UnknownTool(_) | UnknownPrompt(_) | ResourceNotFound(_)
-            | InvalidCursor | Forbidden(_) | IdempotencyConflict { .. } => Side::Client,
+            InvalidParams(_)
+            | MethodNotFound(_)
+            | UnknownTool(_)
+            | UnknownPrompt(_)
+            | ResourceNotFound(_)
+            | InvalidCursor
+            | Forbidden(_)
+            | IdempotencyConflict { .. } => Side::Client,
             UpstreamUnavailable { .. }
             | UpstreamTimeout { .. }
             | UpstreamTransport { .. }

@@ -42,11 +42,7 @@ async fn call(url: &str, bearer: Option<&str>, tool: &str, args: Value, idem: Op
 }
 
 fn cache_status(a: &Answer) -> String {
-    a.body
-        .pointer("/result/_meta/io.sekisho~1cache/status")
-        .and_then(Value::as_str)
-        .unwrap_or("none")
-        .to_string()
+    a.body.pointer("/result/_meta/io.sekisho~1cache/status").and_then(Value::as_str).unwrap_or("none").to_string()
 }
 
 fn cache_level(a: &Answer) -> String {
@@ -196,7 +192,11 @@ async fn identical_concurrent_calls_share_one_upstream_call() {
 async fn an_idempotency_key_replays_the_first_answer_and_runs_the_side_effect_once() {
     let dir = tempfile::tempdir().unwrap();
     let effects = dir.path().join("effects");
-    let toml = format!("{}env = {{ ECHO_EFFECTS_FILE = {:?} }}\n", stdio_upstream("io", "legacy"), effects.display().to_string());
+    let toml = format!(
+        "{}env = {{ ECHO_EFFECTS_FILE = {:?} }}\n",
+        stdio_upstream("io", "legacy"),
+        effects.display().to_string()
+    );
     let gw = Gateway::start(&toml).await;
     let url = gw.url("/mcp");
     let effects_count = || std::fs::read_to_string(&effects).map(|t| t.lines().count()).unwrap_or(0);
@@ -223,7 +223,15 @@ async fn an_idempotency_key_replays_the_first_answer_and_runs_the_side_effect_on
     };
     let s = Legacy::open(&url, "2025-11-25").await;
     for i in 0..2 {
-        let a = read(with_header(i).header("mcp-session-id", &s.session).header("mcp-protocol-version", &s.version).send().await.unwrap()).await;
+        let a = read(
+            with_header(i)
+                .header("mcp-session-id", &s.session)
+                .header("mcp-protocol-version", &s.version)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
         assert_eq!(text(&a), "effect recorded");
     }
     assert_eq!(effects_count(), 3, "Idempotency-Key: once");
@@ -436,4 +444,33 @@ async fn resource_reads_are_cached_for_their_ttl_and_dropped_when_updated() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(read("sekisho://res/echo://items/2").await, "hit", "other resources stay cached");
+}
+
+#[tokio::test]
+async fn a_repeat_while_the_first_call_runs_waits_or_is_told_it_is_in_progress() {
+    let toml = format!("[idempotency]\nwait = \"250ms\"\n{}", stdio_upstream("up", "legacy"));
+    let gw = Gateway::start(&toml).await;
+    let url = Arc::new(gw.url("/mcp"));
+    let slow = |key: &'static str, ms: u64| {
+        let url = Arc::clone(&url);
+        tokio::spawn(async move { call(&url, None, "up__sleep_ms", json!({"ms": ms}), Some(key)).await })
+    };
+    // A repeat that outlives `wait` gets a clear, retryable "in progress" error.
+    let first = slow("long", 1200);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let busy = slow("long", 1200).await.unwrap();
+    assert_eq!(busy.error_code(), Some(-32014), "{}", busy.raw);
+    assert_eq!(busy.body["error"]["data"]["retryable"], true);
+    assert!(started.elapsed() < Duration::from_millis(1000));
+    assert_eq!(text(&first.await.unwrap()), "slept 1200 ms");
+    // A repeat within `wait` waits for the first call and gets its answer.
+    let first = slow("short", 150);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let waited = slow("short", 150).await.unwrap();
+    assert_eq!(text(&waited), "slept 150 ms");
+    assert_eq!(waited.body.pointer("/result/_meta/io.sekisho~1idempotency/status"), Some(&json!("replayed")));
+    assert_eq!(text(&first.await.unwrap()), "slept 150 ms");
+    // Two sleeps and this count reached the upstream.
+    assert_eq!(upstream_calls(&url, "up__count").await, 3);
 }

@@ -79,7 +79,8 @@ impl L2 {
         self.failing.store(true, Ordering::Relaxed);
         let now = now_s();
         let last = self.last_warning_s.load(Ordering::Relaxed);
-        if now >= last + 10 && self.last_warning_s.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        if now >= last + 10
+            && self.last_warning_s.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
         {
             tracing::warn!(op, error, "Redis failed; serving from the in-process cache and upstreams");
         }

@@ -529,14 +529,18 @@ impl Store {
     /// and everything in Redis by bumping the generation that every key includes.
     pub async fn invalidate(&self, upstream: &str, tool: Option<&str>) {
         let (up, t): (Arc<str>, Option<Arc<str>>) = (Arc::from(upstream), tool.map(Arc::from));
-        let _ = self.l1.invalidate_entries_if(move |_, e| *e.upstream == *up && t.as_deref().is_none_or(|t| *e.tool == *t));
+        let _ =
+            self.l1.invalidate_entries_if(move |_, e| *e.upstream == *up && t.as_deref().is_none_or(|t| *e.tool == *t));
         let name = match tool {
             Some(t) => format!("t:{upstream}/{t}"),
             None => format!("u:{upstream}"),
         };
         if let Some(l2) = &self.l2 {
             if let Some(v) = l2.incr(&format!("{}gen:{name}", l2.prefix)).await {
-                self.generations.lock().expect("generations lock").insert(name, Generation { value: v, fetched: Instant::now() });
+                self.generations
+                    .lock()
+                    .expect("generations lock")
+                    .insert(name, Generation { value: v, fetched: Instant::now() });
             }
         }
         METRICS.cache_invalidation();
@@ -602,9 +606,10 @@ impl Store {
                 }
             }
             let (tx, rx) = watch::channel(None);
-            let entry = self.idem_local.entry(record.clone()).or_insert_with(|| {
-                Arc::new(IdemRecord { hash: hash.clone(), done: Mutex::new(None), waiters: rx })
-            });
+            let entry = self
+                .idem_local
+                .entry(record.clone())
+                .or_insert_with(|| Arc::new(IdemRecord { hash: hash.clone(), done: Mutex::new(None), waiters: rx }));
             let fresh = entry.is_fresh();
             let rec = entry.into_value();
             if fresh {

@@ -82,7 +82,13 @@ pub async fn clear_cache(
         if let Some(v) = v {
             let v: String = v
                 .bytes()
-                .map(|b| if b.is_ascii_alphanumeric() || b"-_.".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
                 .collect();
             query.push(format!("{k}={v}"));
         }

@@ -229,7 +229,11 @@ impl Metrics {
         let cache_evictions = Counter::default();
         registry.register("cache_evictions", "L1 entries evicted by the size caps", cache_evictions.clone());
         let cache_invalidations = Counter::default();
-        registry.register("cache_invalidations", "Cache invalidations (list_changed, clear)", cache_invalidations.clone());
+        registry.register(
+            "cache_invalidations",
+            "Cache invalidations (list_changed, clear)",
+            cache_invalidations.clone(),
+        );
         let cache_entries = Gauge::default();
         registry.register("cache_entries", "Entries in the L1 cache", cache_entries.clone());
         let cache_bytes = Gauge::default();

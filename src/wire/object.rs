@@ -210,7 +210,9 @@ pub fn set_meta_member(obj: &[u8], key: &str, value: &[u8]) -> Vec<u8> {
         if k == "_meta" && ObjectView::parse(raw).is_ok_and(|m| m.get(raw, key).is_none()) {
             w.with("_meta", |o| prepend_members(o, raw, &member));
             done = true;
-        } else if k == "_meta" && let Ok(m) = ObjectView::parse(raw) {
+        } else if k == "_meta"
+            && let Ok(m) = ObjectView::parse(raw)
+        {
             // Replace the existing member of the same key.
             w.with("_meta", |o| {
                 let mut inner = ObjectWriter::begin(o);

@@ -43,8 +43,14 @@ enum Mode {
         listen: String,
         #[arg(long, value_enum, default_value = "dual")]
         era: Era,
+        /// `echo` waits this long before answering (a stand-in for an upstream with real work).
+        #[arg(long, default_value_t = 0)]
+        echo_delay_ms: u64,
     },
 }
+
+/// Milliseconds `echo` waits before answering (`--echo-delay-ms`).
+static ECHO_DELAY_MS: AtomicU64 = AtomicU64::new(0);
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Era {
@@ -211,7 +217,13 @@ impl Upstream {
         let args = &params["arguments"];
         let name = params["name"].as_str().unwrap_or("");
         match name {
-            "echo" => text(args["message"].as_str().unwrap_or("")),
+            "echo" => {
+                let delay = ECHO_DELAY_MS.load(Ordering::Relaxed);
+                if delay > 0 {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                }
+                text(args["message"].as_str().unwrap_or(""))
+            }
             "add" => {
                 let sum = args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0);
                 json!({"content": [{"type": "text", "text": sum.to_string()}], "structuredContent": {"sum": sum}})
@@ -527,7 +539,8 @@ fn main() {
     runtime.block_on(async move {
         match args.mode {
             Mode::Stdio { era } => serve_stdio(Upstream::new(era)).await,
-            Mode::Http { listen, era } => {
+            Mode::Http { listen, era, echo_delay_ms } => {
+                ECHO_DELAY_MS.store(echo_delay_ms, Ordering::Relaxed);
                 if let Err(e) = serve_http(Upstream::new(era), &listen).await {
                     eprintln!("echo-upstream: {e}");
                     std::process::exit(1);

@@ -154,7 +154,15 @@ async fn connect(args: &Args) -> Result<Target, String> {
     http.set_nodelay(true);
     let client = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(args.concurrency * 2).build(http);
     let uri: Uri = args.url.parse().map_err(|e| format!("--url: {e}"))?;
-    let mut target = Target { client, uri, era: args.era, session: None, tool: args.tool.clone(), kib: args.kib, distinct: args.distinct };
+    let mut target = Target {
+        client,
+        uri,
+        era: args.era,
+        session: None,
+        tool: args.tool.clone(),
+        kib: args.kib,
+        distinct: args.distinct,
+    };
     if args.era == Era::Legacy {
         let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
             "protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "sekisho-loadgen", "version": "0"}}});
