@@ -66,15 +66,19 @@ impl Entry {
         self.ttl.saturating_sub(Duration::from_millis(self.age_ms()))
     }
 
+    /// The L2 form: a JSON object whose `body` member is the stored JSON byte for byte.
     fn encode(&self) -> Vec<u8> {
         let era = if self.era == Era::Modern { "modern" } else { "legacy" };
-        let body = std::str::from_utf8(&self.body).unwrap_or("null");
-        let wire = serde_json::json!({
-            "era": era, "up": &*self.upstream, "tool": &*self.tool, "at": self.stored_ms,
-            "ttl": self.ttl.as_millis() as u64, "err": self.error,
-            "body": RawValue::from_string(body.to_string()).unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null")),
-        });
-        serde_json::to_vec(&wire).expect("JSON")
+        let mut out = Vec::with_capacity(self.body.len() + 128);
+        out.extend_from_slice(format!(r#"{{"era":"{era}","up":"#).as_bytes());
+        serde_json::to_writer(&mut out, &*self.upstream).expect("JSON");
+        out.extend_from_slice(b",\"tool\":");
+        serde_json::to_writer(&mut out, &*self.tool).expect("JSON");
+        let rest = format!(r#","at":{},"ttl":{},"err":{},"body":"#, self.stored_ms, self.ttl.as_millis(), self.error);
+        out.extend_from_slice(rest.as_bytes());
+        out.extend_from_slice(if self.body.is_empty() { b"null" } else { &self.body });
+        out.push(b'}');
+        out
     }
 
     fn decode(raw: &[u8]) -> Option<Entry> {
@@ -228,6 +232,9 @@ impl Drop for Leader {
     }
 }
 
+/// Where the first call of a key announces its answer (`None`: it failed without one).
+type Outcome = watch::Sender<Option<Arc<Entry>>>;
+
 /// What [`Store::idempotency_begin`] decided.
 pub enum Begin {
     /// First use of the key: run the call, then [`Claim::complete`] it.
@@ -242,7 +249,7 @@ pub struct Claim {
     store: Arc<Store>,
     record: String,
     hash: String,
-    local: Option<(Arc<IdemRecord>, watch::Sender<Option<Arc<Entry>>>)>,
+    local: Option<(Arc<IdemRecord>, Outcome)>,
     done: bool,
 }
 
@@ -518,9 +525,7 @@ impl Store {
                 return Some(e);
             }
             // The leader gave up (its call failed or was not cacheable): stop waiting.
-            if l2.get(&lease).await.is_none() {
-                return None;
-            }
+            l2.get(&lease).await?;
         }
         None
     }
@@ -535,13 +540,13 @@ impl Store {
             Some(t) => format!("t:{upstream}/{t}"),
             None => format!("u:{upstream}"),
         };
-        if let Some(l2) = &self.l2 {
-            if let Some(v) = l2.incr(&format!("{}gen:{name}", l2.prefix)).await {
-                self.generations
-                    .lock()
-                    .expect("generations lock")
-                    .insert(name, Generation { value: v, fetched: Instant::now() });
-            }
+        if let Some(l2) = &self.l2
+            && let Some(v) = l2.incr(&format!("{}gen:{name}", l2.prefix)).await
+        {
+            self.generations
+                .lock()
+                .expect("generations lock")
+                .insert(name, Generation { value: v, fetched: Instant::now() });
         }
         METRICS.cache_invalidation();
     }
@@ -585,14 +590,19 @@ impl Store {
                     }
                     Some(false) => {
                         if let Some(raw) = l2.get(&record).await {
-                            let v: serde_json::Value = serde_json::from_slice(&raw).unwrap_or_default();
-                            if v["h"] != hash.as_str() {
-                                return Err(conflict());
+                            #[derive(serde::Deserialize)]
+                            struct Record<'a> {
+                                h: &'a str,
+                                #[serde(borrow)]
+                                e: Option<&'a RawValue>,
                             }
-                            if v["s"] == "d"
-                                && let Some(e) = v.get("e").and_then(|e| Entry::decode(e.to_string().as_bytes()))
-                            {
-                                return Ok(Begin::Replay(Arc::new(e)));
+                            if let Ok(r) = serde_json::from_slice::<Record<'_>>(&raw) {
+                                if r.h != hash {
+                                    return Err(conflict());
+                                }
+                                if let Some(e) = r.e.and_then(|e| Entry::decode(e.get().as_bytes())) {
+                                    return Ok(Begin::Replay(Arc::new(e)));
+                                }
                             }
                         }
                         if Instant::now() >= deadline {
