@@ -401,13 +401,7 @@ impl Router {
         if let Some(leader) = leader {
             leader.finish(entry);
         }
-        reply.map(|r| match r {
-            Reply::Result { body, origin } => Reply::Result {
-                body: Bytes::from(set_meta_member(&body, mcp::META_CACHE, br#"{"status":"miss"}"#)),
-                origin,
-            },
-            other => other,
-        })
+        reply.map(marked_miss)
     }
 
     async fn forward_uri(&self, call: &Call) -> Result<Reply, GatewayError> {
@@ -486,13 +480,7 @@ impl Router {
         });
         let key = if scope == CacheScope::Public { &public.key } else { &private.key };
         store.put(key, entry).await;
-        Ok(match reply {
-            Reply::Result { body, origin } => Reply::Result {
-                body: Bytes::from(set_meta_member(&body, mcp::META_CACHE, br#"{"status":"miss"}"#)),
-                origin,
-            },
-            other => other,
-        })
+        Ok(marked_miss(reply))
     }
 
     async fn forward_completion(&self, call: &Call) -> Result<Reply, GatewayError> {
@@ -648,6 +636,17 @@ fn storable(result: &[u8]) -> bool {
     let Ok(view) = ObjectView::parse(result) else { return false };
     view.get(result, "isError").is_none_or(|s| &result[s] != b"true")
         && view.get_str(result, "resultType").is_none_or(|t| t != "input_required")
+}
+
+/// A cacheable call's fresh result, marked `_meta["io.sekisho/cache"] = {"status": "miss"}`.
+fn marked_miss(reply: Reply) -> Reply {
+    match reply {
+        Reply::Result { body, origin } => Reply::Result {
+            body: Bytes::from(set_meta_member(&body, mcp::META_CACHE, br#"{"status":"miss"}"#)),
+            origin,
+        },
+        other => other,
+    }
 }
 
 /// A cached entry as this call's reply, marked with `_meta["io.sekisho/cache"]`.
