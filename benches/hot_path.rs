@@ -193,5 +193,80 @@ fn resilience_layers(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, envelope, catalog, sse_framing, resilience_layers);
+/// The cache's work on one call without I/O (no Redis): the key (canonical arguments, SHA-256),
+/// an L1 hit, and a miss that leads the coalescing flight and stores into a full L1.
+fn cache_path(c: &mut Criterion) {
+    use std::time::Duration;
+
+    use sekisho::cache::config::{CacheConfig, CacheScope, IdempotencyConfig, RedisConfig};
+    use sekisho::cache::{Entry, Flight, Store, canonical_arguments, now_ms};
+    use sekisho::pipeline::ctx::Principal;
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let store = rt.block_on(async {
+        Store::new(
+            &CacheConfig::default(),
+            &IdempotencyConfig::default(),
+            &RedisConfig::default(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+    });
+    let body = Bytes::from_static(br#"{"content":[{"type":"text","text":"m12345"}]}"#);
+    let up: Arc<str> = Arc::from("c");
+    let entry = |ttl| {
+        Arc::new(Entry {
+            body: body.clone(),
+            error: false,
+            era: Era::Legacy,
+            upstream: Arc::clone(&up),
+            tool: Arc::from("echo"),
+            stored_ms: now_ms(),
+            ttl,
+        })
+    };
+    let args = br#"{"message":"m12345"}"#;
+    let key = |i: u64| {
+        let store = Arc::clone(&store);
+        async move {
+            let args = format!(r#"{{"message":"m{i}"}}"#);
+            let canonical = canonical_arguments(Some(args.as_bytes()));
+            store
+                .plan(&Principal::Anonymous, CacheScope::Private, "c", "echo", &canonical, Duration::from_secs(300))
+                .await
+        }
+    };
+    let mut g = c.benchmark_group("cache");
+    g.bench_function("key: canonical arguments + SHA-256", |b| {
+        b.iter(|| {
+            let canonical = canonical_arguments(Some(black_box(args)));
+            rt.block_on(store.plan(&Principal::Anonymous, CacheScope::Private, "c", "echo", &canonical, Duration::ZERO))
+        })
+    });
+    let hit = rt.block_on(key(0));
+    rt.block_on(store.put(&hit.key, entry(Duration::from_secs(300))));
+    g.bench_function("hit: L1 lookup", |b| b.iter(|| rt.block_on(store.lookup(black_box(&hit.key))).expect("hit")));
+    // Fill L1 to its cap so every further miss also evicts.
+    rt.block_on(async {
+        for i in 1..=12_000 {
+            store.put(&key(i).await.key, entry(Duration::from_secs(300))).await;
+        }
+    });
+    let mut i = 1_000_000u64;
+    g.bench_function("miss: lookup + lead the flight + store into a full L1", |b| {
+        b.iter(|| {
+            i += 1;
+            rt.block_on(async {
+                let plan = key(i).await;
+                assert!(store.lookup(&plan.key).await.is_none());
+                let Flight::Leader(leader) = store.coalesce(&plan.key).await else { panic!("leader") };
+                let e = entry(plan.ttl);
+                store.put(&plan.key, Arc::clone(&e)).await;
+                leader.finish(Some(e));
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, envelope, catalog, sse_framing, resilience_layers, cache_path);
 criterion_main!(benches);

@@ -10,6 +10,8 @@
 //!   The same key names the entry in L1 and L2.
 //! - **Invalidation** drops matching L1 entries and increments the generation in Redis, which
 //!   every replica re-reads at most a second later: no `KEYS` scans.
+//! - **L1** is a `moka::sync::Cache`: its operations take microseconds and never wait, so the
+//!   async call path uses it directly.
 //! - **Coalescing**: one upstream call per key at a time in a process (followers wait for the
 //!   leader's result); across replicas the leader takes a Redis lease (`SET NX PX`) and the
 //!   others poll L2 for its result until the lease runs out.
@@ -318,7 +320,7 @@ pub struct Store {
     /// `[cache]`.
     pub cache: CacheConfig,
     idem: IdempotencyConfig,
-    l1: moka::future::Cache<String, Arc<Entry>>,
+    l1: moka::sync::Cache<String, Arc<Entry>>,
     l2: Option<Arc<L2>>,
     generations: Mutex<HashMap<String, Generation>>,
     flights: Mutex<HashMap<String, watch::Receiver<Option<Arc<Entry>>>>>,
@@ -346,7 +348,7 @@ impl Store {
         // cost memory); each entry weighs at least capacity / max_entries, so both caps hold.
         let capacity_kib = (cache.max_bytes / 1024).max(1);
         let floor = (capacity_kib / cache.max_entries.max(1)).clamp(1, u64::from(u32::MAX)) as u32;
-        let l1 = moka::future::Cache::builder()
+        let l1 = moka::sync::Cache::builder()
             .max_capacity(capacity_kib)
             .weigher(move |k: &String, v: &Arc<Entry>| {
                 u32::try_from((v.body.len() + k.len() + 128).div_ceil(1024)).unwrap_or(u32::MAX).max(floor)
@@ -434,7 +436,7 @@ impl Store {
 
     /// Look `key` up in L1, then L2 (an L2 hit fills L1).
     pub async fn lookup(&self, key: &str) -> Option<(Arc<Entry>, Level)> {
-        if let Some(e) = self.l1.get(key).await {
+        if let Some(e) = self.l1.get(key) {
             return Some((e, Level::L1));
         }
         let raw = self.l2.as_ref()?.get(key).await?;
@@ -442,7 +444,7 @@ impl Store {
         if entry.remaining().is_zero() {
             return None;
         }
-        self.l1.insert(key.to_string(), Arc::clone(&entry)).await;
+        self.l1.insert(key.to_string(), Arc::clone(&entry));
         Some((entry, Level::L2))
     }
 
@@ -451,7 +453,7 @@ impl Store {
         if let Some(l2) = &self.l2 {
             let _ = l2.set(key, &entry.encode(), entry.ttl, false).await;
         }
-        self.l1.insert(key.to_string(), entry).await;
+        self.l1.insert(key.to_string(), entry);
     }
 
     /// Join the in-flight call for `key`, or lead it. A leader also takes the Redis lease when
@@ -521,7 +523,7 @@ impl Store {
                 && let Some(e) = Entry::decode(&raw)
             {
                 let e = Arc::new(e);
-                self.l1.insert(key.to_string(), Arc::clone(&e)).await;
+                self.l1.insert(key.to_string(), Arc::clone(&e));
                 return Some(e);
             }
             // The leader gave up (its call failed or was not cacheable): stop waiting.
