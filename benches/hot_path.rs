@@ -222,6 +222,7 @@ fn cache_path(c: &mut Criterion) {
             tool: Arc::from("echo"),
             stored_ms: now_ms(),
             ttl,
+            adaptive: false,
         })
     };
     let args = br#"{"message":"m12345"}"#;

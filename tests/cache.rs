@@ -474,3 +474,28 @@ async fn a_repeat_while_the_first_call_runs_waits_or_is_told_it_is_in_progress()
     // Two sleeps and this count reached the upstream.
     assert_eq!(upstream_calls(&url, "up__count").await, 3);
 }
+
+#[tokio::test]
+async fn adaptive_ttl_keeps_hot_keys_longer_and_cold_keys_shorter() {
+    let toml = format!(
+        "[cache]\nttl = \"600ms\"\nadaptive_ttl = true\nadaptive_min = \"600ms\"\nadaptive_max = \"5s\"\n{}",
+        trusted("up")
+    );
+    let gw = Gateway::start(&toml).await;
+    let url = gw.url("/mcp");
+    let status = |m: &'static str| {
+        let url = url.clone();
+        async move { cache_status(&call(&url, None, "up__echo", json!({"message": m}), None).await) }
+    };
+    assert_eq!(status("hot").await, "miss");
+    assert_eq!(status("cold").await, "miss");
+    // Each hit doubles the hot key's lifetime: 600 ms → 1.2 s → 2.4 s → 4.8 s.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(status("hot").await, "hit");
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // ~1.7 s after it was stored: far past the 600 ms a cold key gets.
+    assert_eq!(status("hot").await, "hit", "a hot key outlives the base TTL");
+    assert_eq!(status("cold").await, "miss", "a key nobody read expired at adaptive_min");
+}

@@ -49,6 +49,17 @@ pub struct CacheConfig {
     /// How long other replicas wait for the replica holding the lease before calling themselves.
     #[serde(with = "humantime_serde")]
     pub lease: Duration,
+    /// Adaptive TTL for tool results in L1: an entry starts with `adaptive_min` and every hit
+    /// doubles its lifetime (counted from when it was stored) up to `adaptive_max`, so hot keys
+    /// live longer and cold ones shorter. Off by default; L2 always uses the fixed TTL, and
+    /// resources keep their upstream's `ttlMs`.
+    pub adaptive_ttl: bool,
+    /// Lifetime of a new entry under `adaptive_ttl`.
+    #[serde(with = "humantime_serde")]
+    pub adaptive_min: Duration,
+    /// Longest lifetime under `adaptive_ttl`.
+    #[serde(with = "humantime_serde")]
+    pub adaptive_max: Duration,
 }
 
 impl Default for CacheConfig {
@@ -62,6 +73,9 @@ impl Default for CacheConfig {
             default_scope: CacheScope::Private,
             coalesce: true,
             lease: Duration::from_secs(5),
+            adaptive_ttl: false,
+            adaptive_min: Duration::from_secs(60),
+            adaptive_max: Duration::from_secs(1800),
         }
     }
 }
@@ -79,6 +93,20 @@ pub struct IdempotencyConfig {
     /// "in progress" (-32014).
     #[serde(with = "humantime_serde")]
     pub wait: Duration,
+}
+
+impl CacheConfig {
+    /// Problems with these settings.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.max_entries == 0 || self.max_bytes < 1024 {
+            p.push("cache.max_entries must be at least 1 and cache.max_bytes at least 1024".into());
+        }
+        if self.adaptive_ttl && (self.adaptive_min.is_zero() || self.adaptive_min > self.adaptive_max) {
+            p.push("cache.adaptive_min must be positive and at most cache.adaptive_max".into());
+        }
+        p
+    }
 }
 
 impl Default for IdempotencyConfig {

@@ -56,6 +56,9 @@ pub struct Entry {
     pub stored_ms: u64,
     /// How long it lives from `stored_ms`.
     pub ttl: Duration,
+    /// Whether `[cache] adaptive_ttl` may shorten and stretch its L1 lifetime (tool results;
+    /// not resources, whose lifetime is the upstream's).
+    pub adaptive: bool,
 }
 
 impl Entry {
@@ -76,7 +79,13 @@ impl Entry {
         serde_json::to_writer(&mut out, &*self.upstream).expect("JSON");
         out.extend_from_slice(b",\"tool\":");
         serde_json::to_writer(&mut out, &*self.tool).expect("JSON");
-        let rest = format!(r#","at":{},"ttl":{},"err":{},"body":"#, self.stored_ms, self.ttl.as_millis(), self.error);
+        let rest = format!(
+            r#","at":{},"ttl":{},"err":{},"adaptive":{},"body":"#,
+            self.stored_ms,
+            self.ttl.as_millis(),
+            self.error,
+            self.adaptive
+        );
         out.extend_from_slice(rest.as_bytes());
         out.extend_from_slice(if self.body.is_empty() { b"null" } else { &self.body });
         out.push(b'}');
@@ -92,6 +101,8 @@ impl Entry {
             at: u64,
             ttl: u64,
             err: bool,
+            #[serde(default)]
+            adaptive: bool,
             #[serde(borrow)]
             body: &'a RawValue,
         }
@@ -104,6 +115,7 @@ impl Entry {
             tool: Arc::from(w.tool),
             stored_ms: w.at,
             ttl: Duration::from_millis(w.ttl),
+            adaptive: w.adaptive,
         })
     }
 }
@@ -327,11 +339,38 @@ pub struct Store {
     idem_local: moka::sync::Cache<String, Arc<IdemRecord>>,
 }
 
-struct PerEntryTtl;
+/// L1 lifetimes: the entry's own TTL, or under `adaptive_ttl` a lifetime that starts at
+/// `min` and doubles with every hit up to `max` (both counted from when it was stored).
+struct PerEntryTtl {
+    adaptive: Option<(Duration, Duration)>,
+}
 
 impl moka::Expiry<String, Arc<Entry>> for PerEntryTtl {
     fn expire_after_create(&self, _key: &String, value: &Arc<Entry>, _created_at: Instant) -> Option<Duration> {
-        Some(value.remaining())
+        match self.adaptive {
+            Some((min, _)) if value.adaptive => {
+                Some(min.saturating_sub(Duration::from_millis(value.age_ms())).min(value.remaining()))
+            }
+            _ => Some(value.remaining()),
+        }
+    }
+
+    fn expire_after_read(
+        &self,
+        _key: &String,
+        value: &Arc<Entry>,
+        _read_at: Instant,
+        until_expiry: Option<Duration>,
+        _last_modified_at: Instant,
+    ) -> Option<Duration> {
+        match (self.adaptive, until_expiry) {
+            (Some((_, max)), Some(left)) if value.adaptive => {
+                let age = Duration::from_millis(value.age_ms());
+                let lifetime = ((age + left) * 2).min(max);
+                Some(lifetime.saturating_sub(age).max(left))
+            }
+            _ => until_expiry,
+        }
     }
 }
 
@@ -353,7 +392,9 @@ impl Store {
             .weigher(move |k: &String, v: &Arc<Entry>| {
                 u32::try_from((v.body.len() + k.len() + 128).div_ceil(1024)).unwrap_or(u32::MAX).max(floor)
             })
-            .expire_after(PerEntryTtl)
+            .expire_after(PerEntryTtl {
+                adaptive: cache.adaptive_ttl.then_some((cache.adaptive_min, cache.adaptive_max)),
+            })
             .eviction_listener(|_k, _v, cause| {
                 if cause == moka::notification::RemovalCause::Size {
                     METRICS.cache_eviction();
@@ -694,8 +735,12 @@ mod tests {
             tool: Arc::from("t"),
             stored_ms: 42,
             ttl: Duration::from_secs(3),
+            adaptive: true,
         };
         let d = Entry::decode(&e.encode()).unwrap();
-        assert_eq!((d.body, d.era, &*d.upstream, &*d.tool, d.stored_ms, d.ttl), (e.body, e.era, "up", "t", 42, e.ttl));
+        assert_eq!(
+            (d.body, d.era, &*d.upstream, &*d.tool, d.stored_ms, d.ttl, d.adaptive),
+            (e.body, e.era, "up", "t", 42, e.ttl, true)
+        );
     }
 }

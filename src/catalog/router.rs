@@ -332,6 +332,7 @@ impl Router {
                 tool: Arc::from(tool),
                 stored_ms: cache::now_ms(),
                 ttl: Duration::ZERO,
+                adaptive: false,
             };
             claim.complete(Arc::new(entry)).await;
         }
@@ -391,6 +392,7 @@ impl Router {
                     tool: Arc::from(tool),
                     stored_ms: cache::now_ms(),
                     ttl,
+                    adaptive: true,
                 }))
             }
             _ => None,
@@ -477,6 +479,7 @@ impl Router {
             tool: Arc::from(target.as_str()),
             stored_ms: cache::now_ms(),
             ttl,
+            adaptive: false,
         });
         let key = if scope == CacheScope::Public { &public.key } else { &private.key };
         store.put(key, entry).await;

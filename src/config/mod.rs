@@ -149,6 +149,7 @@ impl Config {
         problems.extend(self.admission.validate());
         problems.extend(self.resilience.validate());
         problems.extend(self.redis.validate());
+        problems.extend(self.cache.validate());
         for (name, up) in &self.upstreams {
             problems.extend(up.validate(name));
             if let Some(fallback) = &up.fallback
