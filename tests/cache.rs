@@ -499,3 +499,26 @@ async fn adaptive_ttl_keeps_hot_keys_longer_and_cold_keys_shorter() {
     assert_eq!(status("hot").await, "hit", "a hot key outlives the base TTL");
     assert_eq!(status("cold").await, "miss", "a key nobody read expired at adaptive_min");
 }
+
+#[tokio::test]
+async fn a_key_whose_replica_died_mid_call_is_released_after_the_calls_deadline() {
+    let upstream = HttpUpstream::start("legacy").await;
+    let toml = format!(
+        "[idempotency]\nwait = \"300ms\"\n[resilience.retry]\nenabled = false\n{}timeout = \"1s\"\n",
+        fleet_toml("redis://127.0.0.1:6379", &prefix(), &upstream)
+    );
+    let (mut one, two) = (serve(&toml).await, serve(&toml).await);
+    let url = one.url.clone();
+    let first = tokio::spawn(async move { call(&url, None, "up__sleep_ms", json!({"ms": 5000}), Some("k")).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The replica running the call dies: its record stays "in progress" for now…
+    let _ = one.child.kill();
+    let _ = one.child.wait();
+    let _ = first.await;
+    let busy = call(&two.url, None, "up__sleep_ms", json!({"ms": 5000}), Some("k")).await;
+    assert_eq!(busy.error_code(), Some(-32014), "{}", busy.raw);
+    // …until the call's own deadline (1 s, one attempt) plus a second has passed.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let ran = call(&two.url, None, "up__sleep_ms", json!({"ms": 5000}), Some("k")).await;
+    assert_eq!(ran.error_code(), Some(-32011), "the key was free again, so the call ran (and timed out): {}", ran.raw);
+}

@@ -608,11 +608,15 @@ impl Store {
     /// Errors: [`GatewayError::IdempotencyConflict`] when the key was used for a different
     /// request within the window; [`GatewayError::IdempotencyInProgress`] when the first call
     /// is still running after `wait`.
+    ///
+    /// `running_for` is the longest the call can take (all attempts): a Redis record of a call
+    /// whose replica died mid-call expires after it, not after the whole window.
     pub async fn idempotency_begin(
         self: &Arc<Self>,
         principal: &Principal,
         key: &str,
         hash: &[u8; 32],
+        running_for: Duration,
     ) -> Result<Begin, GatewayError> {
         let hash = hex::encode(hash);
         let prefix = self.l2.as_ref().map_or("sekisho:", |l| l.prefix.as_str());
@@ -621,7 +625,8 @@ impl Store {
         let conflict = || GatewayError::IdempotencyConflict { key: key.to_string() };
         loop {
             if let Some(l2) = &self.l2 {
-                match l2.set(&record, &idem_value(&hash, None), self.idem.window, true).await {
+                let pending = (running_for + Duration::from_secs(1)).min(self.idem.window);
+                match l2.set(&record, &idem_value(&hash, None), pending, true).await {
                     Some(true) => {
                         return Ok(Begin::Run(Claim {
                             store: Arc::clone(self),

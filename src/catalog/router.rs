@@ -301,7 +301,9 @@ impl Router {
             None => None,
             Some(k) => {
                 let hash = cache::request_hash("tools/call", &up.name, tool, &args);
-                match self.store.idempotency_begin(&call.ctx.principal, k, &hash).await? {
+                let per_attempt = up.config.tools.get(tool).and_then(|t| t.timeout);
+                let running_for = up.longest_call(per_attempt);
+                match self.store.idempotency_begin(&call.ctx.principal, k, &hash, running_for).await? {
                     Begin::Replay(entry) => {
                         METRICS.idempotent_replay(Name::Shared(Arc::clone(&up.name)));
                         return Ok(replayed(&entry));

@@ -331,6 +331,13 @@ impl Upstream {
         }
     }
 
+    /// The longest one call can take through the retry layer: every attempt to its deadline
+    /// (`per_attempt`, else the upstream's timeout) plus the longest backoffs between them.
+    pub fn longest_call(&self, per_attempt: Option<Duration>) -> Duration {
+        let attempts = if self.retry.enabled { self.retry.max_attempts.max(1) } else { 1 };
+        per_attempt.unwrap_or(self.timeout) * attempts + self.retry.max_delay * (attempts - 1)
+    }
+
     /// A gateway-originated request (listing, probing); returns the raw result.
     ///
     /// Errors: as [`Upstream::call`], plus [`GatewayError::UpstreamProtocol`] for an error answer.
