@@ -113,6 +113,7 @@ def main() -> None:
         action="store_true",
         help="small calls only: direct, sekisho uncached, sekisho cache misses (unique arguments) and hits (64 distinct)",
     )
+    ap.add_argument("--redis", metavar="URL", help="give the gateway this Redis as its L2 (with --cache)")
     ap.add_argument(
         "--layers-off",
         action="store_true",
@@ -163,6 +164,8 @@ trusted = true
 url = "http://127.0.0.1:{slow_port}/mcp"
 trusted = true
 """)
+            if args.redis:
+                f.write(f'[redis]\nurl = "{args.redis}"\nprefix = "bench-{os.getpid()}:"\n')
         gw = start([gateway, "serve", "--config", config])
         wait_http(f"http://127.0.0.1:{gw_port}/readyz?strict=1")
         b = None
