@@ -120,6 +120,33 @@ impl L2 {
         }
     }
 
+    /// `GET key` and `SET lease 1 NX PX ttl` in one round trip: the stored value, if any, and
+    /// whether the lease was taken.
+    pub async fn get_and_lease(&self, key: &str, lease: &str, ttl: Duration) -> Option<(Option<Vec<u8>>, bool)> {
+        let Some(conn) = self.conn.load_full() else {
+            METRICS.redis_error("get_lease");
+            return None;
+        };
+        let mut conn = (*conn).clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("GET").arg(key).cmd("SET").arg(lease).arg(1).arg("NX").arg("PX").arg(ttl.as_millis().max(1) as u64);
+        match tokio::time::timeout(self.timeout, pipe.query_async::<(Option<Vec<u8>>, Option<String>)>(&mut conn)).await
+        {
+            Ok(Ok((value, taken))) => {
+                self.succeeded();
+                Some((value, taken.is_some()))
+            }
+            Ok(Err(e)) => {
+                self.failed("get_lease", &e.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed("get_lease", "timed out");
+                None
+            }
+        }
+    }
+
     /// `GET key`.
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.run::<Option<Vec<u8>>>("get", redis::cmd("GET").arg(key)).await.flatten()

@@ -209,6 +209,8 @@ pub enum Flight {
     Leader(Leader),
     /// Another call with the same key finished first and left this entry.
     Shared(Arc<Entry>, Level),
+    /// The entry was in L2 (a plain hit, found while taking the lead).
+    Stored(Arc<Entry>),
     /// The one this call waited for failed: call upstream without coalescing.
     Alone,
 }
@@ -475,6 +477,11 @@ impl Store {
         Plan { key: format!("{prefix}c:{}", hex::encode(h.finalize())), ttl }
     }
 
+    /// Look `key` up in L1 only.
+    pub fn lookup_l1(&self, key: &str) -> Option<Arc<Entry>> {
+        self.l1.get(key)
+    }
+
     /// Look `key` up in L1, then L2 (an L2 hit fills L1).
     pub async fn lookup(&self, key: &str) -> Option<(Arc<Entry>, Level)> {
         if let Some(e) = self.l1.get(key) {
@@ -497,9 +504,9 @@ impl Store {
         self.l1.insert(key.to_string(), entry);
     }
 
-    /// Join the in-flight call for `key`, or lead it. A leader also takes the Redis lease when
-    /// Redis is configured; a replica that finds the lease taken polls L2 for the result until
-    /// the lease would have run out.
+    /// After an L1 miss: join the in-flight call for `key`, or lead it. A leader with Redis
+    /// looks the key up in L2 and takes the lease in one round trip; a replica that finds the
+    /// lease taken polls L2 for the result until the lease would have run out.
     pub async fn coalesce(self: &Arc<Self>, key: &str) -> Flight {
         let joined = {
             let mut flights = self.flights.lock().expect("flights lock");
@@ -516,7 +523,27 @@ impl Store {
             Err(rx) => rx,
             Ok(tx) => {
                 let mut leader = Leader { store: Arc::clone(self), key: key.to_string(), tx: Some(tx), lease: false };
-                return match self.lease(key).await {
+                let lease = match &self.l2 {
+                    None => Lease::Unavailable,
+                    Some(l2) => {
+                        match l2.get_and_lease(key, &format!("{}lease:{key}", l2.prefix), self.cache.lease).await {
+                            None => Lease::Unavailable,
+                            Some((stored, taken)) => {
+                                leader.lease = taken;
+                                if let Some(e) =
+                                    stored.and_then(|raw| Entry::decode(&raw)).filter(|e| !e.remaining().is_zero())
+                                {
+                                    let e = Arc::new(e);
+                                    self.l1.insert(key.to_string(), Arc::clone(&e));
+                                    leader.finish(Some(Arc::clone(&e)));
+                                    return Flight::Stored(e);
+                                }
+                                if taken { Lease::Taken } else { Lease::HeldElsewhere }
+                            }
+                        }
+                    }
+                };
+                return match lease {
                     Lease::Taken => {
                         leader.lease = true;
                         Flight::Leader(leader)
@@ -542,15 +569,6 @@ impl Store {
                     None => Flight::Alone,
                 };
             }
-        }
-    }
-
-    async fn lease(&self, key: &str) -> Lease {
-        let Some(l2) = &self.l2 else { return Lease::Unavailable };
-        match l2.set(&format!("{}lease:{key}", l2.prefix), b"1", self.cache.lease, true).await {
-            Some(true) => Lease::Taken,
-            Some(false) => Lease::HeldElsewhere,
-            None => Lease::Unavailable,
         }
     }
 

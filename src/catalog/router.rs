@@ -355,28 +355,35 @@ impl Router {
         let store = &self.store;
         let label = || Name::Shared(Arc::clone(&up.name));
         let plan = store.plan(&call.ctx.principal, scope, &up.name, tool, args, ttl).await;
-        if let Some((entry, level)) = store.lookup(&plan.key).await {
+        let hit = |entry: &Entry, level: Level| {
             METRICS.cache_lookup(label(), tool, level.label(), "hit");
-            return Ok(from_cache(&entry, "hit", Some(level)));
+            from_cache(entry, "hit", Some(level))
+        };
+        if let Some(entry) = store.lookup_l1(&plan.key) {
+            return Ok(hit(&entry, Level::L1));
         }
         let leader = if store.cache.coalesce {
+            // Coalescing looks in L2 itself, in the same round trip as the lease.
             match store.coalesce(&plan.key).await {
+                Flight::Stored(entry) => return Ok(hit(&entry, Level::L2)),
                 Flight::Shared(entry, level) => {
                     METRICS.cache_lookup(label(), tool, level.label(), "coalesced");
                     return Ok(from_cache(&entry, "coalesced", Some(level)));
                 }
                 Flight::Leader(leader) => {
                     // The previous leader may have stored its result just before this call led.
-                    if let Some((entry, level)) = store.lookup(&plan.key).await {
+                    if let Some(entry) = store.lookup_l1(&plan.key) {
                         leader.finish(Some(Arc::clone(&entry)));
-                        METRICS.cache_lookup(label(), tool, level.label(), "hit");
-                        return Ok(from_cache(&entry, "hit", Some(level)));
+                        return Ok(hit(&entry, Level::L1));
                     }
                     Some(leader)
                 }
                 Flight::Alone => None,
             }
         } else {
+            if let Some((entry, level)) = store.lookup(&plan.key).await {
+                return Ok(hit(&entry, level));
+            }
             None
         };
         METRICS.cache_lookup(label(), tool, "none", "miss");
