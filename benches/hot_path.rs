@@ -199,7 +199,7 @@ fn cache_path(c: &mut Criterion) {
     use std::time::Duration;
 
     use sekisho::cache::config::{CacheConfig, CacheScope, IdempotencyConfig, RedisConfig};
-    use sekisho::cache::{Entry, Flight, Store, canonical_arguments, now_ms};
+    use sekisho::cache::{Entry, Flight, Store, canonical_arguments};
     use sekisho::pipeline::ctx::Principal;
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -211,45 +211,33 @@ fn cache_path(c: &mut Criterion) {
             tokio_util::sync::CancellationToken::new(),
         )
     });
-    let body = Bytes::from_static(br#"{"content":[{"type":"text","text":"m12345"}]}"#);
+    let body = br#"{"content":[{"type":"text","text":"m12345"}]}"#;
     let up: Arc<str> = Arc::from("c");
-    let entry = |ttl| {
-        Arc::new(Entry {
-            body: body.clone(),
-            error: false,
-            era: Era::Legacy,
-            upstream: Arc::clone(&up),
-            tool: Arc::from("echo"),
-            stored_ms: now_ms(),
-            ttl,
-            adaptive: false,
-        })
-    };
+    let ttl = Duration::from_secs(300);
+    let entry = || Arc::new(Entry::new(body, false, Era::Legacy, &up, "echo", ttl, false));
     let args = br#"{"message":"m12345"}"#;
     let key = |i: u64| {
         let store = Arc::clone(&store);
         async move {
             let args = format!(r#"{{"message":"m{i}"}}"#);
             let canonical = canonical_arguments(Some(args.as_bytes()));
-            store
-                .plan(&Principal::Anonymous, CacheScope::Private, "c", "echo", &canonical, Duration::from_secs(300))
-                .await
+            store.key(&Principal::Anonymous, CacheScope::Private, "c", "echo", &canonical).await
         }
     };
     let mut g = c.benchmark_group("cache");
     g.bench_function("key: canonical arguments + SHA-256", |b| {
         b.iter(|| {
             let canonical = canonical_arguments(Some(black_box(args)));
-            rt.block_on(store.plan(&Principal::Anonymous, CacheScope::Private, "c", "echo", &canonical, Duration::ZERO))
+            rt.block_on(store.key(&Principal::Anonymous, CacheScope::Private, "c", "echo", &canonical))
         })
     });
     let hit = rt.block_on(key(0));
-    rt.block_on(store.put(&hit.key, entry(Duration::from_secs(300))));
-    g.bench_function("hit: L1 lookup", |b| b.iter(|| rt.block_on(store.lookup(black_box(&hit.key))).expect("hit")));
+    rt.block_on(store.put(&hit, entry()));
+    g.bench_function("hit: L1 lookup", |b| b.iter(|| rt.block_on(store.lookup(black_box(&hit))).expect("hit")));
     // Fill L1 to its cap so every further miss also evicts.
     rt.block_on(async {
         for i in 1..=12_000 {
-            store.put(&key(i).await.key, entry(Duration::from_secs(300))).await;
+            store.put(&key(i).await, entry()).await;
         }
     });
     let mut i = 1_000_000u64;
@@ -257,11 +245,11 @@ fn cache_path(c: &mut Criterion) {
         b.iter(|| {
             i += 1;
             rt.block_on(async {
-                let plan = key(i).await;
-                assert!(store.lookup(&plan.key).await.is_none());
-                let Flight::Leader(leader) = store.coalesce(&plan.key).await else { panic!("leader") };
-                let e = entry(plan.ttl);
-                store.put(&plan.key, Arc::clone(&e)).await;
+                let key = key(i).await;
+                assert!(store.lookup(&key).await.is_none());
+                let Flight::Leader(leader) = store.coalesce(&key).await else { panic!("leader") };
+                let e = entry();
+                store.put(&key, Arc::clone(&e)).await;
                 leader.finish(Some(e));
             })
         })

@@ -48,8 +48,7 @@ impl Gateway {
             let up = Arc::clone(upstreams.get(&name).expect("started upstreams exist"));
             tokio::spawn(Arc::clone(&catalog).follow(up, signals, background.clone()));
         }
-        tokio::spawn(fan_out_changes(Arc::clone(&catalog), Arc::clone(&shared.hub), background.clone()));
-        tokio::spawn(invalidate_on_changes(Arc::clone(&catalog), store, background.clone()));
+        tokio::spawn(fan_out_changes(Arc::clone(&catalog), Arc::clone(&shared.hub), store, background.clone()));
         tokio::spawn(sweep_sessions(Arc::clone(&shared), background.clone()));
         Gateway { shared, upstreams, background }
     }
@@ -72,45 +71,31 @@ impl Gateway {
     }
 }
 
-async fn fan_out_changes(catalog: Arc<CatalogState>, hub: Arc<Hub>, stop: CancellationToken) {
+/// Announce catalog changes and resource updates to clients, after dropping what they make
+/// stale in the cache: a changed tool list drops that upstream's cached tool results, an updated
+/// resource its cached reads (in every replica, through the shared generations).
+async fn fan_out_changes(catalog: Arc<CatalogState>, hub: Arc<Hub>, store: Arc<Store>, stop: CancellationToken) {
     use tokio::sync::broadcast::error::RecvError;
     let mut changes = catalog.subscribe();
     let mut updates = catalog.subscribe_updates();
     loop {
         tokio::select! {
             c = changes.recv() => match c {
-                Ok(change) => hub.publish(&change),
-                Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            },
-            u = updates.recv() => match u {
-                Ok(update) => hub.publish_update(&update),
-                Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => return,
-            },
-            () = stop.cancelled() => return,
-        }
-    }
-}
-
-/// A changed tool list drops that upstream's cached tool results, and an updated resource its
-/// cached reads (in every replica, through the shared generations).
-async fn invalidate_on_changes(catalog: Arc<CatalogState>, store: Arc<Store>, stop: CancellationToken) {
-    use tokio::sync::broadcast::error::RecvError;
-    let mut changes = catalog.subscribe();
-    let mut updates = catalog.subscribe_updates();
-    loop {
-        tokio::select! {
-            c = changes.recv() => match c {
-                Ok(change) if change.kind == crate::catalog::listing::ListKind::Tools => {
-                    tracing::info!(upstream = %change.upstream, "tool list changed; dropping its cached results");
-                    store.invalidate(&change.upstream, None).await;
+                Ok(change) => {
+                    if change.kind == crate::catalog::listing::ListKind::Tools {
+                        tracing::info!(upstream = %change.upstream, "tool list changed; dropping its cached results");
+                        store.invalidate(&change.upstream, None).await;
+                    }
+                    hub.publish(&change);
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
             },
             u = updates.recv() => match u {
-                Ok(update) => store.invalidate(&update.upstream, Some(&format!("resource:{}", update.uri))).await,
+                Ok(update) => {
+                    store.invalidate(&update.upstream, Some(&crate::cache::resource_target(&update.uri))).await;
+                    hub.publish_update(&update);
+                }
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
             },

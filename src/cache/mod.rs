@@ -62,6 +62,29 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry stored now. `body` is copied: a reply's bytes are a slice of the whole upstream
+    /// read buffer, which must not live on in the cache (~5 KB per small entry).
+    pub fn new(
+        body: &[u8],
+        error: bool,
+        era: Era,
+        upstream: &Arc<str>,
+        tool: &str,
+        ttl: Duration,
+        adaptive: bool,
+    ) -> Self {
+        Entry {
+            body: Bytes::copy_from_slice(body),
+            error,
+            era,
+            upstream: Arc::clone(upstream),
+            tool: Arc::from(tool),
+            stored_ms: now_ms(),
+            ttl,
+            adaptive,
+        }
+    }
+
     /// Age now, in milliseconds.
     pub fn age_ms(&self) -> u64 {
         now_ms().saturating_sub(self.stored_ms)
@@ -121,7 +144,7 @@ impl Entry {
 }
 
 /// Now, in Unix milliseconds.
-pub fn now_ms() -> u64 {
+fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
@@ -185,6 +208,23 @@ pub fn canonical_arguments(raw: Option<&[u8]>) -> Vec<u8> {
     out
 }
 
+/// What `POST /admin/cache/clear` (and `sekisho cache clear`) drops: everything, one upstream's
+/// results, or one tool's (the query string `?upstream=U&tool=T`).
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
+pub struct ClearScope {
+    /// Only this upstream's results.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Only this tool's results (the upstream's own name; needs `upstream`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+}
+
+/// The name cached reads of resource `uri` are keyed and invalidated under, in place of a tool.
+pub fn resource_target(uri: &str) -> String {
+    format!("resource:{uri}")
+}
+
 /// A principal's stable label in keys (`anon`, `key0`, …: the position in `server.api_keys`,
 /// identical on replicas that share the configuration).
 fn principal_label(p: &Principal) -> String {
@@ -192,15 +232,6 @@ fn principal_label(p: &Principal) -> String {
         Principal::Anonymous => "anon".into(),
         Principal::ApiKey(i) => format!("key{i}"),
     }
-}
-
-/// How one call is cached.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    /// The entry's key (also its Redis key).
-    pub key: String,
-    /// Its time to live.
-    pub ttl: Duration,
 }
 
 /// What [`Store::coalesce`] decided.
@@ -242,7 +273,7 @@ impl Drop for Leader {
         if self.lease
             && let Some(l2) = self.store.l2.clone()
         {
-            let lease = format!("{}lease:{}", l2.prefix, self.key);
+            let lease = Store::lease_key(&self.key);
             tokio::spawn(async move { l2.del(&lease).await });
         }
     }
@@ -265,7 +296,7 @@ pub struct Claim {
     store: Arc<Store>,
     record: String,
     hash: String,
-    local: Option<(Arc<IdemRecord>, Outcome)>,
+    local: Option<Outcome>,
     done: bool,
 }
 
@@ -273,9 +304,9 @@ impl Claim {
     /// Record the answer for repeats within the window.
     pub async fn complete(mut self, entry: Arc<Entry>) {
         self.done = true;
-        if let Some((rec, tx)) = self.local.take() {
-            *rec.done.lock().expect("idempotency lock") = Some(Arc::clone(&entry));
-            let _ = tx.send(Some(entry));
+        if let Some(outcome) = self.local.take() {
+            // The channel keeps the answer for later repeats after the sender is gone.
+            let _ = outcome.send(Some(entry));
             return;
         }
         if let Some(l2) = &self.store.l2 {
@@ -292,9 +323,9 @@ impl Drop for Claim {
         if self.done {
             return;
         }
-        if let Some((_, tx)) = self.local.take() {
+        if let Some(outcome) = self.local.take() {
             self.store.idem_local.invalidate(&self.record);
-            let _ = tx.send(None);
+            let _ = outcome.send(None);
         } else if let Some(l2) = self.store.l2.clone() {
             let record = std::mem::take(&mut self.record);
             tokio::spawn(async move { l2.del(&record).await });
@@ -302,11 +333,11 @@ impl Drop for Claim {
     }
 }
 
-/// An in-process idempotency record.
+/// An in-process idempotency record: the request hash and the first call's answer (`None`
+/// while it runs).
 pub struct IdemRecord {
     hash: String,
-    done: Mutex<Option<Arc<Entry>>>,
-    waiters: watch::Receiver<Option<Arc<Entry>>>,
+    answer: watch::Receiver<Option<Arc<Entry>>>,
 }
 
 fn idem_value(hash: &str, entry: Option<&Entry>) -> Vec<u8> {
@@ -453,16 +484,16 @@ impl Store {
         [g.get(&names[0]).map_or(0, |x| x.value), g.get(&names[1]).map_or(0, |x| x.value)]
     }
 
-    /// The cache key of a `tools/call`: scope, upstream, tool, generations, canonical arguments.
-    pub async fn plan(
+    /// The cache key (also the Redis key) of a call: scope, upstream, tool, generations,
+    /// canonical arguments.
+    pub async fn key(
         &self,
         principal: &Principal,
         scope: CacheScope,
         upstream: &str,
         tool: &str,
         canonical_args: &[u8],
-        ttl: Duration,
-    ) -> Plan {
+    ) -> String {
         let [gu, gt] = self.generations([format!("u:{upstream}"), format!("t:{upstream}/{tool}")]).await;
         let mut h = Sha256::new();
         match scope {
@@ -473,8 +504,17 @@ impl Store {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part);
         }
-        let prefix = self.l2.as_ref().map_or("sekisho:", |l| l.prefix.as_str());
-        Plan { key: format!("{prefix}c:{}", hex::encode(h.finalize())), ttl }
+        format!("{}c:{}", self.prefix(), hex::encode(h.finalize()))
+    }
+
+    /// The prefix of every key: `[redis] prefix` (in process too, where it is only a name).
+    fn prefix(&self) -> &str {
+        self.l2.as_ref().map_or("sekisho:", |l| l.prefix.as_str())
+    }
+
+    /// The Redis lease of cache key `key` (which carries the prefix already).
+    fn lease_key(key: &str) -> String {
+        format!("{key}:lease")
     }
 
     /// Look `key` up in L1 only.
@@ -521,43 +561,7 @@ impl Store {
         };
         let mut rx = match joined {
             Err(rx) => rx,
-            Ok(tx) => {
-                let mut leader = Leader { store: Arc::clone(self), key: key.to_string(), tx: Some(tx), lease: false };
-                let lease = match &self.l2 {
-                    None => Lease::Unavailable,
-                    Some(l2) => {
-                        match l2.get_and_lease(key, &format!("{}lease:{key}", l2.prefix), self.cache.lease).await {
-                            None => Lease::Unavailable,
-                            Some((stored, taken)) => {
-                                leader.lease = taken;
-                                if let Some(e) =
-                                    stored.and_then(|raw| Entry::decode(&raw)).filter(|e| !e.remaining().is_zero())
-                                {
-                                    let e = Arc::new(e);
-                                    self.l1.insert(key.to_string(), Arc::clone(&e));
-                                    leader.finish(Some(Arc::clone(&e)));
-                                    return Flight::Stored(e);
-                                }
-                                if taken { Lease::Taken } else { Lease::HeldElsewhere }
-                            }
-                        }
-                    }
-                };
-                return match lease {
-                    Lease::Taken => {
-                        leader.lease = true;
-                        Flight::Leader(leader)
-                    }
-                    Lease::Unavailable => Flight::Leader(leader),
-                    Lease::HeldElsewhere => match self.await_remote(key).await {
-                        Some(entry) => {
-                            leader.finish(Some(Arc::clone(&entry)));
-                            Flight::Shared(entry, Level::L2)
-                        }
-                        None => Flight::Leader(leader),
-                    },
-                };
-            }
+            Ok(tx) => return self.lead(key, tx).await,
         };
         loop {
             if let Some(e) = rx.borrow_and_update().clone() {
@@ -572,10 +576,37 @@ impl Store {
         }
     }
 
+    /// Lead the flight of `key`: without Redis (or when it does not answer) go upstream; with
+    /// it, answer from L2, or take the lease and go upstream, or wait for the replica holding it.
+    async fn lead(self: &Arc<Self>, key: &str, tx: watch::Sender<Option<Arc<Entry>>>) -> Flight {
+        let mut leader = Leader { store: Arc::clone(self), key: key.to_string(), tx: Some(tx), lease: false };
+        let Some(l2) = &self.l2 else { return Flight::Leader(leader) };
+        let Some((stored, taken)) = l2.get_and_lease(key, &Self::lease_key(key), self.cache.lease).await else {
+            return Flight::Leader(leader);
+        };
+        leader.lease = taken;
+        if let Some(e) = stored.and_then(|raw| Entry::decode(&raw)).filter(|e| !e.remaining().is_zero()) {
+            let e = Arc::new(e);
+            self.l1.insert(key.to_string(), Arc::clone(&e));
+            leader.finish(Some(Arc::clone(&e)));
+            return Flight::Stored(e);
+        }
+        if taken {
+            return Flight::Leader(leader);
+        }
+        match self.await_remote(key).await {
+            Some(entry) => {
+                leader.finish(Some(Arc::clone(&entry)));
+                Flight::Shared(entry, Level::L2)
+            }
+            None => Flight::Leader(leader),
+        }
+    }
+
     async fn await_remote(&self, key: &str) -> Option<Arc<Entry>> {
         let l2 = self.l2.as_ref()?;
         let deadline = Instant::now() + self.cache.lease;
-        let lease = format!("{}lease:{key}", l2.prefix);
+        let lease = Self::lease_key(key);
         while Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
             if let Some(raw) = l2.get(key).await
@@ -637,8 +668,8 @@ impl Store {
         running_for: Duration,
     ) -> Result<Begin, GatewayError> {
         let hash = hex::encode(hash);
-        let prefix = self.l2.as_ref().map_or("sekisho:", |l| l.prefix.as_str());
-        let record = format!("{prefix}idem:{}:{}", principal_label(principal), hex::encode(Sha256::digest(key)));
+        let record =
+            format!("{}idem:{}:{}", self.prefix(), principal_label(principal), hex::encode(Sha256::digest(key)));
         let deadline = Instant::now() + self.idem.wait;
         let conflict = || GatewayError::IdempotencyConflict { key: key.to_string() };
         loop {
@@ -685,30 +716,24 @@ impl Store {
             let entry = self
                 .idem_local
                 .entry(record.clone())
-                .or_insert_with(|| Arc::new(IdemRecord { hash: hash.clone(), done: Mutex::new(None), waiters: rx }));
+                .or_insert_with(|| Arc::new(IdemRecord { hash: hash.clone(), answer: rx }));
             let fresh = entry.is_fresh();
             let rec = entry.into_value();
             if fresh {
-                return Ok(Begin::Run(Claim {
-                    store: Arc::clone(self),
-                    record,
-                    hash,
-                    local: Some((rec, tx)),
-                    done: false,
-                }));
+                return Ok(Begin::Run(Claim { store: Arc::clone(self), record, hash, local: Some(tx), done: false }));
             }
             if rec.hash != hash {
                 return Err(conflict());
             }
-            if let Some(e) = rec.done.lock().expect("idempotency lock").clone() {
+            let mut answer = rec.answer.clone();
+            if let Some(e) = answer.borrow_and_update().clone() {
                 return Ok(Begin::Replay(e));
             }
-            let mut waiters = rec.waiters.clone();
             let wait = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(wait, waiters.changed()).await {
+            match tokio::time::timeout(wait, answer.changed()).await {
                 Err(_) => return Err(GatewayError::IdempotencyInProgress { key: key.to_string() }),
                 Ok(_) => {
-                    if let Some(e) = waiters.borrow().clone() {
+                    if let Some(e) = answer.borrow().clone() {
                         return Ok(Begin::Replay(e));
                     }
                     // The first call failed and released the key: try to claim it.
@@ -716,12 +741,6 @@ impl Store {
             }
         }
     }
-}
-
-enum Lease {
-    Taken,
-    HeldElsewhere,
-    Unavailable,
 }
 
 /// The hash an idempotency key is bound to: method, upstream, target and canonical arguments.

@@ -325,18 +325,7 @@ impl Router {
                 Origin::Upstream(era, _) => *era,
                 Origin::Gateway => call.ctx.client.era,
             };
-            let entry = Entry {
-                // A copy: the reply is a slice of the whole upstream read buffer, which must not live on.
-                body: Bytes::copy_from_slice(body),
-                error,
-                era,
-                upstream: Arc::clone(&up.name),
-                tool: Arc::from(tool),
-                stored_ms: cache::now_ms(),
-                ttl: Duration::ZERO,
-                adaptive: false,
-            };
-            claim.complete(Arc::new(entry)).await;
+            claim.complete(Arc::new(Entry::new(body, error, era, &up.name, tool, Duration::ZERO, false))).await;
         }
         reply
     }
@@ -354,25 +343,25 @@ impl Router {
     ) -> Result<Reply, GatewayError> {
         let store = &self.store;
         let label = || Name::Shared(Arc::clone(&up.name));
-        let plan = store.plan(&call.ctx.principal, scope, &up.name, tool, args, ttl).await;
+        let key = store.key(&call.ctx.principal, scope, &up.name, tool, args).await;
         let hit = |entry: &Entry, level: Level| {
             METRICS.cache_lookup(label(), tool, level.label(), "hit");
-            from_cache(entry, "hit", Some(level))
+            from_cache(entry, "hit", level)
         };
-        if let Some(entry) = store.lookup_l1(&plan.key) {
+        if let Some(entry) = store.lookup_l1(&key) {
             return Ok(hit(&entry, Level::L1));
         }
         let leader = if store.cache.coalesce {
             // Coalescing looks in L2 itself, in the same round trip as the lease.
-            match store.coalesce(&plan.key).await {
+            match store.coalesce(&key).await {
                 Flight::Stored(entry) => return Ok(hit(&entry, Level::L2)),
                 Flight::Shared(entry, level) => {
                     METRICS.cache_lookup(label(), tool, level.label(), "coalesced");
-                    return Ok(from_cache(&entry, "coalesced", Some(level)));
+                    return Ok(from_cache(&entry, "coalesced", level));
                 }
                 Flight::Leader(leader) => {
                     // The previous leader may have stored its result just before this call led.
-                    if let Some(entry) = store.lookup_l1(&plan.key) {
+                    if let Some(entry) = store.lookup_l1(&key) {
                         leader.finish(Some(Arc::clone(&entry)));
                         return Ok(hit(&entry, Level::L1));
                     }
@@ -381,7 +370,7 @@ impl Router {
                 Flight::Alone => None,
             }
         } else {
-            if let Some((entry, level)) = store.lookup(&plan.key).await {
+            if let Some((entry, level)) = store.lookup(&key).await {
                 return Ok(hit(&entry, level));
             }
             None
@@ -392,22 +381,12 @@ impl Router {
             Ok(Reply::Result { body, origin: Origin::Upstream(era, ns) })
                 if *ns == up.name && body.len() <= store.cache.max_entry_bytes && storable(body) =>
             {
-                Some(Arc::new(Entry {
-                    // A copy: the reply is a slice of the whole upstream read buffer, which must not live on.
-                    body: Bytes::copy_from_slice(body),
-                    error: false,
-                    era: *era,
-                    upstream: Arc::clone(&up.name),
-                    tool: Arc::from(tool),
-                    stored_ms: cache::now_ms(),
-                    ttl,
-                    adaptive: true,
-                }))
+                Some(Arc::new(Entry::new(body, false, *era, &up.name, tool, ttl, true)))
             }
             _ => None,
         };
         if let Some(e) = &entry {
-            store.put(&plan.key, Arc::clone(e)).await;
+            store.put(&key, Arc::clone(e)).await;
         }
         if let Some(leader) = leader {
             leader.finish(entry);
@@ -450,14 +429,14 @@ impl Router {
         uri: &str,
     ) -> Result<Reply, GatewayError> {
         let store = &self.store;
-        let target = format!("resource:{uri}");
+        let target = cache::resource_target(uri);
         let principal = &call.ctx.principal;
-        let plan = |scope| store.plan(principal, scope, &up.name, &target, b"", Duration::ZERO);
-        let (public, private) = (plan(CacheScope::Public).await, plan(CacheScope::Private).await);
-        for p in [&public, &private] {
-            if let Some((entry, level)) = store.lookup(&p.key).await {
+        let key = |scope| store.key(principal, scope, &up.name, &target, b"");
+        let (public, private) = (key(CacheScope::Public).await, key(CacheScope::Private).await);
+        for k in [&public, &private] {
+            if let Some((entry, level)) = store.lookup(k).await {
                 METRICS.cache_lookup(Name::Shared(Arc::clone(&up.name)), &target, level.label(), "hit");
-                return Ok(from_cache(&entry, "hit", Some(level)));
+                return Ok(from_cache(&entry, "hit", level));
             }
         }
         let reply = self.forward(call, up, replace, Some(uri)).await?;
@@ -479,19 +458,8 @@ impl Router {
             return Ok(reply);
         }
         METRICS.cache_lookup(Name::Shared(Arc::clone(&up.name)), &target, "none", "miss");
-        let entry = Arc::new(Entry {
-            // A copy: the reply is a slice of the whole upstream read buffer, which must not live on.
-            body: Bytes::copy_from_slice(body),
-            error: false,
-            era: *era,
-            upstream: Arc::clone(&up.name),
-            tool: Arc::from(target.as_str()),
-            stored_ms: cache::now_ms(),
-            ttl,
-            adaptive: false,
-        });
-        let key = if scope == CacheScope::Public { &public.key } else { &private.key };
-        store.put(key, entry).await;
+        let entry = Arc::new(Entry::new(body, false, *era, &up.name, &target, ttl, false));
+        store.put(if scope == CacheScope::Public { &public } else { &private }, entry).await;
         Ok(marked_miss(reply))
     }
 
@@ -662,12 +630,8 @@ fn marked_miss(reply: Reply) -> Reply {
 }
 
 /// A cached entry as this call's reply, marked with `_meta["io.sekisho/cache"]`.
-fn from_cache(entry: &Entry, status: &str, level: Option<Level>) -> Reply {
-    let mut meta = format!(r#"{{"status":"{status}","ageMs":{}"#, entry.age_ms());
-    if let Some(level) = level {
-        meta.push_str(&format!(r#","level":"{}""#, level.label()));
-    }
-    meta.push('}');
+fn from_cache(entry: &Entry, status: &str, level: Level) -> Reply {
+    let meta = format!(r#"{{"status":"{status}","ageMs":{},"level":"{}"}}"#, entry.age_ms(), level.label());
     Reply::Result {
         body: Bytes::from(set_meta_member(&entry.body, mcp::META_CACHE, meta.as_bytes())),
         origin: Origin::Upstream(entry.era, Arc::clone(&entry.upstream)),

@@ -77,23 +77,9 @@ pub async fn clear_cache(
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let mut query = Vec::new();
-    for (k, v) in [("upstream", upstream), ("tool", tool)] {
-        if let Some(v) = v {
-            let v: String = v
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect();
-            query.push(format!("{k}={v}"));
-        }
-    }
-    let uri = format!("http://{addr}/admin/cache/clear?{}", query.join("&"));
+    let scope = crate::cache::ClearScope { upstream: upstream.map(str::to_string), tool: tool.map(str::to_string) };
+    let query = serde_urlencoded::to_string(&scope).map_err(|e| e.to_string())?;
+    let uri = format!("http://{addr}/admin/cache/clear?{query}");
     let mut req = http::Request::post(&uri).header(http::header::HOST, "localhost");
     if let Some(key) = config.server.api_keys.first() {
         req = req.header(http::header::AUTHORIZATION, format!("Bearer {}", key.secret()));

@@ -384,33 +384,24 @@ async fn readyz(State(shared): State<Arc<Shared>>, uri: http::Uri) -> Response {
     for up in shared.router.upstreams().iter() {
         total += 1;
         let status = up.status();
-        let mut entry = serde_json::json!({ "restarts": up.restarts(), "in_flight": up.in_flight() });
+        let mut entry = serde_json::json!({
+            "status": status.name(), "restarts": up.restarts(), "in_flight": up.in_flight()
+        });
         match &status {
             crate::upstream::Status::Up { era, version } => {
                 up_count += 1;
-                entry["status"] = "up".into();
                 entry["era"] = format!("{era:?}").to_lowercase().into();
                 entry["version"] = (*version).into();
             }
-            crate::upstream::Status::Down { reason } => {
-                entry["status"] = "down".into();
-                entry["reason"] = reason.clone().into();
-            }
-            crate::upstream::Status::Starting => entry["status"] = "starting".into(),
-            crate::upstream::Status::Stopped => entry["status"] = "stopped".into(),
+            crate::upstream::Status::Down { reason } => entry["reason"] = reason.clone().into(),
+            crate::upstream::Status::Starting | crate::upstream::Status::Stopped => {}
         }
         let replicas: Vec<serde_json::Value> = up
             .replicas()
             .iter()
             .map(|r| {
-                let status = match r.status() {
-                    crate::upstream::Status::Up { .. } => "up",
-                    crate::upstream::Status::Down { .. } => "down",
-                    crate::upstream::Status::Starting => "starting",
-                    crate::upstream::Status::Stopped => "stopped",
-                };
                 let mut v = serde_json::json!({
-                    "replica": r.index, "status": status, "breaker": r.breaker.state().name(),
+                    "replica": r.index, "status": r.status().name(), "breaker": r.breaker.state().name(),
                     "in_flight": r.outstanding(), "restarts": r.restarts(),
                 });
                 if let Some(pid) = r.connection().and_then(|c| c.pid()) {
@@ -433,20 +424,13 @@ async fn readyz(State(shared): State<Arc<Shared>>, uri: http::Uri) -> Response {
     json(status, Bytes::from(body.to_string()))
 }
 
-/// What `/admin/cache/clear` clears.
-#[derive(Debug, serde::Deserialize)]
-struct ClearQuery {
-    upstream: Option<String>,
-    tool: Option<String>,
-}
-
 /// `POST /admin/cache/clear[?upstream=U[&tool=T]]`: drop cached results — of one tool, of one
 /// upstream, or all — here and, through the shared generations, on every replica within a
 /// second. Guarded like `/mcp` (bearer key when keys are configured). 404 for an unknown upstream.
 async fn clear_cache(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    axum::extract::Query(q): axum::extract::Query<ClearQuery>,
+    axum::extract::Query(q): axum::extract::Query<crate::cache::ClearScope>,
 ) -> Response {
     if let Err(resp) = edge(&shared, &headers) {
         return *resp;
@@ -481,12 +465,7 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respo
         METRICS.upstream(&up.name, up.status().is_up(), up.restarts(), up.in_flight());
         METRICS.admission(&up.name, up.bulkhead().in_use(), up.bulkhead().queued());
         for r in up.replicas() {
-            let breaker = match r.breaker.state() {
-                crate::upstream::breaker::State::Closed => 0,
-                crate::upstream::breaker::State::Open => 1,
-                crate::upstream::breaker::State::HalfOpen => 2,
-            };
-            METRICS.replica(&up.name, r.index, breaker, r.status().is_up());
+            METRICS.replica(&up.name, r.index, r.breaker.state().gauge(), r.status().is_up());
         }
     }
     METRICS.connections(shared.sessions.active(), shared.hub.len());

@@ -111,7 +111,8 @@ pub struct ReplicaLabels {
     pub replica: u64,
 }
 
-/// Labels naming an admission limit.
+/// Labels of a cache lookup: upstream, tool, level (`l1`, `l2`, `none`), result (`hit`, `miss`,
+/// `coalesced`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
     pub upstream: Name,
@@ -120,11 +121,13 @@ pub struct CacheLabels {
     pub result: &'static str,
 }
 
+/// Labels naming a Redis operation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpLabels {
     pub op: &'static str,
 }
 
+/// Labels naming an admission limit.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
     /// `gateway` or an upstream namespace.

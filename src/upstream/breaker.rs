@@ -96,6 +96,15 @@ impl State {
             State::HalfOpen => "half_open",
         }
     }
+
+    /// Value of the `sekisho_breaker_state` gauge: 0 closed, 1 open, 2 half-open.
+    pub fn gauge(self) -> i64 {
+        match self {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -118,6 +118,16 @@ impl Status {
     pub fn is_up(&self) -> bool {
         matches!(self, Status::Up { .. })
     }
+
+    /// Lowercase name (`/readyz`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Up { .. } => "up",
+            Status::Down { .. } => "down",
+            Status::Starting => "starting",
+            Status::Stopped => "stopped",
+        }
+    }
 }
 
 /// How one call may be treated on its way to the upstream.

@@ -207,14 +207,15 @@ pub fn set_meta_member(obj: &[u8], key: &str, value: &[u8]) -> Vec<u8> {
     let mut done = false;
     for (k, span) in view.iter(obj) {
         let raw = &obj[span];
-        if k == "_meta" && ObjectView::parse(raw).is_ok_and(|m| m.get(raw, key).is_none()) {
-            w.with("_meta", |o| prepend_members(o, raw, &member));
-            done = true;
-        } else if k == "_meta"
+        if k == "_meta"
             && let Ok(m) = ObjectView::parse(raw)
         {
-            // Replace the existing member of the same key.
             w.with("_meta", |o| {
+                if m.get(raw, key).is_none() {
+                    prepend_members(o, raw, &member);
+                    return;
+                }
+                // Replace the existing member of the same key.
                 let mut inner = ObjectWriter::begin(o);
                 for (mk, ms) in m.iter(raw) {
                     inner.raw(mk, if mk == key { value } else { &raw[ms] });
