@@ -248,6 +248,7 @@ fn free_port() -> u16 {
 struct Process {
     child: Child,
     url: String,
+    cfg: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -283,7 +284,7 @@ async fn serve(toml: &str) -> Process {
         assert!(Instant::now() < deadline, "sekisho did not become ready with Redis");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Process { child, url: format!("{base}/mcp"), _dir: dir }
+    Process { child, url: format!("{base}/mcp"), cfg, _dir: dir }
 }
 
 fn prefix() -> String {
@@ -521,4 +522,66 @@ async fn a_key_whose_replica_died_mid_call_is_released_after_the_calls_deadline(
     tokio::time::sleep(Duration::from_millis(2000)).await;
     let ran = call(&two.url, None, "up__sleep_ms", json!({"ms": 5000}), Some("k")).await;
     assert_eq!(ran.error_code(), Some(-32011), "the key was free again, so the call ran (and timed out): {}", ran.raw);
+}
+
+#[tokio::test]
+async fn sekisho_cache_clear_drops_results_in_the_running_gateway() {
+    let upstream = HttpUpstream::start("legacy").await;
+    let gw = serve(&fleet_toml("redis://127.0.0.1:6379", &prefix(), &upstream)).await;
+    let echo = || call(&gw.url, None, "up__echo", json!({"message": "cli"}), None);
+    assert_eq!(cache_status(&echo().await), "miss");
+    assert_eq!(cache_status(&echo().await), "hit");
+    let clear = |args: &[&str]| {
+        Command::new(BIN).args(["cache", "clear", "--config"]).arg(&gw.cfg).args(args).output().unwrap()
+    };
+    let out = clear(&["--upstream", "up", "--tool", "echo"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["cleared"], json!({"upstream": "up", "tool": "echo"}));
+    assert_eq!(cache_status(&echo().await), "miss", "cleared by the CLI");
+    let out = clear(&["--upstream", "nope"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn resource_reads_follow_the_upstreams_ttl_ms_and_cache_scope() {
+    let toml = format!("[server]\napi_keys = [{KEY_A:?}, {KEY_B:?}]\n{}", stdio_upstream("m", "modern"));
+    let gw = Gateway::start(&toml).await;
+    let url = gw.url("/mcp");
+    let read_as = |key: &'static str, uri: &'static str| {
+        let url = url.clone();
+        async move {
+            let meta = json!({
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "0"},
+            });
+            let body =
+                json!({"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": uri, "_meta": meta}});
+            let a = read(
+                client()
+                    .post(&url)
+                    .bearer_auth(key)
+                    .header("accept", "application/json, text/event-stream")
+                    .header("mcp-protocol-version", "2026-07-28")
+                    .header("mcp-method", "resources/read")
+                    .header("mcp-name", uri)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert!(a.body["result"]["contents"].is_array(), "{}", a.raw);
+            cache_status(&a)
+        }
+    };
+    // ttlMs 60000, cacheScope public: cached, and shared between callers.
+    assert_eq!(read_as(KEY_A, "sekisho://m/echo://cached/1").await, "miss");
+    assert_eq!(read_as(KEY_A, "sekisho://m/echo://cached/1").await, "hit");
+    assert_eq!(read_as(KEY_B, "sekisho://m/echo://cached/1").await, "hit", "public: another caller hits");
+    // ttlMs 0 and no resource_ttl: never cached.
+    assert_eq!(read_as(KEY_A, "sekisho://m/echo://items/1").await, "none");
+    assert_eq!(read_as(KEY_A, "sekisho://m/echo://items/1").await, "none");
 }

@@ -381,3 +381,34 @@ async fn a_call_that_may_have_run_is_not_run_again_on_the_fallback() {
     let a = s.request(2, "tools/call", json!({"name": "echo", "arguments": {"message": "spare"}})).await;
     assert_eq!(text(&a), "spare");
 }
+
+#[tokio::test]
+async fn an_upstream_bulkhead_limits_only_its_own_calls_and_can_be_switched_off() {
+    let upstreams = format!(
+        "{}max_concurrent = 1\nqueue_size = 0\n{}",
+        stdio_upstream("narrow", "legacy"),
+        stdio_upstream("wide", "legacy")
+    );
+    for (switch, shed_expected) in [("", true), ("[resilience]\nbulkhead = false\n", false)] {
+        let gw = Gateway::start(&format!("{switch}{upstreams}")).await;
+        let s = std::sync::Arc::new(Legacy::open(&gw.url("/mcp"), "2025-11-25").await);
+        let slow = |tool: &'static str, id: i64| {
+            let s = std::sync::Arc::clone(&s);
+            tokio::spawn(
+                async move { s.request(id, "tools/call", json!({"name": tool, "arguments": {"ms": 400}})).await },
+            )
+        };
+        let first = slow("narrow__sleep_ms", 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (second, other) = (slow("narrow__sleep_ms", 2), slow("wide__sleep_ms", 3));
+        assert_eq!(text(&first.await.unwrap()), "slept 400 ms");
+        assert_eq!(text(&other.await.unwrap()), "slept 400 ms", "another upstream is not limited");
+        let second = second.await.unwrap();
+        if shed_expected {
+            assert_eq!(second.error_code(), Some(-32013), "narrow's one slot is taken: {}", second.raw);
+            assert!(metrics(&gw).await.contains("sekisho_shed_total{limit=\"narrow\""));
+        } else {
+            assert_eq!(text(&second), "slept 400 ms", "bulkhead = false: no per-upstream limit");
+        }
+    }
+}

@@ -234,6 +234,16 @@ mod tests {
     }
 
     #[test]
+    fn a_disabled_breaker_never_opens() {
+        let b = Breaker::new(BreakerConfig { enabled: false, ..quick(1) });
+        for _ in 0..10 {
+            let t = b.admit().expect("always admits");
+            b.record(t, FAIL);
+        }
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    #[test]
     fn opens_after_consecutive_failures_and_recovers_through_half_open() {
         let b = Breaker::new(quick(3));
         for _ in 0..2 {

@@ -185,11 +185,17 @@ impl Upstream {
             ),
             "resources/read" => {
                 let uri = params["uri"].as_str().unwrap_or("");
-                if uri == "echo://static/hello" || uri.starts_with("echo://items/") {
-                    complete(
+                if uri == "echo://static/hello" || uri.starts_with("echo://items/") || uri.starts_with("echo://cached/")
+                {
+                    let mut r = complete(
                         json!({"contents": [{"uri": uri, "mimeType": "text/plain", "text": format!("content of {uri}")}]}),
                         true,
-                    )
+                    );
+                    // echo://cached/… carries a real caching hint (modern era): a minute, public.
+                    if modern && uri.starts_with("echo://cached/") {
+                        r["result"]["ttlMs"] = 60_000.into();
+                    }
+                    r
                 } else if modern {
                     json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": "Resource not found", "data": {"uri": uri}}})
                 } else {
