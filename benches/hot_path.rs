@@ -10,7 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sekisho::catalog::listing::{Entry, Hint};
 use sekisho::catalog::{Catalog, UpstreamLists, naming};
 use sekisho::front::rescue;
-use sekisho::pipeline::ctx::{ClientSide, Origin, Params, Reply};
+use sekisho::pipeline::parts::{ClientSide, Origin, Params, Reply};
 use sekisho::upstream::translate::{Outbound, write_params};
 use sekisho::wire::jsonrpc::{Kind, Message, Outcome, write_request};
 use sekisho::wire::mcp::Era;
@@ -163,14 +163,17 @@ fn resilience_layers(c: &mut Criterion) {
 
     use sekisho::observe::metrics::Name;
     use sekisho::pipeline::admit::Admission;
-    use sekisho::pipeline::ctx::Principal;
+    use sekisho::pipeline::parts::Principal;
     use sekisho::upstream::breaker::{Breaker, BreakerConfig};
     use sekisho::upstream::classify::Verdict;
-    use sekisho::upstream::retry::{RetryBudget, RetryConfig};
+    use sekisho::upstream::retry::RetryConfig;
+    use tower::retry::budget::Budget;
 
     let global = Admission::new(Name::Static("gateway"), 1024, 1024, Duration::from_secs(5), Duration::from_secs(1));
     let bulkhead = Admission::new(Name::Static("up"), 256, 256, Duration::from_secs(5), Duration::from_secs(1));
-    let budget = RetryBudget::new(&RetryConfig::default());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+    let _clock = rt.enter();
+    let budget = RetryConfig::default().budget();
     let breaker = Breaker::new(BreakerConfig::default());
     let caller = Principal::ApiKey(3);
     let mut g = c.benchmark_group("layers");
@@ -178,14 +181,13 @@ fn resilience_layers(c: &mut Criterion) {
         b.iter(|| {
             let outer = global.try_acquire(&caller).expect("free");
             let slot = bulkhead.try_acquire(&caller).expect("free");
-            budget.record_call();
+            budget.deposit();
             let ticket = breaker.admit().expect("closed");
             breaker.record(ticket, Verdict::Healthy);
             drop(slot);
             drop(outer);
         })
     });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
     g.bench_function("future_without_timeout", |b| b.iter(|| rt.block_on(async { black_box(1) })));
     g.bench_function("future_with_timeout", |b| {
         b.iter(|| rt.block_on(async { tokio::time::timeout(Duration::from_secs(120), async { black_box(1) }).await }))
@@ -198,19 +200,18 @@ fn resilience_layers(c: &mut Criterion) {
 fn cache_path(c: &mut Criterion) {
     use std::time::Duration;
 
-    use sekisho::cache::config::{CacheConfig, CacheScope, IdempotencyConfig, RedisConfig};
-    use sekisho::cache::{Entry, Flight, Store, canonical_arguments};
-    use sekisho::pipeline::ctx::Principal;
+    use sekisho::cache::coalesce::{Coalescer, Flight};
+    use sekisho::cache::config::{CacheConfig, CacheScope, RedisConfig};
+    use sekisho::cache::entry::Entry;
+    use sekisho::cache::key::canonical_arguments;
+    use sekisho::cache::store::Store;
+    use sekisho::pipeline::parts::Principal;
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let store = rt.block_on(async {
-        Store::new(
-            &CacheConfig::default(),
-            &IdempotencyConfig::default(),
-            &RedisConfig::default(),
-            tokio_util::sync::CancellationToken::new(),
-        )
+        Store::new(&CacheConfig::default(), &RedisConfig::default(), tokio_util::sync::CancellationToken::new())
     });
+    let coalescer = Coalescer::new(CacheConfig::default().lease);
     let body = br#"{"content":[{"type":"text","text":"m12345"}]}"#;
     let up: Arc<str> = Arc::from("c");
     let ttl = Duration::from_secs(300);
@@ -247,7 +248,7 @@ fn cache_path(c: &mut Criterion) {
             rt.block_on(async {
                 let key = key(i).await;
                 assert!(store.lookup(&key).await.is_none());
-                let Flight::Leader(leader) = store.coalesce(&key).await else { panic!("leader") };
+                let Flight::Leader(leader) = coalescer.coalesce(&store, &key).await else { panic!("leader") };
                 let e = entry();
                 store.put(&key, Arc::clone(&e)).await;
                 leader.finish(Some(e));

@@ -8,11 +8,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::cache::Store;
+use crate::cache::idempotency::Idempotency;
+use crate::cache::key::resource_target;
+use crate::cache::store::Store;
 use crate::catalog::CatalogState;
-use crate::catalog::router::Router;
 use crate::config::Config;
-use crate::front::{Shared, guard::Guard};
+use crate::front::Shared;
+use crate::pipeline::Parts;
 use crate::session::hub::Hub;
 use crate::session::registry::Sessions;
 use crate::session::token::decode_key;
@@ -29,22 +31,24 @@ pub struct Gateway {
 impl Gateway {
     /// Build everything from `config` and start the upstreams and background tasks.
     pub async fn start(config: &Config) -> Gateway {
-        let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams(), &config.resilience));
+        let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams()));
         let catalog = CatalogState::new(config.catalog.clone(), upstreams.iter().map(|u| Arc::clone(&u.name)));
         let background = CancellationToken::new();
-        let store = Store::new(&config.cache, &config.idempotency, &config.redis, background.clone());
-        let router = Arc::new(Router::new(Arc::clone(&catalog), Arc::clone(&upstreams), Arc::clone(&store)));
+        let store = Store::new(&config.cache, &config.redis, background.clone());
+        let idempotency = Idempotency::new(&config.idempotency, store.l2().cloned(), store.prefix());
+        let parts = Parts { catalog: &catalog, upstreams: &upstreams, store: &store, idempotency: &idempotency };
         let shared = Arc::new(Shared {
-            pipeline: crate::pipeline::build(Arc::clone(&router), &config.admission),
-            router,
+            stack: crate::pipeline::build(config, parts),
+            catalog: Arc::clone(&catalog),
+            upstreams: Arc::clone(&upstreams),
+            store: Arc::clone(&store),
             sessions: Sessions::new(decode_key(&config.server.session_key), config.server.session_ttl),
             hub: Arc::new(Hub::default()),
-            guard: Guard::new(&config.server),
             config: config.server.clone(),
             draining: CancellationToken::new(),
             default_priority: config.admission.default_priority,
         });
-        for (name, signals) in upstreams.start().await {
+        for (name, signals) in upstreams.start() {
             let up = Arc::clone(upstreams.get(&name).expect("started upstreams exist"));
             tokio::spawn(Arc::clone(&catalog).follow(up, signals, background.clone()));
         }
@@ -63,7 +67,7 @@ impl Gateway {
     /// Wait until every upstream has left the `Starting` state (or `limit` passes).
     pub async fn settle(&self, limit: Duration) {
         let wait = async {
-            while self.upstreams.iter().any(|u| matches!(u.status(), crate::upstream::Status::Starting)) {
+            while self.upstreams.iter().any(|u| matches!(u.status(), crate::upstream::status::Status::Starting)) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         };
@@ -93,7 +97,7 @@ async fn fan_out_changes(catalog: Arc<CatalogState>, hub: Arc<Hub>, store: Arc<S
             },
             u = updates.recv() => match u {
                 Ok(update) => {
-                    store.invalidate(&update.upstream, Some(&crate::cache::resource_target(&update.uri))).await;
+                    store.invalidate(&update.upstream, Some(&resource_target(&update.uri))).await;
                     hub.publish_update(&update);
                 }
                 Err(RecvError::Lagged(_)) => {}
@@ -126,7 +130,7 @@ pub async fn run(
     let gateway = Gateway::start(config).await;
     let draining = gateway.shared.draining.clone();
     let grace = config.server.shutdown_grace;
-    let app = crate::front::http::router(Arc::clone(&gateway.shared));
+    let app = crate::front::routes::router(Arc::clone(&gateway.shared));
     let signal = draining.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;

@@ -1,10 +1,12 @@
-//! The gateway's error taxonomy: where a failure came from (client, upstream, gateway) and
-//! whether it is worth retrying. Errors stay typed until `front::rescue` turns them into
-//! JSON-RPC error objects and HTTP statuses.
+//! The gateway's error taxonomy and its one table: every failure a call or a request can end
+//! with, which side it belongs to, and how it reaches the wire (JSON-RPC code, HTTP status,
+//! `Retry-After`, metric outcome label). Errors stay typed until `front::rescue` writes them.
 
 use std::time::Duration;
 
-use crate::wire::mcp::code;
+use http::StatusCode;
+
+use crate::wire::mcp::{self, Era, code};
 
 /// Which side of the gateway a failure belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,9 +19,114 @@ pub enum Side {
     Gateway,
 }
 
-/// Everything a call can fail with before an upstream answers it.
-#[derive(Debug, Clone, thiserror::Error)]
+/// How a connection to an upstream failed: the cause, not a string, so retries, breakers and
+/// operators can tell a refused connection from a reset one or a timeout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportKind {
+    /// Nothing listens there (`ECONNREFUSED`).
+    Refused,
+    /// The peer reset or aborted the connection, or the pipe broke.
+    Reset,
+    /// A connect or I/O timeout below the call's own deadline.
+    TimedOut,
+    /// The connection, stream or child process ended before the answer.
+    Closed,
+    /// The host could not be reached (DNS failure, no route, other connect errors).
+    Unreachable,
+    /// The TLS handshake or a TLS record failed.
+    Tls,
+    /// The upstream answered with this unexpected HTTP status.
+    Status(u16),
+    /// Another I/O error.
+    Io,
+}
+
+impl std::fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportKind::Refused => f.write_str("connection refused"),
+            TransportKind::Reset => f.write_str("connection reset"),
+            TransportKind::TimedOut => f.write_str("timed out"),
+            TransportKind::Closed => f.write_str("connection closed"),
+            TransportKind::Unreachable => f.write_str("unreachable"),
+            TransportKind::Tls => f.write_str("TLS failure"),
+            TransportKind::Status(s) => write!(f, "HTTP {s}"),
+            TransportKind::Io => f.write_str("I/O error"),
+        }
+    }
+}
+
+/// A transport failure: its kind and the underlying error's text for the log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {detail}")]
+pub struct TransportError {
+    /// What happened.
+    pub kind: TransportKind,
+    /// The underlying error, for people.
+    pub detail: String,
+}
+
+impl TransportError {
+    /// A failure of `kind` described by `detail`.
+    pub fn new(kind: TransportKind, detail: impl Into<String>) -> Self {
+        TransportError { kind, detail: detail.into() }
+    }
+
+    /// Classify an error from the HTTP client or an I/O call by walking its cause chain.
+    pub fn classify(e: &(dyn std::error::Error + 'static)) -> Self {
+        let mut kind = None;
+        let mut text = e.to_string();
+        let mut source = Some(e);
+        while let Some(s) = source {
+            if kind.is_none()
+                && let Some(io) = s.downcast_ref::<std::io::Error>()
+            {
+                kind = Some(match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => TransportKind::Refused,
+                    std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe => TransportKind::Reset,
+                    std::io::ErrorKind::TimedOut => TransportKind::TimedOut,
+                    std::io::ErrorKind::UnexpectedEof => TransportKind::Closed,
+                    std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+                    | std::io::ErrorKind::AddrNotAvailable => TransportKind::Unreachable,
+                    _ if io.get_ref().is_some_and(|inner| inner.to_string().contains("tls")) => TransportKind::Tls,
+                    _ => TransportKind::Io,
+                });
+            }
+            if let Some(h) = s.downcast_ref::<hyper::Error>()
+                && kind.is_none()
+                && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+            {
+                kind = Some(TransportKind::Closed);
+            }
+            if !std::ptr::eq(s, e) {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+            }
+            source = s.source();
+        }
+        let kind = kind.unwrap_or_else(|| {
+            if text.contains("dns error") || text.contains("connect") {
+                TransportKind::Unreachable
+            } else {
+                TransportKind::Io
+            }
+        });
+        TransportError { kind, detail: text }
+    }
+}
+
+/// Everything a request can fail with before, or instead of, an upstream's answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GatewayError {
+    /// The body is not JSON (-32700).
+    #[error("Parse error: {0}")]
+    Parse(String),
+    /// JSON, but not a valid JSON-RPC request for this transport (-32600).
+    #[error("Invalid request: {0}")]
+    InvalidRequest(String),
     /// Params are missing, of the wrong type, or refer to nothing (-32602).
     #[error("Invalid params: {0}")]
     InvalidParams(String),
@@ -38,21 +145,104 @@ pub enum GatewayError {
     /// A pagination cursor the gateway did not mint, or one from a stale catalog (-32602).
     #[error("Invalid params: unknown or expired cursor")]
     InvalidCursor,
-    /// The upstream answered `input_required`, which a legacy client cannot receive (-32603).
-    #[error(
-        "the upstream requires interactive input (input_required), which this client's protocol revision cannot carry"
-    )]
-    InputRequiredUnsupported,
-    /// The caller may not do this (-32012 in JSON-RPC; 401/403 at the HTTP edge).
+    /// The idempotency key was used within its window for a different request (-32602).
+    #[error("Invalid params: idempotency key {key:?} was already used for a different request")]
+    IdempotencyConflict {
+        /// The caller's key.
+        key: String,
+    },
+    /// A routing header disagrees with the body, is repeated, or is missing (2026-07-28
+    /// `basic/transports` "Standard Headers": -32020, HTTP 400).
+    #[error("{0}")]
+    HeaderMismatch(String),
+    /// The request's protocol revision is not one the gateway speaks (-32022 with the supported
+    /// revisions for modern clients; -32600 for a legacy `MCP-Protocol-Version` header; HTTP 400).
+    #[error("Unsupported protocol version {requested:?}")]
+    UnsupportedVersion {
+        /// The revision the client asked for.
+        requested: String,
+    },
+    /// A legacy request without `Mcp-Session-Id` (HTTP 400, -32600).
+    #[error("Bad Request: Mcp-Session-Id header is required")]
+    SessionRequired,
+    /// A session id that is not ours, expired, or was ended (HTTP 404, -32001).
+    #[error("Session not found: it expired or was ended; initialize again")]
+    SessionNotFound,
+    /// The `Accept` header allows nothing the gateway can answer with (HTTP 406, -32600).
+    #[error("Not Acceptable: {0}")]
+    NotAcceptable(&'static str),
+    /// The body is not `application/json` (HTTP 415, -32600).
+    #[error("Unsupported Media Type: send application/json")]
+    UnsupportedMediaType,
+    /// The body exceeds `server.max_body_bytes` (HTTP 413, -32600).
+    #[error("Request body is larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body could not be read (HTTP 400, -32700).
+    #[error("Unreadable request body: {0}")]
+    BodyUnreadable(String),
+    /// The HTTP method is not served at this path in this era (HTTP 405 with `Allow: POST`).
+    #[error("Method not allowed: the 2026-07-28 transport uses POST only")]
+    MethodNotAllowed,
+    /// No such route or upstream (HTTP 404, -32601).
+    #[error("Not found: {0}")]
+    NotFound(String),
+    /// Bearer credentials are missing or wrong (HTTP 401 with `WWW-Authenticate: Bearer`).
+    #[error("Unauthorized: a valid bearer API key is required")]
+    Unauthorized,
+    /// `Host` or `Origin` is not allowed: a possible DNS-rebinding attack (HTTP 403).
+    #[error("Forbidden: Host or Origin is not allowed")]
+    SiteNotAllowed,
+    /// The caller may not do this (-32012).
     #[error("Forbidden: {0}")]
     Forbidden(String),
-    /// The upstream is down, starting, or restarting (-32010, retryable).
+    /// Admission control shed the call: queues are full or the queue wait ran out (-32013,
+    /// HTTP 503 with `Retry-After`).
+    #[error("overloaded: {reason}; retry later")]
+    Overloaded {
+        /// What was full.
+        reason: String,
+        /// Suggested wait before retrying.
+        retry_after: Duration,
+    },
+    /// The gateway is draining for shutdown (-32013, HTTP 503 with `Retry-After`).
+    #[error("the gateway is shutting down; retry on another replica")]
+    ShuttingDown,
+    /// A call with this idempotency key is still running (-32014, retryable later).
+    #[error("a call with idempotency key {key:?} is still in progress; retry later")]
+    IdempotencyInProgress {
+        /// The caller's key.
+        key: String,
+    },
+    /// The client cancelled the request (-32800, as the official SDKs answer).
+    #[error("Request cancelled")]
+    Cancelled,
+    /// The upstream is down, starting, or has no live replica; the call was not sent (-32010,
+    /// retryable).
     #[error("upstream {upstream:?} is unavailable: {reason}")]
     UpstreamUnavailable {
         /// Namespace of the upstream.
         upstream: String,
         /// What is known about why.
         reason: String,
+    },
+    /// Every live replica's circuit breaker is open: the call fails fast (-32010, retryable).
+    #[error("upstream {upstream:?} is failing; its circuit breaker is open for another {} ms", .retry_after.as_millis())]
+    CircuitOpen {
+        /// Namespace of the upstream.
+        upstream: String,
+        /// Time until the breaker lets a probe through.
+        retry_after: Duration,
+    },
+    /// The connection failed while the call was under way; it may have run (-32010, retryable).
+    #[error("upstream {upstream:?} connection failed: {cause}")]
+    UpstreamTransport {
+        /// Namespace of the upstream.
+        upstream: String,
+        /// What failed.
+        cause: TransportError,
     },
     /// The upstream did not answer in time; the call was cancelled upstream (-32011, retryable).
     #[error("upstream {upstream:?} did not answer within {} ms", .after.as_millis())]
@@ -62,14 +252,6 @@ pub enum GatewayError {
         /// The deadline that passed.
         after: Duration,
     },
-    /// The connection to the upstream failed during the call (-32010, retryable).
-    #[error("upstream {upstream:?} connection failed: {reason}")]
-    UpstreamTransport {
-        /// Namespace of the upstream.
-        upstream: String,
-        /// The transport error.
-        reason: String,
-    },
     /// The upstream answered with something that is not a valid MCP response (-32603).
     #[error("upstream {upstream:?} sent an invalid response: {reason}")]
     UpstreamProtocol {
@@ -78,60 +260,113 @@ pub enum GatewayError {
         /// What was wrong.
         reason: String,
     },
-    /// Admission control shed the call: queues are full or the queue wait ran out (-32013,
-    /// retryable later; HTTP 503 with `Retry-After`).
-    #[error("overloaded: {reason}; retry later")]
-    Overloaded {
-        /// What was full.
-        reason: String,
-        /// Suggested wait before retrying.
-        retry_after: Duration,
-    },
-    /// Every replica's circuit breaker is open: the call fails fast (-32010, retryable).
-    #[error("upstream {upstream:?} is failing; its circuit breaker is open for another {} ms", .retry_after.as_millis())]
-    CircuitOpen {
-        /// Namespace of the upstream.
-        upstream: String,
-        /// Time until the breaker lets a probe through.
-        retry_after: Duration,
-    },
-    /// The idempotency key was used within its window for a different request (-32602).
-    #[error("Invalid params: idempotency key {key:?} was already used for a different request")]
-    IdempotencyConflict {
-        /// The caller's key.
-        key: String,
-    },
-    /// A call with this idempotency key is still running (-32014, retryable later).
-    #[error("a call with idempotency key {key:?} is still in progress; retry later")]
-    IdempotencyInProgress {
-        /// The caller's key.
-        key: String,
-    },
-    /// The gateway is draining for shutdown (-32013, retryable on another replica).
-    #[error("the gateway is shutting down; retry on another replica")]
-    ShuttingDown,
+    /// The upstream answered `input_required`, which a legacy client cannot receive (-32603).
+    #[error(
+        "the upstream requires interactive input (input_required), which this client's protocol revision cannot carry"
+    )]
+    InputRequiredUnsupported,
+    /// A call ended without an answer (a gateway bug; HTTP 500, -32603).
+    #[error("the call ended without an answer")]
+    NoAnswer,
+}
+
+/// How one error reaches the wire, from [`GatewayError::class`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Class {
+    /// The JSON-RPC `error.code`.
+    pub code: i64,
+    /// The HTTP status of a response that carries only this error.
+    pub status: StatusCode,
+    /// The `Retry-After` to send, if any.
+    pub retry_after: Option<Duration>,
+    /// The `outcome` label of `sekisho_requests_total`.
+    pub outcome: &'static str,
+}
+
+/// The HTTP status of a response carrying a JSON-RPC error with `code`, when nothing more
+/// specific is known (errors answered by upstreams, and every typed error without a status of
+/// its own). Modern era (2026-07-28 `basic/transports`): 400 for parse, request, params, header
+/// mismatch, missing capability and unsupported version; 404 for method not found. Legacy era:
+/// 400 for unreadable or invalid messages, else 200 (the error travels in the body). Either
+/// era: 503 for overload and drain.
+pub fn status_for_code(code: i64, era: Era) -> StatusCode {
+    match (era, code) {
+        (_, code::PARSE_ERROR | code::INVALID_REQUEST) => StatusCode::BAD_REQUEST,
+        (
+            Era::Modern,
+            code::INVALID_PARAMS
+            | code::HEADER_MISMATCH
+            | code::MISSING_CLIENT_CAPABILITY
+            | code::UNSUPPORTED_PROTOCOL_VERSION,
+        ) => StatusCode::BAD_REQUEST,
+        (Era::Modern, code::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
+        (_, code::OVERLOADED) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::OK,
+    }
 }
 
 impl GatewayError {
+    /// The table: this error's JSON-RPC code, HTTP status, `Retry-After` and metric outcome
+    /// for a client of `era`. Every code the gateway writes comes from here.
+    pub fn class(&self, era: Era) -> Class {
+        use GatewayError::*;
+        let modern = era == Era::Modern;
+        // (code, fixed HTTP status or None for the code's status, retry-after, outcome)
+        let (code, status, retry_after, outcome): (i64, Option<StatusCode>, Option<Duration>, &'static str) = match self
+        {
+            Parse(_) | BodyUnreadable(_) => (code::PARSE_ERROR, None, None, "client_error"),
+            InvalidRequest(_) | SessionRequired => (code::INVALID_REQUEST, None, None, "client_error"),
+            InvalidParams(_) | UnknownTool(_) | UnknownPrompt(_) | InvalidCursor | IdempotencyConflict { .. } => {
+                (code::INVALID_PARAMS, None, None, "client_error")
+            }
+            ResourceNotFound(_) if modern => (code::INVALID_PARAMS, None, None, "client_error"),
+            ResourceNotFound(_) => (code::RESOURCE_NOT_FOUND, None, None, "client_error"),
+            MethodNotFound(_) => (code::METHOD_NOT_FOUND, None, None, "client_error"),
+            HeaderMismatch(_) => (code::HEADER_MISMATCH, Some(StatusCode::BAD_REQUEST), None, "client_error"),
+            UnsupportedVersion { .. } if modern => {
+                (code::UNSUPPORTED_PROTOCOL_VERSION, Some(StatusCode::BAD_REQUEST), None, "client_error")
+            }
+            UnsupportedVersion { .. } => (code::INVALID_REQUEST, Some(StatusCode::BAD_REQUEST), None, "client_error"),
+            SessionNotFound => (code::SESSION_NOT_FOUND, Some(StatusCode::NOT_FOUND), None, "client_error"),
+            NotAcceptable(_) => (code::INVALID_REQUEST, Some(StatusCode::NOT_ACCEPTABLE), None, "client_error"),
+            UnsupportedMediaType => {
+                (code::INVALID_REQUEST, Some(StatusCode::UNSUPPORTED_MEDIA_TYPE), None, "client_error")
+            }
+            BodyTooLarge { .. } => (code::INVALID_REQUEST, Some(StatusCode::PAYLOAD_TOO_LARGE), None, "client_error"),
+            MethodNotAllowed => (code::METHOD_NOT_FOUND, Some(StatusCode::METHOD_NOT_ALLOWED), None, "client_error"),
+            NotFound(_) => (code::METHOD_NOT_FOUND, Some(StatusCode::NOT_FOUND), None, "client_error"),
+            Unauthorized => (code::FORBIDDEN, Some(StatusCode::UNAUTHORIZED), None, "unauthorized"),
+            SiteNotAllowed => (code::FORBIDDEN, Some(StatusCode::FORBIDDEN), None, "forbidden"),
+            Forbidden(_) => (code::FORBIDDEN, None, None, "forbidden"),
+            Overloaded { retry_after, .. } => {
+                (code::OVERLOADED, Some(StatusCode::SERVICE_UNAVAILABLE), Some(*retry_after), "shed")
+            }
+            ShuttingDown => {
+                (code::OVERLOADED, Some(StatusCode::SERVICE_UNAVAILABLE), Some(Duration::from_secs(1)), "shutting_down")
+            }
+            IdempotencyInProgress { .. } => (code::IDEMPOTENCY_IN_PROGRESS, None, None, "in_progress"),
+            Cancelled => (code::REQUEST_CANCELLED, None, None, "cancelled"),
+            UpstreamUnavailable { .. } | CircuitOpen { .. } => (code::UPSTREAM_UNAVAILABLE, None, None, "unavailable"),
+            UpstreamTransport { .. } => (code::UPSTREAM_UNAVAILABLE, None, None, "upstream_error"),
+            UpstreamTimeout { .. } => (code::UPSTREAM_TIMEOUT, None, None, "timeout"),
+            UpstreamProtocol { .. } | InputRequiredUnsupported => (code::INTERNAL_ERROR, None, None, "upstream_error"),
+            NoAnswer => (code::INTERNAL_ERROR, Some(StatusCode::INTERNAL_SERVER_ERROR), None, "internal"),
+        };
+        Class { code, status: status.unwrap_or_else(|| status_for_code(code, era)), retry_after, outcome }
+    }
+
     /// Which side the failure belongs to.
     pub fn side(&self) -> Side {
         use GatewayError::*;
         match self {
-            InvalidParams(_)
-            | MethodNotFound(_)
-            | UnknownTool(_)
-            | UnknownPrompt(_)
-            | ResourceNotFound(_)
-            | InvalidCursor
-            | Forbidden(_)
-            | IdempotencyConflict { .. } => Side::Client,
             UpstreamUnavailable { .. }
             | UpstreamTimeout { .. }
             | UpstreamTransport { .. }
             | UpstreamProtocol { .. }
             | InputRequiredUnsupported
             | CircuitOpen { .. } => Side::Upstream,
-            ShuttingDown | Overloaded { .. } | IdempotencyInProgress { .. } => Side::Gateway,
+            ShuttingDown | Overloaded { .. } | IdempotencyInProgress { .. } | NoAnswer => Side::Gateway,
+            _ => Side::Client,
         }
     }
 
@@ -149,23 +384,16 @@ impl GatewayError {
         )
     }
 
-    /// The JSON-RPC error code for a client of the given era.
-    pub fn code(&self, modern_client: bool) -> i64 {
+    /// The upstream this error names, if any (metric labels).
+    pub fn upstream(&self) -> Option<&str> {
         use GatewayError::*;
         match self {
-            InvalidParams(_) | UnknownTool(_) | UnknownPrompt(_) | InvalidCursor | IdempotencyConflict { .. } => {
-                code::INVALID_PARAMS
-            }
-            IdempotencyInProgress { .. } => code::IDEMPOTENCY_IN_PROGRESS,
-            ResourceNotFound(_) if modern_client => code::INVALID_PARAMS,
-            ResourceNotFound(_) => code::RESOURCE_NOT_FOUND,
-            MethodNotFound(_) => code::METHOD_NOT_FOUND,
-            Forbidden(_) => code::FORBIDDEN,
-            UpstreamUnavailable { .. } | UpstreamTransport { .. } | CircuitOpen { .. } => code::UPSTREAM_UNAVAILABLE,
-            Overloaded { .. } => code::OVERLOADED,
-            UpstreamTimeout { .. } => code::UPSTREAM_TIMEOUT,
-            UpstreamProtocol { .. } | InputRequiredUnsupported => code::INTERNAL_ERROR,
-            ShuttingDown => code::OVERLOADED,
+            UpstreamUnavailable { upstream, .. }
+            | CircuitOpen { upstream, .. }
+            | UpstreamTransport { upstream, .. }
+            | UpstreamTimeout { upstream, .. }
+            | UpstreamProtocol { upstream, .. } => Some(upstream),
+            _ => None,
         }
     }
 
@@ -174,9 +402,15 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             ResourceNotFound(uri) => Some(serde_json::json!({ "uri": uri })),
-            UpstreamUnavailable { upstream, .. } | UpstreamTransport { upstream, .. } => {
+            UnsupportedVersion { requested } => {
+                Some(serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": requested }))
+            }
+            UpstreamUnavailable { upstream, .. } => {
                 Some(serde_json::json!({ "upstream": upstream, "retryable": true }))
             }
+            UpstreamTransport { upstream, cause } => Some(serde_json::json!({
+                "upstream": upstream, "cause": cause.kind.to_string(), "retryable": true
+            })),
             UpstreamTimeout { upstream, after } => Some(serde_json::json!({
                 "upstream": upstream, "timeoutMs": after.as_millis() as u64, "retryable": true
             })),
@@ -191,5 +425,48 @@ impl GatewayError {
             IdempotencyInProgress { key } => Some(serde_json::json!({ "idempotencyKey": key, "retryable": true })),
             _ => None,
         }
+    }
+}
+
+impl From<crate::wire::jsonrpc::FrameError> for GatewayError {
+    fn from(e: crate::wire::jsonrpc::FrameError) -> Self {
+        match e {
+            crate::wire::jsonrpc::FrameError::Parse(r) => GatewayError::Parse(r),
+            crate::wire::jsonrpc::FrameError::Invalid { reason, .. } => GatewayError::InvalidRequest(reason),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_maps_codes_statuses_and_retry_after_by_era() {
+        let c = GatewayError::MethodNotFound("x".into());
+        assert_eq!((c.class(Era::Modern).code, c.class(Era::Modern).status), (-32601, StatusCode::NOT_FOUND));
+        assert_eq!(c.class(Era::Legacy).status, StatusCode::OK);
+        let r = GatewayError::ResourceNotFound("u://x".into());
+        assert_eq!((r.class(Era::Legacy).code, r.class(Era::Modern).code), (-32002, -32602));
+        let shed = GatewayError::Overloaded { reason: "q".into(), retry_after: Duration::from_secs(2) };
+        let class = shed.class(Era::Legacy);
+        assert_eq!(
+            (class.status, class.retry_after, class.outcome),
+            (StatusCode::SERVICE_UNAVAILABLE, Some(Duration::from_secs(2)), "shed")
+        );
+        assert_eq!(GatewayError::Unauthorized.class(Era::Legacy).status, StatusCode::UNAUTHORIZED);
+        assert_eq!(GatewayError::SessionNotFound.class(Era::Legacy).code, -32001);
+        let v = GatewayError::UnsupportedVersion { requested: "v9".into() };
+        assert_eq!((v.class(Era::Modern).code, v.class(Era::Legacy).code), (-32022, -32600));
+    }
+
+    #[test]
+    fn transport_causes_are_classified_from_io_errors() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(TransportError::classify(&refused).kind, TransportKind::Refused);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(TransportError::classify(&reset).kind, TransportKind::Reset);
+        let timeout = std::io::Error::from(std::io::ErrorKind::TimedOut);
+        assert_eq!(TransportError::classify(&timeout).kind, TransportKind::TimedOut);
     }
 }

@@ -9,8 +9,8 @@
 
 pub mod config;
 pub mod listing;
+pub mod lists;
 pub mod naming;
-pub mod router;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -77,7 +77,8 @@ pub async fn clear_cache(
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let scope = crate::cache::ClearScope { upstream: upstream.map(str::to_string), tool: tool.map(str::to_string) };
+    let scope =
+        crate::cache::key::ClearScope { upstream: upstream.map(str::to_string), tool: tool.map(str::to_string) };
     let query = serde_urlencoded::to_string(&scope).map_err(|e| e.to_string())?;
     let uri = format!("http://{addr}/admin/cache/clear?{query}");
     let mut req = http::Request::post(&uri).header(http::header::HOST, "localhost");
@@ -134,8 +135,14 @@ pub fn describe(config: &crate::config::Config) -> String {
                 }
             }
         }
-        let timeout = up.timeout.unwrap_or(config.resilience.timeout);
-        out.push_str(&format!(" era={:?} timeout={:?}\n", up.era, timeout).to_lowercase());
+        out.push_str(&format!(" era={:?}\n", up.era).to_lowercase());
+        if up.enabled {
+            // The values in force, as the gateway resolved them (defaults included).
+            let settings = toml::to_string(&up.settings).unwrap_or_default();
+            for line in settings.lines().filter(|l| !l.is_empty()) {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
     }
     out
 }

@@ -121,7 +121,13 @@ impl Config {
         })?;
         let mut problems = config.expand_variables();
         problems.extend(config.validate());
-        if problems.is_empty() { Ok(config) } else { Err(ConfigError { path, problems }) }
+        if !problems.is_empty() {
+            return Err(ConfigError { path, problems });
+        }
+        for up in config.upstreams.values_mut() {
+            up.resolve(&config.resilience);
+        }
+        Ok(config)
     }
 
     fn expand_variables(&mut self) -> Vec<String> {

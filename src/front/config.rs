@@ -64,7 +64,7 @@ pub enum ApiKey {
         name: Option<String>,
         /// Admission priority of this key's calls when they name none.
         #[serde(default)]
-        priority: Option<crate::pipeline::ctx::Priority>,
+        priority: Option<crate::pipeline::parts::Priority>,
     },
 }
 
@@ -77,7 +77,7 @@ impl ApiKey {
     }
 
     /// The key's default priority.
-    pub fn priority(&self) -> Option<crate::pipeline::ctx::Priority> {
+    pub fn priority(&self) -> Option<crate::pipeline::parts::Priority> {
         match self {
             ApiKey::Plain(_) => None,
             ApiKey::Detailed { priority, .. } => *priority,

@@ -14,16 +14,19 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::mpsc;
 
 use super::Shared;
-use super::http::{Accepts, answer_response, frames_response, json, notification_stream, refuse, sse_response};
-use super::rescue::{self, Answer};
+use super::messages;
+use super::rescue::{self, Answer, json, refuse, respond};
+use super::respond::{Accepts, frames_response, notification_stream, sse_response};
 use super::stream::spawn_call;
-use crate::pipeline::ctx::{CallCtx, ClientAnswer, ClientSide, LogLevel, Principal, Priority, Scope};
+use crate::error::GatewayError;
+use crate::pipeline::ctx::CallCtx;
+use crate::pipeline::parts::{ClientSide, LogLevel, Principal, Priority, Scope};
 use crate::session::hub::Filter;
 use crate::session::lifecycle;
 use crate::session::registry::{SessionError, SessionState};
 use crate::session::token::SessionClaims;
-use crate::wire::jsonrpc::{self, FrameError, Kind, Message, Method, Outcome, split_batch};
-use crate::wire::mcp::{self, Era, code};
+use crate::wire::jsonrpc::{self, FrameError, Kind, Message, Method, split_batch};
+use crate::wire::mcp::{self, Era};
 
 /// Capacity of a request's event channel (progress, logs, relayed requests).
 const EVENTS: usize = 64;
@@ -33,22 +36,16 @@ fn session_header(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn session_refusal(e: SessionError) -> Response {
-    match e {
-        SessionError::Missing => {
-            refuse(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Bad Request: Mcp-Session-Id header is required")
-        }
-        SessionError::Unknown => {
-            refuse(StatusCode::NOT_FOUND, -32001, "Session not found: it expired or was ended; initialize again")
-        }
-    }
+    let err = match e {
+        SessionError::Missing => GatewayError::SessionRequired,
+        SessionError::Unknown => GatewayError::SessionNotFound,
+    };
+    refuse(&err, None, Era::Legacy)
 }
 
-fn frame_refusal(e: &FrameError) -> Response {
-    let id = match e {
-        FrameError::Invalid { id: Some(id), .. } => Some(id.as_bytes().to_vec()),
-        _ => None,
-    };
-    json(StatusCode::BAD_REQUEST, rescue::plain_error(id.as_deref(), e.code(), e.reason(), None).message)
+fn frame_refusal(e: FrameError) -> Response {
+    let id = e.id().map(|id| id.as_bytes().to_vec());
+    refuse(&GatewayError::from(e), id.as_deref(), Era::Legacy)
 }
 
 /// Handle a legacy POST.
@@ -63,18 +60,14 @@ pub async fn post(
     if let Some(v) = headers.get(mcp::HEADER_PROTOCOL_VERSION).and_then(|v| v.to_str().ok())
         && mcp::era_of(v.trim()) != Some(Era::Legacy)
     {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_REQUEST,
-            &format!("Bad Request: unsupported MCP-Protocol-Version {v:?}"),
-        );
+        return refuse(&GatewayError::UnsupportedVersion { requested: v.to_string() }, None, Era::Legacy);
     }
     if jsonrpc::is_batch(&body) {
         return batch(shared, scope, principal, headers, body).await;
     }
     let msg = match Message::parse(body) {
         Ok(m) => m,
-        Err(e) => return frame_refusal(&e),
+        Err(e) => return frame_refusal(e),
     };
     if let Kind::Request { method: Method::Initialize, .. } = &msg.kind {
         return initialize(&shared, &scope, &msg);
@@ -89,7 +82,7 @@ pub async fn post(
             accepted()
         }
         Kind::Response { outcome, .. } => {
-            client_answer(&state, &msg, outcome);
+            messages::deliver_answer(&state, &msg, outcome);
             accepted()
         }
         Kind::Request { .. } => {
@@ -109,7 +102,7 @@ fn accepted() -> Response {
 fn initialize(shared: &Shared, scope: &Scope, msg: &Message) -> Response {
     let id = msg.id().expect("requests have ids");
     let params = msg.params().map(|p| msg.slice(p)).unwrap_or_default();
-    match lifecycle::initialize(&shared.router, scope, params) {
+    match lifecycle::initialize(&shared.upstreams, scope, params) {
         Ok(init) => {
             let session = shared.sessions.create(init.version, init.flags);
             let mut out = Vec::with_capacity(init.result.len() + 64);
@@ -119,31 +112,15 @@ fn initialize(shared: &Shared, scope: &Scope, msg: &Message) -> Response {
                 .insert(mcp::HEADER_SESSION_ID, HeaderValue::try_from(session).expect("session ids are visible ASCII"));
             resp
         }
-        Err(e) => answer_response(rescue::error(id.as_bytes(), &e, false), Era::Legacy),
+        Err(e) => respond(rescue::error(Some(id.as_bytes()), &e, Era::Legacy)),
     }
 }
 
 fn notification(state: &SessionState, method: &Method, params: Option<&[u8]>) {
     if *method == Method::NotificationsCancelled
-        && let Some(params) = params
-        && let Ok(view) = crate::wire::object::ObjectView::parse(params)
-        && let Some(id) = view.get(params, "requestId")
+        && let Some(id) = messages::cancelled_request(params)
     {
-        state.cancel(&params[id]);
-    }
-}
-
-fn client_answer(state: &SessionState, msg: &Message, outcome: &Outcome) {
-    let Some(id) = msg.id() else { return };
-    let Ok(id) = serde_json::from_slice::<String>(id.as_bytes()) else {
-        return;
-    };
-    let answer = match outcome {
-        Outcome::Result(span) => ClientAnswer::Result(msg.src.slice(span.clone())),
-        Outcome::Error(span) => ClientAnswer::Error(msg.src.slice(span.clone())),
-    };
-    if !state.answer(&id, answer) {
-        tracing::debug!(id, "a client answered a request nothing waits for");
+        state.cancel(&id);
     }
 }
 
@@ -203,7 +180,7 @@ async fn request(
         let outcome = shared.call(method, params, ctx).await;
         rescue::answer(&id_for_answer, &method_name, outcome, Era::Legacy)
     };
-    let frames = spawn_call(id, run, rx, Some(state), Some(cancel));
+    let frames = spawn_call(id, Era::Legacy, run, rx, Some(state), Some(cancel));
     frames_response(frames, Era::Legacy, streaming).await
 }
 
@@ -212,10 +189,10 @@ async fn request(
 async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers: &HeaderMap, body: Bytes) -> Response {
     let spans = match split_batch(&body) {
         Ok(s) => s,
-        Err(e) => return frame_refusal(&e),
+        Err(e) => return frame_refusal(e),
     };
     if spans.is_empty() {
-        return refuse(StatusCode::BAD_REQUEST, code::INVALID_REQUEST, "Invalid request: empty batch");
+        return refuse(&GatewayError::InvalidRequest("empty batch".into()), None, Era::Legacy);
     }
     let (claims, state) = match shared.sessions.resume(session_header(headers)) {
         Ok(s) => s,
@@ -223,31 +200,29 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
     };
     let (priority, _) = super::header_options(&shared, &principal, Some(headers));
     if claims.version != mcp::BATCH_VERSION {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            code::INVALID_REQUEST,
-            &format!(
-                "Invalid request: JSON-RPC batches are only supported for protocol version {}",
-                mcp::BATCH_VERSION
-            ),
-        );
+        let reason = format!("JSON-RPC batches are only supported for protocol version {}", mcp::BATCH_VERSION);
+        return refuse(&GatewayError::InvalidRequest(reason), None, Era::Legacy);
     }
     let mut calls = Vec::new();
     let mut answers: Vec<Answer> = Vec::new();
     for span in spans {
         match Message::parse(body.slice(span)) {
-            Err(e) => answers.push(rescue::plain_error(None, e.code(), e.reason(), None)),
+            Err(e) => {
+                let id = e.id().map(|id| id.as_bytes().to_vec());
+                answers.push(rescue::error(id.as_deref(), &GatewayError::from(e), Era::Legacy))
+            }
             Ok(msg) => match &msg.kind {
-                Kind::Request { method: Method::Initialize, id, .. } => answers.push(rescue::plain_error(
+                Kind::Request { method: Method::Initialize, id, .. } => answers.push(rescue::error(
                     Some(msg.slice(&id.0)),
-                    code::INVALID_REQUEST,
-                    "Invalid request: initialize cannot be part of a batch",
-                    None,
+                    &GatewayError::InvalidRequest("initialize cannot be part of a batch".into()),
+                    Era::Legacy,
                 )),
                 Kind::Notification { method, params } => {
                     notification(&state, method, params.as_ref().map(|p| msg.slice(p)))
                 }
-                Kind::Response { outcome, .. } => client_answer(&state, &msg, outcome),
+                Kind::Response { outcome, .. } => {
+                    messages::deliver_answer(&state, &msg, outcome);
+                }
                 Kind::Request { id, method, params } => {
                     let id = msg.src.slice(id.0.clone());
                     let params = params.as_ref().map(|p| msg.src.slice(p.clone())).unwrap_or_default();
@@ -268,7 +243,7 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
                         let name = method.as_str().to_string();
                         let outcome = tokio::select! {
                             o = shared.call(method, params, ctx) => o,
-                            () = flight.token.cancelled() => return rescue::cancelled(&id),
+                            () = flight.token.cancelled() => return rescue::cancelled(&id, Era::Legacy),
                         };
                         rescue::answer(&id, &name, outcome, Era::Legacy)
                     });
@@ -300,11 +275,7 @@ pub async fn get(shared: Arc<Shared>, scope: Scope, headers: &HeaderMap) -> Resp
         .iter()
         .any(|v| v.to_str().is_ok_and(|s| s.contains("text/event-stream") || s.contains("*/*")));
     if !wants_sse {
-        return refuse(
-            StatusCode::NOT_ACCEPTABLE,
-            code::INVALID_REQUEST,
-            "Not Acceptable: the GET stream is text/event-stream",
-        );
+        return refuse(&GatewayError::NotAcceptable("the GET stream is text/event-stream"), None, Era::Legacy);
     }
     let (_, state) = match shared.sessions.resume(session_header(headers)) {
         Ok(s) => s,

@@ -1,13 +1,16 @@
 //! Everything that faces clients: Streamable HTTP at `/mcp` and `/servers/{name}/mcp` (both
-//! protocol eras), stdio (`sekisho stdio`), the operational endpoints, and the one place where
-//! outcomes become wire answers ([`rescue`]).
+//! protocol eras: [`routes`], [`legacy`], [`modern`]), stdio (`sekisho stdio`), the
+//! operational endpoints ([`ops`]), and the one place where outcomes become wire answers
+//! ([`rescue`]).
 
 pub mod config;
-pub mod guard;
-pub mod http;
 pub mod legacy;
+pub mod messages;
 pub mod modern;
+pub mod ops;
 pub mod rescue;
+pub mod respond;
+pub mod routes;
 pub mod stdio;
 pub mod stream;
 
@@ -17,12 +20,15 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
-use crate::catalog::router::Router;
+use crate::cache::store::Store;
+use crate::catalog::CatalogState;
 use crate::error::GatewayError;
-use crate::pipeline::Pipeline;
-use crate::pipeline::ctx::{Call, CallCtx, Params, Principal, Priority, Reply};
+use crate::pipeline::Stack;
+use crate::pipeline::ctx::{Call, CallCtx};
+use crate::pipeline::parts::{Params, Principal, Priority, Reply};
 use crate::session::hub::Hub;
 use crate::session::registry::Sessions;
+use crate::upstream::UpstreamSet;
 use crate::wire::jsonrpc::Method;
 use crate::wire::mcp::{self, META_PRIORITY};
 
@@ -47,16 +53,18 @@ pub fn header_options(
 
 /// State shared by every client-facing transport.
 pub struct Shared {
-    /// The router (catalog and upstreams).
-    pub router: Arc<Router>,
-    /// The policy pipeline ending in the router.
-    pub pipeline: Pipeline,
+    /// The call stack (the edge, then the call pipeline).
+    pub stack: Stack,
+    /// The live catalog (`initialize`, `server/discover`).
+    pub catalog: Arc<CatalogState>,
+    /// The upstreams (capabilities, `/readyz`, `/metrics`).
+    pub upstreams: Arc<UpstreamSet>,
+    /// The response cache (`/readyz`, `/metrics`, `/admin/cache/clear`).
+    pub store: Arc<Store>,
     /// Legacy sessions.
     pub sessions: Sessions,
     /// Notification streams.
     pub hub: Arc<Hub>,
-    /// Edge checks.
-    pub guard: guard::Guard,
     /// `[server]`.
     pub config: config::ServerConfig,
     /// Cancelled when the gateway starts draining: new work is refused, streams end.
@@ -90,6 +98,6 @@ impl Shared {
                 ctx.idempotency_key = Some(Arc::from(k.as_ref()));
             }
         }
-        self.pipeline.clone().oneshot(Call { method, params, ctx }).await
+        self.stack.call.clone().oneshot(Call { method, params, ctx }).await
     }
 }

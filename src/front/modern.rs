@@ -13,28 +13,18 @@ use http::{HeaderMap, StatusCode};
 use tokio::sync::mpsc;
 
 use super::Shared;
-use super::http::{Accepts, answer_response, frames_response, json, notification_stream, refuse, sse_response};
-use super::rescue::{self, Answer};
+use super::messages;
+use super::rescue::{self, Answer, json, refuse, respond};
+use super::respond::{Accepts, frames_response, notification_stream, sse_response};
 use super::stream::spawn_call;
-use crate::pipeline::ctx::{CallCtx, ClientSide, LogLevel, Params, Principal, Scope};
-use crate::session::hub::Filter;
+use crate::error::GatewayError;
+use crate::pipeline::ctx::CallCtx;
+use crate::pipeline::parts::{ClientSide, LogLevel, Params, Principal, Scope};
 use crate::session::lifecycle;
 use crate::wire::jsonrpc::{self, Kind, Message, Method};
-use crate::wire::mcp::{self, Era, code};
-use crate::wire::object::ObjectView;
+use crate::wire::mcp::{self, Era};
 
 const EVENTS: usize = 64;
-
-/// A failed rung of the envelope ladder.
-struct Rejection {
-    code: i64,
-    message: String,
-    data: Option<serde_json::Value>,
-}
-
-fn reject(code: i64, message: impl Into<String>) -> Rejection {
-    Rejection { code, message: message.into(), data: None }
-}
 
 /// Decode an `Mcp-Name`/`Mcp-Param-*` header value: optional whitespace trimmed, and the
 /// `=?base64?…?=` form decoded (canonical base64 only). `None` for a malformed encoding.
@@ -52,31 +42,31 @@ pub fn decode_header_value(raw: &str) -> Option<String> {
     }
 }
 
-fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Rejection> {
+fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, GatewayError> {
     let mut values = headers.get_all(name).iter();
     let first = values.next();
     if values.next().is_some() {
-        return Err(reject(code::HEADER_MISMATCH, format!("{name} header appears more than once")));
+        return Err(GatewayError::HeaderMismatch(format!("{name} header appears more than once")));
     }
     Ok(first.map(|v| v.to_str().unwrap_or("\u{fffd}")))
 }
 
 /// The envelope ladder (2026-07-28 `basic/index` "Per-request protocol fields" and
 /// `basic/transports` "Standard Headers"); the first failing rung wins.
-fn ladder(headers: &HeaderMap, method: &Method, raw: Bytes) -> Result<(ClientSide, Params), Rejection> {
+///
+/// Errors: [`GatewayError::InvalidParams`], [`GatewayError::HeaderMismatch`],
+/// [`GatewayError::UnsupportedVersion`], whichever rung fails first.
+fn ladder(headers: &HeaderMap, method: &Method, raw: Bytes) -> Result<(ClientSide, Params), GatewayError> {
     let version_header = single_header(headers, mcp::HEADER_PROTOCOL_VERSION)?;
     let method_header = single_header(headers, mcp::HEADER_METHOD)?;
     let name_header = single_header(headers, mcp::HEADER_NAME)?;
-    let params = Params::parse(raw).map_err(|e| reject(code::INVALID_PARAMS, e.to_string()))?;
+    let params = Params::parse(raw)?;
     let Some(meta) = params.meta.as_ref() else {
-        return Err(reject(
-            code::INVALID_PARAMS,
-            format!(
-                "params._meta must be an object carrying {:?} and {:?}",
-                mcp::META_PROTOCOL_VERSION,
-                mcp::META_CLIENT_CAPABILITIES
-            ),
-        ));
+        return Err(GatewayError::InvalidParams(format!(
+            "params._meta must be an object carrying {:?} and {:?}",
+            mcp::META_PROTOCOL_VERSION,
+            mcp::META_CLIENT_CAPABILITIES
+        )));
     };
     let (Some(raw_version), Some(capabilities)) =
         (meta.get(mcp::META_PROTOCOL_VERSION), meta.get(mcp::META_CLIENT_CAPABILITIES))
@@ -85,17 +75,16 @@ fn ladder(headers: &HeaderMap, method: &Method, raw: Bytes) -> Result<(ClientSid
             .into_iter()
             .filter(|k| meta.get(k).is_none())
             .collect();
-        return Err(reject(code::INVALID_PARAMS, format!("params._meta is missing {}", missing.join(", "))));
+        return Err(GatewayError::InvalidParams(format!("params._meta is missing {}", missing.join(", "))));
     };
     let version = meta.str(mcp::META_PROTOCOL_VERSION);
     if version_header.is_none() || version_header.map(str::trim) != version.as_deref() {
-        return Err(reject(
-            code::HEADER_MISMATCH,
-            "MCP-Protocol-Version header does not match params._meta protocol version",
+        return Err(GatewayError::HeaderMismatch(
+            "MCP-Protocol-Version header does not match params._meta protocol version".into(),
         ));
     }
     if method_header.map(str::trim) != Some(method.as_str()) {
-        return Err(reject(code::HEADER_MISMATCH, "Mcp-Method header does not match the request body's method"));
+        return Err(GatewayError::HeaderMismatch("Mcp-Method header does not match the request body's method".into()));
     }
     let name_key = match method {
         Method::ToolsCall | Method::PromptsGet => Some("name"),
@@ -106,24 +95,17 @@ fn ladder(headers: &HeaderMap, method: &Method, raw: Bytes) -> Result<(ClientSid
         && let Some(body_value) = params.str(key)
         && !name_header.is_some_and(|h| header_matches(h, &body_value))
     {
-        return Err(reject(
-            code::HEADER_MISMATCH,
-            format!("Mcp-Name header does not match the request body's {key:?}"),
-        ));
+        return Err(GatewayError::HeaderMismatch(format!("Mcp-Name header does not match the request body's {key:?}")));
     }
     let Some(version) = version else {
         let _ = raw_version;
-        return Err(reject(code::INVALID_PARAMS, "the protocol version in params._meta must be a string"));
+        return Err(GatewayError::InvalidParams("the protocol version in params._meta must be a string".into()));
     };
     let Some(version) = mcp::known_version(&version).filter(|v| mcp::era_of(v) == Some(Era::Modern)) else {
-        return Err(Rejection {
-            code: code::UNSUPPORTED_PROTOCOL_VERSION,
-            message: "Unsupported protocol version".into(),
-            data: Some(serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": version })),
-        });
+        return Err(GatewayError::UnsupportedVersion { requested: version.into_owned() });
     };
     if !capabilities.starts_with(b"{") {
-        return Err(reject(code::INVALID_PARAMS, "the client capabilities in params._meta must be an object"));
+        return Err(GatewayError::InvalidParams("the client capabilities in params._meta must be an object".into()));
     }
     let capabilities = meta.bytes.slice_ref(capabilities);
     let log_level = meta.str(mcp::META_LOG_LEVEL).and_then(|l| LogLevel::parse(&l));
@@ -141,8 +123,8 @@ fn header_matches(header: &str, value: &str) -> bool {
     decode_header_value(trimmed).as_deref() == Some(value)
 }
 
-fn error_response(id: Option<&[u8]>, r: Rejection) -> Response {
-    answer_response(rescue::plain_error(id, r.code, &r.message, r.data.as_ref()), Era::Modern)
+fn error_response(id: Option<&[u8]>, e: &GatewayError) -> Response {
+    respond(rescue::error(id, e, Era::Modern))
 }
 
 /// Handle a modern POST.
@@ -156,19 +138,14 @@ pub async fn post(
 ) -> Response {
     let received = Instant::now();
     if jsonrpc::is_batch(&body) {
-        return error_response(
-            None,
-            reject(code::INVALID_REQUEST, "Invalid request: the 2026-07-28 transport takes one message per POST"),
-        );
+        let e = GatewayError::InvalidRequest("the 2026-07-28 transport takes one message per POST".into());
+        return error_response(None, &e);
     }
     let msg = match Message::parse(body) {
         Ok(m) => m,
         Err(e) => {
-            let id = match &e {
-                jsonrpc::FrameError::Invalid { id: Some(id), .. } => Some(id.as_bytes().to_vec()),
-                _ => None,
-            };
-            return error_response(id.as_deref(), reject(e.code(), e.reason()));
+            let id = e.id().map(|id| id.as_bytes().to_vec());
+            return error_response(id.as_deref(), &GatewayError::from(e));
         }
     };
     let (id, method, params) = match &msg.kind {
@@ -177,24 +154,14 @@ pub async fn post(
             // stream); acknowledge, as 2026-07-28 `basic/transports` allows.
             let version = headers.get(mcp::HEADER_PROTOCOL_VERSION).and_then(|v| v.to_str().ok()).unwrap_or("");
             if mcp::era_of(version.trim()) != Some(Era::Modern) {
-                return error_response(
-                    None,
-                    Rejection {
-                        code: code::UNSUPPORTED_PROTOCOL_VERSION,
-                        message: "Unsupported protocol version".into(),
-                        data: Some(serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": version })),
-                    },
-                );
+                return error_response(None, &GatewayError::UnsupportedVersion { requested: version.to_string() });
             }
             let mut resp = Response::new(axum::body::Body::empty());
             *resp.status_mut() = StatusCode::ACCEPTED;
             return resp;
         }
         Kind::Response { .. } => {
-            return error_response(
-                None,
-                reject(code::INVALID_REQUEST, "Invalid request: the server sent no request to answer"),
-            );
+            return error_response(None, &GatewayError::InvalidRequest("the server sent no request to answer".into()));
         }
         Kind::Request { id, method, params } => (
             msg.src.slice(id.0.clone()),
@@ -204,21 +171,19 @@ pub async fn post(
     };
     let (client, params) = match ladder(headers, &method, params) {
         Ok(c) => c,
-        Err(r) => return error_response(Some(&id), r),
+        Err(e) => return error_response(Some(&id), &e),
     };
     match method {
         Method::ServerDiscover => {
             let mut out = Vec::new();
-            jsonrpc::write_result(&mut out, &id, &lifecycle::discover(&shared.router, &scope));
+            let discovered = lifecycle::discover(&shared.upstreams, shared.catalog.config().list_ttl_ms, &scope);
+            jsonrpc::write_result(&mut out, &id, &discovered);
             json(StatusCode::OK, Bytes::from(out))
         }
         Method::SubscriptionsListen => listen(&shared, scope, &id, &params.bytes, accept),
         Method::Initialize => error_response(
             Some(&id),
-            reject(
-                code::METHOD_NOT_FOUND,
-                "Method not found: initialize is not part of 2026-07-28 (use server/discover)",
-            ),
+            &GatewayError::MethodNotFound("initialize is not part of 2026-07-28 (use server/discover)".into()),
         ),
         method => {
             let wants_events = accept.sse
@@ -229,7 +194,7 @@ pub async fn post(
                 // Nothing to stream: answer inline. A client that disconnects drops this
                 // future, which cancels the upstream call.
                 let outcome = shared.call_parsed(method.clone(), params, ctx).await;
-                return answer_response(rescue::answer(&id, method.as_str(), outcome, Era::Modern), Era::Modern);
+                return respond(rescue::answer(&id, method.as_str(), outcome, Era::Modern));
             }
             let (tx, rx) = mpsc::channel(EVENTS);
             let ctx = CallCtx { events: Some(tx), ..ctx };
@@ -239,7 +204,7 @@ pub async fn post(
                 let outcome = shared.call_parsed(method, params, ctx).await;
                 rescue::answer(&answer_id, &name, outcome, Era::Modern) as Answer
             };
-            frames_response(spawn_call(id, run, rx, None, None), Era::Modern, true).await
+            frames_response(spawn_call(id, Era::Modern, run, rx, None, None), Era::Modern, true).await
         }
     }
 }
@@ -248,47 +213,14 @@ pub async fn post(
 /// subscription id until the client leaves or the gateway drains.
 fn listen(shared: &Shared, scope: Scope, id: &Bytes, params: &[u8], accept: Accepts) -> Response {
     if !accept.sse {
-        return refuse(
-            StatusCode::NOT_ACCEPTABLE,
-            code::INVALID_REQUEST,
-            "Not Acceptable: subscriptions/listen answers with text/event-stream",
-        );
+        let e = GatewayError::NotAcceptable("subscriptions/listen answers with text/event-stream");
+        return refuse(&e, None, Era::Modern);
     }
-    let requested: serde_json::Value = ObjectView::parse(params)
-        .ok()
-        .and_then(|v| v.get(params, "notifications"))
-        .and_then(|s| serde_json::from_slice(&params[s]).ok())
-        .unwrap_or_default();
-    let on = |k: &str| requested.get(k).and_then(|v| v.as_bool()) == Some(true);
-    let filter = Filter {
-        tools: on("toolsListChanged"),
-        prompts: on("promptsListChanged"),
-        resources: on("resourcesListChanged"),
-    };
-    let mut agreed = serde_json::Map::new();
-    for (key, yes) in [
-        ("toolsListChanged", filter.tools),
-        ("promptsListChanged", filter.prompts),
-        ("resourcesListChanged", filter.resources),
-    ] {
-        if yes {
-            agreed.insert(key.into(), true.into());
-        }
-    }
-    let ack_params = serde_json::json!({
-        "notifications": agreed,
-        "_meta": { "io.modelcontextprotocol/subscriptionId": serde_json::from_slice::<serde_json::Value>(id).unwrap_or_default() },
-    });
-    let mut ack = Vec::new();
-    jsonrpc::write_notification(
-        &mut ack,
-        "notifications/subscriptions/acknowledged",
-        Some(ack_params.to_string().as_bytes()),
-    );
+    let (filter, ack) = messages::listen(id, params);
     let (tx, rx) = mpsc::channel(64);
     let registration = shared.hub.register(scope, filter, Some(id.clone()), tx);
     let never = tokio_util::sync::CancellationToken::new();
-    sse_response(notification_stream(rx, Some(Bytes::from(ack)), [shared.draining.clone(), never], registration))
+    sse_response(notification_stream(rx, Some(ack), [shared.draining.clone(), never], registration))
 }
 
 #[cfg(test)]
@@ -320,28 +252,28 @@ mod tests {
         let params = format!(r#"{{"name":"echo",{META}}}"#);
         assert!(ladder(&ok, &Method::ToolsCall, Bytes::from(params.clone())).is_ok());
         let code_of = |h: &HeaderMap, m: &Method, p: &str| {
-            ladder(h, m, Bytes::copy_from_slice(p.as_bytes())).err().map(|r| r.code)
+            ladder(h, m, Bytes::copy_from_slice(p.as_bytes())).err().map(|e| e.class(Era::Modern).code)
         };
-        assert_eq!(code_of(&ok, &Method::ToolsCall, r#"{"name":"echo"}"#), Some(code::INVALID_PARAMS));
+        assert_eq!(code_of(&ok, &Method::ToolsCall, r#"{"name":"echo"}"#), Some(mcp::code::INVALID_PARAMS));
         let wrong_name =
             headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "other")]);
-        assert_eq!(code_of(&wrong_name, &Method::ToolsCall, &params), Some(code::HEADER_MISMATCH));
+        assert_eq!(code_of(&wrong_name, &Method::ToolsCall, &params), Some(mcp::code::HEADER_MISMATCH));
         let no_name = headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call")]);
-        assert_eq!(code_of(&no_name, &Method::ToolsCall, &params), Some(code::HEADER_MISMATCH));
+        assert_eq!(code_of(&no_name, &Method::ToolsCall, &params), Some(mcp::code::HEADER_MISMATCH));
         let upper =
             headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "TOOLS/CALL"), ("mcp-name", "echo")]);
-        assert_eq!(code_of(&upper, &Method::ToolsCall, &params), Some(code::HEADER_MISMATCH));
+        assert_eq!(code_of(&upper, &Method::ToolsCall, &params), Some(mcp::code::HEADER_MISMATCH));
         let dup = headers(&[
             ("mcp-protocol-version", "2026-07-28"),
             ("mcp-method", "tools/call"),
             ("mcp-method", "tools/call"),
             ("mcp-name", "echo"),
         ]);
-        assert_eq!(code_of(&dup, &Method::ToolsCall, &params), Some(code::HEADER_MISMATCH));
+        assert_eq!(code_of(&dup, &Method::ToolsCall, &params), Some(mcp::code::HEADER_MISMATCH));
         let future = headers(&[("mcp-protocol-version", "v999"), ("mcp-method", "tools/list")]);
         let p999 = r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"v999","io.modelcontextprotocol/clientCapabilities":{}}}"#;
-        assert_eq!(code_of(&future, &Method::ToolsList, p999), Some(code::UNSUPPORTED_PROTOCOL_VERSION));
+        assert_eq!(code_of(&future, &Method::ToolsList, p999), Some(mcp::code::UNSUPPORTED_PROTOCOL_VERSION));
         let mismatch = headers(&[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/list")]);
-        assert_eq!(code_of(&mismatch, &Method::ToolsList, p999), Some(code::HEADER_MISMATCH));
+        assert_eq!(code_of(&mismatch, &Method::ToolsList, p999), Some(mcp::code::HEADER_MISMATCH));
     }
 }

@@ -1,31 +1,38 @@
-//! The one place where outcomes become wire answers: typed errors and upstream replies turn
-//! into JSON-RPC response messages, and JSON-RPC error codes into HTTP statuses.
+//! The one place where outcomes become wire answers: upstream replies (adapted to the client's
+//! era) and typed errors become JSON-RPC response messages, and those become HTTP responses
+//! with the status and headers of the error table (`crate::error::GatewayError::class`).
 
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
 use bytes::Bytes;
-use http::StatusCode;
+use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, StatusCode};
 
-use crate::error::GatewayError;
-use crate::pipeline::ctx::{Origin, Reply};
+use crate::error::{GatewayError, status_for_code};
+use crate::observe::metrics::METRICS;
+use crate::pipeline::parts::{Origin, Reply};
 use crate::upstream::translate::{Adapted, adapt_result};
 use crate::wire::jsonrpc::{error_fields, write_error, write_raw_error, write_result};
 use crate::wire::mcp::{Era, code};
 
-/// A complete JSON-RPC response message, and its error code if it is an error.
+/// A complete JSON-RPC response message and how to carry it over HTTP.
 #[derive(Clone, Debug)]
 pub struct Answer {
     /// The response message.
     pub message: Bytes,
     /// The `error.code`, for error responses.
     pub error_code: Option<i64>,
+    /// The HTTP status of a response that carries only this answer.
+    pub status: StatusCode,
+    /// The `Retry-After` to send with it, if any.
+    pub retry_after: Option<Duration>,
 }
 
-/// Code of the answer to a request the client cancelled (the Python and TypeScript SDKs use it).
-pub const REQUEST_CANCELLED: i64 = -32800;
-
-/// Build the response to request `id` (raw JSON) of `method` from the pipeline's outcome, in
-/// the client's era.
+/// Build the response to request `id` (raw JSON) of `method` from the stack's outcome, in the
+/// client's era.
 pub fn answer(id: &[u8], method: &str, outcome: Result<Reply, GatewayError>, client: Era) -> Answer {
-    let modern = client == Era::Modern;
     match outcome {
         Ok(Reply::Result { body, origin }) => {
             let body = match origin {
@@ -33,66 +40,82 @@ pub fn answer(id: &[u8], method: &str, outcome: Result<Reply, GatewayError>, cli
                 Origin::Upstream(era, _) => match adapt_result(body, method, client, era) {
                     Adapted::Result(b) => b,
                     Adapted::InputRequiredForLegacy => {
-                        return error(id, &GatewayError::InputRequiredUnsupported, modern);
+                        return error(Some(id), &GatewayError::InputRequiredUnsupported, client);
                     }
                 },
             };
             let mut out = Vec::with_capacity(body.len() + id.len() + 40);
             write_result(&mut out, id, &body);
-            Answer { message: Bytes::from(out), error_code: None }
+            Answer { message: Bytes::from(out), error_code: None, status: StatusCode::OK, retry_after: None }
         }
         Ok(Reply::Error { body, .. }) => {
+            // An upstream's own error: its code decides the status, as the spec maps codes.
             let code = error_fields(&body).map_or(code::INTERNAL_ERROR, |e| e.code);
             let mut out = Vec::with_capacity(body.len() + id.len() + 40);
             write_raw_error(&mut out, Some(id), &body);
-            Answer { message: Bytes::from(out), error_code: Some(code) }
+            Answer {
+                message: Bytes::from(out),
+                error_code: Some(code),
+                status: status_for_code(code, client),
+                retry_after: (code == code::OVERLOADED).then_some(Duration::from_secs(1)),
+            }
         }
-        Err(e) => error(id, &e, modern),
+        Err(e) => error(Some(id), &e, client),
     }
 }
 
-/// The error response for a typed gateway error.
-pub fn error(id: &[u8], err: &GatewayError, modern: bool) -> Answer {
-    let code = err.code(modern);
-    plain_error(Some(id), code, &err.to_string(), err.data().as_ref())
-}
-
-/// An error response from parts; `id` is `None` when the request id is unknown (`null`).
-pub fn plain_error(id: Option<&[u8]>, code: i64, message: &str, data: Option<&serde_json::Value>) -> Answer {
+/// The error response for a typed error; `id` is `None` when the request id is unknown (`null`).
+pub fn error(id: Option<&[u8]>, err: &GatewayError, client: Era) -> Answer {
+    let class = err.class(client);
     let mut out = Vec::with_capacity(128);
-    write_error(&mut out, id, code, message, data);
-    Answer { message: Bytes::from(out), error_code: Some(code) }
+    write_error(&mut out, id, class.code, &err.to_string(), err.data().as_ref());
+    Answer {
+        message: Bytes::from(out),
+        error_code: Some(class.code),
+        status: class.status,
+        retry_after: class.retry_after,
+    }
 }
 
 /// The answer to a request the client cancelled.
-pub fn cancelled(id: &[u8]) -> Answer {
-    plain_error(Some(id), REQUEST_CANCELLED, "Request cancelled", None)
+pub fn cancelled(id: &[u8], client: Era) -> Answer {
+    error(Some(id), &GatewayError::Cancelled, client)
 }
 
-/// The HTTP status of a response carrying `error_code`.
-///
-/// Modern era (2026-07-28 `basic/transports`): 400 for parse, request, params, header
-/// mismatch, missing capability and unsupported version; 404 for method not found; 200 for
-/// the rest. Legacy era: 400 for unreadable or invalid messages, else 200 (the error travels
-/// in the JSON-RPC body).
-pub fn http_status(error_code: Option<i64>, client: Era) -> StatusCode {
-    let Some(c) = error_code else {
-        return StatusCode::OK;
-    };
-    match (client, c) {
-        (_, code::PARSE_ERROR | code::INVALID_REQUEST) => StatusCode::BAD_REQUEST,
-        (
-            Era::Modern,
-            code::INVALID_PARAMS
-            | code::HEADER_MISMATCH
-            | code::MISSING_CLIENT_CAPABILITY
-            | code::UNSUPPORTED_PROTOCOL_VERSION,
-        ) => StatusCode::BAD_REQUEST,
-        (Era::Modern, code::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
-        // Shed or draining: "retry later", in either era (with Retry-After).
-        (_, code::OVERLOADED) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::OK,
+/// A JSON response.
+pub fn json(status: StatusCode, body: Bytes) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A JSON-RPC answer as an HTTP response, with its status and `Retry-After`.
+pub fn respond(answer: Answer) -> Response {
+    let mut resp = json(answer.status, answer.message);
+    if let Some(after) = answer.retry_after {
+        let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     }
+    resp
+}
+
+/// An HTTP-level refusal (before or instead of a JSON-RPC exchange) with a JSON-RPC error body,
+/// the table's status, and the headers the status calls for (`WWW-Authenticate` on 401,
+/// `Allow` on 405, `Retry-After` on 503). Counted in `sekisho_rejected_total`.
+pub fn refuse(err: &GatewayError, id: Option<&[u8]>, client: Era) -> Response {
+    let mut resp = respond(error(id, err, client));
+    METRICS.rejected(resp.status().as_u16());
+    match err {
+        GatewayError::Unauthorized => {
+            resp.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        GatewayError::MethodNotAllowed => {
+            resp.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+        }
+        _ => {}
+    }
+    resp
 }
 
 #[cfg(test)]
@@ -110,8 +133,9 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&a.message).unwrap();
         assert_eq!(v["result"]["resultType"], "complete");
         let a = answer(b"2", "tools/call", Err(GatewayError::MethodNotFound("x".into())), Era::Modern);
-        assert_eq!(http_status(a.error_code, Era::Modern), StatusCode::NOT_FOUND);
-        assert_eq!(http_status(a.error_code, Era::Legacy), StatusCode::OK);
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+        let a = answer(b"2", "tools/call", Err(GatewayError::MethodNotFound("x".into())), Era::Legacy);
+        assert_eq!(a.status, StatusCode::OK);
         let a = answer(b"3", "resources/read", Err(GatewayError::ResourceNotFound("u://x".into())), Era::Modern);
         let v: serde_json::Value = serde_json::from_slice(&a.message).unwrap();
         assert_eq!(v["error"]["code"], -32602);
@@ -128,5 +152,15 @@ mod tests {
         };
         let a = answer(b"1", "tools/call", Ok(reply), Era::Legacy);
         assert_eq!(a.error_code, Some(code::INTERNAL_ERROR));
+    }
+
+    #[test]
+    fn refusals_carry_the_headers_their_status_needs() {
+        let r = refuse(&GatewayError::Unauthorized, None, Era::Legacy);
+        assert_eq!((r.status(), r.headers()[WWW_AUTHENTICATE].to_str().unwrap()), (StatusCode::UNAUTHORIZED, "Bearer"));
+        let r = refuse(&GatewayError::MethodNotAllowed, None, Era::Modern);
+        assert_eq!((r.status(), r.headers()[ALLOW].to_str().unwrap()), (StatusCode::METHOD_NOT_ALLOWED, "POST"));
+        let r = refuse(&GatewayError::ShuttingDown, None, Era::Legacy);
+        assert_eq!((r.status(), r.headers()[RETRY_AFTER].to_str().unwrap()), (StatusCode::SERVICE_UNAVAILABLE, "1"));
     }
 }

@@ -15,13 +15,16 @@ use tokio_util::codec::{AnyDelimiterCodec, FramedRead};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::messages;
 use super::rescue::{self, Answer};
-use crate::pipeline::ctx::{CallCtx, ClientAnswer, ClientEvent, ClientSide, LogLevel, Principal, Scope};
+use crate::error::GatewayError;
+use crate::pipeline::ctx::CallCtx;
+use crate::pipeline::parts::{ClientEvent, ClientSide, LogLevel, Principal, Scope};
 use crate::session::hub::{Filter, Registration};
 use crate::session::lifecycle;
 use crate::session::registry::SessionState;
-use crate::wire::jsonrpc::{self, Kind, Message, Method, Outcome};
-use crate::wire::mcp::{self, Era, code};
+use crate::wire::jsonrpc::{self, Kind, Message, Method};
+use crate::wire::mcp::{self, Era};
 use crate::wire::object::ObjectView;
 
 struct Conversation {
@@ -30,7 +33,6 @@ struct Conversation {
     state: Arc<SessionState>,
     legacy: Mutex<Option<ClientSide>>,
     listens: Mutex<HashMap<Bytes, Registration>>,
-    relay_ids: std::sync::atomic::AtomicU64,
 }
 
 /// Serve one client on `input`/`output` until the input ends or `shutdown` fires.
@@ -51,7 +53,6 @@ pub async fn serve(
         state: Arc::new(SessionState::default()),
         legacy: Mutex::new(None),
         listens: Mutex::new(HashMap::new()),
-        relay_ids: std::sync::atomic::AtomicU64::new(1),
     });
     let mut lines = FramedRead::new(input, AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), max));
     let mut legacy_stream: Option<Registration> = None;
@@ -65,10 +66,7 @@ pub async fn serve(
             Ok(l) => l,
             Err(e) => {
                 convo
-                    .send(
-                        rescue::plain_error(None, code::INVALID_REQUEST, &format!("Invalid request: {e}"), None)
-                            .message,
-                    )
+                    .send(rescue::error(None, &GatewayError::InvalidRequest(e.to_string()), Era::Legacy).message)
                     .await;
                 continue;
             }
@@ -79,11 +77,8 @@ pub async fn serve(
         let msg = match Message::parse(line) {
             Ok(m) => m,
             Err(e) => {
-                let id = match &e {
-                    jsonrpc::FrameError::Invalid { id: Some(id), .. } => Some(id.as_bytes().to_vec()),
-                    _ => None,
-                };
-                convo.send(rescue::plain_error(id.as_deref(), e.code(), e.reason(), None).message).await;
+                let id = e.id().map(|id| id.as_bytes().to_vec());
+                convo.send(rescue::error(id.as_deref(), &GatewayError::from(e), Era::Legacy).message).await;
                 continue;
             }
         };
@@ -123,27 +118,14 @@ impl Conversation {
         match &msg.kind {
             Kind::Notification { method, params } => {
                 if *method == Method::NotificationsCancelled
-                    && let Some(p) = params
+                    && let Some(id) = messages::cancelled_request(params.as_ref().map(|p| msg.slice(p)))
                 {
-                    let p = msg.slice(p);
-                    if let Ok(v) = ObjectView::parse(p)
-                        && let Some(id) = v.get(p, "requestId")
-                    {
-                        let id = Bytes::copy_from_slice(&p[id]);
-                        self.state.cancel(&id);
-                        self.listens.lock().expect("listens lock").remove(&id);
-                    }
+                    self.state.cancel(&id);
+                    self.listens.lock().expect("listens lock").remove(&id);
                 }
             }
             Kind::Response { outcome, .. } => {
-                let Some(id) = msg.id().and_then(|i| serde_json::from_slice::<String>(i.as_bytes()).ok()) else {
-                    return;
-                };
-                let answer = match outcome {
-                    Outcome::Result(s) => ClientAnswer::Result(msg.src.slice(s.clone())),
-                    Outcome::Error(s) => ClientAnswer::Error(msg.src.slice(s.clone())),
-                };
-                self.state.answer(&id, answer);
+                messages::deliver_answer(&self.state, &msg, outcome);
             }
             Kind::Request { id, method, params } => {
                 let id = msg.src.slice(id.0.clone());
@@ -160,16 +142,18 @@ impl Conversation {
                 let modern = memchr::memmem::find(&params, mcp::META_PROTOCOL_VERSION.as_bytes()).is_some();
                 let client = match self.client_for(modern, &params) {
                     Ok(c) => c,
-                    Err(answer) => return self.send(answer.message_for(&id)).await,
+                    Err(e) => return self.send(rescue::error(Some(&id), &e, Era::Modern).message).await,
                 };
                 match method {
                     Method::ServerDiscover => {
                         let mut out = Vec::new();
-                        jsonrpc::write_result(
-                            &mut out,
-                            &id,
-                            &lifecycle::discover(&self.shared.router, &Scope::Gateway),
+                        let shared = &self.shared;
+                        let discovered = lifecycle::discover(
+                            &shared.upstreams,
+                            shared.catalog.config().list_ttl_ms,
+                            &Scope::Gateway,
                         );
+                        jsonrpc::write_result(&mut out, &id, &discovered);
                         self.send(Bytes::from(out)).await;
                     }
                     Method::SubscriptionsListen if client.era == Era::Modern => self.listen(id, &params).await,
@@ -189,7 +173,7 @@ impl Conversation {
     }
 
     fn initialize(&self, id: &[u8], params: &[u8]) -> Bytes {
-        match lifecycle::initialize(&self.shared.router, &Scope::Gateway, params) {
+        match lifecycle::initialize(&self.shared.upstreams, &Scope::Gateway, params) {
             Ok(init) => {
                 *self.legacy.lock().expect("era lock") =
                     Some(ClientSide::legacy(init.version, Bytes::from(init.flags.to_json())));
@@ -197,12 +181,15 @@ impl Conversation {
                 jsonrpc::write_result(&mut out, id, &init.result);
                 Bytes::from(out)
             }
-            Err(e) => rescue::error(id, &e, false).message,
+            Err(e) => rescue::error(Some(id), &e, Era::Legacy).message,
         }
     }
 
     /// The client side of one request: the initialized legacy session, or a modern envelope.
-    fn client_for(&self, modern: bool, params: &[u8]) -> Result<ClientSide, Rejected> {
+    ///
+    /// Errors: [`GatewayError::InvalidParams`] for a malformed envelope,
+    /// [`GatewayError::UnsupportedVersion`] for a revision the gateway does not speak.
+    fn client_for(&self, modern: bool, params: &[u8]) -> Result<ClientSide, GatewayError> {
         if !modern {
             let legacy = self.legacy.lock().expect("era lock").clone();
             let mut client =
@@ -210,27 +197,20 @@ impl Conversation {
             client.log_level = self.state.log_level();
             return Ok(client);
         }
-        let view = ObjectView::parse(params)
-            .map_err(|_| Rejected(code::INVALID_PARAMS, "params must be an object".into(), None))?;
+        let view =
+            ObjectView::parse(params).map_err(|_| GatewayError::InvalidParams("params must be an object".into()))?;
         let meta = view.get(params, "_meta").map(|s| &params[s]).unwrap_or_default();
         let meta_view = ObjectView::parse(meta)
-            .map_err(|_| Rejected(code::INVALID_PARAMS, "params._meta must be an object".into(), None))?;
+            .map_err(|_| GatewayError::InvalidParams("params._meta must be an object".into()))?;
         let version = meta_view.get_str(meta, mcp::META_PROTOCOL_VERSION).map(|v| v.into_owned());
         let caps = meta_view.get(meta, mcp::META_CLIENT_CAPABILITIES).map(|s| Bytes::copy_from_slice(&meta[s]));
         let (Some(version), Some(capabilities)) = (version, caps) else {
-            return Err(Rejected(
-                code::INVALID_PARAMS,
+            return Err(GatewayError::InvalidParams(
                 "params._meta is missing the protocol version or client capabilities".into(),
-                None,
             ));
         };
         let Some(version) = mcp::known_version(&version).filter(|v| mcp::era_of(v) == Some(Era::Modern)) else {
-            let data = serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": version });
-            return Err(Rejected(
-                code::UNSUPPORTED_PROTOCOL_VERSION,
-                "Unsupported protocol version".into(),
-                Some(data),
-            ));
+            return Err(GatewayError::UnsupportedVersion { requested: version });
         };
         let log_level = meta_view.get_str(meta, mcp::META_LOG_LEVEL).and_then(|l| LogLevel::parse(&l));
         Ok(ClientSide { era: Era::Modern, version, capabilities, log_level })
@@ -273,52 +253,14 @@ impl Conversation {
         match event {
             ClientEvent::Notification(n) => self.send(n).await,
             ClientEvent::Request { method, params, reply } => {
-                let id = format!("sekisho-{}", self.relay_ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-                let rx = self.state.expect_answer(id.clone());
-                tokio::spawn(async move {
-                    if let Ok(Ok(a)) = tokio::time::timeout(super::stream::RELAY_TIMEOUT, rx).await {
-                        let _ = reply.send(a);
-                    }
-                });
-                let mut out = Vec::new();
-                jsonrpc::write_request(&mut out, format!("\"{id}\"").as_bytes(), &method, params.as_deref());
-                self.send(Bytes::from(out)).await;
+                self.send(messages::relay_request(&self.state, &method, params.as_deref(), reply)).await;
             }
         }
     }
 
     async fn listen(&self, id: Bytes, params: &[u8]) {
-        let requested: serde_json::Value = ObjectView::parse(params)
-            .ok()
-            .and_then(|v| v.get(params, "notifications"))
-            .and_then(|s| serde_json::from_slice(&params[s]).ok())
-            .unwrap_or_default();
-        let on = |k: &str| requested.get(k).and_then(|v| v.as_bool()) == Some(true);
-        let filter = Filter {
-            tools: on("toolsListChanged"),
-            prompts: on("promptsListChanged"),
-            resources: on("resourcesListChanged"),
-        };
-        let agreed: serde_json::Map<String, serde_json::Value> = [
-            ("toolsListChanged", filter.tools),
-            ("promptsListChanged", filter.prompts),
-            ("resourcesListChanged", filter.resources),
-        ]
-        .into_iter()
-        .filter(|(_, on)| *on)
-        .map(|(k, _)| (k.to_string(), true.into()))
-        .collect();
-        let ack = serde_json::json!({
-            "notifications": agreed,
-            "_meta": { "io.modelcontextprotocol/subscriptionId": serde_json::from_slice::<serde_json::Value>(&id).unwrap_or_default() },
-        });
-        let mut out = Vec::new();
-        jsonrpc::write_notification(
-            &mut out,
-            "notifications/subscriptions/acknowledged",
-            Some(ack.to_string().as_bytes()),
-        );
-        self.send(Bytes::from(out)).await;
+        let (filter, ack) = messages::listen(&id, params);
+        self.send(ack).await;
         let (tx, rx) = mpsc::channel(64);
         let reg = self.shared.hub.register(Scope::Gateway, filter, Some(id.clone()), tx);
         self.listens.lock().expect("listens lock").insert(id, reg);
@@ -331,14 +273,5 @@ async fn forward(mut rx: mpsc::Receiver<Bytes>, out: mpsc::Sender<Bytes>) {
         if out.send(m).await.is_err() {
             return;
         }
-    }
-}
-
-/// A request refused before it reached the pipeline.
-struct Rejected(i64, String, Option<serde_json::Value>);
-
-impl Rejected {
-    fn message_for(&self, id: &[u8]) -> Bytes {
-        rescue::plain_error(Some(id), self.0, &self.1, self.2.as_ref()).message
     }
 }

@@ -5,22 +5,20 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::messages::relay_request;
 use super::rescue::{Answer, cancelled};
-use crate::pipeline::ctx::ClientEvent;
+use crate::pipeline::parts::ClientEvent;
 use crate::session::registry::SessionState;
-use crate::wire::jsonrpc::write_request;
+use crate::wire::mcp::Era;
 
 /// Idle time after which a keep-alive is sent (it commits an HTTP answer to SSE).
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
-/// How long a relayed server-to-client request waits for the client's answer.
-pub const RELAY_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One piece of what a running call produces.
 #[derive(Debug)]
@@ -37,8 +35,6 @@ pub enum Frame {
     Keepalive,
 }
 
-static RELAY_IDS: AtomicU64 = AtomicU64::new(1);
-
 /// Run `answer` on its own task and return its frames. The call is dropped (and so cancelled
 /// upstream) when the receiver is dropped, i.e. when the client goes away, or when `cancel`
 /// fires (legacy `notifications/cancelled`; the client then gets -32800).
@@ -47,6 +43,7 @@ static RELAY_IDS: AtomicU64 = AtomicU64::new(1);
 /// requests are refused.
 pub fn spawn_call(
     id: Bytes,
+    era: Era,
     answer: impl Future<Output = Answer> + Send + 'static,
     mut events: mpsc::Receiver<ClientEvent>,
     relay: Option<Arc<SessionState>>,
@@ -61,7 +58,7 @@ pub fn spawn_call(
             let frame = tokio::select! {
                 biased;
                 () = out.closed() => return,
-                () = cancel.cancelled() => Frame::Cancelled(cancelled(&id)),
+                () = cancel.cancelled() => Frame::Cancelled(cancelled(&id, era)),
                 Some(event) = events.recv() => match event {
                     ClientEvent::Notification(n) => Frame::Event(n),
                     ClientEvent::Request { method, params, reply } => match &relay {
@@ -79,24 +76,4 @@ pub fn spawn_call(
         }
     });
     frames
-}
-
-/// Mint an id for a relayed request, wait for the client's answer in the background, and
-/// return the request message to send to the client.
-fn relay_request(
-    state: &Arc<SessionState>,
-    method: &str,
-    params: Option<&[u8]>,
-    reply: tokio::sync::oneshot::Sender<crate::pipeline::ctx::ClientAnswer>,
-) -> Bytes {
-    let id = format!("sekisho-{}", RELAY_IDS.fetch_add(1, Ordering::Relaxed));
-    let rx = state.expect_answer(id.clone());
-    tokio::spawn(async move {
-        if let Ok(Ok(answer)) = tokio::time::timeout(RELAY_TIMEOUT, rx).await {
-            let _ = reply.send(answer);
-        }
-    });
-    let mut out = Vec::with_capacity(64 + params.map_or(0, <[u8]>::len));
-    write_request(&mut out, format!("\"{id}\"").as_bytes(), method, params);
-    Bytes::from(out)
 }

@@ -1,7 +1,7 @@
-//! Middleware that admits calls by priority: a concurrency limit (a bulkhead) with a bounded
-//! queue ordered by priority class with aging, fair between callers, shedding the lowest
-//! priority first when the queue is full, and failing calls that wait longer than the queue
-//! time limit. The same [`Admission`] guards each upstream (its per-upstream bulkhead).
+//! Middleware that admits calls by priority: a concurrency limit with a bounded queue ordered by
+//! priority class with aging, fair between callers, shedding the lowest priority first when the
+//! queue is full, and failing calls that wait longer than the queue time limit. The same
+//! [`AdmitLayer`] is the gateway's global limit and each upstream's bulkhead.
 //!
 //! ```toml
 //! [admission]                   # the global limit, across all upstreams
@@ -22,13 +22,15 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tower::{Layer, Service};
 
-use super::ctx::{Call, Principal, Priority, Reply};
+use super::parts::{Principal, Priority};
+use super::steps::Steps;
 use crate::error::GatewayError;
 use crate::observe::metrics::{METRICS, Name};
 
@@ -216,24 +218,19 @@ impl Admission {
         }
         let now = Instant::now();
         while s.in_use < self.capacity && !s.waiters.is_empty() {
-            // Strict priority with aging; among equals the caller with fewer running calls,
-            // then first come first served.
-            let aging = self.aging.as_secs_f64();
+            // Strict priority by class, where every `aging` of waiting raises a call one class;
+            // within a class the caller with fewer running calls, then first come first served.
+            let aging = self.aging.as_nanos().max(1);
+            let class = |w: &Waiter| {
+                let raised = now.duration_since(w.enqueued).as_nanos() / aging;
+                u128::from(w.priority.rank()).saturating_sub(raised)
+            };
+            let share = |w: &Waiter| s.per_caller.get(&w.caller).copied().unwrap_or(0);
             let pick = s
                 .waiters
                 .iter()
                 .enumerate()
-                .min_by(|(_, a), (_, b)| {
-                    let score = |w: &Waiter| {
-                        f64::from(w.priority.rank()) - now.duration_since(w.enqueued).as_secs_f64() / aging
-                    };
-                    let share = |w: &Waiter| s.per_caller.get(&w.caller).copied().unwrap_or(0);
-                    score(a)
-                        .partial_cmp(&score(b))
-                        .unwrap_or(std::cmp::Ordering::Equal)
-                        .then(share(a).cmp(&share(b)))
-                        .then(a.seq.cmp(&b.seq))
-                })
+                .min_by(|(_, a), (_, b)| class(a).cmp(&class(b)).then(share(a).cmp(&share(b))).then(a.seq.cmp(&b.seq)))
                 .map(|(i, _)| i)
                 .expect("non-empty");
             let w = s.waiters.swap_remove(pick);
@@ -284,10 +281,20 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Adds [`Admit`] around a service.
+/// What admission needs to know of a request: its priority and who sent it.
+pub trait Admissible {
+    /// The request's priority class.
+    fn priority(&self) -> Priority;
+    /// The caller, for fair sharing between callers.
+    fn caller(&self) -> &Principal;
+}
+
+/// Adds [`Admit`] around a service: the gateway's global limit (`admission`) or an upstream's
+/// bulkhead (`bulkhead`).
 #[derive(Clone)]
 pub struct AdmitLayer {
     admission: Arc<Admission>,
+    step: &'static str,
 }
 
 impl AdmitLayer {
@@ -301,7 +308,13 @@ impl AdmitLayer {
                 config.queue_timeout,
                 config.aging,
             ),
+            step: "admission",
         }
+    }
+
+    /// An upstream's bulkhead over `admission`.
+    pub fn bulkhead(admission: Arc<Admission>) -> Self {
+        AdmitLayer { admission, step: "bulkhead" }
     }
 }
 
@@ -309,69 +322,78 @@ impl<S> Layer<S> for AdmitLayer {
     type Service = Admit<S>;
 
     fn layer(&self, inner: S) -> Admit<S> {
-        Admit { inner, admission: Arc::clone(&self.admission) }
+        Admit { inner, admission: Arc::clone(&self.admission), step: self.step }
     }
 }
 
-/// Holds a slot of the global limit for the duration of each call.
+/// Holds a slot of its limit for the duration of each call.
 #[derive(Clone)]
 pub struct Admit<S> {
     inner: S,
     admission: Arc<Admission>,
+    step: &'static str,
+}
+
+impl<S: Steps> Steps for Admit<S> {
+    fn steps(&self, out: &mut Vec<&'static str>) {
+        out.push(self.step);
+        self.inner.steps(out);
+    }
 }
 
 type Waited = Pin<Box<dyn Future<Output = Result<Permit, GatewayError>> + Send>>;
 
-impl<S> Service<Call> for Admit<S>
+impl<S, R> Service<R> for Admit<S>
 where
-    S: Service<Call, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
+    R: Admissible,
+    S: Service<R, Error = GatewayError> + Clone + Send + 'static,
     S::Future: Send,
 {
-    type Response = Reply;
+    type Response = S::Response;
     type Error = GatewayError;
-    type Future = AdmitFuture<S>;
+    type Future = AdmitFuture<S, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, call: Call) -> AdmitFuture<S> {
+    fn call(&mut self, req: R) -> AdmitFuture<S, R> {
         // Fast path (a free slot): no allocation, the inner future runs as is.
-        if let Some(permit) = self.admission.try_acquire(&call.ctx.principal) {
-            return AdmitFuture::Running { inner: self.inner.call(call), _permit: permit };
+        if let Some(permit) = self.admission.try_acquire(req.caller()) {
+            return AdmitFuture::Running { inner: self.inner.call(req), _permit: permit };
         }
         let admission = Arc::clone(&self.admission);
-        let (priority, caller) = (call.ctx.priority, call.ctx.principal.clone());
+        let (priority, caller) = (req.priority(), req.caller().clone());
         let wait: Waited = Box::pin(async move { admission.acquire(priority, &caller).await });
-        AdmitFuture::Waiting { wait, call: Some(call), inner: Some(self.inner.clone()) }
+        AdmitFuture::Waiting { wait, req: Some(req), inner: Some(self.inner.clone()) }
     }
 }
 
 pin_project_lite::pin_project! {
     /// The future of [`Admit`].
     #[project = AdmitProj]
-    pub enum AdmitFuture<S: Service<Call>> {
+    pub enum AdmitFuture<S: Service<R>, R> {
         /// Waiting for a slot.
-        Waiting { wait: Waited, call: Option<Call>, inner: Option<S> },
+        Waiting { wait: Waited, req: Option<R>, inner: Option<S> },
         /// Admitted.
         Running { #[pin] inner: S::Future, _permit: Permit },
     }
 }
 
-impl<S> Future for AdmitFuture<S>
+impl<S, R> Future for AdmitFuture<S, R>
 where
-    S: Service<Call, Response = Reply, Error = GatewayError>,
+    S: Service<R, Error = GatewayError>,
 {
-    type Output = Result<Reply, GatewayError>;
+    type Output = Result<S::Response, GatewayError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             match self.as_mut().project() {
                 AdmitProj::Running { inner, .. } => return inner.poll(cx),
-                AdmitProj::Waiting { wait, call, inner } => {
+                AdmitProj::Waiting { wait, req, inner } => {
                     let permit = std::task::ready!(wait.as_mut().poll(cx))?;
-                    let (call, mut inner) = (call.take().expect("polled once"), inner.take().expect("polled once"));
-                    let fut = inner.call(call);
+                    let (req, mut inner) = (req.take().expect("polled once"), inner.take().expect("polled once"));
+                    let fut = inner.call(req);
                     self.set(AdmitFuture::Running { inner: fut, _permit: permit });
                 }
             }
@@ -387,77 +409,91 @@ mod tests {
         Principal::ApiKey(i)
     }
 
-    #[tokio::test]
+    /// Acquire on its own task and record, in `order`, when the slot was granted.
+    fn queued(
+        a: &Arc<Admission>,
+        p: Priority,
+        caller: usize,
+        order: &Arc<Mutex<Vec<&'static str>>>,
+        label: &'static str,
+    ) -> tokio::task::JoinHandle<Result<(), GatewayError>> {
+        let (a, order) = (Arc::clone(a), Arc::clone(order));
+        tokio::spawn(async move {
+            let _permit = a.acquire(p, &key(caller)).await?;
+            order.lock().unwrap().push(label);
+            Ok(())
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn strict_priority_and_shedding_lowest_first() {
         let a = Admission::new(Name::Static("t"), 1, 2, Duration::from_secs(5), Duration::from_secs(60));
+        let order = Arc::new(Mutex::new(Vec::new()));
         let held = a.acquire(Priority::Medium, &key(0)).await.unwrap();
-        let low = tokio::spawn({
-            let a = Arc::clone(&a);
-            async move { a.acquire(Priority::Low, &key(1)).await.map(|_| ()) }
-        });
+        let low = queued(&a, Priority::Low, 1, &order, "low");
         tokio::task::yield_now().await;
-        let high = tokio::spawn({
-            let a = Arc::clone(&a);
-            async move { a.acquire(Priority::High, &key(2)).await.map(|_p| "high") }
-        });
+        let high = queued(&a, Priority::High, 2, &order, "high");
         tokio::task::yield_now().await;
         // The queue (2) is full; a critical call displaces the low one.
-        let critical = tokio::spawn({
-            let a = Arc::clone(&a);
-            async move {
-                let _p = a.acquire(Priority::Critical, &key(3)).await?;
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                Ok::<_, GatewayError>("critical")
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let critical = queued(&a, Priority::Critical, 3, &order, "critical");
+        tokio::task::yield_now().await;
         assert!(matches!(low.await.unwrap(), Err(GatewayError::Overloaded { .. })), "low was shed");
         assert_eq!(a.queued(), 2);
         drop(held);
-        assert_eq!(critical.await.unwrap().unwrap(), "critical");
-        assert_eq!(high.await.unwrap().unwrap(), "high");
+        critical.await.unwrap().unwrap();
+        high.await.unwrap().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["critical", "high"]);
         assert_eq!(a.in_use(), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn queue_timeout_and_aging() {
         let a = Admission::new(Name::Static("t"), 1, 10, Duration::from_millis(50), Duration::from_millis(1));
+        let order = Arc::new(Mutex::new(Vec::new()));
         let held = a.acquire(Priority::Medium, &key(0)).await.unwrap();
+        let started = Instant::now();
         assert!(matches!(a.acquire(Priority::Low, &key(1)).await, Err(GatewayError::Overloaded { .. })), "times out");
+        assert_eq!(started.elapsed(), Duration::from_millis(50), "after exactly queue_timeout");
         assert_eq!(a.queued(), 0);
-        // With 1 ms aging, an old low-priority waiter outranks a fresh high-priority one.
-        let old_low = tokio::spawn({
-            let a = Arc::clone(&a);
-            async move { a.acquire(Priority::Low, &key(1)).await.map(|_| Instant::now()) }
-        });
+        // With 1 ms aging, a low-priority waiter that waited 20 ms outranks a fresh high-priority one.
+        let old_low = queued(&a, Priority::Low, 1, &order, "old low");
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let fresh_high = tokio::spawn({
-            let a = Arc::clone(&a);
-            async move { a.acquire(Priority::High, &key(2)).await.map(|_| Instant::now()) }
-        });
+        let fresh_high = queued(&a, Priority::High, 2, &order, "fresh high");
         tokio::task::yield_now().await;
         drop(held);
-        let (l, h) = (old_low.await.unwrap().unwrap(), fresh_high.await.unwrap().unwrap());
-        assert!(l <= h, "aging let the old low-priority call in first");
+        old_low.await.unwrap().unwrap();
+        fresh_high.await.unwrap().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["old low", "fresh high"], "aging let the old low-priority call in first");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn without_aging_the_higher_class_goes_first() {
+        let a = Admission::new(Name::Static("t"), 1, 10, Duration::from_secs(60), Duration::from_secs(3600));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let held = a.acquire(Priority::Medium, &key(0)).await.unwrap();
+        let old_low = queued(&a, Priority::Low, 1, &order, "old low");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let fresh_high = queued(&a, Priority::High, 2, &order, "fresh high");
+        tokio::task::yield_now().await;
+        drop(held);
+        old_low.await.unwrap().unwrap();
+        fresh_high.await.unwrap().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["fresh high", "old low"]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn fair_share_between_callers() {
         let a = Admission::new(Name::Static("t"), 2, 10, Duration::from_secs(5), Duration::from_secs(60));
+        let order = Arc::new(Mutex::new(Vec::new()));
         let p1 = a.acquire(Priority::Medium, &key(1)).await.unwrap();
         let _p2 = a.acquire(Priority::Medium, &key(1)).await.unwrap();
-        let busy = tokio::spawn({
-            let a = Arc::clone(&a);
-            async move { a.acquire(Priority::Medium, &key(1)).await.map(|_| 1) }
-        });
+        let busy = queued(&a, Priority::Medium, 1, &order, "busy caller");
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let quiet = tokio::spawn({
-            let a = Arc::clone(&a);
-            async move { a.acquire(Priority::Medium, &key(2)).await.map(|_| 2) }
-        });
+        let quiet = queued(&a, Priority::Medium, 2, &order, "quiet caller");
         tokio::time::sleep(Duration::from_millis(5)).await;
         drop(p1);
-        assert_eq!(quiet.await.unwrap().unwrap(), 2, "the caller with fewer running calls goes first");
+        quiet.await.unwrap().unwrap();
+        assert_eq!(order.lock().unwrap()[0], "quiet caller", "the caller with fewer running calls goes first");
         busy.abort();
     }
 }

@@ -1,247 +1,18 @@
-//! The one request type and one response type that flow through the pipeline and the upstream
-//! stack, and the per-request context (who is calling, in which era, where notifications go).
+//! The per-request context: a [`Call`] as the front hands it to the stack (who is calling, in
+//! which era, with what priority and idempotency key, where its events go), and a [`Routed`]
+//! call once the resolve step has decided its [`Target`] (which upstream, under which name,
+//! how it may be cached, retried and timed).
 
-use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
-
-use crate::error::GatewayError;
+use super::admit::Admissible;
+use super::parts::{ClientSide, EventSink, Params, Principal, Priority, Scope};
+use crate::cache::config::CacheScope;
+use crate::upstream::Upstream;
+use crate::upstream::request::Outbound;
 use crate::wire::jsonrpc::Method;
-use crate::wire::mcp::{self, Era};
-use crate::wire::object::ObjectView;
-
-/// A request's `params` object: its bytes and a shallow view of its members.
-#[derive(Clone, Debug, Default)]
-pub struct Params {
-    /// The raw params object (`{…}`), or empty when the request carried none.
-    pub bytes: Bytes,
-    /// Top-level members, spans relative to `bytes`.
-    pub view: ObjectView,
-    /// The `_meta` member, when present and an object.
-    pub meta: Option<Meta>,
-}
-
-/// A `_meta` object: its bytes and a shallow view.
-#[derive(Clone, Debug)]
-pub struct Meta {
-    /// The raw `_meta` object.
-    pub bytes: Bytes,
-    /// Its members, spans relative to `bytes`.
-    pub view: ObjectView,
-}
-
-impl Meta {
-    /// The raw JSON of member `key`.
-    pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.view.get(&self.bytes, key).map(|s| &self.bytes[s])
-    }
-
-    /// Member `key` when it is a string.
-    pub fn str(&self, key: &str) -> Option<Cow<'_, str>> {
-        self.view.get_str(&self.bytes, key)
-    }
-
-    /// The raw progress token (`progressToken`), if the caller asked for progress.
-    pub fn progress_token(&self) -> Option<Bytes> {
-        let span = self.view.get(&self.bytes, mcp::META_PROGRESS_TOKEN)?;
-        let raw = self.bytes.slice(span);
-        matches!(raw.first(), Some(b'"' | b'-' | b'0'..=b'9')).then_some(raw)
-    }
-}
-
-impl Params {
-    /// View a raw params object.
-    ///
-    /// Errors: [`GatewayError::InvalidParams`] when `bytes` is not a JSON object or `_meta`
-    /// is present but not an object.
-    pub fn parse(bytes: Bytes) -> Result<Params, GatewayError> {
-        if bytes.is_empty() {
-            return Ok(Params::default());
-        }
-        let view = ObjectView::parse(&bytes).map_err(|e| GatewayError::InvalidParams(format!("params: {e}")))?;
-        let meta = match view.get(&bytes, "_meta") {
-            Some(span) => {
-                let raw = bytes.slice(span);
-                if raw.as_ref() == b"null" {
-                    None
-                } else {
-                    let view = ObjectView::parse(&raw)
-                        .map_err(|_| GatewayError::InvalidParams("params._meta must be an object".into()))?;
-                    Some(Meta { bytes: raw, view })
-                }
-            }
-            None => None,
-        };
-        Ok(Params { bytes, view, meta })
-    }
-
-    /// The raw JSON of member `key`.
-    pub fn get(&self, key: &str) -> Option<&[u8]> {
-        self.view.get(&self.bytes, key).map(|s| &self.bytes[s])
-    }
-
-    /// Member `key` as owned bytes (zero-copy).
-    pub fn get_bytes(&self, key: &str) -> Option<Bytes> {
-        self.view.get(&self.bytes, key).map(|s| self.bytes.slice(s))
-    }
-
-    /// Member `key` when it is a string.
-    pub fn str(&self, key: &str) -> Option<Cow<'_, str>> {
-        self.view.get_str(&self.bytes, key)
-    }
-
-    /// Member `key` as a required string.
-    ///
-    /// Errors: [`GatewayError::InvalidParams`] naming the member when it is missing or not a string.
-    pub fn required_str(&self, key: &str) -> Result<Cow<'_, str>, GatewayError> {
-        self.str(key).ok_or_else(|| GatewayError::InvalidParams(format!("params.{key} must be a string")))
-    }
-}
-
-/// Severity levels of `notifications/message` (RFC 5424, as profiled by MCP `server/utilities/logging`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    Debug,
-    Info,
-    Notice,
-    Warning,
-    Error,
-    Critical,
-    Alert,
-    Emergency,
-}
-
-impl LogLevel {
-    /// Parse a level name; `None` for an unknown name.
-    pub fn parse(s: &str) -> Option<LogLevel> {
-        Some(match s {
-            "debug" => LogLevel::Debug,
-            "info" => LogLevel::Info,
-            "notice" => LogLevel::Notice,
-            "warning" => LogLevel::Warning,
-            "error" => LogLevel::Error,
-            "critical" => LogLevel::Critical,
-            "alert" => LogLevel::Alert,
-            "emergency" => LogLevel::Emergency,
-            _ => return None,
-        })
-    }
-}
-
-/// The calling client as the gateway sees it.
-#[derive(Clone, Debug)]
-pub struct ClientSide {
-    /// The client's protocol era.
-    pub era: Era,
-    /// The revision in use (negotiated for legacy sessions, from `_meta` for modern requests).
-    pub version: &'static str,
-    /// The client's capabilities as a raw JSON object.
-    pub capabilities: Bytes,
-    /// The minimum log level the client wants relayed; `None` relays no log messages for modern
-    /// clients and everything for legacy ones that never called `logging/setLevel`.
-    pub log_level: Option<LogLevel>,
-}
-
-impl ClientSide {
-    /// A legacy client at `version` with the given capabilities object.
-    pub fn legacy(version: &'static str, capabilities: Bytes) -> Self {
-        ClientSide { era: Era::Legacy, version, capabilities, log_level: None }
-    }
-}
-
-/// Which catalog a request addresses.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Scope {
-    /// The merged, namespaced catalog (`/mcp`).
-    Gateway,
-    /// One upstream, unprefixed (`/servers/{name}/mcp`).
-    Upstream(Arc<str>),
-}
-
-/// Priority class of a request (admission control): `critical` is served first and shed last.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    /// Served first, shed last.
-    Critical,
-    /// Above normal.
-    High,
-    /// The default.
-    #[default]
-    Medium,
-    /// Shed first under overload.
-    Low,
-}
-
-impl Priority {
-    /// Parse a class name (`critical`, `high`, `medium`, `low`), case-insensitively.
-    pub fn parse(s: &str) -> Option<Priority> {
-        Some(match s.trim().to_ascii_lowercase().as_str() {
-            "critical" => Priority::Critical,
-            "high" => Priority::High,
-            "medium" | "normal" => Priority::Medium,
-            "low" => Priority::Low,
-            _ => return None,
-        })
-    }
-
-    /// Rank for ordering: 0 is the most important.
-    pub fn rank(self) -> u8 {
-        self as u8
-    }
-
-    /// Metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Priority::Critical => "critical",
-            Priority::High => "high",
-            Priority::Medium => "medium",
-            Priority::Low => "low",
-        }
-    }
-}
-
-/// Who is calling, after authentication.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Principal {
-    /// No credentials were required (loopback without API keys, or stdio).
-    Anonymous,
-    /// A configured static API key, by its position in `server.api_keys`.
-    ApiKey(usize),
-}
-
-/// Something the gateway must deliver to the client while its request runs.
-#[derive(Debug)]
-pub enum ClientEvent {
-    /// A complete JSON-RPC notification message, already addressed to this client
-    /// (progress token restored).
-    Notification(Bytes),
-    /// A server-to-client request from the upstream (sampling, elicitation, roots); the front
-    /// mints an id, relays it, and sends the client's answer back through `reply`.
-    Request {
-        /// The request method.
-        method: String,
-        /// The raw params object, if any.
-        params: Option<Bytes>,
-        /// Where the client's answer goes.
-        reply: oneshot::Sender<ClientAnswer>,
-    },
-}
-
-/// The client's answer to a relayed server-to-client request.
-#[derive(Debug)]
-pub enum ClientAnswer {
-    /// The raw `result` value.
-    Result(Bytes),
-    /// The raw `error` object.
-    Error(Bytes),
-}
-
-/// Where upstream events for one request go (bounded; senders never wait on a slow client).
-pub type EventSink = mpsc::Sender<ClientEvent>;
+use crate::wire::mcp::Era;
 
 /// Per-request context that travels with a [`Call`].
 #[derive(Clone, Debug)]
@@ -264,7 +35,7 @@ pub struct CallCtx {
     pub idempotency_key: Option<Arc<str>>,
 }
 
-/// One request on its way through the pipeline.
+/// One request on its way through the stack, before resolve.
 #[derive(Debug)]
 pub struct Call {
     /// The JSON-RPC method.
@@ -275,20 +46,81 @@ pub struct Call {
     pub ctx: CallCtx,
 }
 
-/// Who produced a reply, which decides how it is adapted to the client's era.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// The gateway wrote it for this client's era already.
-    Gateway,
-    /// An upstream speaking the given era wrote it; carries the upstream's namespace.
-    Upstream(Era, Arc<str>),
+impl Admissible for Call {
+    fn priority(&self) -> Priority {
+        self.ctx.priority
+    }
+
+    fn caller(&self) -> &Principal {
+        &self.ctx.principal
+    }
 }
 
-/// The outcome of a [`Call`] that reached an answer.
-#[derive(Clone, Debug)]
-pub enum Reply {
-    /// A raw `result` value.
-    Result { body: Bytes, origin: Origin },
-    /// A raw JSON-RPC `error` object from an upstream.
-    Error { body: Bytes, origin: Origin },
+/// How the results of a call may be cached; decided by resolve, applied by the cache step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// A tool's results: stored for `ttl` and shared within `scope` (configuration, or a
+    /// trusted upstream's `readOnlyHint`).
+    Fixed {
+        /// Time to live.
+        ttl: Duration,
+        /// Who may receive them.
+        scope: CacheScope,
+    },
+    /// A resource read: stored for the upstream's `ttlMs` with its `cacheScope` (2026-07-28
+    /// caching hints), else for `ttl` (the upstream's `resource_ttl`) with `[cache]
+    /// default_scope`; not stored without either.
+    Hinted {
+        /// The upstream's `resource_ttl`.
+        ttl: Option<Duration>,
+    },
+}
+
+/// Where a call goes and how it may be treated, decided once by the resolve step; no later
+/// step looks the catalog up again.
+#[derive(Clone)]
+pub struct Target {
+    /// The upstream that owns the tool, prompt or resource.
+    pub upstream: Arc<Upstream>,
+    /// The upstream that serves its calls while it is down (`fallback`), if any.
+    pub fallback: Option<Arc<Upstream>>,
+    /// Whether and how results are cached.
+    pub cache: Option<CachePolicy>,
+    /// Whether repeating the call after a transport failure is safe: an idempotency key,
+    /// `retry = true` for the tool, or a trusted `readOnlyHint`/`idempotentHint`; reads
+    /// (prompts, resources, completions) always; unknown methods never.
+    pub retry_safe: bool,
+    /// The tool's own per-attempt deadline (`tools.<t>.timeout`), overriding the upstream's.
+    pub timeout: Option<Duration>,
+}
+
+/// A call after resolve: the request as the upstream will receive it and its target, with the
+/// caller's context; cheap to clone (the fallback step may send it twice).
+#[derive(Clone)]
+pub struct Routed {
+    /// The request for the upstream (params rewritten at write time, name, event route).
+    pub request: Arc<Outbound>,
+    /// Where it goes.
+    pub target: Arc<Target>,
+    /// Who asked.
+    pub caller: Principal,
+    /// With what priority.
+    pub priority: Priority,
+    /// The caller's idempotency key.
+    pub idempotency_key: Option<Arc<str>>,
+    /// The calling client's era (the era of answers the gateway stores on its behalf).
+    pub client_era: Era,
+}
+
+impl Routed {
+    /// The upstream's own name of the tool, prompt or resource, if the method has one.
+    pub fn name(&self) -> Option<&str> {
+        self.request.name.as_deref()
+    }
+
+    /// The same call sent to `upstream` instead (the fallback hand-over).
+    pub fn to(&self, upstream: &Arc<Upstream>) -> Routed {
+        let target = Target { upstream: Arc::clone(upstream), fallback: None, ..Target::clone(&self.target) };
+        Routed { target: Arc::new(target), ..self.clone() }
+    }
 }

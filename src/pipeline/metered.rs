@@ -8,10 +8,13 @@ use std::time::Instant;
 
 use tower::{Layer, Service};
 
-use super::ctx::{Call, Origin, Reply};
+use super::ctx::Call;
+use super::parts::{Origin, Reply};
+use super::steps::Steps;
 use crate::error::GatewayError;
 use crate::observe::metrics::{METRICS, Name};
 use crate::upstream::translate::has_top_level_key;
+use crate::wire::mcp::Era;
 
 /// Adds [`Metered`] around a service.
 #[derive(Clone, Copy, Debug, Default)]
@@ -29,6 +32,13 @@ impl<S> Layer<S> for MeteredLayer {
 #[derive(Clone, Debug)]
 pub struct Metered<S> {
     inner: S,
+}
+
+impl<S: Steps> Steps for Metered<S> {
+    fn steps(&self, out: &mut Vec<&'static str>) {
+        out.push("meter");
+        self.inner.steps(out);
+    }
 }
 
 impl<S> Service<Call> for Metered<S>
@@ -82,7 +92,6 @@ fn classify(out: &Result<Reply, GatewayError>) -> (Name, &'static str) {
             Origin::Upstream(_, name) => Name::Shared(Arc::clone(name)),
         }
     }
-    let named = |s: &str| Name::Shared(Arc::from(s));
     match out {
         Ok(Reply::Result { body, origin }) => {
             let tool_error = has_top_level_key(body, "isError")
@@ -94,17 +103,9 @@ fn classify(out: &Result<Reply, GatewayError>) -> (Name, &'static str) {
         }
         Ok(Reply::Error { origin, .. }) => (name(origin), "rpc_error"),
         Err(e) => {
-            use GatewayError::*;
-            match e {
-                UpstreamUnavailable { upstream, .. } => (named(upstream), "unavailable"),
-                UpstreamTimeout { upstream, .. } => (named(upstream), "timeout"),
-                UpstreamTransport { upstream, .. } | UpstreamProtocol { upstream, .. } => {
-                    (named(upstream), "upstream_error")
-                }
-                ShuttingDown => (Name::Static("gateway"), "shutting_down"),
-                InputRequiredUnsupported => (Name::Static("gateway"), "upstream_error"),
-                _ => (Name::Static("gateway"), "client_error"),
-            }
+            let upstream = e.upstream().map_or(Name::Static("gateway"), |u| Name::Shared(Arc::from(u)));
+            // The outcome label does not depend on the client's era.
+            (upstream, e.class(Era::Legacy).outcome)
         }
     }
 }

@@ -1,56 +1,157 @@
-//! The policy pipeline: an ordered stack of small layers between the front and the router.
-//! [`build`] is the one place the order is written; startup, reload and tests all call it.
+//! The call stack: every step a call passes, in one ordered list. [`build`] is the one place
+//! the order is written; startup, tests (and later reload) all call it. A test pins the order
+//! and that a switched-off step is absent (`Stack::steps`).
 //!
-//! Layers to come, in their fixed order (design.md §5): quota, validate, policy (between
-//! metering and admission). Idempotency keys, the cache and coalescing run after admission, once
-//! the router knows the target upstream and tool (`catalog::router`, module `cache`).
-//! Authentication happens at the edge of each front; the identity travels in [`ctx::CallCtx`].
+//! Steps are tower services, one module each; optional steps are `option_layer`s (absent when
+//! switched off, not a pass-through); the stack is boxed once. Before [`resolve`] a step sees
+//! a [`ctx::Call`]; from resolve on, a [`ctx::Routed`] call that carries its target.
 
 pub mod admit;
+pub mod cache;
 pub mod ctx;
+pub mod edge;
+pub mod fallback;
+pub mod forward;
+pub mod idempotency;
 pub mod metered;
+pub mod parts;
+pub mod resolve;
+pub mod steps;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
+use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceBuilder};
 
-use self::ctx::{Call, Reply};
-use crate::catalog::router::Router;
+use self::admit::AdmitLayer;
+use self::cache::CacheLayer;
+use self::ctx::Call;
+use self::edge::Edge;
+use self::fallback::FallbackLayer;
+use self::forward::Forward;
+use self::idempotency::IdempotencyLayer;
+use self::metered::MeteredLayer;
+use self::parts::Reply;
+use self::resolve::ResolveLayer;
+use crate::cache::coalesce::Coalescer;
+use crate::cache::idempotency::Idempotency;
+use crate::cache::store::Store;
+use crate::catalog::CatalogState;
+use crate::config::Config;
 use crate::error::GatewayError;
+use crate::upstream::UpstreamSet;
 
-/// The assembled pipeline: one boxed service from [`Call`] to [`Reply`].
+/// The assembled call pipeline: one boxed service from [`Call`] to [`Reply`].
 pub type Pipeline = BoxCloneSyncService<Call, Reply, GatewayError>;
 
-/// Build the pipeline over `router`, outermost layer first.
-pub fn build(router: Arc<Router>, admission: &admit::AdmissionConfig) -> Pipeline {
-    let stack = ServiceBuilder::new()
-        // Count and time every call; outermost so it sees every outcome, rejections included.
-        .layer(metered::MeteredLayer)
-        // Admit by priority under the global limit; shed the least important work first.
-        .option_layer(admission.enabled.then(|| admit::AdmitLayer::new(admission)))
-        .service(Route(router));
-    BoxCloneSyncService::new(stack)
+/// The state the steps work with, made once by `app`.
+pub struct Parts<'a> {
+    /// The live catalog.
+    pub catalog: &'a Arc<CatalogState>,
+    /// The upstreams.
+    pub upstreams: &'a Arc<UpstreamSet>,
+    /// The response cache.
+    pub store: &'a Arc<Store>,
+    /// The idempotency records.
+    pub idempotency: &'a Arc<Idempotency>,
 }
 
-/// The innermost service: hands the call to the router.
-#[derive(Clone)]
-pub struct Route(pub Arc<Router>);
+/// A built stack: the edge every HTTP request passes first, then the call pipeline.
+pub struct Stack {
+    /// Host/Origin checks and authentication, applied by the HTTP front before a body is read.
+    pub edge: Arc<Edge>,
+    /// The call pipeline.
+    pub call: Pipeline,
+    steps: Vec<&'static str>,
+}
 
-impl Service<Call> for Route {
-    type Response = Reply;
-    type Error = GatewayError;
-    type Future = Pin<Box<dyn Future<Output = Result<Reply, GatewayError>> + Send>>;
+impl Stack {
+    /// The gateway's steps, outermost first (`edge` … `upstream`); each upstream's own steps
+    /// follow `upstream` in its stack (`Upstream::steps`).
+    pub fn steps(&self) -> &[&'static str] {
+        &self.steps
+    }
+}
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        Poll::Ready(Ok(()))
+/// Build the whole call stack for `config` over `parts`, outermost first.
+pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
+    // edge: who is calling, from where; before anything reads the body (HTTP only: the stdio
+    // client is the local user who launched the gateway).
+    let edge = Arc::new(Edge::new(&config.server));
+    let coalescer = config.cache.coalesce.then(|| Coalescer::new(config.cache.lease));
+    let any_fallback = config.enabled_upstreams().any(|(_, u)| u.fallback.is_some());
+    let stack = ServiceBuilder::new()
+        // meter: count and time every call; outermost, so it sees every outcome, refusals too.
+        .layer(MeteredLayer)
+        // admission: the global limit by priority; shed the least important work first.
+        .option_layer(config.admission.enabled.then(|| AdmitLayer::new(&config.admission)))
+        // [the policy steps go here: access control, rate limits, argument validation; a step
+        // that needs the resolved tool (its inputSchema) goes right after resolve.]
+        // resolve: answer catalog methods; route the rest to their upstream, once.
+        .layer(ResolveLayer::new(parts.catalog, parts.upstreams, &config.cache))
+        // idempotency: a repeated key replays, waits, or is refused; before the cache, so a
+        // keyed call is never answered by another caller's entry.
+        .option_layer(config.idempotency.enabled.then(|| IdempotencyLayer::new(parts.idempotency)))
+        // cache: answer from L1/L2; identical concurrent misses share one upstream call.
+        .option_layer(config.cache.enabled.then(|| CacheLayer::new(parts.store, coalescer)))
+        // fallback: while an upstream is unhealthy its fallback serves (present when configured).
+        .option_layer(any_fallback.then_some(FallbackLayer))
+        // upstream: the upstream's own stack (bulkhead → retry → balance → breaker → timeout
+        // → attempt).
+        .service(Forward);
+    let mut steps = vec!["edge"];
+    steps.extend(self::steps::list(&stack));
+    Stack { edge, call: BoxCloneSyncService::new(stack), steps }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::config::RedisConfig;
+
+    fn stack_for(toml: &str) -> (Stack, Arc<UpstreamSet>) {
+        let config = Config::from_toml(toml).unwrap();
+        let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams()));
+        let catalog = CatalogState::new(config.catalog.clone(), upstreams.iter().map(|u| Arc::clone(&u.name)));
+        let redis = RedisConfig { url: String::new(), ..config.redis.clone() };
+        let store = Store::new(&config.cache, &redis, tokio_util::sync::CancellationToken::new());
+        let idempotency = Idempotency::new(&config.idempotency, None, store.prefix());
+        let parts = Parts { catalog: &catalog, upstreams: &upstreams, store: &store, idempotency: &idempotency };
+        (build(&config, parts), upstreams)
     }
 
-    fn call(&mut self, call: Call) -> Self::Future {
-        let router = Arc::clone(&self.0);
-        Box::pin(async move { router.route(&call).await })
+    const UPSTREAMS: &str = r#"
+        [upstreams.main]
+        command = "main-server"
+        fallback = "spare"
+        [upstreams.spare]
+        url = "http://127.0.0.1:9/mcp"
+        breaker = { enabled = false }
+    "#;
+
+    #[tokio::test]
+    async fn the_stack_is_built_in_order() {
+        let (stack, upstreams) = stack_for(UPSTREAMS);
+        assert_eq!(
+            stack.steps(),
+            ["edge", "meter", "admission", "resolve", "idempotency", "cache", "fallback", "upstream"]
+        );
+        let main = upstreams.get("main").unwrap();
+        assert_eq!(main.steps(), ["bulkhead", "retry", "balance", "breaker", "timeout", "attempt"]);
+        let spare = upstreams.get("spare").unwrap();
+        assert_eq!(spare.steps(), ["bulkhead", "retry", "balance", "timeout", "attempt"], "its breaker is off");
+    }
+
+    #[tokio::test]
+    async fn switched_off_steps_are_absent() {
+        let toml = format!(
+            "[admission]\nenabled = false\n[cache]\nenabled = false\n[idempotency]\nenabled = false\n\
+             [resilience]\nbulkhead = false\nretry = {{ enabled = false }}\n{UPSTREAMS}"
+        );
+        let (stack, upstreams) = stack_for(&toml);
+        assert_eq!(stack.steps(), ["edge", "meter", "resolve", "fallback", "upstream"]);
+        assert_eq!(upstreams.get("main").unwrap().steps(), ["balance", "breaker", "timeout", "attempt"]);
+        let (stack, _) = stack_for("[upstreams.alone]\ncommand = \"x\"\n");
+        assert!(!stack.steps().contains(&"fallback"), "no upstream has a fallback: {:?}", stack.steps());
     }
 }

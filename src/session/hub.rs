@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 
 use crate::catalog::Change;
 use crate::catalog::listing::ListKind;
-use crate::pipeline::ctx::Scope;
+use crate::pipeline::parts::Scope;
 use crate::wire::jsonrpc::write_notification;
 
 /// Which list changes a stream wants (2026-07-28 `SubscriptionFilter`; legacy streams want all).

@@ -1,14 +1,15 @@
 //! The results the gateway writes itself at the start of a conversation: `initialize`
-//! (legacy, 2025-11-25 `basic/lifecycle`) and `server/discover` (2026-07-28).
+//! (legacy, 2025-11-25 `basic/lifecycle`) and `server/discover` (2026-07-28), with the
+//! capabilities and instructions the gateway declares from its upstreams'.
 
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::token::ClientFlags;
-use crate::catalog::router::Router;
 use crate::error::GatewayError;
-use crate::pipeline::ctx::Scope;
+use crate::pipeline::parts::Scope;
+use crate::upstream::UpstreamSet;
 use crate::wire::mcp::{self, Era};
 use crate::wire::object::ObjectWriter;
 
@@ -36,7 +37,7 @@ pub struct Initialized {
 /// Answer `initialize`: negotiate the revision and describe the gateway in `scope`.
 ///
 /// Errors: [`GatewayError::InvalidParams`] when `protocolVersion` is missing or params are malformed.
-pub fn initialize(router: &Router, scope: &Scope, params: &[u8]) -> Result<Initialized, GatewayError> {
+pub fn initialize(upstreams: &UpstreamSet, scope: &Scope, params: &[u8]) -> Result<Initialized, GatewayError> {
     let p: InitializeParams<'_> = serde_json::from_slice(if params.is_empty() { b"{}" } else { params })
         .map_err(|e| GatewayError::InvalidParams(format!("initialize: {e}")))?;
     let version = mcp::negotiate_legacy(&p.protocol_version);
@@ -50,27 +51,27 @@ pub fn initialize(router: &Router, scope: &Scope, params: &[u8]) -> Result<Initi
     let mut out = Vec::with_capacity(512);
     let mut w = ObjectWriter::begin(&mut out);
     w.string("protocolVersion", version);
-    w.raw("capabilities", router.capabilities(scope, Era::Legacy).as_bytes());
+    w.raw("capabilities", capabilities(upstreams, scope, Era::Legacy).as_bytes());
     w.raw("serverInfo", SERVER_INFO.as_bytes());
-    if let Some(text) = router.instructions(scope) {
+    if let Some(text) = instructions(upstreams, scope) {
         w.string("instructions", &text);
     }
     w.end();
     Ok(Initialized { version, flags, result: Bytes::from(out) })
 }
 
-/// Answer `server/discover` for `scope`.
-pub fn discover(router: &Router, scope: &Scope) -> Bytes {
+/// Answer `server/discover` for `scope`; lists may be cached for `list_ttl_ms`.
+pub fn discover(upstreams: &UpstreamSet, list_ttl_ms: u64, scope: &Scope) -> Bytes {
     let mut out = Vec::with_capacity(512);
     let mut w = ObjectWriter::begin(&mut out);
     w.string("resultType", "complete");
-    w.raw("ttlMs", router.catalog().config().list_ttl_ms.to_string().as_bytes());
+    w.raw("ttlMs", list_ttl_ms.to_string().as_bytes());
     w.string("cacheScope", "public");
     w.with("supportedVersions", |o| {
         serde_json::to_writer(&mut *o, &mcp::MODERN_VERSIONS).expect("writing JSON to a Vec cannot fail")
     });
-    w.raw("capabilities", router.capabilities(scope, Era::Modern).as_bytes());
-    if let Some(text) = router.instructions(scope) {
+    w.raw("capabilities", capabilities(upstreams, scope, Era::Modern).as_bytes());
+    if let Some(text) = instructions(upstreams, scope) {
         w.string("instructions", &text);
     }
     w.with("_meta", |o| {
@@ -80,4 +81,65 @@ pub fn discover(router: &Router, scope: &Scope) -> Bytes {
     });
     w.end();
     Bytes::from(out)
+}
+
+/// The capabilities object the gateway declares in `scope` to a client of `era`.
+///
+/// The merged catalog always offers tools, prompts and resources with `listChanged` (the
+/// gateway announces every catalog change, including upstreams coming and going);
+/// `completions` when any upstream offers it; `logging` and `resources.subscribe` only to
+/// legacy clients (the modern era has neither). A per-upstream scope mirrors that
+/// upstream's last known capabilities under the same era rules.
+pub fn capabilities(upstreams: &UpstreamSet, scope: &Scope, era: Era) -> String {
+    let known: Vec<serde_json::Value> = match scope {
+        Scope::Gateway => upstreams.iter().filter_map(|u| u.last_handshake()).collect::<Vec<_>>(),
+        Scope::Upstream(ns) => upstreams.get(ns).and_then(|u| u.last_handshake()).into_iter().collect(),
+    }
+    .iter()
+    .filter_map(|h| serde_json::from_slice(&h.capabilities).ok())
+    .collect();
+    let any = |cap: &str| known.iter().any(|c| c.get(cap).is_some_and(|v| !v.is_null()));
+    let subscribe = known.iter().any(|c| c.pointer("/resources/subscribe").and_then(|v| v.as_bool()) == Some(true));
+    let per_upstream = matches!(scope, Scope::Upstream(_));
+    let mut caps = serde_json::Map::new();
+    for list in ["tools", "prompts"] {
+        if !per_upstream || any(list) {
+            caps.insert(list.into(), serde_json::json!({ "listChanged": true }));
+        }
+    }
+    if !per_upstream || any("resources") {
+        let mut r = serde_json::json!({ "listChanged": true });
+        if era == Era::Legacy && subscribe {
+            r["subscribe"] = true.into();
+        }
+        caps.insert("resources".into(), r);
+    }
+    if any("completions") {
+        caps.insert("completions".into(), serde_json::json!({}));
+    }
+    if era == Era::Legacy && (!per_upstream || any("logging")) {
+        caps.insert("logging".into(), serde_json::json!({}));
+    }
+    if per_upstream {
+        for extra in ["extensions", "experimental"] {
+            if let Some(v) = known.first().and_then(|c| c.get(extra)) {
+                caps.insert(extra.into(), v.clone());
+            }
+        }
+    }
+    serde_json::Value::Object(caps).to_string()
+}
+
+/// Instructions for `scope`: one upstream's own, or every upstream's under a heading.
+pub fn instructions(upstreams: &UpstreamSet, scope: &Scope) -> Option<String> {
+    match scope {
+        Scope::Upstream(ns) => upstreams.get(ns)?.last_handshake()?.instructions.clone(),
+        Scope::Gateway => {
+            let parts: Vec<String> = upstreams
+                .iter()
+                .filter_map(|u| Some(format!("## {}\n{}", u.name, u.last_handshake()?.instructions.clone()?)))
+                .collect();
+            (!parts.is_empty()).then(|| parts.join("\n\n"))
+        }
+    }
 }

@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::token::{ClientFlags, SessionClaims, SessionSealer};
-use crate::pipeline::ctx::{ClientAnswer, LogLevel};
+use crate::pipeline::parts::{ClientAnswer, LogLevel};
 
 /// Most revoked ids remembered at once; beyond it the oldest are forgotten (they also expire).
 const MAX_REVOKED: usize = 100_000;

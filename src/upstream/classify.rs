@@ -5,8 +5,9 @@
 //! `isError`), other JSON-RPC errors (the caller's fault), and throttling (HTTP 429), which says
 //! the upstream is alive and protecting itself.
 
-use super::conn::ConnError;
-use crate::wire::jsonrpc::{Kind, Message, Outcome, error_fields};
+use crate::error::{GatewayError, TransportKind};
+use crate::pipeline::parts::Reply;
+use crate::wire::jsonrpc::error_fields;
 use crate::wire::mcp::code;
 
 /// What an attempt at a call says about the upstream's health.
@@ -25,61 +26,79 @@ pub enum Verdict {
 }
 
 /// Classify an answered attempt.
-pub fn answered(msg: &Message) -> Verdict {
-    match &msg.kind {
-        Kind::Response { outcome: Outcome::Error(span), .. } => match error_fields(msg.slice(span)) {
-            Some(e) if e.code == code::INTERNAL_ERROR => Verdict::Failed { retryable: false },
-            _ => Verdict::Healthy,
-        },
+pub fn answered(reply: &Reply) -> Verdict {
+    match reply {
+        Reply::Error { body, .. } if error_fields(body).is_some_and(|e| e.code == code::INTERNAL_ERROR) => {
+            Verdict::Failed { retryable: false }
+        }
         _ => Verdict::Healthy,
     }
 }
 
 /// Classify an attempt that ended without an answer.
-pub fn unanswered(e: &ConnError) -> Verdict {
+pub fn failed(e: &GatewayError) -> Verdict {
     match e {
-        ConnError::Closed | ConnError::SessionExpired | ConnError::Transport(_) => Verdict::Failed { retryable: true },
-        ConnError::Status { status: 429, .. } => Verdict::Throttled,
-        ConnError::Status { status, .. } if *status >= 500 => Verdict::Failed { retryable: true },
-        ConnError::Status { .. } | ConnError::Protocol(_) => Verdict::Failed { retryable: false },
+        GatewayError::UpstreamTimeout { .. } => Verdict::Failed { retryable: true },
+        GatewayError::UpstreamTransport { cause, .. } => match cause.kind {
+            TransportKind::Status(429) => Verdict::Throttled,
+            TransportKind::Status(s) if s >= 500 => Verdict::Failed { retryable: true },
+            TransportKind::Status(_) => Verdict::Failed { retryable: false },
+            _ => Verdict::Failed { retryable: true },
+        },
+        _ => Verdict::Failed { retryable: false },
     }
 }
 
-/// A deadline that passed.
-pub const TIMED_OUT: Verdict = Verdict::Failed { retryable: true };
+/// Whether an attempt's outcome may be retried (if the call is safe to repeat).
+pub fn retryable(outcome: &Result<Reply, GatewayError>) -> bool {
+    matches!(outcome, Err(e) if failed(e) == Verdict::Failed { retryable: true })
+}
+
+/// The verdict of an attempt's outcome.
+pub fn verdict(outcome: &Result<Reply, GatewayError>) -> Verdict {
+    match outcome {
+        Ok(reply) => answered(reply),
+        Err(e) => failed(e),
+    }
+}
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
 
-    fn msg(s: &str) -> Message {
-        Message::parse(bytes::Bytes::copy_from_slice(s.as_bytes())).unwrap()
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::error::TransportError;
+    use crate::pipeline::parts::Origin;
+    use crate::wire::mcp::Era;
+
+    fn reply(body: &'static str, error: bool) -> Reply {
+        let origin = Origin::Upstream(Era::Legacy, Arc::from("u"));
+        let body = Bytes::from_static(body.as_bytes());
+        if error { Reply::Error { body, origin } } else { Reply::Result { body, origin } }
+    }
+
+    fn transport(kind: TransportKind) -> GatewayError {
+        GatewayError::UpstreamTransport { upstream: "u".into(), cause: TransportError::new(kind, "") }
     }
 
     #[test]
     fn tool_errors_and_client_errors_are_healthy() {
-        assert_eq!(
-            answered(&msg(r#"{"jsonrpc":"2.0","id":1,"result":{"isError":true,"content":[]}}"#)),
-            Verdict::Healthy
-        );
-        assert_eq!(
-            answered(&msg(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#)),
-            Verdict::Healthy
-        );
-        assert_eq!(
-            answered(&msg(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"x"}}"#)),
-            Verdict::Failed { retryable: false }
-        );
+        assert_eq!(answered(&reply(r#"{"isError":true,"content":[]}"#, false)), Verdict::Healthy);
+        assert_eq!(answered(&reply(r#"{"code":-32602,"message":"x"}"#, true)), Verdict::Healthy);
+        assert_eq!(answered(&reply(r#"{"code":-32603,"message":"x"}"#, true)), Verdict::Failed { retryable: false });
     }
 
     #[test]
     fn transport_failures_retry_and_throttling_does_not_count() {
-        assert_eq!(unanswered(&ConnError::Closed), Verdict::Failed { retryable: true });
-        assert_eq!(
-            unanswered(&ConnError::Status { status: 503, detail: String::new() }),
-            Verdict::Failed { retryable: true }
-        );
-        assert_eq!(unanswered(&ConnError::Status { status: 429, detail: String::new() }), Verdict::Throttled);
-        assert_eq!(unanswered(&ConnError::Protocol("x".into())), Verdict::Failed { retryable: false });
+        assert_eq!(failed(&transport(TransportKind::Closed)), Verdict::Failed { retryable: true });
+        assert_eq!(failed(&transport(TransportKind::Status(503))), Verdict::Failed { retryable: true });
+        assert_eq!(failed(&transport(TransportKind::Status(429))), Verdict::Throttled);
+        let timeout = GatewayError::UpstreamTimeout { upstream: "u".into(), after: Duration::from_secs(1) };
+        assert!(retryable(&Err(timeout)));
+        let protocol = GatewayError::UpstreamProtocol { upstream: "u".into(), reason: "x".into() };
+        assert_eq!(failed(&protocol), Verdict::Failed { retryable: false });
     }
 }

@@ -109,6 +109,61 @@ pub struct UpstreamConfig {
     /// Per-tool overrides, by the upstream's own tool name.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolConfig>,
+    /// The values in force, filled once by [`UpstreamConfig::resolve`] when the configuration
+    /// is loaded (not read from the file).
+    #[serde(skip)]
+    pub settings: Settings,
+}
+
+/// The values in force for one upstream, resolved once from its own table, `[resilience]`,
+/// and the defaults written here and nowhere else. `sekisho check` prints them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Settings {
+    /// Deadline of one call attempt (`timeout`, else `[resilience] timeout`).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Deadline for starting and probing (`startup_timeout`, default 60s).
+    #[serde(with = "humantime_serde")]
+    pub startup_timeout: Duration,
+    /// Whether the bulkhead limits calls (`[resilience] bulkhead`).
+    pub bulkhead: bool,
+    /// Calls in flight at most (`max_concurrent`, default 256).
+    pub max_concurrent: usize,
+    /// Calls waiting for the bulkhead at most (`queue_size`, default 256).
+    pub queue_size: usize,
+    /// Longest wait in the bulkhead's queue (5s).
+    #[serde(with = "humantime_serde")]
+    pub queue_timeout: Duration,
+    /// Waiting this long in the bulkhead raises a call by one priority class (1s).
+    #[serde(with = "humantime_serde")]
+    pub aging: Duration,
+    /// stdio: processes kept running (`min_processes`, default 1).
+    pub min_processes: usize,
+    /// stdio: processes at most (`max_processes`, default `min_processes`, hard cap 64).
+    pub max_processes: usize,
+    /// stdio: calls in flight on the chosen process that start another (`grow_at`, default 8).
+    pub grow_at: usize,
+    /// stdio: processes above the minimum idle this long stop (`idle_timeout`, default 5m).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Liveness probe period, zero for none (`health_interval`, default 30s).
+    #[serde(with = "humantime_serde")]
+    pub health_interval: Duration,
+    /// Crashes within `crash_window` that pause restarts (`crash_limit`, default 5).
+    pub crash_limit: u32,
+    /// See `crash_limit` (default 60s).
+    #[serde(with = "humantime_serde")]
+    pub crash_window: Duration,
+    /// How long restarts pause after a crash loop (`crash_cooldown`, default 60s).
+    #[serde(with = "humantime_serde")]
+    pub crash_cooldown: Duration,
+    /// How long traffic takes to return from the fallback (`fallback_return`, default 30s).
+    #[serde(with = "humantime_serde")]
+    pub fallback_return: Duration,
+    /// Retry policy (`retry`, else `[resilience.retry]`).
+    pub retry: RetryConfig,
+    /// Circuit breaker policy (`breaker`, else `[resilience.breaker]`).
+    pub breaker: BreakerConfig,
 }
 
 /// `[upstreams.<namespace>.tools.<tool>]`.
@@ -236,7 +291,8 @@ impl UpstreamConfig {
                 if !self.headers.is_empty() {
                     problems.push(format!("{at}.headers only applies to HTTP upstreams (`url`)"));
                 }
-                let (min, max) = (self.min_processes(), self.max_processes());
+                let min = self.min_processes.unwrap_or(1);
+                let max = self.max_processes.unwrap_or(min);
                 if min == 0 || max < min || max > MAX_PROCESSES_CAP {
                     problems.push(format!(
                         "{at}: need 1 ≤ min_processes ≤ max_processes ≤ {MAX_PROCESSES_CAP} (got {min} and {max})"
@@ -287,6 +343,32 @@ impl UpstreamConfig {
         problems
     }
 
+    /// Fill [`UpstreamConfig::settings`] from this table and `defaults` (call once, after
+    /// [`UpstreamConfig::validate`] passed).
+    pub fn resolve(&mut self, defaults: &ResilienceConfig) {
+        let min_processes = self.min_processes.unwrap_or(1);
+        self.settings = Settings {
+            timeout: self.timeout.unwrap_or(defaults.timeout),
+            startup_timeout: self.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
+            bulkhead: defaults.bulkhead,
+            max_concurrent: self.max_concurrent.unwrap_or(256),
+            queue_size: self.queue_size.unwrap_or(256),
+            queue_timeout: Duration::from_secs(5),
+            aging: Duration::from_secs(1),
+            min_processes,
+            max_processes: self.max_processes.unwrap_or(min_processes).min(MAX_PROCESSES_CAP),
+            grow_at: self.grow_at.unwrap_or(8),
+            idle_timeout: self.idle_timeout.unwrap_or(Duration::from_secs(300)),
+            health_interval: self.health_interval.unwrap_or(Duration::from_secs(30)),
+            crash_limit: self.crash_limit.unwrap_or(5).max(1),
+            crash_window: self.crash_window.unwrap_or(Duration::from_secs(60)),
+            crash_cooldown: self.crash_cooldown.unwrap_or(Duration::from_secs(60)),
+            fallback_return: self.fallback_return.unwrap_or(Duration::from_secs(30)),
+            retry: self.retry.clone().unwrap_or_else(|| defaults.retry.clone()),
+            breaker: self.breaker.clone().unwrap_or_else(|| defaults.breaker.clone()),
+        };
+    }
+
     /// The transport this upstream uses (call after [`UpstreamConfig::validate`] passed).
     pub fn transport(&self) -> Transport {
         match &self.command {
@@ -309,20 +391,5 @@ impl UpstreamConfig {
                 Transport::Http { urls, headers }
             }
         }
-    }
-
-    /// The start-and-probe deadline.
-    pub fn startup_deadline(&self) -> Duration {
-        self.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT)
-    }
-
-    /// Processes kept running (stdio).
-    pub fn min_processes(&self) -> usize {
-        self.min_processes.unwrap_or(1)
-    }
-
-    /// Processes at most (stdio).
-    pub fn max_processes(&self) -> usize {
-        self.max_processes.unwrap_or(self.min_processes())
     }
 }

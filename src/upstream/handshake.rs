@@ -35,6 +35,29 @@ impl Handshake {
     }
 }
 
+/// The params of the gateway's modern `subscriptions/listen` to an upstream that completed
+/// `h`: a filter asking for every list the upstream says changes (its `listChanged`
+/// capabilities), and the gateway's envelope. `None` when it declares no such list.
+pub fn listen_params(h: &Handshake) -> Option<String> {
+    let caps: serde_json::Value = serde_json::from_slice(&h.capabilities).ok()?;
+    let mut filter = serde_json::Map::new();
+    for (cap, key) in
+        [("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged")]
+    {
+        if caps.get(cap).and_then(|c| c.get("listChanged")).and_then(|v| v.as_bool()) == Some(true) {
+            filter.insert(key.into(), true.into());
+        }
+    }
+    if filter.is_empty() {
+        return None;
+    }
+    Some(format!(
+        r#"{{"notifications":{},"_meta":{}}}"#,
+        serde_json::Value::Object(filter),
+        gateway_envelope(h.version)
+    ))
+}
+
 /// Params of the gateway's `server/discover` probe.
 pub fn discover_params() -> Bytes {
     Bytes::from(format!(r#"{{"_meta":{}}}"#, gateway_envelope(mcp::LATEST_MODERN)))

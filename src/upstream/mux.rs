@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::pipeline::ctx::{ClientEvent, EventSink, LogLevel};
-use crate::wire::jsonrpc::{Kind, Message, Method, RawId, write_error, write_notification, write_result};
+use crate::pipeline::parts::{ClientAnswer, ClientEvent, EventSink, LogLevel};
+use crate::wire::jsonrpc::{
+    Kind, Message, Method, RawId, write_error, write_notification, write_raw_error, write_result,
+};
 use crate::wire::mcp::{Era, code};
 use crate::wire::object::{ObjectView, ObjectWriter};
 
@@ -122,16 +124,47 @@ pub enum Action {
     /// Send this complete message to the upstream (an answer to its request).
     Send(Bytes),
     /// Relay the upstream's request to a client, then send the client's answer upstream.
-    Relay {
-        /// The upstream's request id.
-        id: RawId,
-        /// The request method.
-        method: String,
-        /// Its params.
-        params: Option<Bytes>,
-        /// The client to ask.
-        events: EventSink,
-    },
+    Relay(Relay),
+}
+
+/// An upstream's request to be relayed to the client of the call it came with.
+#[derive(Debug)]
+pub struct Relay {
+    /// The upstream's request id.
+    pub id: RawId,
+    /// The request method.
+    pub method: String,
+    /// Its params.
+    pub params: Option<Bytes>,
+    /// The client to ask.
+    pub events: EventSink,
+}
+
+impl Relay {
+    /// Ask the client and wait for its answer; returns the response message to send upstream
+    /// (an error response when the client could not be asked or did not answer). Both
+    /// transports send exactly this.
+    pub async fn answer(self) -> Vec<u8> {
+        let (tx, rx) = oneshot::channel();
+        let asked = self.events.try_send(ClientEvent::Request { method: self.method, params: self.params, reply: tx });
+        let answer = match asked {
+            Ok(()) => rx.await.ok(),
+            Err(_) => None,
+        };
+        let mut out = Vec::new();
+        match answer {
+            Some(ClientAnswer::Result(r)) => write_result(&mut out, self.id.as_bytes(), &r),
+            Some(ClientAnswer::Error(e)) => write_raw_error(&mut out, Some(self.id.as_bytes()), &e),
+            None => write_error(
+                &mut out,
+                Some(self.id.as_bytes()),
+                code::INTERNAL_ERROR,
+                "the client did not answer the relayed request",
+                None,
+            ),
+        }
+        out
+    }
 }
 
 /// The multiplexing state of one upstream connection.
@@ -284,7 +317,7 @@ impl Mux {
         let route = via_call.and_then(|c| self.route_of(c));
         match route {
             Some(route) if route.client_era == Era::Legacy => {
-                Action::Relay { id, method: method.as_str().to_string(), params, events: route.events }
+                Action::Relay(Relay { id, method: method.as_str().to_string(), params, events: route.events })
             }
             _ => {
                 tracing::debug!(upstream = %self.upstream, method = method.as_str(), "refused an upstream request no client can answer");

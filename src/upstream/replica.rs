@@ -11,14 +11,23 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::Backoff;
 use super::breaker::Breaker;
 use super::config::EraChoice;
-use super::conn::{ConnError, Request, expect_result};
+use super::conn::{ConnError, expect_result};
+use super::connection::Connection;
 use super::handshake::{self, Handshake};
 use super::mux::{Signal, Signals};
+use super::request::Outbound;
+use super::status::Status;
 use super::stdio::{Spawn, StdioConn};
-use super::{Connection, Status, http, stdio, translate};
+use super::{http, stdio, translate};
+use crate::error::{TransportError, TransportKind};
 use crate::wire::mcp::Era;
+
+/// Reconnect delays: from 250 ms, doubling to 30 s, with equal jitter (never at once, never in
+/// step with the other replicas).
+const RECONNECT: Backoff = Backoff::equal_jitter_const(Duration::from_millis(250), Duration::from_secs(30));
 
 /// What a replica connects to.
 #[derive(Clone, Debug)]
@@ -153,7 +162,7 @@ impl Replica {
 
     /// Connect, watch, reconnect, until `stop`; then stop the connection.
     pub async fn supervise(self: Arc<Self>, client: http::HttpClient, signals: Signals) {
-        let mut backoff = Backoff::new();
+        let mut failures = 0;
         let mut crashes: VecDeque<Instant> = VecDeque::new();
         let mut first = true;
         let stop = self.stop.clone();
@@ -188,7 +197,7 @@ impl Replica {
                         break;
                     }
                     if started.elapsed() > Duration::from_secs(60) {
-                        backoff.reset();
+                        failures = 0;
                     }
                     reason
                 }
@@ -205,7 +214,8 @@ impl Replica {
                 let cooldown = self.supervision.crash_cooldown;
                 (cooldown, format!("{reason}; crash loop: not restarting for {} s", cooldown.as_secs()))
             } else {
-                (backoff.step(), reason)
+                failures += 1;
+                (RECONNECT.delay(failures), reason)
             };
             tracing::warn!(upstream = %self.upstream, replica = self.index, reason = %reason, "upstream down; reconnecting");
             self.set_status(Status::Down { reason });
@@ -264,7 +274,7 @@ impl Replica {
                     signals.clone(),
                 )
                 .await?;
-                tokio::spawn(Arc::clone(&conn).listen());
+                tokio::spawn(http::listen::listen(Arc::clone(&conn)));
                 Ok(Live { conn: Connection::Http(conn), watch: Watch::Session })
             }
         }
@@ -276,28 +286,30 @@ async fn probe(conn: &Connection, limit: Duration) -> Result<(), ConnError> {
     let h = conn.handshake();
     let params = (h.era == Era::Modern).then(|| format!(r#"{{"_meta":{}}}"#, translate::gateway_envelope(h.version)));
     let method = if h.era == Era::Modern { "server/discover" } else { "ping" };
-    let req = Request::raw(method, params.as_deref().map(str::as_bytes));
+    let req = Outbound::raw(method, params.as_deref().map(str::as_bytes));
     match tokio::time::timeout(limit, conn.call(&req)).await {
         Ok(Ok(msg)) => expect_result(&msg).map(|_| ()),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(ConnError::Transport(format!("no answer within {} ms", limit.as_millis()))),
+        Err(_) => Err(ConnError::Transport(TransportError::new(
+            TransportKind::TimedOut,
+            format!("no answer within {} ms", limit.as_millis()),
+        ))),
     }
 }
 
 async fn stdio_handshake(conn: &Arc<StdioConn>, choice: EraChoice) -> Result<(), ConnError> {
     if choice != EraChoice::Legacy {
         let params = handshake::discover_params();
-        let answer = conn.call(&Request::raw("server/discover", Some(&params))).await?;
+        let answer = conn.call(&Outbound::raw("server/discover", Some(&params))).await?;
         if let Some(h) = expect_result(&answer).ok().and_then(|r| handshake::from_discover(&r)) {
-            let filter = listen_filter(&h);
+            let listen = handshake::listen_params(&h);
             conn.set_handshake(h.clone());
-            if let Some(params) = filter {
+            if let Some(params) = listen {
                 // A long-lived request: its notifications carry list changes; its answer only
                 // comes when the upstream ends the subscription.
                 let conn = Arc::clone(conn);
-                tokio::spawn(
-                    async move { conn.call(&Request::raw("subscriptions/listen", Some(params.as_bytes()))).await },
-                );
+                let req = Outbound::raw("subscriptions/listen", Some(params.as_bytes()));
+                tokio::spawn(async move { conn.call(&req).await });
             }
             return Ok(());
         }
@@ -305,57 +317,11 @@ async fn stdio_handshake(conn: &Arc<StdioConn>, choice: EraChoice) -> Result<(),
             return Err(ConnError::Protocol("the upstream did not accept server/discover".into()));
         }
     }
-    let answer = conn.call(&Request::raw("initialize", Some(&handshake::initialize_params("{}")))).await?;
+    let answer = conn.call(&Outbound::raw("initialize", Some(&handshake::initialize_params("{}")))).await?;
     let h = handshake::from_initialize(&expect_result(&answer)?).map_err(|e| ConnError::Protocol(e.0))?;
     conn.set_handshake(h);
     conn.notify("notifications/initialized", None);
     Ok(())
-}
-
-/// The modern `subscriptions/listen` params for the upstream's declared `listChanged`
-/// capabilities; `None` when it declares none.
-pub fn listen_filter(h: &Handshake) -> Option<String> {
-    let caps: serde_json::Value = serde_json::from_slice(&h.capabilities).ok()?;
-    let mut filter = serde_json::Map::new();
-    for (cap, key) in
-        [("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged")]
-    {
-        if caps.get(cap).and_then(|c| c.get("listChanged")).and_then(|v| v.as_bool()) == Some(true) {
-            filter.insert(key.into(), true.into());
-        }
-    }
-    if filter.is_empty() {
-        return None;
-    }
-    Some(format!(
-        r#"{{"notifications":{},"_meta":{}}}"#,
-        serde_json::Value::Object(filter),
-        translate::gateway_envelope(h.version)
-    ))
-}
-
-/// Reconnect delays: exponential from 250 ms to 30 s, with full jitter over the upper half.
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_millis(250);
-    const MAX: Duration = Duration::from_secs(30);
-
-    fn new() -> Self {
-        Backoff { next: Self::FIRST }
-    }
-
-    fn reset(&mut self) {
-        self.next = Self::FIRST;
-    }
-
-    fn step(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(Self::MAX);
-        base / 2 + base.mul_f64(rand::random::<f64>() / 2.0)
-    }
 }
 
 /// A connection plus what must be watched to know it died.

@@ -1,9 +1,10 @@
-//! Retries with exponential backoff and full jitter, bounded by a retry budget so that retries
-//! can never amplify an outage (retries ≤ `budget_percent` of the calls of the last 10 s, plus a
-//! small floor per second).
+//! Middleware that retries an upstream call with exponential backoff and full jitter, bounded
+//! by a retry budget so that retries can never amplify an outage (retries ≤ `budget_percent` of
+//! the calls of the last 10 s, plus a small floor per second; `tower::retry::budget::TpsBudget`).
 //!
-//! A call is retried only when it is safe to repeat (see `upstream::Upstream::call`) and only for
-//! transport failures and timeouts, never for answers.
+//! A call is retried only when it is safe to repeat (`CallPolicy::retry_safe`, decided once by
+//! the resolve step) and only after transport failures and timeouts (`classify`), never after
+//! an answer.
 //!
 //! ```toml
 //! [resilience.retry]            # defaults; [upstreams.<name>.retry] replaces them
@@ -15,10 +16,24 @@
 //! budget_floor_per_second = 5
 //! ```
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use futures::future::Either;
 use serde::{Deserialize, Serialize};
+use tower::retry::budget::{Budget, TpsBudget};
+use tower::{Layer, Service, ServiceExt};
+
+use super::backoff::Backoff;
+use super::classify;
+use super::dispatch::Dispatch;
+use crate::error::GatewayError;
+use crate::observe::metrics::{METRICS, Name};
+use crate::pipeline::parts::Reply;
+use crate::pipeline::steps::Steps;
 
 /// Retry settings.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -69,74 +84,109 @@ impl RetryConfig {
         p
     }
 
-    /// Full-jitter backoff before retry number `retry` (1-based): uniform in
-    /// `[0, min(max_delay, base_delay · 2^(retry-1))]`.
-    pub fn backoff(&self, retry: u32) -> Duration {
-        let cap = self.base_delay.saturating_mul(1u32 << (retry - 1).min(16)).min(self.max_delay);
-        cap.mul_f64(rand::random::<f64>())
+    /// The backoff between attempts: full jitter, `base_delay` doubling up to `max_delay`.
+    pub fn backoff(&self) -> Backoff {
+        Backoff::full_jitter(self.base_delay, self.max_delay)
+    }
+
+    /// A retry budget for these settings over a 10 s window (`budget_percent` of the calls,
+    /// plus `budget_floor_per_second` retries a second). The percentage is applied as "one
+    /// retry per ⌊100 / percent⌋ calls" (tower's token bucket): 30 % allows one in three.
+    pub fn budget(&self) -> TpsBudget {
+        TpsBudget::new(BUDGET_WINDOW, self.budget_floor_per_second, self.budget_percent as f32 / 100.0)
     }
 }
 
-const WINDOW: Duration = Duration::from_secs(10);
-const SLOTS: usize = 10;
+/// The window over which the retry budget counts calls.
+const BUDGET_WINDOW: Duration = Duration::from_secs(10);
 
-/// Counts calls and retries over the last 10 s in one-second slots.
-#[derive(Debug)]
-pub struct RetryBudget {
-    percent: u32,
-    floor_per_second: u32,
-    slots: Mutex<Slots>,
+struct Policy {
+    max_attempts: u32,
+    backoff: Backoff,
+    budget: TpsBudget,
+    label: Name,
 }
 
-#[derive(Debug)]
-struct Slots {
-    epoch: Instant,
-    current: u64,
-    calls: [u32; SLOTS],
-    retries: [u32; SLOTS],
+/// Adds [`Retry`] for one upstream.
+#[derive(Clone)]
+pub struct RetryLayer {
+    policy: Arc<Policy>,
 }
 
-impl RetryBudget {
-    /// A budget with the given share and floor.
-    pub fn new(config: &RetryConfig) -> Self {
-        RetryBudget {
-            percent: config.budget_percent,
-            floor_per_second: config.budget_floor_per_second,
-            slots: Mutex::new(Slots { epoch: Instant::now(), current: 0, calls: [0; SLOTS], retries: [0; SLOTS] }),
+impl RetryLayer {
+    /// Retries of `upstream`'s calls under `config` (one budget for the upstream).
+    pub fn new(upstream: &Arc<str>, config: &RetryConfig) -> Self {
+        RetryLayer {
+            policy: Arc::new(Policy {
+                max_attempts: config.max_attempts.max(1),
+                backoff: config.backoff(),
+                budget: config.budget(),
+                label: Name::Shared(Arc::clone(upstream)),
+            }),
         }
     }
+}
 
-    fn advance(s: &mut Slots) -> usize {
-        let second = s.epoch.elapsed().as_secs();
-        while s.current < second {
-            s.current += 1;
-            let i = (s.current % SLOTS as u64) as usize;
-            s.calls[i] = 0;
-            s.retries[i] = 0;
-        }
-        (s.current % SLOTS as u64) as usize
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+
+    fn layer(&self, inner: S) -> Retry<S> {
+        Retry { inner, policy: Arc::clone(&self.policy) }
+    }
+}
+
+/// Repeats safe calls after retryable failures.
+#[derive(Clone)]
+pub struct Retry<S> {
+    inner: S,
+    policy: Arc<Policy>,
+}
+
+impl<S: Steps> Steps for Retry<S> {
+    fn steps(&self, out: &mut Vec<&'static str>) {
+        out.push("retry");
+        self.inner.steps(out);
+    }
+}
+
+type Retrying = Pin<Box<dyn Future<Output = Result<Reply, GatewayError>> + Send>>;
+
+impl<S> Service<Arc<Dispatch>> for Retry<S>
+where
+    S: Service<Arc<Dispatch>, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Reply;
+    type Error = GatewayError;
+    type Future = Either<S::Future, Retrying>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
     }
 
-    /// Count a first attempt.
-    pub fn record_call(&self) {
-        let mut s = self.slots.lock().expect("budget lock");
-        let i = Self::advance(&mut s);
-        s.calls[i] += 1;
-    }
-
-    /// Take a retry from the budget; false when retries would exceed it.
-    pub fn try_retry(&self) -> bool {
-        let mut s = self.slots.lock().expect("budget lock");
-        let i = Self::advance(&mut s);
-        let calls: u64 = s.calls.iter().map(|c| u64::from(*c)).sum();
-        let retries: u64 = s.retries.iter().map(|c| u64::from(*c)).sum();
-        let allowed = calls * u64::from(self.percent) / 100 + u64::from(self.floor_per_second) * WINDOW.as_secs();
-        if retries < allowed {
-            s.retries[i] += 1;
-            true
-        } else {
-            false
+    fn call(&mut self, dispatch: Arc<Dispatch>) -> Self::Future {
+        self.policy.budget.deposit();
+        if !dispatch.policy.retry_safe || self.policy.max_attempts == 1 {
+            // A call that may not be repeated goes through as it is, without a boxed future.
+            return Either::Left(self.inner.call(dispatch));
         }
+        let (policy, inner) = (Arc::clone(&self.policy), self.inner.clone());
+        Either::Right(Box::pin(async move {
+            let mut attempt = 1;
+            loop {
+                let outcome = inner.clone().oneshot(Arc::clone(&dispatch)).await;
+                if attempt >= policy.max_attempts || !classify::retryable(&outcome) {
+                    return outcome;
+                }
+                if !policy.budget.withdraw() {
+                    METRICS.retry_budget_exhausted(policy.label.clone());
+                    return outcome;
+                }
+                METRICS.retry(policy.label.clone());
+                tokio::time::sleep(policy.backoff.delay(attempt)).await;
+                attempt += 1;
+            }
+        }))
     }
 }
 
@@ -144,30 +194,24 @@ impl RetryBudget {
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_is_capped_full_jitter() {
-        let c = RetryConfig {
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(250),
-            ..Default::default()
-        };
-        for retry in 1..10 {
-            let d = c.backoff(retry);
-            assert!(d <= Duration::from_millis(250), "{d:?}");
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_limits_retries_to_a_share_of_recent_calls() {
+        let config = RetryConfig { budget_percent: 10, budget_floor_per_second: 0, ..Default::default() };
+        let b = config.budget();
+        for _ in 0..100 {
+            b.deposit();
         }
-        assert!((0..50).map(|_| c.backoff(1)).any(|d| d < Duration::from_millis(50)), "jitter reaches down to 0");
+        assert_eq!((0..50).filter(|_| b.withdraw()).count(), 10);
+        // The calls leave the window after 10 s; so does the allowance they earned.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(!b.withdraw(), "nothing left once the window passed");
     }
 
-    #[test]
-    fn budget_limits_retries_to_a_share_of_calls() {
-        let b = RetryBudget::new(&RetryConfig { budget_percent: 10, budget_floor_per_second: 0, ..Default::default() });
-        for _ in 0..100 {
-            b.record_call();
-        }
-        let granted = (0..50).filter(|_| b.try_retry()).count();
-        assert_eq!(granted, 10);
-        let floor =
-            RetryBudget::new(&RetryConfig { budget_percent: 0, budget_floor_per_second: 1, ..Default::default() });
-        assert_eq!((0..50).filter(|_| floor.try_retry()).count(), 10, "floor: 1/s over a 10 s window");
+    #[tokio::test(start_paused = true)]
+    async fn the_floor_allows_retries_without_calls_and_refills_over_time() {
+        let floor = RetryConfig { budget_percent: 0, budget_floor_per_second: 1, ..Default::default() }.budget();
+        assert_eq!((0..50).filter(|_| floor.withdraw()).count(), 10, "floor: 1/s over a 10 s window");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(floor.withdraw(), "spent retries leave the window too");
     }
 }

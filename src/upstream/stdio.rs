@@ -18,10 +18,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{AnyDelimiterCodec, FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{ConnError, Request};
+use super::conn::ConnError;
 use super::handshake::Handshake;
 use super::mux::{Action, Mux, Signals};
-use crate::pipeline::ctx::ClientEvent;
+use super::request::Outbound;
+use crate::error::TransportError;
 use crate::wire::jsonrpc::{Message, write_notification};
 
 /// Largest line accepted from a child's stdout (64 MiB); a longer one ends the connection.
@@ -76,8 +77,11 @@ impl StdioConn {
         if let Some(cwd) = &spec.cwd {
             cmd.current_dir(cwd);
         }
-        let mut child =
-            cmd.spawn().map_err(|e| ConnError::Transport(format!("cannot start {:?}: {e}", spec.command)))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            let mut cause = TransportError::classify(&e);
+            cause.detail = format!("cannot start {:?}: {}", spec.command, cause.detail);
+            ConnError::Transport(cause)
+        })?;
         let pid = child.id();
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -125,7 +129,7 @@ impl StdioConn {
     /// upstream (`notifications/cancelled`).
     ///
     /// Errors: [`ConnError::Closed`] when the child is gone before answering.
-    pub async fn call(&self, req: &Request<'_>) -> Result<Message, ConnError> {
+    pub async fn call(&self, req: &Outbound) -> Result<Message, ConnError> {
         if self.closed.is_cancelled() {
             return Err(ConnError::Closed);
         }
@@ -233,16 +237,9 @@ fn handle_action(conn: &Arc<StdioConn>, action: Action) {
     match action {
         Action::None => {}
         Action::Send(msg) => conn.send_raw(msg.to_vec()),
-        Action::Relay { id, method, params, events } => {
+        Action::Relay(relay) => {
             let conn = Arc::clone(conn);
-            tokio::spawn(async move {
-                let (tx, rx) = oneshot::channel();
-                let answer = match events.try_send(ClientEvent::Request { method, params, reply: tx }) {
-                    Ok(()) => rx.await.ok(),
-                    Err(_) => None,
-                };
-                conn.send_raw(super::http::answer_message(&id, answer));
-            });
+            tokio::spawn(async move { conn.send_raw(relay.answer().await) });
         }
     }
 }

@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 
-use crate::pipeline::ctx::{ClientSide, Params};
+use crate::pipeline::parts::{ClientSide, Params, Reply};
 use crate::wire::jsonrpc::write_json_str;
 use crate::wire::mcp::{self, Era};
 use crate::wire::object::{ObjectView, ObjectWriter};
@@ -121,6 +121,30 @@ fn write_meta(out: &mut Vec<u8>, ob: &Outbound<'_>) {
         w.raw(mcp::META_CLIENT_INFO, CLIENT_INFO.as_bytes());
     }
     w.end();
+}
+
+/// A missing resource in a modern client's terms: where a legacy upstream answered a
+/// `resources/read` with -32002, a modern client gets -32602 with `data.uri` naming the URI it
+/// asked for (2026-07-28 `server/resources`, "Error Handling"). Other replies pass unchanged.
+pub fn resource_error_for_modern(reply: Reply, uri: &str) -> Reply {
+    let Reply::Error { body, origin } = &reply else {
+        return reply;
+    };
+    match crate::wire::jsonrpc::error_fields(body) {
+        Some(e) if e.code == mcp::code::RESOURCE_NOT_FOUND => {
+            let mut out = Vec::new();
+            let mut w = ObjectWriter::begin(&mut out);
+            w.with("code", |o| o.extend_from_slice(mcp::code::INVALID_PARAMS.to_string().as_bytes()));
+            w.string("message", &e.message);
+            w.with("data", |o| {
+                serde_json::to_writer(&mut *o, &serde_json::json!({ "uri": uri }))
+                    .expect("writing JSON to a Vec cannot fail")
+            });
+            w.end();
+            Reply::Error { body: Bytes::from(out), origin: origin.clone() }
+        }
+        _ => reply,
+    }
 }
 
 /// The `_meta` envelope the gateway sends on its own requests to a modern upstream.

@@ -14,8 +14,6 @@ use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny};
 use serde_json::value::RawValue;
 
-use super::mcp::code;
-
 /// A byte range into a message's source buffer.
 pub type Span = Range<usize>;
 
@@ -211,7 +209,7 @@ pub struct Message {
     pub kind: Kind,
 }
 
-/// Why a message could not be framed; maps to JSON-RPC -32700 or -32600.
+/// Why a message could not be framed (the error table in `crate::error` gives the codes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrameError {
     /// Not JSON at all (-32700).
@@ -221,11 +219,11 @@ pub enum FrameError {
 }
 
 impl FrameError {
-    /// The JSON-RPC error code for this failure.
-    pub fn code(&self) -> i64 {
+    /// The id of the request, when one was readable.
+    pub fn id(&self) -> Option<&RawId> {
         match self {
-            FrameError::Parse(_) => code::PARSE_ERROR,
-            FrameError::Invalid { .. } => code::INVALID_REQUEST,
+            FrameError::Invalid { id: Some(id), .. } => Some(id),
+            _ => None,
         }
     }
 
@@ -431,13 +429,20 @@ pub fn write_error(out: &mut Vec<u8>, id: Option<&[u8]>, code: i64, message: &st
 
 /// Append a request `{"jsonrpc":"2.0","id":…,"method":…,"params":…}`; `params` is raw JSON.
 pub fn write_request(out: &mut Vec<u8>, id: &[u8], method: &str, params: Option<&[u8]>) {
+    write_request_with(out, id, method, params.map(|p| move |out: &mut Vec<u8>| out.extend_from_slice(p)));
+}
+
+/// Append a request whose params (when `params` is given) are written in place by `params`, so
+/// a rewritten params object never needs a buffer of its own. The one request writer: the
+/// gateway's requests to upstreams and to clients all go through it.
+pub fn write_request_with(out: &mut Vec<u8>, id: &[u8], method: &str, params: Option<impl FnOnce(&mut Vec<u8>)>) {
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     out.extend_from_slice(id);
     out.extend_from_slice(b",\"method\":");
     write_json_str(out, method);
     if let Some(params) = params {
         out.extend_from_slice(b",\"params\":");
-        out.extend_from_slice(params);
+        params(out);
     }
     out.push(b'}');
 }

@@ -83,8 +83,13 @@ pub mod code {
     pub const FORBIDDEN: i64 = -32012;
     /// sekisho: the gateway is overloaded or shutting down; retry later.
     pub const OVERLOADED: i64 = -32013;
-    /// Gateway: a call with the same idempotency key is still running (retryable).
+    /// sekisho: a call with the same idempotency key is still running (retryable).
     pub const IDEMPOTENCY_IN_PROGRESS: i64 = -32014;
+    /// Legacy Streamable HTTP: the session id is unknown or expired (the code the official
+    /// TypeScript SDK answers with, HTTP 404).
+    pub const SESSION_NOT_FOUND: i64 = -32001;
+    /// The request was cancelled by its client (the code the Python and TypeScript SDKs use).
+    pub const REQUEST_CANCELLED: i64 = -32800;
 }
 
 /// The protocol era of one side of a conversation.

@@ -1,4 +1,5 @@
-//! Circuit breaker per upstream replica: closed → open after N consecutive failures or an error
+//! Circuit breaker per upstream replica (the state machine; [`layer`] is its step in the
+//! per-upstream stack): closed → open after N consecutive failures or an error
 //! rate over a window (with a minimum number of calls) → half-open after `open_for`, letting a
 //! limited number of probe calls through → closed when a probe succeeds, open again when one fails.
 //!
@@ -13,10 +14,13 @@
 //! half_open_probes = 1          # calls let through at once while half-open
 //! ```
 
+pub mod layer;
+
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use super::classify::Verdict;
 
@@ -243,8 +247,8 @@ mod tests {
         assert_eq!(b.state(), State::Closed);
     }
 
-    #[test]
-    fn opens_after_consecutive_failures_and_recovers_through_half_open() {
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_consecutive_failures_and_recovers_through_half_open() {
         let b = Breaker::new(quick(3));
         for _ in 0..2 {
             let t = b.admit().unwrap();
@@ -258,14 +262,38 @@ mod tests {
         }
         assert_eq!(b.state(), State::Open);
         assert!(b.admit().is_err(), "fails fast while open");
-        std::thread::sleep(Duration::from_millis(40));
+        tokio::time::advance(Duration::from_millis(29)).await;
+        assert_eq!(b.state(), State::Open, "still open 1 ms before open_for ends");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(b.state(), State::HalfOpen);
         let probe = b.admit().unwrap();
         assert!(b.admit().is_err(), "one probe at a time");
         b.record(probe, FAIL);
         assert_eq!(b.state(), State::Open, "a failed probe reopens");
-        std::thread::sleep(Duration::from_millis(40));
+        tokio::time::advance(Duration::from_millis(30)).await;
         let probe = b.admit().unwrap();
         b.record(probe, Verdict::Healthy);
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_error_rate_window_restarts_after_it_passes() {
+        let b = Breaker::new(BreakerConfig {
+            consecutive_failures: 100,
+            min_calls: 4,
+            error_rate: 0.5,
+            window: Duration::from_secs(30),
+            ..Default::default()
+        });
+        for _ in 0..3 {
+            let t = b.admit().unwrap();
+            b.record(t, FAIL);
+        }
+        tokio::time::advance(Duration::from_secs(31)).await;
+        // The three old failures left the window: one more failure in a fresh window is 1 of 1,
+        // below min_calls.
+        let t = b.admit().unwrap();
+        b.record(t, FAIL);
         assert_eq!(b.state(), State::Closed);
     }
 
@@ -287,15 +315,15 @@ mod tests {
         assert_eq!(b.state(), State::Open, "6 of 10 failed");
     }
 
-    #[test]
-    fn throttling_and_abandoned_probes_do_not_count() {
+    #[tokio::test(start_paused = true)]
+    async fn throttling_and_abandoned_probes_do_not_count() {
         let b = Breaker::new(quick(1));
         let t = b.admit().unwrap();
         b.record(t, Verdict::Throttled);
         assert_eq!(b.state(), State::Closed);
         let t = b.admit().unwrap();
         b.record(t, FAIL);
-        std::thread::sleep(Duration::from_millis(40));
+        tokio::time::advance(Duration::from_millis(40)).await;
         let probe = b.admit().unwrap();
         b.abandon(probe);
         assert!(b.admit().is_ok(), "the abandoned probe freed its slot");

@@ -14,16 +14,18 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::conn::{ConnError, Request, expect_result};
+pub mod listen;
+
+use super::conn::{ConnError, expect_result};
 use super::handshake::{self, Handshake};
 use super::mux::{Action, Mux, Signals};
-use crate::pipeline::ctx::{ClientAnswer, ClientEvent};
+use super::request::Outbound;
+use crate::error::TransportError;
 use crate::upstream::config::EraChoice;
-use crate::wire::jsonrpc::{Kind, Message, RawId, write_error, write_notification};
-use crate::wire::mcp::{self, Era, code};
+use crate::wire::jsonrpc::{Kind, Message, write_notification};
+use crate::wire::mcp::{self, Era};
 use crate::wire::sse;
 
 /// The pooled HTTP(S) client shared by all HTTP upstreams.
@@ -65,9 +67,9 @@ const HN_METHOD: http::HeaderName = http::HeaderName::from_static(mcp::HEADER_ME
 const HN_NAME: http::HeaderName = http::HeaderName::from_static(mcp::HEADER_NAME);
 
 /// The `Mcp-Method` value: a static value for the methods the gateway knows, else a copy.
-fn method_header_value(method: &str) -> HeaderValue {
-    match crate::wire::jsonrpc::Method::from_name(method).metric_label() {
-        "other" => HeaderValue::from_str(method).unwrap_or_else(|_| HeaderValue::from_static("")),
+fn method_header_value(method: &crate::wire::jsonrpc::Method) -> HeaderValue {
+    match method.metric_label() {
+        "other" => HeaderValue::from_str(method.as_str()).unwrap_or_else(|_| HeaderValue::from_static("")),
         known => HeaderValue::from_static(known),
     }
 }
@@ -139,7 +141,7 @@ impl HttpConn {
         &self.closed
     }
 
-    fn version(&self) -> Option<&'static str> {
+    pub(super) fn version(&self) -> Option<&'static str> {
         self.handshake.get().map(|h| h.version)
     }
 
@@ -164,7 +166,7 @@ impl HttpConn {
         req
     }
 
-    fn base_request(&self, method: HttpMethod, version: Option<&str>) -> http::request::Builder {
+    pub(super) fn base_request(&self, method: HttpMethod, version: Option<&str>) -> http::request::Builder {
         let mut b = HttpRequest::builder().method(method).uri(self.url.clone());
         for (k, v) in &self.headers {
             b = b.header(k, v);
@@ -180,8 +182,8 @@ impl HttpConn {
         b
     }
 
-    async fn send(&self, req: HttpRequest<Full<Bytes>>) -> Result<http::Response<Incoming>, ConnError> {
-        self.client.request(req).await.map_err(|e| ConnError::Transport(transport_error(&e)))
+    pub(super) async fn send(&self, req: HttpRequest<Full<Bytes>>) -> Result<http::Response<Incoming>, ConnError> {
+        self.client.request(req).await.map_err(|e| ConnError::Transport(TransportError::classify(&e)))
     }
 
     /// POST a gateway-originated request and read its answer (used by the handshake).
@@ -194,7 +196,7 @@ impl HttpConn {
         let id = self.mux.register(None, None);
         let _forget = Forget { mux: &self.mux, id };
         let mut body = Vec::new();
-        Request::raw(method, params).write(&mut body, id, None);
+        Outbound::raw(method, params).write(&mut body, id, None);
         let mut b = self.base_request(HttpMethod::POST, version).header(CONTENT_TYPE, JSON).header(ACCEPT, ACCEPT_BOTH);
         if version.and_then(mcp::era_of) == Some(Era::Modern) {
             b = b.header(mcp::HEADER_METHOD, method);
@@ -228,7 +230,7 @@ impl HttpConn {
     ///
     /// Errors: [`ConnError`] for transport failures, unexpected statuses, an expired session, or
     /// a stream that ended without the response.
-    pub async fn call(self: &Arc<Self>, req: &Request<'_>) -> Result<Message, ConnError> {
+    pub async fn call(self: &Arc<Self>, req: &Outbound) -> Result<Message, ConnError> {
         if self.closed.is_cancelled() {
             return Err(ConnError::Closed);
         }
@@ -240,8 +242,8 @@ impl HttpConn {
         let mut post = self.post_request(h.version, Bytes::from(body));
         if h.era == Era::Modern {
             let headers = post.headers_mut();
-            headers.insert(HN_METHOD, method_header_value(req.method));
-            if let Some(name) = req.name_header {
+            headers.insert(HN_METHOD, method_header_value(&req.method));
+            if let Some(name) = &req.name {
                 headers.insert(HN_NAME, encode_header_value(name));
             }
         }
@@ -272,7 +274,7 @@ impl HttpConn {
         let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
-            .map_err(|e| ConnError::Transport(format!("reading the answer: {e}")))?
+            .map_err(|e| ConnError::Transport(TransportError::classify(e.as_ref())))?
             .to_bytes();
         if status == StatusCode::ACCEPTED {
             return Err(ConnError::Protocol("202 Accepted without an answer to a request".into()));
@@ -307,7 +309,7 @@ impl HttpConn {
                 let frame = match body.frame().await {
                     Some(Ok(frame)) => frame,
                     Some(Err(e)) if last_event_id.is_none() => {
-                        return Err(ConnError::Transport(format!("stream broke: {e}")));
+                        return Err(ConnError::Transport(TransportError::classify(&e)));
                     }
                     Some(Err(_)) | None => break,
                 };
@@ -357,18 +359,13 @@ impl HttpConn {
         }
     }
 
-    fn act(&self, action: Action) {
+    pub(super) fn act(&self, action: Action) {
         match action {
             Action::None => {}
             Action::Send(msg) => self.post_detached(msg),
-            Action::Relay { id, method, params, events } => {
-                let (tx, rx) = oneshot::channel();
-                let sent = events.try_send(ClientEvent::Request { method, params, reply: tx }).is_ok();
+            Action::Relay(relay) => {
                 let this = self.detached();
-                tokio::spawn(async move {
-                    let answer = if sent { rx.await.ok() } else { None };
-                    this.post(Bytes::from(answer_message(&id, answer))).await;
-                });
+                tokio::spawn(async move { this.post(Bytes::from(relay.answer().await)).await });
             }
         }
     }
@@ -388,82 +385,6 @@ impl HttpConn {
         tokio::spawn(async move { d.post(msg).await });
     }
 
-    /// Keep a notification stream open (legacy GET stream, or modern `subscriptions/listen`)
-    /// so upstream list changes reach the gateway; reconnects until the conn closes.
-    pub async fn listen(self: Arc<Self>) {
-        let h = self.handshake().clone();
-        let filter = listen_filter(&h);
-        if h.era == Era::Modern && filter.is_none() {
-            return;
-        }
-        let mut backoff = Duration::from_millis(500);
-        while !self.closed.is_cancelled() {
-            let req = if h.era == Era::Legacy {
-                self.base_request(HttpMethod::GET, Some(h.version))
-                    .header(ACCEPT, "text/event-stream")
-                    .body(Full::new(Bytes::new()))
-            } else {
-                let params = format!(
-                    r#"{{"notifications":{},"_meta":{}}}"#,
-                    filter.as_deref().unwrap_or("{}"),
-                    super::translate::gateway_envelope(h.version)
-                );
-                let id = self.mux.register(None, None);
-                self.mux.forget(id);
-                let mut body = Vec::new();
-                Request::raw("subscriptions/listen", Some(params.as_bytes())).write(&mut body, id, None);
-                self.base_request(HttpMethod::POST, Some(h.version))
-                    .header(CONTENT_TYPE, JSON)
-                    .header(ACCEPT, ACCEPT_BOTH)
-                    .header(mcp::HEADER_METHOD, "subscriptions/listen")
-                    .body(Full::new(Bytes::from(body)))
-            };
-            let outcome = tokio::select! {
-                r = self.send(req.expect("valid request")) => r,
-                () = self.closed.cancelled() => return,
-            };
-            match outcome {
-                Ok(resp) if resp.status().is_success() => {
-                    backoff = Duration::from_millis(500);
-                    let mut body = resp.into_body();
-                    let mut decoder = sse::Decoder::new(MAX_ANSWER_BYTES);
-                    loop {
-                        let frame = tokio::select! {
-                            f = body.frame() => f,
-                            () = self.closed.cancelled() => return,
-                        };
-                        let Some(Ok(frame)) = frame else { break };
-                        let Ok(data) = frame.into_data() else {
-                            continue;
-                        };
-                        decoder.push(&data);
-                        while let Ok(Some(event)) = decoder.next_event() {
-                            if let Ok(msg) = Message::parse(event.data) {
-                                self.act(self.mux.dispatch(msg, None));
-                            }
-                        }
-                    }
-                }
-                Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => return,
-                Ok(resp) if resp.status() == StatusCode::NOT_FOUND && self.session.is_some() => {
-                    self.closed.cancel();
-                    return;
-                }
-                Ok(resp) => {
-                    tracing::debug!(upstream = %self.upstream, status = %resp.status(), "notification stream refused")
-                }
-                Err(e) => {
-                    tracing::debug!(upstream = %self.upstream, error = %e, "notification stream failed")
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(backoff) => {}
-                () = self.closed.cancelled() => return,
-            }
-            backoff = (backoff * 2).min(Duration::from_secs(30));
-        }
-    }
-
     /// End the legacy session (`DELETE`), best effort.
     pub async fn close(&self) {
         self.closed.cancel();
@@ -475,21 +396,6 @@ impl HttpConn {
             let _ = tokio::time::timeout(Duration::from_secs(2), self.send(req)).await;
         }
     }
-}
-
-/// The `notifications` filter for a modern `subscriptions/listen`, from the upstream's
-/// declared `listChanged` capabilities; `None` when it declares none.
-fn listen_filter(h: &Handshake) -> Option<String> {
-    let caps: serde_json::Value = serde_json::from_slice(&h.capabilities).ok()?;
-    let mut filter = serde_json::Map::new();
-    for (cap, key) in
-        [("tools", "toolsListChanged"), ("prompts", "promptsListChanged"), ("resources", "resourcesListChanged")]
-    {
-        if caps.get(cap).and_then(|c| c.get("listChanged")).and_then(|v| v.as_bool()) == Some(true) {
-            filter.insert(key.into(), true.into());
-        }
-    }
-    (!filter.is_empty()).then(|| serde_json::Value::Object(filter).to_string())
 }
 
 /// What is needed to POST to the upstream from a spawned task.
@@ -516,27 +422,9 @@ impl Detached {
         let req =
             b.header(CONTENT_TYPE, JSON).header(ACCEPT, ACCEPT_BOTH).body(Full::new(body)).expect("valid request");
         if let Err(e) = self.client.request(req).await {
-            tracing::debug!(error = %transport_error(&e), "posting to the upstream failed");
+            tracing::debug!(error = %TransportError::classify(&e), "posting to the upstream failed");
         }
     }
-}
-
-/// Build the gateway's response to an upstream's request from the client's answer
-/// (`None`: the client could not be asked or did not answer).
-pub fn answer_message(id: &RawId, answer: Option<ClientAnswer>) -> Vec<u8> {
-    let mut out = Vec::new();
-    match answer {
-        Some(ClientAnswer::Result(r)) => crate::wire::jsonrpc::write_result(&mut out, id.as_bytes(), &r),
-        Some(ClientAnswer::Error(e)) => crate::wire::jsonrpc::write_raw_error(&mut out, Some(id.as_bytes()), &e),
-        None => write_error(
-            &mut out,
-            Some(id.as_bytes()),
-            code::INTERNAL_ERROR,
-            "the client did not answer the relayed request",
-            None,
-        ),
-    }
-    out
 }
 
 struct Forget<'a> {
@@ -581,18 +469,6 @@ pub fn encode_header_value(value: &str) -> HeaderValue {
         format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value))
     };
     HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// A readable description of a client error, including its cause chain.
-fn transport_error(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

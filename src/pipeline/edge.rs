@@ -1,28 +1,22 @@
-//! Checks at the HTTP edge, before any MCP processing: DNS-rebinding protection (Host and
-//! Origin, per MCP `basic/transports` "Security Warning") and static bearer API keys.
+//! The first step of every HTTP request, before its body is read: DNS-rebinding protection
+//! (`Host` and `Origin`, per MCP `basic/transports` "Security Warning") and authentication
+//! (static bearer API keys, compared as SHA-256 digests in constant time). It yields the
+//! caller's [`Principal`], which travels with the call.
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::config::ServerConfig;
-use crate::pipeline::ctx::Principal;
+use super::parts::Principal;
+use crate::error::GatewayError;
+use crate::front::config::ServerConfig;
 
 /// Host, Origin and credential checks, built once from `[server]`.
-pub struct Guard {
+pub struct Edge {
     allowed_hosts: Vec<String>,
     check_hosts: bool,
     allowed_origins: Vec<String>,
     any_origin: bool,
     key_hashes: Vec<[u8; 32]>,
-}
-
-/// Why a request was refused at the edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// Host or Origin not allowed (HTTP 403).
-    Forbidden,
-    /// Missing or wrong bearer key (HTTP 401).
-    Unauthorized,
 }
 
 const LOCAL_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
@@ -39,13 +33,13 @@ fn host_part(authority: &str) -> &str {
     )
 }
 
-impl Guard {
+impl Edge {
     /// Build from the server configuration. Host checks apply on loopback listeners (the
     /// DNS-rebinding case) and whenever `allowed_hosts` is set; `*` allows any host.
     pub fn new(config: &ServerConfig) -> Self {
         let loopback = config.listen_addr().ip().is_loopback();
         let any_host = config.allowed_hosts.iter().any(|h| h == "*");
-        Guard {
+        Edge {
             allowed_hosts: config.allowed_hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             check_hosts: !any_host && (loopback || !config.allowed_hosts.is_empty()),
             allowed_origins: config
@@ -58,6 +52,20 @@ impl Guard {
         }
     }
 
+    /// Check a request's `Host`, `Origin` and `Authorization` headers, in that order.
+    ///
+    /// Errors: [`GatewayError::SiteNotAllowed`] (HTTP 403) for a host or origin that could be a
+    /// rebinding attack; [`GatewayError::Unauthorized`] (HTTP 401) for missing or wrong keys.
+    pub fn check(
+        &self,
+        host: Option<&str>,
+        origin: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Result<Principal, GatewayError> {
+        self.check_site(host, origin)?;
+        self.authenticate(authorization)
+    }
+
     /// Whether API keys are required.
     pub fn requires_auth(&self) -> bool {
         !self.key_hashes.is_empty()
@@ -65,12 +73,12 @@ impl Guard {
 
     /// Check the `Host` and `Origin` headers.
     ///
-    /// Errors: [`Refusal::Forbidden`] for a host or origin that could be a rebinding attack.
-    pub fn check_site(&self, host: Option<&str>, origin: Option<&str>) -> Result<(), Refusal> {
+    /// Errors: [`GatewayError::SiteNotAllowed`] for a host or origin that could be a rebinding attack.
+    pub fn check_site(&self, host: Option<&str>, origin: Option<&str>) -> Result<(), GatewayError> {
         if self.check_hosts {
-            let host = host.map(|h| host_part(h.trim()).to_ascii_lowercase()).ok_or(Refusal::Forbidden)?;
+            let host = host.map(|h| host_part(h.trim()).to_ascii_lowercase()).ok_or(GatewayError::SiteNotAllowed)?;
             if !LOCAL_HOSTS.contains(&host.as_str()) && !self.allowed_hosts.iter().any(|a| host_part(a) == host) {
-                return Err(Refusal::Forbidden);
+                return Err(GatewayError::SiteNotAllowed);
             }
         }
         if let Some(origin) = origin.map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
@@ -81,7 +89,7 @@ impl Guard {
                 origin.strip_prefix(scheme).is_some_and(|authority| LOCAL_HOSTS.contains(&host_part(authority)))
             });
             if !local {
-                return Err(Refusal::Forbidden);
+                return Err(GatewayError::SiteNotAllowed);
             }
         }
         Ok(())
@@ -90,15 +98,15 @@ impl Guard {
     /// Check the `Authorization` header against the configured keys, in constant time
     /// (every key is compared; only SHA-256 digests are compared and kept).
     ///
-    /// Errors: [`Refusal::Unauthorized`] when keys are configured and none matches.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, Refusal> {
+    /// Errors: [`GatewayError::Unauthorized`] when keys are configured and none matches.
+    pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, GatewayError> {
         if self.key_hashes.is_empty() {
             return Ok(Principal::Anonymous);
         }
         let presented = authorization
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
-            .ok_or(Refusal::Unauthorized)?;
+            .ok_or(GatewayError::Unauthorized)?;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for (i, key) in self.key_hashes.iter().enumerate() {
@@ -106,7 +114,7 @@ impl Guard {
                 found = Some(i);
             }
         }
-        found.map(Principal::ApiKey).ok_or(Refusal::Unauthorized)
+        found.map(Principal::ApiKey).ok_or(GatewayError::Unauthorized)
     }
 }
 
@@ -114,8 +122,8 @@ impl Guard {
 mod tests {
     use super::*;
 
-    fn guard(listen: &str, keys: &[&str], origins: &[&str]) -> Guard {
-        Guard::new(&ServerConfig {
+    fn guard(listen: &str, keys: &[&str], origins: &[&str]) -> Edge {
+        Edge::new(&ServerConfig {
             listen: listen.into(),
             api_keys: keys.iter().map(|s| crate::front::config::ApiKey::Plain(s.to_string())).collect(),
             allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
@@ -129,9 +137,12 @@ mod tests {
         assert!(g.check_site(Some("localhost:8080"), None).is_ok());
         assert!(g.check_site(Some("127.0.0.1"), Some("http://localhost:3000")).is_ok());
         assert!(g.check_site(Some("[::1]:8080"), None).is_ok());
-        assert_eq!(g.check_site(Some("evil.example.com"), None), Err(Refusal::Forbidden));
-        assert_eq!(g.check_site(Some("localhost:8080"), Some("http://evil.example.com")), Err(Refusal::Forbidden));
-        assert_eq!(g.check_site(None, None), Err(Refusal::Forbidden));
+        assert_eq!(g.check_site(Some("evil.example.com"), None), Err(GatewayError::SiteNotAllowed));
+        assert_eq!(
+            g.check_site(Some("localhost:8080"), Some("http://evil.example.com")),
+            Err(GatewayError::SiteNotAllowed)
+        );
+        assert_eq!(g.check_site(None, None), Err(GatewayError::SiteNotAllowed));
         let g = guard("127.0.0.1:8080", &[], &["https://app.example.com"]);
         assert!(g.check_site(Some("localhost"), Some("https://app.example.com")).is_ok());
     }
@@ -141,8 +152,8 @@ mod tests {
         let g = guard("0.0.0.0:8080", &["k-0123456789abcdef", "k-fedcba9876543210"], &[]);
         assert!(g.check_site(Some("gateway.internal"), None).is_ok(), "no host check off loopback");
         assert_eq!(g.authenticate(Some("Bearer k-fedcba9876543210")), Ok(Principal::ApiKey(1)));
-        assert_eq!(g.authenticate(Some("Bearer nope")), Err(Refusal::Unauthorized));
-        assert_eq!(g.authenticate(None), Err(Refusal::Unauthorized));
+        assert_eq!(g.authenticate(Some("Bearer nope")), Err(GatewayError::Unauthorized));
+        assert_eq!(g.authenticate(None), Err(GatewayError::Unauthorized));
         assert_eq!(guard("127.0.0.1:1", &[], &[]).authenticate(None), Ok(Principal::Anonymous));
     }
 }

@@ -1,0 +1,116 @@
+//! The operational endpoints: `/healthz` (liveness), `/readyz` (readiness with every upstream's
+//! and replica's state), `/metrics` (Prometheus), and `POST /admin/cache/clear`.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, StatusCode};
+
+use super::Shared;
+use super::rescue::json;
+use crate::cache::key::ClearScope;
+use crate::observe::metrics::METRICS;
+use crate::upstream::status::Status;
+
+/// Liveness: the process serves HTTP. Never depends on upstreams.
+pub async fn healthz() -> Response {
+    json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
+}
+
+/// Readiness: 200 when at least one upstream is connected (or none is configured), else 503;
+/// `?strict=1` requires all. The body lists every upstream's status.
+pub async fn readyz(State(shared): State<Arc<Shared>>, uri: http::Uri) -> Response {
+    let strict = uri.query().is_some_and(|q| q.split('&').any(|p| p == "strict=1" || p == "strict=true"));
+    let mut upstreams = serde_json::Map::new();
+    let (mut total, mut up_count) = (0, 0);
+    for up in shared.upstreams.iter() {
+        total += 1;
+        let status = up.status();
+        let mut entry = serde_json::json!({
+            "status": status.name(), "restarts": up.restarts(), "in_flight": up.in_flight()
+        });
+        match &status {
+            Status::Up { era, version } => {
+                up_count += 1;
+                entry["era"] = format!("{era:?}").to_lowercase().into();
+                entry["version"] = (*version).into();
+            }
+            Status::Down { reason } => entry["reason"] = reason.clone().into(),
+            Status::Starting | Status::Stopped => {}
+        }
+        let replicas: Vec<serde_json::Value> = up
+            .replicas()
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::json!({
+                    "replica": r.index, "status": r.status().name(), "breaker": r.breaker.state().name(),
+                    "in_flight": r.outstanding(), "restarts": r.restarts(),
+                });
+                if let Some(pid) = r.connection().and_then(|c| c.pid()) {
+                    v["pid"] = pid.into();
+                }
+                v
+            })
+            .collect();
+        entry["replicas"] = replicas.into();
+        upstreams.insert(up.name.to_string(), entry);
+    }
+    let draining = shared.draining.is_cancelled();
+    let ready = !draining && (total == 0 || if strict { up_count == total } else { up_count > 0 });
+    let mut body = serde_json::json!({ "ready": ready, "draining": draining, "upstreams": upstreams });
+    if let Some(degraded) = shared.store.redis_degraded() {
+        // Redis is an optimisation: its absence is reported, never a reason to be unready.
+        body["redis"] = if degraded { "degraded" } else { "up" }.into();
+    }
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json(status, Bytes::from(body.to_string()))
+}
+
+/// `POST /admin/cache/clear[?upstream=U[&tool=T]]`: drop cached results — of one tool, of one
+/// upstream, or all — here and, through the shared generations, on every replica within a
+/// second. Guarded like `/mcp` (bearer key when keys are configured). 404 for an unknown upstream.
+pub async fn clear_cache(State(shared): State<Arc<Shared>>, Query(q): Query<ClearScope>) -> Response {
+    let store = &shared.store;
+    let upstreams = &shared.upstreams;
+    match (&q.upstream, &q.tool) {
+        (Some(up), tool) => {
+            if upstreams.get(up).is_none() {
+                let body = serde_json::json!({ "error": format!("unknown upstream {up:?}") });
+                return json(StatusCode::NOT_FOUND, Bytes::from(body.to_string()));
+            }
+            store.invalidate(up, tool.as_deref()).await;
+        }
+        (None, Some(_)) => {
+            let body = serde_json::json!({ "error": "tool needs upstream" });
+            return json(StatusCode::BAD_REQUEST, Bytes::from(body.to_string()));
+        }
+        (None, None) => store.clear(upstreams.iter().map(|u| Arc::clone(&u.name))).await,
+    }
+    tracing::info!(upstream = ?q.upstream, tool = ?q.tool, "cache cleared");
+    let body = serde_json::json!({ "cleared": { "upstream": q.upstream, "tool": q.tool } });
+    json(StatusCode::OK, Bytes::from(body.to_string()))
+}
+
+/// Prometheus metrics.
+pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    for up in shared.upstreams.iter() {
+        METRICS.upstream(&up.name, up.status().is_up(), up.restarts(), up.in_flight());
+        if let Some(bulkhead) = up.bulkhead() {
+            METRICS.admission(&up.name, bulkhead.in_use(), bulkhead.queued());
+        }
+        for r in up.replicas() {
+            METRICS.replica(&up.name, r.index, r.breaker.state().gauge(), r.status().is_up());
+        }
+    }
+    METRICS.connections(shared.sessions.active(), shared.hub.len());
+    let store = &shared.store;
+    let (entries, bytes) = store.l1_size();
+    METRICS.cache_size(entries, bytes, store.redis_degraded().unwrap_or(false));
+    let mut resp = METRICS.encode().into_response();
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
+    resp
+}

@@ -1,0 +1,250 @@
+//! Middleware that answers cacheable calls from the response cache, with coalescing: a hit
+//! never reaches the upstream, and identical concurrent misses share one upstream call. Tool
+//! calls and resource reads both come through here (by their [`CachePolicy`]); results carry
+//! their provenance in `_meta["io.sekisho/cache"]` (`hit`, `miss`, `coalesced`; level; age).
+//! Never stored: errors, `isError` results, `input_required` results, results over
+//! `max_entry_bytes`, and answers a fallback upstream gave.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tower::{Layer, Service, ServiceExt};
+
+use super::ctx::{CachePolicy, Routed};
+use super::parts::{Origin, Reply};
+use super::steps::Steps;
+use crate::cache::coalesce::{Coalescer, Flight};
+use crate::cache::config::CacheScope;
+use crate::cache::entry::{Entry, Level};
+use crate::cache::key::{canonical_arguments, resource_target};
+use crate::cache::store::Store;
+use crate::error::GatewayError;
+use crate::observe::metrics::{METRICS, Name};
+use crate::upstream::request::Body;
+use crate::wire::mcp;
+use crate::wire::object::{ObjectView, set_meta_member};
+
+/// Adds [`CacheStep`] over the process's cache.
+#[derive(Clone)]
+pub struct CacheLayer {
+    cache: Arc<Cached>,
+}
+
+struct Cached {
+    store: Arc<Store>,
+    /// `None` when `[cache] coalesce = false`.
+    coalescer: Option<Arc<Coalescer>>,
+}
+
+impl CacheLayer {
+    /// Cache through `store`, coalescing through `coalescer` when given.
+    pub fn new(store: &Arc<Store>, coalescer: Option<Arc<Coalescer>>) -> Self {
+        CacheLayer { cache: Arc::new(Cached { store: Arc::clone(store), coalescer }) }
+    }
+}
+
+impl<S> Layer<S> for CacheLayer {
+    type Service = CacheStep<S>;
+
+    fn layer(&self, inner: S) -> CacheStep<S> {
+        CacheStep { inner, cache: Arc::clone(&self.cache) }
+    }
+}
+
+/// Read-through cache with coalescing for routed calls that have a cache policy.
+#[derive(Clone)]
+pub struct CacheStep<S> {
+    inner: S,
+    cache: Arc<Cached>,
+}
+
+impl<S: Steps> Steps for CacheStep<S> {
+    fn steps(&self, out: &mut Vec<&'static str>) {
+        out.push("cache");
+        self.inner.steps(out);
+    }
+}
+
+type Cacheable = Pin<Box<dyn Future<Output = Result<Reply, GatewayError>> + Send>>;
+
+impl<S> Service<Routed> for CacheStep<S>
+where
+    S: Service<Routed, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Reply;
+    type Error = GatewayError;
+    type Future = futures::future::Either<S::Future, Cacheable>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, routed: Routed) -> Self::Future {
+        let Some(policy) = routed.target.cache else {
+            return futures::future::Either::Left(self.inner.call(routed));
+        };
+        let (cache, inner) = (Arc::clone(&self.cache), self.inner.clone());
+        futures::future::Either::Right(Box::pin(async move { cache.serve(policy, routed, inner).await }))
+    }
+}
+
+/// A cached entry as this call's reply, marked with `_meta["io.sekisho/cache"]`.
+fn from_cache(entry: &Entry, status: &str, level: Level) -> Reply {
+    let meta = format!(r#"{{"status":"{status}","ageMs":{},"level":"{}"}}"#, entry.age_ms(), level.label());
+    Reply::Result {
+        body: Bytes::from(set_meta_member(&entry.body, mcp::META_CACHE, meta.as_bytes())),
+        origin: Origin::Upstream(entry.era, Arc::clone(&entry.upstream)),
+    }
+}
+
+/// A cacheable call's fresh result, marked `_meta["io.sekisho/cache"] = {"status": "miss"}`.
+fn marked_miss(reply: Reply) -> Reply {
+    match reply {
+        Reply::Result { body, origin } => Reply::Result {
+            body: Bytes::from(set_meta_member(&body, mcp::META_CACHE, br#"{"status":"miss"}"#)),
+            origin,
+        },
+        other => other,
+    }
+}
+
+/// Whether a result may be cached: not a tool error (`isError`), not `input_required`.
+fn storable(result: &[u8]) -> bool {
+    let Ok(view) = ObjectView::parse(result) else { return false };
+    view.get(result, "isError").is_none_or(|s| &result[s] != b"true")
+        && view.get_str(result, "resultType").is_none_or(|t| t != "input_required")
+}
+
+impl Cached {
+    async fn serve<S>(&self, policy: CachePolicy, routed: Routed, inner: S) -> Result<Reply, GatewayError>
+    where
+        S: Service<Routed, Response = Reply, Error = GatewayError>,
+    {
+        let up = Arc::clone(&routed.target.upstream);
+        let label = || Name::Shared(Arc::clone(&up.name));
+        let name = routed.name().unwrap_or_default().to_string();
+        let store = &self.store;
+        let (target, keys) = match policy {
+            CachePolicy::Fixed { scope, .. } => {
+                let args = match &routed.request.body {
+                    Body::Client { params, .. } => canonical_arguments(params.get("arguments")),
+                    Body::Raw(_) => canonical_arguments(None),
+                };
+                let key = store.key(&routed.caller, scope, &up.name, &name, &args).await;
+                (name, vec![key])
+            }
+            // The scope of a resource is known only from its result (`cacheScope`): look under
+            // both keys; coalesce on the caller's own, so only the same caller ever waits for it.
+            CachePolicy::Hinted { .. } => {
+                let target = resource_target(&name);
+                let public = store.key(&routed.caller, CacheScope::Public, &up.name, &target, b"").await;
+                let private = store.key(&routed.caller, CacheScope::Private, &up.name, &target, b"").await;
+                (target, vec![public, private])
+            }
+        };
+        let flight_key = keys.last().expect("at least one key").clone();
+        let hit = |entry: &Entry, level: Level| {
+            METRICS.cache_lookup(label(), &target, level.label(), "hit");
+            from_cache(entry, "hit", level)
+        };
+        let leader = match &self.coalescer {
+            Some(coalescer) => {
+                for k in &keys[..keys.len() - 1] {
+                    if let Some((entry, level)) = store.lookup(k).await {
+                        return Ok(hit(&entry, level));
+                    }
+                }
+                if let Some(entry) = store.lookup_l1(&flight_key) {
+                    return Ok(hit(&entry, Level::L1));
+                }
+                // Coalescing looks in L2 itself, in the same round trip as the lease.
+                match coalescer.coalesce(store, &flight_key).await {
+                    Flight::Stored(entry) => return Ok(hit(&entry, Level::L2)),
+                    Flight::Shared(entry, level) => {
+                        METRICS.cache_lookup(label(), &target, level.label(), "coalesced");
+                        return Ok(from_cache(&entry, "coalesced", level));
+                    }
+                    Flight::Leader(leader) => {
+                        // The previous leader may have stored its result just before this call led.
+                        if let Some(entry) = keys.iter().find_map(|k| store.lookup_l1(k)) {
+                            leader.finish(Some(Arc::clone(&entry)));
+                            return Ok(hit(&entry, Level::L1));
+                        }
+                        Some(leader)
+                    }
+                    Flight::Alone => None,
+                }
+            }
+            None => {
+                for k in &keys {
+                    if let Some((entry, level)) = store.lookup(k).await {
+                        return Ok(hit(&entry, level));
+                    }
+                }
+                None
+            }
+        };
+        let reply = inner.oneshot(routed).await;
+        let entry = match &reply {
+            Ok(Reply::Result { body, origin: Origin::Upstream(era, ns) })
+                if *ns == up.name && body.len() <= store.cache.max_entry_bytes && storable(body) =>
+            {
+                match policy {
+                    CachePolicy::Fixed { ttl, .. } => {
+                        Some((Arc::new(Entry::new(body, false, *era, &up.name, &target, ttl, true)), &keys[0]))
+                    }
+                    CachePolicy::Hinted { ttl } => {
+                        resource_entry(body, *era, &up.name, &target, ttl, store.cache.default_scope).map(
+                            |(entry, scope)| (entry, if scope == CacheScope::Public { &keys[0] } else { &keys[1] }),
+                        )
+                    }
+                }
+            }
+            _ => None,
+        };
+        // A tool's answer is always a miss; a resource read only when it was stored.
+        let miss = matches!(policy, CachePolicy::Fixed { .. }) || entry.is_some();
+        if miss {
+            METRICS.cache_lookup(label(), &target, "none", "miss");
+        }
+        if let Some((e, key)) = &entry {
+            store.put(key, Arc::clone(e)).await;
+        }
+        if let Some(leader) = leader {
+            leader.finish(entry.map(|(e, _)| e));
+        }
+        if miss { reply.map(marked_miss) } else { reply }
+    }
+}
+
+/// The entry for a resource read's result: for the upstream's `ttlMs` (2026-07-28 caching
+/// hints) else `fallback_ttl`, under its `cacheScope` else `default_scope`; `None` when
+/// neither lifetime is given or `ttlMs` is 0.
+fn resource_entry(
+    body: &[u8],
+    era: crate::wire::mcp::Era,
+    upstream: &Arc<str>,
+    target: &str,
+    fallback_ttl: Option<Duration>,
+    default_scope: CacheScope,
+) -> Option<(Arc<Entry>, CacheScope)> {
+    let view = ObjectView::parse(body).ok();
+    let hinted = view
+        .as_ref()
+        .and_then(|v| v.get(body, "ttlMs"))
+        .and_then(|s| std::str::from_utf8(&body[s]).ok()?.parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis);
+    let ttl = hinted.or(fallback_ttl)?;
+    let scope = match view.as_ref().and_then(|v| v.get_str(body, "cacheScope")).as_deref() {
+        Some("public") => CacheScope::Public,
+        Some("private") => CacheScope::Private,
+        _ => default_scope,
+    };
+    Some((Arc::new(Entry::new(body, false, era, upstream, target, ttl, false)), scope))
+}

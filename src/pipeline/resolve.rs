@@ -1,0 +1,353 @@
+//! Middleware that resolves each call once: methods the gateway answers itself (lists, `ping`,
+//! `logging/setLevel`) are answered here from the catalog; every other call gets its
+//! [`Target`] (upstream, the upstream's own name, cache policy, retry safety, deadline) and
+//! goes on as a [`Routed`] call. No later step looks the catalog up again.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tower::{Layer, Service, ServiceExt};
+
+use super::ctx::{CachePolicy, Call, Routed, Target};
+use super::parts::{LogLevel, Origin, Params, Reply, Scope};
+use super::steps::Steps;
+use crate::cache::config::CacheConfig;
+use crate::catalog::listing::ListKind;
+use crate::catalog::{Catalog, CatalogState, Target as CatalogTarget, lists, replace_member};
+use crate::error::GatewayError;
+use crate::upstream::mux::Route;
+use crate::upstream::request::{Body, Outbound};
+use crate::upstream::translate::resource_error_for_modern;
+use crate::upstream::{Upstream, UpstreamSet};
+use crate::wire::jsonrpc::{Method, write_json_str};
+use crate::wire::mcp::Era;
+use crate::wire::object::ObjectView;
+
+/// What resolve reads: the catalog, the upstreams, and the cache defaults.
+pub struct Resolver {
+    catalog: Arc<CatalogState>,
+    upstreams: Arc<UpstreamSet>,
+    cache: CacheConfig,
+}
+
+/// Adds [`Resolve`] in front of the steps that work on routed calls.
+#[derive(Clone)]
+pub struct ResolveLayer {
+    resolver: Arc<Resolver>,
+}
+
+impl ResolveLayer {
+    /// Resolve against `catalog` and `upstreams`, with `cache` deciding cache policies.
+    pub fn new(catalog: &Arc<CatalogState>, upstreams: &Arc<UpstreamSet>, cache: &CacheConfig) -> Self {
+        let resolver =
+            Resolver { catalog: Arc::clone(catalog), upstreams: Arc::clone(upstreams), cache: cache.clone() };
+        ResolveLayer { resolver: Arc::new(resolver) }
+    }
+}
+
+impl<S> Layer<S> for ResolveLayer {
+    type Service = Resolve<S>;
+
+    fn layer(&self, inner: S) -> Resolve<S> {
+        Resolve { inner, resolver: Arc::clone(&self.resolver) }
+    }
+}
+
+/// Answers gateway methods, routes the rest.
+#[derive(Clone)]
+pub struct Resolve<S> {
+    inner: S,
+    resolver: Arc<Resolver>,
+}
+
+impl<S: Steps> Steps for Resolve<S> {
+    fn steps(&self, out: &mut Vec<&'static str>) {
+        out.push("resolve");
+        self.inner.steps(out);
+    }
+}
+
+impl<S> Service<Call> for Resolve<S>
+where
+    S: Service<Routed, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Reply;
+    type Error = GatewayError;
+    type Future = Pin<Box<dyn Future<Output = Result<Reply, GatewayError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Call) -> Self::Future {
+        let (resolver, inner) = (Arc::clone(&self.resolver), self.inner.clone());
+        Box::pin(async move { resolver.answer(call, inner).await })
+    }
+}
+
+/// Where a call's name leads.
+struct Located<'a> {
+    upstream: &'a Arc<Upstream>,
+    /// The upstream's own name or URI.
+    name: Option<Arc<str>>,
+    /// The params member rewritten to it, as raw JSON.
+    rewrite: Option<(&'static str, Bytes)>,
+}
+
+/// The namespace of a per-upstream scope (empty for the gateway's, which never gets here).
+fn scope_name(scope: &Scope) -> &str {
+    match scope {
+        Scope::Upstream(ns) => ns,
+        Scope::Gateway => "",
+    }
+}
+
+fn gateway_result(body: impl Into<Bytes>) -> Reply {
+    Reply::Result { body: body.into(), origin: Origin::Gateway }
+}
+
+impl Resolver {
+    /// Answer one call, handing routed calls to `inner`.
+    ///
+    /// Errors: [`GatewayError::MethodNotFound`] for methods the client's era does not have or
+    /// the gateway does not serve; [`GatewayError::UnknownTool`], [`GatewayError::UnknownPrompt`],
+    /// [`GatewayError::ResourceNotFound`], [`GatewayError::InvalidParams`] for bad targets; and
+    /// whatever `inner` fails with.
+    async fn answer<S>(&self, call: Call, inner: S) -> Result<Reply, GatewayError>
+    where
+        S: Service<Routed, Response = Reply, Error = GatewayError>,
+    {
+        let modern = call.ctx.client.era == Era::Modern;
+        match &call.method {
+            Method::Ping if !modern => Ok(gateway_result(Bytes::from_static(b"{}"))),
+            Method::ToolsList | Method::PromptsList | Method::ResourcesList | Method::ResourcesTemplatesList => {
+                let kind = ListKind::from_method(call.method.as_str()).expect("list method");
+                self.fresh(&call.ctx.scope).await;
+                let cursor = call.params.str("cursor");
+                let page = lists::page(&self.catalog, kind, &call.ctx.scope, call.ctx.client.era, cursor.as_deref())?;
+                Ok(gateway_result(page))
+            }
+            Method::LoggingSetLevel if !modern => self.set_level(&call).await,
+            Method::ToolsCall
+            | Method::PromptsGet
+            | Method::ResourcesRead
+            | Method::CompletionComplete
+            | Method::ResourcesSubscribe
+            | Method::ResourcesUnsubscribe
+            | Method::Other(_) => {
+                let rewrite_missing = modern && call.method == Method::ResourcesRead;
+                let client_uri = rewrite_missing.then(|| call.params.str("uri").map(|u| u.into_owned())).flatten();
+                let routed = self.route(call)?;
+                let reply = inner.oneshot(routed).await?;
+                Ok(match client_uri {
+                    Some(uri) => resource_error_for_modern(reply, &uri),
+                    None => reply,
+                })
+            }
+            other => Err(GatewayError::MethodNotFound(other.as_str().to_string())),
+        }
+    }
+
+    /// Decide where `call` goes and how it may be treated.
+    fn route(&self, call: Call) -> Result<Routed, GatewayError> {
+        let Call { method, params, ctx } = call;
+        let snap = self.catalog.snapshot();
+        let Located { upstream: up, name, rewrite } =
+            self.locate(&method, &params, &ctx.scope, ctx.client.era, &snap)?;
+        let tool = (method == Method::ToolsCall).then_some(name.as_deref()).flatten();
+        let per_tool = tool.and_then(|t| up.config.tools.get(t));
+        let hints = tool.and_then(|t| snap.hints(&up.name, t).copied()).filter(|_| up.config.trusted);
+        let retry_safe = ctx.idempotency_key.is_some()
+            || match &method {
+                Method::ToolsCall => match per_tool.and_then(|t| t.retry) {
+                    Some(configured) => configured,
+                    None => hints.is_some_and(|h| h.read_only || h.idempotent),
+                },
+                Method::Other(_) => false,
+                _ => true,
+            };
+        let cache = match &method {
+            _ if !self.cache.enabled => None,
+            // A continuation of an `input_required` exchange is never answered from the cache.
+            Method::ToolsCall if params.get("requestState").is_some() || params.get("inputResponses").is_some() => None,
+            Method::ToolsCall => {
+                let on = per_tool
+                    .and_then(|t| t.cache)
+                    .unwrap_or_else(|| hints.is_some_and(|h| h.read_only && !h.destructive));
+                on.then(|| CachePolicy::Fixed {
+                    ttl: per_tool.and_then(|t| t.cache_ttl).unwrap_or(self.cache.ttl),
+                    scope: per_tool.and_then(|t| t.cache_scope).unwrap_or(self.cache.default_scope),
+                })
+            }
+            Method::ResourcesRead => Some(CachePolicy::Hinted { ttl: up.config.resource_ttl }),
+            _ => None,
+        };
+        let fallback = up.config.fallback.as_deref().and_then(|f| self.upstreams.get(f)).cloned();
+        let timeout = per_tool.and_then(|t| t.timeout);
+        let target = Target { upstream: Arc::clone(up), fallback, cache, retry_safe, timeout };
+        let route = ctx.events.map(|events| Route {
+            client_token: params.meta.as_ref().and_then(|m| m.progress_token()),
+            events,
+            client_era: ctx.client.era,
+            log_level: ctx.client.log_level,
+        });
+        let client_era = ctx.client.era;
+        let request = Outbound { method, body: Body::Client { params, rewrite, client: ctx.client }, name, route };
+        Ok(Routed {
+            request: Arc::new(request),
+            target: Arc::new(target),
+            caller: ctx.principal,
+            priority: ctx.priority,
+            idempotency_key: ctx.idempotency_key,
+            client_era,
+        })
+    }
+
+    /// The upstream that owns the tool, prompt or resource a call names, its own name for it,
+    /// and the params member to rewrite.
+    fn locate<'a>(
+        &'a self,
+        method: &Method,
+        params: &Params,
+        scope: &Scope,
+        era: Era,
+        snap: &Catalog,
+    ) -> Result<Located<'a>, GatewayError> {
+        let renamed = |t: &CatalogTarget, key: &'static str| -> Result<Located<'a>, GatewayError> {
+            Ok(Located {
+                upstream: self.upstream(&t.upstream)?,
+                name: Some(Arc::clone(&t.original)),
+                rewrite: Some((key, json_str(&t.original))),
+            })
+        };
+        let unprefixed = |ns: &str, name: &str| -> Result<Located<'a>, GatewayError> {
+            Ok(Located { upstream: self.upstream(ns)?, name: Some(Arc::from(name)), rewrite: None })
+        };
+        match method {
+            Method::ToolsCall | Method::PromptsGet => {
+                let name = params.required_str("name")?;
+                let Scope::Gateway = scope else { return unprefixed(scope_name(scope), &name) };
+                match method {
+                    Method::ToolsCall => {
+                        renamed(snap.tool(&name).ok_or_else(|| GatewayError::UnknownTool(name.to_string()))?, "name")
+                    }
+                    _ => renamed(
+                        snap.prompt(&name).ok_or_else(|| GatewayError::UnknownPrompt(name.to_string()))?,
+                        "name",
+                    ),
+                }
+            }
+            Method::ResourcesRead | Method::ResourcesSubscribe | Method::ResourcesUnsubscribe
+                if era == Era::Legacy || *method == Method::ResourcesRead =>
+            {
+                let uri = params.required_str("uri")?;
+                let Scope::Gateway = scope else { return unprefixed(scope_name(scope), &uri) };
+                renamed(&snap.resource(&uri).ok_or_else(|| GatewayError::ResourceNotFound(uri.to_string()))?, "uri")
+            }
+            Method::CompletionComplete => {
+                let (upstream, new_ref) = self.completion_target(params, scope, snap)?;
+                Ok(Located { upstream, name: None, rewrite: Some(("ref", new_ref)) })
+            }
+            Method::Other(_) if matches!(scope, Scope::Upstream(_)) => {
+                Ok(Located { upstream: self.upstream(scope_name(scope))?, name: None, rewrite: None })
+            }
+            other => Err(GatewayError::MethodNotFound(other.as_str().to_string())),
+        }
+    }
+
+    /// The upstream of a `completion/complete` and its `ref` rewritten to the upstream's name.
+    fn completion_target<'a>(
+        &'a self,
+        params: &Params,
+        scope: &Scope,
+        snap: &Catalog,
+    ) -> Result<(&'a Arc<Upstream>, Bytes), GatewayError> {
+        let bad_ref = || GatewayError::InvalidParams("params.ref must be an object".into());
+        let raw_ref = params.get_bytes("ref").ok_or_else(bad_ref)?;
+        let view = ObjectView::parse(&raw_ref).map_err(|_| bad_ref())?;
+        let ref_type = view.get_str(&raw_ref, "type").unwrap_or_default().into_owned();
+        let key = match ref_type.as_str() {
+            "ref/prompt" => "name",
+            "ref/resource" => "uri",
+            other => return Err(GatewayError::InvalidParams(format!("unknown ref type {other:?}"))),
+        };
+        let value = view
+            .get_str(&raw_ref, key)
+            .ok_or_else(|| GatewayError::InvalidParams(format!("params.ref.{key} must be a string")))?;
+        let (up, original) = match scope {
+            Scope::Upstream(ns) => (self.upstream(ns)?, value.to_string()),
+            Scope::Gateway => {
+                let target = if key == "name" {
+                    snap.prompt(&value).cloned().ok_or_else(|| GatewayError::UnknownPrompt(value.to_string()))?
+                } else {
+                    snap.resource(&value).ok_or_else(|| GatewayError::ResourceNotFound(value.to_string()))?
+                };
+                (self.upstream(&target.upstream)?, target.original.to_string())
+            }
+        };
+        Ok((up, replace_member(&raw_ref, key, &original)))
+    }
+
+    fn upstream(&self, ns: &str) -> Result<&Arc<Upstream>, GatewayError> {
+        self.upstreams.get(ns).ok_or_else(|| GatewayError::UpstreamUnavailable {
+            upstream: ns.to_string(),
+            reason: "no such upstream".into(),
+        })
+    }
+
+    /// Wait until the catalog reflects the list changes the upstreams in `scope` announced
+    /// (bounded; normally already true, so this is two atomic loads per upstream).
+    async fn fresh(&self, scope: &Scope) {
+        const LIMIT: Duration = Duration::from_secs(2);
+        match scope {
+            Scope::Upstream(ns) => {
+                if let Some(up) = self.upstreams.get(ns) {
+                    up.freshness().wait(LIMIT).await;
+                }
+            }
+            Scope::Gateway => {
+                for up in self.upstreams.iter() {
+                    up.freshness().wait(LIMIT).await;
+                }
+            }
+        }
+    }
+
+    /// `logging/setLevel`: passed on to every legacy upstream in scope that offers logging.
+    async fn set_level(&self, call: &Call) -> Result<Reply, GatewayError> {
+        let level = call.params.required_str("level")?;
+        if LogLevel::parse(&level).is_none() {
+            return Err(GatewayError::InvalidParams(format!("unknown log level {level:?}")));
+        }
+        let targets: Vec<&Arc<Upstream>> = match &call.ctx.scope {
+            Scope::Upstream(ns) => vec![self.upstream(ns)?],
+            Scope::Gateway => self.upstreams.iter().collect(),
+        };
+        let params = Bytes::from(format!(r#"{{"level":{}}}"#, serde_json::Value::from(level.as_ref())));
+        let sends = targets
+            .into_iter()
+            .filter(|up| up.handshake().is_some_and(|h| h.era == Era::Legacy && h.has_capability("logging")))
+            .map(|up| {
+                let params = params.clone();
+                async move {
+                    if let Err(e) = up.request("logging/setLevel", Some(&params)).await {
+                        tracing::debug!(upstream = %up.name, error = %e, "logging/setLevel was not accepted");
+                    }
+                }
+            });
+        futures::future::join_all(sends).await;
+        Ok(gateway_result(Bytes::from_static(b"{}")))
+    }
+}
+
+/// `s` as a JSON string literal.
+fn json_str(s: &str) -> Bytes {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    write_json_str(&mut out, s);
+    Bytes::from(out)
+}

@@ -1,0 +1,109 @@
+//! Middleware that chooses the replica of each attempt: of two random live replicas, the one
+//! with fewer calls in flight (power of two choices), preferring one other than the last
+//! attempt's so a retry goes elsewhere; when the chosen replica's breaker refuses, the other
+//! live replicas follow in order. The stdio pool grows here, when the chosen process is busy.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower::{Layer, Service, ServiceExt};
+
+use super::connection::Connection;
+use super::dispatch::{Dispatch, Picked};
+use super::pool::Pool;
+use super::replica::Replica;
+use crate::error::GatewayError;
+use crate::pipeline::parts::Reply;
+use crate::pipeline::steps::Steps;
+
+/// Adds [`Balance`] over a pool.
+#[derive(Clone)]
+pub struct BalanceLayer {
+    pool: Arc<Pool>,
+}
+
+impl BalanceLayer {
+    /// Balance over `pool`'s replicas.
+    pub fn new(pool: &Arc<Pool>) -> Self {
+        BalanceLayer { pool: Arc::clone(pool) }
+    }
+}
+
+impl<S> Layer<S> for BalanceLayer {
+    type Service = Balance<S>;
+
+    fn layer(&self, inner: S) -> Balance<S> {
+        Balance { inner, pool: Arc::clone(&self.pool) }
+    }
+}
+
+/// Picks a replica for each attempt.
+#[derive(Clone)]
+pub struct Balance<S> {
+    inner: S,
+    pool: Arc<Pool>,
+}
+
+impl<S: Steps> Steps for Balance<S> {
+    fn steps(&self, out: &mut Vec<&'static str>) {
+        out.push("balance");
+        self.inner.steps(out);
+    }
+}
+
+impl<S> Service<Arc<Dispatch>> for Balance<S>
+where
+    S: Service<Picked, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Reply;
+    type Error = GatewayError;
+    type Future = Pin<Box<dyn Future<Output = Result<Reply, GatewayError>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, dispatch: Arc<Dispatch>) -> Self::Future {
+        let candidates = order(self.pool.live(), dispatch.last_replica());
+        let (pool, mut inner) = (Arc::clone(&self.pool), self.inner.clone());
+        Box::pin(async move {
+            let Some((first, _)) = candidates.first() else { return Err(pool.unavailable()) };
+            pool.maybe_grow(first);
+            let mut soonest: Option<Duration> = None;
+            for (replica, conn) in candidates {
+                dispatch.set_last_replica(replica.index);
+                let picked = Picked { dispatch: Arc::clone(&dispatch), replica, conn };
+                match inner.ready().await?.call(picked).await {
+                    // Refused before anything was sent: another replica may take it.
+                    Err(GatewayError::CircuitOpen { retry_after, .. }) => {
+                        soonest = Some(soonest.map_or(retry_after, |s| s.min(retry_after)));
+                    }
+                    other => return other,
+                }
+            }
+            Err(pool.circuit_open(soonest.unwrap_or_default()))
+        })
+    }
+}
+
+/// The replicas to try, best first: the less busy of two random ones (avoiding `avoid` when
+/// another is live), then the rest in list order.
+fn order(mut live: Vec<(Arc<Replica>, Arc<Connection>)>, avoid: Option<usize>) -> Vec<(Arc<Replica>, Arc<Connection>)> {
+    if live.len() > 1 && avoid.is_some() {
+        live.retain(|(r, _)| Some(r.index) != avoid);
+    }
+    if live.len() > 1 {
+        let a = rand::random_range(0..live.len());
+        let mut b = rand::random_range(0..live.len() - 1);
+        if b >= a {
+            b += 1;
+        }
+        let better = if live[b].0.outstanding() < live[a].0.outstanding() { b } else { a };
+        live.swap(0, better);
+    }
+    live
+}

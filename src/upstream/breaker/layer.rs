@@ -1,0 +1,123 @@
+//! Middleware that puts each attempt through its replica's circuit breaker: refused at once
+//! (before anything is sent) while the breaker is open, and the attempt's verdict recorded
+//! when it ends; an attempt dropped before its end (cancelled) frees its probe slot.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower::{Layer, Service};
+
+use super::Ticket;
+use crate::error::GatewayError;
+use crate::pipeline::parts::Reply;
+use crate::pipeline::steps::Steps;
+use crate::upstream::classify;
+use crate::upstream::dispatch::Picked;
+use crate::upstream::replica::Replica;
+
+/// Adds [`BreakerStep`] around the attempt.
+#[derive(Clone, Debug)]
+pub struct BreakerLayer {
+    upstream: Arc<str>,
+}
+
+impl BreakerLayer {
+    /// The breaker step of `upstream`.
+    pub fn new(upstream: &Arc<str>) -> Self {
+        BreakerLayer { upstream: Arc::clone(upstream) }
+    }
+}
+
+impl<S> Layer<S> for BreakerLayer {
+    type Service = BreakerStep<S>;
+
+    fn layer(&self, inner: S) -> BreakerStep<S> {
+        BreakerStep { inner, upstream: Arc::clone(&self.upstream) }
+    }
+}
+
+/// Admits attempts through the chosen replica's breaker and records their verdicts.
+#[derive(Clone, Debug)]
+pub struct BreakerStep<S> {
+    inner: S,
+    upstream: Arc<str>,
+}
+
+impl<S: Steps> Steps for BreakerStep<S> {
+    fn steps(&self, out: &mut Vec<&'static str>) {
+        out.push("breaker");
+        self.inner.steps(out);
+    }
+}
+
+impl<S> Service<Picked> for BreakerStep<S>
+where
+    S: Service<Picked, Response = Reply, Error = GatewayError>,
+{
+    type Response = Reply;
+    type Error = GatewayError;
+    type Future = BreakerFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, picked: Picked) -> Self::Future {
+        match picked.replica.breaker.admit() {
+            Err(retry_after) => BreakerFuture::Refused {
+                error: Some(GatewayError::CircuitOpen { upstream: self.upstream.to_string(), retry_after }),
+            },
+            Ok(ticket) => {
+                let guard = TicketGuard { replica: Arc::clone(&picked.replica), ticket: Some(ticket) };
+                BreakerFuture::Admitted { inner: self.inner.call(picked), guard }
+            }
+        }
+    }
+}
+
+/// Records a breaker verdict, or releases the probe slot if the attempt was abandoned.
+pub struct TicketGuard {
+    replica: Arc<Replica>,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for TicketGuard {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            self.replica.breaker.abandon(t);
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`BreakerStep`].
+    #[project = BreakerProj]
+    pub enum BreakerFuture<F> {
+        /// Refused before anything was sent.
+        Refused { error: Option<GatewayError> },
+        /// Admitted: the attempt runs.
+        Admitted { #[pin] inner: F, guard: TicketGuard },
+    }
+}
+
+impl<F> Future for BreakerFuture<F>
+where
+    F: Future<Output = Result<Reply, GatewayError>>,
+{
+    type Output = Result<Reply, GatewayError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            BreakerProj::Refused { error } => Poll::Ready(Err(error.take().expect("polled after completion"))),
+            BreakerProj::Admitted { inner, guard } => {
+                let out = std::task::ready!(inner.poll(cx));
+                if let Some(t) = guard.ticket.take() {
+                    guard.replica.breaker.record(t, classify::verdict(&out));
+                }
+                Poll::Ready(out)
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The notification stream of an HTTP upstream session: the legacy GET stream, or a modern
+//! `subscriptions/listen`, kept open (and reopened with backoff) so upstream list changes reach
+//! the gateway while the session lives.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{Method as HttpMethod, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use super::{ACCEPT_BOTH, HttpConn, JSON, MAX_ANSWER_BYTES};
+use crate::upstream::backoff::Backoff;
+use crate::upstream::handshake;
+use crate::upstream::request::Outbound;
+use crate::wire::jsonrpc::Message;
+use crate::wire::mcp::{self, Era};
+use crate::wire::sse;
+
+/// Reopening delays: from 500 ms, doubling to 30 s, with equal jitter.
+const REOPEN: Backoff = Backoff::equal_jitter_const(Duration::from_millis(500), Duration::from_secs(30));
+
+/// Keep `conn`'s notification stream open until the session closes.
+pub async fn listen(conn: Arc<HttpConn>) {
+    let h = conn.handshake().clone();
+    let listen = handshake::listen_params(&h);
+    if h.era == Era::Modern && listen.is_none() {
+        return;
+    }
+    let mut failures = 0;
+    while !conn.closed.is_cancelled() {
+        let req = if h.era == Era::Legacy {
+            conn.base_request(HttpMethod::GET, Some(h.version))
+                .header(ACCEPT, "text/event-stream")
+                .body(Full::new(Bytes::new()))
+        } else {
+            let params = listen.as_deref().unwrap_or("{}");
+            let id = conn.mux.register(None, None);
+            conn.mux.forget(id);
+            let mut body = Vec::new();
+            Outbound::raw("subscriptions/listen", Some(params.as_bytes())).write(&mut body, id, None);
+            conn.base_request(HttpMethod::POST, Some(h.version))
+                .header(CONTENT_TYPE, JSON)
+                .header(ACCEPT, ACCEPT_BOTH)
+                .header(mcp::HEADER_METHOD, "subscriptions/listen")
+                .body(Full::new(Bytes::from(body)))
+        };
+        let outcome = tokio::select! {
+            r = conn.send(req.expect("valid request")) => r,
+            () = conn.closed.cancelled() => return,
+        };
+        match outcome {
+            Ok(resp) if resp.status().is_success() => {
+                failures = 0;
+                let mut body = resp.into_body();
+                let mut decoder = sse::Decoder::new(MAX_ANSWER_BYTES);
+                loop {
+                    let frame = tokio::select! {
+                        f = body.frame() => f,
+                        () = conn.closed.cancelled() => return,
+                    };
+                    let Some(Ok(frame)) = frame else { break };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    decoder.push(&data);
+                    while let Ok(Some(event)) = decoder.next_event() {
+                        if let Ok(msg) = Message::parse(event.data) {
+                            conn.act(conn.mux.dispatch(msg, None));
+                        }
+                    }
+                }
+            }
+            Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => return,
+            Ok(resp) if resp.status() == StatusCode::NOT_FOUND && conn.session.is_some() => {
+                conn.closed.cancel();
+                return;
+            }
+            Ok(resp) => {
+                tracing::debug!(upstream = %conn.upstream, status = %resp.status(), "notification stream refused")
+            }
+            Err(e) => {
+                tracing::debug!(upstream = %conn.upstream, error = %e, "notification stream failed")
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(REOPEN.delay(failures + 1)) => {}
+            () = conn.closed.cancelled() => return,
+        }
+        failures += 1;
+    }
+}

@@ -1,0 +1,223 @@
+//! The replicas of one upstream: a supervised pool of child processes (started ahead to
+//! `min_processes`, grown under load to `max_processes`, reaped when idle) or one HTTP session
+//! per URL; and what they say together (status, restarts, calls in flight).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::breaker::{self, Breaker};
+use super::config::{Settings, Transport, UpstreamConfig};
+use super::connection::Connection;
+use super::handshake::Handshake;
+use super::http;
+use super::mux::Signals;
+use super::replica::{self, Replica, Supervision, Target};
+use super::status::Status;
+use super::stdio::Spawn;
+use crate::error::GatewayError;
+
+/// What starts new replicas (the stdio pool grows while running).
+pub struct Spawner {
+    /// The shared HTTP client.
+    pub client: http::HttpClient,
+    /// Where replicas report list changes and their comings and goings.
+    pub signals: Signals,
+    /// Cancelled at shutdown; each replica's stop token is a child of it.
+    pub shutdown: CancellationToken,
+    /// The supervisors, joined at shutdown.
+    pub tasks: Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
+}
+
+/// The replicas of one upstream.
+pub struct Pool {
+    name: Arc<str>,
+    settings: Settings,
+    transport: Transport,
+    replicas: RwLock<Vec<Arc<Replica>>>,
+    shared: Arc<replica::Shared>,
+    spawner: Mutex<Option<Spawner>>,
+    growing: AtomicBool,
+    next_index: AtomicUsize,
+}
+
+impl Pool {
+    /// An empty pool; nothing starts until [`Pool::start`].
+    pub fn new(name: &Arc<str>, config: &UpstreamConfig) -> Self {
+        Pool {
+            name: Arc::clone(name),
+            settings: config.settings.clone(),
+            transport: config.transport(),
+            replicas: RwLock::new(Vec::new()),
+            shared: Arc::new(replica::Shared { era: Mutex::new(config.era), ..Default::default() }),
+            spawner: Mutex::new(None),
+            growing: AtomicBool::new(false),
+            next_index: AtomicUsize::new(0),
+        }
+    }
+
+    /// Start the first replicas (`min_processes` children, or one session per URL) and, for a
+    /// pool that may grow, the task that reaps idle processes.
+    pub fn start(self: &Arc<Self>, spawner: Spawner) {
+        let targets: Vec<Target> = match &self.transport {
+            Transport::Stdio { command, args, env, cwd } => {
+                let spawn = Spawn { command: command.clone(), args: args.clone(), env: env.clone(), cwd: cwd.clone() };
+                (0..self.settings.min_processes).map(|_| Target::Stdio(spawn.clone())).collect()
+            }
+            Transport::Http { urls, headers } => {
+                urls.iter().map(|url| Target::Http { url: url.clone(), headers: headers.clone() }).collect()
+            }
+        };
+        for target in targets {
+            self.start_replica(target, &spawner);
+        }
+        let stop = spawner.shutdown.clone();
+        *self.spawner.lock().expect("spawner lock") = Some(spawner);
+        if self.settings.max_processes > self.settings.min_processes {
+            let pool = Arc::clone(self);
+            let every = (self.settings.idle_timeout.min(Duration::from_secs(30)) / 2).max(Duration::from_millis(50));
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(every) => pool.reap_idle(),
+                        () = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
+    }
+
+    fn start_replica(&self, target: Target, spawner: &Spawner) {
+        let index = self.next_index.fetch_add(1, Ordering::Relaxed);
+        let s = &self.settings;
+        let replica = Arc::new(Replica::new(
+            index,
+            Arc::clone(&self.name),
+            target,
+            Supervision {
+                startup: s.startup_timeout,
+                health_interval: s.health_interval,
+                crash_limit: s.crash_limit,
+                crash_window: s.crash_window,
+                crash_cooldown: s.crash_cooldown,
+            },
+            Arc::clone(&self.shared),
+            Breaker::new(s.breaker.clone()),
+            spawner.shutdown.child_token(),
+        ));
+        self.replicas.write().expect("replicas lock").push(Arc::clone(&replica));
+        let (client, signals, tasks) = (spawner.client.clone(), spawner.signals.clone(), Arc::clone(&spawner.tasks));
+        tokio::spawn(async move { tasks.lock().await.spawn(replica.supervise(client, signals)) });
+    }
+
+    /// The replicas now.
+    pub fn replicas(&self) -> Vec<Arc<Replica>> {
+        self.replicas.read().expect("replicas lock").clone()
+    }
+
+    /// Replicas with a live connection, in list order.
+    pub fn live(&self) -> Vec<(Arc<Replica>, Arc<Connection>)> {
+        let replicas = self.replicas.read().expect("replicas lock");
+        replicas.iter().filter_map(|r| r.connection().map(|c| (Arc::clone(r), c))).collect()
+    }
+
+    /// The aggregate status: up when any replica is up.
+    pub fn status(&self) -> Status {
+        let replicas = self.replicas.read().expect("replicas lock");
+        let mut down = None;
+        let mut starting = false;
+        for r in replicas.iter() {
+            match r.status() {
+                s @ Status::Up { .. } => return s,
+                Status::Down { reason } => down = Some(reason),
+                Status::Starting => starting = true,
+                Status::Stopped => {}
+            }
+        }
+        match (starting, down) {
+            (true, _) => Status::Starting,
+            (false, Some(reason)) => Status::Down { reason },
+            (false, None) if replicas.is_empty() => Status::Starting,
+            (false, None) => Status::Stopped,
+        }
+    }
+
+    /// The error for a call that found no live replica.
+    pub fn unavailable(&self) -> GatewayError {
+        let reason = match self.status() {
+            Status::Starting => "it is starting".to_string(),
+            Status::Down { reason } => reason,
+            Status::Stopped => "it is stopped".to_string(),
+            Status::Up { .. } => "it is reconnecting".to_string(),
+        };
+        GatewayError::UpstreamUnavailable { upstream: self.name.to_string(), reason }
+    }
+
+    /// The error for a call that every live replica's breaker refused; `retry_after` is the
+    /// soonest a breaker lets a probe through.
+    pub fn circuit_open(&self, retry_after: Duration) -> GatewayError {
+        GatewayError::CircuitOpen { upstream: self.name.to_string(), retry_after }
+    }
+
+    /// Reconnections after failures, over all replicas.
+    pub fn restarts(&self) -> u64 {
+        self.replicas().iter().map(|r| r.restarts()).sum()
+    }
+
+    /// Calls waiting on this upstream.
+    pub fn in_flight(&self) -> usize {
+        self.replicas().iter().map(|r| r.outstanding()).sum()
+    }
+
+    /// The handshake of a live connection.
+    pub fn handshake(&self) -> Option<Handshake> {
+        self.replicas().iter().find_map(|r| r.connection().map(|c| c.handshake().clone()))
+    }
+
+    /// The handshake of the last successful connection, kept while the upstream is down so
+    /// the gateway's advertised capabilities do not flap during a restart.
+    pub fn last_handshake(&self) -> Option<Arc<Handshake>> {
+        self.shared.last_handshake.load_full()
+    }
+
+    /// Since when a connected replica whose breaker is not open has been up; `None` while
+    /// there is none (the upstream is unhealthy).
+    pub fn healthy_since(&self) -> Option<Instant> {
+        self.replicas().iter().filter(|r| r.breaker.state() != breaker::State::Open).filter_map(|r| r.up_since()).min()
+    }
+
+    /// Grow the stdio pool when the chosen process is busy and the pool may grow.
+    pub fn maybe_grow(&self, chosen: &Replica) {
+        let Transport::Stdio { command, args, env, cwd } = &self.transport else { return };
+        if chosen.outstanding() + 1 < self.settings.grow_at {
+            return;
+        }
+        let count = self.replicas.read().expect("replicas lock").len();
+        if count >= self.settings.max_processes || self.growing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(spawner) = self.spawner.lock().expect("spawner lock").as_ref() {
+            tracing::info!(upstream = %self.name, processes = count + 1, "growing the process pool");
+            let spawn = Spawn { command: command.clone(), args: args.clone(), env: env.clone(), cwd: cwd.clone() };
+            self.start_replica(Target::Stdio(spawn), spawner);
+        }
+        self.growing.store(false, Ordering::Release);
+    }
+
+    /// Stop processes above `min_processes` that have been idle for `idle_timeout`.
+    fn reap_idle(&self) {
+        let mut replicas = self.replicas.write().expect("replicas lock");
+        while replicas.len() > self.settings.min_processes {
+            let Some(pos) =
+                replicas.iter().rposition(|r| r.outstanding() == 0 && r.idle_for() >= self.settings.idle_timeout)
+            else {
+                break;
+            };
+            let r = replicas.remove(pos);
+            tracing::info!(upstream = %self.name, replica = r.index, "stopping an idle process");
+            r.stop.cancel();
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! One request to an upstream, owned and shared by every attempt (and the fallback) of a call:
+//! its method, where its params come from, the name mirrored in `Mcp-Name`, and where its
+//! notifications go. Written as a JSON-RPC request with the connection's own id.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::handshake::Handshake;
+use super::mux::Route;
+use super::translate::{Outbound as Rewrite, write_params};
+use crate::pipeline::parts::{ClientSide, Params};
+use crate::wire::jsonrpc::{Method, write_request_with};
+use crate::wire::mcp::{self, Era};
+
+/// Where an outbound request's params come from.
+#[derive(Debug)]
+pub enum Body {
+    /// The gateway's own request (handshake, listing, probing): raw params, sent as they are.
+    Raw(Option<Bytes>),
+    /// A client's request, rewritten for the upstream (see [`super::translate`]).
+    Client {
+        /// The client's params.
+        params: Params,
+        /// A member replaced with raw JSON, e.g. `("name", "\"echo\"")` (the upstream's own name).
+        rewrite: Option<(&'static str, Bytes)>,
+        /// The calling client.
+        client: ClientSide,
+    },
+}
+
+/// One request to send to an upstream.
+#[derive(Debug)]
+pub struct Outbound {
+    /// JSON-RPC method.
+    pub method: Method,
+    /// Params.
+    pub body: Body,
+    /// The upstream's own tool or prompt name, or the resource URI, mirrored in the modern
+    /// `Mcp-Name` header.
+    pub name: Option<Arc<str>>,
+    /// Where the call's notifications go.
+    pub route: Option<Route>,
+}
+
+impl Outbound {
+    /// A gateway-originated request with raw params.
+    pub fn raw(method: &str, params: Option<&[u8]>) -> Outbound {
+        Outbound {
+            method: Method::from_name(method),
+            body: Body::Raw(params.map(Bytes::copy_from_slice)),
+            name: None,
+            route: None,
+        }
+    }
+
+    /// Roughly how many bytes the params will take (to size the output buffer once).
+    pub fn body_len_hint(&self) -> usize {
+        match &self.body {
+            Body::Raw(p) => p.as_ref().map_or(0, Bytes::len),
+            Body::Client { params, .. } => params.bytes.len(),
+        }
+    }
+
+    /// Write the complete JSON-RPC request message with gateway id `id` for an upstream that
+    /// completed `handshake` (or `None` during the handshake itself).
+    pub fn write(&self, out: &mut Vec<u8>, id: u64, handshake: Option<&Handshake>) {
+        let raw_id = id.to_string();
+        let method = self.method.as_str();
+        match &self.body {
+            Body::Raw(params) => write_request_with(
+                out,
+                raw_id.as_bytes(),
+                method,
+                params.as_ref().map(|p| |o: &mut Vec<u8>| o.extend_from_slice(p)),
+            ),
+            Body::Client { params, rewrite, client } => {
+                let upstream = handshake.map_or((Era::Legacy, mcp::LATEST_LEGACY), |h| (h.era, h.version));
+                let wants_progress = self.route.as_ref().is_some_and(|r| r.client_token.is_some());
+                let pair;
+                let replace: &[(&str, &[u8])] = match rewrite {
+                    Some((key, value)) => {
+                        pair = [(*key, value.as_ref())];
+                        &pair
+                    }
+                    None => &[],
+                };
+                let rewrite =
+                    Rewrite { params, replace, progress_token: wants_progress.then_some(id), client, upstream };
+                write_request_with(out, raw_id.as_bytes(), method, Some(|o: &mut Vec<u8>| write_params(o, &rewrite)));
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The per-upstream call stack. [`build`] is the one place its order is written; it is the
+//! tail of the gateway's call stack (`pipeline::build` ends by handing each call to it).
+
+use std::sync::Arc;
+
+use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+
+use super::attempt::Attempt;
+use super::balance::BalanceLayer;
+use super::breaker::layer::BreakerLayer;
+use super::config::Settings;
+use super::dispatch::Dispatch;
+use super::pool::Pool;
+use super::retry::RetryLayer;
+use super::timeout::TimeoutLayer;
+use crate::error::GatewayError;
+use crate::pipeline::admit::{Admission, AdmitLayer};
+use crate::pipeline::parts::Reply;
+use crate::pipeline::steps;
+
+/// An upstream's assembled stack: one boxed service from a call to its reply.
+pub type Stack = BoxCloneSyncService<Arc<Dispatch>, Reply, GatewayError>;
+
+/// Build the stack of upstream `name` over its `pool`, outermost first, and list its steps.
+/// `bulkhead` is `None` when `[resilience] bulkhead = false`.
+pub fn build(
+    name: &Arc<str>,
+    settings: &Settings,
+    pool: &Arc<Pool>,
+    bulkhead: Option<Arc<Admission>>,
+) -> (Stack, Vec<&'static str>) {
+    let stack = ServiceBuilder::new()
+        // bulkhead: this upstream's own slots and priority queue, so one slow upstream cannot
+        // take every slot of the gateway.
+        .option_layer(bulkhead.map(AdmitLayer::bulkhead))
+        // retry: calls that are safe to repeat go again after transport failures and timeouts,
+        // with backoff, within the retry budget; each try goes through everything below.
+        .option_layer(settings.retry.enabled.then(|| RetryLayer::new(name, &settings.retry)))
+        // balance: the less busy of two random live replicas (another one than the last try's);
+        // grows the process pool under load.
+        .layer(BalanceLayer::new(pool))
+        // breaker: refuse at once while the chosen replica's breaker is open (the balancer then
+        // tries the next replica); record every attempt's verdict.
+        .option_layer(settings.breaker.enabled.then(|| BreakerLayer::new(name)))
+        // timeout: bound each attempt; dropping it cancels the call upstream.
+        .layer(TimeoutLayer::new(name, settings.timeout))
+        // attempt: write the request on the connection, read the answer.
+        .service(Attempt::new(name));
+    let steps = steps::list(&stack);
+    (BoxCloneSyncService::new(stack), steps)
+}
