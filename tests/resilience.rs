@@ -45,7 +45,7 @@ async fn pool_grows_spreads_recovers_and_leaks_nothing() {
             s.request(i, "tools/call", json!({"name": "pool__sleep_ms", "arguments": {"ms": 600}})).await
         }));
     }
-    // Wait until the pool has grown and the calls are spread, the first process among the busy.
+    // Wait until the pool has grown and the calls are spread, some on the process killed below.
     let victim = before[0];
     let grown = eventually("the pool grown with calls spread", Duration::from_secs(10), async || {
         let ready = gw.readyz().await;
