@@ -54,6 +54,17 @@ async fn upstream_calls(url: &str, count_tool: &str) -> u64 {
     text(&call(url, None, count_tool, json!({}), None).await).parse().unwrap()
 }
 
+/// Wait until the upstream of `gw` has the call of `task` in flight; fails at once if the call
+/// ended before it was seen.
+async fn in_flight(gw: &Gateway, task: &tokio::task::JoinHandle<Answer>) {
+    eventually("the first call in flight", Duration::from_secs(10), async || {
+        assert!(!task.is_finished(), "the first call ended before it was seen in flight");
+        let n = gw.readyz().await["upstreams"]["up"]["in_flight"].clone();
+        if n.as_u64() > Some(0) { Ok(()) } else { Err(n) }
+    })
+    .await;
+}
+
 fn trusted(name: &str) -> String {
     format!("{}trusted = true\n", stdio_upstream(name, "legacy"))
 }
@@ -134,8 +145,13 @@ async fn tool_errors_are_not_cached_and_entries_expire() {
     let a = call(&url, None, "up__echo", json!({"message": "t"}), None).await;
     let b = call(&url, None, "up__echo", json!({"message": "t"}), None).await;
     assert_eq!([cache_status(&a), cache_status(&b)], ["miss", "hit"]);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let c = call(&url, None, "up__echo", json!({"message": "t"}), None).await;
+    // Reading a plain entry does not extend it (only adaptive_ttl does), and hits do not reach
+    // the upstream, so reading until it is no longer a hit changes nothing asserted.
+    let c = eventually("the entry expired", Duration::from_secs(10), async || {
+        let c = call(&url, None, "up__echo", json!({"message": "t"}), None).await;
+        if cache_status(&c) == "hit" { Err(c.raw) } else { Ok(c) }
+    })
+    .await;
     assert_eq!(cache_status(&c), "miss", "expired after its TTL");
     assert_eq!(upstream_calls(&url, "up__count").await, 5);
 }
@@ -149,15 +165,11 @@ async fn a_tool_list_change_and_the_admin_endpoint_drop_cached_results() {
     assert_eq!(cached().await, "hit");
     // The upstream adds a tool and announces list_changed.
     call(&url, None, "up__change_tools", json!({}), None).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let list = modern(&url, 9, "tools/list", json!({})).await;
-        if tool_names(&list).iter().any(|n| n.starts_with("up__dynamic")) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the catalog never saw the new tool");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the new tool in the catalog", Duration::from_secs(10), async || {
+        let names = tool_names(&modern(&url, 9, "tools/list", json!({})).await);
+        if names.iter().any(|n| n.starts_with("up__dynamic")) { Ok(()) } else { Err(format!("{names:?}")) }
+    })
+    .await;
     assert_eq!(cached().await, "miss", "list_changed dropped the upstream's results");
     assert_eq!(cached().await, "hit");
     let r = client().post(gw.url("/admin/cache/clear?upstream=up&tool=echo")).send().await.unwrap();
@@ -252,6 +264,12 @@ struct Process {
     _dir: tempfile::TempDir,
 }
 
+impl Process {
+    async fn readyz(&self) -> Value {
+        client().get(self.url.replace("/mcp", "/readyz")).send().await.unwrap().json().await.unwrap()
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -273,17 +291,12 @@ async fn serve(toml: &str) -> Process {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client().get(format!("{base}/readyz?strict=1")).send().await
-            && r.status() == 200
-            && r.json::<Value>().await.is_ok_and(|v| v["redis"] == "up")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "sekisho did not become ready with Redis");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("sekisho ready with Redis, its upstreams up and listed", Duration::from_secs(30), async || {
+        let ready = settled(&base, None).await?;
+        let all_up = ready["upstreams"].as_object().is_some_and(|u| u.values().all(|u| u["status"] == "up"));
+        if all_up && ready["redis"] == "up" { Ok(()) } else { Err(ready.to_string()) }
+    })
+    .await;
     Process { child, url: format!("{base}/mcp"), cfg, _dir: dir }
 }
 
@@ -334,8 +347,13 @@ async fn two_gateways_share_cache_idempotency_and_coalescing_through_redis() {
     // Clearing on one replica reaches the other within a second.
     let r = client().post(one.url.replace("/mcp", "/admin/cache/clear?upstream=up")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let d = call(&two.url, None, "up__echo", json!({"message": "fleet"}), None).await;
+    // The other replica re-reads the generations when its copy is a second old; until then it
+    // answers from L1, which reading does not change. The deadline leaves room for a loaded machine.
+    let d = eventually("the clear reaching the other replica", Duration::from_secs(3), async || {
+        let d = call(&two.url, None, "up__echo", json!({"message": "fleet"}), None).await;
+        if cache_status(&d) == "hit" { Err(d.raw) } else { Ok(d) }
+    })
+    .await;
     assert_eq!(cache_status(&d), "miss", "cleared everywhere: {}", d.raw);
 }
 
@@ -346,19 +364,19 @@ struct OwnRedis {
 }
 
 impl OwnRedis {
-    fn start(port: u16) -> OwnRedis {
+    async fn start(port: u16) -> OwnRedis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        OwnRedis { port, child }
+        let redis = OwnRedis { port, child };
+        eventually("redis-server accepting connections", Duration::from_secs(10), async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())
+        })
+        .await;
+        redis
     }
 
     fn stop(&mut self) {
@@ -384,7 +402,7 @@ impl Drop for OwnRedis {
 #[tokio::test]
 async fn redis_dying_mid_test_degrades_to_l1_and_the_cache_comes_back() {
     let port = free_port();
-    let mut redis = OwnRedis::start(port);
+    let mut redis = OwnRedis::start(port).await;
     let upstream = HttpUpstream::start("legacy").await;
     let gw = serve(&fleet_toml(&format!("redis://127.0.0.1:{port}"), "r:", &upstream)).await;
     let a = call(&gw.url, None, "up__echo", json!({"message": "before"}), None).await;
@@ -407,15 +425,17 @@ async fn redis_dying_mid_test_degrades_to_l1_and_the_cache_comes_back() {
     let metrics = client().get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("sekisho_redis_errors_total"), "{metrics}");
     // Redis returns (empty): the cache writes to it again by itself.
-    let redis = OwnRedis::start(port);
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let redis = OwnRedis::start(port).await;
     let mut n = 0;
-    while redis.keys("r:c:*") == 0 {
-        assert!(Instant::now() < deadline, "the cache never wrote to Redis again");
+    eventually("the cache writing to Redis again", Duration::from_secs(15), async || {
         n += 1;
         call(&gw.url, None, "up__echo", json!({"message": format!("after {n}")}), None).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        match redis.keys("r:c:*") {
+            0 => Err(0),
+            keys => Ok(keys),
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -439,11 +459,11 @@ async fn resource_reads_are_cached_for_their_ttl_and_dropped_when_updated() {
     assert_eq!(read("sekisho://plain/echo://items/1").await, "none");
     // notifications/resources/updated drops exactly that resource's entry.
     call(&url, None, "res__touch", json!({"uri": "echo://items/1"}), None).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while read("sekisho://res/echo://items/1").await != "miss" {
-        assert!(Instant::now() < deadline, "the update never dropped the entry");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the entry dropped by the update", Duration::from_secs(5), async || {
+        let status = read("sekisho://res/echo://items/1").await;
+        if status == "miss" { Ok(()) } else { Err(status) }
+    })
+    .await;
     assert_eq!(read("sekisho://res/echo://items/2").await, "hit", "other resources stay cached");
 }
 
@@ -458,7 +478,7 @@ async fn a_repeat_while_the_first_call_runs_waits_or_is_told_it_is_in_progress()
     };
     // A repeat that outlives `wait` gets a clear, retryable "in progress" error.
     let first = slow("long", 1200);
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    in_flight(&gw, &first).await;
     let started = Instant::now();
     let busy = slow("long", 1200).await.unwrap();
     assert_eq!(busy.error_code(), Some(-32014), "{}", busy.raw);
@@ -467,7 +487,7 @@ async fn a_repeat_while_the_first_call_runs_waits_or_is_told_it_is_in_progress()
     assert_eq!(text(&first.await.unwrap()), "slept 1200 ms");
     // A repeat within `wait` waits for the first call and gets its answer.
     let first = slow("short", 150);
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    in_flight(&gw, &first).await;
     let waited = slow("short", 150).await.unwrap();
     assert_eq!(text(&waited), "slept 150 ms");
     assert_eq!(waited.body.pointer("/result/_meta/io.sekisho~1idempotency/status"), Some(&json!("replayed")));
@@ -488,15 +508,19 @@ async fn adaptive_ttl_keeps_hot_keys_longer_and_cold_keys_shorter() {
         let url = url.clone();
         async move { cache_status(&call(&url, None, "up__echo", json!({"message": m}), None).await) }
     };
-    assert_eq!(status("hot").await, "miss");
+    // The cold key first, so it is at least as old as the hot key.
     assert_eq!(status("cold").await, "miss");
-    // Each hit doubles the hot key's lifetime: 600 ms → 1.2 s → 2.4 s → 4.8 s.
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(350)).await;
-        assert_eq!(status("hot").await, "hit");
-    }
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    // ~1.7 s after it was stored: far past the 600 ms a cold key gets.
+    assert_eq!(status("hot").await, "miss");
+    // Read the hot key until the age it reports is past the 600 ms a cold key gets; every read
+    // is a hit, as each doubles its lifetime: 600 ms → 1.2 s → 2.4 s → … (at most 5 s). The
+    // cold key is not read meanwhile, since a read would stretch it too.
+    eventually("the hot key older than the base TTL", Duration::from_secs(4), async || {
+        let a = call(&url, None, "up__echo", json!({"message": "hot"}), None).await;
+        assert_eq!(cache_status(&a), "hit", "{}", a.raw);
+        let age = a.body.pointer("/result/_meta/io.sekisho~1cache/ageMs").and_then(Value::as_u64).unwrap();
+        if age > 700 { Ok(()) } else { Err(age) }
+    })
+    .await;
     assert_eq!(status("hot").await, "hit", "a hot key outlives the base TTL");
     assert_eq!(status("cold").await, "miss", "a key nobody read expired at adaptive_min");
 }
@@ -510,17 +534,29 @@ async fn a_key_whose_replica_died_mid_call_is_released_after_the_calls_deadline(
     );
     let (mut one, two) = (serve(&toml).await, serve(&toml).await);
     let url = one.url.clone();
+    let started = Instant::now();
     let first = tokio::spawn(async move { call(&url, None, "up__sleep_ms", json!({"ms": 5000}), Some("k")).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the call in flight on the first replica", Duration::from_secs(10), async || {
+        let n = one.readyz().await["upstreams"]["up"]["in_flight"].clone();
+        if n.as_u64() > Some(0) { Ok(()) } else { Err(n) }
+    })
+    .await;
     // The replica running the call dies: its record stays "in progress" for now…
     let _ = one.child.kill();
     let _ = one.child.wait();
     let _ = first.await;
     let busy = call(&two.url, None, "up__sleep_ms", json!({"ms": 5000}), Some("k")).await;
-    assert_eq!(busy.error_code(), Some(-32014), "{}", busy.raw);
-    // …until the call's own deadline (1 s, one attempt) plus a second has passed.
-    tokio::time::sleep(Duration::from_millis(2000)).await;
-    let ran = call(&two.url, None, "up__sleep_ms", json!({"ms": 5000}), Some("k")).await;
+    // (Its record lives 2 s from the first call's start: on a machine too loaded to get here by
+    // then, this fails, and says so.)
+    assert_eq!(busy.error_code(), Some(-32014), "{} after {:?}", busy.raw, started.elapsed());
+    // …until the call's own deadline (1 s, one attempt) plus a second has passed. Asking again
+    // meanwhile changes nothing: each repeat is told "in progress" after `wait`, and the first
+    // one that finds the key free runs the call.
+    let ran = eventually("the key released", Duration::from_secs(10), async || {
+        let a = call(&two.url, None, "up__sleep_ms", json!({"ms": 5000}), Some("k")).await;
+        if a.error_code() == Some(-32014) { Err(a.raw) } else { Ok(a) }
+    })
+    .await;
     assert_eq!(ran.error_code(), Some(-32011), "the key was free again, so the call ran (and timed out): {}", ran.raw);
 }
 

@@ -6,8 +6,9 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::eventually;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sekisho");
@@ -69,8 +70,10 @@ fn running(marker: &str) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-#[test]
-fn stdio_front_serves_a_desktop_client() {
+// Async only to wait with `eventually`; the blocking pipe reads are fine, as nothing else runs
+// on the test's runtime.
+#[tokio::test]
+async fn stdio_front_serves_a_desktop_client() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, _) = config_with_marked_upstream(dir.path());
     let mut child = Command::new(BIN)
@@ -91,9 +94,8 @@ fn stdio_front_serves_a_desktop_client() {
     assert_eq!(init["result"]["protocolVersion"], "2025-06-18");
     send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
     // Wait for the upstream to be listed.
-    let deadline = Instant::now() + Duration::from_secs(20);
     let mut id = 10;
-    loop {
+    eventually("the upstream's tools listed", Duration::from_secs(20), async || {
         id += 1;
         send(json!({"jsonrpc":"2.0","id":id,"method":"tools/list"}));
         let list: Value = loop {
@@ -102,12 +104,9 @@ fn stdio_front_serves_a_desktop_client() {
                 break v;
             }
         };
-        if list["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no tools listed");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        if list["result"]["tools"].as_array().is_some_and(|t| !t.is_empty()) { Ok(()) } else { Err(list) }
+    })
+    .await;
     send(
         json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo__progress","arguments":{"steps":2,"ms":5},"_meta":{"progressToken":"p"}}}),
     );
@@ -140,8 +139,17 @@ fn stdio_front_serves_a_desktop_client() {
     assert!(stderr.contains("upstream connected"), "logs go to stderr: {stderr}");
 }
 
-#[test]
-fn serve_exits_cleanly_on_sigterm_and_leaves_no_child() {
+/// Whether process `pid` has installed a handler for SIGTERM (its bit in SigCgt of /proc).
+fn catches_sigterm(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let caught =
+        status.lines().find_map(|l| l.strip_prefix("SigCgt:")).and_then(|m| u64::from_str_radix(m.trim(), 16).ok());
+    caught.is_some_and(|m| m & (1 << (nix::sys::signal::Signal::SIGTERM as u64 - 1)) != 0)
+}
+
+// Async only to wait with `eventually` (see above).
+#[tokio::test]
+async fn serve_exits_cleanly_on_sigterm_and_leaves_no_child() {
     let dir = tempfile::tempdir().unwrap();
     let (cfg, marker) = config_with_marked_upstream(dir.path());
     let mut child = Command::new(BIN)
@@ -151,12 +159,23 @@ fn serve_exits_cleanly_on_sigterm_and_leaves_no_child() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while running(&marker) == 0 {
-        assert!(Instant::now() < deadline, "the upstream never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    // Signal a gateway that has started: its upstream is connected (its log says so) and it
+    // handles SIGTERM (until then, SIGTERM would just kill it).
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (sink, stderr) = (std::sync::Arc::clone(&logs), child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push_str(&line);
+        }
+    });
+    eventually("the upstream connected and SIGTERM handled", Duration::from_secs(20), async || {
+        let connected = logs.lock().unwrap().contains("upstream connected");
+        match (running(&marker), connected, catches_sigterm(child.id())) {
+            (n, true, true) if n > 0 => Ok(()),
+            state => Err(format!("{state:?} (upstream processes, connected, SIGTERM handled)")),
+        }
+    })
+    .await;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));

@@ -22,17 +22,18 @@ async fn crashed_child_is_restarted_and_others_keep_serving() {
     assert_eq!(text(&steady), "still here");
     let listed = s.request(3, "tools/list", json!({})).await;
     assert!(tool_names(&listed).contains(&"fragile__echo".to_string()), "tools stay listed while restarting");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let a = eventually("the restarted child serving", Duration::from_secs(15), async || {
         let a = s.request(4, "tools/call", json!({"name": "fragile__echo", "arguments": {"message": "back"}})).await;
-        if a.error_code().is_none() {
-            assert_eq!(text(&a), "back");
-            break;
+        match a.error_code() {
+            None => Ok(a),
+            Some(code) => {
+                assert_eq!(code, -32010, "{}", a.raw);
+                Err(a.raw)
+            }
         }
-        assert_eq!(a.error_code(), Some(-32010), "{}", a.raw);
-        assert!(Instant::now() < deadline, "the child never came back");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
+    assert_eq!(text(&a), "back");
     let ready = gw.readyz().await;
     assert_eq!(ready["upstreams"]["fragile"]["status"], "up");
     assert!(ready["upstreams"]["fragile"]["restarts"].as_u64().unwrap() >= 1);
@@ -45,8 +46,12 @@ async fn crashed_child_is_restarted_and_others_keep_serving() {
 async fn an_upstream_that_cannot_start_is_visible_not_silent() {
     let toml = format!("[upstreams.broken]\ncommand = \"/nonexistent/mcp-server\"\n\n{}", stdio_upstream("ok", "dual"));
     let gw = Gateway::start(&toml).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let ready = gw.readyz().await;
+    // The failed start is retried after a backoff: wait for a moment that shows it down.
+    let ready = eventually("broken reported down", Duration::from_secs(10), async || {
+        let ready = gw.readyz().await;
+        if ready["upstreams"]["broken"]["status"] == "down" { Ok(ready) } else { Err(ready) }
+    })
+    .await;
     assert_eq!(ready["ready"], true, "one live upstream is enough to serve");
     assert_eq!(ready["upstreams"]["broken"]["status"], "down");
     assert!(ready["upstreams"]["broken"]["reason"].as_str().unwrap().contains("cannot start"));
@@ -89,10 +94,23 @@ async fn shutdown_drains_in_flight_calls() {
     let call = tokio::spawn(async move {
         s.request(1, "tools/call", json!({"name": "work__sleep_ms", "arguments": {"ms": 700}})).await
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually("the call in flight", Duration::from_secs(10), async || {
+        let n = gw.readyz().await["upstreams"]["work"]["in_flight"].clone();
+        if n.as_u64() > Some(0) { Ok(()) } else { Err(n) }
+    })
+    .await;
     let url = gw.url("/mcp");
+    let readyz = gw.url("/readyz");
     let stopping = tokio::spawn(gw.shutdown());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Draining has begun once /readyz says so, or no longer accepts connections.
+    eventually("the gateway draining", Duration::from_secs(10), async || match client().get(&readyz).send().await {
+        Ok(r) => match r.json::<serde_json::Value>().await {
+            Ok(v) if v["draining"] == false => Err(v.to_string()),
+            _ => Ok(()),
+        },
+        Err(_) => Ok(()),
+    })
+    .await;
     let late = client().post(&url).json(&json!({"jsonrpc":"2.0","id":1,"method":"ping"})).send().await;
     assert!(late.is_err() || late.unwrap().status() == 503, "new work is refused while draining");
     let a = call.await.unwrap();

@@ -31,6 +31,55 @@ pub fn echo_upstream() -> PathBuf {
     .clone()
 }
 
+/// Poll `probe` every 25 ms until it returns `Ok`, and return that value; after `limit`, fail
+/// naming `what` with the state the probe last reported (its `Err`). Tests wait with this on
+/// a condition they can observe instead of sleeping for a guessed time.
+pub async fn eventually<T, S: std::fmt::Display>(
+    what: &str,
+    limit: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, S>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(last) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "gave up after {limit:?} waiting for: {what}; last seen: {last}"
+                )
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The gateway at `base` has settled when `/readyz` shows no upstream starting and a list
+/// result no longer names any upstream that is up in `io.sekisho/unavailableUpstreams` (the
+/// catalog has listed it). `Ok`: the `/readyz` body; `Err`: what is still missing.
+pub async fn settled(base: &str, bearer: Option<&str>) -> Result<Value, String> {
+    let ready: Value = match client().get(format!("{base}/readyz")).send().await {
+        Ok(r) => r.json().await.map_err(|e| e.to_string())?,
+        Err(e) => return Err(e.to_string()),
+    };
+    let upstreams = ready["upstreams"].as_object().ok_or_else(|| ready.to_string())?;
+    if upstreams.values().any(|u| u["status"] == "starting") {
+        return Err(format!("an upstream is starting: {ready}"));
+    }
+    let list = modern_as(&format!("{base}/mcp"), bearer, 0, "tools/list", json!({})).await;
+    let unavailable = list.body.pointer("/result/_meta/io.sekisho~1unavailableUpstreams").cloned().unwrap_or(json!([]));
+    let unlisted: Vec<&String> = upstreams
+        .iter()
+        .filter(|(name, u)| u["status"] == "up" && unavailable.as_array().is_some_and(|a| a.contains(&json!(name))))
+        .map(|(name, _)| name)
+        .collect();
+    match (list.status, unlisted.is_empty()) {
+        (200, true) => Ok(ready),
+        (200, false) => Err(format!("up but not listed yet: {unlisted:?}")),
+        _ => Err(format!("tools/list answered {}: {}", list.status, list.raw)),
+    }
+}
+
 /// A TOML table for a stdio echo upstream.
 pub fn stdio_upstream(name: &str, era: &str) -> String {
     format!(
@@ -68,6 +117,8 @@ impl HttpUpstream {
 pub struct Gateway {
     pub addr: std::net::SocketAddr,
     pub base: String,
+    /// The first of `[server] api_keys`, for the harness's own requests.
+    bearer: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -84,34 +135,27 @@ impl Gateway {
         let addr = listener.local_addr().unwrap();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let upstreams = config.upstreams.len();
+        let bearer = config.server.api_keys.first().map(|k| k.secret().to_string());
         let task = tokio::spawn(async move {
             sekisho::app::run(&config, listener, async move {
                 let _ = rx.await;
             })
             .await
         });
-        let gw = Gateway { addr, base: format!("http://{addr}"), stop: Some(stop), task: Some(task) };
+        let gw = Gateway { addr, base: format!("http://{addr}"), bearer, stop: Some(stop), task: Some(task) };
         if upstreams > 0 {
             gw.wait_ready(Duration::from_secs(30)).await;
         }
         gw
     }
 
-    /// Wait until no upstream is starting (each is up, or down after a failed start).
+    /// Wait until no upstream is starting (each is up, or down after a failed start) and the
+    /// catalog has listed every upstream that is up.
     pub async fn wait_ready(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if let Ok(r) = client().get(format!("{}/readyz", self.base)).send().await
-                && let Ok(v) = r.json::<Value>().await
-                && v["upstreams"].as_object().is_some_and(|u| u.values().all(|s| s["status"] != "starting"))
-            {
-                // Give the catalog a moment to list the fresh upstreams.
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "gateway not ready in {limit:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually("every upstream settled and the live ones listed", limit, async || {
+            settled(&self.base, self.bearer.as_deref()).await
+        })
+        .await;
     }
 
     /// Ask the gateway to drain and wait for it to stop.
@@ -229,7 +273,12 @@ impl Legacy {
 }
 
 /// A modern (2026-07-28) request with the envelope and the routing headers.
-pub async fn modern(endpoint: &str, id: i64, method: &str, mut params: Value) -> Answer {
+pub async fn modern(endpoint: &str, id: i64, method: &str, params: Value) -> Answer {
+    modern_as(endpoint, None, id, method, params).await
+}
+
+/// [`modern`] with an optional bearer key.
+pub async fn modern_as(endpoint: &str, bearer: Option<&str>, id: i64, method: &str, mut params: Value) -> Answer {
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": MODERN,
         "io.modelcontextprotocol/clientCapabilities": {},
@@ -254,6 +303,9 @@ pub async fn modern(endpoint: &str, id: i64, method: &str, mut params: Value) ->
     };
     if let Some(name) = name {
         req = req.header("mcp-name", name);
+    }
+    if let Some(key) = bearer {
+        req = req.bearer_auth(key);
     }
     read(req.json(&json!({"jsonrpc":"2.0","id":id,"method":method,"params":params})).send().await.unwrap()).await
 }
