@@ -2,11 +2,14 @@
 //!
 //! - [`front`]: client-facing transports (Streamable HTTP, stdio) and error rescue;
 //! - [`session`]: protocol eras, legacy sessions, `initialize`/`server/discover`, notification streams;
-//! - [`pipeline`]: the ordered policy layers and the per-request context;
-//! - [`catalog`]: merged tools/prompts/resources, name mapping, the router;
-//! - [`upstream`]: per-upstream connections (stdio children, HTTP), handshakes, era translation;
+//! - [`pipeline`]: the call stack, built in one place (`pipeline::build`), one module per step;
+//! - [`cache`]: the response cache, coalescing and idempotency records the cache steps use;
+//! - [`catalog`]: merged tools/prompts/resources, name mapping, list pages;
+//! - [`upstream`]: per upstream its own stack (`upstream::stack::build`), replicas, connections
+//!   (stdio children, HTTP), handshakes, era translation;
 //! - [`wire`]: JSON-RPC, JSON object views, SSE, MCP constants (shared by front and upstream);
-//! - [`observe`]: metrics and logs; [`config`]: loading and validation; [`app`]: wiring and lifecycle.
+//! - [`error`]: the error taxonomy and its one table; [`observe`]: metrics and logs;
+//!   [`config`]: loading, validation, settings in force; [`app`]: wiring and lifecycle.
 
 pub mod app;
 pub mod cache;

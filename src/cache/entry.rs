@@ -29,6 +29,9 @@ pub struct Entry {
     /// Whether `[cache] adaptive_ttl` may shorten and stretch its L1 lifetime (tool results;
     /// not resources, whose lifetime is the upstream's).
     pub adaptive: bool,
+    /// When it was stored, on this process's monotonic clock (the adaptive L1 lifetime counts
+    /// from here; `tokio::time`, so tests can pause it).
+    pub born: tokio::time::Instant,
 }
 
 impl Entry {
@@ -50,12 +53,18 @@ impl Entry {
             upstream: Arc::clone(upstream),
             tool: Arc::from(tool),
             stored_ms: now_ms(),
+            born: tokio::time::Instant::now(),
             ttl,
             adaptive,
         }
     }
 
-    /// Age now, in milliseconds.
+    /// Age on this process's monotonic clock.
+    pub fn age(&self) -> Duration {
+        self.born.elapsed()
+    }
+
+    /// Age now, in milliseconds (wall clock: comparable across replicas).
     pub fn age_ms(&self) -> u64 {
         now_ms().saturating_sub(self.stored_ms)
     }
@@ -107,6 +116,9 @@ impl Entry {
             upstream: Arc::from(w.up),
             tool: Arc::from(w.tool),
             stored_ms: w.at,
+            born: tokio::time::Instant::now()
+                .checked_sub(Duration::from_millis(now_ms().saturating_sub(w.at)))
+                .unwrap_or_else(tokio::time::Instant::now),
             ttl: Duration::from_millis(w.ttl),
             adaptive: w.adaptive,
         })
@@ -150,6 +162,7 @@ mod tests {
             upstream: Arc::from("up"),
             tool: Arc::from("t"),
             stored_ms: 42,
+            born: tokio::time::Instant::now(),
             ttl: Duration::from_secs(3),
             adaptive: true,
         };

@@ -42,9 +42,7 @@ struct PerEntryTtl {
 impl moka::Expiry<String, Arc<Entry>> for PerEntryTtl {
     fn expire_after_create(&self, _key: &String, value: &Arc<Entry>, _created_at: Instant) -> Option<Duration> {
         match self.adaptive {
-            Some((min, _)) if value.adaptive => {
-                Some(min.saturating_sub(Duration::from_millis(value.age_ms())).min(value.remaining()))
-            }
+            Some((min, _)) if value.adaptive => Some(min.saturating_sub(value.age()).min(value.remaining())),
             _ => Some(value.remaining()),
         }
     }
@@ -59,7 +57,7 @@ impl moka::Expiry<String, Arc<Entry>> for PerEntryTtl {
     ) -> Option<Duration> {
         match (self.adaptive, until_expiry) {
             (Some((_, max)), Some(left)) if value.adaptive => {
-                let age = Duration::from_millis(value.age_ms());
+                let age = value.age();
                 let lifetime = ((age + left) * 2).min(max);
                 Some(lifetime.saturating_sub(age).max(left))
             }
@@ -218,5 +216,43 @@ impl Store {
             self.invalidate(&up, None).await;
         }
         self.l1.invalidate_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use moka::Expiry;
+
+    use super::*;
+    use crate::wire::mcp::Era;
+
+    #[tokio::test(start_paused = true)]
+    async fn adaptive_lifetimes_start_short_and_double_with_each_hit() {
+        let policy = PerEntryTtl { adaptive: Some((Duration::from_secs(60), Duration::from_secs(300))) };
+        let (key, now) = (String::from("k"), Instant::now());
+        let up: Arc<str> = Arc::from("u");
+        let ttl = Duration::from_secs(3600);
+        let hot = Arc::new(Entry::new(b"{}", false, Era::Legacy, &up, "t", ttl, true));
+        assert_eq!(policy.expire_after_create(&key, &hot, now), Some(Duration::from_secs(60)), "starts at min");
+        tokio::time::advance(Duration::from_secs(40)).await;
+        // A hit with 20 s left: the lifetime doubles from 60 s to 120 s, so 80 s remain.
+        let left = policy.expire_after_read(&key, &hot, now, Some(Duration::from_secs(20)), now);
+        assert_eq!(left, Some(Duration::from_secs(80)));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        // Age 100 s with 20 s left: the lifetime doubles from 120 s to 240 s, so 140 s remain.
+        let left = policy.expire_after_read(&key, &hot, now, Some(Duration::from_secs(20)), now);
+        assert_eq!(left, Some(Duration::from_secs(140)));
+        tokio::time::advance(Duration::from_secs(130)).await;
+        // Age 230 s with 10 s left: doubling would give 480 s; it stops at max (300 s).
+        let left = policy.expire_after_read(&key, &hot, now, Some(Duration::from_secs(10)), now);
+        assert_eq!(left, Some(Duration::from_secs(70)));
+        // Entries that are not adaptive (resources) and the fixed policy keep their own time.
+        let plain = Arc::new(Entry::new(b"{}", false, Era::Legacy, &up, "r", ttl, false));
+        assert_eq!(
+            policy.expire_after_read(&key, &plain, now, Some(Duration::from_secs(7)), now),
+            Some(Duration::from_secs(7))
+        );
+        let fixed = PerEntryTtl { adaptive: None };
+        assert!(fixed.expire_after_create(&key, &hot, now).is_some_and(|d| d > Duration::from_secs(3500)));
     }
 }

@@ -41,7 +41,7 @@ pub fn page(
             (
                 ul.items[kind.index()].iter().map(|e| e.raw.as_ref()).collect(),
                 ul.hints[kind.index()],
-                if ul.up { Vec::new() } else { vec![ns.as_ref()] },
+                if ul.up && ul.listed { Vec::new() } else { vec![ns.as_ref()] },
             )
         }
     };

@@ -106,7 +106,8 @@ impl Catalog {
     pub fn build(generation: u64, lists: &BTreeMap<Arc<str>, Arc<UpstreamLists>>, separator: &str) -> Catalog {
         let mut c = Catalog { generation, upstreams: lists.clone(), ..Default::default() };
         for (ns, ul) in lists {
-            if !ul.up {
+            // Connected but never listed is as missing from the lists as down.
+            if !ul.up || !ul.listed {
                 c.unavailable.push(Arc::clone(ns));
             }
             let hints = ul.items[ListKind::Tools.index()].iter().map(|e| (e.id.as_str().into(), ToolHints::of(&e.raw)));
@@ -430,6 +431,14 @@ mod tests {
         assert_eq!(c.tool(&names[3]).unwrap().original.as_ref(), "odd.name");
         assert_eq!(c.merged[0].hint, Hint { ttl_ms: Some(1000), private: true });
         assert_eq!(c.unavailable, vec![Arc::<str>::from("beta")]);
+    }
+
+    #[test]
+    fn an_upstream_that_is_up_but_never_listed_is_named_unavailable() {
+        let mut lists = lists();
+        lists.insert(Arc::from("gamma"), Arc::new(UpstreamLists { up: true, listed: false, ..Default::default() }));
+        let c = Catalog::build(1, &lists, "__");
+        assert_eq!(c.unavailable, vec![Arc::<str>::from("beta"), Arc::from("gamma")]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::breaker::layer::BreakerLayer;
 use super::config::Settings;
 use super::dispatch::Dispatch;
 use super::pool::Pool;
-use super::retry::RetryLayer;
+use super::retry::layer::RetryLayer;
 use super::timeout::TimeoutLayer;
 use crate::error::GatewayError;
 use crate::pipeline::admit::{Admission, AdmitLayer};
