@@ -105,6 +105,9 @@ pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
             METRICS.replica(&up.name, r.index, r.breaker.state().gauge(), r.status().is_up());
         }
     }
+    if let Some(admission) = &shared.stack.admission {
+        METRICS.admission("gateway", admission.in_use(), admission.queued());
+    }
     METRICS.connections(shared.sessions.active(), shared.hub.len());
     let store = &shared.store;
     let (entries, bytes) = store.l1_size();

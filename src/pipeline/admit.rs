@@ -1,7 +1,7 @@
 //! Middleware that admits calls by priority: a concurrency limit with a bounded queue ordered by
 //! priority class with aging, fair between callers, shedding the lowest priority first when the
 //! queue is full, and failing calls that wait longer than the queue time limit. The same
-//! [`AdmitLayer`] is the gateway's global limit and each upstream's bulkhead.
+//! [`Admit`] step is the gateway's global limit and each upstream's bulkhead.
 //!
 //! ```toml
 //! [admission]                   # the global limit, across all upstreams
@@ -27,10 +27,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::parts::{Principal, Priority};
-use super::steps::Steps;
+use super::steps::{Named, Stepped};
 use crate::error::GatewayError;
 use crate::observe::metrics::{METRICS, Name};
 
@@ -289,61 +289,47 @@ pub trait Admissible {
     fn caller(&self) -> &Principal;
 }
 
-/// Adds [`Admit`] around a service: the gateway's global limit (`admission`) or an upstream's
-/// bulkhead (`bulkhead`).
+/// Holds a slot of its limit for the duration of each call: the gateway's global limit
+/// (`admission`) or an upstream's bulkhead (`bulkhead`).
 #[derive(Clone)]
-pub struct AdmitLayer {
+pub struct Admit {
     admission: Arc<Admission>,
     step: &'static str,
 }
 
-impl AdmitLayer {
+impl Admit {
     /// The global limit from `[admission]`.
-    pub fn new(config: &AdmissionConfig) -> Self {
-        AdmitLayer {
-            admission: Admission::new(
-                Name::Static("gateway"),
-                config.max_concurrent,
-                config.queue_size,
-                config.queue_timeout,
-                config.aging,
-            ),
-            step: "admission",
-        }
+    pub fn global(config: &AdmissionConfig) -> Self {
+        let admission = Admission::new(
+            Name::Static("gateway"),
+            config.max_concurrent,
+            config.queue_size,
+            config.queue_timeout,
+            config.aging,
+        );
+        Admit { admission, step: "admission" }
     }
 
     /// An upstream's bulkhead over `admission`.
     pub fn bulkhead(admission: Arc<Admission>) -> Self {
-        AdmitLayer { admission, step: "bulkhead" }
+        Admit { admission, step: "bulkhead" }
+    }
+
+    /// The limit (for metrics).
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
     }
 }
 
-impl<S> Layer<S> for AdmitLayer {
-    type Service = Admit<S>;
-
-    fn layer(&self, inner: S) -> Admit<S> {
-        Admit { inner, admission: Arc::clone(&self.admission), step: self.step }
-    }
-}
-
-/// Holds a slot of its limit for the duration of each call.
-#[derive(Clone)]
-pub struct Admit<S> {
-    inner: S,
-    admission: Arc<Admission>,
-    step: &'static str,
-}
-
-impl<S: Steps> Steps for Admit<S> {
-    fn steps(&self, out: &mut Vec<&'static str>) {
-        out.push(self.step);
-        self.inner.steps(out);
+impl Named for Admit {
+    fn name(&self) -> &'static str {
+        self.step
     }
 }
 
 type Waited = Pin<Box<dyn Future<Output = Result<Permit, GatewayError>> + Send>>;
 
-impl<S, R> Service<R> for Admit<S>
+impl<S, R> Service<R> for Stepped<Admit, S>
 where
     R: Admissible,
     S: Service<R, Error = GatewayError> + Clone + Send + 'static,
@@ -359,10 +345,10 @@ where
 
     fn call(&mut self, req: R) -> AdmitFuture<S, R> {
         // Fast path (a free slot): no allocation, the inner future runs as is.
-        if let Some(permit) = self.admission.try_acquire(req.caller()) {
+        if let Some(permit) = self.step.admission.try_acquire(req.caller()) {
             return AdmitFuture::Running { inner: self.inner.call(req), _permit: permit };
         }
-        let admission = Arc::clone(&self.admission);
+        let admission = Arc::clone(&self.step.admission);
         let (priority, caller) = (req.priority(), req.caller().clone());
         let wait: Waited = Box::pin(async move { admission.acquire(priority, &caller).await });
         AdmitFuture::Waiting { wait, req: Some(req), inner: Some(self.inner.clone()) }
@@ -370,7 +356,7 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`Admit`].
+    /// The future of an admission step.
     #[project = AdmitProj]
     pub enum AdmitFuture<S: Service<R>, R> {
         /// Waiting for a slot.

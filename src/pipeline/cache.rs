@@ -5,18 +5,16 @@
 //! Never stored: errors, `isError` results, `input_required` results, results over
 //! `max_entry_bytes`, and answers a fallback upstream gave.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 use super::ctx::{CachePolicy, Routed};
-use super::parts::{Origin, Reply};
-use super::steps::Steps;
+use super::parts::{Origin, Reply, ReplyFuture};
+use super::routed::RoutedStep;
+use super::steps::Named;
 use crate::cache::coalesce::{Coalescer, Flight};
 use crate::cache::config::CacheScope;
 use crate::cache::entry::{Entry, Level};
@@ -28,9 +26,9 @@ use crate::upstream::request::Body;
 use crate::wire::mcp;
 use crate::wire::object::{ObjectView, set_meta_member};
 
-/// Adds [`CacheStep`] over the process's cache.
+/// Read-through cache with coalescing for routed calls that have a cache policy.
 #[derive(Clone)]
-pub struct CacheLayer {
+pub struct ResponseCache {
     cache: Arc<Cached>,
 }
 
@@ -40,56 +38,28 @@ struct Cached {
     coalescer: Option<Arc<Coalescer>>,
 }
 
-impl CacheLayer {
+impl ResponseCache {
     /// Cache through `store`, coalescing through `coalescer` when given.
     pub fn new(store: &Arc<Store>, coalescer: Option<Arc<Coalescer>>) -> Self {
-        CacheLayer { cache: Arc::new(Cached { store: Arc::clone(store), coalescer }) }
+        ResponseCache { cache: Arc::new(Cached { store: Arc::clone(store), coalescer }) }
     }
 }
 
-impl<S> Layer<S> for CacheLayer {
-    type Service = CacheStep<S>;
-
-    fn layer(&self, inner: S) -> CacheStep<S> {
-        CacheStep { inner, cache: Arc::clone(&self.cache) }
+impl Named for ResponseCache {
+    fn name(&self) -> &'static str {
+        "cache"
     }
 }
 
-/// Read-through cache with coalescing for routed calls that have a cache policy.
-#[derive(Clone)]
-pub struct CacheStep<S> {
-    inner: S,
-    cache: Arc<Cached>,
-}
-
-impl<S: Steps> Steps for CacheStep<S> {
-    fn steps(&self, out: &mut Vec<&'static str>) {
-        out.push("cache");
-        self.inner.steps(out);
-    }
-}
-
-type Cacheable = Pin<Box<dyn Future<Output = Result<Reply, GatewayError>> + Send>>;
-
-impl<S> Service<Routed> for CacheStep<S>
-where
-    S: Service<Routed, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Reply;
-    type Error = GatewayError;
-    type Future = futures::future::Either<S::Future, Cacheable>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, routed: Routed) -> Self::Future {
-        let Some(policy) = routed.target.cache else {
-            return futures::future::Either::Left(self.inner.call(routed));
-        };
-        let (cache, inner) = (Arc::clone(&self.cache), self.inner.clone());
-        futures::future::Either::Right(Box::pin(async move { cache.serve(policy, routed, inner).await }))
+impl RoutedStep for ResponseCache {
+    fn serve<S>(&self, routed: Routed, inner: S) -> Result<ReplyFuture, Routed>
+    where
+        S: Service<Routed, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
+        S::Future: Send,
+    {
+        let Some(policy) = routed.target.cache else { return Err(routed) };
+        let cache = Arc::clone(&self.cache);
+        Ok(Box::pin(async move { cache.serve(policy, routed, inner).await }))
     }
 }
 

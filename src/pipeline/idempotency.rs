@@ -4,18 +4,16 @@
 //! -32602. The key is bound to its caller and the request's hash (method, upstream, tool,
 //! canonical arguments).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 use super::ctx::Routed;
-use super::parts::{Origin, Reply};
-use super::steps::Steps;
+use super::parts::{Origin, Reply, ReplyFuture};
+use super::routed::RoutedStep;
+use super::steps::Named;
 use crate::cache::entry::Entry;
 use crate::cache::idempotency::{Begin, Idempotency};
 use crate::cache::key::{canonical_arguments, request_hash};
@@ -26,62 +24,36 @@ use crate::wire::jsonrpc::Method;
 use crate::wire::mcp;
 use crate::wire::object::set_meta_member;
 
-/// Adds [`IdempotencyStep`] over the process's idempotency records.
-#[derive(Clone)]
-pub struct IdempotencyLayer {
-    records: Arc<Idempotency>,
-}
-
-impl IdempotencyLayer {
-    /// Keys are checked against `records`.
-    pub fn new(records: &Arc<Idempotency>) -> Self {
-        IdempotencyLayer { records: Arc::clone(records) }
-    }
-}
-
-impl<S> Layer<S> for IdempotencyLayer {
-    type Service = IdempotencyStep<S>;
-
-    fn layer(&self, inner: S) -> IdempotencyStep<S> {
-        IdempotencyStep { inner, records: Arc::clone(&self.records) }
-    }
-}
-
 /// Replays, waits for, or runs calls that carry an idempotency key.
 #[derive(Clone)]
-pub struct IdempotencyStep<S> {
-    inner: S,
+pub struct IdempotencyKeys {
     records: Arc<Idempotency>,
 }
 
-impl<S: Steps> Steps for IdempotencyStep<S> {
-    fn steps(&self, out: &mut Vec<&'static str>) {
-        out.push("idempotency");
-        self.inner.steps(out);
+impl IdempotencyKeys {
+    /// Keys are checked against `records`.
+    pub fn new(records: &Arc<Idempotency>) -> Self {
+        IdempotencyKeys { records: Arc::clone(records) }
     }
 }
 
-type Keyed = Pin<Box<dyn Future<Output = Result<Reply, GatewayError>> + Send>>;
-
-impl<S> Service<Routed> for IdempotencyStep<S>
-where
-    S: Service<Routed, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
-    S::Future: Send,
-{
-    type Response = Reply;
-    type Error = GatewayError;
-    type Future = futures::future::Either<S::Future, Keyed>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        self.inner.poll_ready(cx)
+impl Named for IdempotencyKeys {
+    fn name(&self) -> &'static str {
+        "idempotency"
     }
+}
 
-    fn call(&mut self, routed: Routed) -> Self::Future {
+impl RoutedStep for IdempotencyKeys {
+    fn serve<S>(&self, routed: Routed, inner: S) -> Result<ReplyFuture, Routed>
+    where
+        S: Service<Routed, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
+        S::Future: Send,
+    {
         let Some(key) = routed.idempotency_key.clone().filter(|_| routed.request.method == Method::ToolsCall) else {
-            return futures::future::Either::Left(self.inner.call(routed));
+            return Err(routed);
         };
-        let (records, inner) = (Arc::clone(&self.records), self.inner.clone());
-        futures::future::Either::Right(Box::pin(async move { keyed(&records, &key, routed, inner).await }))
+        let records = Arc::clone(&self.records);
+        Ok(Box::pin(async move { keyed(&records, &key, routed, inner).await }))
     }
 }
 

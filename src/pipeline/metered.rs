@@ -6,42 +6,27 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::ctx::Call;
 use super::parts::{Origin, Reply};
-use super::steps::Steps;
+use super::steps::{Named, Stepped};
 use crate::error::GatewayError;
 use crate::observe::metrics::{METRICS, Name};
 use crate::upstream::translate::has_top_level_key;
 use crate::wire::mcp::Era;
 
-/// Adds [`Metered`] around a service.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct MeteredLayer;
-
-impl<S> Layer<S> for MeteredLayer {
-    type Service = Metered<S>;
-
-    fn layer(&self, inner: S) -> Metered<S> {
-        Metered { inner }
-    }
-}
-
 /// Records `sekisho_requests_total` and `sekisho_request_duration_seconds` for each call.
-#[derive(Clone, Debug)]
-pub struct Metered<S> {
-    inner: S,
-}
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Meter;
 
-impl<S: Steps> Steps for Metered<S> {
-    fn steps(&self, out: &mut Vec<&'static str>) {
-        out.push("meter");
-        self.inner.steps(out);
+impl Named for Meter {
+    fn name(&self) -> &'static str {
+        "meter"
     }
 }
 
-impl<S> Service<Call> for Metered<S>
+impl<S> Service<Call> for Stepped<Meter, S>
 where
     S: Service<Call, Response = Reply, Error = GatewayError>,
 {
@@ -61,7 +46,7 @@ where
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`Metered`].
+    /// The future of the meter step.
     pub struct MeteredFuture<F> {
         #[pin]
         inner: F,

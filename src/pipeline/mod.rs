@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod metered;
 pub mod parts;
 pub mod resolve;
+pub mod routed;
 pub mod steps;
 
 use std::sync::Arc;
@@ -23,16 +24,17 @@ use std::sync::Arc;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
-use self::admit::AdmitLayer;
-use self::cache::CacheLayer;
+use self::admit::{Admission, Admit};
+use self::cache::ResponseCache;
 use self::ctx::Call;
 use self::edge::Edge;
-use self::fallback::FallbackLayer;
+use self::fallback::Fallback;
 use self::forward::Forward;
-use self::idempotency::IdempotencyLayer;
-use self::metered::MeteredLayer;
+use self::idempotency::IdempotencyKeys;
+use self::metered::Meter;
 use self::parts::Reply;
-use self::resolve::ResolveLayer;
+use self::resolve::Resolve;
+use self::steps::StepLayer;
 use crate::cache::coalesce::Coalescer;
 use crate::cache::idempotency::Idempotency;
 use crate::cache::store::Store;
@@ -62,6 +64,8 @@ pub struct Stack {
     pub edge: Arc<Edge>,
     /// The call pipeline.
     pub call: Pipeline,
+    /// The global admission limit, when it is on (for metrics).
+    pub admission: Option<Arc<Admission>>,
     steps: Vec<&'static str>,
 }
 
@@ -80,28 +84,30 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
     let edge = Arc::new(Edge::new(&config.server));
     let coalescer = config.cache.coalesce.then(|| Coalescer::new(config.cache.lease));
     let any_fallback = config.enabled_upstreams().any(|(_, u)| u.fallback.is_some());
+    let admit = config.admission.enabled.then(|| Admit::global(&config.admission));
+    let admission = admit.as_ref().map(|a| Arc::clone(a.admission()));
     let stack = ServiceBuilder::new()
         // meter: count and time every call; outermost, so it sees every outcome, refusals too.
-        .layer(MeteredLayer)
+        .layer(StepLayer(Meter))
         // admission: the global limit by priority; shed the least important work first.
-        .option_layer(config.admission.enabled.then(|| AdmitLayer::new(&config.admission)))
+        .option_layer(admit.map(StepLayer))
         // [the policy steps go here: access control, rate limits, argument validation; a step
         // that needs the resolved tool (its inputSchema) goes right after resolve.]
         // resolve: answer catalog methods; route the rest to their upstream, once.
-        .layer(ResolveLayer::new(parts.catalog, parts.upstreams, &config.cache))
+        .layer(StepLayer(Resolve::new(parts.catalog, parts.upstreams, &config.cache)))
         // idempotency: a repeated key replays, waits, or is refused; before the cache, so a
         // keyed call is never answered by another caller's entry.
-        .option_layer(config.idempotency.enabled.then(|| IdempotencyLayer::new(parts.idempotency)))
+        .option_layer(config.idempotency.enabled.then(|| StepLayer(IdempotencyKeys::new(parts.idempotency))))
         // cache: answer from L1/L2; identical concurrent misses share one upstream call.
-        .option_layer(config.cache.enabled.then(|| CacheLayer::new(parts.store, coalescer)))
+        .option_layer(config.cache.enabled.then(|| StepLayer(ResponseCache::new(parts.store, coalescer))))
         // fallback: while an upstream is unhealthy its fallback serves (present when configured).
-        .option_layer(any_fallback.then_some(FallbackLayer))
+        .option_layer(any_fallback.then_some(StepLayer(Fallback)))
         // upstream: the upstream's own stack (bulkhead → retry → balance → breaker → timeout
         // → attempt).
         .service(Forward);
     let mut steps = vec!["edge"];
     steps.extend(self::steps::list(&stack));
-    Stack { edge, call: BoxCloneSyncService::new(stack), steps }
+    Stack { edge, call: BoxCloneSyncService::new(stack), admission, steps }
 }
 
 #[cfg(test)]

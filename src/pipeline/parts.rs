@@ -251,7 +251,7 @@ pub enum Origin {
     Upstream(Era, Arc<str>),
 }
 
-/// The outcome of a [`Call`] that reached an answer.
+/// The outcome of a call that reached an answer.
 #[derive(Clone, Debug)]
 pub enum Reply {
     /// A raw `result` value.
@@ -259,3 +259,7 @@ pub enum Reply {
     /// A raw JSON-RPC `error` object from an upstream.
     Error { body: Bytes, origin: Origin },
 }
+
+/// The boxed future of a step that has to wait for something of its own (a lookup, a lease, a
+/// backoff) before or after calling the next service.
+pub type ReplyFuture = futures::future::BoxFuture<'static, Result<Reply, GatewayError>>;

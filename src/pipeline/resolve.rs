@@ -3,18 +3,16 @@
 //! [`Target`] (upstream, the upstream's own name, cache policy, retry safety, deadline) and
 //! goes on as a [`Routed`] call. No later step looks the catalog up again.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 use super::ctx::{CachePolicy, Call, Routed, Target};
-use super::parts::{LogLevel, Origin, Params, Reply, Scope};
-use super::steps::Steps;
+use super::parts::{LogLevel, Origin, Params, Reply, ReplyFuture, Scope};
+use super::steps::{Named, Stepped};
 use crate::cache::config::CacheConfig;
 use crate::catalog::listing::ListKind;
 use crate::catalog::{Catalog, CatalogState, Target as CatalogTarget, lists, replace_member};
@@ -34,58 +32,42 @@ pub struct Resolver {
     cache: CacheConfig,
 }
 
-/// Adds [`Resolve`] in front of the steps that work on routed calls.
+/// Answers gateway methods, routes the rest.
 #[derive(Clone)]
-pub struct ResolveLayer {
+pub struct Resolve {
     resolver: Arc<Resolver>,
 }
 
-impl ResolveLayer {
+impl Resolve {
     /// Resolve against `catalog` and `upstreams`, with `cache` deciding cache policies.
     pub fn new(catalog: &Arc<CatalogState>, upstreams: &Arc<UpstreamSet>, cache: &CacheConfig) -> Self {
         let resolver =
             Resolver { catalog: Arc::clone(catalog), upstreams: Arc::clone(upstreams), cache: cache.clone() };
-        ResolveLayer { resolver: Arc::new(resolver) }
+        Resolve { resolver: Arc::new(resolver) }
     }
 }
 
-impl<S> Layer<S> for ResolveLayer {
-    type Service = Resolve<S>;
-
-    fn layer(&self, inner: S) -> Resolve<S> {
-        Resolve { inner, resolver: Arc::clone(&self.resolver) }
+impl Named for Resolve {
+    fn name(&self) -> &'static str {
+        "resolve"
     }
 }
 
-/// Answers gateway methods, routes the rest.
-#[derive(Clone)]
-pub struct Resolve<S> {
-    inner: S,
-    resolver: Arc<Resolver>,
-}
-
-impl<S: Steps> Steps for Resolve<S> {
-    fn steps(&self, out: &mut Vec<&'static str>) {
-        out.push("resolve");
-        self.inner.steps(out);
-    }
-}
-
-impl<S> Service<Call> for Resolve<S>
+impl<S> Service<Call> for Stepped<Resolve, S>
 where
     S: Service<Routed, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
     S::Future: Send,
 {
     type Response = Reply;
     type Error = GatewayError;
-    type Future = Pin<Box<dyn Future<Output = Result<Reply, GatewayError>> + Send>>;
+    type Future = ReplyFuture;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        let (resolver, inner) = (Arc::clone(&self.resolver), self.inner.clone());
+        let (resolver, inner) = (Arc::clone(&self.step.resolver), self.inner.clone());
         Box::pin(async move { resolver.answer(call, inner).await })
     }
 }

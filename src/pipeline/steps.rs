@@ -24,3 +24,39 @@ pub fn list(service: &impl Steps) -> Vec<&'static str> {
     service.steps(&mut out);
     out
 }
+
+/// A step's name in the stack's list.
+pub trait Named {
+    /// The name, e.g. `"cache"`.
+    fn name(&self) -> &'static str;
+}
+
+/// The one layer of every step: wraps the next service in [`Stepped`] with a copy of the step's
+/// state (cheap: an `Arc` or a few words).
+#[derive(Clone, Debug)]
+pub struct StepLayer<T>(pub T);
+
+impl<T: Clone, S> tower::Layer<S> for StepLayer<T> {
+    type Service = Stepped<T, S>;
+
+    fn layer(&self, inner: S) -> Stepped<T, S> {
+        Stepped { step: self.0.clone(), inner }
+    }
+}
+
+/// A step (its state `T`) in front of the service it calls next; each step module implements
+/// `tower::Service` for `Stepped<ItsStep, S>`.
+#[derive(Clone, Debug)]
+pub struct Stepped<T, S> {
+    /// The step's state.
+    pub step: T,
+    /// The next service.
+    pub inner: S,
+}
+
+impl<T: Named, S: Steps> Steps for Stepped<T, S> {
+    fn steps(&self, out: &mut Vec<&'static str>) {
+        out.push(self.step.name());
+        self.inner.steps(out);
+    }
+}

@@ -1,8 +1,6 @@
 //! The innermost step of the per-upstream stack: write the request on the chosen replica's
 //! connection, wait for the answer, and turn it into a [`Reply`] (or a typed failure).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -12,7 +10,7 @@ use super::conn::ConnError;
 use super::connection::Connection;
 use super::dispatch::Picked;
 use crate::error::{GatewayError, TransportError, TransportKind};
-use crate::pipeline::parts::{Origin, Reply};
+use crate::pipeline::parts::{Origin, Reply, ReplyFuture};
 use crate::pipeline::steps::Steps;
 use crate::wire::jsonrpc::{Kind, Message, Outcome};
 use crate::wire::mcp::Era;
@@ -39,7 +37,7 @@ impl Steps for Attempt {
 impl Service<Picked> for Attempt {
     type Response = Reply;
     type Error = GatewayError;
-    type Future = Pin<Box<dyn Future<Output = Result<Reply, GatewayError>> + Send>>;
+    type Future = ReplyFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         Poll::Ready(Ok(()))

@@ -3,73 +3,55 @@
 //! attempt's so a retry goes elsewhere; when the chosen replica's breaker refuses, the other
 //! live replicas follow in order. The stdio pool grows here, when the chosen process is busy.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 use super::connection::Connection;
 use super::dispatch::{Dispatch, Picked};
 use super::pool::Pool;
 use super::replica::Replica;
 use crate::error::GatewayError;
-use crate::pipeline::parts::Reply;
-use crate::pipeline::steps::Steps;
-
-/// Adds [`Balance`] over a pool.
-#[derive(Clone)]
-pub struct BalanceLayer {
-    pool: Arc<Pool>,
-}
-
-impl BalanceLayer {
-    /// Balance over `pool`'s replicas.
-    pub fn new(pool: &Arc<Pool>) -> Self {
-        BalanceLayer { pool: Arc::clone(pool) }
-    }
-}
-
-impl<S> Layer<S> for BalanceLayer {
-    type Service = Balance<S>;
-
-    fn layer(&self, inner: S) -> Balance<S> {
-        Balance { inner, pool: Arc::clone(&self.pool) }
-    }
-}
+use crate::pipeline::parts::{Reply, ReplyFuture};
+use crate::pipeline::steps::{Named, Stepped};
 
 /// Picks a replica for each attempt.
 #[derive(Clone)]
-pub struct Balance<S> {
-    inner: S,
+pub struct Balance {
     pool: Arc<Pool>,
 }
 
-impl<S: Steps> Steps for Balance<S> {
-    fn steps(&self, out: &mut Vec<&'static str>) {
-        out.push("balance");
-        self.inner.steps(out);
+impl Balance {
+    /// Balance over `pool`'s replicas.
+    pub fn new(pool: &Arc<Pool>) -> Self {
+        Balance { pool: Arc::clone(pool) }
     }
 }
 
-impl<S> Service<Arc<Dispatch>> for Balance<S>
+impl Named for Balance {
+    fn name(&self) -> &'static str {
+        "balance"
+    }
+}
+
+impl<S> Service<Arc<Dispatch>> for Stepped<Balance, S>
 where
     S: Service<Picked, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
     S::Future: Send,
 {
     type Response = Reply;
     type Error = GatewayError;
-    type Future = Pin<Box<dyn Future<Output = Result<Reply, GatewayError>> + Send>>;
+    type Future = ReplyFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, dispatch: Arc<Dispatch>) -> Self::Future {
-        let candidates = order(self.pool.live(), dispatch.last_replica());
-        let (pool, mut inner) = (Arc::clone(&self.pool), self.inner.clone());
+        let candidates = order(self.step.pool.live(), dispatch.last_replica());
+        let (pool, mut inner) = (Arc::clone(&self.step.pool), self.inner.clone());
         Box::pin(async move {
             let Some((first, _)) = candidates.first() else { return Err(pool.unavailable()) };
             pool.maybe_grow(first);

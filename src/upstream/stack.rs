@@ -7,17 +7,17 @@ use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
 use super::attempt::Attempt;
-use super::balance::BalanceLayer;
-use super::breaker::layer::BreakerLayer;
+use super::balance::Balance;
+use super::breaker::layer::BreakerStep;
 use super::config::Settings;
 use super::dispatch::Dispatch;
 use super::pool::Pool;
-use super::retry::layer::RetryLayer;
-use super::timeout::TimeoutLayer;
+use super::retry::layer::Retry;
+use super::timeout::Timeout;
 use crate::error::GatewayError;
-use crate::pipeline::admit::{Admission, AdmitLayer};
+use crate::pipeline::admit::{Admission, Admit};
 use crate::pipeline::parts::Reply;
-use crate::pipeline::steps;
+use crate::pipeline::steps::{self, StepLayer};
 
 /// An upstream's assembled stack: one boxed service from a call to its reply.
 pub type Stack = BoxCloneSyncService<Arc<Dispatch>, Reply, GatewayError>;
@@ -33,18 +33,18 @@ pub fn build(
     let stack = ServiceBuilder::new()
         // bulkhead: this upstream's own slots and priority queue, so one slow upstream cannot
         // take every slot of the gateway.
-        .option_layer(bulkhead.map(AdmitLayer::bulkhead))
+        .option_layer(bulkhead.map(|b| StepLayer(Admit::bulkhead(b))))
         // retry: calls that are safe to repeat go again after transport failures and timeouts,
         // with backoff, within the retry budget; each try goes through everything below.
-        .option_layer(settings.retry.enabled.then(|| RetryLayer::new(name, &settings.retry)))
+        .option_layer(settings.retry.enabled.then(|| StepLayer(Retry::new(name, &settings.retry))))
         // balance: the less busy of two random live replicas (another one than the last try's);
         // grows the process pool under load.
-        .layer(BalanceLayer::new(pool))
+        .layer(StepLayer(Balance::new(pool)))
         // breaker: refuse at once while the chosen replica's breaker is open (the balancer then
         // tries the next replica); record every attempt's verdict.
-        .option_layer(settings.breaker.enabled.then(|| BreakerLayer::new(name)))
+        .option_layer(settings.breaker.enabled.then(|| StepLayer(BreakerStep::new(name))))
         // timeout: bound each attempt; dropping it cancels the call upstream.
-        .layer(TimeoutLayer::new(name, settings.timeout))
+        .layer(StepLayer(Timeout::new(name, settings.timeout)))
         // attempt: write the request on the connection, read the answer.
         .service(Attempt::new(name));
     let steps = steps::list(&stack);

@@ -7,51 +7,34 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::dispatch::Picked;
 use crate::error::GatewayError;
 use crate::pipeline::parts::Reply;
-use crate::pipeline::steps::Steps;
-
-/// Adds [`Timeout`] around the attempt.
-#[derive(Clone, Debug)]
-pub struct TimeoutLayer {
-    upstream: Arc<str>,
-    default: Duration,
-}
-
-impl TimeoutLayer {
-    /// Attempts of `upstream` last at most `default` unless the call names its own deadline.
-    pub fn new(upstream: &Arc<str>, default: Duration) -> Self {
-        TimeoutLayer { upstream: Arc::clone(upstream), default }
-    }
-}
-
-impl<S> Layer<S> for TimeoutLayer {
-    type Service = Timeout<S>;
-
-    fn layer(&self, inner: S) -> Timeout<S> {
-        Timeout { inner, upstream: Arc::clone(&self.upstream), default: self.default }
-    }
-}
+use crate::pipeline::steps::{Named, Stepped};
 
 /// Fails an attempt with [`GatewayError::UpstreamTimeout`] once its deadline passes.
 #[derive(Clone, Debug)]
-pub struct Timeout<S> {
-    inner: S,
+pub struct Timeout {
     upstream: Arc<str>,
     default: Duration,
 }
 
-impl<S: Steps> Steps for Timeout<S> {
-    fn steps(&self, out: &mut Vec<&'static str>) {
-        out.push("timeout");
-        self.inner.steps(out);
+impl Timeout {
+    /// Attempts of `upstream` last at most `default` unless the call names its own deadline.
+    pub fn new(upstream: &Arc<str>, default: Duration) -> Self {
+        Timeout { upstream: Arc::clone(upstream), default }
     }
 }
 
-impl<S> Service<Picked> for Timeout<S>
+impl Named for Timeout {
+    fn name(&self) -> &'static str {
+        "timeout"
+    }
+}
+
+impl<S> Service<Picked> for Stepped<Timeout, S>
 where
     S: Service<Picked, Response = Reply, Error = GatewayError>,
 {
@@ -64,17 +47,17 @@ where
     }
 
     fn call(&mut self, picked: Picked) -> Self::Future {
-        let after = picked.dispatch.policy.timeout.unwrap_or(self.default);
+        let after = picked.dispatch.policy.timeout.unwrap_or(self.step.default);
         TimeoutFuture {
             inner: tokio::time::timeout(after, self.inner.call(picked)),
-            upstream: Arc::clone(&self.upstream),
+            upstream: Arc::clone(&self.step.upstream),
             after,
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`Timeout`].
+    /// The future of the timeout step.
     pub struct TimeoutFuture<F> {
         #[pin]
         inner: tokio::time::Timeout<F>,

@@ -7,52 +7,36 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::Ticket;
 use crate::error::GatewayError;
 use crate::pipeline::parts::Reply;
-use crate::pipeline::steps::Steps;
+use crate::pipeline::steps::{Named, Stepped};
 use crate::upstream::classify;
 use crate::upstream::dispatch::Picked;
 use crate::upstream::replica::Replica;
 
-/// Adds [`BreakerStep`] around the attempt.
-#[derive(Clone, Debug)]
-pub struct BreakerLayer {
-    upstream: Arc<str>,
-}
-
-impl BreakerLayer {
-    /// The breaker step of `upstream`.
-    pub fn new(upstream: &Arc<str>) -> Self {
-        BreakerLayer { upstream: Arc::clone(upstream) }
-    }
-}
-
-impl<S> Layer<S> for BreakerLayer {
-    type Service = BreakerStep<S>;
-
-    fn layer(&self, inner: S) -> BreakerStep<S> {
-        BreakerStep { inner, upstream: Arc::clone(&self.upstream) }
-    }
-}
-
 /// Admits attempts through the chosen replica's breaker and records their verdicts.
 #[derive(Clone, Debug)]
-pub struct BreakerStep<S> {
-    inner: S,
+pub struct BreakerStep {
     upstream: Arc<str>,
 }
 
-impl<S: Steps> Steps for BreakerStep<S> {
-    fn steps(&self, out: &mut Vec<&'static str>) {
-        out.push("breaker");
-        self.inner.steps(out);
+impl BreakerStep {
+    /// The breaker step of `upstream`.
+    pub fn new(upstream: &Arc<str>) -> Self {
+        BreakerStep { upstream: Arc::clone(upstream) }
     }
 }
 
-impl<S> Service<Picked> for BreakerStep<S>
+impl Named for BreakerStep {
+    fn name(&self) -> &'static str {
+        "breaker"
+    }
+}
+
+impl<S> Service<Picked> for Stepped<BreakerStep, S>
 where
     S: Service<Picked, Response = Reply, Error = GatewayError>,
 {
@@ -67,7 +51,7 @@ where
     fn call(&mut self, picked: Picked) -> Self::Future {
         match picked.replica.breaker.admit() {
             Err(retry_after) => BreakerFuture::Refused {
-                error: Some(GatewayError::CircuitOpen { upstream: self.upstream.to_string(), retry_after }),
+                error: Some(GatewayError::CircuitOpen { upstream: self.step.upstream.to_string(), retry_after }),
             },
             Ok(ticket) => {
                 let guard = TicketGuard { replica: Arc::clone(&picked.replica), ticket: Some(ticket) };
@@ -92,7 +76,7 @@ impl Drop for TicketGuard {
 }
 
 pin_project_lite::pin_project! {
-    /// The future of [`BreakerStep`].
+    /// The future of the breaker step.
     #[project = BreakerProj]
     pub enum BreakerFuture<F> {
         /// Refused before anything was sent.

@@ -1,20 +1,18 @@
 //! Middleware that repeats an upstream call that is safe to repeat after a retryable failure
 //! (`classify`), with full-jitter backoff between tries, within the upstream's retry budget.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::future::Either;
 use tower::retry::budget::{Budget, TpsBudget};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 use super::RetryConfig;
 use crate::error::GatewayError;
 use crate::observe::metrics::{METRICS, Name};
-use crate::pipeline::parts::Reply;
-use crate::pipeline::steps::Steps;
+use crate::pipeline::parts::{Reply, ReplyFuture};
+use crate::pipeline::steps::{Named, Stepped};
 use crate::upstream::backoff::Backoff;
 use crate::upstream::classify;
 use crate::upstream::dispatch::Dispatch;
@@ -26,16 +24,16 @@ struct Policy {
     label: Name,
 }
 
-/// Adds [`Retry`] for one upstream.
+/// Repeats safe calls after retryable failures.
 #[derive(Clone)]
-pub struct RetryLayer {
+pub struct Retry {
     policy: Arc<Policy>,
 }
 
-impl RetryLayer {
+impl Retry {
     /// Retries of `upstream`'s calls under `config` (one budget for the upstream).
     pub fn new(upstream: &Arc<str>, config: &RetryConfig) -> Self {
-        RetryLayer {
+        Retry {
             policy: Arc::new(Policy {
                 max_attempts: config.max_attempts.max(1),
                 backoff: config.backoff(),
@@ -46,50 +44,32 @@ impl RetryLayer {
     }
 }
 
-impl<S> Layer<S> for RetryLayer {
-    type Service = Retry<S>;
-
-    fn layer(&self, inner: S) -> Retry<S> {
-        Retry { inner, policy: Arc::clone(&self.policy) }
+impl Named for Retry {
+    fn name(&self) -> &'static str {
+        "retry"
     }
 }
 
-/// Repeats safe calls after retryable failures.
-#[derive(Clone)]
-pub struct Retry<S> {
-    inner: S,
-    policy: Arc<Policy>,
-}
-
-impl<S: Steps> Steps for Retry<S> {
-    fn steps(&self, out: &mut Vec<&'static str>) {
-        out.push("retry");
-        self.inner.steps(out);
-    }
-}
-
-type Retrying = Pin<Box<dyn Future<Output = Result<Reply, GatewayError>> + Send>>;
-
-impl<S> Service<Arc<Dispatch>> for Retry<S>
+impl<S> Service<Arc<Dispatch>> for Stepped<Retry, S>
 where
     S: Service<Arc<Dispatch>, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
     S::Future: Send,
 {
     type Response = Reply;
     type Error = GatewayError;
-    type Future = Either<S::Future, Retrying>;
+    type Future = Either<S::Future, ReplyFuture>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, dispatch: Arc<Dispatch>) -> Self::Future {
-        self.policy.budget.deposit();
-        if !dispatch.policy.retry_safe || self.policy.max_attempts == 1 {
+        self.step.policy.budget.deposit();
+        if !dispatch.policy.retry_safe || self.step.policy.max_attempts == 1 {
             // A call that may not be repeated goes through as it is, without a boxed future.
             return Either::Left(self.inner.call(dispatch));
         }
-        let (policy, inner) = (Arc::clone(&self.policy), self.inner.clone());
+        let (policy, inner) = (Arc::clone(&self.step.policy), self.inner.clone());
         Either::Right(Box::pin(async move {
             let mut attempt = 1;
             loop {
