@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 use crate::cache::store::Store;
 use crate::catalog::CatalogState;
@@ -49,6 +48,27 @@ pub fn header_options(
         header("sekisho-priority").and_then(Priority::parse).or(key_default).unwrap_or(shared.default_priority);
     let key = header("idempotency-key").filter(|k| !k.is_empty() && k.len() <= 256).map(Arc::from);
     (priority, key)
+}
+
+/// The edge step as an HTTP extractor: the caller of a request whose `Host`, `Origin` and
+/// credentials passed [`crate::pipeline::edge::Edge::check`]. Taking it as a handler's first
+/// argument runs the edge before the handler reads the body; a refusal answers 403 or 401.
+pub struct Caller(pub Principal);
+
+impl axum::extract::FromRequestParts<Arc<Shared>> for Caller {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut ::http::request::Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        use ::http::header::{AUTHORIZATION, HOST, ORIGIN};
+        let header = |name| parts.headers.get(name).and_then(|v: &::http::HeaderValue| v.to_str().ok());
+        match shared.stack.edge.check(header(HOST), header(ORIGIN), header(AUTHORIZATION)) {
+            Ok(principal) => Ok(Caller(principal)),
+            Err(e) => Err(rescue::refuse(&e, None, crate::wire::mcp::Era::Legacy)),
+        }
+    }
 }
 
 /// State shared by every client-facing transport.
@@ -98,6 +118,6 @@ impl Shared {
                 ctx.idempotency_key = Some(Arc::from(k.as_ref()));
             }
         }
-        self.stack.call.clone().oneshot(Call { method, params, ctx }).await
+        self.stack.call.call(Call { method, params, ctx }).await
     }
 }

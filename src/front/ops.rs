@@ -9,8 +9,8 @@ use bytes::Bytes;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, StatusCode};
 
-use super::Shared;
 use super::rescue::json;
+use super::{Caller, Shared};
 use crate::cache::key::ClearScope;
 use crate::observe::metrics::METRICS;
 use crate::upstream::status::Status;
@@ -72,7 +72,7 @@ pub async fn readyz(State(shared): State<Arc<Shared>>, uri: http::Uri) -> Respon
 /// `POST /admin/cache/clear[?upstream=U[&tool=T]]`: drop cached results — of one tool, of one
 /// upstream, or all — here and, through the shared generations, on every replica within a
 /// second. Guarded like `/mcp` (bearer key when keys are configured). 404 for an unknown upstream.
-pub async fn clear_cache(State(shared): State<Arc<Shared>>, Query(q): Query<ClearScope>) -> Response {
+pub async fn clear_cache(State(shared): State<Arc<Shared>>, _: Caller, Query(q): Query<ClearScope>) -> Response {
     let store = &shared.store;
     let upstreams = &shared.upstreams;
     match (&q.upstream, &q.tool) {
@@ -95,7 +95,7 @@ pub async fn clear_cache(State(shared): State<Arc<Shared>>, Query(q): Query<Clea
 }
 
 /// Prometheus metrics.
-pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+pub async fn metrics(State(shared): State<Arc<Shared>>, _: Caller) -> Response {
     for up in shared.upstreams.iter() {
         METRICS.upstream(&up.name, up.status().is_up(), up.restarts(), up.in_flight());
         if let Some(bulkhead) = up.bulkhead() {

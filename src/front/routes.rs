@@ -1,95 +1,41 @@
-//! Streamable HTTP (MCP `basic/transports`): the routes, the edge step in front of every
-//! guarded route (before a body is read), the transport checks every POST passes (drain,
-//! `Accept`, `Content-Type`, body size), and the choice of era that decides which handler
-//! answers.
+//! Streamable HTTP (MCP `basic/transports`): the routes (each guarded handler takes the edge
+//! step's [`Caller`] first, so it runs before a body is read), the transport checks every POST
+//! passes (drain, `Accept`, `Content-Type`, body size), and the choice of era that decides
+//! which handler answers.
 //!
 //! `/mcp` serves the merged catalog; `/servers/{name}/mcp` serves one upstream unprefixed.
 //! Each request is routed to the legacy or the modern handler by its `MCP-Protocol-Version`
 //! header, its session id, and whether its body carries the modern `_meta` envelope.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
+use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
-use axum::{Extension, Router};
-use futures::future::{Either, Ready, ready};
 use http::HeaderMap;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
-use tower::{Layer, Service};
+use http::header::CONTENT_TYPE;
 
-use super::Shared;
 use super::rescue::refuse;
 use super::respond::{accepts, read_body};
+use super::{Caller, Shared};
 use super::{legacy, modern, ops};
 use crate::error::GatewayError;
-use crate::pipeline::edge::Edge;
 use crate::pipeline::parts::{Principal, Scope};
 use crate::wire::mcp::{self, Era};
 
 /// The gateway's HTTP routes over `shared`. `/healthz` and `/readyz` are open (probes carry no
-/// credentials); everything else passes the edge first.
+/// credentials); every other handler takes a [`Caller`], so the edge runs before anything else.
 pub fn router(shared: Arc<Shared>) -> Router {
-    let guarded = Router::new()
+    Router::new()
         .route("/mcp", get(get_gateway).post(post_gateway).delete(delete_gateway))
         .route("/servers/{name}/mcp", get(get_upstream).post(post_upstream).delete(delete_upstream))
         .route("/metrics", get(ops::metrics))
         .route("/admin/cache/clear", post(ops::clear_cache))
-        .route_layer(EdgeLayer { edge: Arc::clone(&shared.stack.edge) });
-    Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .merge(guarded)
         .fallback(|| async { refuse(&GatewayError::NotFound("MCP is served at /mcp".into()), None, Era::Legacy) })
         .with_state(shared)
-}
-
-/// The edge step as HTTP middleware: checks `Host`, `Origin` and credentials before the
-/// handler runs (and so before the body is read), and hands the caller's [`Principal`] to the
-/// handler in the request's extensions. No boxed future per request.
-#[derive(Clone)]
-struct EdgeLayer {
-    edge: Arc<Edge>,
-}
-
-impl<S> Layer<S> for EdgeLayer {
-    type Service = EdgeService<S>;
-
-    fn layer(&self, inner: S) -> EdgeService<S> {
-        EdgeService { inner, edge: Arc::clone(&self.edge) }
-    }
-}
-
-#[derive(Clone)]
-struct EdgeService<S> {
-    inner: S,
-    edge: Arc<Edge>,
-}
-
-impl<S> Service<Request> for EdgeService<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        let header = |name| req.headers().get(name).and_then(|v: &http::HeaderValue| v.to_str().ok());
-        match self.edge.check(header(HOST), header(ORIGIN), header(AUTHORIZATION)) {
-            Ok(principal) => {
-                req.extensions_mut().insert(principal);
-                Either::Right(self.inner.call(req))
-            }
-            Err(e) => Either::Left(ready(Ok(refuse(&e, None, Era::Legacy)))),
-        }
-    }
 }
 
 /// Which era a request belongs to (see the module doc).
@@ -157,17 +103,13 @@ async fn post_in(shared: Arc<Shared>, scope: Scope, principal: Principal, req: R
     }
 }
 
-async fn post_gateway(
-    State(s): State<Arc<Shared>>,
-    Extension(principal): Extension<Principal>,
-    req: Request,
-) -> Response {
+async fn post_gateway(State(s): State<Arc<Shared>>, Caller(principal): Caller, req: Request) -> Response {
     post_in(s, Scope::Gateway, principal, req).await
 }
 
 async fn post_upstream(
     State(s): State<Arc<Shared>>,
-    Extension(principal): Extension<Principal>,
+    Caller(principal): Caller,
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
@@ -184,11 +126,11 @@ async fn get_in(shared: Arc<Shared>, scope: Scope, headers: HeaderMap) -> Respon
     legacy::get(shared, scope, &headers).await
 }
 
-async fn get_gateway(State(s): State<Arc<Shared>>, h: HeaderMap) -> Response {
+async fn get_gateway(State(s): State<Arc<Shared>>, _: Caller, h: HeaderMap) -> Response {
     get_in(s, Scope::Gateway, h).await
 }
 
-async fn get_upstream(State(s): State<Arc<Shared>>, Path(name): Path<String>, h: HeaderMap) -> Response {
+async fn get_upstream(State(s): State<Arc<Shared>>, _: Caller, Path(name): Path<String>, h: HeaderMap) -> Response {
     match upstream_scope(&s, &name) {
         Ok(scope) => get_in(s, scope, h).await,
         Err(e) => refuse(&e, None, Era::Legacy),
@@ -202,11 +144,11 @@ fn delete_in(shared: &Shared, headers: &HeaderMap) -> Response {
     legacy::delete(shared, headers)
 }
 
-async fn delete_gateway(State(s): State<Arc<Shared>>, h: HeaderMap) -> Response {
+async fn delete_gateway(State(s): State<Arc<Shared>>, _: Caller, h: HeaderMap) -> Response {
     delete_in(&s, &h)
 }
 
-async fn delete_upstream(State(s): State<Arc<Shared>>, Path(name): Path<String>, h: HeaderMap) -> Response {
+async fn delete_upstream(State(s): State<Arc<Shared>>, _: Caller, Path(name): Path<String>, h: HeaderMap) -> Response {
     match upstream_scope(&s, &name) {
         Ok(_) => delete_in(&s, &h),
         Err(e) => refuse(&e, None, Era::Legacy),

@@ -58,8 +58,10 @@ pub struct CallLabels {
     pub method: &'static str,
     /// Upstream namespace, or `gateway` when the gateway answered itself.
     pub upstream: Name,
-    /// `ok`, `tool_error`, `rpc_error`, `client_error`, `unavailable`, `timeout`, `upstream_error`,
-    /// `shutting_down`.
+    /// `ok`, `tool_error`, `rpc_error` (answers), or the error table's label of the failure
+    /// (`crate::error::GatewayError::class`): `client_error`, `unauthorized`, `forbidden`, `shed`,
+    /// `shutting_down`, `in_progress`, `cancelled`, `unavailable`, `upstream_error`, `timeout`,
+    /// `internal`.
     pub outcome: &'static str,
 }
 

@@ -101,7 +101,7 @@ pub struct Routed {
     /// The request for the upstream (params rewritten at write time, name, event route).
     pub request: Arc<Outbound>,
     /// Where it goes.
-    pub target: Arc<Target>,
+    pub target: Target,
     /// Who asked.
     pub caller: Principal,
     /// With what priority.
@@ -120,7 +120,7 @@ impl Routed {
 
     /// The same call sent to `upstream` instead (the fallback hand-over).
     pub fn to(&self, upstream: &Arc<Upstream>) -> Routed {
-        let target = Target { upstream: Arc::clone(upstream), fallback: None, ..Target::clone(&self.target) };
-        Routed { target: Arc::new(target), ..self.clone() }
+        let target = Target { upstream: Arc::clone(upstream), fallback: None, ..self.target.clone() };
+        Routed { target, ..self.clone() }
     }
 }

@@ -1,18 +1,15 @@
 //! The last step of the gateway's stack: hand the routed call to its upstream's own stack
 //! (bulkhead → retry → balance → breaker → timeout → attempt, `upstream::stack`).
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tower::util::Oneshot;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use super::ctx::Routed;
-use super::parts::Reply;
+use super::parts::{Reply, ReplyFuture};
 use super::steps::Steps;
 use crate::error::GatewayError;
 use crate::upstream::dispatch::{CallPolicy, Dispatch};
-use crate::upstream::stack::Stack;
 
 /// Sends routed calls to their upstream.
 #[derive(Clone, Copy, Debug, Default)]
@@ -27,7 +24,7 @@ impl Steps for Forward {
 impl Service<Routed> for Forward {
     type Response = Reply;
     type Error = GatewayError;
-    type Future = Oneshot<Stack, Arc<Dispatch>>;
+    type Future = ReplyFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         Poll::Ready(Ok(()))
@@ -40,6 +37,6 @@ impl Service<Routed> for Forward {
             retry_safe: routed.target.retry_safe,
             timeout: routed.target.timeout,
         };
-        routed.target.upstream.stack().oneshot(Dispatch::new(routed.request, policy))
+        routed.target.upstream.call(Dispatch::new(routed.request, policy))
     }
 }

@@ -3,7 +3,7 @@
 //! and that a switched-off step is absent (`Stack::steps`).
 //!
 //! Steps are tower services, one module each; optional steps are `option_layer`s (absent when
-//! switched off, not a pass-through); the stack is boxed once. Before [`resolve`] a step sees
+//! switched off, not a pass-through); the stack is shared behind one pointer (`SharedStack`). Before [`resolve`] a step sees
 //! a [`ctx::Call`]; from resolve on, a [`ctx::Routed`] call that carries its target.
 
 pub mod admit;
@@ -22,7 +22,6 @@ pub mod steps;
 use std::sync::Arc;
 
 use tower::ServiceBuilder;
-use tower::util::BoxCloneSyncService;
 
 use self::admit::{Admission, Admit};
 use self::cache::ResponseCache;
@@ -32,19 +31,17 @@ use self::fallback::Fallback;
 use self::forward::Forward;
 use self::idempotency::IdempotencyKeys;
 use self::metered::Meter;
-use self::parts::Reply;
 use self::resolve::Resolve;
-use self::steps::StepLayer;
+use self::steps::{SharedStack, StepLayer};
 use crate::cache::coalesce::Coalescer;
 use crate::cache::idempotency::Idempotency;
 use crate::cache::store::Store;
 use crate::catalog::CatalogState;
 use crate::config::Config;
-use crate::error::GatewayError;
 use crate::upstream::UpstreamSet;
 
-/// The assembled call pipeline: one boxed service from [`Call`] to [`Reply`].
-pub type Pipeline = BoxCloneSyncService<Call, Reply, GatewayError>;
+/// The assembled call pipeline, from [`Call`] to [`parts::Reply`].
+pub type Pipeline = SharedStack<Call>;
 
 /// The state the steps work with, made once by `app`.
 pub struct Parts<'a> {
@@ -107,7 +104,7 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
         .service(Forward);
     let mut steps = vec!["edge"];
     steps.extend(self::steps::list(&stack));
-    Stack { edge, call: BoxCloneSyncService::new(stack), admission, steps }
+    Stack { edge, call: SharedStack::new(stack), admission, steps }
 }
 
 #[cfg(test)]

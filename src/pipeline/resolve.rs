@@ -3,12 +3,15 @@
 //! [`Target`] (upstream, the upstream's own name, cache policy, retry safety, deadline) and
 //! goes on as a [`Routed`] call. No later step looks the catalog up again.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tower::{Service, ServiceExt};
+use futures::future::Either;
+use tower::Service;
 
 use super::ctx::{CachePolicy, Call, Routed, Target};
 use super::parts::{LogLevel, Origin, Params, Reply, ReplyFuture, Scope};
@@ -60,15 +63,65 @@ where
 {
     type Response = Reply;
     type Error = GatewayError;
-    type Future = ReplyFuture;
+    type Future = Either<Forwarded<S::Future>, ReplyFuture>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
-        let (resolver, inner) = (Arc::clone(&self.step.resolver), self.inner.clone());
-        Box::pin(async move { resolver.answer(call, inner).await })
+        let resolver = &self.step.resolver;
+        if !forwarded(&call.method) {
+            let resolver = Arc::clone(resolver);
+            return Either::Right(Box::pin(async move { resolver.answer(call).await }));
+        }
+        // A modern client's missing resource is reported in its own terms, under its own URI.
+        let client_uri = (call.ctx.client.era == Era::Modern && call.method == Method::ResourcesRead)
+            .then(|| call.params.str("uri").map(|u| u.into_owned()))
+            .flatten();
+        match resolver.route(call) {
+            Ok(routed) => Either::Left(Forwarded { inner: self.inner.call(routed), client_uri }),
+            Err(e) => Either::Right(Box::pin(std::future::ready(Err(e)))),
+        }
+    }
+}
+
+/// Whether calls of `method` go to an upstream (when their target resolves).
+fn forwarded(method: &Method) -> bool {
+    matches!(
+        method,
+        Method::ToolsCall
+            | Method::PromptsGet
+            | Method::ResourcesRead
+            | Method::CompletionComplete
+            | Method::ResourcesSubscribe
+            | Method::ResourcesUnsubscribe
+            | Method::Other(_)
+    )
+}
+
+pin_project_lite::pin_project! {
+    /// A routed call on its way: the next step's future, and the URI a modern client asked for.
+    pub struct Forwarded<F> {
+        #[pin]
+        inner: F,
+        client_uri: Option<String>,
+    }
+}
+
+impl<F> Future for Forwarded<F>
+where
+    F: Future<Output = Result<Reply, GatewayError>>,
+{
+    type Output = Result<Reply, GatewayError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let reply = std::task::ready!(this.inner.poll(cx))?;
+        Poll::Ready(Ok(match this.client_uri.as_deref() {
+            Some(uri) => resource_error_for_modern(reply, uri),
+            None => reply,
+        }))
     }
 }
 
@@ -94,16 +147,12 @@ fn gateway_result(body: impl Into<Bytes>) -> Reply {
 }
 
 impl Resolver {
-    /// Answer one call, handing routed calls to `inner`.
+    /// Answer a call the gateway answers itself: lists, and in the legacy era `ping` and
+    /// `logging/setLevel`.
     ///
     /// Errors: [`GatewayError::MethodNotFound`] for methods the client's era does not have or
-    /// the gateway does not serve; [`GatewayError::UnknownTool`], [`GatewayError::UnknownPrompt`],
-    /// [`GatewayError::ResourceNotFound`], [`GatewayError::InvalidParams`] for bad targets; and
-    /// whatever `inner` fails with.
-    async fn answer<S>(&self, call: Call, inner: S) -> Result<Reply, GatewayError>
-    where
-        S: Service<Routed, Response = Reply, Error = GatewayError>,
-    {
+    /// the gateway does not serve; [`GatewayError::InvalidCursor`], [`GatewayError::InvalidParams`].
+    async fn answer(&self, call: Call) -> Result<Reply, GatewayError> {
         let modern = call.ctx.client.era == Era::Modern;
         match &call.method {
             Method::Ping if !modern => Ok(gateway_result(Bytes::from_static(b"{}"))),
@@ -115,22 +164,6 @@ impl Resolver {
                 Ok(gateway_result(page))
             }
             Method::LoggingSetLevel if !modern => self.set_level(&call).await,
-            Method::ToolsCall
-            | Method::PromptsGet
-            | Method::ResourcesRead
-            | Method::CompletionComplete
-            | Method::ResourcesSubscribe
-            | Method::ResourcesUnsubscribe
-            | Method::Other(_) => {
-                let rewrite_missing = modern && call.method == Method::ResourcesRead;
-                let client_uri = rewrite_missing.then(|| call.params.str("uri").map(|u| u.into_owned())).flatten();
-                let routed = self.route(call)?;
-                let reply = inner.oneshot(routed).await?;
-                Ok(match client_uri {
-                    Some(uri) => resource_error_for_modern(reply, &uri),
-                    None => reply,
-                })
-            }
             other => Err(GatewayError::MethodNotFound(other.as_str().to_string())),
         }
     }
@@ -143,7 +176,8 @@ impl Resolver {
             self.locate(&method, &params, &ctx.scope, ctx.client.era, &snap)?;
         let tool = (method == Method::ToolsCall).then_some(name.as_deref()).flatten();
         let per_tool = tool.and_then(|t| up.config.tools.get(t));
-        let hints = tool.and_then(|t| snap.hints(&up.name, t).copied()).filter(|_| up.config.trusted);
+        // Annotations count only from a trusted upstream (and are not looked up otherwise).
+        let hints = tool.filter(|_| up.config.trusted).and_then(|t| snap.hints(&up.name, t).copied());
         let retry_safe = ctx.idempotency_key.is_some()
             || match &method {
                 Method::ToolsCall => match per_tool.and_then(|t| t.retry) {
@@ -182,7 +216,7 @@ impl Resolver {
         let request = Outbound { method, body: Body::Client { params, rewrite, client: ctx.client }, name, route };
         Ok(Routed {
             request: Arc::new(request),
-            target: Arc::new(target),
+            target,
             caller: ctx.principal,
             priority: ctx.priority,
             idempotency_key: ctx.idempotency_key,

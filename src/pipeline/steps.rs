@@ -1,6 +1,14 @@
-//! How a built stack names its steps, outermost first: each step's service names itself and
-//! then asks the service it wraps, so the list is read off the stack that really runs (a test
-//! pins the order, and that a switched-off step is absent).
+//! The machinery every step shares: one layer type ([`StepLayer`]) that puts a step's state in
+//! front of the next service ([`Stepped`]); how a built stack names its steps, outermost first
+//! (each step names itself, then asks the service it wraps, so the list is read off the stack
+//! that really runs); and the shared handle a built stack is called through ([`SharedStack`]).
+
+use std::sync::Arc;
+
+use tower::{Service, ServiceExt};
+
+use super::parts::{Reply, ReplyFuture};
+use crate::error::GatewayError;
 
 /// A service that can list the steps it is made of.
 pub trait Steps {
@@ -58,5 +66,34 @@ impl<T: Named, S: Steps> Steps for Stepped<T, S> {
     fn steps(&self, out: &mut Vec<&'static str>) {
         out.push(self.step.name());
         self.inner.steps(out);
+    }
+}
+
+/// A built stack behind one pointer. A call clones the stack's services (plain structs of
+/// `Arc`s, on the caller's own stack) and boxes only the call's future: one allocation per
+/// call, where a `BoxCloneSyncService` takes two (the boxed clone, then the boxed future).
+pub struct SharedStack<R> {
+    call: Arc<dyn Fn(R) -> ReplyFuture + Send + Sync>,
+}
+
+impl<R> Clone for SharedStack<R> {
+    fn clone(&self) -> Self {
+        SharedStack { call: Arc::clone(&self.call) }
+    }
+}
+
+impl<R: Send + 'static> SharedStack<R> {
+    /// Share `stack`.
+    pub fn new<S>(stack: S) -> Self
+    where
+        S: Service<R, Response = Reply, Error = GatewayError> + Clone + Send + Sync + 'static,
+        S::Future: Send,
+    {
+        SharedStack { call: Arc::new(move |req| Box::pin(stack.clone().oneshot(req))) }
+    }
+
+    /// Run one request through the stack.
+    pub fn call(&self, req: R) -> ReplyFuture {
+        (self.call)(req)
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::future::Either;
 use tower::{Service, ServiceExt};
 
 use super::connection::Connection;
@@ -43,18 +44,28 @@ where
 {
     type Response = Reply;
     type Error = GatewayError;
-    type Future = ReplyFuture;
+    type Future = Either<S::Future, ReplyFuture>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, dispatch: Arc<Dispatch>) -> Self::Future {
-        let candidates = order(self.step.pool.live(), dispatch.last_replica());
-        let (pool, mut inner) = (Arc::clone(&self.step.pool), self.inner.clone());
-        Box::pin(async move {
-            let Some((first, _)) = candidates.first() else { return Err(pool.unavailable()) };
-            pool.maybe_grow(first);
+        let pool = &self.step.pool;
+        let mut candidates = order(pool.live(), dispatch.last_replica());
+        let Some((first, _)) = candidates.first() else {
+            let unavailable = pool.unavailable();
+            return Either::Right(Box::pin(async move { Err(unavailable) }));
+        };
+        pool.maybe_grow(first);
+        if candidates.len() == 1 {
+            // One live replica (the common case): no fallbacks to try, nothing to box.
+            let (replica, conn) = candidates.pop().expect("one candidate");
+            dispatch.set_last_replica(replica.index);
+            return Either::Left(self.inner.call(Picked { dispatch, replica, conn }));
+        }
+        let (pool, mut inner) = (Arc::clone(pool), self.inner.clone());
+        Either::Right(Box::pin(async move {
             let mut soonest: Option<Duration> = None;
             for (replica, conn) in candidates {
                 dispatch.set_last_replica(replica.index);
@@ -68,7 +79,7 @@ where
                 }
             }
             Err(pool.circuit_open(soonest.unwrap_or_default()))
-        })
+        }))
     }
 }
 

@@ -32,7 +32,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 use self::config::UpstreamConfig;
 use self::dispatch::{CallPolicy, Dispatch};
@@ -46,7 +45,7 @@ use self::status::Status;
 use crate::error::GatewayError;
 use crate::observe::metrics::Name;
 use crate::pipeline::admit::Admission;
-use crate::pipeline::parts::Reply;
+use crate::pipeline::parts::{Reply, ReplyFuture};
 
 /// One upstream server.
 pub struct Upstream {
@@ -91,13 +90,8 @@ impl Upstream {
     /// (it is cancelled upstream); [`GatewayError::UpstreamTransport`] when the connection
     /// failed during the call; [`GatewayError::UpstreamProtocol`] for an answer that is not a
     /// response.
-    pub async fn call(&self, dispatch: Arc<Dispatch>) -> Result<Reply, GatewayError> {
-        self.stack().oneshot(dispatch).await
-    }
-
-    /// This upstream's stack, to call with a [`Dispatch`] (see [`Upstream::call`]).
-    pub fn stack(&self) -> stack::Stack {
-        self.stack.clone()
+    pub fn call(&self, dispatch: Arc<Dispatch>) -> ReplyFuture {
+        self.stack.call(dispatch)
     }
 
     /// The steps of this upstream's stack, outermost first.

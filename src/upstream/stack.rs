@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use tower::ServiceBuilder;
-use tower::util::BoxCloneSyncService;
 
 use super::attempt::Attempt;
 use super::balance::Balance;
@@ -14,13 +13,11 @@ use super::dispatch::Dispatch;
 use super::pool::Pool;
 use super::retry::layer::Retry;
 use super::timeout::Timeout;
-use crate::error::GatewayError;
 use crate::pipeline::admit::{Admission, Admit};
-use crate::pipeline::parts::Reply;
-use crate::pipeline::steps::{self, StepLayer};
+use crate::pipeline::steps::{self, SharedStack, StepLayer};
 
-/// An upstream's assembled stack: one boxed service from a call to its reply.
-pub type Stack = BoxCloneSyncService<Arc<Dispatch>, Reply, GatewayError>;
+/// An upstream's assembled stack, from a call to its reply.
+pub type Stack = SharedStack<Arc<Dispatch>>;
 
 /// Build the stack of upstream `name` over its `pool`, outermost first, and list its steps.
 /// `bulkhead` is `None` when `[resilience] bulkhead = false`.
@@ -48,5 +45,5 @@ pub fn build(
         // attempt: write the request on the connection, read the answer.
         .service(Attempt::new(name));
     let steps = steps::list(&stack);
-    (BoxCloneSyncService::new(stack), steps)
+    (SharedStack::new(stack), steps)
 }
