@@ -10,6 +10,7 @@ Usage (from the repo root):
   python3 bench/matrix.py --soak 300           # 5-minute run at concurrency 32, RSS sampled
   python3 bench/matrix.py --layers-off         # A = default layers, B = resilience layers off
   python3 bench/matrix.py --cache              # cache hits and misses against direct and uncached
+  python3 bench/matrix.py --ab OTHER --conc 32 --reps 8   # only the concurrency-32 cells, more reps
 Optional comparators in front of the same stdio upstream, when installed:
   SUPERGATEWAY=/path/to/supergateway  MCP_PROXY=/path/to/mcp-proxy
 """
@@ -114,6 +115,7 @@ def main() -> None:
         help="small calls only: direct, sekisho uncached, sekisho cache misses (unique arguments) and hits (64 distinct)",
     )
     ap.add_argument("--redis", metavar="URL", help="give the gateway this Redis as its L2 (with --cache)")
+    ap.add_argument("--conc", type=int, help="only the cells of this concurrency (e.g. 32)")
     ap.add_argument(
         "--layers-off",
         action="store_true",
@@ -236,6 +238,8 @@ trusted = true
             return
 
         cells = [(1, None), (32, None)] if args.cache else [(1, None), (32, None), (1, 16), (32, 16)]
+        if args.conc:
+            cells = [c for c in cells if c[0] == args.conc]
         results: dict = {}
         errors = 0
         for conc, kib in cells:

@@ -41,6 +41,9 @@ fn check_prints_upstreams_and_redacts_secrets() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("a: stdio `npx x`") && text.contains("b: http http://127.0.0.1:9/mcp"), "{text}");
     assert!(!text.contains("hunter2") && !text.contains("s3cret"), "{text}");
+    // The values in force are printed, defaults and [resilience] values included.
+    assert!(text.contains("max_concurrent = 256") && text.contains("timeout = \"2m\""), "{text}");
+    assert!(text.contains("[admission]") && text.contains("url = \"<none>\""), "{text}");
     std::fs::write(&cfg, "[server]\nlisten = \"0.0.0.0:1\"\n[upstreams.x]\n").unwrap();
     let out = Command::new(BIN).args(["check", "--config"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

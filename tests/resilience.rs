@@ -189,12 +189,13 @@ async fn a_dead_upstream_is_served_by_its_fallback_until_it_returns_gradually() 
         if status == "up" { Ok(()) } else { Err(status) }
     })
     .await;
-    // An exception to waiting on what can be seen: the fallback's share falls to zero over
-    // fallback_return (1 s) from when main connected, calls are routed by a random draw until
-    // then, and nothing outside shows when the ramp ends (a call that lands on main proves
-    // nothing). So let that time pass: main connected before it was seen up, and a sleep only
-    // ever lasts longer, so this cannot end early under load.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The fallback's share falls to zero over fallback_return (1 s) from when main connected;
+    // until then calls are routed by a random draw, so wait for /readyz to show it at zero.
+    eventually("traffic back on main", Duration::from_secs(10), async || {
+        let percent = gw.readyz().await["upstreams"]["main"]["fallback_percent"].clone();
+        if percent == 0 { Ok(()) } else { Err(percent) }
+    })
+    .await;
     let before = metrics(&gw).await;
     for i in 0..5 {
         let a = m.request(10 + i, "tools/call", json!({"name": "echo", "arguments": {"message": "home"}})).await;
@@ -248,12 +249,13 @@ async fn overload_serves_critical_calls_and_sheds_low_ones_first() {
     })
     .await;
     let lows: Vec<_> = (0..3).map(|i| call("low", 10 + i, 10)).collect();
-    // An exception to waiting on what can be seen: nothing outside shows the gateway's
-    // admission queue (no gauge for the gateway limit, and a probe request would itself be
-    // queued or shed and change the counts asserted below). The pause only lets the lows
-    // queue before the criticals displace them; the assertions hold in either order, since a
-    // low that arrives after the criticals finds the queue full of them and is shed at once.
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    eventually("the lows queued at the gateway's limit", Duration::from_secs(10), async || {
+        let m = metrics(&gw).await;
+        let queued =
+            m.lines().find(|l| l.starts_with("sekisho_admission_queued{limit=\"gateway\"}")).map(str::to_string);
+        if queued.as_deref().is_some_and(|l| l.ends_with(" 3")) { Ok(()) } else { Err(queued.unwrap_or_default()) }
+    })
+    .await;
     let criticals: Vec<_> = (0..3).map(|i| call("critical", 20 + i, 10)).collect();
     for low in lows {
         let a = low.await.unwrap();

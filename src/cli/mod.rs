@@ -144,5 +144,41 @@ pub fn describe(config: &crate::config::Config) -> String {
             }
         }
     }
+    out.push_str(&sections(config));
+    out
+}
+
+/// The gateway-wide sections as they are in force (defaults included), secrets left out.
+fn sections(config: &crate::config::Config) -> String {
+    let s = &config.server;
+    let server = serde_json::json!({
+        "max_body_bytes": s.max_body_bytes,
+        "shutdown_grace": humantime::format_duration(s.shutdown_grace).to_string(),
+        "session_ttl": humantime::format_duration(s.session_ttl).to_string(),
+        "session_key": if s.session_key.is_empty() { "<random per process>" } else { "<set>" },
+        "allowed_hosts": s.allowed_hosts,
+        "allowed_origins": s.allowed_origins,
+        "worker_threads": s.worker_threads,
+    });
+    let redis = serde_json::json!({
+        "url": if config.redis.resolved_url().is_some() { "<set>" } else { "<none>" },
+        "prefix": config.redis.prefix,
+        "timeout": humantime::format_duration(config.redis.timeout).to_string(),
+    });
+    let mut out = String::from("settings in force:\n");
+    let mut section = |name: &str, text: Result<String, toml::ser::Error>| {
+        out.push_str(&format!("  [{name}]\n"));
+        for line in text.unwrap_or_default().lines().filter(|l| !l.is_empty()) {
+            out.push_str(&format!("    {line}\n"));
+        }
+    };
+    section("server", toml::to_string(&server));
+    section("admission", toml::to_string(&config.admission));
+    section("resilience", toml::to_string(&config.resilience));
+    section("cache", toml::to_string(&config.cache));
+    section("idempotency", toml::to_string(&config.idempotency));
+    section("redis", toml::to_string(&redis));
+    section("catalog", toml::to_string(&config.catalog));
+    section("log", toml::to_string(&config.log));
     out
 }

@@ -56,6 +56,11 @@ pub async fn readyz(State(shared): State<Arc<Shared>>, uri: http::Uri) -> Respon
             })
             .collect();
         entry["replicas"] = replicas.into();
+        if up.config.fallback.is_some() {
+            // The percentage of its calls its fallback takes now: 100 while it is down, falling
+            // to 0 over fallback_return after it recovers.
+            entry["fallback_percent"] = ((up.fallback_share() * 100.0).round() as u64).into();
+        }
         upstreams.insert(up.name.to_string(), entry);
     }
     let draining = shared.draining.is_cancelled();

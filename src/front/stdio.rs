@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::mpsc;
-use tokio_util::codec::{AnyDelimiterCodec, FramedRead};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
@@ -24,6 +24,7 @@ use crate::session::hub::{Filter, Registration};
 use crate::session::lifecycle;
 use crate::session::registry::SessionState;
 use crate::wire::jsonrpc::{self, Kind, Message, Method};
+use crate::wire::lines::LineCodec;
 use crate::wire::mcp::{self, Era};
 use crate::wire::object::ObjectView;
 
@@ -54,7 +55,7 @@ pub async fn serve(
         legacy: Mutex::new(None),
         listens: Mutex::new(HashMap::new()),
     });
-    let mut lines = FramedRead::new(input, AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), max));
+    let mut lines = FramedRead::new(input, LineCodec::new(max));
     let mut legacy_stream: Option<Registration> = None;
     loop {
         let line = tokio::select! {

@@ -42,6 +42,15 @@ impl FallbackState {
         rand::random::<f64>() >= since.as_secs_f64() / self.period.as_secs_f64()
     }
 
+    /// The share of calls the fallback takes now (0.0 to 1.0), without deciding for a call:
+    /// 1 while no replica is healthy, falling linearly to 0 over `fallback_return` after
+    /// recovery, 0 when not degraded.
+    pub fn share(&self, pool: &Pool) -> f64 {
+        let Some(up) = pool.healthy_since() else { return 1.0 };
+        let Some(last) = *self.unhealthy_seen.lock().expect("fallback lock") else { return 0.0 };
+        (1.0 - up.max(last).elapsed().as_secs_f64() / self.period.as_secs_f64()).max(0.0)
+    }
+
     /// Note that the primary failed a call the fallback then served.
     pub fn mark_degraded(&self) {
         *self.unhealthy_seen.lock().expect("fallback lock") = Some(Instant::now());

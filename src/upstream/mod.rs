@@ -166,6 +166,11 @@ impl Upstream {
         self.fallback.route_to_fallback(&self.pool)
     }
 
+    /// The share of this upstream's calls its fallback takes now (see [`FallbackState::share`]).
+    pub fn fallback_share(&self) -> f64 {
+        self.fallback.share(&self.pool)
+    }
+
     /// Note that the primary failed a call the fallback then served.
     pub fn mark_degraded(&self) {
         self.fallback.mark_degraded();

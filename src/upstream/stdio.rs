@@ -15,7 +15,7 @@ use futures::StreamExt;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{AnyDelimiterCodec, FramedRead, LinesCodec};
+use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::conn::ConnError;
@@ -24,6 +24,7 @@ use super::mux::{Action, Mux, Signals};
 use super::request::Outbound;
 use crate::error::TransportError;
 use crate::wire::jsonrpc::{Message, write_notification};
+use crate::wire::lines::LineCodec;
 
 /// Largest line accepted from a child's stdout (64 MiB); a longer one ends the connection.
 pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
@@ -97,10 +98,7 @@ impl StdioConn {
             pid,
         });
         tokio::spawn(write_loop(stdin, rx, conn.stop_writing.clone()));
-        tokio::spawn(read_loop(
-            Arc::clone(&conn),
-            FramedRead::new(stdout, AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), MAX_LINE_BYTES)),
-        ));
+        tokio::spawn(read_loop(Arc::clone(&conn), FramedRead::new(stdout, LineCodec::new(MAX_LINE_BYTES))));
         tokio::spawn(stderr_loop(upstream.to_string(), stderr));
         Ok((conn, Process { child, pgid: pid.map(|p| p as i32) }))
     }
@@ -207,7 +205,7 @@ async fn write_loop(stdin: ChildStdin, mut rx: mpsc::Receiver<Bytes>, stop: Canc
     let _ = out.shutdown().await;
 }
 
-async fn read_loop(conn: Arc<StdioConn>, mut lines: FramedRead<tokio::process::ChildStdout, AnyDelimiterCodec>) {
+async fn read_loop(conn: Arc<StdioConn>, mut lines: FramedRead<tokio::process::ChildStdout, LineCodec>) {
     while let Some(line) = lines.next().await {
         let line = match line {
             Ok(line) => line,

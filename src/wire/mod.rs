@@ -1,7 +1,8 @@
 //! Wire formats shared by the client-facing front and the upstream clients: MCP constants,
-//! JSON-RPC envelopes, shallow JSON object views, and SSE framing.
+//! JSON-RPC envelopes, shallow JSON object views, SSE framing, and stdio line framing.
 
 pub mod jsonrpc;
+pub mod lines;
 pub mod mcp;
 pub mod object;
 pub mod sse;
