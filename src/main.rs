@@ -72,13 +72,15 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        // Installed first, so a signal during start-up drains the gateway instead of killing it.
+        let shutdown = shutdown_signal();
         match cli.command {
             Command::Serve { .. } => {
                 let listener = tokio::net::TcpListener::bind(config.server.listen_addr()).await?;
                 tracing::info!(addr = %listener.local_addr()?, upstreams = config.upstreams.len(), "listening");
-                sekisho::app::run(&config, listener, shutdown_signal()).await
+                sekisho::app::run(&config, listener, shutdown).await
             }
-            Command::Stdio { .. } => sekisho::app::run_stdio(&config, shutdown_signal()).await,
+            Command::Stdio { .. } => sekisho::app::run_stdio(&config, shutdown).await,
             Command::Check { .. } => Ok(()),
             Command::Cache { action: sekisho::cli::CacheAction::Clear { upstream, tool, .. } } => {
                 match sekisho::cli::clear_cache(&config, upstream.as_deref(), tool.as_deref()).await {
@@ -101,13 +103,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called, not when the
+/// future is first polled (which happens only once the gateway has started).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
