@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// page_size = 100           # items per downstream list page
 /// list_ttl_ms = 0           # ttlMs hint for modern clients when upstreams send none
 /// refresh_interval = "5m"   # re-list upstreams this often even without list_changed
+/// initial_wait = "8s"       # after start, lists wait this long at most for starting upstreams
 /// ```
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -25,6 +26,11 @@ pub struct CatalogConfig {
     /// Period of the background re-listing of every upstream.
     #[serde(with = "humantime_serde")]
     pub refresh_interval: Duration,
+    /// Right after start, list requests (and calls to names not listed yet) wait at most this
+    /// long from start for every upstream to connect and be listed, or fail (`catalog::startup`).
+    /// Below the start-up timeouts of common clients (Codex: 10 s).
+    #[serde(with = "humantime_serde")]
+    pub initial_wait: Duration,
 }
 
 impl Default for CatalogConfig {
@@ -34,6 +40,7 @@ impl Default for CatalogConfig {
             page_size: 100,
             list_ttl_ms: 0,
             refresh_interval: Duration::from_secs(300),
+            initial_wait: Duration::from_secs(8),
         }
     }
 }
@@ -50,6 +57,9 @@ impl CatalogConfig {
         }
         if self.page_size == 0 || self.page_size > 10_000 {
             problems.push("catalog.page_size must be between 1 and 10000".into());
+        }
+        if self.initial_wait > Duration::from_secs(120) {
+            problems.push("catalog.initial_wait must be at most 120s".into());
         }
         if self.refresh_interval < Duration::from_secs(1) {
             problems.push("catalog.refresh_interval must be at least 1s".into());

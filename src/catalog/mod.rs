@@ -11,6 +11,7 @@ pub mod config;
 pub mod listing;
 pub mod lists;
 pub mod naming;
+pub mod startup;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::config::CatalogConfig;
 use self::listing::{Entry, Hint, ListKind};
+use self::startup::StartupGate;
 use crate::error::GatewayError;
 use crate::upstream::Upstream;
 use crate::upstream::mux::{self, Signal};
@@ -240,6 +242,7 @@ pub struct CatalogState {
     config: CatalogConfig,
     changes: broadcast::Sender<Change>,
     updates: broadcast::Sender<ResourceUpdate>,
+    startup: StartupGate,
 }
 
 impl CatalogState {
@@ -249,6 +252,7 @@ impl CatalogState {
         let catalog = Catalog::build(0, &lists, &config.separator);
         Arc::new(CatalogState {
             current: ArcSwap::from_pointee(catalog),
+            startup: StartupGate::new(lists.keys().map(|n| n.as_ref()), config.initial_wait),
             lists: Mutex::new((0, lists)),
             config,
             changes: broadcast::channel(256).0,
@@ -259,6 +263,11 @@ impl CatalogState {
     /// The current snapshot.
     pub fn snapshot(&self) -> arc_swap::Guard<Arc<Catalog>> {
         self.current.load()
+    }
+
+    /// The start-up gate: list requests and calls to unknown names wait on it right after start.
+    pub fn startup(&self) -> &StartupGate {
+        &self.startup
     }
 
     /// The catalog configuration.
@@ -285,7 +294,7 @@ impl CatalogState {
         f(&mut after);
         let changed: Vec<ListKind> =
             ListKind::ALL.into_iter().filter(|k| before.items[k.index()] != after.items[k.index()]).collect();
-        if changed.is_empty() && before.up == after.up && before.hints == after.hints {
+        if changed.is_empty() && before.up == after.up && before.listed == after.listed && before.hints == after.hints {
             return;
         }
         lists.insert(Arc::clone(upstream), Arc::new(after));
@@ -375,6 +384,8 @@ impl CatalogState {
                 self.refresh(&up, &kinds).await;
             }
             up.freshness().caught_up_to(announced);
+            // The first round ends this upstream's start: it was listed, or it failed to start.
+            self.startup.settled(&up.name);
         }
     }
 }

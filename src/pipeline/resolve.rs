@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::Either;
-use tower::Service;
+use tower::{Service, ServiceExt};
 
 use super::ctx::{CachePolicy, Call, Routed, Target};
 use super::parts::{LogLevel, Origin, Params, Reply, ReplyFuture, Scope};
@@ -75,15 +75,29 @@ where
             let resolver = Arc::clone(resolver);
             return Either::Right(Box::pin(async move { resolver.answer(call).await }));
         }
-        // A modern client's missing resource is reported in its own terms, under its own URI.
-        let client_uri = (call.ctx.client.era == Era::Modern && call.method == Method::ResourcesRead)
-            .then(|| call.params.str("uri").map(|u| u.into_owned()))
-            .flatten();
+        if !resolver.catalog.startup().is_open() {
+            // Right after start a name may belong to an upstream still starting: wait for the
+            // catalog (bounded by `initial_wait`) rather than answer "unknown tool".
+            let (resolver, inner) = (Arc::clone(resolver), self.inner.clone());
+            return Either::Right(Box::pin(async move {
+                resolver.catalog.startup().wait().await;
+                resolver.forward(call, inner).await
+            }));
+        }
+        let client_uri = client_uri(&call);
         match resolver.route(call) {
             Ok(routed) => Either::Left(Forwarded { inner: self.inner.call(routed), client_uri }),
             Err(e) => Either::Right(Box::pin(std::future::ready(Err(e)))),
         }
     }
+}
+
+/// The URI a modern client asked to read: its missing resource is reported in its own terms,
+/// under its own URI.
+fn client_uri(call: &Call) -> Option<String> {
+    (call.ctx.client.era == Era::Modern && call.method == Method::ResourcesRead)
+        .then(|| call.params.str("uri").map(|u| u.into_owned()))
+        .flatten()
 }
 
 /// Whether calls of `method` go to an upstream (when their target resolves).
@@ -147,6 +161,16 @@ fn gateway_result(body: impl Into<Bytes>) -> Reply {
 }
 
 impl Resolver {
+    /// Route `call` and send it on through `inner` (the path of calls made during start-up).
+    async fn forward<S>(&self, call: Call, inner: S) -> Result<Reply, GatewayError>
+    where
+        S: Service<Routed, Response = Reply, Error = GatewayError>,
+    {
+        let client_uri = client_uri(&call);
+        let routed = self.route(call)?;
+        Forwarded { inner: inner.oneshot(routed), client_uri }.await
+    }
+
     /// Answer a call the gateway answers itself: lists, and in the legacy era `ping` and
     /// `logging/setLevel`.
     ///
@@ -158,6 +182,8 @@ impl Resolver {
             Method::Ping if !modern => Ok(gateway_result(Bytes::from_static(b"{}"))),
             Method::ToolsList | Method::PromptsList | Method::ResourcesList | Method::ResourcesTemplatesList => {
                 let kind = ListKind::from_method(call.method.as_str()).expect("list method");
+                // A client that reads the list once at start must see every upstream's items.
+                self.catalog.startup().wait().await;
                 self.fresh(&call.ctx.scope).await;
                 let cursor = call.params.str("cursor");
                 let page = lists::page(&self.catalog, kind, &call.ctx.scope, call.ctx.client.era, cursor.as_deref())?;
