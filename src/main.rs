@@ -34,10 +34,28 @@ static CONFIGURE_ALLOCATOR: extern "C" fn() = configure_allocator;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The client-facing helpers need no gateway configuration of their own to start.
+    let helper = match &cli.command {
+        Command::Import { file, format, write } => Some(sekisho::cli::run_import(file, *format, write.as_deref())),
+        Command::ClientConfig { client, config, file, write } => {
+            Some(sekisho::cli::run_client_config(*client, config, file.as_deref(), *write))
+        }
+        _ => None,
+    };
+    if let Some(result) = helper {
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sekisho: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let (path, listen) = match &cli.command {
         Command::Serve { config, listen } => (config, listen.clone()),
         Command::Stdio { config } | Command::Check { config } => (config, None),
         Command::Cache { action: sekisho::cli::CacheAction::Clear { config, .. } } => (config, None),
+        Command::Import { .. } | Command::ClientConfig { .. } => unreachable!("handled above"),
     };
     let mut config = match Config::load(path) {
         Ok(c) => c,
@@ -81,7 +99,7 @@ fn main() -> ExitCode {
                 sekisho::app::run(&config, listener, shutdown).await
             }
             Command::Stdio { .. } => sekisho::app::run_stdio(&config, shutdown).await,
-            Command::Check { .. } => Ok(()),
+            Command::Check { .. } | Command::Import { .. } | Command::ClientConfig { .. } => Ok(()),
             Command::Cache { action: sekisho::cli::CacheAction::Clear { upstream, tool, .. } } => {
                 match sekisho::cli::clear_cache(&config, upstream.as_deref(), tool.as_deref()).await {
                     Ok(answer) => {

@@ -1,4 +1,9 @@
-//! Command-line interface: `serve`, `stdio`, `check`. No business logic lives here.
+//! Command-line interface: `serve`, `stdio`, `check`, `cache clear`, `import`, `client-config`.
+//! No gateway logic lives here.
+
+pub mod clients;
+pub mod import;
+pub mod render;
 
 use std::path::PathBuf;
 
@@ -43,6 +48,120 @@ pub enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// Read a desktop or CLI client's MCP servers and print them as sekisho configuration
+    /// (variables to set and anything not mapped go to stderr).
+    Import {
+        /// The client's configuration file.
+        file: PathBuf,
+        /// Its format (detected from the contents when omitted).
+        #[arg(long, value_enum)]
+        format: Option<import::Format>,
+        /// Write the configuration to this new file instead of printing it.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+    /// Print a client's configuration with the servers sekisho serves replaced by one
+    /// `sekisho stdio --config …` entry; `--write` writes it in place, keeping a backup.
+    ClientConfig {
+        /// The client.
+        #[arg(value_enum)]
+        client: import::Format,
+        /// The sekisho configuration the client will start sekisho with.
+        #[arg(long, short, env = "SEKISHO_CONFIG")]
+        config: PathBuf,
+        /// The client's file (default: where the client keeps it; see docs/clients.md).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Write the file (keeping a backup) instead of printing it.
+        #[arg(long)]
+        write: bool,
+    },
+}
+
+/// `sekisho import`: the TOML for `file` (printed, or written to `write`), and a report of the
+/// variables to set and what was not mapped on stderr.
+///
+/// Errors: a message when the file cannot be read or parsed, or `write` exists already.
+pub fn run_import(
+    file: &std::path::Path,
+    format: Option<import::Format>,
+    write: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let format = match format {
+        Some(f) => f,
+        None => import::detect(&name, &text)?,
+    };
+    let imported = import::parse(&text, format)?;
+    let toml = render::toml(&imported, &file.display().to_string(), format);
+    for (var, v) in &imported.variables {
+        eprintln!("sekisho import: set {var} ({})", v.why);
+    }
+    for note in &imported.notes {
+        eprintln!("sekisho import: {note}");
+    }
+    match write {
+        Some(path) if path.exists() => Err(format!("{} exists; not overwriting it", path.display())),
+        Some(path) => std::fs::write(path, toml).map_err(|e| format!("cannot write {}: {e}", path.display())),
+        None => {
+            print!("{toml}");
+            Ok(())
+        }
+    }
+}
+
+/// `sekisho client-config`: `client`'s file with the servers sekisho serves (those `import`
+/// maps) replaced by one entry that starts sekisho with `config`.
+///
+/// Errors: a message when `config` is not a valid sekisho configuration, the client's file
+/// cannot be read, parsed or written, or its place is unknown.
+pub fn run_client_config(
+    client: import::Format,
+    config: &std::path::Path,
+    file: Option<&std::path::Path>,
+    write: bool,
+) -> Result<(), String> {
+    let path = match file {
+        Some(f) => f.to_path_buf(),
+        None => clients::default_path(client).ok_or("cannot tell where the client keeps its file: pass --file")?,
+    };
+    let existing = match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let imported = match &existing {
+        Some(text) if !text.trim().is_empty() => import::parse(text, client)?,
+        _ => import::Imported::default(),
+    };
+    // The variables the import moved out of the servers' entries come back in sekisho's entry;
+    // check the configuration as if they were set, since the client will set them.
+    for var in imported.variables.keys().filter(|v| std::env::var_os(v).is_none()) {
+        // SAFETY: the CLI is single-threaded here (no runtime has started).
+        unsafe { std::env::set_var(var, "set-by-the-client") };
+    }
+    crate::config::Config::load(config).map_err(|e| e.to_string())?;
+    let config = std::fs::canonicalize(config).map_err(|e| e.to_string())?;
+    let replaced: Vec<String> = imported.servers.iter().filter(|s| s.replaces).map(|s| s.original.clone()).collect();
+    let sekisho = std::env::current_exe().map_err(|e| e.to_string())?;
+    let entry = clients::Entry { sekisho: &sekisho, config: &config, variables: &imported.variables };
+    let text = clients::rewrite(client, existing.as_deref(), &replaced, &entry)?;
+    if !write {
+        print!("{text}");
+        return Ok(());
+    }
+    let backup =
+        clients::write_with_backup(&path, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!(
+        "sekisho client-config: wrote {} ({} servers now served through sekisho)",
+        path.display(),
+        replaced.len()
+    );
+    if let Some(b) = backup {
+        eprintln!("sekisho client-config: the previous file is {}", b.display());
+    }
+    Ok(())
 }
 
 /// `sekisho cache …`.
