@@ -240,7 +240,7 @@ fn server(original: &str, name: String, spec: &Value, format: Format, out: &mut 
         }
         let mut env = BTreeMap::new();
         for (key, value) in strings(obj.get("env")) {
-            let value = secret_or_reference(original, &key, &value, true, out);
+            let value = secret_or_reference(original, &key, &value, true, format, out);
             env.insert(key, value);
         }
         if let Some(vars) = obj.get("env_vars").and_then(Value::as_array) {
@@ -254,7 +254,7 @@ fn server(original: &str, name: String, spec: &Value, format: Format, out: &mut 
         let mut headers = BTreeMap::new();
         let header_key = if format == Format::Codex { "http_headers" } else { "headers" };
         for (key, value) in strings(obj.get(header_key)) {
-            let value = secret_or_reference(original, &key, &value, false, out);
+            let value = secret_or_reference(original, &key, &value, false, format, out);
             headers.insert(key, value);
         }
         for (header, var) in strings(obj.get("env_http_headers")) {
@@ -294,11 +294,18 @@ fn looks_secret(key: &str) -> bool {
 }
 
 /// The sekisho value for one env or header entry: the client's own variable references
-/// translated to `${VAR}`; an inline secret moved into a variable named after its key; any
-/// other value kept as written (with `${` escaped).
-fn secret_or_reference(server: &str, key: &str, value: &str, is_env: bool, out: &mut Imported) -> String {
-    if value.contains("${") {
-        return translate_references(server, value, out);
+/// translated to `${VAR}` (for the clients that expand them); an inline secret moved into a
+/// variable named after its key; any other value kept as written (with `${` escaped).
+fn secret_or_reference(
+    server: &str,
+    key: &str,
+    value: &str,
+    is_env: bool,
+    format: Format,
+    out: &mut Imported,
+) -> String {
+    if value.contains("${") && expands_references(format) {
+        return translate_references(server, value, format, out);
     }
     if !looks_secret(key) {
         return value.replace("${", "$${");
@@ -310,6 +317,12 @@ fn secret_or_reference(server: &str, key: &str, value: &str, is_env: bool, out: 
     };
     out.need(&var, format!("inline in {server:?}'s {key} in the client's file"), Some(secret.to_string()));
     format!("{prefix}${{{var}}}")
+}
+
+/// Whether the client expands `${…}` in env and header values (Claude Desktop and Codex pass
+/// them on as written).
+fn expands_references(format: Format) -> bool {
+    matches!(format, Format::McpJson | Format::Cursor | Format::Vscode)
 }
 
 /// A variable name for an inline secret: the env key itself when it is a valid name not used
@@ -325,44 +338,63 @@ fn variable_name(server: &str, key: &str, is_env: bool, out: &Imported) -> Strin
     format!("{}_{}", upper(server), plain)
 }
 
-/// Translate the clients' reference forms into sekisho's `${VAR}`: `${env:VAR}` (VS Code,
-/// Cursor), `${VAR}` and `${VAR:-default}` (Claude Code), `${input:id}` (VS Code inputs, read
-/// from a variable named after the input); others (`${workspaceFolder}` …) are reported.
-fn translate_references(server: &str, value: &str, out: &mut Imported) -> String {
+/// Translate a client's reference forms into sekisho's `${VAR}`: `${env:VAR}` (VS Code,
+/// Cursor), `${VAR}` and `${VAR:-default}` (Claude Code's `.mcp.json`), `${input:id}` (VS Code
+/// inputs, read from a variable named after the input); others (`${workspaceFolder}` …) are
+/// reported and kept as written.
+fn translate_references(server: &str, value: &str, format: Format, out: &mut Imported) -> String {
     let mut result = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(start) = rest.find("${") {
         result.push_str(&rest[..start]);
         let Some(len) = rest[start..].find('}') else {
-            result.push_str(&rest[start..]);
-            return result;
+            break;
         };
         let inner = &rest[start + 2..start + len];
         let reference = format!("${{{inner}}}");
-        let var = if let Some(v) = inner.strip_prefix("env:") {
-            Some((v.to_string(), format!("referenced by {server:?}")))
-        } else if let Some(id) = inner.strip_prefix("input:") {
-            let var =
-                id.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
-            Some((var, format!("VS Code input {id:?} of {server:?}")))
-        } else if inner.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            Some((inner.to_string(), format!("referenced by {server:?}")))
-        } else if let Some((v, _default)) = inner.split_once(":-") {
-            out.notes.push(format!("server {server:?}: the default of {reference} is dropped; sekisho needs {v} set"));
-            Some((v.to_string(), format!("referenced by {server:?}")))
-        } else {
-            out.notes.push(format!("server {server:?}: {reference} has no sekisho equivalent and is kept as written"));
-            None
-        };
-        match var {
-            Some((v, why)) => {
-                result.push_str(&format!("${{{v}}}"));
-                out.need(&v, why, Some(reference));
+        match reference_variable(server, inner, format, out) {
+            Some((var, why)) => {
+                result.push_str(&format!("${{{var}}}"));
+                out.need(&var, why, Some(reference));
             }
-            None => result.push_str(&format!("$${{{inner}}}")),
+            None => {
+                out.notes
+                    .push(format!("server {server:?}: {reference} has no sekisho equivalent and is kept as written"));
+                result.push_str(&format!("$${{{inner}}}"));
+            }
         }
         rest = &rest[start + len + 1..];
     }
-    result.push_str(rest);
+    result.push_str(&rest.replace("${", "$${"));
     result
+}
+
+/// The variable (and why it is needed) that the reference `${inner}` of `format` reads.
+fn reference_variable(server: &str, inner: &str, format: Format, out: &mut Imported) -> Option<(String, String)> {
+    let name = |v: &str| {
+        (!v.is_empty()
+            && !v.starts_with(|c: char| c.is_ascii_digit())
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .then(|| v.to_string())
+    };
+    let referenced = format!("referenced by {server:?}");
+    match format {
+        Format::Cursor | Format::Vscode if inner.starts_with("env:") => Some((name(&inner[4..])?, referenced)),
+        Format::Vscode if inner.starts_with("input:") => {
+            let id = &inner[6..];
+            let var =
+                id.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+            Some((var, format!("VS Code input {id:?} of {server:?}")))
+        }
+        Format::McpJson => match inner.split_once(":-") {
+            Some((v, _default)) => {
+                let v = name(v)?;
+                out.notes
+                    .push(format!("server {server:?}: the default of ${{{inner}}} is dropped; sekisho needs {v} set"));
+                Some((v, referenced))
+            }
+            None => Some((name(inner)?, referenced)),
+        },
+        _ => None,
+    }
 }

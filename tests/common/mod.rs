@@ -96,8 +96,14 @@ pub struct HttpUpstream {
 
 impl HttpUpstream {
     pub async fn start(era: &str) -> HttpUpstream {
+        HttpUpstream::start_with(&["--era", era]).await
+    }
+
+    /// An HTTP echo upstream with more `echo-upstream http` arguments (`--bearer TOKEN` …).
+    pub async fn start_with(args: &[&str]) -> HttpUpstream {
         let mut child = tokio::process::Command::new(echo_upstream())
-            .args(["http", "--listen", "127.0.0.1:0", "--era", era])
+            .args(["http", "--listen", "127.0.0.1:0"])
+            .args(args)
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()

@@ -3,6 +3,7 @@
 Environment (set by .ci/run):
   SEKISHO_BIN     the gateway binary (default: target/debug/sekisho)
   EVERYTHING_BIN  @modelcontextprotocol/server-everything's bin (npm, pinned)
+  MEMORY_BIN      @modelcontextprotocol/server-memory's bin (npm, pinned)
   TIME_BIN        mcp-server-time's console script (PyPI, pinned)
 """
 

@@ -4,7 +4,7 @@
 //! the tool list on demand.
 //!
 //! Usage: `echo-upstream stdio [--era dual|legacy|modern]`
-//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...]` (prints `listening on ADDR` to stderr)
+//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN]` (prints `listening on ADDR` to stderr)
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -46,11 +46,17 @@ enum Mode {
         /// `echo` waits this long before answering (a stand-in for an upstream with real work).
         #[arg(long, default_value_t = 0)]
         echo_delay_ms: u64,
+        /// Answer 401 to requests without `Authorization: Bearer <this>`.
+        #[arg(long)]
+        bearer: Option<String>,
     },
 }
 
 /// Milliseconds `echo` waits before answering (`--echo-delay-ms`).
 static ECHO_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+/// The bearer token HTTP requests must carry (`--bearer`), if any.
+static BEARER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Era {
@@ -376,6 +382,12 @@ fn sse_frame(v: &Value) -> Bytes {
 }
 
 async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if let Some(token) = BEARER.get() {
+        let given = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+        if given != Some(&format!("Bearer {token}")) {
+            return Ok(full(StatusCode::UNAUTHORIZED, b"{}".to_vec(), None));
+        }
+    }
     let modern_header = req.headers().get("mcp-protocol-version").and_then(|v| v.to_str().ok()) == Some(MODERN);
     let session = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     if req.method() == Method::GET {
@@ -545,8 +557,11 @@ fn main() {
     runtime.block_on(async move {
         match args.mode {
             Mode::Stdio { era } => serve_stdio(Upstream::new(era)).await,
-            Mode::Http { listen, era, echo_delay_ms } => {
+            Mode::Http { listen, era, echo_delay_ms, bearer } => {
                 ECHO_DELAY_MS.store(echo_delay_ms, Ordering::Relaxed);
+                if let Some(token) = bearer {
+                    let _ = BEARER.set(token);
+                }
                 if let Err(e) = serve_http(Upstream::new(era), &listen).await {
                     eprintln!("echo-upstream: {e}");
                     std::process::exit(1);
