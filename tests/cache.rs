@@ -308,8 +308,11 @@ fn rand_suffix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 % 1_000_000_007
 }
 
+/// Two replicas' shared configuration. The Redis timeout is generous: on a loaded machine the
+/// default 200 ms can pass, and a timed-out Redis read is (rightly) a miss, not what these tests
+/// are about.
 fn fleet_toml(redis: &str, prefix: &str, upstream: &HttpUpstream) -> String {
-    format!("[redis]\nurl = {redis:?}\nprefix = {prefix:?}\n{}trusted = true\n", upstream.table("up"))
+    format!("[redis]\nurl = {redis:?}\nprefix = {prefix:?}\ntimeout = \"2s\"\n{}trusted = true\n", upstream.table("up"))
 }
 
 #[tokio::test]
