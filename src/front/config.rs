@@ -65,7 +65,7 @@ pub struct ServerConfig {
 /// ```
 ///
 /// Unknown keys in a table are errors, as everywhere in the configuration.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, PartialEq, Serialize)]
 pub struct ApiKey {
     /// The secret (`Authorization: Bearer <key>`), at least 16 characters.
     #[serde(skip_serializing)]
@@ -89,6 +89,20 @@ pub struct ApiKey {
     /// configuration is loaded (not read from the file).
     #[serde(skip)]
     pub identity: Arc<Identity>,
+}
+
+/// Everything but the secret.
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("key", &"<redacted>")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("priority", &self.priority)
+            .field("max_priority", &self.max_priority)
+            .field("identity", &self.identity)
+            .finish()
+    }
 }
 
 /// What an API key may do besides calling MCP methods.

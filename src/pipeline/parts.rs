@@ -347,3 +347,27 @@ pub enum Reply {
 /// The boxed future of a step that has to wait for something of its own (a lookup, a lease, a
 /// backoff) before or after calling the next service.
 pub type ReplyFuture = futures::future::BoxFuture<'static, Result<Reply, GatewayError>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asks_are_lowered_to_the_ceiling() {
+        use Priority::*;
+        assert_eq!(Critical.at_most(Low), Low);
+        assert_eq!(High.at_most(Medium), Medium);
+        assert_eq!(Low.at_most(High), Low, "asking for less is always allowed");
+        assert_eq!(Medium.at_most(Medium), Medium);
+    }
+
+    #[test]
+    fn callers_are_their_ids() {
+        let key = |id: &str| Principal::ApiKey(Arc::new(Identity { id: id.into(), ..Default::default() }));
+        assert_eq!(key("ops"), key("ops"));
+        assert_ne!(key("ops"), key("ci"));
+        assert_eq!(Principal::Anonymous.label(), ANONYMOUS);
+        assert!(Principal::Anonymous.is_admin(), "without keys every caller is the operator");
+        assert!(!key("ops").is_admin());
+    }
+}
