@@ -163,7 +163,7 @@ fn resilience_layers(c: &mut Criterion) {
 
     use sekisho::observe::metrics::Name;
     use sekisho::pipeline::admit::Admission;
-    use sekisho::pipeline::parts::Principal;
+    use sekisho::pipeline::parts::{Identity, Principal};
     use sekisho::upstream::breaker::{Breaker, BreakerConfig};
     use sekisho::upstream::classify::Verdict;
     use sekisho::upstream::retry::RetryConfig;
@@ -175,7 +175,8 @@ fn resilience_layers(c: &mut Criterion) {
     let _clock = rt.enter();
     let budget = RetryConfig::default().budget();
     let breaker = Breaker::new(BreakerConfig::default());
-    let caller = Principal::ApiKey(3);
+    let identity = Identity { id: "key:0123456789abcdef".into(), ..Default::default() };
+    let caller = Principal::ApiKey(std::sync::Arc::new(identity));
     let mut g = c.benchmark_group("layers");
     g.bench_function("admission+bulkhead+budget+breaker", |b| {
         b.iter(|| {

@@ -47,6 +47,7 @@ impl Gateway {
             config: config.server.clone(),
             draining: CancellationToken::new(),
             default_priority: config.admission.default_priority,
+            anonymous_ceiling: config.admission.anonymous_ceiling(),
         });
         for (name, signals) in upstreams.start() {
             let up = Arc::clone(upstreams.get(&name).expect("started upstreams exist"));

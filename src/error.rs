@@ -198,6 +198,9 @@ pub enum GatewayError {
     /// The caller may not do this (-32012).
     #[error("Forbidden: {0}")]
     Forbidden(String),
+    /// An admin endpoint was called with a key whose role is not `admin` (HTTP 403, -32012).
+    #[error("Forbidden: this endpoint needs an API key with role \"admin\"")]
+    AdminRequired,
     /// Admission control shed the call: queues are full or the queue wait ran out (-32013,
     /// HTTP 503 with `Retry-After`).
     #[error("overloaded: {reason}; retry later")]
@@ -338,6 +341,7 @@ impl GatewayError {
             Unauthorized => (code::FORBIDDEN, Some(StatusCode::UNAUTHORIZED), None, "unauthorized"),
             SiteNotAllowed => (code::FORBIDDEN, Some(StatusCode::FORBIDDEN), None, "forbidden"),
             Forbidden(_) => (code::FORBIDDEN, None, None, "forbidden"),
+            AdminRequired => (code::FORBIDDEN, Some(StatusCode::FORBIDDEN), None, "forbidden"),
             Overloaded { retry_after, .. } => {
                 (code::OVERLOADED, Some(StatusCode::SERVICE_UNAVAILABLE), Some(*retry_after), "shed")
             }
@@ -353,6 +357,26 @@ impl GatewayError {
             NoAnswer => (code::INTERNAL_ERROR, Some(StatusCode::INTERNAL_SERVER_ERROR), None, "internal"),
         };
         Class { code, status: status.unwrap_or_else(|| status_for_code(code, era)), retry_after, outcome }
+    }
+
+    /// The `error.message` a client gets: the error's text, except that upstream failures keep
+    /// their cause to a few words of the gateway's own (a transport failure's kind, "an invalid
+    /// response") — the underlying error text can name internal hosts or carry the upstream's
+    /// own words, which belong in logs, not in another party's hands.
+    pub fn client_message(&self) -> std::borrow::Cow<'_, str> {
+        use GatewayError::*;
+        match self {
+            UpstreamTransport { upstream, cause } => {
+                format!("upstream {upstream:?} connection failed: {}", cause.kind).into()
+            }
+            UpstreamProtocol { upstream, .. } => format!("upstream {upstream:?} sent an invalid response").into(),
+            other => other.to_string().into(),
+        }
+    }
+
+    /// Whether [`GatewayError::client_message`] leaves out detail that logs should keep.
+    pub fn has_hidden_detail(&self) -> bool {
+        matches!(self, GatewayError::UpstreamTransport { .. } | GatewayError::UpstreamProtocol { .. })
     }
 
     /// Which side the failure belongs to.
@@ -458,6 +482,16 @@ mod tests {
         assert_eq!(GatewayError::SessionNotFound.class(Era::Legacy).code, -32001);
         let v = GatewayError::UnsupportedVersion { requested: "v9".into() };
         assert_eq!((v.class(Era::Modern).code, v.class(Era::Legacy).code), (-32022, -32600));
+    }
+
+    #[test]
+    fn clients_get_no_upstream_detail() {
+        let cause = TransportError::new(TransportKind::Refused, "tcp connect error: db.internal.corp:5432");
+        let e = GatewayError::UpstreamTransport { upstream: "up".into(), cause };
+        assert_eq!(e.client_message(), "upstream \"up\" connection failed: connection refused");
+        assert!(e.to_string().contains("db.internal.corp"), "logs keep the detail");
+        let e = GatewayError::UpstreamProtocol { upstream: "up".into(), reason: "stack trace at 10.0.0.7".into() };
+        assert!(!e.client_message().contains("10.0.0.7"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The `sekisho` binary as users run it: `check` validates and redacts, every example config
-//! loads, `stdio` serves a desktop client on stdin/stdout (logs only on stderr), and `serve`
-//! exits 0 on SIGTERM without leaving a child behind.
+//! The `sekisho` binary as users run it: `check` validates and redacts (URLs' user info and
+//! query strings, API keys), `SEKISHO_<SECTION>__<KEY>` overrides every section and unknown
+//! keys are errors everywhere, every example config loads, `stdio` serves a desktop client on
+//! stdin/stdout (logs only on stderr), and `serve` exits 0 on SIGTERM without leaving a child
+//! behind.
 
 mod common;
 
@@ -49,6 +51,114 @@ fn check_prints_upstreams_and_redacts_secrets() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("api_keys") && err.contains("upstreams.x"), "{err}");
+}
+
+/// `sekisho check --config <toml>` with environment `vars`: (exit code, stdout, stderr).
+fn check(toml: &str, vars: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("s.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let out = Command::new(BIN).args(["check", "--config"]).arg(&cfg).envs(vars.iter().copied()).output().unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+/// The lines `check` prints under a heading (`  [cache]` in "settings in force", or an
+/// upstream's `  a: …` line), up to the next heading of the same indentation.
+fn block<'a>(text: &'a str, heading: &str) -> Vec<&'a str> {
+    let mut lines = text.lines().skip_while(|l| !l.starts_with(heading)).skip(1);
+    let mut out = Vec::new();
+    for line in lines.by_ref() {
+        if !line.starts_with("    ") {
+            break;
+        }
+        out.push(line.trim());
+    }
+    out
+}
+
+#[test]
+fn every_section_takes_environment_overrides() {
+    let vars = [
+        ("SEKISHO_SERVER__SHUTDOWN_GRACE", "7s"),
+        ("SEKISHO_CATALOG__PAGE_SIZE", "33"),
+        ("SEKISHO_LOG__FORMAT", "text"),
+        ("SEKISHO_ADMISSION__QUEUE_SIZE", "77"),
+        ("SEKISHO_RESILIENCE__BULKHEAD", "false"),
+        ("SEKISHO_CACHE__TTL", "7m"),
+        ("SEKISHO_IDEMPOTENCY__WINDOW", "9m"),
+        ("SEKISHO_REDIS__PREFIX", "fleet9:"),
+        ("SEKISHO_UPSTREAMS__A__TIMEOUT", "13s"),
+        // Not configuration (no `__`): scripts' own variables are left alone.
+        ("SEKISHO_CACHE", "/tmp/somewhere"),
+    ];
+    let (code, text, err) = check("[upstreams.a]\ncommand = \"npx\"\n", &vars);
+    assert_eq!(code, Some(0), "{err}");
+    for (section, line) in [
+        ("  [server]", "shutdown_grace = \"7s\""),
+        ("  [catalog]", "page_size = 33"),
+        ("  [log]", "format = \"text\""),
+        ("  [admission]", "queue_size = 77"),
+        ("  [resilience]", "bulkhead = false"),
+        ("  [cache]", "ttl = \"7m\""),
+        ("  [idempotency]", "window = \"9m\""),
+        ("  [redis]", "prefix = \"fleet9:\""),
+        ("  a: stdio", "timeout = \"13s\""),
+    ] {
+        assert!(block(&text, section).contains(&line), "{section} should show {line}:\n{text}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_errors_everywhere() {
+    // In an API key's table (a misspelt role must not silently make an ordinary key).
+    let keys = "[server]\napi_keys = [{ key = \"k-0123456789abcdef\", name = \"ops\", rol = \"admin\" }]\n";
+    let (code, _, err) = check(keys, &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("rol"), "{err}");
+    // In every section and nested table.
+    for toml in [
+        "[server]\nlisten_port = 1\n",
+        "[catalog]\nseperator = \"__\"\n",
+        "[log]\nlevle = \"info\"\n",
+        "[admission]\nqueue = 1\n",
+        "[resilience]\ntimeot = \"1s\"\n",
+        "[resilience.retry]\nattempts = 2\n",
+        "[resilience.breaker]\nfailures = 2\n",
+        "[cache]\nttl_ms = 1\n",
+        "[idempotency]\nwindows = \"1m\"\n",
+        "[redis]\nurls = \"x\"\n",
+        "[upstreams.a]\ncommand = \"x\"\ncomand = \"y\"\n",
+        "[upstreams.a]\ncommand = \"x\"\n[upstreams.a.tools.t]\ntimeot = \"1s\"\n",
+        "[sevrer]\n",
+    ] {
+        let (code, _, err) = check(toml, &[]);
+        assert_eq!(code, Some(2), "{toml} was accepted");
+        assert!(err.contains("unknown"), "{toml}: {err}");
+    }
+    // And in the environment: a misspelt section or key is an error, not a silent no-op.
+    let (code, _, err) = check("", &[("SEKISHO_CAHCE__TTL", "1m")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("SEKISHO_CAHCE__TTL"), "{err}");
+    let (code, _, err) = check("", &[("SEKISHO_CACHE__TLL", "1m")]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("tll"), "{err}");
+}
+
+#[test]
+fn check_redacts_url_credentials_query_strings_and_keys() {
+    let toml = "[server]\napi_keys = [\"k-plain-0123456789abcdef\", { key = \"k-ops-0123456789abcdef\", name = \"ops\", role = \"admin\" }]\n\
+                [upstreams.h]\nurl = \"https://svc:hunter2@mcp.internal.example:8443/mcp?token=t0k3n\"\n";
+    let (code, text, err) = check(toml, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(text.contains("h: http https://<redacted>@mcp.internal.example:8443/mcp?<redacted>"), "{text}");
+    assert!(text.contains("ops: role=admin priority=medium max_priority=medium"), "{text}");
+    for secret in ["hunter2", "t0k3n", "svc:", "k-plain-0123456789abcdef", "k-ops-0123456789abcdef"] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+    // A URL in an error message is redacted too.
+    let (code, _, err) = check("[upstreams.h]\nurl = \"ftp://svc:hunter2@files.internal/?token=t0k3n\"\n", &[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("ftp://<redacted>@files.internal/?<redacted>") && !err.contains("hunter2"), "{err}");
 }
 
 fn config_with_marked_upstream(dir: &std::path::Path) -> (std::path::PathBuf, String) {

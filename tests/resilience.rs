@@ -225,6 +225,7 @@ async fn overload_serves_critical_calls_and_sheds_low_ones_first() {
     let gw = Gateway::start(&toml).await;
     let url = gw.url("/mcp");
     let s = std::sync::Arc::new(Legacy::open(&url, "2025-11-25").await);
+    // An anonymous caller's "critical" is lowered to its ceiling, medium: still above low.
     let call = |priority: &'static str, id: i64, ms: u64| {
         let s = std::sync::Arc::clone(&s);
         tokio::spawn(async move {
@@ -267,7 +268,7 @@ async fn overload_serves_critical_calls_and_sheds_low_ones_first() {
         let a = c.await.unwrap();
         assert!(a.error_code().is_none(), "critical calls are served: {}", a.raw);
     }
-    assert!(metrics(&gw).await.contains("sekisho_shed_total{limit=\"gateway\",priority=\"low\"} 3"));
+    assert!(metrics(&gw).await.contains("sekisho_shed_total{limit=\"gateway\",priority=\"low\",caller=\"anon\"} 3"));
 }
 
 #[tokio::test]

@@ -12,7 +12,6 @@ use tokio::time::Instant;
 
 use super::config::IdempotencyConfig;
 use super::entry::Entry;
-use super::key::principal_label;
 use super::l2::L2;
 use crate::error::GatewayError;
 use crate::pipeline::parts::Principal;
@@ -131,7 +130,7 @@ impl Idempotency {
         running_for: Duration,
     ) -> Result<Begin, GatewayError> {
         let hash = hex::encode(hash);
-        let record = format!("{}idem:{}:{}", self.prefix, principal_label(principal), hex::encode(Sha256::digest(key)));
+        let record = format!("{}idem:{}:{}", self.prefix, principal.label(), hex::encode(Sha256::digest(key)));
         let deadline = Instant::now() + self.config.wait;
         let conflict = || GatewayError::IdempotencyConflict { key: key.to_string() };
         loop {

@@ -3,8 +3,6 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::pipeline::parts::Principal;
-
 /// Write the canonical JSON of `v`: object keys sorted by code point, no insignificant
 /// whitespace, numbers and strings as `serde_json` writes them. Equal JSON values have equal
 /// canonical forms whatever their key order or spacing.
@@ -61,15 +59,6 @@ pub struct ClearScope {
 /// The name cached reads of resource `uri` are keyed and invalidated under, in place of a tool.
 pub fn resource_target(uri: &str) -> String {
     format!("resource:{uri}")
-}
-
-/// A principal's stable label in keys (`anon`, `key0`, …: the position in `server.api_keys`,
-/// identical on replicas that share the configuration).
-pub(crate) fn principal_label(p: &Principal) -> String {
-    match p {
-        Principal::Anonymous => "anon".into(),
-        Principal::ApiKey(i) => format!("key{i}"),
-    }
 }
 
 /// The hash an idempotency key is bound to: method, upstream, target and canonical arguments.

@@ -11,7 +11,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::{CacheConfig, CacheScope, RedisConfig};
 use super::entry::{Entry, Level};
-use super::key::principal_label;
 use super::l2::L2;
 use crate::observe::metrics::METRICS;
 use crate::pipeline::parts::Principal;
@@ -138,7 +137,12 @@ impl Store {
         let mut h = Sha256::new();
         match scope {
             CacheScope::Public => h.update(b"public"),
-            CacheScope::Private => h.update(format!("private:{}", principal_label(principal))),
+            // The caller's stable id (a key's name or keyed hash), never its position in the
+            // key list: reordering or removing keys must not hand one caller another's results.
+            CacheScope::Private => {
+                h.update(b"private:");
+                h.update(principal.label());
+            }
         }
         for part in [upstream.as_bytes(), tool.as_bytes(), &gu.to_be_bytes(), &gt.to_be_bytes(), canonical_args] {
             h.update((part.len() as u64).to_be_bytes());

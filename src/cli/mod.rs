@@ -201,7 +201,11 @@ pub async fn clear_cache(
     let query = serde_urlencoded::to_string(&scope).map_err(|e| e.to_string())?;
     let uri = format!("http://{addr}/admin/cache/clear?{query}");
     let mut req = http::Request::post(&uri).header(http::header::HOST, "localhost");
-    if let Some(key) = config.server.api_keys.first() {
+    if !config.server.api_keys.is_empty() {
+        // `/admin/*` takes only an admin key.
+        let Some(key) = config.server.api_keys.iter().find(|k| k.is_admin()) else {
+            return Err("no key in server.api_keys has role = \"admin\", which /admin/cache/clear needs".into());
+        };
         req = req.header(http::header::AUTHORIZATION, format!("Bearer {}", key.secret()));
     }
     let req = req.body(Full::new(bytes::Bytes::new())).map_err(|e| e.to_string())?;
@@ -212,18 +216,27 @@ pub async fn clear_cache(
     if status.is_success() { Ok(body) } else { Err(format!("{status}: {body}")) }
 }
 
-/// The resolved upstream list for `check`, with secrets (env values, header values) redacted.
+/// The resolved upstream list for `check`, with secrets redacted: env and header values, API
+/// keys (only their ids, roles and priorities are shown), and the user info and query strings
+/// of URLs.
 pub fn describe(config: &crate::config::Config) -> String {
     use crate::upstream::config::Transport;
     let mut out = format!("listen: {}\n", config.server.listen);
-    out.push_str(&format!(
-        "auth: {}\n",
-        if config.server.api_keys.is_empty() {
-            "none (loopback only)".to_string()
-        } else {
-            format!("{} API key(s)", config.server.api_keys.len())
+    if config.server.api_keys.is_empty() {
+        out.push_str("auth: none (loopback only; every caller is the admin)\n");
+    } else {
+        out.push_str(&format!("auth: {} API key(s)\n", config.server.api_keys.len()));
+        for key in &config.server.api_keys {
+            let id = &key.identity;
+            out.push_str(&format!(
+                "  {}: role={} priority={} max_priority={}\n",
+                id.id,
+                if id.admin { "admin" } else { "client" },
+                id.priority.label(),
+                id.max_priority.label()
+            ));
         }
-    ));
+    }
     out.push_str(&format!("upstreams ({}):\n", config.upstreams.len()));
     for (name, up) in &config.upstreams {
         let state = if up.enabled { "" } else { " (disabled)" };
@@ -244,7 +257,7 @@ pub fn describe(config: &crate::config::Config) -> String {
                 }
             }
             Transport::Http { urls, headers } => {
-                let urls: Vec<String> = urls.iter().map(|u| u.to_string()).collect();
+                let urls: Vec<String> = urls.iter().map(|u| crate::observe::redact::url(&u.to_string())).collect();
                 out.push_str(&format!("  {name}{state}: http {}", urls.join(" ")));
                 if !headers.is_empty() {
                     out.push_str(&format!(

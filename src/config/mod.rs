@@ -5,8 +5,9 @@
 //! `observe::config`); this module layers sources and runs the cross-section checks.
 //!
 //! Environment overrides use `__` between path segments, e.g.
-//! `SEKISHO_SERVER__LISTEN=127.0.0.1:9000` or `SEKISHO_UPSTREAMS__WEATHER__URL=http://…`;
-//! values are parsed as TOML values when they parse (`["k1","k2"]`, `30`), else as strings.
+//! `SEKISHO_SERVER__LISTEN=127.0.0.1:9000` or `SEKISHO_UPSTREAMS__WEATHER__URL=http://…`, for
+//! every section ([`SECTIONS`]); values are parsed as TOML values when they parse
+//! (`["k1","k2"]`, `30`), else as strings. A variable naming no section is an error.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -83,6 +84,10 @@ impl Config {
                 problems: vec!["the file does not exist or is not readable".into()],
             });
         }
+        let unknown = unknown_sections();
+        if !unknown.is_empty() {
+            return Err(ConfigError { path: shown, problems: unknown });
+        }
         let figment = Figment::new().merge(Toml::file(path)).merge(overrides());
         let mut config = Self::from_figment(figment, shown)?;
         config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
@@ -127,6 +132,7 @@ impl Config {
         for up in config.upstreams.values_mut() {
             up.resolve(&config.resilience);
         }
+        config.server.resolve_keys(config.admission.default_priority);
         Ok(config)
     }
 
@@ -150,6 +156,7 @@ impl Config {
     /// Check every section and the rules that span sections; returns every problem found.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = self.server.validate();
+        problems.extend(self.server.validate_priorities(self.admission.default_priority));
         problems.extend(self.catalog.validate());
         problems.extend(self.log.validate());
         problems.extend(self.admission.validate());
@@ -179,17 +186,37 @@ impl Config {
     }
 }
 
-/// `SEKISHO_<SECTION>__…` variables for the known sections only, so unrelated variables that
-/// share the prefix (`SEKISHO_CONFIG`, a script's `SEKISHO_BIN`) are not mistaken for keys.
+/// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
+/// against the fields of [`Config`], so a new section cannot be left out).
+pub const SECTIONS: [&str; 9] =
+    ["server", "catalog", "log", "admission", "resilience", "cache", "idempotency", "redis", "upstreams"];
+
+/// The section a `SEKISHO_…` variable (prefix removed, any case) addresses: its text before the
+/// first `__`. Variables without `__` (`SEKISHO_CONFIG`, a script's `SEKISHO_BIN` or
+/// `SEKISHO_CACHE`) are not configuration keys.
+fn section_of(key: &str) -> Option<String> {
+    key.split_once("__").map(|(section, _)| section.to_ascii_lowercase())
+}
+
+/// `SEKISHO_<SECTION>__…` variables for every section.
 fn overrides() -> Env {
     Env::prefixed("SEKISHO_")
-        .filter(|key| {
-            let key = key.as_str().to_ascii_lowercase();
-            ["server__", "catalog__", "log__", "upstreams__", "admission__", "resilience__"]
-                .iter()
-                .any(|section| key.starts_with(section))
-        })
+        .filter(|key| section_of(key.as_str()).is_some_and(|s| SECTIONS.contains(&s.as_str())))
         .split("__")
+}
+
+/// `SEKISHO_<X>__…` variables whose `<X>` is no section: errors, like unknown keys in the file
+/// (a misspelt section would otherwise be dropped without a word).
+fn unknown_sections() -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(name, _)| {
+            let name = name.into_string().ok()?;
+            let section = section_of(name.strip_prefix("SEKISHO_")?)?;
+            (!SECTIONS.contains(&section.as_str())).then(|| {
+                format!("environment variable {name} names no configuration section (one of {})", SECTIONS.join(", "))
+            })
+        })
+        .collect()
 }
 
 /// Expand `${NAME}` from the process environment; `$${` escapes a literal `${`.
@@ -220,6 +247,7 @@ fn expand(value: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::parts::Priority;
 
     #[test]
     fn minimal_config_gets_secure_defaults() {
@@ -272,6 +300,82 @@ mod tests {
     }
 
     #[test]
+    fn sections_lists_every_section_of_the_config() {
+        let value = serde_json::to_value(Config::default()).unwrap();
+        let mut fields: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut listed = SECTIONS.to_vec();
+        fields.sort_unstable();
+        listed.sort_unstable();
+        assert_eq!(fields, listed, "SECTIONS must name every section, so each can be overridden");
+    }
+
+    /// Load `toml` with the variables `vars` set, through the same path as `sekisho serve`.
+    #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type
+    fn load_with_env(toml: &str, vars: &[(&str, &str)]) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut out = Err(String::new());
+        figment::Jail::expect_with(|jail| {
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            out = Config::load(&path).map_err(|e| e.to_string());
+            Ok(())
+        });
+        out
+    }
+
+    #[test]
+    fn every_section_takes_environment_overrides() {
+        let one = |var: &str, value: &str| load_with_env("[upstreams.a]\ncommand = \"x\"\n", &[(var, value)]).unwrap();
+        assert_eq!(one("SEKISHO_SERVER__MAX_BODY_BYTES", "5000").server.max_body_bytes, 5000);
+        assert_eq!(one("SEKISHO_CATALOG__PAGE_SIZE", "7").catalog.page_size, 7);
+        assert_eq!(one("SEKISHO_LOG__LEVEL", "debug").log.level, "debug");
+        assert_eq!(one("SEKISHO_ADMISSION__QUEUE_SIZE", "9").admission.queue_size, 9);
+        assert_eq!(one("SEKISHO_RESILIENCE__TIMEOUT", "42s").resilience.timeout.as_secs(), 42);
+        assert_eq!(one("SEKISHO_CACHE__TTL", "7m").cache.ttl.as_secs(), 420);
+        assert_eq!(one("SEKISHO_IDEMPOTENCY__WINDOW", "9m").idempotency.window.as_secs(), 540);
+        assert_eq!(one("SEKISHO_REDIS__PREFIX", "fleet9:").redis.prefix, "fleet9:");
+        assert_eq!(one("SEKISHO_UPSTREAMS__A__TIMEOUT", "13s").upstreams["a"].settings.timeout.as_secs(), 13);
+    }
+
+    #[test]
+    fn a_variable_naming_no_section_is_an_error() {
+        let err = load_with_env("", &[("SEKISHO_CAHCE__TTL", "1m")]).unwrap_err();
+        assert!(err.contains("SEKISHO_CAHCE__TTL"), "{err}");
+        let err = load_with_env("", &[("SEKISHO_CACHE__TLL", "1m")]).unwrap_err();
+        assert!(err.contains("tll"), "an unknown key in a known section: {err}");
+    }
+
+    #[test]
+    fn api_key_tables_refuse_unknown_keys() {
+        let err = Config::from_toml("[server]\napi_keys = [{ key = \"k-0123456789abcdef\", rol = \"admin\" }]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rol"), "{err}");
+        let c = Config::from_toml(
+            "[server]\napi_keys = [\"k-0123456789abcdef\", { key = \"k-fedcba9876543210\", name = \"ops\", role = \"admin\", priority = \"low\" }]\n",
+        )
+        .unwrap();
+        let [plain, ops] = [&c.server.api_keys[0].identity, &c.server.api_keys[1].identity];
+        assert!(plain.id.starts_with("key:") && !plain.admin && plain.max_priority == Priority::Medium);
+        assert!(&*ops.id == "ops" && ops.admin && ops.priority == Priority::Low && ops.max_priority == Priority::Low);
+    }
+
+    #[test]
+    fn api_key_names_and_priorities_are_checked() {
+        let err = Config::from_toml(
+            "[server]\napi_keys = [{ key = \"k-0123456789abcdef\", name = \"a b\" }, { key = \"k-0123456789abcdef\", name = \"anon\" }, { key = \"k-1123456789abcdef\", name = \"x\", max_priority = \"low\" }, { key = \"k-2123456789abcdef\", name = \"x\" }]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in ["\"a b\"", "\"anon\"", "repeats", "below the key's priority", "used by another key"] {
+            assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
+        }
+    }
+
+    #[test]
     #[allow(clippy::result_large_err)] // figment's Jail API returns its own large error type
     fn environment_overrides_only_known_sections() {
         let dir = tempfile::tempdir().unwrap();
@@ -281,6 +385,7 @@ mod tests {
             jail.set_env("SEKISHO_SERVER__LISTEN", "127.0.0.1:9999");
             jail.set_env("SEKISHO_BIN", "/usr/bin/whatever");
             jail.set_env("SEKISHO_CONFIG", "/etc/x.toml");
+            jail.set_env("SEKISHO_CACHE", "/root/.cache/sekisho");
             let c = Config::load(&path).map_err(|e| e.to_string())?;
             assert_eq!(c.server.listen, "127.0.0.1:9999");
             Ok(())

@@ -70,9 +70,9 @@ pub async fn post(
         Err(e) => return frame_refusal(e),
     };
     if let Kind::Request { method: Method::Initialize, .. } = &msg.kind {
-        return initialize(&shared, &scope, &msg);
+        return initialize(&shared, &scope, &principal, &msg);
     }
-    let (claims, state) = match shared.sessions.resume(session_header(headers)) {
+    let (claims, state) = match shared.sessions.resume(session_header(headers), &principal) {
         Ok(s) => s,
         Err(e) => return session_refusal(e),
     };
@@ -99,12 +99,12 @@ fn accepted() -> Response {
     resp
 }
 
-fn initialize(shared: &Shared, scope: &Scope, msg: &Message) -> Response {
+fn initialize(shared: &Shared, scope: &Scope, principal: &Principal, msg: &Message) -> Response {
     let id = msg.id().expect("requests have ids");
     let params = msg.params().map(|p| msg.slice(p)).unwrap_or_default();
     match lifecycle::initialize(&shared.upstreams, scope, params) {
         Ok(init) => {
-            let session = shared.sessions.create(init.version, init.flags);
+            let session = shared.sessions.create(init.version, init.flags, principal);
             let mut out = Vec::with_capacity(init.result.len() + 64);
             jsonrpc::write_result(&mut out, id.as_bytes(), &init.result);
             let mut resp = json(StatusCode::OK, Bytes::from(out));
@@ -194,7 +194,7 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
     if spans.is_empty() {
         return refuse(&GatewayError::InvalidRequest("empty batch".into()), None, Era::Legacy);
     }
-    let (claims, state) = match shared.sessions.resume(session_header(headers)) {
+    let (claims, state) = match shared.sessions.resume(session_header(headers), &principal) {
         Ok(s) => s,
         Err(e) => return session_refusal(e),
     };
@@ -267,9 +267,9 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
     json(StatusCode::OK, Bytes::from(out))
 }
 
-/// The standalone GET stream of a session: list changes for its scope, until the session ends
-/// or the gateway drains.
-pub async fn get(shared: Arc<Shared>, scope: Scope, headers: &HeaderMap) -> Response {
+/// The standalone GET stream of a session of `principal`: list changes for its scope, until
+/// the session ends or the gateway drains.
+pub async fn get(shared: Arc<Shared>, scope: Scope, principal: &Principal, headers: &HeaderMap) -> Response {
     let wants_sse = headers
         .get_all(ACCEPT)
         .iter()
@@ -277,7 +277,7 @@ pub async fn get(shared: Arc<Shared>, scope: Scope, headers: &HeaderMap) -> Resp
     if !wants_sse {
         return refuse(&GatewayError::NotAcceptable("the GET stream is text/event-stream"), None, Era::Legacy);
     }
-    let (_, state) = match shared.sessions.resume(session_header(headers)) {
+    let (_, state) = match shared.sessions.resume(session_header(headers), principal) {
         Ok(s) => s,
         Err(e) => return session_refusal(e),
     };
@@ -286,9 +286,9 @@ pub async fn get(shared: Arc<Shared>, scope: Scope, headers: &HeaderMap) -> Resp
     sse_response(notification_stream(rx, None, [state.ended.clone(), shared.draining.clone()], registration))
 }
 
-/// `DELETE`: end the session.
-pub fn delete(shared: &Shared, headers: &HeaderMap) -> Response {
-    match shared.sessions.delete(session_header(headers)) {
+/// `DELETE`: end the session (only its own caller can).
+pub fn delete(shared: &Shared, principal: &Principal, headers: &HeaderMap) -> Response {
+    match shared.sessions.delete(session_header(headers), principal) {
         Ok(()) => {
             let mut resp = Response::new(axum::body::Body::empty());
             *resp.status_mut() = StatusCode::OK;

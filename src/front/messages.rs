@@ -3,7 +3,6 @@
 //! answers to relayed server-to-client requests, those requests themselves, and the
 //! `subscriptions/listen` filter with its acknowledgement (2026-07-28 `basic/utilities`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,8 +16,6 @@ use crate::wire::object::ObjectView;
 
 /// How long a relayed server-to-client request waits for the client's answer.
 pub const RELAY_TIMEOUT: Duration = Duration::from_secs(300);
-
-static RELAY_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// The raw `requestId` a `notifications/cancelled` names, if its params carry one.
 pub fn cancelled_request(params: Option<&[u8]>) -> Option<Bytes> {
@@ -47,13 +44,17 @@ pub fn deliver_answer(state: &SessionState, msg: &Message, outcome: &Outcome) ->
 /// Relay an upstream's request to the client: mint the gateway's id for it, wait (in the
 /// background, at most [`RELAY_TIMEOUT`]) for the client's answer to reach `reply`, and return
 /// the request message to send to the client.
+///
+/// The id is `sekisho-` and 32 hex digits of 128 random bits, registered only in this
+/// session's state: it cannot be guessed, and an answer to it counts only when it comes
+/// through the same session (which only its own caller can use).
 pub fn relay_request(
     state: &SessionState,
     method: &str,
     params: Option<&[u8]>,
     reply: oneshot::Sender<ClientAnswer>,
 ) -> Bytes {
-    let id = format!("sekisho-{}", RELAY_IDS.fetch_add(1, Ordering::Relaxed));
+    let id = format!("sekisho-{}", hex::encode(rand::random::<[u8; 16]>()));
     let rx = state.expect_answer(id.clone());
     tokio::spawn(async move {
         if let Ok(Ok(answer)) = tokio::time::timeout(RELAY_TIMEOUT, rx).await {

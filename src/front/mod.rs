@@ -32,20 +32,17 @@ use crate::wire::jsonrpc::Method;
 use crate::wire::mcp::{self, META_PRIORITY};
 
 /// The priority and idempotency key a request carries outside its body: the
-/// `Sekisho-Priority` and `Idempotency-Key` headers, else the API key's default priority, else
-/// `[admission] default_priority`. `_meta` values override these in [`Shared::call_parsed`].
+/// `Sekisho-Priority` header (lowered to the caller's ceiling), else the caller's own priority
+/// (its API key's, else `[admission] default_priority`), and the `Idempotency-Key` header.
+/// `_meta` values override these in [`Shared::call_parsed`].
 pub fn header_options(
     shared: &Shared,
     principal: &Principal,
     headers: Option<&::http::HeaderMap>,
 ) -> (Priority, Option<Arc<str>>) {
     let header = |name: &str| headers.and_then(|h| h.get(name)).and_then(|v| v.to_str().ok());
-    let key_default = match principal {
-        Principal::ApiKey(i) => shared.config.api_keys.get(*i).and_then(|k| k.priority()),
-        Principal::Anonymous => None,
-    };
-    let priority =
-        header("sekisho-priority").and_then(Priority::parse).or(key_default).unwrap_or(shared.default_priority);
+    let (own, ceiling) = shared.priorities(principal);
+    let priority = header("sekisho-priority").and_then(Priority::parse).map_or(own, |asked| asked.at_most(ceiling));
     let key = header("idempotency-key").filter(|k| !k.is_empty() && k.len() <= 256).map(Arc::from);
     (priority, key)
 }
@@ -71,6 +68,31 @@ impl axum::extract::FromRequestParts<Arc<Shared>> for Caller {
     }
 }
 
+/// The edge step for the admin endpoints: like [`Caller`], and the caller must be an admin
+/// (an API key with `role = "admin"`, or anyone where authentication is off). A caller that
+/// is not gets 403 ([`GatewayError::AdminRequired`]).
+pub struct Admin(pub Principal);
+
+impl axum::extract::FromRequestParts<Arc<Shared>> for Admin {
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut ::http::request::Parts,
+        shared: &Arc<Shared>,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller(principal) = Caller::from_request_parts(parts, shared).await?;
+        if !principal.is_admin() {
+            tracing::warn!(
+                caller = principal.label(),
+                path = parts.uri.path(),
+                "an admin endpoint refused a client key"
+            );
+            return Err(rescue::refuse(&GatewayError::AdminRequired, None, crate::wire::mcp::Era::Legacy));
+        }
+        Ok(Admin(principal))
+    }
+}
+
 /// State shared by every client-facing transport.
 pub struct Shared {
     /// The call stack (the edge, then the call pipeline).
@@ -91,9 +113,22 @@ pub struct Shared {
     pub draining: CancellationToken,
     /// Priority of calls that name none (`[admission] default_priority`).
     pub default_priority: Priority,
+    /// The most important priority an anonymous caller may ask for
+    /// (`AdmissionConfig::anonymous_ceiling`).
+    pub anonymous_ceiling: Priority,
 }
 
 impl Shared {
+    /// The priority `principal`'s calls get when they ask for none, and the most important one
+    /// they may ask for (API key `priority` / `max_priority`; anonymous: the admission
+    /// defaults). One match, no lookup: it runs for every call.
+    pub fn priorities(&self, principal: &Principal) -> (Priority, Priority) {
+        match principal {
+            Principal::ApiKey(identity) => (identity.priority, identity.max_priority),
+            Principal::Anonymous => (self.default_priority, self.anonymous_ceiling),
+        }
+    }
+
     /// Run one call through the pipeline.
     ///
     /// Errors: [`GatewayError::InvalidParams`] for unreadable params, [`GatewayError::ShuttingDown`]
@@ -112,7 +147,8 @@ impl Shared {
         }
         if let Some(meta) = &params.meta {
             if let Some(p) = meta.str(META_PRIORITY).and_then(|p| Priority::parse(&p)) {
-                ctx.priority = p;
+                // An ask above the caller's ceiling is lowered, not refused.
+                ctx.priority = p.at_most(self.priorities(&ctx.principal).1);
             }
             if let Some(k) = meta.str(mcp::META_IDEMPOTENCY_KEY).filter(|k| !k.is_empty() && k.len() <= 256) {
                 ctx.idempotency_key = Some(Arc::from(k.as_ref()));

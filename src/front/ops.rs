@@ -1,18 +1,20 @@
-//! The operational endpoints: `/healthz` (liveness), `/readyz` (readiness with every upstream's
-//! and replica's state), `/metrics` (Prometheus), and `POST /admin/cache/clear`.
+//! The operational endpoints: `/healthz` (liveness), `/readyz` (readiness; every upstream's and
+//! replica's state for admins only), `/metrics` (Prometheus), and `POST /admin/cache/clear`
+//! (admins only).
 
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{HeaderValue, StatusCode};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
+use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::rescue::json;
-use super::{Caller, Shared};
+use super::{Admin, Caller, Shared};
 use crate::cache::key::ClearScope;
 use crate::observe::metrics::METRICS;
+use crate::upstream::Upstream;
 use crate::upstream::status::Status;
 
 /// Liveness: the process serves HTTP. Never depends on upstreams.
@@ -21,63 +23,80 @@ pub async fn healthz() -> Response {
 }
 
 /// Readiness: 200 when at least one upstream is connected (or none is configured), else 503;
-/// `?strict=1` requires all. The body lists every upstream's status.
-pub async fn readyz(State(shared): State<Arc<Shared>>, uri: http::Uri) -> Response {
+/// `?strict=1` requires all. Probes carry no credentials, so anyone gets the verdict
+/// (`{"ready": bool}`); the body lists every upstream's and replica's state (PIDs, breakers,
+/// error texts, Redis) only for an admin caller (an `admin` API key that passes the edge's
+/// Host/Origin checks, or anyone where authentication is off).
+pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: http::Uri) -> Response {
     let strict = uri.query().is_some_and(|q| q.split('&').any(|p| p == "strict=1" || p == "strict=true"));
-    let mut upstreams = serde_json::Map::new();
-    let (mut total, mut up_count) = (0, 0);
-    for up in shared.upstreams.iter() {
-        total += 1;
-        let status = up.status();
-        let mut entry = serde_json::json!({
-            "status": status.name(), "restarts": up.restarts(), "in_flight": up.in_flight()
-        });
-        match &status {
-            Status::Up { era, version } => {
-                up_count += 1;
-                entry["era"] = format!("{era:?}").to_lowercase().into();
-                entry["version"] = (*version).into();
-            }
-            Status::Down { reason } => entry["reason"] = reason.clone().into(),
-            Status::Starting | Status::Stopped => {}
-        }
-        let replicas: Vec<serde_json::Value> = up
-            .replicas()
-            .iter()
-            .map(|r| {
-                let mut v = serde_json::json!({
-                    "replica": r.index, "status": r.status().name(), "breaker": r.breaker.state().name(),
-                    "in_flight": r.outstanding(), "restarts": r.restarts(),
-                });
-                if let Some(pid) = r.connection().and_then(|c| c.pid()) {
-                    v["pid"] = pid.into();
-                }
-                v
-            })
-            .collect();
-        entry["replicas"] = replicas.into();
-        if up.config.fallback.is_some() {
-            // The percentage of its calls its fallback takes now: 100 while it is down, falling
-            // to 0 over fallback_return after it recovers.
-            entry["fallback_percent"] = ((up.fallback_share() * 100.0).round() as u64).into();
-        }
-        upstreams.insert(up.name.to_string(), entry);
-    }
+    let total = shared.upstreams.iter().count();
+    let up_count = shared.upstreams.iter().filter(|u| u.status().is_up()).count();
     let draining = shared.draining.is_cancelled();
     let ready = !draining && (total == 0 || if strict { up_count == total } else { up_count > 0 });
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    let admin =
+        shared.stack.edge.check(header(HOST), header(ORIGIN), header(AUTHORIZATION)).is_ok_and(|p| p.is_admin());
+    if !admin {
+        return json(status, Bytes::from(serde_json::json!({ "ready": ready }).to_string()));
+    }
+    let upstreams: serde_json::Map<String, serde_json::Value> =
+        shared.upstreams.iter().map(|up| (up.name.to_string(), upstream_detail(up))).collect();
     let mut body = serde_json::json!({ "ready": ready, "draining": draining, "upstreams": upstreams });
     if let Some(degraded) = shared.store.redis_degraded() {
         // Redis is an optimisation: its absence is reported, never a reason to be unready.
         body["redis"] = if degraded { "degraded" } else { "up" }.into();
     }
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     json(status, Bytes::from(body.to_string()))
+}
+
+/// One upstream's state for an admin's `/readyz`: status, era, reason, restarts, calls in
+/// flight, and each replica's status, breaker, PID and restarts.
+fn upstream_detail(up: &Upstream) -> serde_json::Value {
+    let status = up.status();
+    let mut entry = serde_json::json!({
+        "status": status.name(), "restarts": up.restarts(), "in_flight": up.in_flight()
+    });
+    match &status {
+        Status::Up { era, version } => {
+            entry["era"] = format!("{era:?}").to_lowercase().into();
+            entry["version"] = (*version).into();
+        }
+        Status::Down { reason, .. } => entry["reason"] = reason.clone().into(),
+        Status::Starting | Status::Stopped => {}
+    }
+    let replicas: Vec<serde_json::Value> = up
+        .replicas()
+        .iter()
+        .map(|r| {
+            let mut v = serde_json::json!({
+                "replica": r.index, "status": r.status().name(), "breaker": r.breaker.state().name(),
+                "in_flight": r.outstanding(), "restarts": r.restarts(),
+            });
+            if let Some(pid) = r.connection().and_then(|c| c.pid()) {
+                v["pid"] = pid.into();
+            }
+            v
+        })
+        .collect();
+    entry["replicas"] = replicas.into();
+    if up.config.fallback.is_some() {
+        // The percentage of its calls its fallback takes now: 100 while it is down, falling
+        // to 0 over fallback_return after it recovers.
+        entry["fallback_percent"] = ((up.fallback_share() * 100.0).round() as u64).into();
+    }
+    entry
 }
 
 /// `POST /admin/cache/clear[?upstream=U[&tool=T]]`: drop cached results — of one tool, of one
 /// upstream, or all — here and, through the shared generations, on every replica within a
-/// second. Guarded like `/mcp` (bearer key when keys are configured). 404 for an unknown upstream.
-pub async fn clear_cache(State(shared): State<Arc<Shared>>, _: Caller, Query(q): Query<ClearScope>) -> Response {
+/// second. Needs an admin caller ([`Admin`]: 401 without a key, 403 for a client key). 404 for
+/// an unknown upstream.
+pub async fn clear_cache(
+    State(shared): State<Arc<Shared>>,
+    Admin(caller): Admin,
+    Query(q): Query<ClearScope>,
+) -> Response {
     let store = &shared.store;
     let upstreams = &shared.upstreams;
     match (&q.upstream, &q.tool) {
@@ -94,7 +113,7 @@ pub async fn clear_cache(State(shared): State<Arc<Shared>>, _: Caller, Query(q):
         }
         (None, None) => store.clear(upstreams.iter().map(|u| Arc::clone(&u.name))).await,
     }
-    tracing::info!(upstream = ?q.upstream, tool = ?q.tool, "cache cleared");
+    tracing::info!(caller = caller.label(), upstream = ?q.upstream, tool = ?q.tool, "cache cleared");
     let body = serde_json::json!({ "cleared": { "upstream": q.upstream, "tool": q.tool } });
     json(StatusCode::OK, Bytes::from(body.to_string()))
 }

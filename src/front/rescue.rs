@@ -67,8 +67,12 @@ pub fn answer(id: &[u8], method: &str, outcome: Result<Reply, GatewayError>, cli
 /// The error response for a typed error; `id` is `None` when the request id is unknown (`null`).
 pub fn error(id: Option<&[u8]>, err: &GatewayError, client: Era) -> Answer {
     let class = err.class(client);
+    if err.has_hidden_detail() {
+        // The client gets a short reason (`GatewayError::client_message`); the detail stays here.
+        tracing::debug!(error = %err, "a call failed upstream");
+    }
     let mut out = Vec::with_capacity(128);
-    write_error(&mut out, id, class.code, &err.to_string(), err.data().as_ref());
+    write_error(&mut out, id, class.code, &err.client_message(), err.data().as_ref());
     Answer {
         message: Bytes::from(out),
         error_code: Some(class.code),

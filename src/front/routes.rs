@@ -119,38 +119,48 @@ async fn post_upstream(
     }
 }
 
-async fn get_in(shared: Arc<Shared>, scope: Scope, headers: HeaderMap) -> Response {
+async fn get_in(shared: Arc<Shared>, scope: Scope, principal: Principal, headers: HeaderMap) -> Response {
     if modern_header(&headers) {
         return refuse(&GatewayError::MethodNotAllowed, None, Era::Modern);
     }
-    legacy::get(shared, scope, &headers).await
+    legacy::get(shared, scope, &principal, &headers).await
 }
 
-async fn get_gateway(State(s): State<Arc<Shared>>, _: Caller, h: HeaderMap) -> Response {
-    get_in(s, Scope::Gateway, h).await
+async fn get_gateway(State(s): State<Arc<Shared>>, Caller(principal): Caller, h: HeaderMap) -> Response {
+    get_in(s, Scope::Gateway, principal, h).await
 }
 
-async fn get_upstream(State(s): State<Arc<Shared>>, _: Caller, Path(name): Path<String>, h: HeaderMap) -> Response {
+async fn get_upstream(
+    State(s): State<Arc<Shared>>,
+    Caller(principal): Caller,
+    Path(name): Path<String>,
+    h: HeaderMap,
+) -> Response {
     match upstream_scope(&s, &name) {
-        Ok(scope) => get_in(s, scope, h).await,
+        Ok(scope) => get_in(s, scope, principal, h).await,
         Err(e) => refuse(&e, None, Era::Legacy),
     }
 }
 
-fn delete_in(shared: &Shared, headers: &HeaderMap) -> Response {
+fn delete_in(shared: &Shared, principal: &Principal, headers: &HeaderMap) -> Response {
     if modern_header(headers) {
         return refuse(&GatewayError::MethodNotAllowed, None, Era::Modern);
     }
-    legacy::delete(shared, headers)
+    legacy::delete(shared, principal, headers)
 }
 
-async fn delete_gateway(State(s): State<Arc<Shared>>, _: Caller, h: HeaderMap) -> Response {
-    delete_in(&s, &h)
+async fn delete_gateway(State(s): State<Arc<Shared>>, Caller(principal): Caller, h: HeaderMap) -> Response {
+    delete_in(&s, &principal, &h)
 }
 
-async fn delete_upstream(State(s): State<Arc<Shared>>, _: Caller, Path(name): Path<String>, h: HeaderMap) -> Response {
+async fn delete_upstream(
+    State(s): State<Arc<Shared>>,
+    Caller(principal): Caller,
+    Path(name): Path<String>,
+    h: HeaderMap,
+) -> Response {
     match upstream_scope(&s, &name) {
-        Ok(_) => delete_in(&s, &h),
+        Ok(_) => delete_in(&s, &principal, &h),
         Err(e) => refuse(&e, None, Era::Legacy),
     }
 }

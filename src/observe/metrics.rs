@@ -95,6 +95,9 @@ pub struct ShedLabels {
     pub limit: Name,
     /// Priority class of the shed call.
     pub priority: &'static str,
+    /// The shed call's caller: its API key's stable id (a configured `name`, or `key:` and a
+    /// keyed hash), or `anon`. Bounded by the configured keys.
+    pub caller: Name,
 }
 
 /// Labels naming one upstream, allocation-free.
@@ -202,7 +205,7 @@ impl Metrics {
         let streams = Gauge::default();
         registry.register("notification_streams", "Open notification streams", streams.clone());
         let shed = Family::<ShedLabels, Counter>::default();
-        registry.register("shed", "Calls refused by admission control, by limit and priority", shed.clone());
+        registry.register("shed", "Calls refused by admission control, by limit, priority and caller", shed.clone());
         let retries = Family::<UpstreamName, Counter>::default();
         registry.register("retries", "Retried upstream calls", retries.clone());
         let retry_budget_exhausted = Family::<UpstreamName, Counter>::default();
@@ -291,9 +294,9 @@ impl Metrics {
         self.calls.get_or_create(&CallLabels { method, upstream, outcome }).inc();
     }
 
-    /// Count a call shed by admission control `limit` at `priority`.
-    pub fn shed(&self, limit: Name, priority: &'static str) {
-        self.shed.get_or_create(&ShedLabels { limit, priority }).inc();
+    /// Count a call of `caller` shed by admission control `limit` at `priority`.
+    pub fn shed(&self, limit: Name, priority: &'static str, caller: Name) {
+        self.shed.get_or_create(&ShedLabels { limit, priority, caller }).inc();
     }
 
     /// Count a retry of a call to `upstream`.

@@ -1,5 +1,6 @@
-//! Observability: Prometheus metrics, structured logs.
+//! Observability: Prometheus metrics, structured logs, redaction of secrets in what is printed.
 
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod redact;

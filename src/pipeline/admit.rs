@@ -68,6 +68,13 @@ impl Default for AdmissionConfig {
 }
 
 impl AdmissionConfig {
+    /// The most important priority an anonymous caller (no API keys configured, or stdio) may
+    /// ask for: `medium`, or `default_priority` when that is higher (a caller may always ask
+    /// for what it gets without asking).
+    pub fn anonymous_ceiling(&self) -> Priority {
+        Priority::Medium.min(self.default_priority)
+    }
+
     /// Problems with these settings.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
@@ -174,11 +181,11 @@ impl Admission {
                 match worst {
                     Some((i, worst)) if worst.rank() > priority.rank() => {
                         let shed = s.waiters.swap_remove(i);
-                        METRICS.shed(self.name.clone(), shed.priority.label());
+                        METRICS.shed(self.name.clone(), shed.priority.label(), caller_name(&shed.caller));
                         drop(shed.tx);
                     }
                     _ => {
-                        METRICS.shed(self.name.clone(), priority.label());
+                        METRICS.shed(self.name.clone(), priority.label(), caller_name(caller));
                         return Err(self.overloaded("queue is full"));
                     }
                 }
@@ -197,7 +204,7 @@ impl Admission {
                 if let Some(i) = s.waiters.iter().position(|w| w.seq == seq) {
                     s.waiters.swap_remove(i);
                     drop(s);
-                    METRICS.shed(self.name.clone(), priority.label());
+                    METRICS.shed(self.name.clone(), priority.label(), caller_name(caller));
                     Err(self.overloaded(&format!("queue wait exceeded {} ms", self.queue_timeout.as_millis())))
                 } else {
                     drop(s);
@@ -249,6 +256,14 @@ impl Admission {
     /// Calls waiting now.
     pub fn queued(&self) -> usize {
         self.state.lock().expect("admission lock").waiters.len()
+    }
+}
+
+/// A caller's metric label: its stable id, shared (no copy).
+fn caller_name(caller: &Principal) -> Name {
+    match caller {
+        Principal::Anonymous => Name::Static(crate::pipeline::parts::ANONYMOUS),
+        Principal::ApiKey(identity) => Name::Shared(Arc::clone(&identity.id)),
     }
 }
 
@@ -392,7 +407,8 @@ mod tests {
     use super::*;
 
     fn key(i: usize) -> Principal {
-        Principal::ApiKey(i)
+        let id = format!("caller-{i}").into();
+        Principal::ApiKey(Arc::new(crate::pipeline::parts::Identity { id, ..Default::default() }))
     }
 
     /// Acquire on its own task and record, in `order`, when the slot was granted.

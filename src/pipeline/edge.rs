@@ -1,12 +1,14 @@
 //! The first step of every HTTP request, before its body is read: DNS-rebinding protection
 //! (`Host` and `Origin`, per MCP `basic/transports` "Security Warning") and authentication
 //! (static bearer API keys, compared as SHA-256 digests in constant time). It yields the
-//! caller's [`Principal`], which travels with the call.
+//! caller's [`Principal`] with the key's stable [`Identity`], which travels with the call.
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::parts::Principal;
+use std::sync::Arc;
+
+use super::parts::{Identity, Principal};
 use crate::error::GatewayError;
 use crate::front::config::ServerConfig;
 
@@ -16,7 +18,8 @@ pub struct Edge {
     check_hosts: bool,
     allowed_origins: Vec<String>,
     any_origin: bool,
-    key_hashes: Vec<[u8; 32]>,
+    /// Each key's SHA-256 digest and its identity (resolved when the configuration loaded).
+    keys: Vec<([u8; 32], Arc<Identity>)>,
 }
 
 const LOCAL_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
@@ -36,7 +39,15 @@ fn host_part(authority: &str) -> &str {
 impl Edge {
     /// Build from the server configuration. Host checks apply on loopback listeners (the
     /// DNS-rebinding case) and whenever `allowed_hosts` is set; `*` allows any host.
+    ///
+    /// Panics when the API keys' identities were not resolved (`ServerConfig::resolve_keys`,
+    /// done by `Config::load`): unresolved keys would all share one empty id, and so one
+    /// another's private cache entries and sessions.
     pub fn new(config: &ServerConfig) -> Self {
+        assert!(
+            config.api_keys.iter().all(|k| !k.identity.id.is_empty()),
+            "API keys must be resolved (ServerConfig::resolve_keys) before the edge is built"
+        );
         let loopback = config.listen_addr().ip().is_loopback();
         let any_host = config.allowed_hosts.iter().any(|h| h == "*");
         Edge {
@@ -48,7 +59,11 @@ impl Edge {
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
             any_origin: config.allowed_origins.iter().any(|o| o == "*"),
-            key_hashes: config.api_keys.iter().map(|k| Sha256::digest(k.secret().as_bytes()).into()).collect(),
+            keys: config
+                .api_keys
+                .iter()
+                .map(|k| (Sha256::digest(k.secret().as_bytes()).into(), Arc::clone(&k.identity)))
+                .collect(),
         }
     }
 
@@ -68,7 +83,7 @@ impl Edge {
 
     /// Whether API keys are required.
     pub fn requires_auth(&self) -> bool {
-        !self.key_hashes.is_empty()
+        !self.keys.is_empty()
     }
 
     /// Check the `Host` and `Origin` headers.
@@ -100,7 +115,7 @@ impl Edge {
     ///
     /// Errors: [`GatewayError::Unauthorized`] when keys are configured and none matches.
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, GatewayError> {
-        if self.key_hashes.is_empty() {
+        if self.keys.is_empty() {
             return Ok(Principal::Anonymous);
         }
         let presented = authorization
@@ -109,12 +124,12 @@ impl Edge {
             .ok_or(GatewayError::Unauthorized)?;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
-        for (i, key) in self.key_hashes.iter().enumerate() {
-            if bool::from(key.ct_eq(&digest)) && found.is_none() {
-                found = Some(i);
+        for (hash, identity) in &self.keys {
+            if bool::from(hash.ct_eq(&digest)) && found.is_none() {
+                found = Some(identity);
             }
         }
-        found.map(Principal::ApiKey).ok_or(GatewayError::Unauthorized)
+        found.map(|identity| Principal::ApiKey(Arc::clone(identity))).ok_or(GatewayError::Unauthorized)
     }
 }
 
@@ -123,12 +138,14 @@ mod tests {
     use super::*;
 
     fn guard(listen: &str, keys: &[&str], origins: &[&str]) -> Edge {
-        Edge::new(&ServerConfig {
+        let mut config = ServerConfig {
             listen: listen.into(),
-            api_keys: keys.iter().map(|s| crate::front::config::ApiKey::Plain(s.to_string())).collect(),
+            api_keys: keys.iter().map(|s| crate::front::config::ApiKey::plain(s)).collect(),
             allowed_origins: origins.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
-        })
+        };
+        config.resolve_keys(crate::pipeline::parts::Priority::Medium);
+        Edge::new(&config)
     }
 
     #[test]
@@ -151,7 +168,12 @@ mod tests {
     fn keys_are_checked() {
         let g = guard("0.0.0.0:8080", &["k-0123456789abcdef", "k-fedcba9876543210"], &[]);
         assert!(g.check_site(Some("gateway.internal"), None).is_ok(), "no host check off loopback");
-        assert_eq!(g.authenticate(Some("Bearer k-fedcba9876543210")), Ok(Principal::ApiKey(1)));
+        let second = g.authenticate(Some("Bearer k-fedcba9876543210")).unwrap();
+        assert!(second.label().starts_with("key:") && second.label().len() == 20, "{}", second.label());
+        assert_ne!(g.authenticate(Some("Bearer k-0123456789abcdef")).unwrap(), second);
+        // The id follows the key, not its position: the same key listed second elsewhere.
+        let reordered = guard("0.0.0.0:8080", &["k-fedcba9876543210", "k-0123456789abcdef"], &[]);
+        assert_eq!(reordered.authenticate(Some("Bearer k-fedcba9876543210")).unwrap(), second);
         assert_eq!(g.authenticate(Some("Bearer nope")), Err(GatewayError::Unauthorized));
         assert_eq!(g.authenticate(None), Err(GatewayError::Unauthorized));
         assert_eq!(guard("127.0.0.1:1", &[], &[]).authenticate(None), Ok(Principal::Anonymous));

@@ -192,6 +192,12 @@ impl Priority {
         self as u8
     }
 
+    /// This priority, lowered to `ceiling` when it is more important (a caller may ask for at
+    /// most its ceiling; asking for more is not an error).
+    pub fn at_most(self, ceiling: Priority) -> Priority {
+        if self.rank() < ceiling.rank() { ceiling } else { self }
+    }
+
     /// Metric label.
     pub fn label(self) -> &'static str {
         match self {
@@ -203,13 +209,91 @@ impl Priority {
     }
 }
 
+/// What the gateway knows about one configured API key once the configuration is loaded
+/// (`front::config::ApiKey::resolve`): its stable id and what it may do.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    /// The stable caller id: the key's `name`, else `key:` and 16 hex digits of a keyed hash
+    /// of the secret. Cache scopes, idempotency records, session binding, metrics and logs use
+    /// it, so reordering or removing keys never hands one caller's data to another.
+    pub id: Arc<str>,
+    /// Priority of its calls that name none (`priority`, else `[admission] default_priority`).
+    pub priority: Priority,
+    /// The most important priority its calls may ask for (`max_priority`, else `priority`);
+    /// higher asks are lowered to it.
+    pub max_priority: Priority,
+    /// Whether the key may use `/admin/*` and see `/readyz` in detail (`role = "admin"`).
+    pub admin: bool,
+    /// The first 16 bytes of SHA-256 over `id`: what a sealed session id carries to bind the
+    /// session to its caller (fixed size, computed once).
+    pub tag: [u8; 16],
+}
+
+impl Identity {
+    /// The binding tag of caller id `id` (see [`Identity::tag`]).
+    pub fn tag_of(id: &str) -> [u8; 16] {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(id.as_bytes());
+        digest[..16].try_into().expect("SHA-256 is 32 bytes")
+    }
+}
+
+/// Label of the anonymous caller in keys, metrics and logs; never a key's id (names may not
+/// be `anon`, hashed ids start with `key:`).
+pub const ANONYMOUS: &str = "anon";
+
 /// Who is calling, after authentication.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 pub enum Principal {
-    /// No credentials were required (loopback without API keys, or stdio).
+    /// No credentials were required: authentication is off (loopback without API keys, or
+    /// stdio), so every caller is the local operator.
     Anonymous,
-    /// A configured static API key, by its position in `server.api_keys`.
-    ApiKey(usize),
+    /// A configured static API key.
+    ApiKey(Arc<Identity>),
+}
+
+impl Principal {
+    /// The stable caller id ([`Identity::id`], or [`ANONYMOUS`]).
+    pub fn label(&self) -> &str {
+        match self {
+            Principal::Anonymous => ANONYMOUS,
+            Principal::ApiKey(identity) => &identity.id,
+        }
+    }
+
+    /// The caller's binding tag ([`Identity::tag`]; for the anonymous caller, that of
+    /// [`ANONYMOUS`]).
+    pub fn tag(&self) -> [u8; 16] {
+        static ANONYMOUS_TAG: std::sync::LazyLock<[u8; 16]> = std::sync::LazyLock::new(|| Identity::tag_of(ANONYMOUS));
+        match self {
+            Principal::Anonymous => *ANONYMOUS_TAG,
+            Principal::ApiKey(identity) => identity.tag,
+        }
+    }
+
+    /// Whether the caller may use the admin endpoints and see `/readyz` in detail: an
+    /// `admin` key, or anyone where authentication is off (only loopback or stdio allow that).
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Principal::Anonymous => true,
+            Principal::ApiKey(identity) => identity.admin,
+        }
+    }
+}
+
+/// Callers are the same when their stable ids are.
+impl PartialEq for Principal {
+    fn eq(&self, other: &Self) -> bool {
+        self.label() == other.label()
+    }
+}
+
+impl Eq for Principal {}
+
+impl std::hash::Hash for Principal {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.label().hash(state);
+    }
 }
 
 /// Something the gateway must deliver to the client while its request runs.
@@ -263,3 +347,27 @@ pub enum Reply {
 /// The boxed future of a step that has to wait for something of its own (a lookup, a lease, a
 /// backoff) before or after calling the next service.
 pub type ReplyFuture = futures::future::BoxFuture<'static, Result<Reply, GatewayError>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn asks_are_lowered_to_the_ceiling() {
+        use Priority::*;
+        assert_eq!(Critical.at_most(Low), Low);
+        assert_eq!(High.at_most(Medium), Medium);
+        assert_eq!(Low.at_most(High), Low, "asking for less is always allowed");
+        assert_eq!(Medium.at_most(Medium), Medium);
+    }
+
+    #[test]
+    fn callers_are_their_ids() {
+        let key = |id: &str| Principal::ApiKey(Arc::new(Identity { id: id.into(), ..Default::default() }));
+        assert_eq!(key("ops"), key("ops"));
+        assert_ne!(key("ops"), key("ci"));
+        assert_eq!(Principal::Anonymous.label(), ANONYMOUS);
+        assert!(Principal::Anonymous.is_admin(), "without keys every caller is the operator");
+        assert!(!key("ops").is_admin());
+    }
+}

@@ -1,4 +1,5 @@
-//! Legacy sessions on this replica: validation of sealed ids, revocation after `DELETE`, and
+//! Legacy sessions on this replica: validation of sealed ids (which are bound to the caller
+//! that created them), revocation after `DELETE`, and
 //! the node-local extras a session accumulates (log level, in-flight requests that a
 //! `notifications/cancelled` may name, relayed server-to-client requests awaiting answers).
 
@@ -12,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::token::{ClientFlags, SessionClaims, SessionSealer};
-use crate::pipeline::parts::{ClientAnswer, LogLevel};
+use crate::pipeline::parts::{ClientAnswer, LogLevel, Principal};
 
 /// Most revoked ids remembered at once; beyond it the oldest are forgotten (they also expire).
 const MAX_REVOKED: usize = 100_000;
@@ -24,7 +25,7 @@ const IDLE_EXTRAS: Duration = Duration::from_secs(30 * 60);
 pub enum SessionError {
     /// No `Mcp-Session-Id` header (HTTP 400).
     Missing,
-    /// Unknown, altered, expired or deleted (HTTP 404).
+    /// Unknown, altered, expired, deleted, or another caller's (HTTP 404).
     Unknown,
 }
 
@@ -136,19 +137,24 @@ impl Sessions {
         Sessions { sealer: SessionSealer::new(key, ttl), revoked: Mutex::default(), extras: Mutex::default() }
     }
 
-    /// Mint a session id for a newly initialized client.
-    pub fn create(&self, version: &'static str, flags: ClientFlags) -> String {
-        self.sealer.seal(version, flags)
+    /// Mint a session id for a newly initialized client, bound to `caller`.
+    pub fn create(&self, version: &'static str, flags: ClientFlags, caller: &Principal) -> String {
+        self.sealer.seal(version, flags, caller.tag())
     }
 
-    /// Validate a presented session id and return its claims and node-local state.
+    /// Validate a session id presented by `caller` and return its claims and node-local state.
     ///
     /// Errors: [`SessionError::Missing`] without an id; [`SessionError::Unknown`] for an id that
-    /// is not ours, altered, expired, or deleted.
-    pub fn resume(&self, id: Option<&str>) -> Result<(SessionClaims, Arc<SessionState>), SessionError> {
+    /// is not ours, altered, expired, deleted, or was created by another caller (exactly as
+    /// for an unknown id, so a leaked id tells its holder nothing).
+    pub fn resume(
+        &self,
+        id: Option<&str>,
+        caller: &Principal,
+    ) -> Result<(SessionClaims, Arc<SessionState>), SessionError> {
         let id = id.ok_or(SessionError::Missing)?;
         let claims = self.sealer.open(id).ok_or(SessionError::Unknown)?;
-        if self.revoked.lock().expect("sessions lock").contains_key(id) {
+        if claims.caller != caller.tag() || self.revoked.lock().expect("sessions lock").contains_key(id) {
             return Err(SessionError::Unknown);
         }
         let state = Arc::clone(self.extras.lock().expect("sessions lock").entry(id.to_string()).or_default());
@@ -156,11 +162,11 @@ impl Sessions {
         Ok((claims, state))
     }
 
-    /// End a session (`DELETE`): later uses get 404, its streams end.
+    /// End a session (`DELETE` by `caller`): later uses get 404, its streams end.
     ///
-    /// Errors: as [`Sessions::resume`].
-    pub fn delete(&self, id: Option<&str>) -> Result<(), SessionError> {
-        let (claims, state) = self.resume(id)?;
+    /// Errors: as [`Sessions::resume`] (only the session's own caller can end it).
+    pub fn delete(&self, id: Option<&str>, caller: &Principal) -> Result<(), SessionError> {
+        let (claims, state) = self.resume(id, caller)?;
         let id = id.expect("resume checked presence");
         state.ended.cancel();
         self.extras.lock().expect("sessions lock").remove(id);
@@ -199,23 +205,45 @@ impl Sessions {
 mod tests {
     use super::*;
 
+    const ME: Principal = Principal::Anonymous;
+
+    fn key(id: &str) -> Principal {
+        let identity = crate::pipeline::parts::Identity {
+            id: id.into(),
+            tag: crate::pipeline::parts::Identity::tag_of(id),
+            ..Default::default()
+        };
+        Principal::ApiKey(Arc::new(identity))
+    }
+
     #[test]
     fn lifecycle() {
         let s = Sessions::new(None, Duration::from_secs(60));
-        let id = s.create("2025-11-25", ClientFlags::default());
-        assert!(s.resume(Some(&id)).is_ok());
-        assert_eq!(s.resume(None).unwrap_err(), SessionError::Missing);
-        assert_eq!(s.resume(Some("bogus")).unwrap_err(), SessionError::Unknown);
-        s.delete(Some(&id)).unwrap();
-        assert_eq!(s.resume(Some(&id)).unwrap_err(), SessionError::Unknown);
-        assert_eq!(s.delete(Some(&id)).unwrap_err(), SessionError::Unknown);
+        let id = s.create("2025-11-25", ClientFlags::default(), &ME);
+        assert!(s.resume(Some(&id), &ME).is_ok());
+        assert_eq!(s.resume(None, &ME).unwrap_err(), SessionError::Missing);
+        assert_eq!(s.resume(Some("bogus"), &ME).unwrap_err(), SessionError::Unknown);
+        s.delete(Some(&id), &ME).unwrap();
+        assert_eq!(s.resume(Some(&id), &ME).unwrap_err(), SessionError::Unknown);
+        assert_eq!(s.delete(Some(&id), &ME).unwrap_err(), SessionError::Unknown);
+    }
+
+    #[test]
+    fn a_session_belongs_to_its_caller() {
+        let s = Sessions::new(None, Duration::from_secs(60));
+        let (alice, mallory) = (key("alice"), key("mallory"));
+        let id = s.create("2025-11-25", ClientFlags::default(), &alice);
+        assert_eq!(s.resume(Some(&id), &mallory).unwrap_err(), SessionError::Unknown);
+        assert_eq!(s.resume(Some(&id), &ME).unwrap_err(), SessionError::Unknown);
+        assert_eq!(s.delete(Some(&id), &mallory).unwrap_err(), SessionError::Unknown);
+        assert!(s.resume(Some(&id), &alice).is_ok(), "another caller's DELETE ended nothing");
     }
 
     #[test]
     fn cancellation_and_relays() {
         let s = Sessions::new(None, Duration::from_secs(60));
-        let id = s.create("2025-11-25", ClientFlags::default());
-        let (_, st) = s.resume(Some(&id)).unwrap();
+        let id = s.create("2025-11-25", ClientFlags::default(), &ME);
+        let (_, st) = s.resume(Some(&id), &ME).unwrap();
         let flight = st.track(Bytes::from_static(b"7"));
         assert!(st.cancel(b"7"));
         assert!(flight.token.is_cancelled());

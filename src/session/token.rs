@@ -2,9 +2,11 @@
 //! resume a session (negotiated revision, client capabilities, expiry), so sessions need no
 //! shared store (design.md §4).
 //!
-//! Format: base64url(no pad) of `nonce (24 bytes) || XChaCha20-Poly1305(payload) (34 bytes)`;
+//! Format: base64url(no pad) of `nonce (24 bytes) || XChaCha20-Poly1305(payload) (50 bytes)`;
 //! the payload is `version index (1) || capability flags (1) || expiry unix seconds (8, BE) ||
-//! random id (8)`. The result is visible ASCII, as Streamable HTTP requires of session ids.
+//! random id (8) || caller tag (16)`. The caller tag binds the session to the caller that
+//! created it (design.md §8: every id a client can present is bound to its owner). The result
+//! is visible ASCII (99 characters), as Streamable HTTP requires of session ids.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,7 +62,13 @@ pub struct SessionClaims {
     pub flags: ClientFlags,
     /// Unix time (seconds) after which the session is expired.
     pub expires_at: u64,
+    /// The creating caller's tag (`crate::pipeline::parts::Identity::tag`); any other caller
+    /// is treated as if the session did not exist.
+    pub caller: [u8; 16],
 }
+
+/// Payload bytes: version, flags, expiry, random id, caller tag.
+const PAYLOAD: usize = 1 + 1 + 8 + 8 + 16;
 
 /// Seals and opens session ids with one 32-byte key.
 pub struct SessionSealer {
@@ -85,14 +93,15 @@ impl SessionSealer {
         SessionSealer { cipher: XChaCha20Poly1305::new(Key::from_slice(&key)), ttl }
     }
 
-    /// Mint a session id for a newly initialized session.
-    pub fn seal(&self, version: &'static str, flags: ClientFlags) -> String {
+    /// Mint a session id for a newly initialized session of the caller with tag `caller`.
+    pub fn seal(&self, version: &'static str, flags: ClientFlags, caller: [u8; 16]) -> String {
         let index = LEGACY_VERSIONS.iter().position(|v| *v == version).unwrap_or(LEGACY_VERSIONS.len() - 1);
-        let mut payload = [0u8; 18];
+        let mut payload = [0u8; PAYLOAD];
         payload[0] = index as u8;
         payload[1] = flags.to_byte();
         payload[2..10].copy_from_slice(&(now_secs() + self.ttl.as_secs()).to_be_bytes());
         payload[10..18].copy_from_slice(&rand::random::<[u8; 8]>());
+        payload[18..34].copy_from_slice(&caller);
         let nonce: [u8; 24] = rand::random();
         let sealed =
             self.cipher.encrypt(XNonce::from_slice(&nonce), payload.as_slice()).expect("in-memory AEAD encryption");
@@ -113,7 +122,7 @@ impl SessionSealer {
         }
         let (nonce, sealed) = raw.split_at(24);
         let payload = self.cipher.decrypt(XNonce::from_slice(nonce), sealed).ok()?;
-        if payload.len() != 18 {
+        if payload.len() != PAYLOAD {
             return None;
         }
         let expires_at = u64::from_be_bytes(payload[2..10].try_into().ok()?);
@@ -124,6 +133,7 @@ impl SessionSealer {
             version: LEGACY_VERSIONS.get(payload[0] as usize)?,
             flags: ClientFlags::from_byte(payload[1]),
             expires_at,
+            caller: payload[18..34].try_into().ok()?,
         })
     }
 }
@@ -136,11 +146,13 @@ mod tests {
     fn round_trip_and_tamper() {
         let s = SessionSealer::new(None, Duration::from_secs(60));
         let flags = ClientFlags { sampling: true, elicitation: false, roots: true };
-        let t = s.seal("2025-03-26", flags);
+        let t = s.seal("2025-03-26", flags, [9; 16]);
         assert!(t.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+        assert!(t.len() <= 128, "{}", t.len());
         let c = s.open(&t).unwrap();
         assert_eq!(c.version, "2025-03-26");
         assert_eq!(c.flags, flags);
+        assert_eq!(c.caller, [9; 16]);
         let mut bad = t.clone().into_bytes();
         let last = bad.len() - 3;
         bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
@@ -154,9 +166,9 @@ mod tests {
         let key = decode_key(&STANDARD.encode([7u8; 32])).unwrap();
         let a = SessionSealer::new(Some(key), Duration::from_secs(60));
         let b = SessionSealer::new(Some(key), Duration::from_secs(60));
-        assert!(b.open(&a.seal("2025-11-25", ClientFlags::default())).is_some());
+        assert!(b.open(&a.seal("2025-11-25", ClientFlags::default(), [0; 16])).is_some());
         let expired = SessionSealer::new(Some(key), Duration::from_secs(0));
-        assert!(a.open(&expired.seal("2025-11-25", ClientFlags::default())).is_none());
+        assert!(a.open(&expired.seal("2025-11-25", ClientFlags::default(), [0; 16])).is_none());
         assert!(decode_key("c2hvcnQ=").is_none());
     }
 }

@@ -303,7 +303,10 @@ impl UpstreamConfig {
                 for url in self.url.iter().chain(&self.urls) {
                     match url.parse::<http::Uri>() {
                         Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {}
-                        _ => problems.push(format!("{at}: {url:?} is not an http:// or https:// URL")),
+                        _ => problems.push(format!(
+                            "{at}: {:?} is not an http:// or https:// URL",
+                            crate::observe::redact::url(url)
+                        )),
                     }
                 }
                 for (k, v) in &self.headers {

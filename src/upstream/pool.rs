@@ -131,28 +131,29 @@ impl Pool {
         for r in replicas.iter() {
             match r.status() {
                 s @ Status::Up { .. } => return s,
-                Status::Down { reason } => down = Some(reason),
+                s @ Status::Down { .. } => down = Some(s),
                 Status::Starting => starting = true,
                 Status::Stopped => {}
             }
         }
         match (starting, down) {
             (true, _) => Status::Starting,
-            (false, Some(reason)) => Status::Down { reason },
+            (false, Some(down)) => down,
             (false, None) if replicas.is_empty() => Status::Starting,
             (false, None) => Status::Stopped,
         }
     }
 
-    /// The error for a call that found no live replica.
+    /// The error for a call that found no live replica. Its reason is the gateway's own few
+    /// words (clients see it); the underlying error's text stays in logs and admins' `/readyz`.
     pub fn unavailable(&self) -> GatewayError {
         let reason = match self.status() {
-            Status::Starting => "it is starting".to_string(),
-            Status::Down { reason } => reason,
-            Status::Stopped => "it is stopped".to_string(),
-            Status::Up { .. } => "it is reconnecting".to_string(),
+            Status::Starting => "it is starting",
+            Status::Down { brief, .. } => brief,
+            Status::Stopped => "it is stopped",
+            Status::Up { .. } => "it is reconnecting",
         };
-        GatewayError::UpstreamUnavailable { upstream: self.name.to_string(), reason }
+        GatewayError::UpstreamUnavailable { upstream: self.name.to_string(), reason: reason.to_string() }
     }
 
     /// The error for a call that every live replica's breaker refused; `retry_after` is the

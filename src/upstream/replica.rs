@@ -209,16 +209,17 @@ impl Replica {
             while crashes.front().is_some_and(|t| now.duration_since(*t) > self.supervision.crash_window) {
                 crashes.pop_front();
             }
-            let (wait, reason) = if crashes.len() >= self.supervision.crash_limit as usize {
+            let (wait, reason, brief) = if crashes.len() >= self.supervision.crash_limit as usize {
                 crashes.clear();
                 let cooldown = self.supervision.crash_cooldown;
-                (cooldown, format!("{reason}; crash loop: not restarting for {} s", cooldown.as_secs()))
+                let reason = format!("{reason}; crash loop: not restarting for {} s", cooldown.as_secs());
+                (cooldown, reason, "crash loop: restarts are paused")
             } else {
                 failures += 1;
-                (RECONNECT.delay(failures), reason)
+                (RECONNECT.delay(failures), reason, "it is down; reconnecting")
             };
             tracing::warn!(upstream = %self.upstream, replica = self.index, reason = %reason, "upstream down; reconnecting");
-            self.set_status(Status::Down { reason });
+            self.set_status(Status::Down { reason, brief });
             signals.send(Signal::Down);
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}

@@ -16,8 +16,11 @@ pub enum Status {
     },
     /// Not connected; the supervisor will retry.
     Down {
-        /// Why.
+        /// Why, in detail (the underlying error's text: for logs and admins' `/readyz`).
         reason: String,
+        /// Why, in a few words of the gateway's own, safe to show clients (no host names, no
+        /// upstream text).
+        brief: &'static str,
     },
     /// Stopped for shutdown.
     Stopped,

@@ -13,6 +13,9 @@ use tokio::io::AsyncBufReadExt;
 
 pub const MODERN: &str = "2026-07-28";
 
+/// The admin key the harness adds to configurations whose keys include no admin.
+pub const HARNESS_KEY: &str = "harness-admin-0123456789abcdef";
+
 /// The echo upstream binary, built once per test run.
 pub fn echo_upstream() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -56,9 +59,14 @@ pub async fn eventually<T, S: std::fmt::Display>(
 
 /// The gateway at `base` has settled when `/readyz` shows no upstream starting and a list
 /// result no longer names any upstream that is up in `io.sekisho/unavailableUpstreams` (the
-/// catalog has listed it). `Ok`: the `/readyz` body; `Err`: what is still missing.
+/// catalog has listed it). `bearer` must be an admin key when keys are configured (`/readyz`
+/// shows upstreams only to admins). `Ok`: the `/readyz` body; `Err`: what is still missing.
 pub async fn settled(base: &str, bearer: Option<&str>) -> Result<Value, String> {
-    let ready: Value = match client().get(format!("{base}/readyz")).send().await {
+    let mut req = client().get(format!("{base}/readyz"));
+    if let Some(key) = bearer {
+        req = req.bearer_auth(key);
+    }
+    let ready: Value = match req.send().await {
         Ok(r) => r.json().await.map_err(|e| e.to_string())?,
         Err(e) => return Err(e.to_string()),
     };
@@ -123,17 +131,32 @@ impl HttpUpstream {
 pub struct Gateway {
     pub addr: std::net::SocketAddr,
     pub base: String,
-    /// The first of `[server] api_keys`, for the harness's own requests.
-    bearer: Option<String>,
+    /// An admin key of `[server] api_keys` (the configuration's first, else the harness's
+    /// own), for the harness's own requests; `None` without keys.
+    pub bearer: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl Gateway {
     /// Start the gateway with `toml` (its `[server] listen` is replaced by an ephemeral port)
-    /// and wait until every upstream has settled.
+    /// and wait until every upstream has settled. When `toml` has API keys but no admin key,
+    /// the harness adds its own admin key (`name = "harness"`) to watch `/readyz`.
     pub async fn start(toml: &str) -> Gateway {
-        let config = sekisho::config::Config::from_toml(toml).unwrap_or_else(|e| panic!("{e}"));
+        let mut config = sekisho::config::Config::from_toml(toml).unwrap_or_else(|e| panic!("{e}"));
+        let keys = &mut config.server.api_keys;
+        let bearer = match keys.iter().find(|k| k.is_admin()) {
+            _ if keys.is_empty() => None,
+            Some(admin) => Some(admin.secret().to_string()),
+            None => {
+                let mut own = sekisho::front::config::ApiKey::plain(HARNESS_KEY);
+                own.name = Some("harness".into());
+                own.role = sekisho::front::config::Role::Admin;
+                own.resolve(config.admission.default_priority, None);
+                keys.push(own);
+                Some(HARNESS_KEY.to_string())
+            }
+        };
         if std::env::var_os("RUST_LOG").is_some() {
             sekisho::observe::logging::init(&config.log);
         }
@@ -141,7 +164,6 @@ impl Gateway {
         let addr = listener.local_addr().unwrap();
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();
         let upstreams = config.upstreams.len();
-        let bearer = config.server.api_keys.first().map(|k| k.secret().to_string());
         let task = tokio::spawn(async move {
             sekisho::app::run(&config, listener, async move {
                 let _ = rx.await;
@@ -174,8 +196,13 @@ impl Gateway {
         format!("{}{path}", self.base)
     }
 
+    /// `/readyz` as an admin sees it (with the harness's admin key when keys are configured).
     pub async fn readyz(&self) -> Value {
-        client().get(self.url("/readyz")).send().await.unwrap().json().await.unwrap()
+        let mut req = client().get(self.url("/readyz"));
+        if let Some(key) = &self.bearer {
+            req = req.bearer_auth(key);
+        }
+        req.send().await.unwrap().json().await.unwrap()
     }
 }
 

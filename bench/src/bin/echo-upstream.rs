@@ -1,7 +1,7 @@
 //! A fast MCP upstream for sekisho's benchmarks and tests: stdio or Streamable HTTP, legacy
 //! (`initialize`, sessions) and modern (2026-07-28 per-request `_meta`) eras, with tools that
-//! echo, add, sleep, fail, stream progress, return big payloads, count calls and cancellations, crash, and change
-//! the tool list on demand.
+//! echo, add, sleep, fail, stream progress, return big payloads, count calls and cancellations, crash, change
+//! the tool list on demand, and (over HTTP) ask the client a server-to-client request.
 //!
 //! Usage: `echo-upstream stdio [--era dual|legacy|modern]`
 //!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN]` (prints `listening on ADDR` to stderr)
@@ -75,6 +75,8 @@ struct Upstream {
     sessions: Mutex<HashSet<String>>,
     next_session: AtomicU64,
     parked: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Receiver<String>>>,
+    /// `ask` calls waiting for the client's answer, by the id of the request sent to it.
+    asks: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<Value>>>,
 }
 
 type Out = mpsc::UnboundedSender<Value>;
@@ -109,6 +111,12 @@ fn tools(dynamic: &[String]) -> Value {
                "inputSchema": obj(json!({"ms": {"type": "integer"}}), &["ms"])}),
         json!({"name": "touch", "description": "Announce that a resource was updated.",
                "inputSchema": obj(json!({"uri": {"type": "string"}}), &["uri"])}),
+        json!({"name": "http_error", "description": "Over HTTP: answer with status 500 and an error page naming internal hosts.",
+               "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "garbage", "description": "Over HTTP: answer 200 with an HTML page instead of JSON-RPC.",
+               "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "ask", "description": "Over HTTP: send the client a sampling/createMessage request on the call's stream and answer with its reply.",
+               "inputSchema": obj(json!({"question": {"type": "string"}}), &[])}),
     ];
     for name in dynamic {
         list.push(
@@ -137,6 +145,7 @@ impl Upstream {
             sessions: Mutex::new(HashSet::new()),
             next_session: AtomicU64::new(1),
             parked: Mutex::new(std::collections::HashMap::new()),
+            asks: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -303,6 +312,21 @@ impl Upstream {
                 let _ = self.changes.send(change);
                 text(format!("added {name}"))
             }
+            "ask" => {
+                let id = format!("ask-{}", self.next_session.fetch_add(1, Ordering::Relaxed));
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.asks.lock().unwrap().insert(id.clone(), tx);
+                let question = args["question"].as_str().unwrap_or("?");
+                let _ = out.send(json!({"jsonrpc": "2.0", "id": id, "method": "sampling/createMessage", "params": {
+                    "messages": [{"role": "user", "content": {"type": "text", "text": question}}], "maxTokens": 16}}));
+                match tokio::time::timeout(Duration::from_secs(20), rx).await {
+                    Ok(Ok(answer)) => match answer.pointer("/result/content/text").and_then(Value::as_str) {
+                        Some(said) => text(format!("the client said: {said}")),
+                        None => text(format!("the client answered: {answer}")),
+                    },
+                    _ => json!({"isError": true, "content": [{"type": "text", "text": "no answer from the client"}]}),
+                }
+            }
             "touch" => {
                 let uri = args["uri"].as_str().unwrap_or("echo://static/hello");
                 let _ = self.changes.send(notification("notifications/resources/updated", json!({"uri": uri})));
@@ -458,6 +482,14 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
     if msg.get("id").is_none() {
         return Ok(full(StatusCode::ACCEPTED, Vec::new(), None));
     }
+    if msg.get("method").is_none() {
+        // The client's answer to a request of ours (`ask`).
+        let waiting = msg["id"].as_str().and_then(|id| up.asks.lock().unwrap().remove(id));
+        if let Some(tx) = waiting {
+            let _ = tx.send(msg);
+        }
+        return Ok(full(StatusCode::ACCEPTED, Vec::new(), None));
+    }
     if modern_header && method == "subscriptions/listen" {
         let id = msg["id"].clone();
         let mut changes = up.changes.subscribe();
@@ -498,8 +530,24 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
             .body(Full::new(Bytes::from(priming)).boxed())
             .expect("response"));
     }
+    // Misbehaviour on purpose: what a broken server or proxy in front of it sends.
+    match msg.pointer("/params/name").and_then(Value::as_str) {
+        Some("http_error") => {
+            let page = b"internal error: cannot reach db.internal.corp:5432 (user=svc password=hunter2)".to_vec();
+            let mut resp = full(StatusCode::INTERNAL_SERVER_ERROR, page, None);
+            resp.headers_mut().insert("content-type", http::HeaderValue::from_static("text/plain"));
+            return Ok(resp);
+        }
+        Some("garbage") => {
+            let page = b"<html>stack trace at 10.1.2.3 in /srv/app/secret.py</html>".to_vec();
+            let mut resp = full(StatusCode::OK, page, None);
+            resp.headers_mut().insert("content-type", http::HeaderValue::from_static("text/html"));
+            return Ok(resp);
+        }
+        _ => {}
+    }
     let streams = msg.pointer("/params/_meta/progressToken").is_some()
-        || matches!(msg.pointer("/params/name").and_then(Value::as_str), Some("log" | "change_tools"));
+        || matches!(msg.pointer("/params/name").and_then(Value::as_str), Some("log" | "change_tools" | "ask"));
     if !streams {
         let (tx, _rx) = mpsc::unbounded_channel();
         let answer = finish(up.request(&msg, &tx).await);
