@@ -86,9 +86,9 @@ fn the_first_stdio_list_holds_every_upstream_that_starts_in_time() {
     // Bounded by initial_wait (5 s) from start: the upstream that never starts holds the list
     // no longer (the margin is for starting the process itself).
     assert!(waited < Duration::from_secs(12), "waited {waited:?}");
+    // End of input ends the gateway, which stops every upstream (the one still starting too).
     drop(stdin);
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(child.wait().unwrap().success());
 }
 
 #[tokio::test]
@@ -113,5 +113,9 @@ async fn the_first_http_list_right_after_start_holds_every_upstream_that_starts_
     let tools = tool_names(&list);
     assert!(tools.iter().any(|n| n == "quick__echo") && tools.iter().any(|n| n == "slow__echo"), "{tools:?}");
     assert_eq!(list.body["result"]["_meta"]["io.sekisho/unavailableUpstreams"], json!(["never"]), "{}", list.raw);
-    let _ = child.kill().await;
+    // SIGTERM (not SIGKILL, which would orphan the upstreams): the gateway drains and stops them.
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status}");
 }

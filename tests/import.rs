@@ -79,6 +79,10 @@ async fn stdio_tools(command: &str, args: &[&str], env: &[(&str, &str)]) -> BTre
     .await;
     assert!(init["result"].is_object(), "{init}");
     let list = ask(2, "tools/list", json!({})).await;
+    // End of input ends the server (sekisho stops its upstreams on the way out).
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{command} exited with {status}");
     list["result"]["tools"]
         .as_array()
         .unwrap_or_else(|| panic!("{list}"))
