@@ -44,7 +44,7 @@ async fn merges_namespaced_paginated_and_deterministic() {
     assert_eq!(ready["upstreams"]["web"]["era"], "modern", "dual-era HTTP upstreams are spoken to in the modern era");
     let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
     let names = all_tools(&s).await;
-    assert_eq!(names.len(), 45, "15 tools from each of 3 upstreams: {names:?}");
+    assert_eq!(names.len(), 75, "25 tools from each of 3 upstreams: {names:?}");
     assert_eq!(names[0], "legacy__echo");
     assert!(names.contains(&"modern__add".to_string()) && names.contains(&"web__big".to_string()));
     assert!(
