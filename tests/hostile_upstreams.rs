@@ -112,6 +112,16 @@ impl StdioGateway {
     }
 }
 
+/// The peak memory of this process so far (VmHWM, bytes). The gateway runs in it, so what it
+/// buffers shows here; each test runs in its own process under nextest.
+fn peak_memory() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB");
+    kib.trim().parse::<u64>().unwrap() * 1024
+}
+
+const MIB: u64 = 1024 * 1024;
+
 fn echo_table(name: &str, extra: &str) -> String {
     format!(
         "[upstreams.{name}]\ncommand = {:?}\nargs = [\"stdio\", \"--era\", \"legacy\"]\nstartup_timeout = \"20s\"\n{extra}",
@@ -244,17 +254,20 @@ async fn the_notification_stream_recovers_after_an_oversized_event() {
     let http = HttpUpstream::start("legacy").await;
     let gw = Gateway::start(&http.table("web")).await;
     let s = Legacy::open(&gw.url("/servers/web/mcp"), "2025-11-25").await;
-    // 65 MiB in one event on the upstream's GET stream: over any limit the gateway may hold.
-    let a = s.request(1, "tools/call", json!({"name": "oversized_event", "arguments": {"mib": 65}})).await;
+    let before = peak_memory();
+    // 256 MiB in one event on the upstream's GET stream: far over what the gateway may hold.
+    let a = s.request(1, "tools/call", json!({"name": "oversized_event", "arguments": {"mib": 256}})).await;
     assert_eq!(text(&a), "sent");
     // A list change announced on that stream afterwards still reaches the catalog.
     let a = s.request(2, "tools/call", json!({"name": "change_tools_quietly", "arguments": {}})).await;
     assert_eq!(text(&a), "added dynamic_1");
-    eventually("the change after the oversized event seen", Duration::from_secs(20), async || {
+    eventually("the change after the oversized event seen", Duration::from_secs(60), async || {
         let names = tool_names(&s.request(3, "tools/list", json!({})).await);
         if names.contains(&"dynamic_1".to_string()) { Ok(()) } else { Err(format!("{names:?}")) }
     })
     .await;
+    let grew = peak_memory().saturating_sub(before);
+    assert!(grew < 100 * MIB, "the event was skipped, not buffered: peak memory grew {} MiB", grew / MIB);
     let metrics = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"sekisho_upstream_discarded_total{upstream="web",kind="oversized_message"} 1"#));
 }
@@ -277,24 +290,26 @@ async fn an_event_id_that_cannot_be_sent_back_fails_the_call_not_the_gateway() {
 async fn a_notification_flood_is_bounded_and_the_catalog_catches_up() {
     let gw = Gateway::start(&stdio_upstream("loud", "legacy")).await;
     let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
-    let a = s.request(1, "tools/call", json!({"name": "loud__flood", "arguments": {"n": 50_000}})).await;
+    let before = peak_memory();
+    // While the catalog follower waits 3 s for the upstream's tools/list, the upstream sends
+    // 200,000 notifications of 1 KiB each (about 200 MiB if the gateway queued them all).
+    let flood = json!({"n": 200_000, "pad": 1024, "stall_ms": 3000});
+    let a = s.request(1, "tools/call", json!({"name": "loud__flood", "arguments": flood})).await;
     assert_eq!(text(&a), "flooded");
-    let dropped = eventually("the flood over the queue dropped", Duration::from_secs(10), async || {
-        let metrics = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
-        let line = metrics
-            .lines()
-            .find(|l| l.starts_with(r#"sekisho_upstream_discarded_total{upstream="loud",kind="signal"}"#))
-            .map(str::to_string);
-        line.ok_or("no signal dropped yet")
-    })
-    .await;
-    assert!(!dropped.ends_with(" 0"), "{dropped}");
     // Whatever was dropped, a later change is seen: the follower re-lists after a flood.
     let a = s.request(2, "tools/call", json!({"name": "loud__change_tools_quietly", "arguments": {}})).await;
     assert_eq!(text(&a), "added dynamic_1");
-    eventually("the change after the flood seen", Duration::from_secs(20), async || {
+    eventually("the change after the flood seen", Duration::from_secs(60), async || {
         let names = tool_names(&s.request(3, "tools/list", json!({})).await);
         if names.contains(&"loud__dynamic_1".to_string()) { Ok(()) } else { Err(format!("{names:?}")) }
     })
     .await;
+    let grew = peak_memory().saturating_sub(before);
+    assert!(grew < 100 * MIB, "the queue is bounded: peak memory grew {} MiB", grew / MIB);
+    let metrics = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let dropped = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"sekisho_upstream_discarded_total{upstream="loud",kind="signal"}"#))
+        .unwrap_or_else(|| panic!("no signal dropped: {metrics}"));
+    assert!(!dropped.ends_with(" 0"), "{dropped}");
 }

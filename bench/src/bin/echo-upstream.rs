@@ -76,6 +76,8 @@ struct Upstream {
     subscribed: Mutex<std::collections::BTreeSet<String>>,
     /// The level set with `logging/setLevel` (by anyone), as its rank (0 = debug).
     log_level: AtomicU64,
+    /// The next tools/list takes this long (`flood`), once.
+    stall_lists_ms: AtomicU64,
     /// Requests this server sent to its client (`ask`), waiting for their answers.
     asks: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<Value>>>,
 }
@@ -126,8 +128,8 @@ fn tools(dynamic: &[String]) -> Value {
         json!({"name": "meta", "description": "The request's _meta, as JSON text.", "inputSchema": obj(json!({}), &[])}),
         json!({"name": "ask", "description": "Send `method` (sampling/createMessage, elicitation/create, roots/list) to the client; answer with what came back.",
                "inputSchema": obj(json!({"method": {"type": "string"}}), &["method"])}),
-        json!({"name": "flood", "description": "Send `n` tools/list_changed notifications as fast as possible.",
-               "inputSchema": obj(json!({"n": {"type": "integer"}}), &["n"])}),
+        json!({"name": "flood", "description": "Send `n` resources/updated notifications (each with `pad` bytes of URI) as fast as possible, after making the next tools/list take `stall_ms` and announcing a list change (so the client's list refresh is stuck meanwhile).",
+               "inputSchema": obj(json!({"n": {"type": "integer"}, "pad": {"type": "integer"}, "stall_ms": {"type": "integer"}}), &["n"])}),
         json!({"name": "change_tools_quietly", "description": "Add a tool and announce it only on notification streams.",
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "oversized_event", "description": "Send an SSE event of `mib` MiB on every notification stream.",
@@ -164,6 +166,7 @@ impl Upstream {
             parked: Mutex::new(std::collections::HashMap::new()),
             subscribed: Mutex::new(std::collections::BTreeSet::new()),
             log_level: AtomicU64::new(0),
+            stall_lists_ms: AtomicU64::new(0),
             asks: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -213,6 +216,8 @@ impl Upstream {
             ),
             "ping" => result(id, json!({})),
             "tools/list" => {
+                let stall = self.stall_lists_ms.swap(0, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(stall)).await;
                 let dynamic = self.dynamic_tools.lock().unwrap().clone();
                 complete(json!({"tools": tools(&dynamic)}), true)
             }
@@ -405,8 +410,15 @@ impl Upstream {
                 }
             }
             "flood" => {
-                for _ in 0..args["n"].as_u64().unwrap_or(1000) {
+                let stall = args["stall_ms"].as_u64().unwrap_or(0);
+                if stall > 0 {
+                    self.stall_lists_ms.store(stall, Ordering::Relaxed);
                     let _ = out.send(notification("notifications/tools/list_changed", json!({})));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let uri = format!("echo://items/{}", "p".repeat(args["pad"].as_u64().unwrap_or(0) as usize));
+                for _ in 0..args["n"].as_u64().unwrap_or(1000) {
+                    let _ = out.send(notification("notifications/resources/updated", json!({"uri": uri})));
                 }
                 text("flooded")
             }
