@@ -1,8 +1,10 @@
 //! Middleware that shares upstream resource subscriptions between the sessions behind one
-//! upstream (`session::subscriptions`): a `resources/subscribe` goes upstream and, once
-//! accepted, is held by the calling session; a `resources/unsubscribe` is answered here and
-//! only releases the session's hold, so the upstream unsubscribe goes out when the last
-//! session leaves. Calls without a session (none reach here today) pass straight on.
+//! upstream (`session::subscriptions`; 2025-11-25 `server/resources` "Subscriptions"): a
+//! `resources/subscribe` goes upstream and, once accepted, is held by the calling session; a
+//! `resources/unsubscribe` is answered here with `{}` and only releases the session's hold
+//! (if any), so the upstream unsubscribe goes out when the last session leaves. Calls without
+//! a session pass straight on (modern requests have none, and resolve refuses their
+//! subscribe methods, which the modern era does not have).
 //!
 //! ```toml
 //! # no configuration: present whenever the gateway runs
