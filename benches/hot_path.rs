@@ -52,6 +52,7 @@ fn envelope(c: &mut Criterion) {
                         params: &params,
                         replace: &[("name", br#""echo""#)],
                         progress_token: None,
+                        idempotency_key: None,
                         client: &client,
                         upstream: (upstream, if upstream == Era::Modern { "2026-07-28" } else { "2025-11-25" }),
                     },

@@ -56,7 +56,8 @@ impl std::fmt::Display for TransportKind {
     }
 }
 
-/// A transport failure: its kind and the underlying error's text for the log.
+/// A transport failure: its kind, the underlying error's text for the log, and whether the
+/// request provably never left the gateway.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}: {detail}")]
 pub struct TransportError {
@@ -64,12 +65,24 @@ pub struct TransportError {
     pub kind: TransportKind,
     /// The underlying error, for people.
     pub detail: String,
+    /// True only when the request provably never reached the upstream: the connection could
+    /// not be opened (refused, unreachable), or the child's stdin was gone before the request
+    /// was queued for it. Such a call may be sent again whatever it does; every other
+    /// transport failure may have happened after the upstream read the request.
+    pub unsent: bool,
 }
 
 impl TransportError {
-    /// A failure of `kind` described by `detail`.
+    /// A failure of `kind` described by `detail`, which may have happened after the request
+    /// was sent (the safe assumption).
     pub fn new(kind: TransportKind, detail: impl Into<String>) -> Self {
-        TransportError { kind, detail: detail.into() }
+        TransportError { kind, detail: detail.into(), unsent: false }
+    }
+
+    /// The same failure, known to have happened before any byte of the request was sent.
+    pub fn not_sent(mut self) -> Self {
+        self.unsent = true;
+        self
     }
 
     /// Classify an error from the HTTP client or an I/O call by walking its cause chain.
@@ -114,7 +127,7 @@ impl TransportError {
                 TransportKind::Io
             }
         });
-        TransportError { kind, detail: text }
+        TransportError { kind, detail: text, unsent: false }
     }
 }
 
@@ -263,6 +276,17 @@ pub enum GatewayError {
         /// What was wrong.
         reason: String,
     },
+    /// The upstream's answer (a JSON body, one SSE event or one stdio line) is larger than its
+    /// `max_response_bytes`; it was cut off and discarded (-32603).
+    #[error(
+        "upstream {upstream:?} answered with more than {limit} bytes (its max_response_bytes); the answer was discarded"
+    )]
+    UpstreamResponseTooLarge {
+        /// Namespace of the upstream.
+        upstream: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The upstream answered `input_required`, which a legacy client cannot receive (-32603).
     #[error(
         "the upstream requires interactive input (input_required), which this client's protocol revision cannot carry"
@@ -353,7 +377,9 @@ impl GatewayError {
             UpstreamUnavailable { .. } | CircuitOpen { .. } => (code::UPSTREAM_UNAVAILABLE, None, None, "unavailable"),
             UpstreamTransport { .. } => (code::UPSTREAM_UNAVAILABLE, None, None, "upstream_error"),
             UpstreamTimeout { .. } => (code::UPSTREAM_TIMEOUT, None, None, "timeout"),
-            UpstreamProtocol { .. } | InputRequiredUnsupported => (code::INTERNAL_ERROR, None, None, "upstream_error"),
+            UpstreamProtocol { .. } | UpstreamResponseTooLarge { .. } | InputRequiredUnsupported => {
+                (code::INTERNAL_ERROR, None, None, "upstream_error")
+            }
             NoAnswer => (code::INTERNAL_ERROR, Some(StatusCode::INTERNAL_SERVER_ERROR), None, "internal"),
         };
         Class { code, status: status.unwrap_or_else(|| status_for_code(code, era)), retry_after, outcome }
@@ -387,6 +413,7 @@ impl GatewayError {
             | UpstreamTimeout { .. }
             | UpstreamTransport { .. }
             | UpstreamProtocol { .. }
+            | UpstreamResponseTooLarge { .. }
             | InputRequiredUnsupported
             | CircuitOpen { .. } => Side::Upstream,
             ShuttingDown | Overloaded { .. } | IdempotencyInProgress { .. } | NoAnswer => Side::Gateway,
@@ -416,7 +443,8 @@ impl GatewayError {
             | CircuitOpen { upstream, .. }
             | UpstreamTransport { upstream, .. }
             | UpstreamTimeout { upstream, .. }
-            | UpstreamProtocol { upstream, .. } => Some(upstream),
+            | UpstreamProtocol { upstream, .. }
+            | UpstreamResponseTooLarge { upstream, .. } => Some(upstream),
             _ => None,
         }
     }
@@ -438,6 +466,9 @@ impl GatewayError {
             UpstreamTimeout { upstream, after } => Some(serde_json::json!({
                 "upstream": upstream, "timeoutMs": after.as_millis() as u64, "retryable": true
             })),
+            UpstreamResponseTooLarge { upstream, limit } => {
+                Some(serde_json::json!({ "upstream": upstream, "limitBytes": limit }))
+            }
             CircuitOpen { upstream, retry_after } => Some(serde_json::json!({
                 "upstream": upstream, "breaker": "open", "retryAfterMs": retry_after.as_millis() as u64, "retryable": true
             })),

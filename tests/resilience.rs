@@ -2,8 +2,9 @@
 //! process pool that grows and recovers from a killed child without leaking processes; a hung
 //! upstream whose timeouts open the breaker, which half-opens and closes after recovery; an
 //! upstream that fails every call, served by its fallback; overload with mixed priorities;
-//! side-effecting tools that are never retried without an idempotency key; per-tool timeouts that
-//! cancel upstream; and crash-loop damping of a process that keeps dying.
+//! side-effecting tools that are never run twice, with or without an idempotency key (which
+//! reaches the upstream in `_meta`); per-tool timeouts that cancel upstream; and crash-loop
+//! damping of a process that keeps dying.
 
 mod common;
 
@@ -272,7 +273,7 @@ async fn overload_serves_critical_calls_and_sheds_low_ones_first() {
 }
 
 #[tokio::test]
-async fn side_effecting_tools_are_retried_only_with_an_idempotency_key() {
+async fn side_effecting_tools_run_once_even_with_an_idempotency_key() {
     let dir = tempfile::tempdir().unwrap();
     let effects = dir.path().join("effects");
     let toml = format!(
@@ -286,8 +287,8 @@ async fn side_effecting_tools_are_retried_only_with_an_idempotency_key() {
     let a = s.request(1, "tools/call", json!({"name": "io__side_effect", "arguments": {}})).await;
     assert_eq!(a.error_code(), Some(-32010), "{}", a.raw);
     assert_eq!(count(), 1, "a destructive tool runs once without an idempotency key");
-    assert!(!metrics(&gw).await.contains("sekisho_retries_total{upstream=\"io\"}"));
-    // Let the pool heal, then the same call with a key is retried on another process.
+    // Let the pool heal, then the same call with a key: the process died after the effect, so
+    // the call may have run; a key does not make it safe to repeat.
     eventually("the pool healed", Duration::from_secs(10), async || {
         let ready = gw.readyz().await;
         let replicas = ready["upstreams"]["io"]["replicas"].as_array().unwrap();
@@ -306,9 +307,61 @@ async fn side_effecting_tools_are_retried_only_with_an_idempotency_key() {
             json!({"name": "io__side_effect", "arguments": {}, "_meta": {"io.sekisho/idempotencyKey": "op-1"}}),
         )
         .await;
-    assert!(a.error_code().is_some());
-    assert!(count() >= 2, "retried with an idempotency key (effects: {})", count());
-    assert!(metrics(&gw).await.contains("sekisho_retries_total{upstream=\"io\"}"));
+    assert_eq!(a.error_code(), Some(-32010), "{}", a.raw);
+    assert_eq!(count(), 2, "not run again on another process");
+    assert!(!metrics(&gw).await.contains("sekisho_retries_total{upstream=\"io\"}"));
+}
+
+#[tokio::test]
+async fn a_keyed_call_that_timed_out_is_not_sent_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("effects");
+    let toml = format!(
+        "{}min_processes = 2\nenv = {{ ECHO_EFFECTS_FILE = {:?} }}\nretry = {{ max_attempts = 3, base_delay = \"1ms\" }}\n\
+         [upstreams.io.tools.side_effect]\ntimeout = \"300ms\"\n",
+        stdio_upstream("io", "legacy"),
+        effects.display().to_string()
+    );
+    let gw = Gateway::start(&toml).await;
+    let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let call = json!({"name": "io__side_effect", "arguments": {"crash": false, "ms": 2000},
+        "_meta": {"io.sekisho/idempotencyKey": "slow-1"}});
+    let a = s.request(1, "tools/call", call).await;
+    assert_eq!(a.error_code(), Some(-32011), "{}", a.raw);
+    // Every attempt records its effect before it sleeps, and the answer comes after the last.
+    let effects = std::fs::read_to_string(&effects).map(|t| t.lines().count()).unwrap_or(0);
+    assert_eq!(effects, 1, "a call that timed out may have run: it is not repeated");
+}
+
+#[tokio::test]
+async fn the_idempotency_key_reaches_the_upstream_also_from_the_header() {
+    let gw = Gateway::start(&stdio_upstream("io", "legacy")).await;
+    let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let a = read(
+        client()
+            .post(&s.endpoint)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &s.session)
+            .header("mcp-protocol-version", &s.version)
+            .header("idempotency-key", "hdr-1")
+            .json(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"io__meta","arguments":{}}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let meta: Value = serde_json::from_str(&text(&a)).unwrap();
+    assert_eq!(meta["io.sekisho/idempotencyKey"], "hdr-1", "{meta}");
+    // A key in `_meta` wins over the header and reaches the upstream as it is.
+    let a = s
+        .request(
+            2,
+            "tools/call",
+            json!({"name": "io__meta", "arguments": {}, "_meta": {"io.sekisho/idempotencyKey": "m-1"}}),
+        )
+        .await;
+    let meta: Value = serde_json::from_str(&text(&a)).unwrap();
+    assert_eq!(meta["io.sekisho/idempotencyKey"], "m-1", "{meta}");
 }
 
 #[tokio::test]
@@ -423,6 +476,25 @@ async fn a_call_that_may_have_run_is_not_run_again_on_the_fallback() {
     // restarting, so the fallback serves it.
     let a = s.request(2, "tools/call", json!({"name": "echo", "arguments": {"message": "spare"}})).await;
     assert_eq!(text(&a), "spare");
+}
+
+#[tokio::test]
+async fn a_keyed_call_that_may_have_run_is_not_run_again_on_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("effects");
+    let env = format!("env = {{ ECHO_EFFECTS_FILE = {:?} }}\n", effects.display().to_string());
+    let toml = format!(
+        "{}{env}fallback = \"spare\"\n{}{env}",
+        stdio_upstream("io", "legacy"),
+        stdio_upstream("spare", "legacy")
+    );
+    let gw = Gateway::start(&toml).await;
+    let s = Legacy::open(&gw.url("/servers/io/mcp"), "2025-11-25").await;
+    let call = json!({"name": "side_effect", "arguments": {}, "_meta": {"io.sekisho/idempotencyKey": "k-1"}});
+    let a = s.request(1, "tools/call", call).await;
+    assert_eq!(a.error_code(), Some(-32010), "{}", a.raw);
+    let count = std::fs::read_to_string(&effects).map(|t| t.lines().count()).unwrap_or(0);
+    assert_eq!(count, 1, "the primary died after the effect; the fallback must not repeat it");
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use self::config::CatalogConfig;
@@ -29,7 +29,7 @@ use self::listing::{Entry, Hint, ListKind};
 use self::startup::StartupGate;
 use crate::error::GatewayError;
 use crate::upstream::Upstream;
-use crate::upstream::mux::{self, Signal};
+use crate::upstream::signals::{self, Signal, SignalReceiver};
 use crate::wire::object::{ObjectView, ObjectWriter};
 
 /// Where a catalog name leads.
@@ -336,12 +336,7 @@ impl CatalogState {
 
     /// Keep one upstream's lists current until `shutdown`: on connect, on `list_changed`
     /// (coalesced over a short window), and every `refresh_interval`.
-    pub async fn follow(
-        self: Arc<Self>,
-        up: Arc<Upstream>,
-        mut signals: mpsc::UnboundedReceiver<Signal>,
-        shutdown: CancellationToken,
-    ) {
+    pub async fn follow(self: Arc<Self>, up: Arc<Upstream>, mut signals: SignalReceiver, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(self.config.refresh_interval);
         tick.tick().await;
         loop {
@@ -350,19 +345,20 @@ impl CatalogState {
                 _ = tick.tick() => Signal::Up,
                 () = shutdown.cancelled() => return,
             };
-            let mut kinds = Vec::new();
+            let (mut kinds, mut resync) = (Vec::new(), false);
             let mut pending = Some(signal);
             // Upstreams often announce several changes at once; take them together.
             tokio::time::sleep(Duration::from_millis(20)).await;
-            while let Some(s) = pending.take().or_else(|| signals.try_recv().ok()) {
+            while let Some(s) = pending.take().or_else(|| signals.try_recv()) {
                 match s {
                     Signal::Up => kinds.extend(ListKind::ALL),
+                    Signal::Resync => resync = true,
                     // One replica going down leaves the upstream up while others serve.
                     Signal::Down if !up.status().is_up() => self.mark_down(&up.name),
                     Signal::Down => {}
-                    Signal::ListChanged(mux::ListKind::Tools) => kinds.push(ListKind::Tools),
-                    Signal::ListChanged(mux::ListKind::Prompts) => kinds.push(ListKind::Prompts),
-                    Signal::ListChanged(mux::ListKind::Resources) => {
+                    Signal::ListChanged(signals::ListKind::Tools) => kinds.push(ListKind::Tools),
+                    Signal::ListChanged(signals::ListKind::Prompts) => kinds.push(ListKind::Prompts),
+                    Signal::ListChanged(signals::ListKind::Resources) => {
                         kinds.extend([ListKind::Resources, ListKind::Templates])
                     }
                     Signal::ResourceUpdated(params) => {
@@ -373,6 +369,14 @@ impl CatalogState {
                             let _ = self.updates.send(ResourceUpdate { upstream: Arc::clone(&up.name), uri });
                         }
                     }
+                }
+            }
+            // Signals were dropped: whatever they said, re-listing and re-reading the status
+            // covers it.
+            if signals.overflowed() || resync {
+                kinds.extend(ListKind::ALL);
+                if !up.status().is_up() {
+                    self.mark_down(&up.name);
                 }
             }
             kinds.sort();

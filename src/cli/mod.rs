@@ -241,7 +241,7 @@ pub fn describe(config: &crate::config::Config) -> String {
     for (name, up) in &config.upstreams {
         let state = if up.enabled { "" } else { " (disabled)" };
         match up.transport() {
-            Transport::Stdio { command, args, env, cwd } => {
+            Transport::Stdio { command, args, env, inherit_env, cwd } => {
                 out.push_str(&format!(
                     "  {name}{state}: stdio `{}`",
                     std::iter::once(command).chain(args).collect::<Vec<_>>().join(" ")
@@ -251,6 +251,9 @@ pub fn describe(config: &crate::config::Config) -> String {
                         " env=[{}]",
                         env.keys().map(|k| format!("{k}=<redacted>")).collect::<Vec<_>>().join(", ")
                     ));
+                }
+                if inherit_env {
+                    out.push_str(" inherit_env");
                 }
                 if let Some(cwd) = cwd {
                     out.push_str(&format!(" cwd={}", cwd.display()));

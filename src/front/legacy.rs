@@ -147,13 +147,6 @@ async fn request(
     let Kind::Request { id, method, params } = msg.kind.clone() else { unreachable!("checked by the caller") };
     let id = msg.src.slice(id.0);
     let params = params.map(|p| msg.src.slice(p)).unwrap_or_default();
-    if matches!(method, Method::ResourcesSubscribe | Method::ResourcesUnsubscribe)
-        && let Some(uri) = crate::wire::object::ObjectView::parse(&params)
-            .ok()
-            .and_then(|v| v.get_str(&params, "uri").map(|u| u.into_owned()))
-    {
-        if method == Method::ResourcesSubscribe { state.subscribe(&uri) } else { state.unsubscribe(&uri) }
-    }
     if method == Method::LoggingSetLevel
         && let Some(level) = crate::wire::object::ObjectView::parse(&params)
             .ok()
@@ -170,6 +163,7 @@ async fn request(
         received: Instant::now(),
         priority,
         idempotency_key,
+        session: Some(Arc::clone(&state)),
     };
     let flight = state.track(id.clone());
     let cancel = flight.token.clone();
@@ -235,6 +229,7 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
                         priority,
                         // One header cannot key several requests; keys come from each `_meta`.
                         idempotency_key: None,
+                        session: Some(Arc::clone(&state)),
                     };
                     let shared = Arc::clone(&shared);
                     let method = method.clone();

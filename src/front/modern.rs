@@ -189,7 +189,8 @@ pub async fn post(
             let wants_events = accept.sse
                 && (client.log_level.is_some() || params.meta.as_ref().is_some_and(|m| m.progress_token().is_some()));
             let (priority, idempotency_key) = super::header_options(&shared, &principal, Some(headers));
-            let ctx = CallCtx { client, scope, principal, events: None, received, priority, idempotency_key };
+            let ctx =
+                CallCtx { client, scope, principal, events: None, received, priority, idempotency_key, session: None };
             if !wants_events {
                 // Nothing to stream: answer inline. A client that disconnects drops this
                 // future, which cancels the upstream call.

@@ -135,7 +135,10 @@ impl Conversation {
                     let answer = self.initialize(&id, &params);
                     if legacy_stream.is_none() && self.legacy.lock().expect("era lock").is_some() {
                         let (tx, rx) = mpsc::channel(64);
-                        *legacy_stream = Some(self.shared.hub.register(Scope::Gateway, Filter::ALL, None, tx));
+                        // The stream carries list changes and updates of the subscribed resources.
+                        let state = Some(Arc::clone(&self.state));
+                        *legacy_stream =
+                            Some(self.shared.hub.register_session(Scope::Gateway, Filter::ALL, None, state, tx));
                         tokio::spawn(forward(rx, self.out.clone()));
                     }
                     return self.send(answer).await;
@@ -230,6 +233,7 @@ impl Conversation {
                 received: Instant::now(),
                 priority: convo.shared.default_priority,
                 idempotency_key: None,
+                session: Some(Arc::clone(&convo.state)),
             };
             let flight = convo.state.track(id.clone());
             let name = method.as_str().to_string();

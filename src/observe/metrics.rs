@@ -107,6 +107,16 @@ pub struct UpstreamName {
     pub upstream: Name,
 }
 
+/// Labels of what the gateway discarded from an upstream.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DiscardLabels {
+    /// Upstream namespace.
+    pub upstream: Name,
+    /// `stderr_line` (over the log rate), `signal` (notification queue full), or
+    /// `oversized_message` (over `max_response_bytes`).
+    pub kind: &'static str,
+}
+
 /// Labels naming one replica of an upstream.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReplicaLabels {
@@ -165,6 +175,7 @@ pub struct Metrics {
     cache_entries: Gauge,
     cache_bytes: Gauge,
     idempotent_replays: Family<UpstreamName, Counter>,
+    upstream_discarded: Family<DiscardLabels, Counter>,
     redis_errors: Family<OpLabels, Counter>,
     redis_degraded: Gauge,
 }
@@ -252,6 +263,12 @@ impl Metrics {
             "Repeated idempotency keys answered from the stored result",
             idempotent_replays.clone(),
         );
+        let upstream_discarded = Family::<DiscardLabels, Counter>::default();
+        registry.register(
+            "upstream_discarded",
+            "What an upstream sent that the gateway dropped to stay bounded, by kind",
+            upstream_discarded.clone(),
+        );
         let redis_errors = Family::<OpLabels, Counter>::default();
         registry.register("redis_errors", "Redis operations that failed or timed out", redis_errors.clone());
         let redis_degraded = Gauge::default();
@@ -263,6 +280,7 @@ impl Metrics {
             cache_entries,
             cache_bytes,
             idempotent_replays,
+            upstream_discarded,
             redis_errors,
             redis_degraded,
             shed,
@@ -334,6 +352,11 @@ impl Metrics {
     /// Count an idempotent replay for `upstream`.
     pub fn idempotent_replay(&self, upstream: Name) {
         self.idempotent_replays.get_or_create(&UpstreamName { upstream }).inc();
+    }
+
+    /// Count something `upstream` sent that was dropped (see [`DiscardLabels`]).
+    pub fn upstream_discarded(&self, upstream: Name, kind: &'static str) {
+        self.upstream_discarded.get_or_create(&DiscardLabels { upstream, kind }).inc();
     }
 
     /// Count a failed Redis operation.

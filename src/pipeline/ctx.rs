@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::admit::Admissible;
 use super::parts::{ClientSide, EventSink, Params, Principal, Priority, Scope};
 use crate::cache::config::CacheScope;
+use crate::session::registry::SessionState;
 use crate::upstream::Upstream;
 use crate::upstream::request::Outbound;
 use crate::wire::jsonrpc::Method;
@@ -30,9 +31,12 @@ pub struct CallCtx {
     pub received: Instant,
     /// Admission priority.
     pub priority: Priority,
-    /// The caller's idempotency key (`_meta["io.sekisho/idempotencyKey"]` or `Idempotency-Key`),
-    /// which also makes a call safe to retry.
+    /// The caller's idempotency key (`_meta["io.sekisho/idempotencyKey"]` or `Idempotency-Key`);
+    /// forwarded to the upstream in `_meta` on `tools/call`.
     pub idempotency_key: Option<Arc<str>>,
+    /// The legacy session (or stdio conversation) the call belongs to, which holds its
+    /// resource subscriptions; `None` for modern requests.
+    pub session: Option<Arc<SessionState>>,
 }
 
 /// One request on its way through the stack, before resolve.
@@ -86,9 +90,10 @@ pub struct Target {
     pub fallback: Option<Arc<Upstream>>,
     /// Whether and how results are cached.
     pub cache: Option<CachePolicy>,
-    /// Whether repeating the call after a transport failure is safe: an idempotency key,
-    /// `retry = true` for the tool, or a trusted `readOnlyHint`/`idempotentHint`; reads
-    /// (prompts, resources, completions) always; unknown methods never.
+    /// Whether repeating the call after it may have run is safe: `retry = true` for the tool,
+    /// or a trusted `readOnlyHint`/`idempotentHint`; reads (prompts, resources, completions)
+    /// always; unknown methods never. An idempotency key does not count: a keyed call is sent
+    /// again only when it provably never reached the upstream.
     pub retry_safe: bool,
     /// The tool's own per-attempt deadline (`tools.<t>.timeout`), overriding the upstream's.
     pub timeout: Option<Duration>,
@@ -110,6 +115,8 @@ pub struct Routed {
     pub idempotency_key: Option<Arc<str>>,
     /// The calling client's era (the era of answers the gateway stores on its behalf).
     pub client_era: Era,
+    /// The caller's session, if any (see [`CallCtx::session`]).
+    pub session: Option<Arc<SessionState>>,
 }
 
 impl Routed {

@@ -1,7 +1,8 @@
 //! Middleware that hands calls to an upstream's `fallback` upstream: always while the primary
 //! has no healthy replica (and, after it recovers, a share of calls that falls to zero over
 //! `fallback_return`), and after a failure when the call was never sent (open breakers, no
-//! live replica) or is safe to repeat. A call that may have run upstream is never run twice.
+//! live replica, a connection that could not be opened) or is safe to repeat. A call that may
+//! have run upstream is never run twice, idempotency key or not.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use super::routed::RoutedStep;
 use super::steps::Named;
 use crate::error::GatewayError;
 use crate::observe::metrics::{METRICS, Name};
+use crate::upstream::classify;
 
 /// Sends calls of unhealthy upstreams to their fallback.
 #[derive(Clone, Copy, Debug, Default)]
@@ -41,7 +43,7 @@ impl RoutedStep for Fallback {
             let outcome = inner.clone().oneshot(routed.clone()).await;
             let hand_over = match &outcome {
                 // Refused before it was sent: it may go anywhere.
-                Err(GatewayError::CircuitOpen { .. } | GatewayError::UpstreamUnavailable { .. }) => true,
+                _ if classify::never_sent(&outcome) => true,
                 // It may have run: only a call that is safe to repeat runs again.
                 Err(GatewayError::UpstreamTransport { .. }) => routed.target.retry_safe,
                 _ => false,

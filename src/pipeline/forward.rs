@@ -35,6 +35,7 @@ impl Service<Routed> for Forward {
             priority: routed.priority,
             caller: routed.caller,
             retry_safe: routed.target.retry_safe,
+            keyed: routed.idempotency_key.is_some(),
             timeout: routed.target.timeout,
         };
         routed.target.upstream.call(Dispatch::new(routed.request, policy))

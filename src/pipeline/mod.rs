@@ -18,6 +18,7 @@ pub mod parts;
 pub mod resolve;
 pub mod routed;
 pub mod steps;
+pub mod subscribe;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ use self::idempotency::IdempotencyKeys;
 use self::metered::Meter;
 use self::resolve::Resolve;
 use self::steps::{SharedStack, StepLayer};
+use self::subscribe::SharedSubscriptions;
 use crate::cache::coalesce::Coalescer;
 use crate::cache::idempotency::Idempotency;
 use crate::cache::store::Store;
@@ -92,6 +94,9 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
         // that needs the resolved tool (its inputSchema) goes right after resolve.]
         // resolve: answer catalog methods; route the rest to their upstream, once.
         .layer(StepLayer(Resolve::new(parts.catalog, parts.upstreams, &config.cache)))
+        // subscriptions: sessions share an upstream's resource subscriptions; one client's
+        // unsubscribe must not end another's updates.
+        .layer(StepLayer(SharedSubscriptions::default()))
         // idempotency: a repeated key replays, waits, or is refused; before the cache, so a
         // keyed call is never answered by another caller's entry.
         .option_layer(config.idempotency.enabled.then(|| StepLayer(IdempotencyKeys::new(parts.idempotency))))
@@ -137,7 +142,7 @@ mod tests {
         let (stack, upstreams) = stack_for(UPSTREAMS);
         assert_eq!(
             stack.steps(),
-            ["edge", "meter", "admission", "resolve", "idempotency", "cache", "fallback", "upstream"]
+            ["edge", "meter", "admission", "resolve", "subscriptions", "idempotency", "cache", "fallback", "upstream"]
         );
         let main = upstreams.get("main").unwrap();
         assert_eq!(main.steps(), ["bulkhead", "retry", "balance", "breaker", "timeout", "attempt"]);
@@ -152,7 +157,7 @@ mod tests {
              [resilience]\nbulkhead = false\nretry = {{ enabled = false }}\n{UPSTREAMS}"
         );
         let (stack, upstreams) = stack_for(&toml);
-        assert_eq!(stack.steps(), ["edge", "meter", "resolve", "fallback", "upstream"]);
+        assert_eq!(stack.steps(), ["edge", "meter", "resolve", "subscriptions", "fallback", "upstream"]);
         assert_eq!(upstreams.get("main").unwrap().steps(), ["balance", "breaker", "timeout", "attempt"]);
         let (stack, _) = stack_for("[upstreams.alone]\ncommand = \"x\"\n");
         assert!(!stack.steps().contains(&"fallback"), "no upstream has a fallback: {:?}", stack.steps());

@@ -25,7 +25,7 @@ use crate::upstream::request::{Body, Outbound};
 use crate::upstream::translate::resource_error_for_modern;
 use crate::upstream::{Upstream, UpstreamSet};
 use crate::wire::jsonrpc::{Method, write_json_str};
-use crate::wire::mcp::Era;
+use crate::wire::mcp::{self, Era};
 use crate::wire::object::ObjectView;
 
 /// What resolve reads: the catalog, the upstreams, and the cache defaults.
@@ -189,7 +189,7 @@ impl Resolver {
                 let page = lists::page(&self.catalog, kind, &call.ctx.scope, call.ctx.client.era, cursor.as_deref())?;
                 Ok(gateway_result(page))
             }
-            Method::LoggingSetLevel if !modern => self.set_level(&call).await,
+            Method::LoggingSetLevel if !modern => self.set_level(&call),
             other => Err(GatewayError::MethodNotFound(other.as_str().to_string())),
         }
     }
@@ -204,15 +204,17 @@ impl Resolver {
         let per_tool = tool.and_then(|t| up.config.tools.get(t));
         // Annotations count only from a trusted upstream (and are not looked up otherwise).
         let hints = tool.filter(|_| up.config.trusted).and_then(|t| snap.hints(&up.name, t).copied());
-        let retry_safe = ctx.idempotency_key.is_some()
-            || match &method {
-                Method::ToolsCall => match per_tool.and_then(|t| t.retry) {
-                    Some(configured) => configured,
-                    None => hints.is_some_and(|h| h.read_only || h.idempotent),
-                },
-                Method::Other(_) => false,
-                _ => true,
-            };
+        // An idempotency key does not make a call safe to repeat: the key keeps the gateway
+        // from running it twice, so a keyed call goes again only when it never reached the
+        // upstream (the retry and fallback steps ask `classify::never_sent`).
+        let retry_safe = match &method {
+            Method::ToolsCall => match per_tool.and_then(|t| t.retry) {
+                Some(configured) => configured,
+                None => hints.is_some_and(|h| h.read_only || h.idempotent),
+            },
+            Method::Other(_) => false,
+            _ => true,
+        };
         let cache = match &method {
             _ if !self.cache.enabled => None,
             // A continuation of an `input_required` exchange is never answered from the cache.
@@ -237,9 +239,17 @@ impl Resolver {
             events,
             client_era: ctx.client.era,
             log_level: ctx.client.log_level,
+            capabilities: ctx.client.capabilities.clone(),
         });
         let client_era = ctx.client.era;
-        let request = Outbound { method, body: Body::Client { params, rewrite, client: ctx.client }, name, route };
+        // The key the gateway honours reaches the upstream too (so an idempotency-aware server
+        // can dedupe), also when it came from the `Idempotency-Key` header.
+        let idempotency_key = ctx.idempotency_key.as_ref().filter(|key| {
+            method == Method::ToolsCall
+                && params.meta.as_ref().and_then(|m| m.str(mcp::META_IDEMPOTENCY_KEY)).as_deref() != Some(&***key)
+        });
+        let body = Body::Client { params, rewrite, client: ctx.client, idempotency_key: idempotency_key.cloned() };
+        let request = Outbound { method, body, name, route };
         Ok(Routed {
             request: Arc::new(request),
             target,
@@ -247,6 +257,7 @@ impl Resolver {
             priority: ctx.priority,
             idempotency_key: ctx.idempotency_key,
             client_era,
+            session: ctx.session,
         })
     }
 
@@ -360,29 +371,16 @@ impl Resolver {
         }
     }
 
-    /// `logging/setLevel`: passed on to every legacy upstream in scope that offers logging.
-    async fn set_level(&self, call: &Call) -> Result<Reply, GatewayError> {
+    /// `logging/setLevel`: the level applies to this client's log notifications only (the
+    /// front keeps it with the session, and the upstreams' messages are filtered per client);
+    /// it is never passed on, since an upstream's level is shared by every client behind it.
+    ///
+    /// Errors: [`GatewayError::InvalidParams`] for a missing or unknown level.
+    fn set_level(&self, call: &Call) -> Result<Reply, GatewayError> {
         let level = call.params.required_str("level")?;
         if LogLevel::parse(&level).is_none() {
             return Err(GatewayError::InvalidParams(format!("unknown log level {level:?}")));
         }
-        let targets: Vec<&Arc<Upstream>> = match &call.ctx.scope {
-            Scope::Upstream(ns) => vec![self.upstream(ns)?],
-            Scope::Gateway => self.upstreams.iter().collect(),
-        };
-        let params = Bytes::from(format!(r#"{{"level":{}}}"#, serde_json::Value::from(level.as_ref())));
-        let sends = targets
-            .into_iter()
-            .filter(|up| up.handshake().is_some_and(|h| h.era == Era::Legacy && h.has_capability("logging")))
-            .map(|up| {
-                let params = params.clone();
-                async move {
-                    if let Err(e) = up.request("logging/setLevel", Some(&params)).await {
-                        tracing::debug!(upstream = %up.name, error = %e, "logging/setLevel was not accepted");
-                    }
-                }
-            });
-        futures::future::join_all(sends).await;
         Ok(gateway_result(Bytes::from_static(b"{}")))
     }
 }

@@ -1,7 +1,9 @@
 //! Sessions and protocol eras: legacy session ids and their node-local state, the results of
-//! `initialize` and `server/discover`, and the streams that carry list changes to clients.
+//! `initialize` and `server/discover`, the streams that carry list changes to clients, and the
+//! resource subscriptions sessions share through an upstream.
 
 pub mod hub;
 pub mod lifecycle;
 pub mod registry;
+pub mod subscriptions;
 pub mod token;

@@ -1,7 +1,8 @@
 //! Legacy sessions on this replica: validation of sealed ids (which are bound to the caller
 //! that created them), revocation after `DELETE`, and
 //! the node-local extras a session accumulates (log level, in-flight requests that a
-//! `notifications/cancelled` may name, relayed server-to-client requests awaiting answers).
+//! `notifications/cancelled` may name, relayed server-to-client requests awaiting answers,
+//! resource subscriptions, which end with the extras).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::subscriptions::Subscription;
 use super::token::{ClientFlags, SessionClaims, SessionSealer};
 use crate::pipeline::parts::{ClientAnswer, LogLevel, Principal};
 
@@ -35,7 +37,7 @@ pub struct SessionState {
     log_level: Mutex<Option<LogLevel>>,
     in_flight: Mutex<HashMap<Bytes, CancellationToken>>,
     relays: Mutex<HashMap<String, oneshot::Sender<ClientAnswer>>>,
-    subscriptions: Mutex<std::collections::HashSet<String>>,
+    subscriptions: Mutex<HashMap<String, Subscription>>,
     /// Cancelled when the session is deleted: its streams end.
     pub ended: CancellationToken,
     last_seen: AtomicU64,
@@ -90,19 +92,28 @@ impl SessionState {
         }
     }
 
-    /// Record `resources/subscribe` for `uri` (as the client names it).
-    pub fn subscribe(&self, uri: &str) {
-        self.subscriptions.lock().expect("session lock").insert(uri.to_string());
+    /// Record an accepted `resources/subscribe` for `uri` (as the client names it); a repeat
+    /// keeps the first subscription (and drops `sub`).
+    pub fn subscribe(&self, uri: &str, sub: Subscription) {
+        self.subscriptions.lock().expect("session lock").entry(uri.to_string()).or_insert(sub);
     }
 
-    /// Record `resources/unsubscribe` for `uri`.
+    /// End the subscription to `uri`, if any (dropping it may unsubscribe upstream).
     pub fn unsubscribe(&self, uri: &str) {
-        self.subscriptions.lock().expect("session lock").remove(uri);
+        let sub = self.subscriptions.lock().expect("session lock").remove(uri);
+        drop(sub);
     }
 
     /// Whether the session subscribed to `uri`.
     pub fn is_subscribed(&self, uri: &str) -> bool {
-        self.subscriptions.lock().expect("session lock").contains(uri)
+        self.subscriptions.lock().expect("session lock").contains_key(uri)
+    }
+
+    /// End the session here: its streams end and its subscriptions are released.
+    pub fn end(&self) {
+        self.ended.cancel();
+        let subscriptions = std::mem::take(&mut *self.subscriptions.lock().expect("session lock"));
+        drop(subscriptions);
     }
 
     fn touch(&self) {
@@ -168,7 +179,7 @@ impl Sessions {
     pub fn delete(&self, id: Option<&str>, caller: &Principal) -> Result<(), SessionError> {
         let (claims, state) = self.resume(id, caller)?;
         let id = id.expect("resume checked presence");
-        state.ended.cancel();
+        state.end();
         self.extras.lock().expect("sessions lock").remove(id);
         let mut revoked = self.revoked.lock().expect("sessions lock");
         if revoked.len() >= MAX_REVOKED {

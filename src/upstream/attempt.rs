@@ -59,8 +59,10 @@ impl Service<Picked> for Attempt {
 /// transport level is abandoned, so its supervisor reconnects it (and shows it down meanwhile).
 fn failure(upstream: &str, conn: &Connection, e: ConnError) -> GatewayError {
     let upstream = upstream.to_string();
-    if let ConnError::Protocol(reason) = e {
-        return GatewayError::UpstreamProtocol { upstream, reason };
+    match e {
+        ConnError::Protocol(reason) => return GatewayError::UpstreamProtocol { upstream, reason },
+        ConnError::TooLarge(limit) => return GatewayError::UpstreamResponseTooLarge { upstream, limit },
+        _ => {}
     }
     if matches!(e, ConnError::Transport(_)) {
         conn.abandon();

@@ -2,8 +2,12 @@
 //!
 //! Failures: transport errors, timeouts, connections that died mid-call, and JSON-RPC internal
 //! errors (-32603) from the upstream. Not failures: any result (including tool results with
-//! `isError`), other JSON-RPC errors (the caller's fault), and throttling (HTTP 429), which says
-//! the upstream is alive and protecting itself.
+//! `isError`), other JSON-RPC errors (the caller's fault), throttling (HTTP 429), which says
+//! the upstream is alive and protecting itself, and an answer over `max_response_bytes` (the
+//! upstream answered; one caller asking for too much must not open the breaker for all).
+//!
+//! Apart from health, [`never_sent`] tells whether a failed call provably never reached the
+//! upstream, the one case where a call that is not safe to repeat may still be sent again.
 
 use crate::error::{GatewayError, TransportKind};
 use crate::pipeline::parts::Reply;
@@ -38,6 +42,7 @@ pub fn answered(reply: &Reply) -> Verdict {
 /// Classify an attempt that ended without an answer.
 pub fn failed(e: &GatewayError) -> Verdict {
     match e {
+        GatewayError::UpstreamResponseTooLarge { .. } => Verdict::Healthy,
         GatewayError::UpstreamTimeout { .. } => Verdict::Failed { retryable: true },
         GatewayError::UpstreamTransport { cause, .. } => match cause.kind {
             TransportKind::Status(429) => Verdict::Throttled,
@@ -52,6 +57,18 @@ pub fn failed(e: &GatewayError) -> Verdict {
 /// Whether an attempt's outcome may be retried (if the call is safe to repeat).
 pub fn retryable(outcome: &Result<Reply, GatewayError>) -> bool {
     matches!(outcome, Err(e) if failed(e) == Verdict::Failed { retryable: true })
+}
+
+/// Whether a failed attempt provably never reached the upstream: refused before it was sent
+/// (no live replica, every breaker open), or its connection could not be opened or was gone
+/// before the request was queued (`TransportError::unsent`). A timeout or a failure while
+/// reading the answer may come after the upstream ran the call, so it is never "unsent".
+pub fn never_sent(outcome: &Result<Reply, GatewayError>) -> bool {
+    match outcome {
+        Err(GatewayError::CircuitOpen { .. } | GatewayError::UpstreamUnavailable { .. }) => true,
+        Err(GatewayError::UpstreamTransport { cause, .. }) => cause.unsent,
+        _ => false,
+    }
 }
 
 /// The verdict of an attempt's outcome.
@@ -100,5 +117,21 @@ mod tests {
         assert!(retryable(&Err(timeout)));
         let protocol = GatewayError::UpstreamProtocol { upstream: "u".into(), reason: "x".into() };
         assert_eq!(failed(&protocol), Verdict::Failed { retryable: false });
+        let big = GatewayError::UpstreamResponseTooLarge { upstream: "u".into(), limit: 1 };
+        assert_eq!(failed(&big), Verdict::Healthy, "the upstream answered; the gateway refused the size");
+    }
+
+    #[test]
+    fn only_failures_before_sending_count_as_never_sent() {
+        let refused = TransportError::new(TransportKind::Refused, "").not_sent();
+        let refused = GatewayError::UpstreamTransport { upstream: "u".into(), cause: refused };
+        assert!(never_sent(&Err(refused)));
+        assert!(!never_sent(&Err(transport(TransportKind::Reset))), "a reset may come after the request was read");
+        assert!(!never_sent(&Err(transport(TransportKind::Closed))));
+        let timeout = GatewayError::UpstreamTimeout { upstream: "u".into(), after: Duration::from_secs(1) };
+        assert!(!never_sent(&Err(timeout)), "a timed-out call may have run");
+        let open = GatewayError::CircuitOpen { upstream: "u".into(), retry_after: Duration::ZERO };
+        assert!(never_sent(&Err(open)));
+        assert!(!never_sent(&Ok(reply("{}", false))));
     }
 }

@@ -18,6 +18,7 @@ use super::retry::RetryConfig;
 /// command = "npx"
 /// args = ["-y", "@modelcontextprotocol/server-everything"]
 /// env = { LOG_LEVEL = "info" }    # values may use ${VAR} from sekisho's environment
+/// inherit_env = false             # true: the child also gets sekisho's environment
 /// min_processes = 1               # a pool of identical processes …
 /// max_processes = 4               # … grown under load, reaped when idle
 ///
@@ -40,9 +41,17 @@ pub struct UpstreamConfig {
     /// Arguments of `command`.
     #[serde(default)]
     pub args: Vec<String>,
-    /// Extra environment variables for the child (added to sekisho's own environment).
+    /// Environment variables for the child, besides the few it always gets (`PATH`, `HOME`,
+    /// `LANG`, `LC_*`, `TZ`, `TMPDIR`, `USER`).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Give the child sekisho's whole environment (never `SEKISHO_*` or `REDIS_URL`), not only
+    /// the variables listed under `env`.
+    #[serde(default)]
+    pub inherit_env: bool,
+    /// stdio: lines of the child's stderr logged per second on average, in bursts of up to
+    /// five seconds' worth; the rest are counted and dropped (default 20; 0 logs none).
+    pub stderr_lines_per_second: Option<u32>,
     /// Working directory of the child.
     pub cwd: Option<PathBuf>,
     /// Streamable HTTP endpoint of an HTTP upstream (`http://` or `https://`).
@@ -56,6 +65,9 @@ pub struct UpstreamConfig {
     /// Deadline of one call attempt (default: `[resilience] timeout`, 120s).
     #[serde(default, with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
+    /// Largest answer accepted from it, in bytes: a JSON body, one SSE event, one stdio line
+    /// (default: `[resilience] max_response_bytes`, 16 MiB).
+    pub max_response_bytes: Option<usize>,
     /// Deadline for starting and probing the upstream (default 60s; `npx -y` may download).
     #[serde(default, with = "humantime_serde::option")]
     pub startup_timeout: Option<Duration>,
@@ -125,6 +137,10 @@ pub struct Settings {
     /// Deadline for starting and probing (`startup_timeout`, default 60s).
     #[serde(with = "humantime_serde")]
     pub startup_timeout: Duration,
+    /// Largest answer accepted in bytes (`max_response_bytes`, else `[resilience]`'s, 16 MiB).
+    pub max_response_bytes: usize,
+    /// stdio: stderr lines logged per second on average (`stderr_lines_per_second`, default 20).
+    pub stderr_lines_per_second: u32,
     /// Whether the bulkhead limits calls (`[resilience] bulkhead`).
     pub bulkhead: bool,
     /// Calls in flight at most (`max_concurrent`, default 256).
@@ -194,6 +210,7 @@ fn yes() -> bool {
 /// ```toml
 /// [resilience]
 /// timeout = "120s"
+/// max_response_bytes = 16777216 # largest upstream answer (JSON body, SSE event, stdio line)
 /// bulkhead = true               # per-upstream concurrency limits (max_concurrent, queue_size)
 /// [resilience.retry]            # see upstream::retry
 /// [resilience.breaker]          # see upstream::breaker
@@ -204,6 +221,9 @@ pub struct ResilienceConfig {
     /// Deadline of one call attempt.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Largest answer accepted from an upstream, in bytes (a JSON body, one SSE event, one
+    /// stdio line); a larger one is cut off and the call fails with -32603.
+    pub max_response_bytes: usize,
     /// Whether each upstream's bulkhead (`max_concurrent`, `queue_size`) limits its calls.
     pub bulkhead: bool,
     /// Retry policy.
@@ -216,6 +236,7 @@ impl Default for ResilienceConfig {
     fn default() -> Self {
         ResilienceConfig {
             timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             bulkhead: true,
             retry: RetryConfig::default(),
             breaker: BreakerConfig::default(),
@@ -231,6 +252,7 @@ impl ResilienceConfig {
         if self.timeout < Duration::from_millis(10) {
             p.push("resilience.timeout must be at least 10ms".into());
         }
+        p.extend(response_limit("resilience", Some(self.max_response_bytes)));
         p
     }
 }
@@ -252,6 +274,20 @@ pub enum EraChoice {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The default deadline for starting and probing an upstream.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default largest upstream answer (16 MiB): a JSON body, one SSE event, one stdio line.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// The default rate of logged stderr lines per upstream (lines a second).
+pub const DEFAULT_STDERR_LINES_PER_SECOND: u32 = 20;
+/// Bounds of `max_response_bytes`: 1 KiB (a JSON-RPC error with some data fits) to 1 GiB.
+const RESPONSE_LIMITS: (usize, usize) = (1024, 1 << 30);
+
+fn response_limit(at: &str, value: Option<usize>) -> Option<String> {
+    let (min, max) = RESPONSE_LIMITS;
+    value
+        .filter(|v| !(min..=max).contains(v))
+        .map(|_| format!("{at}.max_response_bytes must be between {min} and {max}"))
+}
+
 /// No upstream runs more processes than this, whatever the configuration says.
 pub const MAX_PROCESSES_CAP: usize = 64;
 
@@ -259,7 +295,7 @@ pub const MAX_PROCESSES_CAP: usize = 64;
 #[derive(Clone, Debug, PartialEq)]
 pub enum Transport {
     /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
-    Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String>, cwd: Option<PathBuf> },
+    Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String>, inherit_env: bool, cwd: Option<PathBuf> },
     /// Streamable HTTP endpoints (one per replica).
     Http { urls: Vec<http::Uri>, headers: http::HeaderMap },
 }
@@ -317,8 +353,15 @@ impl UpstreamConfig {
                         problems.push(format!("{at}.headers.{k}: the value is not a valid header value"));
                     }
                 }
-                if !self.args.is_empty() || !self.env.is_empty() || self.cwd.is_some() {
-                    problems.push(format!("{at}: args, env and cwd only apply to stdio upstreams (`command`)"));
+                if !self.args.is_empty()
+                    || !self.env.is_empty()
+                    || self.cwd.is_some()
+                    || self.inherit_env
+                    || self.stderr_lines_per_second.is_some()
+                {
+                    problems.push(format!(
+                        "{at}: args, env, inherit_env, cwd and stderr_lines_per_second only apply to stdio upstreams (`command`)"
+                    ));
                 }
                 if self.min_processes.is_some() || self.max_processes.is_some() || self.grow_at.is_some() {
                     problems
@@ -334,6 +377,7 @@ impl UpstreamConfig {
         if self.fallback.as_deref() == Some(name) {
             problems.push(format!("{at}.fallback cannot be the upstream itself"));
         }
+        problems.extend(response_limit(&at, self.max_response_bytes));
         if self.max_concurrent == Some(0) {
             problems.push(format!("{at}.max_concurrent must be at least 1"));
         }
@@ -353,6 +397,8 @@ impl UpstreamConfig {
         self.settings = Settings {
             timeout: self.timeout.unwrap_or(defaults.timeout),
             startup_timeout: self.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
+            max_response_bytes: self.max_response_bytes.unwrap_or(defaults.max_response_bytes),
+            stderr_lines_per_second: self.stderr_lines_per_second.unwrap_or(DEFAULT_STDERR_LINES_PER_SECOND),
             bulkhead: defaults.bulkhead,
             max_concurrent: self.max_concurrent.unwrap_or(256),
             queue_size: self.queue_size.unwrap_or(256),
@@ -379,6 +425,7 @@ impl UpstreamConfig {
                 command: command.clone(),
                 args: self.args.clone(),
                 env: self.env.clone(),
+                inherit_env: self.inherit_env,
                 cwd: self.cwd.clone(),
             },
             None => {

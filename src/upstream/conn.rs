@@ -28,6 +28,10 @@ pub enum ConnError {
     /// The upstream sent something that is not a valid answer.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The answer is larger than the upstream's `max_response_bytes` (the limit); it was cut
+    /// off and discarded, and the connection goes on.
+    #[error("the answer is larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 impl ConnError {
@@ -42,7 +46,7 @@ impl ConnError {
             }
             ConnError::Transport(t) => Some(t.clone()),
             ConnError::Status { status, detail } => Some(TransportError::new(TransportKind::Status(*status), detail)),
-            ConnError::Protocol(_) => None,
+            ConnError::Protocol(_) | ConnError::TooLarge(_) => None,
         }
     }
 }

@@ -18,8 +18,12 @@ pub struct CallPolicy {
     pub priority: Priority,
     /// The caller, for fair sharing of the bulkhead.
     pub caller: Principal,
-    /// Whether repeating the call is safe (read-only or idempotent, or an idempotency key).
+    /// Whether repeating the call is safe after it may have run (a read, a read-only or
+    /// idempotent tool, or `retry = true` for the tool).
     pub retry_safe: bool,
+    /// The call carries an idempotency key: when it is not `retry_safe`, it is sent again only
+    /// after an attempt that provably never reached the upstream (`classify::never_sent`).
+    pub keyed: bool,
     /// A per-tool deadline for each attempt, overriding the upstream's `timeout`.
     pub timeout: Option<Duration>,
 }
@@ -27,7 +31,13 @@ pub struct CallPolicy {
 impl CallPolicy {
     /// The gateway's own requests (listing, probing): medium priority, safe to repeat.
     pub fn gateway() -> Self {
-        CallPolicy { priority: Priority::Medium, caller: Principal::Anonymous, retry_safe: true, timeout: None }
+        CallPolicy {
+            priority: Priority::Medium,
+            caller: Principal::Anonymous,
+            retry_safe: true,
+            keyed: false,
+            timeout: None,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod conn;
 pub mod connection;
 pub mod dispatch;
+pub mod environment;
 pub mod fallback;
 pub mod handshake;
 pub mod http;
@@ -19,8 +20,10 @@ pub mod pool;
 pub mod replica;
 pub mod request;
 pub mod retry;
+pub mod signals;
 pub mod stack;
 pub mod status;
+pub mod stderr;
 pub mod stdio;
 pub mod timeout;
 pub mod translate;
@@ -30,17 +33,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use self::config::UpstreamConfig;
 use self::dispatch::{CallPolicy, Dispatch};
 use self::fallback::FallbackState;
 use self::handshake::Handshake;
-use self::mux::{Signal, Signals};
 use self::pool::{Pool, Spawner};
 use self::replica::Replica;
 use self::request::Outbound;
+use self::signals::{SignalReceiver, Signals};
 use self::status::Status;
 use crate::error::GatewayError;
 use crate::observe::metrics::Name;
@@ -58,7 +60,7 @@ pub struct Upstream {
     steps: Vec<&'static str>,
     bulkhead: Option<Arc<Admission>>,
     fallback: FallbackState,
-    freshness: Arc<mux::Freshness>,
+    freshness: Arc<signals::Freshness>,
 }
 
 impl Upstream {
@@ -152,7 +154,7 @@ impl Upstream {
     }
 
     /// How current the catalog is with this upstream's announced list changes.
-    pub fn freshness(&self) -> &mux::Freshness {
+    pub fn freshness(&self) -> &signals::Freshness {
         &self.freshness
     }
 
@@ -203,14 +205,14 @@ impl UpstreamSet {
 
     /// Start every upstream's replicas and its pool keeper; each upstream reports on its own
     /// signal channel.
-    pub fn start(&self) -> BTreeMap<Arc<str>, mpsc::UnboundedReceiver<Signal>> {
+    pub fn start(&self) -> BTreeMap<Arc<str>, SignalReceiver> {
         let mut receivers = BTreeMap::new();
         for (name, up) in &self.upstreams {
-            let (tx, rx) = mpsc::unbounded_channel();
+            let (signals, rx) = Signals::channel(name, Arc::clone(&up.freshness));
             receivers.insert(Arc::clone(name), rx);
             up.pool.start(Spawner {
                 client: self.client.clone(),
-                signals: Signals { tx, freshness: Arc::clone(&up.freshness) },
+                signals,
                 shutdown: self.shutdown.clone(),
                 tasks: Arc::clone(&self.tasks),
             });

@@ -10,8 +10,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::conn::ConnError;
+use super::signals::{ListKind, Signal, Signals};
 use crate::pipeline::parts::{ClientAnswer, ClientEvent, EventSink, LogLevel};
 use crate::wire::jsonrpc::{
     Kind, Message, Method, RawId, write_error, write_notification, write_raw_error, write_result,
@@ -30,89 +32,16 @@ pub struct Route {
     pub client_era: Era,
     /// The minimum log level to relay.
     pub log_level: Option<LogLevel>,
+    /// The client's declared capabilities (a raw JSON object): an upstream's sampling,
+    /// elicitation or roots request reaches the client only when it declared that capability.
+    pub capabilities: Bytes,
 }
 
-/// Something an upstream said that is not an answer to a call.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Signal {
-    /// The upstream (re)connected and completed its handshake.
-    Up,
-    /// The upstream went down (crash, session loss, failed handshake).
-    Down,
-    /// `notifications/{tools,prompts,resources}/list_changed`.
-    ListChanged(ListKind),
-    /// `notifications/resources/updated` with its raw params.
-    ResourceUpdated(Bytes),
-}
-
-/// Which list changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ListKind {
-    Tools,
-    Prompts,
-    Resources,
-}
-
-/// Counts the list changes an upstream announced and the catalog refreshes that caught up with
-/// them, so that a list request made right after a change waits for the refreshed catalog
-/// (a client that calls a list-changing tool and then lists sees the change).
-#[derive(Debug, Default)]
-pub struct Freshness {
-    announced: AtomicU64,
-    caught_up: AtomicU64,
-    notify: tokio::sync::Notify,
-}
-
-impl Freshness {
-    /// Changes announced so far.
-    pub fn announced(&self) -> u64 {
-        self.announced.load(Ordering::Acquire)
-    }
-
-    /// The catalog now reflects every change up to `n`.
-    pub fn caught_up_to(&self, n: u64) {
-        self.caught_up.fetch_max(n, Ordering::AcqRel);
-        self.notify.notify_waiters();
-    }
-
-    /// Wait (at most `limit`) until the catalog reflects every change announced so far.
-    pub async fn wait(&self, limit: std::time::Duration) {
-        let target = self.announced();
-        let _ = tokio::time::timeout(limit, async {
-            loop {
-                let notified = self.notify.notified();
-                if self.caught_up.load(Ordering::Acquire) >= target {
-                    return;
-                }
-                notified.await;
-            }
-        })
-        .await;
-    }
-}
-
-/// Where a connection reports what its upstream says outside of calls.
-#[derive(Clone, Debug)]
-pub struct Signals {
-    /// The catalog follower's channel.
-    pub tx: mpsc::UnboundedSender<Signal>,
-    /// The upstream's list freshness.
-    pub freshness: std::sync::Arc<Freshness>,
-}
-
-impl Signals {
-    /// Report a signal; list changes are counted first, so a list request that follows the
-    /// answer of the call that caused them already waits for the refresh.
-    pub fn send(&self, s: Signal) {
-        if matches!(s, Signal::ListChanged(_)) {
-            self.freshness.announced.fetch_add(1, Ordering::AcqRel);
-        }
-        let _ = self.tx.send(s);
-    }
-}
+/// Where the answer to a call goes: the response, or why there will be none.
+pub type ReplyTx = oneshot::Sender<Result<Message, ConnError>>;
 
 struct Pending {
-    reply: Option<oneshot::Sender<Message>>,
+    reply: Option<ReplyTx>,
     route: Option<Route>,
 }
 
@@ -183,7 +112,7 @@ impl Mux {
 
     /// Reserve an id for a call. `reply` receives the response (stdio); `route` receives the
     /// call's notifications. Drop the returned id's entry with [`Mux::forget`].
-    pub fn register(&self, reply: Option<oneshot::Sender<Message>>, route: Option<Route>) -> u64 {
+    pub fn register(&self, reply: Option<ReplyTx>, route: Option<Route>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.pending.lock().expect("mux lock").insert(id, Pending { reply, route });
         id
@@ -192,6 +121,13 @@ impl Mux {
     /// Forget a call (answered, timed out, or cancelled); returns whether it was still pending.
     pub fn forget(&self, id: u64) -> bool {
         self.pending.lock().expect("mux lock").remove(&id).is_some()
+    }
+
+    /// Fail the pending call `id` with `e` (its answer could not be read); returns whether a
+    /// call was waiting for it.
+    pub fn fail(&self, id: u64, e: ConnError) -> bool {
+        let reply = self.pending.lock().expect("mux lock").get_mut(&id).and_then(|p| p.reply.take());
+        reply.is_some_and(|tx| tx.send(Err(e)).is_ok())
     }
 
     /// Fail every pending call (the connection is gone): their reply channels close.
@@ -213,7 +149,7 @@ impl Mux {
                 let reply = id.and_then(|id| self.pending.lock().expect("mux lock").get_mut(&id)?.reply.take());
                 match reply {
                     Some(tx) => {
-                        let _ = tx.send(msg);
+                        let _ = tx.send(Ok(msg));
                     }
                     None => {
                         tracing::debug!(upstream = %self.upstream, "dropped a response to no pending call")
@@ -315,22 +251,51 @@ impl Mux {
             return Action::Send(Bytes::from(out));
         }
         let route = via_call.and_then(|c| self.route_of(c));
-        match route {
-            Some(route) if route.client_era == Era::Legacy => {
-                Action::Relay(Relay { id, method: method.as_str().to_string(), params, events: route.events })
-            }
-            _ => {
-                tracing::debug!(upstream = %self.upstream, method = method.as_str(), "refused an upstream request no client can answer");
+        match relay_target(route, method.as_str()) {
+            Ok(route) => Action::Relay(Relay { id, method: method.as_str().to_string(), params, events: route.events }),
+            Err(msg) => {
+                tracing::debug!(upstream = %self.upstream, method = method.as_str(), reason = %msg, "refused an upstream request");
                 let mut out = Vec::new();
-                let msg = format!(
-                    "{} cannot be relayed: it is not tied to a client request that can answer it",
-                    method.as_str()
-                );
                 write_error(&mut out, Some(id.as_bytes()), code::METHOD_NOT_FOUND, &msg, None);
                 Action::Send(Bytes::from(out))
             }
         }
     }
+}
+
+/// The client an upstream's request may be relayed to: the legacy client of the call whose
+/// stream carried it, when that client declared the capability the request needs. `Err`: why
+/// not, for the error answer the upstream gets instead.
+fn relay_target(route: Option<Route>, method: &str) -> Result<Route, String> {
+    let Some(cap) = required_capability(method) else {
+        return Err(format!("{method} is not a request the gateway relays to clients"));
+    };
+    match route {
+        Some(r) if r.client_era == Era::Legacy && declared(&r.capabilities, cap) => Ok(r),
+        Some(r) if r.client_era == Era::Legacy => {
+            Err(format!("{method} cannot be relayed: the client did not declare the {cap} capability"))
+        }
+        _ => Err(format!("{method} cannot be relayed: it is not tied to a client request that can answer it")),
+    }
+}
+
+/// The client capability a server-to-client request needs (2025-11-25 `client/*`): `None` for
+/// a method the gateway does not relay.
+fn required_capability(method: &str) -> Option<&'static str> {
+    match method {
+        "sampling/createMessage" => Some("sampling"),
+        "elicitation/create" => Some("elicitation"),
+        "roots/list" => Some("roots"),
+        _ => None,
+    }
+}
+
+/// Whether the raw capabilities object declares `capability` (as an object).
+fn declared(capabilities: &[u8], capability: &str) -> bool {
+    ObjectView::parse(capabilities)
+        .ok()
+        .and_then(|v| v.get(capabilities, capability))
+        .is_some_and(|span| capabilities[span].starts_with(b"{"))
 }
 
 fn wants_log(route: &Route, params: &[u8]) -> bool {
@@ -346,6 +311,10 @@ fn wants_log(route: &Route, params: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::mpsc;
+
     use super::*;
 
     fn msg(s: &str) -> Message {
@@ -354,8 +323,8 @@ mod tests {
 
     #[tokio::test]
     async fn responses_reach_their_call_and_progress_gets_the_client_token() {
-        let (sig_tx, _sig_rx) = mpsc::unbounded_channel();
-        let mux = Mux::new("t", Signals { tx: sig_tx, freshness: Default::default() });
+        let (signals, _rx) = Signals::channel(&Arc::from("t"), Default::default());
+        let mux = Mux::new("t", signals);
         let (tx, rx) = oneshot::channel();
         let (ev_tx, mut ev_rx) = mpsc::channel(8);
         let route = Route {
@@ -363,6 +332,7 @@ mod tests {
             events: ev_tx,
             client_era: Era::Legacy,
             log_level: None,
+            capabilities: Bytes::from_static(b"{}"),
         };
         let id = mux.register(Some(tx), Some(route));
         mux.dispatch(msg(&format!(r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{id},"progress":1}}}}"#)), None);
@@ -377,10 +347,33 @@ mod tests {
         assert!(ev_rx.try_recv().is_err());
     }
 
+    #[tokio::test]
+    async fn server_requests_reach_only_a_client_that_declared_the_capability() {
+        let (signals, _rx) = Signals::channel(&Arc::from("t"), Default::default());
+        let mux = Mux::new("t", signals);
+        let (ev_tx, _ev_rx) = mpsc::channel(8);
+        let route = |caps: &'static [u8]| Route {
+            client_token: None,
+            events: ev_tx.clone(),
+            client_era: Era::Legacy,
+            log_level: None,
+            capabilities: Bytes::from_static(caps),
+        };
+        let sampling = mux.register(None, Some(route(br#"{"sampling":{}}"#)));
+        let nothing = mux.register(None, Some(route(b"{}")));
+        let ask = |m: &str| msg(&format!(r#"{{"jsonrpc":"2.0","id":"s1","method":"{m}","params":{{}}}}"#));
+        assert!(matches!(mux.dispatch(ask("sampling/createMessage"), Some(sampling)), Action::Relay(_)));
+        for (method, call) in [("sampling/createMessage", nothing), ("roots/list", sampling), ("x/y", sampling)] {
+            let Action::Send(b) = mux.dispatch(ask(method), Some(call)) else { panic!("{method} relayed") };
+            let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
+            assert_eq!((v["id"].as_str(), v["error"]["code"].as_i64()), (Some("s1"), Some(-32601)), "{method}");
+        }
+    }
+
     #[test]
     fn list_changed_signals_and_unroutable_requests_are_refused() {
-        let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
-        let mux = Mux::new("t", Signals { tx: sig_tx, freshness: Default::default() });
+        let (signals, mut sig_rx) = Signals::channel(&Arc::from("t"), Default::default());
+        let mux = Mux::new("t", signals);
         mux.dispatch(msg(r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#), None);
         assert_eq!(sig_rx.try_recv().unwrap(), Signal::ListChanged(ListKind::Tools));
         let Action::Send(b) = mux.dispatch(msg(r#"{"jsonrpc":"2.0","id":0,"method":"roots/list"}"#), None) else {

@@ -13,9 +13,10 @@ use super::config::{Settings, Transport, UpstreamConfig};
 use super::connection::Connection;
 use super::handshake::Handshake;
 use super::http;
-use super::mux::Signals;
 use super::replica::{self, Replica, Supervision, Target};
+use super::signals::Signals;
 use super::status::Status;
+use super::stderr::StderrLog;
 use super::stdio::Spawn;
 use crate::error::GatewayError;
 
@@ -38,6 +39,8 @@ pub struct Pool {
     transport: Transport,
     replicas: RwLock<Vec<Arc<Replica>>>,
     shared: Arc<replica::Shared>,
+    /// The stderr log budget all its processes share.
+    stderr: Arc<StderrLog>,
     spawner: Mutex<Option<Spawner>>,
     growing: AtomicBool,
     next_index: AtomicUsize,
@@ -52,6 +55,7 @@ impl Pool {
             transport: config.transport(),
             replicas: RwLock::new(Vec::new()),
             shared: Arc::new(replica::Shared { era: Mutex::new(config.era), ..Default::default() }),
+            stderr: Arc::new(StderrLog::new(name, config.settings.stderr_lines_per_second)),
             spawner: Mutex::new(None),
             growing: AtomicBool::new(false),
             next_index: AtomicUsize::new(0),
@@ -61,14 +65,17 @@ impl Pool {
     /// Start the first replicas (`min_processes` children, or one session per URL) and, for a
     /// pool that may grow, the task that reaps idle processes.
     pub fn start(self: &Arc<Self>, spawner: Spawner) {
-        let targets: Vec<Target> = match &self.transport {
-            Transport::Stdio { command, args, env, cwd } => {
-                let spawn = Spawn { command: command.clone(), args: args.clone(), env: env.clone(), cwd: cwd.clone() };
-                (0..self.settings.min_processes).map(|_| Target::Stdio(spawn.clone())).collect()
-            }
-            Transport::Http { urls, headers } => {
-                urls.iter().map(|url| Target::Http { url: url.clone(), headers: headers.clone() }).collect()
-            }
+        let targets: Vec<Target> = match (&self.transport, self.spawn()) {
+            (_, Some(spawn)) => (0..self.settings.min_processes).map(|_| Target::Stdio(spawn.clone())).collect(),
+            (Transport::Http { urls, headers }, None) => urls
+                .iter()
+                .map(|url| Target::Http {
+                    url: url.clone(),
+                    headers: headers.clone(),
+                    max_response_bytes: self.settings.max_response_bytes,
+                })
+                .collect(),
+            (Transport::Stdio { .. }, None) => unreachable!("a stdio transport has a spawn"),
         };
         for target in targets {
             self.start_replica(target, &spawner);
@@ -87,6 +94,20 @@ impl Pool {
                 }
             });
         }
+    }
+
+    /// How to start one process of a stdio upstream (`None` for HTTP).
+    fn spawn(&self) -> Option<Spawn> {
+        let Transport::Stdio { command, args, env, inherit_env, cwd } = &self.transport else { return None };
+        Some(Spawn {
+            command: command.clone(),
+            args: args.clone(),
+            env: env.clone(),
+            inherit_env: *inherit_env,
+            cwd: cwd.clone(),
+            max_message_bytes: self.settings.max_response_bytes,
+            stderr: Arc::clone(&self.stderr),
+        })
     }
 
     fn start_replica(&self, target: Target, spawner: &Spawner) {
@@ -191,8 +212,7 @@ impl Pool {
 
     /// Grow the stdio pool when the chosen process is busy and the pool may grow.
     pub fn maybe_grow(&self, chosen: &Replica) {
-        let Transport::Stdio { command, args, env, cwd } = &self.transport else { return };
-        if chosen.outstanding() + 1 < self.settings.grow_at {
+        if !matches!(self.transport, Transport::Stdio { .. }) || chosen.outstanding() + 1 < self.settings.grow_at {
             return;
         }
         let count = self.replicas.read().expect("replicas lock").len();
@@ -201,8 +221,9 @@ impl Pool {
         }
         if let Some(spawner) = self.spawner.lock().expect("spawner lock").as_ref() {
             tracing::info!(upstream = %self.name, processes = count + 1, "growing the process pool");
-            let spawn = Spawn { command: command.clone(), args: args.clone(), env: env.clone(), cwd: cwd.clone() };
-            self.start_replica(Target::Stdio(spawn), spawner);
+            if let Some(spawn) = self.spawn() {
+                self.start_replica(Target::Stdio(spawn), spawner);
+            }
         }
         self.growing.store(false, Ordering::Release);
     }

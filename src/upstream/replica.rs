@@ -17,8 +17,8 @@ use super::config::EraChoice;
 use super::conn::{ConnError, expect_result};
 use super::connection::Connection;
 use super::handshake::{self, Handshake};
-use super::mux::{Signal, Signals};
 use super::request::Outbound;
+use super::signals::{Signal, Signals};
 use super::status::Status;
 use super::stdio::{Spawn, StdioConn};
 use super::{http, stdio, translate};
@@ -35,7 +35,14 @@ pub enum Target {
     /// A child process.
     Stdio(Spawn),
     /// An HTTP endpoint.
-    Http { url: ::http::Uri, headers: ::http::HeaderMap },
+    Http {
+        /// Its URL.
+        url: ::http::Uri,
+        /// Headers sent with every request.
+        headers: ::http::HeaderMap,
+        /// Largest answer accepted (a JSON body, one SSE event), in bytes.
+        max_response_bytes: usize,
+    },
 }
 
 /// Supervision settings of a replica.
@@ -265,12 +272,15 @@ impl Replica {
                     }
                 }
             }
-            Target::Http { url, headers } => {
+            Target::Http { url, headers, max_response_bytes } => {
                 let conn = http::HttpConn::connect(
                     &self.upstream,
-                    client.clone(),
-                    url.clone(),
-                    headers.clone(),
+                    http::Endpoint {
+                        client: client.clone(),
+                        url: url.clone(),
+                        headers: headers.clone(),
+                        max_response_bytes: *max_response_bytes,
+                    },
                     choice,
                     signals.clone(),
                 )

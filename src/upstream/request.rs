@@ -26,6 +26,9 @@ pub enum Body {
         rewrite: Option<(&'static str, Bytes)>,
         /// The calling client.
         client: ClientSide,
+        /// An idempotency key to write into `_meta["io.sekisho/idempotencyKey"]`, when the
+        /// params do not carry it already (it came from the `Idempotency-Key` header).
+        idempotency_key: Option<Arc<str>>,
     },
 }
 
@@ -74,7 +77,7 @@ impl Outbound {
                 method,
                 params.as_ref().map(|p| |o: &mut Vec<u8>| o.extend_from_slice(p)),
             ),
-            Body::Client { params, rewrite, client } => {
+            Body::Client { params, rewrite, client, idempotency_key } => {
                 let upstream = handshake.map_or((Era::Legacy, mcp::LATEST_LEGACY), |h| (h.era, h.version));
                 let wants_progress = self.route.as_ref().is_some_and(|r| r.client_token.is_some());
                 let pair;
@@ -85,8 +88,14 @@ impl Outbound {
                     }
                     None => &[],
                 };
-                let rewrite =
-                    Rewrite { params, replace, progress_token: wants_progress.then_some(id), client, upstream };
+                let rewrite = Rewrite {
+                    params,
+                    replace,
+                    progress_token: wants_progress.then_some(id),
+                    idempotency_key: idempotency_key.as_deref(),
+                    client,
+                    upstream,
+                };
                 write_request_with(out, raw_id.as_bytes(), method, Some(|o: &mut Vec<u8>| write_params(o, &rewrite)));
             }
         }

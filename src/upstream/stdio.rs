@@ -3,6 +3,10 @@
 //!
 //! The child runs in its own process group so that `npx`/`uvx` wrappers and their children
 //! are stopped together: stdin is closed first, then SIGTERM, then SIGKILL (each after a grace).
+//! It gets a clean environment (`environment`), and its stderr is read for as long as it is
+//! open (`stderr`). A stdout line over `max_response_bytes` is skipped without being kept: the
+//! call it answered (its top-level `id`, found by `wire::idscan`) fails with a clear error,
+//! and the connection goes on.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,26 +14,30 @@ use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::StreamExt;
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::process::{Child, ChildStdin, Command};
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::ConnError;
+use super::environment;
 use super::handshake::Handshake;
-use super::mux::{Action, Mux, Signals};
+use super::mux::{Action, Mux};
 use super::request::Outbound;
-use crate::error::TransportError;
+use super::signals::Signals;
+use super::stderr::{self, StderrLog};
+use crate::error::{TransportError, TransportKind};
+use crate::observe::metrics::{METRICS, Name};
+use crate::wire::idscan::IdScan;
 use crate::wire::jsonrpc::{Message, write_notification};
-use crate::wire::lines::LineCodec;
+use crate::wire::lines::{LineCodec, LineError};
 
-/// Largest line accepted from a child's stdout (64 MiB); a longer one ends the connection.
-pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 /// Grace between closing stdin and SIGTERM, and between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// Bytes read from the child's stdout at a time (at least).
+const READ_CHUNK: usize = 64 * 1024;
 
 /// How to start the child.
 #[derive(Clone, Debug)]
@@ -38,10 +46,16 @@ pub struct Spawn {
     pub command: String,
     /// Arguments.
     pub args: Vec<String>,
-    /// Extra environment.
+    /// Environment variables set for it (besides the inherited ones, see `environment`).
     pub env: BTreeMap<String, String>,
+    /// Whether it inherits the gateway's whole environment (never sekisho's own variables).
+    pub inherit_env: bool,
     /// Working directory.
     pub cwd: Option<PathBuf>,
+    /// Longest stdout line (one message) kept, in bytes (`max_response_bytes`).
+    pub max_message_bytes: usize,
+    /// The upstream's stderr log budget, shared by its processes.
+    pub stderr: Arc<StderrLog>,
 }
 
 /// A live connection to one child process.
@@ -69,7 +83,8 @@ impl StdioConn {
     pub fn spawn(upstream: &str, spec: &Spawn, signals: Signals) -> Result<(Arc<StdioConn>, Process), ConnError> {
         let mut cmd = Command::new(&spec.command);
         cmd.args(&spec.args)
-            .envs(&spec.env)
+            .env_clear()
+            .envs(environment::for_child(std::env::vars_os(), spec.inherit_env, &spec.env))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -98,8 +113,8 @@ impl StdioConn {
             pid,
         });
         tokio::spawn(write_loop(stdin, rx, conn.stop_writing.clone()));
-        tokio::spawn(read_loop(Arc::clone(&conn), FramedRead::new(stdout, LineCodec::new(MAX_LINE_BYTES))));
-        tokio::spawn(stderr_loop(upstream.to_string(), stderr));
+        tokio::spawn(read_loop(Arc::clone(&conn), stdout, spec.max_message_bytes));
+        tokio::spawn(stderr::drain(Arc::clone(&spec.stderr), pid, stderr));
         Ok((conn, Process { child, pgid: pid.map(|p| p as i32) }))
     }
 
@@ -126,10 +141,12 @@ impl StdioConn {
     /// Send one request and wait for its response. Dropping the future cancels the call
     /// upstream (`notifications/cancelled`).
     ///
-    /// Errors: [`ConnError::Closed`] when the child is gone before answering.
+    /// Errors: [`ConnError::Transport`] marked unsent when the child's stdin is gone before
+    /// the request was queued; [`ConnError::Closed`] when the child is gone before answering;
+    /// [`ConnError::TooLarge`] when its answer is over `max_response_bytes`.
     pub async fn call(&self, req: &Outbound) -> Result<Message, ConnError> {
         if self.closed.is_cancelled() {
-            return Err(ConnError::Closed);
+            return Err(unsent());
         }
         let (tx, rx) = oneshot::channel();
         let id = self.mux.register(Some(tx), req.route.clone());
@@ -137,9 +154,9 @@ impl StdioConn {
         let mut buf = Vec::with_capacity(256);
         req.write(&mut buf, id, self.handshake.get());
         buf.push(b'\n');
-        self.writer.send(Bytes::from(buf)).await.map_err(|_| ConnError::Closed)?;
+        self.writer.send(Bytes::from(buf)).await.map_err(|_| unsent())?;
         let answer = tokio::select! {
-            answer = rx => answer.map_err(|_| ConnError::Closed),
+            answer = rx => answer.unwrap_or(Err(ConnError::Closed)),
             () = self.closed.cancelled() => Err(ConnError::Closed),
         };
         guard.armed = false;
@@ -161,6 +178,13 @@ impl StdioConn {
             tracing::warn!(upstream = %self.upstream, "dropped a message to a stalled child");
         }
     }
+}
+
+/// The failure of a call whose request never reached the child: its stdin writer was gone
+/// before the request was queued.
+fn unsent() -> ConnError {
+    let cause = TransportError::new(TransportKind::Closed, "the child's stdin is closed; the request was not sent");
+    ConnError::Transport(cause.not_sent())
 }
 
 /// Sends `notifications/cancelled` for a call abandoned before its answer (timeout, client
@@ -205,30 +229,84 @@ async fn write_loop(stdin: ChildStdin, mut rx: mpsc::Receiver<Bytes>, stop: Canc
     let _ = out.shutdown().await;
 }
 
-async fn read_loop(conn: Arc<StdioConn>, mut lines: FramedRead<tokio::process::ChildStdout, LineCodec>) {
-    while let Some(line) = lines.next().await {
-        let line = match line {
-            Ok(line) => line,
+/// Read the child's stdout until it ends: one message per line, a line over `max` bytes
+/// skipped without being kept (see [`StdioConn::oversized`]).
+async fn read_loop(conn: Arc<StdioConn>, mut stdout: ChildStdout, max: usize) {
+    let mut codec = LineCodec::new(max);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Inside a line over the limit: its bytes are scanned for the id, then dropped.
+    let mut oversized: Option<IdScan> = None;
+    'read: loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 8 {
+            buf.reserve(READ_CHUNK);
+        }
+        match stdout.read_buf(&mut buf).await {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 tracing::error!(upstream = %conn.upstream, error = %e, "unreadable output from the child; closing it");
                 break;
             }
-        };
+        }
+        loop {
+            if let Some(scan) = &mut oversized {
+                let Some(end) = memchr::memchr(b'\n', &buf) else {
+                    scan.feed(&buf);
+                    buf.clear();
+                    continue 'read;
+                };
+                scan.feed(&buf[..end]);
+                buf.advance(end + 1);
+                conn.oversized(oversized.take().and_then(|s| s.id().map(<[u8]>::to_vec)), max);
+                codec = LineCodec::new(max);
+            }
+            match codec.decode(&mut buf) {
+                Ok(Some(line)) => conn.line(line),
+                Ok(None) => continue 'read,
+                // The codec has consumed nothing of the long line; the scan above takes it.
+                Err(LineError::TooLong(_)) => oversized = Some(IdScan::default()),
+                Err(LineError::Io(_)) => break 'read,
+            }
+        }
+    }
+    match oversized {
+        Some(scan) => conn.oversized(scan.id().map(<[u8]>::to_vec), max),
+        None => {
+            if let Ok(Some(line)) = codec.decode_eof(&mut buf) {
+                conn.line(line);
+            }
+        }
+    }
+    conn.closed.cancel();
+    conn.mux.close_all();
+}
+
+impl StdioConn {
+    /// Handle one complete line from the child's stdout.
+    fn line(self: &Arc<Self>, line: Bytes) {
         if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+            return;
         }
         match Message::parse(line.clone()) {
-            Ok(msg) => handle_action(&conn, conn.mux.dispatch(msg, None)),
+            Ok(msg) => handle_action(self, self.mux.dispatch(msg, None)),
             Err(e) => tracing::warn!(
-                upstream = %conn.upstream,
+                upstream = %self.upstream,
                 line = %String::from_utf8_lossy(&line[..line.len().min(200)]),
                 error = e.reason(),
                 "ignored a non-JSON-RPC line on the child's stdout"
             ),
         }
     }
-    conn.closed.cancel();
-    conn.mux.close_all();
+
+    /// A line over `max` bytes was skipped: the call it answered (by its top-level `id`, if
+    /// one was found) fails with [`ConnError::TooLarge`] at once.
+    fn oversized(&self, id: Option<Vec<u8>>, max: usize) {
+        METRICS.upstream_discarded(Name::Shared(Arc::from(self.upstream.as_str())), "oversized_message");
+        let call = id.and_then(|id| std::str::from_utf8(&id).ok()?.parse::<u64>().ok());
+        let failed = call.is_some_and(|id| self.mux.fail(id, ConnError::TooLarge(max)));
+        tracing::warn!(upstream = %self.upstream, max_bytes = max, failed_call = failed, "skipped a message from the child larger than max_response_bytes");
+    }
 }
 
 fn handle_action(conn: &Arc<StdioConn>, action: Action) {
@@ -238,19 +316,6 @@ fn handle_action(conn: &Arc<StdioConn>, action: Action) {
         Action::Relay(relay) => {
             let conn = Arc::clone(conn);
             tokio::spawn(async move { conn.send_raw(relay.answer().await) });
-        }
-    }
-}
-
-async fn stderr_loop(upstream: String, stderr: tokio::process::ChildStderr) {
-    let mut lines = FramedRead::new(stderr, LinesCodec::new_with_max_length(8 * 1024));
-    while let Some(line) = lines.next().await {
-        match line {
-            Ok(line) if !line.trim().is_empty() => {
-                tracing::info!(upstream = %upstream, stream = "stderr", "{line}")
-            }
-            Ok(_) => {}
-            Err(_) => continue,
         }
     }
 }

@@ -29,6 +29,9 @@ pub struct Outbound<'a> {
     pub replace: &'a [(&'a str, &'a [u8])],
     /// The gateway's progress token for this call, if the client asked for progress.
     pub progress_token: Option<u64>,
+    /// An idempotency key to set as `_meta["io.sekisho/idempotencyKey"]` (replacing one the
+    /// params carry), when the key the gateway honours is not already there.
+    pub idempotency_key: Option<&'a str>,
     /// The calling client (its era decides what happens to the envelope).
     pub client: &'a ClientSide,
     /// The era and revision the upstream speaks.
@@ -75,7 +78,7 @@ pub fn write_params(out: &mut Vec<u8>, ob: &Outbound<'_>) {
 /// Whether the client's params can go upstream byte for byte: nothing renamed, no progress
 /// token to swap, and an envelope that is already right for the upstream's era.
 fn passes_verbatim(ob: &Outbound<'_>) -> bool {
-    if !ob.replace.is_empty() || ob.progress_token.is_some() {
+    if !ob.replace.is_empty() || ob.progress_token.is_some() || ob.idempotency_key.is_some() {
         return false;
     }
     match (ob.client.era, ob.upstream.0) {
@@ -89,7 +92,7 @@ fn passes_verbatim(ob: &Outbound<'_>) -> bool {
 }
 
 fn needs_meta(ob: &Outbound<'_>) -> bool {
-    ob.progress_token.is_some() || ob.upstream.0 == Era::Modern
+    ob.progress_token.is_some() || ob.idempotency_key.is_some() || ob.upstream.0 == Era::Modern
 }
 
 fn write_meta(out: &mut Vec<u8>, ob: &Outbound<'_>) {
@@ -105,6 +108,8 @@ fn write_meta(out: &mut Vec<u8>, ob: &Outbound<'_>) {
                 }
             } else if ENVELOPE_KEYS.contains(&key) && !keep_client_envelope {
                 // Stripped for legacy upstreams; rebuilt below for modern ones.
+            } else if key == mcp::META_IDEMPOTENCY_KEY && ob.idempotency_key.is_some() {
+                // Replaced by the key the gateway honours, below.
             } else {
                 w.raw(key, &meta.bytes[span]);
             }
@@ -114,6 +119,9 @@ fn write_meta(out: &mut Vec<u8>, ob: &Outbound<'_>) {
         && ob.params.meta.as_ref().is_none_or(|m| m.get(mcp::META_PROGRESS_TOKEN).is_none())
     {
         w.with(mcp::META_PROGRESS_TOKEN, |out| out.extend_from_slice(token.to_string().as_bytes()));
+    }
+    if let Some(key) = ob.idempotency_key {
+        w.string(mcp::META_IDEMPOTENCY_KEY, key);
     }
     if ob.upstream.0 == Era::Modern && !keep_client_envelope {
         w.string(mcp::META_PROTOCOL_VERSION, ob.upstream.1);
@@ -249,6 +257,7 @@ mod tests {
             params: p,
             replace,
             progress_token: token,
+            idempotency_key: None,
             client: &client,
             upstream: (u, if u == Era::Modern { "2026-07-28" } else { "2025-11-25" }),
         };
@@ -286,6 +295,29 @@ mod tests {
         assert_eq!(v["_meta"]["progressToken"], 3);
         let v = rewrite(&Params::default(), &[], None, Era::Legacy, Era::Legacy);
         assert_eq!(v, serde_json::json!({}));
+    }
+
+    #[test]
+    fn the_idempotency_key_the_gateway_honours_reaches_the_upstream() {
+        let client = client(Era::Legacy);
+        for raw in [r#"{"name":"t"}"#, r#"{"name":"t","_meta":{"io.sekisho/idempotencyKey":"","x":1}}"#] {
+            let p = params(raw);
+            let ob = Outbound {
+                params: &p,
+                replace: &[],
+                progress_token: None,
+                idempotency_key: Some("k-1"),
+                client: &client,
+                upstream: (Era::Legacy, "2025-11-25"),
+            };
+            let mut out = Vec::new();
+            write_params(&mut out, &ob);
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(text.matches(mcp::META_IDEMPOTENCY_KEY).count(), 1, "one key member: {text}");
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(v["_meta"][mcp::META_IDEMPOTENCY_KEY], "k-1", "{text}");
+            assert_eq!(v["name"], "t");
+        }
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //!
 //! Source: WHATWG HTML §9.2 "Server-sent events" (event stream interpretation), as used by
 //! MCP Streamable HTTP (`basic/transports`): each JSON-RPC message is one `message` event.
+//!
+//! The decoder's memory is bounded by its event cap (plus one received chunk): an event over
+//! the cap is reported once, then skipped to its end, and decoding goes on with the next event.
 
 use bytes::{Bytes, BytesMut};
 
@@ -50,6 +53,10 @@ pub struct Event {
     pub retry_ms: Option<u64>,
 }
 
+/// Longest `id:` value kept (bytes); a longer one is ignored like one containing NUL. The id
+/// goes back to the upstream in a `Last-Event-ID` header, so it must stay small.
+pub const MAX_ID_BYTES: usize = 256;
+
 /// Incremental SSE parser: feed it chunks as they arrive, take events as they complete.
 #[derive(Default)]
 pub struct Decoder {
@@ -61,6 +68,11 @@ pub struct Decoder {
     id: Option<String>,
     retry_ms: Option<u64>,
     max_event_bytes: usize,
+    /// Inside an event over the cap: its lines are dropped until the blank line that ends it.
+    skipping: bool,
+    /// The start of the current line was dropped (it was over the cap): its end is not a
+    /// blank line.
+    rest_of_line: bool,
 }
 
 /// An event grew past the decoder's size cap.
@@ -80,13 +92,18 @@ impl Decoder {
 
     /// The next complete event, if the buffered bytes hold one.
     ///
-    /// Errors: [`EventTooLarge`] when buffered or accumulated data exceeds the cap.
+    /// Errors: [`EventTooLarge`], once per event whose data (or one line) exceeds the cap; that
+    /// event is dropped and the next call goes on after it.
     pub fn next_event(&mut self) -> Result<Option<Event>, EventTooLarge> {
         loop {
             let Some(pos) = memchr::memchr2(b'\n', b'\r', &self.buf[self.scanned..]) else {
                 self.scanned = self.buf.len();
                 if self.buf.len() + self.data.len() > self.max_event_bytes {
-                    return Err(EventTooLarge(self.max_event_bytes));
+                    // Drop the line read so far; what follows up to its end is dropped too.
+                    self.buf.clear();
+                    self.scanned = 0;
+                    self.rest_of_line = true;
+                    return self.overflow();
                 }
                 return Ok(None);
             };
@@ -100,17 +117,37 @@ impl Decoder {
             let line = self.buf.split_to(end + skip).freeze();
             self.scanned = 0;
             let line = &line[..end];
+            if std::mem::take(&mut self.rest_of_line) {
+                continue;
+            }
             if line.is_empty() {
+                if std::mem::take(&mut self.skipping) {
+                    continue;
+                }
                 if let Some(event) = self.dispatch() {
                     return Ok(Some(event));
                 }
                 continue;
             }
+            if self.skipping {
+                continue;
+            }
             self.field(line);
             if self.data.len() > self.max_event_bytes {
-                return Err(EventTooLarge(self.max_event_bytes));
+                return self.overflow();
             }
         }
+    }
+
+    /// The current event is over the cap: forget it and skip to its end; report it once.
+    fn overflow(&mut self) -> Result<Option<Event>, EventTooLarge> {
+        let first = !self.skipping;
+        self.skipping = true;
+        self.data = Vec::new();
+        self.has_data = false;
+        self.event = None;
+        self.retry_ms = None;
+        if first { Err(EventTooLarge(self.max_event_bytes)) } else { Ok(None) }
     }
 
     fn field(&mut self, line: &[u8]) {
@@ -133,7 +170,9 @@ impl Decoder {
                 self.has_data = true;
             }
             b"event" => self.event = Some(String::from_utf8_lossy(value).into_owned()),
-            b"id" if !value.contains(&0) => self.id = Some(String::from_utf8_lossy(value).into_owned()),
+            b"id" if !value.contains(&0) && value.len() <= MAX_ID_BYTES => {
+                self.id = Some(String::from_utf8_lossy(value).into_owned())
+            }
             b"retry" => self.retry_ms = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()),
             _ => {}
         }
@@ -201,5 +240,56 @@ mod tests {
         let mut d = Decoder::new(8);
         d.push(b"data: 0123456789abcdef");
         assert!(d.next_event().is_err());
+    }
+
+    #[test]
+    fn recovers_after_an_oversized_event_with_bounded_memory() {
+        for long_line in [true, false] {
+            let mut d = Decoder::new(64);
+            let mut errors = 0;
+            let mut events = Vec::new();
+            let mut feed = |d: &mut Decoder, bytes: &[u8]| {
+                d.push(bytes);
+                loop {
+                    match d.next_event() {
+                        Ok(Some(e)) => events.push(e),
+                        Ok(None) => break,
+                        Err(EventTooLarge(64)) => errors += 1,
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+                assert!(d.buf.len() <= 64 + 4096 && d.data.len() <= 64 + 4096, "bounded");
+            };
+            feed(&mut d, b"data: first\n\n");
+            if long_line {
+                // One line of a megabyte, in pieces, with no newline until the end.
+                feed(&mut d, b"data: ");
+                for _ in 0..256 {
+                    feed(&mut d, &[b'x'; 4096]);
+                }
+                feed(&mut d, b"\r");
+                feed(&mut d, b"\ndata: still the big event\n\n");
+            } else {
+                // Many short data lines that add up.
+                for _ in 0..100 {
+                    feed(&mut d, b"data: 0123456789\n");
+                }
+                feed(&mut d, b"\n");
+            }
+            feed(&mut d, b"id: 7\ndata: after\n\n");
+            assert_eq!(errors, 1, "reported once");
+            let data: Vec<&[u8]> = events.iter().map(|e| &e.data[..]).collect();
+            assert_eq!(data, [&b"first"[..], b"after"], "long line: {long_line}");
+            assert_eq!(events[1].id.as_deref(), Some("7"));
+        }
+    }
+
+    #[test]
+    fn ids_with_nul_or_too_long_are_ignored() {
+        let mut d = Decoder::new(1 << 20);
+        let long = format!("id: {}\ndata: x\n\n", "9".repeat(MAX_ID_BYTES + 1));
+        d.push(format!("id: 1\ndata: a\n\nid: 2\0\ndata: b\n\n{long}").as_bytes());
+        let ids: Vec<Option<String>> = all(&mut d).into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, [Some("1".to_string()), Some("1".into()), Some("1".into())]);
     }
 }

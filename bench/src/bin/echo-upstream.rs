@@ -1,7 +1,10 @@
 //! A fast MCP upstream for sekisho's benchmarks and tests: stdio or Streamable HTTP, legacy
 //! (`initialize`, sessions) and modern (2026-07-28 per-request `_meta`) eras, with tools that
-//! echo, add, sleep, fail, stream progress, return big payloads, count calls and cancellations, crash, change
-//! the tool list on demand, and (over HTTP) ask the client a server-to-client request.
+//! echo, add, sleep, fail, stream progress, return big payloads, count calls and cancellations, crash, and change
+//! the tool list on demand; and tools that misbehave the way hostile or careless servers do
+//! (print their environment, flood stderr and notifications, send oversized SSE events and
+//! unusable event ids, ask the client for sampling/elicitation/roots). It honours
+//! `logging/setLevel` and `resources/subscribe` as real servers do, for everyone at once.
 //!
 //! Usage: `echo-upstream stdio [--era dual|legacy|modern]`
 //!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN]` (prints `listening on ADDR` to stderr)
@@ -75,9 +78,18 @@ struct Upstream {
     sessions: Mutex<HashSet<String>>,
     next_session: AtomicU64,
     parked: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Receiver<String>>>,
-    /// `ask` calls waiting for the client's answer, by the id of the request sent to it.
+    /// Resources subscribed with `resources/subscribe` (by anyone).
+    subscribed: Mutex<std::collections::BTreeSet<String>>,
+    /// The level set with `logging/setLevel` (by anyone), as its rank (0 = debug).
+    log_level: AtomicU64,
+    /// The next tools/list takes this long (`flood`), once.
+    stall_lists_ms: AtomicU64,
+    /// Requests this server sent to its client (`ask`), waiting for their answers.
     asks: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<Value>>>,
 }
+
+/// RFC 5424 levels as MCP names them, least severe first.
+const LEVELS: [&str; 8] = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"];
 
 type Out = mpsc::UnboundedSender<Value>;
 
@@ -106,17 +118,34 @@ fn tools(dynamic: &[String]) -> Value {
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "change_tools", "description": "Add a tool and announce the list change.", "inputSchema": obj(json!({}), &[])}),
         json!({"name": "side_effect", "description": "Record one effect in $ECHO_EFFECTS_FILE, then exit before answering (answer instead with crash: false).",
-               "annotations": {"destructiveHint": true}, "inputSchema": obj(json!({"crash": {"type": "boolean"}}), &[])}),
+               "annotations": {"destructiveHint": true}, "inputSchema": obj(json!({"crash": {"type": "boolean"}, "ms": {"type": "integer"}}), &[])}),
         json!({"name": "park", "description": "Like sleep_ms, but over HTTP the answer comes on a resumed stream.",
                "inputSchema": obj(json!({"ms": {"type": "integer"}}), &["ms"])}),
         json!({"name": "touch", "description": "Announce that a resource was updated.",
                "inputSchema": obj(json!({"uri": {"type": "string"}}), &["uri"])}),
+        json!({"name": "touch_subscribed", "description": "Announce that a resource was updated, if anyone subscribed to it.",
+               "inputSchema": obj(json!({"uri": {"type": "string"}}), &["uri"])}),
+        json!({"name": "subscriptions", "description": "The resources subscribed now, as a JSON array.",
+               "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "env", "description": "The value of one of this process's environment variables.",
+               "inputSchema": obj(json!({"name": {"type": "string"}}), &["name"])}),
+        json!({"name": "stderr", "description": "Write `lines` lines of `bytes` bytes to stderr; exit if stderr is broken.",
+               "inputSchema": obj(json!({"bytes": {"type": "integer"}, "lines": {"type": "integer"}}), &[])}),
+        json!({"name": "meta", "description": "The request's _meta, as JSON text.", "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "ask", "description": "Send `method` (sampling/createMessage, the default; elicitation/create; roots/list) to the client, asking `question`; answer with what came back (`the client said: …` for a text answer).",
+               "inputSchema": obj(json!({"method": {"type": "string"}, "question": {"type": "string"}}), &[])}),
         json!({"name": "http_error", "description": "Over HTTP: answer with status 500 and an error page naming internal hosts.",
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "garbage", "description": "Over HTTP: answer 200 with an HTML page instead of JSON-RPC.",
                "inputSchema": obj(json!({}), &[])}),
-        json!({"name": "ask", "description": "Over HTTP: send the client a sampling/createMessage request on the call's stream and answer with its reply.",
-               "inputSchema": obj(json!({"question": {"type": "string"}}), &[])}),
+        json!({"name": "flood", "description": "Send `n` resources/updated notifications (each with `pad` bytes of URI) as fast as possible, after making the next tools/list take `stall_ms` and announcing a list change (so the client's list refresh is stuck meanwhile).",
+               "inputSchema": obj(json!({"n": {"type": "integer"}, "pad": {"type": "integer"}, "stall_ms": {"type": "integer"}}), &["n"])}),
+        json!({"name": "change_tools_quietly", "description": "Add a tool and announce it only on notification streams.",
+               "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "oversized_event", "description": "Send an SSE event of `mib` MiB on every notification stream.",
+               "inputSchema": obj(json!({"mib": {"type": "integer"}}), &["mib"])}),
+        json!({"name": "park_bad_id", "description": "Like park, but the stream's event id cannot be sent back in a header.",
+               "inputSchema": obj(json!({"ms": {"type": "integer"}}), &["ms"])}),
     ];
     for name in dynamic {
         list.push(
@@ -145,8 +174,19 @@ impl Upstream {
             sessions: Mutex::new(HashSet::new()),
             next_session: AtomicU64::new(1),
             parked: Mutex::new(std::collections::HashMap::new()),
+            subscribed: Mutex::new(std::collections::BTreeSet::new()),
+            log_level: AtomicU64::new(0),
+            stall_lists_ms: AtomicU64::new(0),
             asks: Mutex::new(std::collections::HashMap::new()),
         })
+    }
+
+    /// A response from the client to a request this server sent (`ask`).
+    fn answered(&self, msg: &Value) {
+        let id = msg["id"].as_str().unwrap_or_default().to_string();
+        if let Some(tx) = self.asks.lock().unwrap().remove(&id) {
+            let _ = tx.send(msg.clone());
+        }
     }
 
     /// Answer one request; notifications for the caller go to `out`.
@@ -186,6 +226,8 @@ impl Upstream {
             ),
             "ping" => result(id, json!({})),
             "tools/list" => {
+                let stall = self.stall_lists_ms.swap(0, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(stall)).await;
                 let dynamic = self.dynamic_tools.lock().unwrap().clone();
                 complete(json!({"tools": tools(&dynamic)}), true)
             }
@@ -228,7 +270,22 @@ impl Upstream {
                     false,
                 )
             }
-            "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe" => result(id, json!({})),
+            "logging/setLevel" => {
+                let level = params["level"].as_str().unwrap_or("debug");
+                let rank = LEVELS.iter().position(|l| *l == level).unwrap_or(0);
+                self.log_level.store(rank as u64, Ordering::Relaxed);
+                result(id, json!({}))
+            }
+            "resources/subscribe" | "resources/unsubscribe" => {
+                let uri = params["uri"].as_str().unwrap_or_default().to_string();
+                let mut subscribed = self.subscribed.lock().unwrap();
+                if method == "resources/subscribe" {
+                    subscribed.insert(uri);
+                } else {
+                    subscribed.remove(&uri);
+                }
+                result(id, json!({}))
+            }
             _ => error(id, -32601, &format!("Method not found: {method}")),
         }
     }
@@ -279,10 +336,13 @@ impl Upstream {
             "count" => text(self.calls.load(Ordering::Relaxed).to_string()),
             "cancelled" => text(self.cancelled.load(Ordering::Relaxed).to_string()),
             "log" => {
-                let _ = out.send(notification(
-                    "notifications/message",
-                    json!({"level": "info", "data": "hello from echo-upstream"}),
-                ));
+                // At info; like real servers, only when the level set with setLevel allows it.
+                if self.log_level.load(Ordering::Relaxed) <= 1 {
+                    let _ = out.send(notification(
+                        "notifications/message",
+                        json!({"level": "info", "data": "hello from echo-upstream"}),
+                    ));
+                }
                 text("logged")
             }
             "rpc_error" => json!({"__rpc_error": true}),
@@ -293,6 +353,8 @@ impl Upstream {
                     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("effects file");
                     let _ = writeln!(f, "effect");
                 }
+                // Take `ms` after the effect, before answering (a call that times out after it ran).
+                tokio::time::sleep(Duration::from_millis(args["ms"].as_u64().unwrap_or(0))).await;
                 if args["crash"] == false {
                     return text("effect recorded");
                 }
@@ -312,25 +374,85 @@ impl Upstream {
                 let _ = self.changes.send(change);
                 text(format!("added {name}"))
             }
-            "ask" => {
-                let id = format!("ask-{}", self.next_session.fetch_add(1, Ordering::Relaxed));
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                self.asks.lock().unwrap().insert(id.clone(), tx);
-                let question = args["question"].as_str().unwrap_or("?");
-                let _ = out.send(json!({"jsonrpc": "2.0", "id": id, "method": "sampling/createMessage", "params": {
-                    "messages": [{"role": "user", "content": {"type": "text", "text": question}}], "maxTokens": 16}}));
-                match tokio::time::timeout(Duration::from_secs(20), rx).await {
-                    Ok(Ok(answer)) => match answer.pointer("/result/content/text").and_then(Value::as_str) {
-                        Some(said) => text(format!("the client said: {said}")),
-                        None => text(format!("the client answered: {answer}")),
-                    },
-                    _ => json!({"isError": true, "content": [{"type": "text", "text": "no answer from the client"}]}),
-                }
-            }
             "touch" => {
                 let uri = args["uri"].as_str().unwrap_or("echo://static/hello");
                 let _ = self.changes.send(notification("notifications/resources/updated", json!({"uri": uri})));
                 text(format!("touched {uri}"))
+            }
+            "touch_subscribed" => {
+                let uri = args["uri"].as_str().unwrap_or("echo://static/hello");
+                if !self.subscribed.lock().unwrap().contains(uri) {
+                    return text(format!("nobody subscribed to {uri}"));
+                }
+                let _ = self.changes.send(notification("notifications/resources/updated", json!({"uri": uri})));
+                text(format!("touched {uri}"))
+            }
+            "subscriptions" => text(json!(*self.subscribed.lock().unwrap()).to_string()),
+            "env" => {
+                let name = args["name"].as_str().unwrap_or_default();
+                text(std::env::var(name).unwrap_or_else(|_| "<unset>".into()))
+            }
+            "stderr" => {
+                use std::io::Write;
+                let bytes = args["bytes"].as_u64().unwrap_or(10) as usize;
+                let lines = args["lines"].as_u64().unwrap_or(1);
+                let mut line = "e".repeat(bytes);
+                line.push('\n');
+                for _ in 0..lines {
+                    // Like most servers, die when stderr is broken (EPIPE).
+                    let mut err = std::io::stderr().lock();
+                    if err.write_all(line.as_bytes()).and_then(|()| err.flush()).is_err() {
+                        std::process::exit(9);
+                    }
+                }
+                text(format!("wrote {lines} lines"))
+            }
+            "meta" => text(params["_meta"].to_string()),
+            "ask" => {
+                let method = args["method"].as_str().unwrap_or("sampling/createMessage");
+                let id = format!("ask-{}", self.next_session.fetch_add(1, Ordering::Relaxed));
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.asks.lock().unwrap().insert(id.clone(), tx);
+                let params = match (method, args["question"].as_str()) {
+                    ("sampling/createMessage", Some(q)) => json!({
+                        "messages": [{"role": "user", "content": {"type": "text", "text": q}}], "maxTokens": 16}),
+                    _ => json!({}),
+                };
+                let _ = out.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+                match tokio::time::timeout(Duration::from_secs(20), rx).await {
+                    Ok(Ok(answer)) => match answer.pointer("/result/content/text").and_then(Value::as_str) {
+                        Some(said) => text(format!("the client said: {said}")),
+                        None => text(answer.to_string()),
+                    },
+                    _ => json!({"isError": true, "content": [{"type": "text", "text": "no answer from the client"}]}),
+                }
+            }
+            "flood" => {
+                let stall = args["stall_ms"].as_u64().unwrap_or(0);
+                if stall > 0 {
+                    self.stall_lists_ms.store(stall, Ordering::Relaxed);
+                    let _ = out.send(notification("notifications/tools/list_changed", json!({})));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                let uri = format!("echo://items/{}", "p".repeat(args["pad"].as_u64().unwrap_or(0) as usize));
+                for _ in 0..args["n"].as_u64().unwrap_or(1000) {
+                    let _ = out.send(notification("notifications/resources/updated", json!({"uri": uri})));
+                }
+                text("flooded")
+            }
+            "change_tools_quietly" => {
+                let name = {
+                    let mut d = self.dynamic_tools.lock().unwrap();
+                    let name = format!("dynamic_{}", d.len() + 1);
+                    d.push(name.clone());
+                    name
+                };
+                let _ = self.changes.send(notification("notifications/tools/list_changed", json!({})));
+                text(format!("added {name}"))
+            }
+            "oversized_event" => {
+                let _ = self.changes.send(json!({"__oversized_mib": args["mib"].as_u64().unwrap_or(1)}));
+                text("sent")
             }
             other => json!({"isError": true, "content": [{"type": "text", "text": format!("Unknown tool: {other}")}]}),
         }
@@ -374,6 +496,10 @@ async fn serve_stdio(up: Arc<Upstream>) {
         let Ok(msg) = serde_json::from_str::<Value>(&line) else { continue };
         if msg["method"] == "notifications/cancelled" {
             up.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+        if msg.get("method").is_none() && msg.get("id").is_some() {
+            up.answered(&msg);
+            continue;
         }
         if msg.get("method").is_none() || msg.get("id").is_none() {
             continue;
@@ -434,7 +560,7 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
         let mut changes = up.changes.subscribe();
         let stream = async_stream(move |tx| async move {
             while let Ok(n) = changes.recv().await {
-                if tx.send(Ok(Frame::data(sse_frame(&n)))).await.is_err() {
+                if send_change(&tx, &n).await.is_err() {
                     return;
                 }
             }
@@ -479,15 +605,11 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
             }
         }
     }
-    if msg.get("id").is_none() {
+    if msg.get("method").is_none() && msg.get("id").is_some() {
+        up.answered(&msg);
         return Ok(full(StatusCode::ACCEPTED, Vec::new(), None));
     }
-    if msg.get("method").is_none() {
-        // The client's answer to a request of ours (`ask`).
-        let waiting = msg["id"].as_str().and_then(|id| up.asks.lock().unwrap().remove(id));
-        if let Some(tx) = waiting {
-            let _ = tx.send(msg);
-        }
+    if msg.get("id").is_none() {
         return Ok(full(StatusCode::ACCEPTED, Vec::new(), None));
     }
     if modern_header && method == "subscriptions/listen" {
@@ -502,15 +624,19 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
                 return;
             }
             while let Ok(mut n) = changes.recv().await {
-                n["params"]["_meta"] = json!({"io.modelcontextprotocol/subscriptionId": id});
-                if tx.send(Ok(Frame::data(sse_frame(&n)))).await.is_err() {
+                if n.get("method").is_some() {
+                    n["params"]["_meta"] = json!({"io.modelcontextprotocol/subscriptionId": id});
+                }
+                if send_change(&tx, &n).await.is_err() {
                     return;
                 }
             }
         });
         return Ok(Response::builder().header("content-type", "text/event-stream").body(stream).expect("response"));
     }
-    if msg.pointer("/params/name") == Some(&json!("park")) && !modern_header {
+    let park = msg.pointer("/params/name").and_then(Value::as_str).filter(|n| *n == "park" || *n == "park_bad_id");
+    if let Some(park) = park.filter(|_| !modern_header) {
+        let bad_id = park == "park_bad_id";
         // Answer later: prime the stream with an event id and a retry hint, close it, and let
         // the client resume it with GET + Last-Event-ID (2025-11-25 resumability).
         let stream_id = format!("park-{}", up.next_session.fetch_add(1, Ordering::Relaxed));
@@ -524,7 +650,12 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
             let answer = finish(worker.request(&call, &ntx).await);
             let _ = tx.send(serde_json::to_string(&answer).expect("JSON"));
         });
-        let priming = format!("id: {stream_id}-0\nretry: 50\ndata: \n\n");
+        // A control character is fine in an SSE line but not in the Last-Event-ID header.
+        let priming = if bad_id {
+            format!("id: {stream_id}\u{1}-0\nretry: 50\ndata: \n\n")
+        } else {
+            format!("id: {stream_id}-0\nretry: 50\ndata: \n\n")
+        };
         return Ok(Response::builder()
             .header("content-type", "text/event-stream")
             .body(Full::new(Bytes::from(priming)).boxed())
@@ -569,6 +700,20 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
         let _ = out.send(Ok(Frame::data(sse_frame(&finish(answer))))).await;
     });
     Ok(Response::builder().header("content-type", "text/event-stream").body(stream).expect("response"))
+}
+
+/// Write one notification-stream item: a notification, or (the `oversized_event` marker) one
+/// SSE event of that many MiB, sent a MiB at a time.
+async fn send_change(tx: &mpsc::Sender<Result<Frame<Bytes>, Infallible>>, n: &Value) -> Result<(), ()> {
+    let Some(mib) = n.get("__oversized_mib").and_then(Value::as_u64) else {
+        return tx.send(Ok(Frame::data(sse_frame(n)))).await.map_err(|_| ());
+    };
+    let chunk = Bytes::from(vec![b'x'; 1 << 20]);
+    tx.send(Ok(Frame::data(Bytes::from_static(b"event: message\ndata: ")))).await.map_err(|_| ())?;
+    for _ in 0..mib {
+        tx.send(Ok(Frame::data(chunk.clone()))).await.map_err(|_| ())?;
+    }
+    tx.send(Ok(Frame::data(Bytes::from_static(b"\n\n")))).await.map_err(|_| ())
 }
 
 /// A streaming body fed by an async producer.

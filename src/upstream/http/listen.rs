@@ -10,7 +10,8 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{Method as HttpMethod, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use super::{ACCEPT_BOTH, HttpConn, JSON, MAX_ANSWER_BYTES};
+use super::{ACCEPT_BOTH, HttpConn, JSON};
+use crate::observe::metrics::{METRICS, Name};
 use crate::upstream::backoff::Backoff;
 use crate::upstream::handshake;
 use crate::upstream::request::Outbound;
@@ -54,7 +55,7 @@ pub async fn listen(conn: Arc<HttpConn>) {
             Ok(resp) if resp.status().is_success() => {
                 failures = 0;
                 let mut body = resp.into_body();
-                let mut decoder = sse::Decoder::new(MAX_ANSWER_BYTES);
+                let mut decoder = sse::Decoder::new(conn.max_response_bytes);
                 loop {
                     let frame = tokio::select! {
                         f = body.frame() => f,
@@ -65,9 +66,22 @@ pub async fn listen(conn: Arc<HttpConn>) {
                         continue;
                     };
                     decoder.push(&data);
-                    while let Ok(Some(event)) = decoder.next_event() {
-                        if let Ok(msg) = Message::parse(event.data) {
-                            conn.act(conn.mux.dispatch(msg, None));
+                    loop {
+                        match decoder.next_event() {
+                            Ok(Some(event)) => {
+                                if let Ok(msg) = Message::parse(event.data) {
+                                    conn.act(conn.mux.dispatch(msg, None));
+                                }
+                            }
+                            Ok(None) => break,
+                            // Dropped whole; the stream goes on with the next event.
+                            Err(e) => {
+                                METRICS.upstream_discarded(
+                                    Name::Shared(Arc::from(conn.upstream.as_str())),
+                                    "oversized_message",
+                                );
+                                tracing::warn!(upstream = %conn.upstream, max_bytes = e.0, "skipped a notification-stream event larger than max_response_bytes");
+                            }
                         }
                     }
                 }

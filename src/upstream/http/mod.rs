@@ -8,31 +8,30 @@ use std::time::Duration;
 use base64::Engine;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request as HttpRequest, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request as HttpRequest, Uri};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio_util::sync::CancellationToken;
 
+mod answer;
 pub mod listen;
 
 use super::conn::{ConnError, expect_result};
 use super::handshake::{self, Handshake};
-use super::mux::{Action, Mux, Signals};
+use super::mux::{Action, Mux};
 use super::request::Outbound;
-use crate::error::TransportError;
+use super::signals::Signals;
+use crate::error::{TransportError, TransportKind};
 use crate::upstream::config::EraChoice;
-use crate::wire::jsonrpc::{Kind, Message, write_notification};
+use crate::wire::jsonrpc::{Message, write_notification};
 use crate::wire::mcp::{self, Era};
-use crate::wire::sse;
 
 /// The pooled HTTP(S) client shared by all HTTP upstreams.
 pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// Largest upstream answer accepted (64 MiB): a JSON body or one SSE event.
-pub const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 /// How many times one call's stream is resumed after the upstream closed it early.
 const MAX_RESUMES: u32 = 32;
 /// Upper bound on the `retry` wait an upstream may ask for before a resume (ms).
@@ -47,12 +46,25 @@ pub fn client() -> HttpClient {
         .build(https)
 }
 
+/// Where and how to reach one HTTP replica.
+pub struct Endpoint {
+    /// The shared client.
+    pub client: HttpClient,
+    /// Its URL.
+    pub url: Uri,
+    /// Headers sent with every request.
+    pub headers: HeaderMap,
+    /// Largest answer accepted, in bytes: a JSON body, or one SSE event (`max_response_bytes`).
+    pub max_response_bytes: usize,
+}
+
 /// A live relationship with one HTTP upstream (one legacy session, or the modern stateless era).
 pub struct HttpConn {
     upstream: String,
     client: HttpClient,
     url: Uri,
     headers: HeaderMap,
+    max_response_bytes: usize,
     /// Request multiplexing state (ids, progress routes).
     pub mux: Mux,
     handshake: OnceLock<Handshake>,
@@ -82,17 +94,17 @@ impl HttpConn {
     /// Errors: [`ConnError`] when neither handshake succeeds.
     pub async fn connect(
         upstream: &str,
-        client: HttpClient,
-        url: Uri,
-        headers: HeaderMap,
+        endpoint: Endpoint,
         choice: EraChoice,
         signals: Signals,
     ) -> Result<Arc<HttpConn>, ConnError> {
+        let Endpoint { client, url, headers, max_response_bytes } = endpoint;
         let mut conn = HttpConn {
             upstream: upstream.to_string(),
             client,
             url,
             headers,
+            max_response_bytes,
             mux: Mux::new(upstream, signals),
             handshake: OnceLock::new(),
             session: None,
@@ -182,8 +194,10 @@ impl HttpConn {
         b
     }
 
+    /// Send one request. A connection that could not be opened fails before anything was
+    /// sent (`TransportError::unsent`): such a call may go to another replica whatever it does.
     pub(super) async fn send(&self, req: HttpRequest<Full<Bytes>>) -> Result<http::Response<Incoming>, ConnError> {
-        self.client.request(req).await.map_err(|e| ConnError::Transport(TransportError::classify(&e)))
+        self.client.request(req).await.map_err(|e| ConnError::Transport(request_failure(&e)))
     }
 
     /// POST a gateway-originated request and read its answer (used by the handshake).
@@ -232,7 +246,8 @@ impl HttpConn {
     /// a stream that ended without the response.
     pub async fn call(self: &Arc<Self>, req: &Outbound) -> Result<Message, ConnError> {
         if self.closed.is_cancelled() {
-            return Err(ConnError::Closed);
+            let cause = TransportError::new(TransportKind::Closed, "the session is closed; the request was not sent");
+            return Err(ConnError::Transport(cause.not_sent()));
         }
         let h = self.handshake();
         let id = self.mux.register(None, req.route.clone());
@@ -255,108 +270,6 @@ impl HttpConn {
         guard.armed = false;
         self.mux.forget(id);
         answer
-    }
-
-    /// Read the answer to request `id` from a POST response: JSON, or an SSE stream on which
-    /// other messages (progress, logs, server-to-client requests) may come first.
-    async fn read_answer(&self, resp: http::Response<Incoming>, id: u64) -> Result<Message, ConnError> {
-        let status = resp.status();
-        let sse = resp.headers().get(CONTENT_TYPE).is_some_and(|v| {
-            let v = v.as_bytes();
-            v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream")
-        });
-        if status == StatusCode::NOT_FOUND && self.session.is_some() {
-            return Err(ConnError::SessionExpired);
-        }
-        if sse && status.is_success() {
-            return self.read_stream(resp.into_body(), id).await;
-        }
-        let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| ConnError::Transport(TransportError::classify(e.as_ref())))?
-            .to_bytes();
-        if status == StatusCode::ACCEPTED {
-            return Err(ConnError::Protocol("202 Accepted without an answer to a request".into()));
-        }
-        // Error statuses often carry a JSON-RPC error (e.g. modern 400/-32021, 404/-32601):
-        // that is the upstream's answer, not a transport failure.
-        match Message::parse(body.clone()) {
-            Ok(msg) if matches!(msg.kind, Kind::Response { .. }) => Ok(msg),
-            _ if status.is_success() => Err(ConnError::Protocol(format!(
-                "expected a JSON-RPC response, got {:?}",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-            ))),
-            _ => Err(ConnError::Status {
-                status: status.as_u16(),
-                detail: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-            }),
-        }
-    }
-
-    /// Read SSE events until the response to `id`. A legacy upstream may end the stream early
-    /// and expect the client to resume it (2025-11-25 `basic/transports`, "Resumability and
-    /// Redelivery"): then the gateway waits the advertised `retry`, sends `GET` with
-    /// `Last-Event-ID`, and keeps reading from the replayed stream.
-    async fn read_stream(&self, mut body: Incoming, id: u64) -> Result<Message, ConnError> {
-        let want = id.to_string();
-        let mut last_event_id: Option<String> = None;
-        let mut retry = Duration::from_millis(100);
-        let mut resumes = 0;
-        loop {
-            let mut decoder = sse::Decoder::new(MAX_ANSWER_BYTES);
-            loop {
-                let frame = match body.frame().await {
-                    Some(Ok(frame)) => frame,
-                    Some(Err(e)) if last_event_id.is_none() => {
-                        return Err(ConnError::Transport(TransportError::classify(&e)));
-                    }
-                    Some(Err(_)) | None => break,
-                };
-                let Ok(data) = frame.into_data() else { continue };
-                decoder.push(&data);
-                while let Some(event) =
-                    decoder.next_event().map_err(|e| ConnError::Protocol(format!("SSE event over {} bytes", e.0)))?
-                {
-                    if let Some(ms) = event.retry_ms {
-                        retry = Duration::from_millis(ms.min(MAX_RESUME_WAIT_MS));
-                    }
-                    if event.id.is_some() {
-                        last_event_id.clone_from(&event.id);
-                    }
-                    if event.data.is_empty() || event.event.as_deref().is_some_and(|e| e != "message") {
-                        continue;
-                    }
-                    let Ok(msg) = Message::parse(event.data) else { continue };
-                    if matches!(msg.kind, Kind::Response { .. })
-                        && msg.id().is_some_and(|i| i.as_bytes() == want.as_bytes())
-                    {
-                        return Ok(msg);
-                    }
-                    self.act(self.mux.dispatch(msg, Some(id)));
-                }
-            }
-            let Some(resume_from) = last_event_id.clone().filter(|_| self.session.is_some() && resumes < MAX_RESUMES)
-            else {
-                return Err(ConnError::Protocol("the stream ended before the response".into()));
-            };
-            resumes += 1;
-            tokio::time::sleep(retry).await;
-            let req = self
-                .base_request(HttpMethod::GET, self.version())
-                .header(ACCEPT, "text/event-stream")
-                .header("last-event-id", resume_from)
-                .body(Full::new(Bytes::new()))
-                .expect("valid request");
-            let resp = self.send(req).await?;
-            if !resp.status().is_success() {
-                return Err(ConnError::Status {
-                    status: resp.status().as_u16(),
-                    detail: "resuming the stream with Last-Event-ID failed".into(),
-                });
-            }
-            body = resp.into_body();
-        }
     }
 
     pub(super) fn act(&self, action: Action) {
@@ -457,6 +370,13 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
+/// The transport cause of a failed request; unsent when the connection could not be opened
+/// (hyper-util reports connect errors apart: nothing of the request was written).
+fn request_failure(e: &hyper_util::client::legacy::Error) -> TransportError {
+    let cause = TransportError::classify(e);
+    if e.is_connect() { cause.not_sent() } else { cause }
+}
+
 /// Encode a value for an `Mcp-Name`/`Mcp-Param-*` header: verbatim when it is visible ASCII
 /// without edge spaces, else the `=?base64?…?=` form (2026-07-28 `basic/transports`).
 pub fn encode_header_value(value: &str) -> HeaderValue {
@@ -474,6 +394,17 @@ pub fn encode_header_value(value: &str) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_refused_connection_is_known_to_be_unsent() {
+        // A port nothing listens on: bind, read the port, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let req = HttpRequest::post(format!("http://127.0.0.1:{port}/mcp")).body(Full::new(Bytes::new())).unwrap();
+        let e = client().request(req).await.unwrap_err();
+        let cause = request_failure(&e);
+        assert!(cause.unsent, "{cause}");
+        assert_eq!(cause.kind, TransportKind::Refused, "{cause}");
+    }
 
     #[test]
     fn header_values_use_base64_only_when_needed() {

@@ -1,5 +1,8 @@
 //! Middleware that repeats an upstream call that is safe to repeat after a retryable failure
-//! (`classify`), with full-jitter backoff between tries, within the upstream's retry budget.
+//! (`classify`), with full-jitter backoff between tries, within the upstream's retry budget. A
+//! call that is not safe to repeat but carries an idempotency key is sent again only after an
+//! attempt that provably never reached the upstream (`classify::never_sent`): a timeout or a
+//! connection lost while waiting for the answer may come after the upstream ran it.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -65,7 +68,8 @@ where
 
     fn call(&mut self, dispatch: Arc<Dispatch>) -> Self::Future {
         self.step.policy.budget.deposit();
-        if !dispatch.policy.retry_safe || self.step.policy.max_attempts == 1 {
+        let safe = dispatch.policy.retry_safe;
+        if !(safe || dispatch.policy.keyed) || self.step.policy.max_attempts == 1 {
             // A call that may not be repeated goes through as it is, without a boxed future.
             return Either::Left(self.inner.call(dispatch));
         }
@@ -74,7 +78,8 @@ where
             let mut attempt = 1;
             loop {
                 let outcome = inner.clone().oneshot(Arc::clone(&dispatch)).await;
-                if attempt >= policy.max_attempts || !classify::retryable(&outcome) {
+                let again = classify::retryable(&outcome) && (safe || classify::never_sent(&outcome));
+                if attempt >= policy.max_attempts || !again {
                     return outcome;
                 }
                 if !policy.budget.withdraw() {
@@ -86,5 +91,86 @@ where
                 attempt += 1;
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::error::{TransportError, TransportKind};
+    use crate::pipeline::parts::{Origin, Principal, Priority};
+    use crate::pipeline::steps::StepLayer;
+    use crate::upstream::dispatch::CallPolicy;
+    use crate::upstream::request::Outbound;
+
+    /// An inner service that answers each attempt with the next scripted outcome.
+    #[derive(Clone, Default)]
+    struct Script {
+        outcomes: Arc<Mutex<VecDeque<Result<Reply, GatewayError>>>>,
+        attempts: Arc<AtomicUsize>,
+    }
+
+    impl Service<Arc<Dispatch>> for Script {
+        type Response = Reply;
+        type Error = GatewayError;
+        type Future = std::future::Ready<Result<Reply, GatewayError>>;
+
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Arc<Dispatch>) -> Self::Future {
+            self.attempts.fetch_add(1, Ordering::Relaxed);
+            std::future::ready(self.outcomes.lock().unwrap().pop_front().expect("a scripted outcome"))
+        }
+    }
+
+    fn ok() -> Result<Reply, GatewayError> {
+        Ok(Reply::Result { body: Bytes::from_static(b"{}"), origin: Origin::Gateway })
+    }
+
+    fn transport(kind: TransportKind, unsent: bool) -> Result<Reply, GatewayError> {
+        let cause = TransportError::new(kind, "");
+        let cause = if unsent { cause.not_sent() } else { cause };
+        Err(GatewayError::UpstreamTransport { upstream: "u".into(), cause })
+    }
+
+    /// Run one call (safe to repeat or not, keyed or not) against `outcomes`; returns whether
+    /// it ended with an answer and how many attempts it took.
+    async fn run(retry_safe: bool, keyed: bool, outcomes: Vec<Result<Reply, GatewayError>>) -> (bool, usize) {
+        let script = Script { outcomes: Arc::new(Mutex::new(outcomes.into())), ..Default::default() };
+        let config = RetryConfig { base_delay: Duration::from_millis(1), ..Default::default() };
+        let mut svc = tower::Layer::layer(&StepLayer(Retry::new(&Arc::from("u"), &config)), script.clone());
+        let policy =
+            CallPolicy { priority: Priority::Medium, caller: Principal::Anonymous, retry_safe, keyed, timeout: None };
+        let dispatch = Dispatch::new(Arc::new(Outbound::raw("tools/call", None)), policy);
+        let outcome = svc.call(dispatch).await;
+        (outcome.is_ok(), script.attempts.load(Ordering::Relaxed))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keyed_call_is_sent_again_only_when_it_never_reached_the_upstream() {
+        let refused = transport(TransportKind::Refused, true);
+        assert_eq!(run(false, true, vec![refused, ok()]).await, (true, 2), "refused at connect: sent elsewhere");
+        let timeout = Err(GatewayError::UpstreamTimeout { upstream: "u".into(), after: Duration::from_secs(1) });
+        assert_eq!(run(false, true, vec![timeout, ok()]).await, (false, 1), "a timed-out call may have run");
+        let lost = transport(TransportKind::Closed, false);
+        assert_eq!(run(false, true, vec![lost, ok()]).await, (false, 1), "the answer was lost, not the request");
+        let reset = transport(TransportKind::Reset, false);
+        assert_eq!(run(false, false, vec![reset]).await, (false, 1), "no key, not safe: one attempt");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_safe_to_repeat_is_retried_after_any_retryable_failure() {
+        let timeout = Err(GatewayError::UpstreamTimeout { upstream: "u".into(), after: Duration::from_secs(1) });
+        assert_eq!(run(true, false, vec![timeout, ok()]).await, (true, 2));
+        assert_eq!(run(true, true, vec![transport(TransportKind::Closed, false), ok()]).await, (true, 2));
     }
 }

@@ -1,0 +1,76 @@
+//! Middleware that shares upstream resource subscriptions between the sessions behind one
+//! upstream (`session::subscriptions`; 2025-11-25 `server/resources` "Subscriptions"): a
+//! `resources/subscribe` goes upstream and, once accepted, is held by the calling session; a
+//! `resources/unsubscribe` is answered here with `{}` and only releases the session's hold
+//! (if any), so the upstream unsubscribe goes out when the last session leaves. Calls without
+//! a session pass straight on (modern requests have none, and resolve refuses their
+//! subscribe methods, which the modern era does not have).
+//!
+//! ```toml
+//! # no configuration: present whenever the gateway runs
+//! ```
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tower::{Service, ServiceExt};
+
+use super::ctx::Routed;
+use super::parts::{Origin, Reply, ReplyFuture};
+use super::routed::RoutedStep;
+use super::steps::Named;
+use crate::error::GatewayError;
+use crate::session::subscriptions::Subscriptions;
+use crate::upstream::request::Body;
+use crate::wire::jsonrpc::Method;
+
+/// Counts the sessions subscribed to each upstream resource.
+#[derive(Clone, Default)]
+pub struct SharedSubscriptions {
+    registry: Arc<Subscriptions>,
+}
+
+impl Named for SharedSubscriptions {
+    fn name(&self) -> &'static str {
+        "subscriptions"
+    }
+}
+
+impl RoutedStep for SharedSubscriptions {
+    fn serve<S>(&self, routed: Routed, inner: S) -> Result<ReplyFuture, Routed>
+    where
+        S: Service<Routed, Response = Reply, Error = GatewayError> + Clone + Send + 'static,
+        S::Future: Send,
+    {
+        let subscribe = match routed.request.method {
+            Method::ResourcesSubscribe => true,
+            Method::ResourcesUnsubscribe => false,
+            _ => return Err(routed),
+        };
+        // The URI as the client named it (the session's key), and as the upstream knows it.
+        let client_uri = match &routed.request.body {
+            Body::Client { params, .. } => params.str("uri").map(|u| u.into_owned()),
+            Body::Raw(_) => None,
+        };
+        let (Some(session), Some(client_uri), Some(uri)) =
+            (routed.session.clone(), client_uri, routed.request.name.clone())
+        else {
+            return Err(routed);
+        };
+        if !subscribe {
+            session.unsubscribe(&client_uri);
+            return Ok(Box::pin(async {
+                Ok(Reply::Result { body: Bytes::from_static(b"{}"), origin: Origin::Gateway })
+            }));
+        }
+        let registry = Arc::clone(&self.registry);
+        Ok(Box::pin(async move {
+            let upstream = Arc::clone(&routed.target.upstream);
+            let reply = inner.oneshot(routed).await?;
+            if let Reply::Result { .. } = reply {
+                session.subscribe(&client_uri, registry.hold(&upstream, uri));
+            }
+            Ok(reply)
+        }))
+    }
+}
