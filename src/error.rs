@@ -193,6 +193,22 @@ pub enum GatewayError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The body did not arrive within `server.body_read_timeout` (HTTP 408, -32600; the
+    /// connection is closed).
+    #[error("Request Timeout: the body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
+    /// The caller reached one of its own limits (HTTP 429, -32015, `data.limit` names the
+    /// `[server]` key): sessions, ended sessions, streams or subscriptions. Other callers are
+    /// not affected, so this is the caller's 429, not the gateway's 503.
+    #[error("Limit reached: {what} (server.{key} = {limit})")]
+    LimitReached {
+        /// What the caller has too many of, in words.
+        what: &'static str,
+        /// The `[server]` key that sets the limit.
+        key: &'static str,
+        /// The limit.
+        limit: usize,
+    },
     /// The body could not be read (HTTP 400, -32700).
     #[error("Unreadable request body: {0}")]
     BodyUnreadable(String),
@@ -360,6 +376,8 @@ impl GatewayError {
                 (code::INVALID_REQUEST, Some(StatusCode::UNSUPPORTED_MEDIA_TYPE), None, "client_error")
             }
             BodyTooLarge { .. } => (code::INVALID_REQUEST, Some(StatusCode::PAYLOAD_TOO_LARGE), None, "client_error"),
+            BodyTimeout(_) => (code::INVALID_REQUEST, Some(StatusCode::REQUEST_TIMEOUT), None, "client_error"),
+            LimitReached { .. } => (code::LIMIT_REACHED, Some(StatusCode::TOO_MANY_REQUESTS), None, "limited"),
             MethodNotAllowed => (code::METHOD_NOT_FOUND, Some(StatusCode::METHOD_NOT_ALLOWED), None, "client_error"),
             NotFound(_) => (code::METHOD_NOT_FOUND, Some(StatusCode::NOT_FOUND), None, "client_error"),
             Unauthorized => (code::FORBIDDEN, Some(StatusCode::UNAUTHORIZED), None, "unauthorized"),
@@ -454,6 +472,7 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             ResourceNotFound(uri) => Some(serde_json::json!({ "uri": uri })),
+            LimitReached { key, limit, .. } => Some(serde_json::json!({ "limit": format!("server.{key}"), "max": limit })),
             UnsupportedVersion { requested } => {
                 Some(serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": requested }))
             }

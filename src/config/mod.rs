@@ -89,14 +89,18 @@ impl Config {
             return Err(ConfigError { path: shown, problems: unknown });
         }
         let figment = Figment::new().merge(Toml::file(path)).merge(overrides());
-        let mut config = Self::from_figment(figment, shown)?;
-        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        Ok(config)
+        Self::from_figment(figment, shown, path.parent())
     }
 
-    /// Resolve relative upstream paths against `base` (the configuration file's folder): a
-    /// `command` containing a `/` (a bare name is looked up on `PATH`), and `cwd`.
+    /// Resolve relative paths against `base` (the configuration file's folder): an upstream's
+    /// `command` containing a `/` (a bare name is looked up on `PATH`) and `cwd`, and the
+    /// server's `tls_cert` and `tls_key`.
     pub fn resolve_paths(&mut self, base: &Path) {
+        for file in [&mut self.server.tls_cert, &mut self.server.tls_key] {
+            if !file.is_empty() && Path::new(file.as_str()).is_relative() {
+                *file = base.join(file.as_str()).to_string_lossy().into_owned();
+            }
+        }
         for up in self.upstreams.values_mut() {
             if let Some(cmd) = &up.command
                 && cmd.contains('/')
@@ -116,14 +120,19 @@ impl Config {
     ///
     /// Errors: as [`Config::load`].
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        Self::from_figment(Figment::new().merge(Toml::string(text)), None)
+        Self::from_figment(Figment::new().merge(Toml::string(text)), None, None)
     }
 
-    fn from_figment(figment: Figment, path: Option<String>) -> Result<Config, ConfigError> {
+    /// Extract, resolve relative paths against `base` (so validation reads the files meant),
+    /// expand variables, validate.
+    fn from_figment(figment: Figment, path: Option<String>, base: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config: Config = figment.extract().map_err(|e| ConfigError {
             path: path.clone(),
             problems: e.into_iter().map(|e| e.to_string()).collect(),
         })?;
+        if let Some(base) = base {
+            config.resolve_paths(if base.as_os_str().is_empty() { Path::new(".") } else { base });
+        }
         let mut problems = config.expand_variables();
         problems.extend(config.validate());
         if !problems.is_empty() {
