@@ -472,7 +472,9 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             ResourceNotFound(uri) => Some(serde_json::json!({ "uri": uri })),
-            LimitReached { key, limit, .. } => Some(serde_json::json!({ "limit": format!("server.{key}"), "max": limit })),
+            LimitReached { key, limit, .. } => {
+                Some(serde_json::json!({ "limit": format!("server.{key}"), "max": limit }))
+            }
             UnsupportedVersion { requested } => {
                 Some(serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": requested }))
             }

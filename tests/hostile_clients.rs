@@ -51,11 +51,14 @@ impl Served {
             .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let served = Served { child, addr, base: format!("http://{addr}"), _dir: dir };
+        // Probed on a connection that closes with its answer: tests count the connections
+        // they hold (and a pooled client's connection would close only when its task runs).
         eventually("sekisho serving", Duration::from_secs(30), async || {
-            match client().get(format!("{}/healthz", served.base)).send().await {
-                Ok(r) if r.status() == 200 => Ok(()),
-                Ok(r) => Err(r.status().to_string()),
-                Err(e) => Err(e.to_string()),
+            let Ok(mut s) = TcpStream::connect(served.addr) else { return Err("not listening yet".to_string()) };
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+            match read_to_close(&mut s, Duration::from_secs(5)) {
+                Ok(answer) if answer.starts_with(b"HTTP/1.1 200") => Ok(()),
+                Ok(answer) | Err(answer) => Err(String::from_utf8_lossy(&answer).into_owned()),
             }
         })
         .await;
@@ -154,7 +157,12 @@ async fn open_session(endpoint: &str, bearer: Option<&str>, version: &str) -> An
 }
 
 fn session_of(a: &Answer) -> String {
-    a.headers.get("mcp-session-id").unwrap_or_else(|| panic!("no session: {} {}", a.status, a.raw)).to_str().unwrap().into()
+    a.headers
+        .get("mcp-session-id")
+        .unwrap_or_else(|| panic!("no session: {} {}", a.status, a.raw))
+        .to_str()
+        .unwrap()
+        .into()
 }
 
 /// POST `body` in session `session` with `bearer`.
@@ -314,7 +322,9 @@ async fn a_body_that_stalls_gets_408_and_the_connection_closes() {
 
 #[tokio::test]
 async fn one_caller_filling_its_session_cap_does_not_block_another() {
-    let server = format!("api_keys = [{{ key = {KEY_A:?}, name = \"a\" }}, {{ key = {KEY_B:?}, name = \"b\" }}]\nmax_sessions_per_caller = 3");
+    let server = format!(
+        "api_keys = [{{ key = {KEY_A:?}, name = \"a\" }}, {{ key = {KEY_B:?}, name = \"b\" }}]\nmax_sessions_per_caller = 3"
+    );
     let gw = Served::start(&server, "").await;
     let url = gw.url("/mcp");
     let mut mine = Vec::new();
@@ -380,7 +390,7 @@ async fn streams_listens_and_subscriptions_are_capped_per_session_and_caller() {
     };
     let first = get().await.unwrap();
     let second = get().await.unwrap();
-    assert_eq!((first.status(), second.status()), (200, 200));
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
     let third = read(get().await.unwrap()).await;
     assert_eq!((third.status, third.error_code()), (429, Some(-32015)), "{}", third.raw);
     drop(first);
@@ -402,7 +412,7 @@ async fn streams_listens_and_subscriptions_are_capped_per_session_and_caller() {
             .send()
     };
     let (l1, l2) = (listen(1).await.unwrap(), listen(2).await.unwrap());
-    assert_eq!((l1.status(), l2.status()), (200, 200));
+    assert_eq!((l1.status().as_u16(), l2.status().as_u16()), (200, 200));
     let l3 = read(listen(3).await.unwrap()).await;
     assert_eq!((l3.status, l3.error_code()), (429, Some(-32015)), "{}", l3.raw);
     // Subscriptions per session.
@@ -517,7 +527,8 @@ async fn the_listener_speaks_tls_with_the_configured_certificate() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let server = format!("tls_cert = {:?}\ntls_key = {:?}", cert_path.display().to_string(), key_path.display().to_string());
+    let server =
+        format!("tls_cert = {:?}\ntls_key = {:?}", cert_path.display().to_string(), key_path.display().to_string());
     // Started by hand: the harness waits on plain HTTP.
     let port = free_port();
     let cfg = dir.path().join("s.toml");

@@ -214,7 +214,14 @@ pub async fn post(
 /// subscription id until the client leaves or the gateway drains.
 /// A caller may hold `server.max_listens_per_caller` of these streams (the modern era has no
 /// sessions to count them by); more are refused with HTTP 429 and -32015.
-fn listen(shared: &Shared, scope: Scope, principal: &Principal, id: &Bytes, params: &[u8], accept: Accepts) -> Response {
+fn listen(
+    shared: &Shared,
+    scope: Scope,
+    principal: &Principal,
+    id: &Bytes,
+    params: &[u8],
+    accept: Accepts,
+) -> Response {
     if !accept.sse {
         let e = GatewayError::NotAcceptable("subscriptions/listen answers with text/event-stream");
         return refuse(&e, None, Era::Modern);

@@ -44,7 +44,9 @@ pub fn metrics_router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/metrics", get(ops::open_metrics))
         .route("/healthz", get(ops::healthz))
-        .fallback(|| async { refuse(&GatewayError::NotFound("this listener serves /metrics".into()), None, Era::Legacy) })
+        .fallback(|| async {
+            refuse(&GatewayError::NotFound("this listener serves /metrics".into()), None, Era::Legacy)
+        })
         .with_state(shared)
 }
 

@@ -56,8 +56,7 @@ impl Limits {
             .keep_alive(true);
         http.http2()
             .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
-            .max_concurrent_streams(100);
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
         Ok(Limits {
             max_connections: config.max_connections,
             timeouts: Timeouts {

@@ -269,7 +269,12 @@ impl Sessions {
     ///
     /// Errors: [`SessionError::TooManySessions`] when the caller holds its limit of live
     /// sessions here.
-    pub fn create(&self, version: &'static str, flags: ClientFlags, caller: &Principal) -> Result<String, SessionError> {
+    pub fn create(
+        &self,
+        version: &'static str,
+        flags: ClientFlags,
+        caller: &Principal,
+    ) -> Result<String, SessionError> {
         let tag = caller.tag();
         let mut books = self.books.lock().expect("sessions lock");
         if books.live.get(&tag).copied().unwrap_or(0) >= self.limits.per_caller {
