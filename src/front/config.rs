@@ -410,7 +410,7 @@ impl ServerConfig {
         match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
             (true, true) => {}
             (false, false) => {
-                if let Err(e) = super::tls::load(self) {
+                if let Err(e) = super::tls::load(&self.tls_cert, &self.tls_key) {
                     problems.push(e);
                 }
             }

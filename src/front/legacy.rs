@@ -26,7 +26,8 @@ use crate::session::hub::Filter;
 use crate::session::lifecycle;
 use crate::session::registry::{SessionError, SessionState};
 use crate::session::token::SessionClaims;
-use crate::wire::jsonrpc::{self, FrameError, Kind, Message, Method, split_batch};
+use crate::wire::batch::{is_batch, split_batch};
+use crate::wire::jsonrpc::{self, FrameError, Kind, Message, Method};
 use crate::wire::mcp::{self, Era};
 
 /// Capacity of a request's event channel (progress, logs, relayed requests).
@@ -59,7 +60,7 @@ pub async fn post(
     {
         return refuse(&GatewayError::UnsupportedVersion { requested: v.to_string() }, None, Era::Legacy);
     }
-    if jsonrpc::is_batch(&body) {
+    if is_batch(&body) {
         return batch(shared, scope, principal, headers, body).await;
     }
     let msg = match Message::parse(body) {

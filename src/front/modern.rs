@@ -137,7 +137,7 @@ pub async fn post(
     accept: Accepts,
 ) -> Response {
     let received = Instant::now();
-    if jsonrpc::is_batch(&body) {
+    if crate::wire::batch::is_batch(&body) {
         let e = GatewayError::InvalidRequest("the 2026-07-28 transport takes one message per POST".into());
         return error_response(None, &e);
     }

@@ -60,7 +60,7 @@ fn era_of_request(headers: &HeaderMap, body: &[u8]) -> Era {
             None => Era::Legacy,
         },
         None if headers.contains_key(mcp::HEADER_SESSION_ID) => Era::Legacy,
-        None if has_envelope() && !crate::wire::jsonrpc::is_batch(body) => Era::Modern,
+        None if has_envelope() && !crate::wire::batch::is_batch(body) => Era::Modern,
         None => Era::Legacy,
     }
 }

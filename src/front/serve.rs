@@ -43,7 +43,7 @@ impl Limits {
     /// Errors: the TLS files cannot be loaded (see [`super::tls::load`]).
     pub fn new(config: &ServerConfig, tls: bool) -> Result<Limits, String> {
         let tls = match tls && !config.tls_cert.is_empty() {
-            true => Some(tokio_rustls::TlsAcceptor::from(super::tls::load(config)?)),
+            true => Some(tokio_rustls::TlsAcceptor::from(super::tls::load(&config.tls_cert, &config.tls_key)?)),
             false => None,
         };
         let mut http = Builder::new(TokioExecutor::new());

@@ -6,23 +6,21 @@ use std::sync::Arc;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use super::config::ServerConfig;
-
-/// Read `tls_cert` (a PEM chain, leaf first) and `tls_key` (one PEM private key: PKCS#8,
-/// PKCS#1 or SEC1) and build the rustls server configuration: TLS 1.2 and 1.3 with ring's
+/// Read `cert` (the `[server] tls_cert` file: a PEM chain, leaf first) and `key` (`tls_key`:
+/// one PEM private key, PKCS#8, PKCS#1 or SEC1) and build the rustls server configuration: TLS 1.2 and 1.3 with ring's
 /// cipher suites, no client certificates, ALPN `h2` then `http/1.1` (RFC 7301).
 ///
 /// Errors: one readable sentence naming the file and what is wrong with it (unreadable, no
 /// certificate or key in it, a key that does not match the certificate).
-pub fn load(config: &ServerConfig) -> Result<Arc<rustls::ServerConfig>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&config.tls_cert)
+pub fn load(cert: &str, key: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|e| format!("server.tls_cert = {:?} cannot be read as PEM certificates ({e})", config.tls_cert))?;
+        .map_err(|e| format!("server.tls_cert = {:?} cannot be read as PEM certificates ({e})", cert))?;
     if certs.is_empty() {
-        return Err(format!("server.tls_cert = {:?} holds no certificate", config.tls_cert));
+        return Err(format!("server.tls_cert = {:?} holds no certificate", cert));
     }
-    let key = PrivateKeyDer::from_pem_file(&config.tls_key)
-        .map_err(|e| format!("server.tls_key = {:?} cannot be read as a PEM private key ({e})", config.tls_key))?;
+    let key = PrivateKeyDer::from_pem_file(&key)
+        .map_err(|e| format!("server.tls_key = {:?} cannot be read as a PEM private key ({e})", key))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

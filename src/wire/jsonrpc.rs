@@ -269,54 +269,8 @@ fn is_valid_id(raw: &str) -> bool {
     matches!(raw.as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
 }
 
-/// Whether a body is a JSON array (a JSON-RPC batch), judged by its first non-space byte.
-pub fn is_batch(body: &[u8]) -> bool {
-    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
-}
-
-/// The start of the error text that stops [`split_batch`] at its limit.
-const TOO_MANY: &str = "sekisho: batch over its limit";
-
-/// Split a batch body into its elements' spans, reading no further than `max` elements
-/// (JSON-RPC 2.0 §6 batches; the limit is the gateway's).
-///
-/// Errors: [`FrameError::Parse`] when it is not JSON; [`FrameError::Invalid`] (no id) when it
-/// is not an array, or holds more than `max` elements — then nothing of it is kept.
-pub fn split_batch(body: &[u8], max: usize) -> Result<Vec<Span>, FrameError> {
-    struct Elements {
-        max: usize,
-    }
-    impl<'de> serde::de::Visitor<'de> for Elements {
-        type Value = Vec<&'de RawValue>;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a JSON array")
-        }
-
-        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(self.max));
-            while let Some(raw) = seq.next_element::<&'de RawValue>()? {
-                if out.len() == self.max {
-                    return Err(serde::de::Error::custom(TOO_MANY));
-                }
-                out.push(raw);
-            }
-            Ok(out)
-        }
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let items = (&mut de).deserialize_seq(Elements { max }).and_then(|items| de.end().map(|()| items));
-    match items {
-        Ok(items) => Ok(items.iter().map(|raw| span_of(body, raw.get())).collect()),
-        Err(e) if e.to_string().starts_with(TOO_MANY) => Err(FrameError::Invalid {
-            reason: format!("Invalid request: a batch may hold at most {max} messages (server.max_batch_size)"),
-            id: None,
-        }),
-        Err(e) => Err(classify(body, e, None)),
-    }
-}
-
-fn classify(body: &[u8], err: serde_json::Error, id: Option<RawId>) -> FrameError {
+/// A parse failure of `body` as a frame error: a syntax error, or valid JSON of the wrong shape.
+pub(crate) fn classify(body: &[u8], err: serde_json::Error, id: Option<RawId>) -> FrameError {
     // A shape error can surface before a syntax error later in the text; only text that
     // parses as some JSON value is "valid JSON but not a request".
     if err.is_syntax() || err.is_eof() || serde_json::from_slice::<IgnoredAny>(body).is_err() {
@@ -553,17 +507,6 @@ mod tests {
             Err(FrameError::Invalid { .. })
         ));
         assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1}"#), Err(FrameError::Invalid { .. })));
-    }
-
-    #[test]
-    fn batches_split() {
-        assert!(is_batch(b"  [1]"));
-        let body = br#"[{"a":1}, {"b":2}]"#;
-        let spans = split_batch(body, 2).unwrap();
-        assert_eq!(&body[spans[1].clone()], br#"{"b":2}"#);
-        assert!(matches!(split_batch(body, 1), Err(FrameError::Invalid { id: None, .. })));
-        assert!(matches!(split_batch(b"[1,", 1), Err(FrameError::Parse(_))));
-        assert!(matches!(split_batch(b"[1] x", 5), Err(FrameError::Parse(_))));
     }
 
     #[test]
