@@ -123,6 +123,15 @@ fn read_to_close(s: &mut TcpStream, within: Duration) -> Result<Vec<u8>, Vec<u8>
     }
 }
 
+/// What [`read_to_close`] read, when the peer closed; a failure naming how much came (never
+/// the bytes themselves: an answer can be megabytes) when it did not.
+fn closed(got: Result<Vec<u8>, Vec<u8>>, what: &str) -> Vec<u8> {
+    got.unwrap_or_else(|open| {
+        let head = String::from_utf8_lossy(&open[..open.len().min(120)]).into_owned();
+        panic!("{what}: still open after {} bytes: {head:?}", open.len())
+    })
+}
+
 /// One HTTP/1.1 GET of `path` on `s` (keep-alive) and its whole response head and body.
 fn get_keep_alive(s: &mut TcpStream, path: &str) -> String {
     write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
@@ -271,7 +280,7 @@ async fn at_the_connection_cap_a_new_client_waits_for_a_slot() {
     let mut buf = [0u8; 64];
     assert!(fifth.read(&mut buf).is_err(), "the fifth connection was served while four were open");
     drop(held.pop());
-    let answer = read_to_close(&mut fifth, Duration::from_secs(5)).expect("served once a slot freed");
+    let answer = closed(read_to_close(&mut fifth, Duration::from_secs(5)), "served once a slot freed");
     assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
 }
 
@@ -297,7 +306,7 @@ async fn a_request_head_over_max_header_bytes_gets_431() {
     }
     head.push_str("\r\n");
     s.write_all(head.as_bytes()).unwrap();
-    let answer = read_to_close(&mut s, Duration::from_secs(5)).expect("the connection is closed");
+    let answer = closed(read_to_close(&mut s, Duration::from_secs(5)), "the connection is closed");
     assert!(answer.starts_with(b"HTTP/1.1 431"), "{}", String::from_utf8_lossy(&answer));
     // A head within the limit is served.
     let ok = client().get(gw.url("/healthz")).header("x-filler", "a".repeat(4000)).send().await.unwrap();
@@ -313,7 +322,7 @@ async fn a_body_that_stalls_gets_408_and_the_connection_closes() {
         b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\":",
     )
     .unwrap();
-    let answer = read_to_close(&mut s, Duration::from_secs(5)).expect("the connection is closed");
+    let answer = closed(read_to_close(&mut s, Duration::from_secs(5)), "the connection is closed");
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("body_read_timeout") || text.contains("Request Timeout"), "{text}");
@@ -483,7 +492,7 @@ async fn a_client_that_never_reads_its_answer_is_closed() {
     .unwrap();
     // Not reading: the gateway's write stalls, and after send_timeout it gives up.
     std::thread::sleep(Duration::from_secs(4));
-    let got = read_to_close(&mut s, Duration::from_secs(10)).expect("the connection is closed");
+    let got = closed(read_to_close(&mut s, Duration::from_secs(10)), "the connection is closed");
     assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got[..got.len().min(200)]));
     assert!(got.len() < 8 << 20, "the whole answer was kept for a client that did not read ({} bytes)", got.len());
     // The gateway serves others meanwhile and after.

@@ -15,18 +15,18 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 pub fn load(cert: &str, key: &str) -> Result<Arc<rustls::ServerConfig>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|e| format!("server.tls_cert = {:?} cannot be read as PEM certificates ({e})", cert))?;
+        .map_err(|e| format!("server.tls_cert = {cert:?} cannot be read as PEM certificates ({e})"))?;
     if certs.is_empty() {
-        return Err(format!("server.tls_cert = {:?} holds no certificate", cert));
+        return Err(format!("server.tls_cert = {cert:?} holds no certificate"));
     }
-    let key = PrivateKeyDer::from_pem_file(&key)
-        .map_err(|e| format!("server.tls_key = {:?} cannot be read as a PEM private key ({e})", key))?;
+    let private = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| format!("server.tls_key = {key:?} cannot be read as a PEM private key ({e})"))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed ({e})"))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
+        .with_single_cert(certs, private)
         .map_err(|e| format!("server.tls_key does not fit server.tls_cert ({e})"))?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(tls))
