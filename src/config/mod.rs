@@ -89,14 +89,18 @@ impl Config {
             return Err(ConfigError { path: shown, problems: unknown });
         }
         let figment = Figment::new().merge(Toml::file(path)).merge(overrides());
-        let mut config = Self::from_figment(figment, shown)?;
-        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        Ok(config)
+        Self::from_figment(figment, shown, path.parent())
     }
 
-    /// Resolve relative upstream paths against `base` (the configuration file's folder): a
-    /// `command` containing a `/` (a bare name is looked up on `PATH`), and `cwd`.
+    /// Resolve relative paths against `base` (the configuration file's folder): an upstream's
+    /// `command` containing a `/` (a bare name is looked up on `PATH`) and `cwd`, and the
+    /// server's `tls_cert` and `tls_key`.
     pub fn resolve_paths(&mut self, base: &Path) {
+        for file in [&mut self.server.tls_cert, &mut self.server.tls_key] {
+            if !file.is_empty() && Path::new(file.as_str()).is_relative() {
+                *file = base.join(file.as_str()).to_string_lossy().into_owned();
+            }
+        }
         for up in self.upstreams.values_mut() {
             if let Some(cmd) = &up.command
                 && cmd.contains('/')
@@ -116,14 +120,19 @@ impl Config {
     ///
     /// Errors: as [`Config::load`].
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        Self::from_figment(Figment::new().merge(Toml::string(text)), None)
+        Self::from_figment(Figment::new().merge(Toml::string(text)), None, None)
     }
 
-    fn from_figment(figment: Figment, path: Option<String>) -> Result<Config, ConfigError> {
+    /// Extract, resolve relative paths against `base` (so validation reads the files meant),
+    /// expand variables, validate.
+    fn from_figment(figment: Figment, path: Option<String>, base: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config: Config = figment.extract().map_err(|e| ConfigError {
             path: path.clone(),
             problems: e.into_iter().map(|e| e.to_string()).collect(),
         })?;
+        if let Some(base) = base {
+            config.resolve_paths(if base.as_os_str().is_empty() { Path::new(".") } else { base });
+        }
         let mut problems = config.expand_variables();
         problems.extend(config.validate());
         if !problems.is_empty() {
@@ -330,6 +339,13 @@ mod tests {
     fn every_section_takes_environment_overrides() {
         let one = |var: &str, value: &str| load_with_env("[upstreams.a]\ncommand = \"x\"\n", &[(var, value)]).unwrap();
         assert_eq!(one("SEKISHO_SERVER__MAX_BODY_BYTES", "5000").server.max_body_bytes, 5000);
+        // The connection and per-client limits, one of each kind.
+        assert_eq!(one("SEKISHO_SERVER__MAX_CONNECTIONS", "12").server.max_connections, 12);
+        assert_eq!(one("SEKISHO_SERVER__HEADER_READ_TIMEOUT", "3s").server.header_read_timeout.as_secs(), 3);
+        assert_eq!(one("SEKISHO_SERVER__IDLE_TIMEOUT", "4s").server.idle_timeout.as_secs(), 4);
+        assert_eq!(one("SEKISHO_SERVER__MAX_BATCH_SIZE", "5").server.max_batch_size, 5);
+        assert_eq!(one("SEKISHO_SERVER__MAX_SESSIONS_PER_CALLER", "6").server.max_sessions_per_caller, 6);
+        assert_eq!(one("SEKISHO_SERVER__METRICS_LISTEN", "127.0.0.1:9464").server.metrics_listen, "127.0.0.1:9464");
         assert_eq!(one("SEKISHO_CATALOG__PAGE_SIZE", "7").catalog.page_size, 7);
         assert_eq!(one("SEKISHO_LOG__LEVEL", "debug").log.level, "debug");
         assert_eq!(one("SEKISHO_ADMISSION__QUEUE_SIZE", "9").admission.queue_size, 9);
@@ -338,6 +354,22 @@ mod tests {
         assert_eq!(one("SEKISHO_IDEMPOTENCY__WINDOW", "9m").idempotency.window.as_secs(), 540);
         assert_eq!(one("SEKISHO_REDIS__PREFIX", "fleet9:").redis.prefix, "fleet9:");
         assert_eq!(one("SEKISHO_UPSTREAMS__A__TIMEOUT", "13s").upstreams["a"].settings.timeout.as_secs(), 13);
+    }
+
+    #[test]
+    fn server_limits_are_checked() {
+        let err = Config::from_toml(
+            "[server]\nmax_connections = 0\nmax_header_bytes = 100\nidle_timeout = \"1ms\"\ntls_cert = \"c.pem\"\nmetrics_listen = \"nope\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in ["max_connections", "max_header_bytes", "idle_timeout", "set together", "metrics_listen"] {
+            assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
+        }
+        let err = Config::from_toml("[server]\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls_cert"), "{err}");
     }
 
     #[test]

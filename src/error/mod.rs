@@ -8,6 +8,9 @@ use http::StatusCode;
 
 use crate::wire::mcp::{self, Era, code};
 
+mod transport;
+pub use transport::{TransportError, TransportKind};
+
 /// Which side of the gateway a failure belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
@@ -17,118 +20,6 @@ pub enum Side {
     Upstream,
     /// The gateway itself (overload, shutdown).
     Gateway,
-}
-
-/// How a connection to an upstream failed: the cause, not a string, so retries, breakers and
-/// operators can tell a refused connection from a reset one or a timeout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransportKind {
-    /// Nothing listens there (`ECONNREFUSED`).
-    Refused,
-    /// The peer reset or aborted the connection, or the pipe broke.
-    Reset,
-    /// A connect or I/O timeout below the call's own deadline.
-    TimedOut,
-    /// The connection, stream or child process ended before the answer.
-    Closed,
-    /// The host could not be reached (DNS failure, no route, other connect errors).
-    Unreachable,
-    /// The TLS handshake or a TLS record failed.
-    Tls,
-    /// The upstream answered with this unexpected HTTP status.
-    Status(u16),
-    /// Another I/O error.
-    Io,
-}
-
-impl std::fmt::Display for TransportKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TransportKind::Refused => f.write_str("connection refused"),
-            TransportKind::Reset => f.write_str("connection reset"),
-            TransportKind::TimedOut => f.write_str("timed out"),
-            TransportKind::Closed => f.write_str("connection closed"),
-            TransportKind::Unreachable => f.write_str("unreachable"),
-            TransportKind::Tls => f.write_str("TLS failure"),
-            TransportKind::Status(s) => write!(f, "HTTP {s}"),
-            TransportKind::Io => f.write_str("I/O error"),
-        }
-    }
-}
-
-/// A transport failure: its kind, the underlying error's text for the log, and whether the
-/// request provably never left the gateway.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{kind}: {detail}")]
-pub struct TransportError {
-    /// What happened.
-    pub kind: TransportKind,
-    /// The underlying error, for people.
-    pub detail: String,
-    /// True only when the request provably never reached the upstream: the connection could
-    /// not be opened (refused, unreachable), or the child's stdin was gone before the request
-    /// was queued for it. Such a call may be sent again whatever it does; every other
-    /// transport failure may have happened after the upstream read the request.
-    pub unsent: bool,
-}
-
-impl TransportError {
-    /// A failure of `kind` described by `detail`, which may have happened after the request
-    /// was sent (the safe assumption).
-    pub fn new(kind: TransportKind, detail: impl Into<String>) -> Self {
-        TransportError { kind, detail: detail.into(), unsent: false }
-    }
-
-    /// The same failure, known to have happened before any byte of the request was sent.
-    pub fn not_sent(mut self) -> Self {
-        self.unsent = true;
-        self
-    }
-
-    /// Classify an error from the HTTP client or an I/O call by walking its cause chain.
-    pub fn classify(e: &(dyn std::error::Error + 'static)) -> Self {
-        let mut kind = None;
-        let mut text = e.to_string();
-        let mut source = Some(e);
-        while let Some(s) = source {
-            if kind.is_none()
-                && let Some(io) = s.downcast_ref::<std::io::Error>()
-            {
-                kind = Some(match io.kind() {
-                    std::io::ErrorKind::ConnectionRefused => TransportKind::Refused,
-                    std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe => TransportKind::Reset,
-                    std::io::ErrorKind::TimedOut => TransportKind::TimedOut,
-                    std::io::ErrorKind::UnexpectedEof => TransportKind::Closed,
-                    std::io::ErrorKind::HostUnreachable
-                    | std::io::ErrorKind::NetworkUnreachable
-                    | std::io::ErrorKind::AddrNotAvailable => TransportKind::Unreachable,
-                    _ if io.get_ref().is_some_and(|inner| inner.to_string().contains("tls")) => TransportKind::Tls,
-                    _ => TransportKind::Io,
-                });
-            }
-            if let Some(h) = s.downcast_ref::<hyper::Error>()
-                && kind.is_none()
-                && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
-            {
-                kind = Some(TransportKind::Closed);
-            }
-            if !std::ptr::eq(s, e) {
-                text.push_str(": ");
-                text.push_str(&s.to_string());
-            }
-            source = s.source();
-        }
-        let kind = kind.unwrap_or_else(|| {
-            if text.contains("dns error") || text.contains("connect") {
-                TransportKind::Unreachable
-            } else {
-                TransportKind::Io
-            }
-        });
-        TransportError { kind, detail: text, unsent: false }
-    }
 }
 
 /// Everything a request can fail with before, or instead of, an upstream's answer.
@@ -191,6 +82,22 @@ pub enum GatewayError {
     #[error("Request body is larger than {limit} bytes")]
     BodyTooLarge {
         /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body did not arrive within `server.body_read_timeout` (HTTP 408, -32600; the
+    /// connection is closed).
+    #[error("Request Timeout: the body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
+    /// The caller reached one of its own limits (HTTP 429, -32015, `data.limit` names the
+    /// `[server]` key): sessions, ended sessions, streams or subscriptions. Other callers are
+    /// not affected, so this is the caller's 429, not the gateway's 503.
+    #[error("Limit reached: {what} (server.{key} = {limit})")]
+    LimitReached {
+        /// What the caller has too many of, in words.
+        what: &'static str,
+        /// The `[server]` key that sets the limit.
+        key: &'static str,
+        /// The limit.
         limit: usize,
     },
     /// The body could not be read (HTTP 400, -32700).
@@ -360,6 +267,8 @@ impl GatewayError {
                 (code::INVALID_REQUEST, Some(StatusCode::UNSUPPORTED_MEDIA_TYPE), None, "client_error")
             }
             BodyTooLarge { .. } => (code::INVALID_REQUEST, Some(StatusCode::PAYLOAD_TOO_LARGE), None, "client_error"),
+            BodyTimeout(_) => (code::INVALID_REQUEST, Some(StatusCode::REQUEST_TIMEOUT), None, "client_error"),
+            LimitReached { .. } => (code::LIMIT_REACHED, Some(StatusCode::TOO_MANY_REQUESTS), None, "limited"),
             MethodNotAllowed => (code::METHOD_NOT_FOUND, Some(StatusCode::METHOD_NOT_ALLOWED), None, "client_error"),
             NotFound(_) => (code::METHOD_NOT_FOUND, Some(StatusCode::NOT_FOUND), None, "client_error"),
             Unauthorized => (code::FORBIDDEN, Some(StatusCode::UNAUTHORIZED), None, "unauthorized"),
@@ -454,6 +363,9 @@ impl GatewayError {
         use GatewayError::*;
         match self {
             ResourceNotFound(uri) => Some(serde_json::json!({ "uri": uri })),
+            LimitReached { key, limit, .. } => {
+                Some(serde_json::json!({ "limit": format!("server.{key}"), "max": limit }))
+            }
             UnsupportedVersion { requested } => {
                 Some(serde_json::json!({ "supported": mcp::MODERN_VERSIONS, "requested": requested }))
             }
