@@ -89,13 +89,13 @@ impl Config {
             return Err(ConfigError { path: shown, problems: unknown });
         }
         let figment = Figment::new().merge(Toml::file(path)).merge(overrides());
-        let mut config = Self::from_figment(figment, shown)?;
-        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        Ok(config)
+        // Paths are resolved before validation, which reads files they name (`ca_file`).
+        Self::from_figment(figment, shown, Some(path.parent().unwrap_or(Path::new("."))))
     }
 
     /// Resolve relative upstream paths against `base` (the configuration file's folder): a
-    /// `command` containing a `/` (a bare name is looked up on `PATH`), and `cwd`.
+    /// `command` containing a `/` (a bare name is looked up on `PATH`), `cwd` and `ca_file`, and
+    /// `[redis] ca_file`.
     pub fn resolve_paths(&mut self, base: &Path) {
         for up in self.upstreams.values_mut() {
             if let Some(cmd) = &up.command
@@ -109,6 +109,14 @@ impl Config {
             {
                 up.cwd = Some(base.join(cwd));
             }
+            if let Some(ca) = &up.ca_file
+                && ca.is_relative()
+            {
+                up.ca_file = Some(base.join(ca));
+            }
+        }
+        if !self.redis.ca_file.is_empty() && Path::new(&self.redis.ca_file).is_relative() {
+            self.redis.ca_file = base.join(&self.redis.ca_file).to_string_lossy().into_owned();
         }
     }
 
@@ -116,14 +124,17 @@ impl Config {
     ///
     /// Errors: as [`Config::load`].
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        Self::from_figment(Figment::new().merge(Toml::string(text)), None)
+        Self::from_figment(Figment::new().merge(Toml::string(text)), None, None)
     }
 
-    fn from_figment(figment: Figment, path: Option<String>) -> Result<Config, ConfigError> {
+    fn from_figment(figment: Figment, path: Option<String>, base: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config: Config = figment.extract().map_err(|e| ConfigError {
             path: path.clone(),
             problems: e.into_iter().map(|e| e.to_string()).collect(),
         })?;
+        if let Some(base) = base {
+            config.resolve_paths(base);
+        }
         let mut problems = config.expand_variables();
         problems.extend(config.validate());
         if !problems.is_empty() {
