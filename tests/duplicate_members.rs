@@ -82,8 +82,8 @@ async fn duplicate_arguments_are_refused_on_the_modern_front() {
     let a = modern_raw(&gw.url("/mcp"), None, "up__echo", &modern_call("up__echo", POISON)).await;
     assert_eq!(a.error_code(), Some(-32602), "refused: {}", a.raw);
     assert!(a.raw.contains("duplicate member"), "{}", a.raw);
-    let clean = modern(&gw.url("/mcp"), 2, "tools/call", json!({"name": "up__echo", "arguments": {"message": "TOKYO"}}));
-    assert_eq!(echo_text(&clean.await), "TOKYO");
+    let clean = modern(&gw.url("/mcp"), 2, "tools/call", json!({"name": "up__echo", "arguments": {"message": "TOKYO"}})).await;
+    assert_eq!(echo_text(&clean), "TOKYO");
 }
 
 // Old code: as on the modern front, "PARIS" twice.
@@ -127,8 +127,9 @@ async fn one_caller_cannot_poison_another_through_the_public_scope() {
     let (gw, _up) = gateway(true).await;
     let a = modern_raw(&gw.url("/mcp"), Some(KEY_A), "up__echo", &modern_call("up__echo", POISON)).await;
     assert_eq!(a.error_code(), Some(-32602), "refused: {}", a.raw);
-    let b = modern_as(&gw.url("/mcp"), Some(KEY_B), 2, "tools/call", json!({"name": "up__echo", "arguments": {"message": "TOKYO"}}));
-    assert_eq!(echo_text(&b.await), "TOKYO");
+    let url = gw.url("/mcp");
+    let b = modern_as(&url, Some(KEY_B), 2, "tools/call", json!({"name": "up__echo", "arguments": {"message": "TOKYO"}})).await;
+    assert_eq!(echo_text(&b), "TOKYO");
 }
 
 // Old code: every case here was routed and answered (200 with a result), except the top-level

@@ -232,7 +232,13 @@ async fn rediss_reaches_a_tls_redis_trusted_through_ca_file() {
     // Without the CA the server's certificate is not trusted: Redis never comes up.
     let untrusted = toml.replace(&format!("ca_file = {:?}\n", pki.path("ca.pem")), "");
     let three = Binary::spawn("", &untrusted, None, &[]);
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    eventually("a refused TLS connection to Redis counted", Duration::from_secs(30), async || {
+        match three.metric("sekisho_redis_errors_total{op=\"connect\"}").await {
+            Some(line) if !line.ends_with(" 0") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
     let ready = three.readyz().await;
     assert_eq!(ready["redis"], "degraded", "an untrusted certificate is refused: {ready}");
 }
