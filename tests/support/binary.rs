@@ -53,7 +53,8 @@ impl Binary {
             .env_remove("REDIS_URL")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            // SEKISHO_TEST_STDERR=1 shows the gateway's logs (e.g. with `--no-capture`).
+            .stderr(if std::env::var_os("SEKISHO_TEST_STDERR").is_some() { Stdio::inherit() } else { Stdio::null() })
             .spawn()
             .unwrap();
         Binary { child, base: format!("http://127.0.0.1:{port}"), admin: admin.map(str::to_string), _dir: dir }
