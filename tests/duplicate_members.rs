@@ -4,9 +4,9 @@
 //! one caller or across callers under the `public` scope; arguments the gateway cannot read
 //! exactly are refused (-32602), never keyed as `{}`. Top-level duplicates get -32600.
 
-mod common;
 #[path = "support/binary.rs"]
 mod binary;
+mod common;
 
 use binary::Binary;
 use common::*;
@@ -19,7 +19,9 @@ const KEY_B: &str = "dup-key-b-0123456789abcdef";
 async fn gateway(keys: bool) -> (Binary, HttpUpstream) {
     let upstream = HttpUpstream::start("legacy").await;
     let server = if keys {
-        format!("api_keys = [{{ key = {KEY_A:?}, name = \"a\", role = \"admin\" }}, {{ key = {KEY_B:?}, name = \"b\" }}]")
+        format!(
+            "api_keys = [{{ key = {KEY_A:?}, name = \"a\", role = \"admin\" }}, {{ key = {KEY_B:?}, name = \"b\" }}]"
+        )
     } else {
         String::new()
     };
@@ -49,7 +51,10 @@ async fn modern_raw(url: &str, bearer: Option<&str>, name: &str, body: &str) -> 
 
 /// A modern `tools/call` body of `name` whose params members are `members` (raw JSON text).
 fn modern_call(name: &str, members: &str) -> String {
-    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}",{members},"_meta":{}}}}}"#, meta())
+    format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{name}",{members},"_meta":{}}}}}"#,
+        meta()
+    )
 }
 
 /// The poisoning attack: `arguments` twice, TOKYO first (what the key was made of), PARIS last
@@ -82,7 +87,8 @@ async fn duplicate_arguments_are_refused_on_the_modern_front() {
     let a = modern_raw(&gw.url("/mcp"), None, "up__echo", &modern_call("up__echo", POISON)).await;
     assert_eq!(a.error_code(), Some(-32602), "refused: {}", a.raw);
     assert!(a.raw.contains("duplicate member"), "{}", a.raw);
-    let clean = modern(&gw.url("/mcp"), 2, "tools/call", json!({"name": "up__echo", "arguments": {"message": "TOKYO"}})).await;
+    let clean =
+        modern(&gw.url("/mcp"), 2, "tools/call", json!({"name": "up__echo", "arguments": {"message": "TOKYO"}})).await;
     assert_eq!(echo_text(&clean), "TOKYO");
 }
 
@@ -94,7 +100,10 @@ async fn duplicate_arguments_are_refused_on_the_legacy_front_and_in_batches() {
     let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"up__echo",{POISON}}}}}"#);
     let a = legacy_raw(&s, None, &body).await;
     assert_eq!(a.error_code(), Some(-32602), "refused: {}", a.raw);
-    assert_eq!(echo_text(&s.request(2, "tools/call", json!({"name": "up__echo", "arguments": {"message": "TOKYO"}})).await), "TOKYO");
+    assert_eq!(
+        echo_text(&s.request(2, "tools/call", json!({"name": "up__echo", "arguments": {"message": "TOKYO"}})).await),
+        "TOKYO"
+    );
     // A batch (2025-03-26): the poisoned element is refused, its neighbour is served.
     let b = Legacy::open(&gw.url("/mcp"), "2025-03-26").await;
     let body = format!(
@@ -105,7 +114,10 @@ async fn duplicate_arguments_are_refused_on_the_legacy_front_and_in_batches() {
     let first = items.iter().find(|i| i["id"] == 1).expect("answer 1");
     assert_eq!(first["error"]["code"], -32602, "{}", a.raw);
     assert!(items.iter().any(|i| i["id"] == 2 && i["result"].is_object()), "{}", a.raw);
-    assert_eq!(echo_text(&b.request(3, "tools/call", json!({"name": "up__echo", "arguments": {"message": "OSLO"}})).await), "OSLO");
+    assert_eq!(
+        echo_text(&b.request(3, "tools/call", json!({"name": "up__echo", "arguments": {"message": "OSLO"}})).await),
+        "OSLO"
+    );
 }
 
 // Old code: the per-upstream endpoint answered "PARIS" and then served it for TOKYO.
@@ -118,7 +130,10 @@ async fn duplicate_arguments_are_refused_on_the_per_upstream_endpoint() {
     let s = Legacy::open(&url, "2025-11-25").await;
     let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo",{POISON}}}}}"#);
     assert_eq!(legacy_raw(&s, None, &body).await.error_code(), Some(-32602));
-    assert_eq!(echo_text(&s.request(2, "tools/call", json!({"name": "echo", "arguments": {"message": "TOKYO"}})).await), "TOKYO");
+    assert_eq!(
+        echo_text(&s.request(2, "tools/call", json!({"name": "echo", "arguments": {"message": "TOKYO"}})).await),
+        "TOKYO"
+    );
 }
 
 // Old code: caller B's clean TOKYO call was a public-scope hit answering caller A's "PARIS".
@@ -128,7 +143,9 @@ async fn one_caller_cannot_poison_another_through_the_public_scope() {
     let a = modern_raw(&gw.url("/mcp"), Some(KEY_A), "up__echo", &modern_call("up__echo", POISON)).await;
     assert_eq!(a.error_code(), Some(-32602), "refused: {}", a.raw);
     let url = gw.url("/mcp");
-    let b = modern_as(&url, Some(KEY_B), 2, "tools/call", json!({"name": "up__echo", "arguments": {"message": "TOKYO"}})).await;
+    let b =
+        modern_as(&url, Some(KEY_B), 2, "tools/call", json!({"name": "up__echo", "arguments": {"message": "TOKYO"}}))
+            .await;
     assert_eq!(echo_text(&b), "TOKYO");
 }
 
@@ -163,7 +180,10 @@ async fn every_member_the_gateway_reads_is_checked() {
         assert_eq!(legacy_raw(&s, None, top).await.error_code(), Some(-32600), "{top}");
     }
     // Still serving.
-    assert_eq!(echo_text(&s.request(9, "tools/call", json!({"name": "up__echo", "arguments": {"message": "ok"}})).await), "ok");
+    assert_eq!(
+        echo_text(&s.request(9, "tools/call", json!({"name": "up__echo", "arguments": {"message": "ok"}})).await),
+        "ok"
+    );
 }
 
 // Old code: arguments that serde_json could not read (a number beyond f64) were keyed as `{}`,
@@ -172,9 +192,11 @@ async fn every_member_the_gateway_reads_is_checked() {
 async fn unreadable_arguments_are_refused_not_keyed_as_empty() {
     let (gw, _up) = gateway(false).await;
     let mcp = gw.url("/mcp");
-    let a = modern_raw(&mcp, None, "up__echo", &modern_call("up__echo", r#""arguments":{"message":"A","n":1e400}"#)).await;
+    let a =
+        modern_raw(&mcp, None, "up__echo", &modern_call("up__echo", r#""arguments":{"message":"A","n":1e400}"#)).await;
     assert_eq!(a.error_code(), Some(-32602), "{}", a.raw);
-    let b = modern_raw(&mcp, None, "up__echo", &modern_call("up__echo", r#""arguments":{"message":"B","n":2e400}"#)).await;
+    let b =
+        modern_raw(&mcp, None, "up__echo", &modern_call("up__echo", r#""arguments":{"message":"B","n":2e400}"#)).await;
     assert_eq!(b.error_code(), Some(-32602), "{}", b.raw);
     let deep = format!(r#""arguments":{{"message":"C","d":{}{}}}"#, "[".repeat(200), "]".repeat(200));
     assert_eq!(modern_raw(&mcp, None, "up__echo", &modern_call("up__echo", &deep)).await.error_code(), Some(-32602));

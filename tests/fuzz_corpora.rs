@@ -18,7 +18,8 @@ fn replay(target: &str, harness: fn(&[u8])) {
     for path in &files {
         let data = std::fs::read(path).unwrap();
         if let Err(panic) = std::panic::catch_unwind(|| harness(&data)) {
-            let why = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            let why =
+                panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
             panic!("{target}: {} fails: {}", path.display(), why.unwrap_or_default());
         }
     }

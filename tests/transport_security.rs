@@ -4,9 +4,9 @@
 //! presents a certificate of a CA given by `ca_file`; an HTTPS upstream whose certificate comes
 //! from a private CA is refused unless its `ca_file` (or the system store) trusts that CA.
 
-mod common;
 #[path = "support/binary.rs"]
 mod binary;
+mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -153,7 +153,8 @@ impl Pki {
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let leaf_params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
@@ -256,7 +257,8 @@ async fn rediss_reaches_a_tls_redis_trusted_through_ca_file() {
     // Results cached by one replica are L2 hits on the other, through the TLS Redis.
     shared_l2(&one, &two).await;
     // And they are there (read back over TLS with the same CA).
-    let certs = redis::TlsCertificates { client_tls: None, root_cert: Some(std::fs::read(pki.path("ca.pem")).unwrap()) };
+    let certs =
+        redis::TlsCertificates { client_tls: None, root_cert: Some(std::fs::read(pki.path("ca.pem")).unwrap()) };
     let mut conn =
         redis::Client::build_with_tls(url.as_str(), certs).unwrap().get_multiplexed_async_connection().await.unwrap();
     assert!(!keys(&mut conn, &format!("{prefix}c:*")).await.is_empty());

@@ -162,12 +162,9 @@ mod tests {
 
     #[test]
     fn unreadable_arguments_are_refused_never_keyed_as_empty() {
-        for raw in [
-            &br#"{"m":"TOKYO","m":"PARIS"}"#[..],
-            br#"{"a":{"b":[{"c":1,"c":2}]}}"#,
-            br#"{"n":1e400}"#,
-            b"{not json",
-        ] {
+        for raw in
+            [&br#"{"m":"TOKYO","m":"PARIS"}"#[..], br#"{"a":{"b":[{"c":1,"c":2}]}}"#, br#"{"n":1e400}"#, b"{not json"]
+        {
             assert!(canonical_arguments(Some(raw)).is_err(), "{}", String::from_utf8_lossy(raw));
         }
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));

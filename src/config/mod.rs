@@ -353,7 +353,10 @@ mod tests {
         let (_dir, ca) = ca_file();
         assert_eq!(one("SEKISHO_REDIS__CA_FILE", &ca).redis.ca_file, ca);
         assert_eq!(one("SEKISHO_UPSTREAMS__A__TIMEOUT", "13s").upstreams["a"].settings.timeout.as_secs(), 13);
-        let http = load_with_env("[upstreams.h]\nurl = \"https://example.com/mcp\"\n", &[("SEKISHO_UPSTREAMS__H__CA_FILE", &ca)]);
+        let http = load_with_env(
+            "[upstreams.h]\nurl = \"https://example.com/mcp\"\n",
+            &[("SEKISHO_UPSTREAMS__H__CA_FILE", &ca)],
+        );
         assert_eq!(http.unwrap().upstreams["h"].ca_file.as_deref(), Some(Path::new(&ca)));
     }
 
@@ -376,11 +379,13 @@ mod tests {
         assert!(short.to_string().contains("at least 32 bytes"), "{short}");
         let (_dir, ca) = ca_file();
         let secret = "entry_secret = \"0123456789abcdef0123456789abcdef\"\n";
-        let tls = Config::from_toml(&format!("[redis]\nurl = \"rediss://h:6380/0\"\n{secret}ca_file = {ca:?}\n")).unwrap();
+        let tls =
+            Config::from_toml(&format!("[redis]\nurl = \"rediss://h:6380/0\"\n{secret}ca_file = {ca:?}\n")).unwrap();
         assert_eq!(tls.redis.ca_file, ca);
         let plain = Config::from_toml(&format!("[redis]\nurl = \"redis://h:6379\"\n{secret}ca_file = {ca:?}\n"));
         assert!(plain.unwrap_err().to_string().contains("needs a rediss:// URL"));
-        let missing = Config::from_toml(&format!("[redis]\nurl = \"rediss://h:6380\"\n{secret}ca_file = \"/nonexistent.pem\"\n"));
+        let missing =
+            Config::from_toml(&format!("[redis]\nurl = \"rediss://h:6380\"\n{secret}ca_file = \"/nonexistent.pem\"\n"));
         assert!(missing.unwrap_err().to_string().contains("redis.ca_file: cannot read"));
         // Never printed: the secret is not serialized.
         assert!(!serde_json::to_string(&tls).unwrap().contains("0123456789abcdef0123456789abcdef"));
@@ -392,7 +397,11 @@ mod tests {
         let cfg = dir.path().join("s.toml");
         std::fs::write(&cfg, "[upstreams.h]\nurl = \"https://example.com/mcp\"\nca_file = \"ca.pem\"\n").unwrap();
         let c = Config::load(&cfg).unwrap();
-        assert_eq!(c.upstreams["h"].ca_file.as_deref(), Some(dir.path().join("ca.pem").as_path()), "relative to the file");
+        assert_eq!(
+            c.upstreams["h"].ca_file.as_deref(),
+            Some(dir.path().join("ca.pem").as_path()),
+            "relative to the file"
+        );
         std::fs::write(dir.path().join("bad.pem"), "not a certificate").unwrap();
         std::fs::write(&cfg, "[upstreams.h]\nurl = \"https://example.com/mcp\"\nca_file = \"bad.pem\"\n").unwrap();
         assert!(Config::load(&cfg).unwrap_err().to_string().contains("holds no PEM certificate"));

@@ -69,7 +69,9 @@ impl Params {
                     None
                 } else {
                     let view = ObjectView::parse(&raw).map_err(|e| {
-                        GatewayError::InvalidParams(format!("params._meta must be an object without duplicate members: {e}"))
+                        GatewayError::InvalidParams(format!(
+                            "params._meta must be an object without duplicate members: {e}"
+                        ))
                     })?;
                     Some(Meta { bytes: raw, view })
                 }
