@@ -106,10 +106,8 @@ async fn duplicate_arguments_are_refused_on_the_legacy_front_and_in_batches() {
     );
     // A batch (2025-03-26): the poisoned element is refused, its neighbour is served.
     let b = Legacy::open(&gw.url("/mcp"), "2025-03-26").await;
-    let body = format!(
-        r#"[{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"up__echo","arguments":{{"message":"OSLO"}},"arguments":{{"message":"ROME"}}}}}},{{"jsonrpc":"2.0","id":2,"method":"ping"}}]"#
-    );
-    let a = legacy_raw(&b, None, &body).await;
+    let body = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"up__echo","arguments":{"message":"OSLO"},"arguments":{"message":"ROME"}}},{"jsonrpc":"2.0","id":2,"method":"ping"}]"#;
+    let a = legacy_raw(&b, None, body).await;
     let items: Vec<Value> = serde_json::from_str(&a.raw).unwrap_or_else(|_| panic!("a batch answer: {}", a.raw));
     let first = items.iter().find(|i| i["id"] == 1).expect("answer 1");
     assert_eq!(first["error"]["code"], -32602, "{}", a.raw);

@@ -109,7 +109,7 @@ async fn altered_or_moved_redis_entries_are_ignored_and_counted() {
     assert_eq!(cache_status(&echo(&one, "TOKYO", None).await), "miss");
     let tokyo = new_key(&keys(&mut conn, &c).await, &before);
     assert_eq!(cache_status(&echo(&one, "BERLIN", None).await), "miss");
-    let berlin = new_key(&keys(&mut conn, &c).await, &[&before[..], &[tokyo.clone()]].concat());
+    let berlin = new_key(&keys(&mut conn, &c).await, &[&before[..], std::slice::from_ref(&tokyo)].concat());
     // A genuine entry moved to another key: BERLIN's key now holds TOKYO's entry.
     let genuine: Vec<u8> = redis::cmd("GET").arg(&tokyo).query_async(&mut conn).await.unwrap();
     let _: () = redis::cmd("SET").arg(&berlin).arg(genuine).arg("PX").arg(60_000).query_async(&mut conn).await.unwrap();
