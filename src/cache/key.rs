@@ -167,6 +167,11 @@ mod tests {
         {
             assert!(canonical_arguments(Some(raw)).is_err(), "{}", String::from_utf8_lossy(raw));
         }
+        // Fuzzing found (`fuzz/regressions/envelope/`): a long literal read as a neighbouring
+        // double by a best-effort parse, whose canonical form then read back differently.
+        let long = format!("{{\"n\":33{}0}}", "5".repeat(125));
+        let once = canonical_arguments(Some(long.as_bytes())).unwrap();
+        assert_eq!(canonical_arguments(Some(&once)).unwrap(), once, "canonical form is a fixed point");
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert!(canonical_arguments(Some(deep.as_bytes())).is_err());
     }

@@ -80,7 +80,9 @@ pub struct Decoder {
 pub struct EventTooLarge(pub usize);
 
 impl Decoder {
-    /// A decoder that refuses events larger than `max_event_bytes` (bounded memory).
+    /// A decoder that refuses events larger than `max_event_bytes` (bounded memory): an event
+    /// whose data, or any line plus the data before it, exceeds the cap, however the stream is
+    /// cut into chunks.
     pub fn new(max_event_bytes: usize) -> Self {
         Decoder { max_event_bytes, ..Default::default() }
     }
@@ -131,6 +133,11 @@ impl Decoder {
             }
             if self.skipping {
                 continue;
+            }
+            // The same bound as for a line still arriving (above), so whether an event is
+            // refused never depends on how the stream was cut into chunks.
+            if line.len() + self.data.len() > self.max_event_bytes {
+                return self.overflow();
             }
             self.field(line);
             if self.data.len() > self.max_event_bytes {
@@ -240,6 +247,29 @@ mod tests {
         let mut d = Decoder::new(8);
         d.push(b"data: 0123456789abcdef");
         assert!(d.next_event().is_err());
+    }
+
+    /// Fuzzing found (`fuzz/regressions/sse_decoder/`): a comment line longer than the cap was
+    /// refused when it arrived byte by byte, but accepted when it arrived whole.
+    #[test]
+    fn a_long_line_is_refused_however_it_is_cut() {
+        let stream = b"data: x\r\n\r\n: a comment longer than the cap\n\ndata: after\n\n";
+        let outcome = |chunk: usize| {
+            let mut d = Decoder::new(16);
+            let mut out = Vec::new();
+            for piece in stream.chunks(chunk) {
+                d.push(piece);
+                while let Some(r) = d.next_event().transpose() {
+                    out.push(r.map(|e| e.data).map_err(|_| ()));
+                }
+            }
+            out
+        };
+        let whole = outcome(stream.len());
+        let after = Ok(Bytes::from_static(b"after"));
+        assert_eq!(whole, vec![Ok(Bytes::from_static(b"x")), Err(()), after], "refused, then the next event");
+        assert_eq!(outcome(1), whole);
+        assert_eq!(outcome(7), whole);
     }
 
     #[test]
