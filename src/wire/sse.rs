@@ -110,8 +110,16 @@ impl Decoder {
                 return Ok(None);
             };
             let end = self.scanned + pos;
-            // A CR at the very end may be the first half of CRLF: wait for the next byte.
+            // A CR at the very end may be the first half of CRLF: wait for the next byte. The
+            // line before it is complete, so it meets the bound of every line now, as it would
+            // had it arrived without its CR (the CR then ends the dropped rest of the line).
             if self.buf[end] == b'\r' && end + 1 == self.buf.len() {
+                if end + self.data.len() > self.max_event_bytes {
+                    let _ = self.buf.split_to(end);
+                    self.scanned = 0;
+                    self.rest_of_line = true;
+                    return self.overflow();
+                }
                 self.scanned = end;
                 return Ok(None);
             }
@@ -270,6 +278,22 @@ mod tests {
         assert_eq!(whole, vec![Ok(Bytes::from_static(b"x")), Err(()), after], "refused, then the next event");
         assert_eq!(outcome(1), whole);
         assert_eq!(outcome(7), whole);
+        // A long line that has only its CR so far (its LF may follow): refused at once, as
+        // when it arrives byte by byte (`fuzz/regressions/sse_decoder/`, the second finding).
+        let pending = [&[0u8; 100][..], b"data: x\r"].concat();
+        for chunk in [1, 5, pending.len()] {
+            let mut d = Decoder::new(68);
+            let mut errors = 0;
+            for piece in pending.chunks(chunk) {
+                d.push(piece);
+                while let Some(r) = d.next_event().transpose() {
+                    errors += usize::from(r.is_err());
+                }
+            }
+            assert_eq!(errors, 1, "chunks of {chunk}");
+            d.push(b"\n\ndata: next\n\n");
+            assert_eq!(d.next_event().unwrap().map(|e| e.data), Some(Bytes::from_static(b"next")), "chunks of {chunk}");
+        }
     }
 
     #[test]
