@@ -31,6 +31,8 @@ pub struct Gateway {
 impl Gateway {
     /// Build everything from `config` and start the upstreams and background tasks.
     pub async fn start(config: &Config) -> Gateway {
+        // Before any TLS client is made (upstream HTTPS, `rediss://`).
+        crate::upstream::http::tls::install_provider();
         let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams()));
         let catalog = CatalogState::new(config.catalog.clone(), upstreams.iter().map(|u| Arc::clone(&u.name)));
         let background = CancellationToken::new();

@@ -315,6 +315,9 @@ fn sections(config: &crate::config::Config) -> String {
         "url": if config.redis.resolved_url().is_some() { "<set>" } else { "<none>" },
         "prefix": config.redis.prefix,
         "timeout": humantime::format_duration(config.redis.timeout).to_string(),
+        "tls": config.redis.resolved_url().is_some_and(|u| u.starts_with("rediss://")),
+        "entry_secret": if config.redis.entry_secret.is_empty() { "<none>" } else { "<set>" },
+        "ca_file": if config.redis.ca_file.is_empty() { "<system store>" } else { config.redis.ca_file.as_str() },
     });
     let mut out = String::from("settings in force:\n");
     let mut section = |name: &str, text: Result<String, toml::ser::Error>| {

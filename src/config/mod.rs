@@ -89,12 +89,13 @@ impl Config {
             return Err(ConfigError { path: shown, problems: unknown });
         }
         let figment = Figment::new().merge(Toml::file(path)).merge(overrides());
-        Self::from_figment(figment, shown, path.parent())
+        // Paths are resolved before validation, which reads the files they name (TLS, `ca_file`).
+        Self::from_figment(figment, shown, Some(path.parent().unwrap_or(Path::new("."))))
     }
 
     /// Resolve relative paths against `base` (the configuration file's folder): an upstream's
-    /// `command` containing a `/` (a bare name is looked up on `PATH`) and `cwd`, and the
-    /// server's `tls_cert` and `tls_key`.
+    /// `command` containing a `/` (a bare name is looked up on `PATH`), `cwd` and `ca_file`, the
+    /// server's `tls_cert` and `tls_key`, and `[redis] ca_file`.
     pub fn resolve_paths(&mut self, base: &Path) {
         for file in [&mut self.server.tls_cert, &mut self.server.tls_key] {
             if !file.is_empty() && Path::new(file.as_str()).is_relative() {
@@ -113,6 +114,14 @@ impl Config {
             {
                 up.cwd = Some(base.join(cwd));
             }
+            if let Some(ca) = &up.ca_file
+                && ca.is_relative()
+            {
+                up.ca_file = Some(base.join(ca));
+            }
+        }
+        if !self.redis.ca_file.is_empty() && Path::new(&self.redis.ca_file).is_relative() {
+            self.redis.ca_file = base.join(&self.redis.ca_file).to_string_lossy().into_owned();
         }
     }
 
@@ -353,7 +362,65 @@ mod tests {
         assert_eq!(one("SEKISHO_CACHE__TTL", "7m").cache.ttl.as_secs(), 420);
         assert_eq!(one("SEKISHO_IDEMPOTENCY__WINDOW", "9m").idempotency.window.as_secs(), 540);
         assert_eq!(one("SEKISHO_REDIS__PREFIX", "fleet9:").redis.prefix, "fleet9:");
+        let secret = "an-entry-secret-of-at-least-32-bytes";
+        assert_eq!(one("SEKISHO_REDIS__ENTRY_SECRET", secret).redis.entry_secret, secret);
+        let (_dir, ca) = ca_file();
+        assert_eq!(one("SEKISHO_REDIS__CA_FILE", &ca).redis.ca_file, ca);
         assert_eq!(one("SEKISHO_UPSTREAMS__A__TIMEOUT", "13s").upstreams["a"].settings.timeout.as_secs(), 13);
+        let http = load_with_env(
+            "[upstreams.h]\nurl = \"https://example.com/mcp\"\n",
+            &[("SEKISHO_UPSTREAMS__H__CA_FILE", &ca)],
+        );
+        assert_eq!(http.unwrap().upstreams["h"].ca_file.as_deref(), Some(Path::new(&ca)));
+    }
+
+    /// A PEM file holding one self-signed CA certificate (its folder lives as long as the guard).
+    fn ca_file() -> (tempfile::TempDir, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    #[test]
+    fn redis_needs_an_entry_secret_and_a_tls_url_for_its_ca_file() {
+        let err = Config::from_toml("[redis]\nurl = \"redis://127.0.0.1:6379\"\n").unwrap_err().to_string();
+        assert!(err.contains("redis.entry_secret must be set"), "{err}");
+        let short = Config::from_toml("[redis]\nurl = \"redis://h:6379\"\nentry_secret = \"short\"\n").unwrap_err();
+        assert!(short.to_string().contains("at least 32 bytes"), "{short}");
+        let (_dir, ca) = ca_file();
+        let secret = "entry_secret = \"0123456789abcdef0123456789abcdef\"\n";
+        let tls =
+            Config::from_toml(&format!("[redis]\nurl = \"rediss://h:6380/0\"\n{secret}ca_file = {ca:?}\n")).unwrap();
+        assert_eq!(tls.redis.ca_file, ca);
+        let plain = Config::from_toml(&format!("[redis]\nurl = \"redis://h:6379\"\n{secret}ca_file = {ca:?}\n"));
+        assert!(plain.unwrap_err().to_string().contains("needs a rediss:// URL"));
+        let missing =
+            Config::from_toml(&format!("[redis]\nurl = \"rediss://h:6380\"\n{secret}ca_file = \"/nonexistent.pem\"\n"));
+        assert!(missing.unwrap_err().to_string().contains("redis.ca_file: cannot read"));
+        // Never printed: the secret is not serialized.
+        assert!(!serde_json::to_string(&tls).unwrap().contains("0123456789abcdef0123456789abcdef"));
+    }
+
+    #[test]
+    fn upstream_ca_files_are_read_resolved_and_http_only() {
+        let (dir, _ca) = ca_file();
+        let cfg = dir.path().join("s.toml");
+        std::fs::write(&cfg, "[upstreams.h]\nurl = \"https://example.com/mcp\"\nca_file = \"ca.pem\"\n").unwrap();
+        let c = Config::load(&cfg).unwrap();
+        assert_eq!(
+            c.upstreams["h"].ca_file.as_deref(),
+            Some(dir.path().join("ca.pem").as_path()),
+            "relative to the file"
+        );
+        std::fs::write(dir.path().join("bad.pem"), "not a certificate").unwrap();
+        std::fs::write(&cfg, "[upstreams.h]\nurl = \"https://example.com/mcp\"\nca_file = \"bad.pem\"\n").unwrap();
+        assert!(Config::load(&cfg).unwrap_err().to_string().contains("holds no PEM certificate"));
+        let stdio = Config::from_toml("[upstreams.s]\ncommand = \"x\"\nca_file = \"ca.pem\"\n").unwrap_err();
+        assert!(stdio.to_string().contains("ca_file only applies to HTTP upstreams"), "{stdio}");
     }
 
     #[test]

@@ -111,7 +111,8 @@ impl Cached {
                 let args = match &routed.request.body {
                     Body::Client { params, .. } => canonical_arguments(params.get("arguments")),
                     Body::Raw(_) => canonical_arguments(None),
-                };
+                }
+                .map_err(GatewayError::InvalidParams)?;
                 let key = store.key(&routed.caller, scope, &up.name, &name, &args).await;
                 (name, vec![key])
             }
