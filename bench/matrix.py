@@ -167,7 +167,7 @@ url = "http://127.0.0.1:{slow_port}/mcp"
 trusted = true
 """)
             if args.redis:
-                f.write(f'[redis]\nurl = "{args.redis}"\nprefix = "bench-{os.getpid()}:"\n')
+                f.write(f'[redis]\nurl = "{args.redis}"\nprefix = "bench-{os.getpid()}:"\nentry_secret = "bench-entry-secret-0123456789abcdef"\n')
         gw = start([gateway, "serve", "--config", config])
         wait_http(f"http://127.0.0.1:{gw_port}/readyz?strict=1")
         b = None
