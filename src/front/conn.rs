@@ -16,7 +16,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// "Not now" for the millisecond marks below.
@@ -36,6 +35,11 @@ pub struct Timeouts {
 /// What one connection is doing, shared by its socket wrapper ([`Watched`]), its requests
 /// ([`Activity::start`]) and its watchdog ([`Activity::expired`]). Marks are milliseconds since
 /// the connection was accepted.
+///
+/// Changes are plain atomic stores, never a wake-up: the watchdog sleeps at most the shortest
+/// timeout at a time, so any deadline a change starts (the change's time plus a timeout) is no
+/// earlier than the watchdog's next look, which then sleeps until that deadline exactly. A
+/// request costs the connection a few atomic operations, not a timer or a task wake-up.
 #[derive(Debug)]
 pub struct Activity {
     born: Instant,
@@ -45,7 +49,6 @@ pub struct Activity {
     reading_since: AtomicU64,
     /// A write has been pending (the peer's window is closed) since then.
     stalled_since: AtomicU64,
-    changed: Notify,
 }
 
 impl Activity {
@@ -57,7 +60,6 @@ impl Activity {
             idle_since: AtomicU64::new(0),
             reading_since: AtomicU64::new(0),
             stalled_since: AtomicU64::new(NONE),
-            changed: Notify::new(),
         })
     }
 
@@ -74,16 +76,14 @@ impl Activity {
     }
 
     fn received(&self) {
-        if self.in_flight.load(Ordering::Acquire) == 0
-            && self.reading_since.compare_exchange(NONE, self.now(), Ordering::AcqRel, Ordering::Acquire).is_ok()
-        {
-            self.changed.notify_one();
+        if self.in_flight.load(Ordering::Acquire) == 0 && self.reading_since.load(Ordering::Acquire) == NONE {
+            let _ = self.reading_since.compare_exchange(NONE, self.now(), Ordering::AcqRel, Ordering::Acquire);
         }
     }
 
     fn write_pending(&self) {
-        if self.stalled_since.compare_exchange(NONE, self.now(), Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            self.changed.notify_one();
+        if self.stalled_since.load(Ordering::Acquire) == NONE {
+            let _ = self.stalled_since.compare_exchange(NONE, self.now(), Ordering::AcqRel, Ordering::Acquire);
         }
     }
 
@@ -98,10 +98,13 @@ impl Activity {
     /// (nothing in flight, nothing received). A running request has no deadline here (its
     /// body read has `body_read_timeout`, its call its own deadline).
     pub async fn expired(&self, t: Timeouts) -> &'static str {
+        // The longest sleep: no change can start a deadline sooner than this after it.
+        let look = t.header_read.min(t.idle).min(t.send).as_millis().max(1) as u64;
+        let sleep = tokio::time::sleep_until(self.born);
+        tokio::pin!(sleep);
         loop {
-            let notified = self.changed.notified();
             let now = self.now();
-            let mut next = NONE;
+            let mut next = now.saturating_add(look);
             let mut due = |since: u64, limit: Duration| {
                 let at = since.saturating_add(limit.as_millis() as u64);
                 next = next.min(at);
@@ -121,13 +124,8 @@ impl Activity {
                     return "idle_timeout";
                 }
             }
-            // Waking at `next` at the latest; a change (a first byte, a stuck write, the last
-            // request ending) may bring a deadline closer.
-            let sleep = tokio::time::sleep_until(self.born + Duration::from_millis(next.min(now + 60_000)));
-            tokio::select! {
-                () = notified => {}
-                () = sleep => {}
-            }
+            sleep.as_mut().reset(self.born + Duration::from_millis(next));
+            sleep.as_mut().await;
         }
     }
 }
@@ -142,7 +140,6 @@ impl Drop for InFlight {
         let a = &self.0;
         if a.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             a.idle_since.store(a.now(), Ordering::Release);
-            a.changed.notify_one();
         }
     }
 }

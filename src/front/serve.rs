@@ -108,12 +108,12 @@ pub async fn serve(
             let activity = Activity::new();
             let io = Watched::new(tcp, Arc::clone(&activity));
             match &limits.tls {
-                None => connection(io, app, &limits, activity, shutdown, force).await,
+                None => connection(io, app, Arc::clone(&limits), activity, shutdown, force).await,
                 Some(acceptor) => {
                     // The handshake is part of the first request's head: same deadline.
                     let handshake = tokio::time::timeout(limits.timeouts.header_read, acceptor.accept(io));
                     match handshake.await {
-                        Ok(Ok(tls)) => connection(tls, app, &limits, activity, shutdown, force).await,
+                        Ok(Ok(tls)) => connection(tls, app, Arc::clone(&limits), activity, shutdown, force).await,
                         Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -132,10 +132,14 @@ pub async fn serve(
 
 /// Serve one connection until it closes, drains after `shutdown`, is dropped on `force`, or
 /// one of its timeouts runs out.
+///
+/// The connection runs in a task of its own that is woken only by its socket (and the drain);
+/// this task holds its watchdog and `force`, and aborts it — closing the socket — when either
+/// fires. So a request costs no poll of the watchdog's timer or of the force signal.
 async fn connection<I>(
     io: I,
     app: Router,
-    limits: &Limits,
+    limits: Arc<Limits>,
     activity: Arc<Activity>,
     shutdown: CancellationToken,
     force: CancellationToken,
@@ -153,28 +157,35 @@ async fn connection<I>(
             }
         }
     }));
-    let conn = limits.http.serve_connection_with_upgrades(TokioIo::new(io), service);
-    tokio::pin!(conn);
-    let mut draining = false;
-    loop {
-        tokio::select! {
-            r = conn.as_mut() => {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "client connection ended with an error");
+    let timeouts = limits.timeouts;
+    let mut serving = tokio::spawn(async move {
+        let conn = limits.http.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                biased;
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "client connection ended with an error");
+                    }
+                    return;
                 }
-                return;
-            }
-            () = shutdown.cancelled(), if !draining => {
-                draining = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            () = force.cancelled() => return,
-            why = activity.expired(limits.timeouts) => {
-                tracing::debug!(timeout = why, "closing a client connection");
-                return;
+                () = shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
             }
         }
+    });
+    tokio::select! {
+        _ = &mut serving => return,
+        () = force.cancelled() => {}
+        why = activity.expired(timeouts) => tracing::debug!(timeout = why, "closing a client connection"),
     }
+    serving.abort();
+    // The socket is closed once the task is gone; only then is the connection's slot free.
+    let _ = serving.await;
 }
 
 pin_project_lite::pin_project! {
