@@ -96,9 +96,18 @@ pub struct UpstreamConfig {
     pub max_processes: Option<usize>,
     /// stdio: calls in flight on every process before another is started (default 8).
     pub grow_at: Option<usize>,
-    /// stdio: processes above `min_processes` idle this long are stopped (default 5m).
+    /// stdio: processes above `min_processes` idle this long are stopped; with
+    /// `session = "per-client"` also per-client upstream sessions (default 5m).
     #[serde(default, with = "humantime_serde::option")]
     pub idle_timeout: Option<Duration>,
+    /// Whether every client session shares the upstream's connections (`"shared"`, the
+    /// default) or gets its own upstream session (`"per-client"`: its own process for stdio,
+    /// its own `Mcp-Session-Id` for HTTP).
+    #[serde(default)]
+    pub session: SessionMode,
+    /// `session = "per-client"`: live per-client upstream sessions at most (default 32 for
+    /// stdio, 1024 for HTTP; 1–4096). A client session beyond it gets -32013 (HTTP 503).
+    pub max_client_sessions: Option<usize>,
     /// `resources/read` results are cached this long when the upstream sends no `ttlMs`
     /// (default: not cached unless the upstream sends `ttlMs` > 0).
     #[serde(default, with = "humantime_serde::option")]
@@ -180,7 +189,35 @@ pub struct Settings {
     pub retry: RetryConfig,
     /// Circuit breaker policy (`breaker`, else `[resilience.breaker]`).
     pub breaker: BreakerConfig,
+    /// Shared or per-client upstream sessions (`session`, default shared).
+    pub session: SessionMode,
+    /// Per-client upstream sessions at most (`max_client_sessions`; default 32 for stdio,
+    /// 1024 for HTTP; 0 in shared mode).
+    pub max_client_sessions: usize,
 }
+
+/// How client sessions map onto an upstream's sessions (`session`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SessionMode {
+    /// Every client shares the upstream's pooled processes or HTTP sessions. An upstream's
+    /// request not tied to a client request goes to the one client with a call in flight on
+    /// that connection, else it is refused.
+    #[default]
+    Shared,
+    /// Each downstream session (legacy `Mcp-Session-Id`, or a `sekisho stdio` conversation)
+    /// gets its own upstream session, started on its first call and stopped when the client
+    /// session ends or idles for `idle_timeout`. Calls without a session (the modern era) and
+    /// the gateway's own listing use the shared connections.
+    PerClient,
+}
+
+/// Default `max_client_sessions` of a stdio upstream (each is a process).
+pub const DEFAULT_MAX_CLIENT_PROCESSES: usize = 32;
+/// Default `max_client_sessions` of an HTTP upstream (each is an upstream `Mcp-Session-Id`).
+pub const DEFAULT_MAX_CLIENT_HTTP_SESSIONS: usize = 1024;
+/// Largest `max_client_sessions` accepted.
+pub const MAX_CLIENT_SESSIONS_CAP: usize = 4096;
 
 /// `[upstreams.<namespace>.tools.<tool>]`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -378,6 +415,15 @@ impl UpstreamConfig {
             problems.push(format!("{at}.fallback cannot be the upstream itself"));
         }
         problems.extend(response_limit(&at, self.max_response_bytes));
+        match (self.session, self.max_client_sessions) {
+            (SessionMode::Shared, Some(_)) => {
+                problems.push(format!("{at}.max_client_sessions only applies with session = \"per-client\""))
+            }
+            (SessionMode::PerClient, Some(n)) if n == 0 || n > MAX_CLIENT_SESSIONS_CAP => {
+                problems.push(format!("{at}.max_client_sessions must be between 1 and {MAX_CLIENT_SESSIONS_CAP}"))
+            }
+            _ => {}
+        }
         if self.max_concurrent == Some(0) {
             problems.push(format!("{at}.max_concurrent must be at least 1"));
         }
@@ -415,6 +461,12 @@ impl UpstreamConfig {
             fallback_return: self.fallback_return.unwrap_or(Duration::from_secs(30)),
             retry: self.retry.clone().unwrap_or_else(|| defaults.retry.clone()),
             breaker: self.breaker.clone().unwrap_or_else(|| defaults.breaker.clone()),
+            session: self.session,
+            max_client_sessions: match (self.session, self.command.is_some()) {
+                (SessionMode::Shared, _) => 0,
+                (SessionMode::PerClient, true) => self.max_client_sessions.unwrap_or(DEFAULT_MAX_CLIENT_PROCESSES),
+                (SessionMode::PerClient, false) => self.max_client_sessions.unwrap_or(DEFAULT_MAX_CLIENT_HTTP_SESSIONS),
+            },
         };
     }
 
