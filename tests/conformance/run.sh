@@ -170,6 +170,8 @@ run() {
   summary="$(sed -n '/^=== SUMMARY ===/,$p' "$WORK/$name.log")"
   if [ -n "$summary" ]; then
     echo "$summary"
+  elif grep -q '^Passed: ' "$WORK/$name.log"; then
+    sed -n '/^Checks:/,$p' "$WORK/$name.log"
   else
     echo "(no SUMMARY; last lines of the output follow)"
     tail -n 30 "$WORK/$name.log"
@@ -182,6 +184,10 @@ run() {
     ns && /^  [✓✗] / { skip[$2] = 1; next }
     !ns && /^[✓✗] / { name = $2; sub(/:$/, "", name); order[++n] = name; ok[name] = ($1 == "✓") }
     END { p = 0; f = 0; for (i = 1; i <= n; i++) if (!(order[i] in skip)) { if (ok[order[i]]) p++; else f++ } print p, f }')"
+  if [ -z "$summary" ] && grep -q '^Passed: ' "$WORK/$name.log"; then
+    # A --scenario run prints no SUMMARY: it is one scenario, passed when all its checks did.
+    if [ "$status" -eq 0 ] && grep -q '^Passed: .*, 0 failed' "$WORK/$name.log"; then counts="1 0"; else counts="0 1"; fi
+  fi
   PASSED[$name]="${counts% *}"
   FAILED[$name]="${counts#* }"
   STATUS[$name]="$status"
