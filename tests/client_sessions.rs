@@ -61,7 +61,12 @@ fn alive(pid: u64) -> bool {
 }
 
 /// A tools/call on session `s`, streamed: the response's byte stream.
-async fn call_streaming(s: &Legacy, id: i64, name: &str, args: Value) -> impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin {
+async fn call_streaming(
+    s: &Legacy,
+    id: i64,
+    name: &str,
+    args: Value,
+) -> impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin {
     client()
         .post(&s.endpoint)
         .header("accept", "application/json, text/event-stream")
@@ -103,7 +108,15 @@ async fn next_event(
 
 /// Run a tools/call of session `s` in the background (its answer comes only when it is done),
 /// and wait until upstream `up` has `n` calls in flight.
-async fn in_flight(gw: &Gateway, up: &str, n: u64, s: &Legacy, id: i64, name: &str, args: Value) -> tokio::task::JoinHandle<Answer> {
+async fn in_flight(
+    gw: &Gateway,
+    up: &str,
+    n: u64,
+    s: &Legacy,
+    id: i64,
+    name: &str,
+    args: Value,
+) -> tokio::task::JoinHandle<Answer> {
     let s = Legacy { endpoint: s.endpoint.clone(), session: s.session.clone(), version: s.version.clone() };
     let (name, args) = (name.to_string(), args);
     let call = tokio::spawn(async move { s.request(id, "tools/call", json!({"name": name, "arguments": args})).await });
@@ -183,9 +196,10 @@ async fn a_per_client_sessions_requests_reach_its_own_client_only() {
     // Alice's own process asks her (a stdio request carries no tie to her call).
     let mut alice_call = call_streaming(&alice, 2, "pc__ask", json!({"question": "who?"})).await;
     let mut buf = String::new();
-    let asked = next_event(&mut alice_call, &mut buf, Duration::from_secs(20), |e| e["method"] == "sampling/createMessage")
-        .await
-        .expect("alice was asked");
+    let asked =
+        next_event(&mut alice_call, &mut buf, Duration::from_secs(20), |e| e["method"] == "sampling/createMessage")
+            .await
+            .expect("alice was asked");
     // Bob, who saw nothing, tries to answer it with the id anyway: nothing waits for it in his
     // session, so it goes nowhere.
     let mut b1 = String::new();
@@ -197,7 +211,11 @@ async fn a_per_client_sessions_requests_reach_its_own_client_only() {
     assert_eq!(done.pointer("/result/content/0/text"), Some(&json!("the client said: alice here")), "{done}");
     let bob_done = bob_call.await.unwrap();
     assert_eq!(text(&bob_done), "slept 3000 ms", "{}", bob_done.raw);
-    assert!(!bob_done.events.iter().any(|e| e.get("method").is_some()), "bob's call got only its own answer: {}", bob_done.raw);
+    assert!(
+        !bob_done.events.iter().any(|e| e.get("method").is_some()),
+        "bob's call got only its own answer: {}",
+        bob_done.raw
+    );
     assert!(next_event(&mut bob_get, &mut b1, Duration::from_millis(300), seen_by_bob).await.is_none());
     assert_eq!(client_sessions(&gw, "pc").await["live"], 2);
 }
@@ -209,7 +227,8 @@ async fn per_client_http_sessions_end_with_their_client_sessions() {
     let mcp = gw.url("/mcp");
     let (a, b) = (Legacy::open(&mcp, "2025-11-25").await, Legacy::open(&mcp, "2025-11-25").await);
     for (i, s) in [&a, &b].into_iter().enumerate() {
-        let echo = s.request(i as i64, "tools/call", json!({"name": "web__echo", "arguments": {"message": "hi"}})).await;
+        let echo =
+            s.request(i as i64, "tools/call", json!({"name": "web__echo", "arguments": {"message": "hi"}})).await;
         assert_eq!(text(&echo), "hi", "{}", echo.raw);
     }
     assert_eq!(client_sessions(&gw, "web").await["live"], 2);

@@ -23,11 +23,7 @@ pub struct ClientLink {
 
 impl Default for ClientLink {
     fn default() -> Self {
-        ClientLink {
-            key: rand::random(),
-            ended: CancellationToken::new(),
-            stream: Mutex::new(None),
-        }
+        ClientLink { key: rand::random(), ended: CancellationToken::new(), stream: Mutex::new(None) }
     }
 }
 

@@ -60,7 +60,10 @@ impl ClientSessions {
         if live.len() >= self.max {
             tracing::warn!(upstream = %self.upstream, max = self.max, "per-client upstream sessions are at max_client_sessions");
             return Err(GatewayError::Overloaded {
-                reason: format!("upstream {} has {} per-client sessions (max_client_sessions)", self.upstream, self.max),
+                reason: format!(
+                    "upstream {} has {} per-client sessions (max_client_sessions)",
+                    self.upstream, self.max
+                ),
                 retry_after: RETRY_AFTER,
             });
         }

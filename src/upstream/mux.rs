@@ -6,8 +6,8 @@
 //! Late notifications for a call that finished or was cancelled find nothing and are dropped.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -327,8 +327,12 @@ impl Mux {
         }
         let mut clients = clients.into_iter();
         match (clients.next(), clients.next()) {
-            (None, _) => Err(format!("{method} cannot be relayed: it is not tied to a client request, and no client has a call in flight on this connection")),
-            (Some(_), Some(_)) => Err(format!("{method} cannot be relayed: it is not tied to a client request, and several clients have calls in flight on this connection")),
+            (None, _) => Err(format!(
+                "{method} cannot be relayed: it is not tied to a client request, and no client has a call in flight on this connection"
+            )),
+            (Some(_), Some(_)) => Err(format!(
+                "{method} cannot be relayed: it is not tied to a client request, and several clients have calls in flight on this connection"
+            )),
             (Some(client), None) => {
                 let mine = routes.into_iter().filter(|(c, _)| *c == Some(client)).map(|(_, r)| r);
                 relay_target(mine.reduce(|a, b| if able(&a) { a } else { b }), method).map(|r| r.events)

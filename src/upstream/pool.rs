@@ -123,7 +123,8 @@ impl Pool {
     }
 
     fn start_replica(&self, target: Target, spawner: &Spawner) {
-        let replica = Arc::new(self.new_replica(target, Arc::new(Breaker::new(self.settings.breaker.clone())), spawner));
+        let replica =
+            Arc::new(self.new_replica(target, Arc::new(Breaker::new(self.settings.breaker.clone())), spawner));
         self.replicas.write().expect("replicas lock").push(Arc::clone(&replica));
         supervise(replica, spawner, spawner.signals.clone());
     }

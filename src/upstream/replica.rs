@@ -372,7 +372,12 @@ async fn stdio_handshake(conn: &Arc<StdioConn>, choice: EraChoice, capabilities:
             return Err(ConnError::Protocol("the upstream did not accept server/discover".into()));
         }
     }
-    let answer = conn.call(&Outbound::raw("initialize", Some(&handshake::initialize_params(std::str::from_utf8(capabilities).unwrap_or("{}"))))).await?;
+    let answer = conn
+        .call(&Outbound::raw(
+            "initialize",
+            Some(&handshake::initialize_params(std::str::from_utf8(capabilities).unwrap_or("{}"))),
+        ))
+        .await?;
     let h = handshake::from_initialize(&expect_result(&answer)?).map_err(|e| ConnError::Protocol(e.0))?;
     conn.set_handshake(h);
     conn.notify("notifications/initialized", None);

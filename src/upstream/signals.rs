@@ -110,8 +110,13 @@ impl Signals {
     pub fn channel(upstream: &Arc<str>, freshness: Arc<Freshness>) -> (Signals, SignalReceiver) {
         let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
         let overflowed = Arc::new(AtomicBool::new(false));
-        let signals =
-            Signals { upstream: Arc::clone(upstream), tx, overflowed: Arc::clone(&overflowed), freshness, quiet: false };
+        let signals = Signals {
+            upstream: Arc::clone(upstream),
+            tx,
+            overflowed: Arc::clone(&overflowed),
+            freshness,
+            quiet: false,
+        };
         (signals, SignalReceiver { rx, overflowed })
     }
 

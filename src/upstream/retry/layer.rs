@@ -148,8 +148,7 @@ mod tests {
         let script = Script { outcomes: Arc::new(Mutex::new(outcomes.into())), ..Default::default() };
         let config = RetryConfig { base_delay: Duration::from_millis(1), ..Default::default() };
         let mut svc = tower::Layer::layer(&StepLayer(Retry::new(&Arc::from("u"), &config)), script.clone());
-        let policy =
-            CallPolicy {
+        let policy = CallPolicy {
             priority: Priority::Medium,
             caller: Principal::Anonymous,
             retry_safe,
