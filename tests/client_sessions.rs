@@ -268,3 +268,44 @@ async fn shared_mode_sends_an_untied_request_to_the_one_client_in_flight_or_refu
     let bob_done = bob_call.await.unwrap();
     assert!(!bob_done.events.iter().any(|e| e.get("method").is_some()), "bob was not asked: {}", bob_done.raw);
 }
+
+#[tokio::test]
+async fn a_per_client_sessions_resource_updates_reach_its_own_client_only() {
+    let gw = Gateway::start(&stdio_with("pc", "session = \"per-client\"")).await;
+    let mcp = gw.url("/mcp");
+    let (alice, bob) = (Legacy::open(&mcp, "2025-11-25").await, Legacy::open(&mcp, "2025-11-25").await);
+    let uri = "sekisho://pc/echo://static/hello";
+    let mut streams = Vec::new();
+    for s in [&alice, &bob] {
+        let sub = s.request(1, "resources/subscribe", json!({"uri": uri})).await;
+        assert_eq!(sub.body["result"], json!({}), "{}", sub.raw);
+        let get = client()
+            .get(&mcp)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &s.session)
+            .send()
+            .await
+            .unwrap();
+        streams.push((get.bytes_stream(), String::new()));
+    }
+    // Alice's own process announces an update: her stream gets it, Bob's (subscribed to the
+    // same resource through his own process) does not.
+    let touched = alice
+        .request(2, "tools/call", json!({"name": "pc__touch_subscribed", "arguments": {"uri": "echo://static/hello"}}))
+        .await;
+    assert_eq!(text(&touched), "touched echo://static/hello", "{}", touched.raw);
+    let updated = |e: &Value| e["method"] == "notifications/resources/updated";
+    let (a, b) = streams.split_at_mut(1);
+    let got = next_event(&mut a[0].0, &mut a[0].1, Duration::from_secs(10), updated).await.expect("alice's update");
+    assert_eq!(got["params"]["uri"], uri);
+    assert!(
+        next_event(&mut b[0].0, &mut b[0].1, Duration::from_millis(500), updated).await.is_none(),
+        "bob heard alice's"
+    );
+    // Bob's own update reaches Bob.
+    let touched = bob
+        .request(3, "tools/call", json!({"name": "pc__touch_subscribed", "arguments": {"uri": "echo://static/hello"}}))
+        .await;
+    assert_eq!(text(&touched), "touched echo://static/hello", "{}", touched.raw);
+    assert!(next_event(&mut b[0].0, &mut b[0].1, Duration::from_secs(10), updated).await.is_some(), "bob's own update");
+}

@@ -227,7 +227,7 @@ impl Mux {
             Method::ResourcesListChanged => self.signal(Signal::ListChanged(ListKind::Resources)),
             Method::ResourcesUpdated => {
                 if let Some(p) = params {
-                    self.signal(Signal::ResourceUpdated(p));
+                    self.signal(Signal::ResourceUpdated(p, self.owner.as_ref().map(|o| o.link.key)));
                 }
             }
             other => {

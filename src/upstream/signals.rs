@@ -25,8 +25,9 @@ pub enum Signal {
     Down,
     /// `notifications/{tools,prompts,resources}/list_changed`.
     ListChanged(ListKind),
-    /// `notifications/resources/updated` with its raw params.
-    ResourceUpdated(Bytes),
+    /// `notifications/resources/updated` with its raw params, and the client session whose
+    /// per-client upstream session sent it (only that session hears of it), if any.
+    ResourceUpdated(Bytes, Option<u64>),
     /// Signals were dropped because the queue was full: re-list everything, re-read the status.
     Resync,
 }
