@@ -309,3 +309,25 @@ async fn a_per_client_sessions_resource_updates_reach_its_own_client_only() {
     assert_eq!(text(&touched), "touched echo://static/hello", "{}", touched.raw);
     assert!(next_event(&mut b[0].0, &mut b[0].1, Duration::from_secs(10), updated).await.is_some(), "bob's own update");
 }
+
+#[tokio::test]
+async fn per_client_calls_still_pass_the_upstreams_bulkhead_and_breaker() {
+    let toml = "session = \"per-client\"\nmax_concurrent = 1\nqueue_size = 0\n\
+                [upstreams.pc.breaker]\nconsecutive_failures = 1\nopen_for = \"60s\"\n";
+    let gw = Gateway::start(&stdio_with("pc", toml)).await;
+    let mcp = gw.url("/mcp");
+    let (alice, bob) = (Legacy::open(&mcp, "2025-11-25").await, Legacy::open(&mcp, "2025-11-25").await);
+    // Each has its own process, but the upstream's one slot is shared: Bob is shed while
+    // Alice's call runs.
+    let first = in_flight(&gw, "pc", 1, &alice, 1, "pc__sleep_ms", json!({"ms": 1000})).await;
+    let shed = bob.request(2, "tools/call", json!({"name": "pc__echo", "arguments": {"message": "x"}})).await;
+    assert_eq!(shed.error_code(), Some(-32013), "{}", shed.raw);
+    assert_eq!(text(&first.await.unwrap()), "slept 1000 ms");
+    // A per-client process that dies mid-call opens the breaker the per-client sessions share:
+    // Bob's next call fails fast instead of starting work on a broken upstream.
+    let crashed = alice.request(3, "tools/call", json!({"name": "pc__crash", "arguments": {}})).await;
+    assert!(crashed.error_code().is_some(), "{}", crashed.raw);
+    let refused = bob.request(4, "tools/call", json!({"name": "pc__echo", "arguments": {"message": "x"}})).await;
+    assert_eq!(refused.error_code(), Some(-32010), "{}", refused.raw);
+    assert_eq!(refused.body.pointer("/error/data/breaker"), Some(&json!("open")), "{}", refused.raw);
+}
