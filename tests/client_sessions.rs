@@ -331,3 +331,20 @@ async fn per_client_calls_still_pass_the_upstreams_bulkhead_and_breaker() {
     assert_eq!(refused.error_code(), Some(-32010), "{}", refused.raw);
     assert_eq!(refused.body.pointer("/error/data/breaker"), Some(&json!("open")), "{}", refused.raw);
 }
+
+#[tokio::test]
+async fn an_idle_per_client_session_is_stopped_and_restarted_on_next_use() {
+    let gw = Gateway::start(&stdio_with("pc", "session = \"per-client\"\nidle_timeout = \"300ms\"")).await;
+    let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let a = s.request(1, "tools/call", json!({"name": "pc__count", "arguments": {}})).await;
+    assert_eq!(text(&a), "1", "{}", a.raw);
+    let pid = client_sessions(&gw, "pc").await["pids"][0].as_u64().expect("a pid");
+    eventually("the idle per-client process stopped", Duration::from_secs(20), async || {
+        let live = client_sessions(&gw, "pc").await;
+        if live["live"] == 0 && !alive(pid) { Ok(()) } else { Err(live.to_string()) }
+    })
+    .await;
+    // The session itself lives on: its next call starts a fresh process.
+    let b = s.request(2, "tools/call", json!({"name": "pc__count", "arguments": {}})).await;
+    assert_eq!(text(&b), "1", "{}", b.raw);
+}
