@@ -224,7 +224,7 @@ trusted = true
                 cap = max(1024, args.idle_sessions + 16)
                 f.write(f'[upstreams.p]\nurl = "http://127.0.0.1:{up_port}/mcp"\nsession = "per-client"\nmax_client_sessions = {cap}\n')
             if args.redis:
-                f.write(f'[redis]\nurl = "{args.redis}"\nprefix = "bench-{os.getpid()}:"\n')
+                f.write(f'[redis]\nurl = "{args.redis}"\nprefix = "bench-{os.getpid()}:"\nentry_secret = "bench-entry-secret-0123456789abcdef"\n')
         gw = start([gateway, "serve", "--config", config])
         wait_http(f"http://127.0.0.1:{gw_port}/readyz?strict=1")
         b = None

@@ -223,14 +223,14 @@ fn cache_path(c: &mut Criterion) {
         let store = Arc::clone(&store);
         async move {
             let args = format!(r#"{{"message":"m{i}"}}"#);
-            let canonical = canonical_arguments(Some(args.as_bytes()));
+            let canonical = canonical_arguments(Some(args.as_bytes())).expect("readable arguments");
             store.key(&Principal::Anonymous, CacheScope::Private, "c", "echo", &canonical).await
         }
     };
     let mut g = c.benchmark_group("cache");
     g.bench_function("key: canonical arguments + SHA-256", |b| {
         b.iter(|| {
-            let canonical = canonical_arguments(Some(black_box(args)));
+            let canonical = canonical_arguments(Some(black_box(args))).expect("readable arguments");
             rt.block_on(store.key(&Principal::Anonymous, CacheScope::Private, "c", "echo", &canonical))
         })
     });

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::front::Shared;
 use crate::pipeline::Parts;
 use crate::session::hub::Hub;
-use crate::session::registry::Sessions;
+use crate::session::registry::{SessionLimits, Sessions};
 use crate::session::token::decode_key;
 use crate::upstream::UpstreamSet;
 
@@ -31,6 +31,8 @@ pub struct Gateway {
 impl Gateway {
     /// Build everything from `config` and start the upstreams and background tasks.
     pub async fn start(config: &Config) -> Gateway {
+        // Before any TLS client is made (upstream HTTPS, `rediss://`).
+        crate::upstream::http::tls::install_provider();
         let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams()));
         let catalog = CatalogState::new(config.catalog.clone(), upstreams.iter().map(|u| Arc::clone(&u.name)));
         let background = CancellationToken::new();
@@ -42,7 +44,14 @@ impl Gateway {
             catalog: Arc::clone(&catalog),
             upstreams: Arc::clone(&upstreams),
             store: Arc::clone(&store),
-            sessions: Sessions::new(decode_key(&config.server.session_key), config.server.session_ttl),
+            sessions: Sessions::new(
+                decode_key(&config.server.session_key),
+                config.server.session_ttl,
+                SessionLimits {
+                    per_caller: config.server.max_sessions_per_caller,
+                    ended_per_caller: config.server.max_ended_sessions_per_caller,
+                },
+            ),
             hub: Arc::new(Hub::default()),
             config: config.server.clone(),
             draining: CancellationToken::new(),
@@ -119,34 +128,54 @@ async fn sweep_sessions(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
-/// Serve Streamable HTTP on `listener` until `shutdown` resolves, then drain: stop accepting,
-/// end notification streams, give in-flight calls `server.shutdown_grace`, stop upstreams.
+/// Serve Streamable HTTP on `listener` (and `/metrics` on `[server] metrics_listen`, when set)
+/// until `shutdown` resolves, then drain: stop accepting, end notification streams, give
+/// in-flight calls `server.shutdown_grace`, stop upstreams.
 ///
-/// Errors: I/O errors of the listener.
+/// Errors: I/O errors of the listeners (the metrics listener cannot be bound), TLS files that
+/// cannot be loaded.
 pub async fn run(
     config: &Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use crate::front::serve::{Limits, serve};
+    let limits = Arc::new(Limits::new(&config.server, true).map_err(std::io::Error::other)?);
+    let metrics_listener = match config.server.metrics_addr() {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await?;
+            tracing::info!(addr = %l.local_addr()?, "serving /metrics without keys");
+            Some(l)
+        }
+        None => None,
+    };
     let gateway = Gateway::start(config).await;
     let draining = gateway.shared.draining.clone();
+    let force = CancellationToken::new();
     let grace = config.server.shutdown_grace;
     let app = crate::front::routes::router(Arc::clone(&gateway.shared));
+    if let Some(l) = metrics_listener {
+        // Prometheus scrapes without credentials here; only /metrics and /healthz are served.
+        let plain = Arc::new(Limits::new(&config.server, false).map_err(std::io::Error::other)?);
+        let metrics = crate::front::routes::metrics_router(Arc::clone(&gateway.shared));
+        tokio::spawn(serve(l, metrics, plain, draining.clone(), force.clone()));
+    }
     let signal = draining.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutdown requested; draining");
         signal.cancel();
     });
-    let mut server = tokio::spawn(server.into_future());
+    let mut server = tokio::spawn(serve(listener, app, limits, draining.clone(), force.clone()));
     let outcome = tokio::select! {
         r = &mut server => r,
         () = async { draining.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(grace_ms = grace.as_millis() as u64, "in-flight requests outlived the grace period; closing them");
-            server.abort();
-            Ok(Ok(()))
+            force.cancel();
+            server.await
         }
     };
+    force.cancel();
     gateway.stop().await;
     tracing::info!("stopped");
     match outcome {

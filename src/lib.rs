@@ -10,6 +10,8 @@
 //! - [`wire`]: JSON-RPC, JSON object views, SSE, MCP constants (shared by front and upstream);
 //! - [`error`]: the error taxonomy and its one table; [`observe`]: metrics and logs;
 //!   [`config`]: loading, validation, settings in force; [`app`]: wiring and lifecycle.
+//!
+//! `fuzzing` (hidden) holds the harnesses of the `cargo fuzz` targets in `fuzz/`.
 
 pub mod app;
 pub mod cache;
@@ -18,6 +20,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod front;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod observe;
 pub mod pipeline;
 pub mod session;

@@ -312,7 +312,10 @@ fn rand_suffix() -> u64 {
 /// default 200 ms can pass, and a timed-out Redis read is (rightly) a miss, not what these tests
 /// are about.
 fn fleet_toml(redis: &str, prefix: &str, upstream: &HttpUpstream) -> String {
-    format!("[redis]\nurl = {redis:?}\nprefix = {prefix:?}\ntimeout = \"2s\"\n{}trusted = true\n", upstream.table("up"))
+    format!(
+        "[redis]\nurl = {redis:?}\nprefix = {prefix:?}\ntimeout = \"2s\"\nentry_secret = \"fleet-entry-secret-0123456789abcdef\"\n{}trusted = true\n",
+        upstream.table("up")
+    )
 }
 
 #[tokio::test]

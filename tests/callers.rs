@@ -173,7 +173,7 @@ async fn private_results_and_idempotency_records_follow_the_key_not_its_position
     let prefix = redis_prefix();
     let gateway = |keys: [&str; 2]| {
         let toml = format!(
-            "[server]\napi_keys = [{:?}, {:?}]\n[redis]\nurl = \"redis://127.0.0.1:6379\"\nprefix = {prefix:?}\n{}trusted = true\n",
+            "[server]\napi_keys = [{:?}, {:?}]\n[redis]\nurl = \"redis://127.0.0.1:6379\"\nprefix = {prefix:?}\nentry_secret = \"callers-entry-secret-0123456789abcdef\"\n{}trusted = true\n",
             keys[0],
             keys[1],
             stdio_upstream("up", "legacy")

@@ -80,6 +80,7 @@ fn block<'a>(text: &'a str, heading: &str) -> Vec<&'a str> {
 fn every_section_takes_environment_overrides() {
     let vars = [
         ("SEKISHO_SERVER__SHUTDOWN_GRACE", "7s"),
+        ("SEKISHO_SERVER__SEND_TIMEOUT", "11s"),
         ("SEKISHO_CATALOG__PAGE_SIZE", "33"),
         ("SEKISHO_LOG__FORMAT", "text"),
         ("SEKISHO_ADMISSION__QUEUE_SIZE", "77"),
@@ -95,6 +96,7 @@ fn every_section_takes_environment_overrides() {
     assert_eq!(code, Some(0), "{err}");
     for (section, line) in [
         ("  [server]", "shutdown_grace = \"7s\""),
+        ("  [server]", "send_timeout = \"11s\""),
         ("  [catalog]", "page_size = 33"),
         ("  [log]", "format = \"text\""),
         ("  [admission]", "queue_size = 77"),

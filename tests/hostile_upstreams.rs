@@ -141,6 +141,7 @@ async fn children_get_a_clean_environment_unless_they_opt_in() {
         ("MY_SECRET_TOKEN", "hunter2"),
         ("SEKISHO_SERVER__SESSION_KEY", key),
         ("REDIS_URL", "redis://user:secret@127.0.0.1:1/0"),
+        ("SEKISHO_REDIS__ENTRY_SECRET", "entry-secret-0123456789abcdef0123"),
         ("LC_TIME", "C"),
     ];
     let (mut gw, _dir) = StdioGateway::start(&config, &env);
@@ -148,6 +149,7 @@ async fn children_get_a_clean_environment_unless_they_opt_in() {
         ("MY_SECRET_TOKEN", "<unset>"),
         ("SEKISHO_SERVER__SESSION_KEY", "<unset>"),
         ("REDIS_URL", "<unset>"),
+        ("SEKISHO_REDIS__ENTRY_SECRET", "<unset>"),
         ("CONFIGURED", "yes"),
         ("LC_TIME", "C"),
     ] {

@@ -152,7 +152,7 @@ impl Coalescer {
                 return Some(e);
             }
             // The leader gave up (its call failed or was not cacheable): stop waiting.
-            l2.get(&lease).await?;
+            l2.get_raw(&lease).await?;
         }
         None
     }

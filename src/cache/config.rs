@@ -117,21 +117,48 @@ impl Default for IdempotencyConfig {
 
 /// `[redis]`: the shared level-2 store. Without a URL (here or in `REDIS_URL`) everything stays
 /// in process.
+///
+/// ```toml
+/// [redis]
+/// url = "rediss://cache.internal:6380/0"   # rediss:// is TLS
+/// entry_secret = "…"                       # at least 32 bytes; the same on every replica
+/// ca_file = "/etc/sekisho/redis-ca.pem"    # trust this CA instead of the system store
+/// ```
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedisConfig {
-    /// `redis://host:port/db`; empty means `REDIS_URL` from the environment, or no Redis.
+    /// `redis://host:port/db`, or `rediss://…` for TLS; empty means `REDIS_URL` from the
+    /// environment, or no Redis.
     pub url: String,
     /// Prefix of every key sekisho writes (share it between replicas of one fleet).
     pub prefix: String,
     /// Deadline of one Redis operation; on expiry the cache degrades to L1 for that call.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Key of the HMAC-SHA-256 that authenticates every cache entry and idempotency record
+    /// sekisho stores in Redis (RFC 2104), over the Redis key and the value: an entry written
+    /// or moved by anyone without it is ignored (a miss) and counted, never served. Required
+    /// whenever Redis is used; at least [`MIN_ENTRY_SECRET_BYTES`] bytes, the same on every
+    /// replica of a fleet. Never printed by `sekisho check`.
+    #[serde(skip_serializing)]
+    pub entry_secret: String,
+    /// PEM file of the CA(s) that sign a `rediss://` server's certificate, trusted instead of the
+    /// system store; empty uses the system store.
+    pub ca_file: String,
 }
+
+/// Shortest `[redis] entry_secret`, in bytes (the HMAC-SHA-256 output size; RFC 2104 §3).
+pub const MIN_ENTRY_SECRET_BYTES: usize = 32;
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        RedisConfig { url: String::new(), prefix: "sekisho:".into(), timeout: Duration::from_millis(200) }
+        RedisConfig {
+            url: String::new(),
+            prefix: "sekisho:".into(),
+            timeout: Duration::from_millis(200),
+            entry_secret: String::new(),
+            ca_file: String::new(),
+        }
     }
 }
 
@@ -147,10 +174,24 @@ impl RedisConfig {
     /// Problems with these settings.
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if let Some(url) = self.resolved_url()
-            && redis::Client::open(url.as_str()).is_err()
+        if let Some(url) = self.resolved_url() {
+            if redis::Client::open(url.as_str()).is_err() {
+                p.push("redis.url is not a valid redis:// or rediss:// URL".into());
+            }
+            if self.entry_secret.len() < MIN_ENTRY_SECRET_BYTES {
+                p.push(format!(
+                    "redis.entry_secret must be set (at least {MIN_ENTRY_SECRET_BYTES} bytes, the same on every replica) \
+                     when Redis is used: without it a forged or altered Redis entry could be served"
+                ));
+            }
+            if !self.ca_file.is_empty() && !url.starts_with("rediss://") {
+                p.push("redis.ca_file needs a rediss:// URL".into());
+            }
+        }
+        if !self.ca_file.is_empty()
+            && let Err(e) = crate::upstream::http::tls::read_pem_certs(std::path::Path::new(&self.ca_file))
         {
-            p.push("redis.url is not a valid redis:// URL".into());
+            p.push(format!("redis.ca_file: {e}"));
         }
         if self.timeout < Duration::from_millis(1) {
             p.push("redis.timeout must be at least 1ms".into());

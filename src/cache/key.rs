@@ -36,12 +36,87 @@ pub fn canonical_json(v: &serde_json::Value, out: &mut Vec<u8>) {
     }
 }
 
-/// The canonical form of raw JSON arguments (`{}` when absent or not JSON).
-pub fn canonical_arguments(raw: Option<&[u8]>) -> Vec<u8> {
-    let v: serde_json::Value = raw.and_then(|r| serde_json::from_slice(r).ok()).unwrap_or(serde_json::json!({}));
-    let mut out = Vec::with_capacity(raw.map_or(2, <[u8]>::len));
+/// The canonical form of raw JSON arguments (`{}` when absent).
+///
+/// Errors: a readable reason when `raw` is not JSON the gateway can read exactly as an upstream
+/// would: not JSON, nested deeper than 128 levels, a number outside the range of an `f64`, or
+/// an object (at any depth) that names a member twice. Such arguments are refused (-32602),
+/// never keyed as something else: two different calls must never share a cache key or an
+/// idempotency hash.
+pub fn canonical_arguments(raw: Option<&[u8]>) -> Result<Vec<u8>, String> {
+    let Some(raw) = raw else { return Ok(b"{}".to_vec()) };
+    let v = serde_json::from_slice::<Strict>(raw).map_err(|e| format!("params.arguments: {e}"))?.0;
+    let mut out = Vec::with_capacity(raw.len());
     canonical_json(&v, &mut out);
-    out
+    Ok(out)
+}
+
+/// A JSON value read like [`serde_json::Value`], except that an object naming a member twice
+/// is an error (a `Value` keeps the last silently).
+struct Strict(serde_json::Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        serde_json::Number::from_f64(v).map(Into::into).ok_or_else(|| E::custom("a number is not finite"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(serde_json::Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut members = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Strict(value) = map.next_value()?;
+            if members.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!("duplicate member {key:?}")));
+            }
+            members.insert(key, value);
+        }
+        Ok(serde_json::Value::Object(members))
+    }
 }
 
 /// What `POST /admin/cache/clear` (and `sekisho cache clear`) drops: everything, one upstream's
@@ -77,11 +152,27 @@ mod tests {
 
     #[test]
     fn canonical_json_ignores_key_order_and_whitespace() {
-        let a = canonical_arguments(Some(br#"{"b": [1, {"y":2,"x":1}], "a": "s"}"#));
-        let b = canonical_arguments(Some(br#"{"a":"s","b":[1,{"x":1,"y":2}]}"#));
+        let a = canonical_arguments(Some(br#"{"b": [1, {"y":2,"x":1}], "a": "s"}"#)).unwrap();
+        let b = canonical_arguments(Some(br#"{"a":"s","b":[1,{"x":1,"y":2}]}"#)).unwrap();
         assert_eq!(a, b);
         assert_eq!(a, br#"{"a":"s","b":[1,{"x":1,"y":2}]}"#);
         assert_ne!(canonical_arguments(Some(br#"{"b":[2,1]}"#)), canonical_arguments(Some(br#"{"b":[1,2]}"#)));
-        assert_eq!(canonical_arguments(None), b"{}");
+        assert_eq!(canonical_arguments(None).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn unreadable_arguments_are_refused_never_keyed_as_empty() {
+        for raw in
+            [&br#"{"m":"TOKYO","m":"PARIS"}"#[..], br#"{"a":{"b":[{"c":1,"c":2}]}}"#, br#"{"n":1e400}"#, b"{not json"]
+        {
+            assert!(canonical_arguments(Some(raw)).is_err(), "{}", String::from_utf8_lossy(raw));
+        }
+        // Fuzzing found (`fuzz/regressions/envelope/`): a long literal read as a neighbouring
+        // double by a best-effort parse, whose canonical form then read back differently.
+        let long = format!("{{\"n\":33{}0}}", "5".repeat(125));
+        let once = canonical_arguments(Some(long.as_bytes())).unwrap();
+        assert_eq!(canonical_arguments(Some(&once)).unwrap(), once, "canonical form is a fixed point");
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert!(canonical_arguments(Some(deep.as_bytes())).is_err());
     }
 }

@@ -45,8 +45,13 @@ pub fn page(
             )
         }
     };
-    let end = (offset + config.page_size).min(items.len());
-    let page = items.get(offset.min(items.len())..end).unwrap_or_default();
+    // A cursor is the client's text: an offset past the list (or near `usize::MAX`) is one the
+    // gateway never minted.
+    if offset > items.len() {
+        return Err(GatewayError::InvalidCursor);
+    }
+    let end = offset.saturating_add(config.page_size).min(items.len());
+    let page = &items[offset..end];
     let mut out = Vec::with_capacity(page.iter().map(|i| i.len() + 1).sum::<usize>() + 160);
     let mut w = ObjectWriter::begin(&mut out);
     if era == Era::Modern {

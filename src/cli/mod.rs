@@ -294,11 +294,30 @@ fn sections(config: &crate::config::Config) -> String {
         "allowed_hosts": s.allowed_hosts,
         "allowed_origins": s.allowed_origins,
         "worker_threads": s.worker_threads,
+        "max_connections": s.max_connections,
+        "header_read_timeout": humantime::format_duration(s.header_read_timeout).to_string(),
+        "body_read_timeout": humantime::format_duration(s.body_read_timeout).to_string(),
+        "idle_timeout": humantime::format_duration(s.idle_timeout).to_string(),
+        "send_timeout": humantime::format_duration(s.send_timeout).to_string(),
+        "max_header_bytes": s.max_header_bytes,
+        "metrics_listen": if s.metrics_listen.is_empty() { "<none>" } else { s.metrics_listen.as_str() },
+        "tls_cert": if s.tls_cert.is_empty() { "<none: plain HTTP>" } else { s.tls_cert.as_str() },
+        "max_batch_size": s.max_batch_size,
+        "max_batch_response_bytes": s.max_batch_response_bytes,
+        "max_sessions_per_caller": s.max_sessions_per_caller,
+        "max_ended_sessions_per_caller": s.max_ended_sessions_per_caller,
+        "max_streams_per_session": s.max_streams_per_session,
+        "max_listens_per_caller": s.max_listens_per_caller,
+        "max_subscriptions_per_session": s.max_subscriptions_per_session,
+        "max_uri_bytes": s.max_uri_bytes,
     });
     let redis = serde_json::json!({
         "url": if config.redis.resolved_url().is_some() { "<set>" } else { "<none>" },
         "prefix": config.redis.prefix,
         "timeout": humantime::format_duration(config.redis.timeout).to_string(),
+        "tls": config.redis.resolved_url().is_some_and(|u| u.starts_with("rediss://")),
+        "entry_secret": if config.redis.entry_secret.is_empty() { "<none>" } else { "<set>" },
+        "ca_file": if config.redis.ca_file.is_empty() { "<system store>" } else { config.redis.ca_file.as_str() },
     });
     let mut out = String::from("settings in force:\n");
     let mut section = |name: &str, text: Result<String, toml::ser::Error>| {

@@ -89,14 +89,19 @@ impl Config {
             return Err(ConfigError { path: shown, problems: unknown });
         }
         let figment = Figment::new().merge(Toml::file(path)).merge(overrides());
-        let mut config = Self::from_figment(figment, shown)?;
-        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
-        Ok(config)
+        // Paths are resolved before validation, which reads the files they name (TLS, `ca_file`).
+        Self::from_figment(figment, shown, Some(path.parent().unwrap_or(Path::new("."))))
     }
 
-    /// Resolve relative upstream paths against `base` (the configuration file's folder): a
-    /// `command` containing a `/` (a bare name is looked up on `PATH`), and `cwd`.
+    /// Resolve relative paths against `base` (the configuration file's folder): an upstream's
+    /// `command` containing a `/` (a bare name is looked up on `PATH`), `cwd` and `ca_file`, the
+    /// server's `tls_cert` and `tls_key`, and `[redis] ca_file`.
     pub fn resolve_paths(&mut self, base: &Path) {
+        for file in [&mut self.server.tls_cert, &mut self.server.tls_key] {
+            if !file.is_empty() && Path::new(file.as_str()).is_relative() {
+                *file = base.join(file.as_str()).to_string_lossy().into_owned();
+            }
+        }
         for up in self.upstreams.values_mut() {
             if let Some(cmd) = &up.command
                 && cmd.contains('/')
@@ -109,6 +114,14 @@ impl Config {
             {
                 up.cwd = Some(base.join(cwd));
             }
+            if let Some(ca) = &up.ca_file
+                && ca.is_relative()
+            {
+                up.ca_file = Some(base.join(ca));
+            }
+        }
+        if !self.redis.ca_file.is_empty() && Path::new(&self.redis.ca_file).is_relative() {
+            self.redis.ca_file = base.join(&self.redis.ca_file).to_string_lossy().into_owned();
         }
     }
 
@@ -116,14 +129,19 @@ impl Config {
     ///
     /// Errors: as [`Config::load`].
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        Self::from_figment(Figment::new().merge(Toml::string(text)), None)
+        Self::from_figment(Figment::new().merge(Toml::string(text)), None, None)
     }
 
-    fn from_figment(figment: Figment, path: Option<String>) -> Result<Config, ConfigError> {
+    /// Extract, resolve relative paths against `base` (so validation reads the files meant),
+    /// expand variables, validate.
+    fn from_figment(figment: Figment, path: Option<String>, base: Option<&Path>) -> Result<Config, ConfigError> {
         let mut config: Config = figment.extract().map_err(|e| ConfigError {
             path: path.clone(),
             problems: e.into_iter().map(|e| e.to_string()).collect(),
         })?;
+        if let Some(base) = base {
+            config.resolve_paths(if base.as_os_str().is_empty() { Path::new(".") } else { base });
+        }
         let mut problems = config.expand_variables();
         problems.extend(config.validate());
         if !problems.is_empty() {
@@ -355,6 +373,13 @@ mod tests {
     fn every_section_takes_environment_overrides() {
         let one = |var: &str, value: &str| load_with_env("[upstreams.a]\ncommand = \"x\"\n", &[(var, value)]).unwrap();
         assert_eq!(one("SEKISHO_SERVER__MAX_BODY_BYTES", "5000").server.max_body_bytes, 5000);
+        // The connection and per-client limits, one of each kind.
+        assert_eq!(one("SEKISHO_SERVER__MAX_CONNECTIONS", "12").server.max_connections, 12);
+        assert_eq!(one("SEKISHO_SERVER__HEADER_READ_TIMEOUT", "3s").server.header_read_timeout.as_secs(), 3);
+        assert_eq!(one("SEKISHO_SERVER__IDLE_TIMEOUT", "4s").server.idle_timeout.as_secs(), 4);
+        assert_eq!(one("SEKISHO_SERVER__MAX_BATCH_SIZE", "5").server.max_batch_size, 5);
+        assert_eq!(one("SEKISHO_SERVER__MAX_SESSIONS_PER_CALLER", "6").server.max_sessions_per_caller, 6);
+        assert_eq!(one("SEKISHO_SERVER__METRICS_LISTEN", "127.0.0.1:9464").server.metrics_listen, "127.0.0.1:9464");
         assert_eq!(one("SEKISHO_CATALOG__PAGE_SIZE", "7").catalog.page_size, 7);
         assert_eq!(one("SEKISHO_LOG__LEVEL", "debug").log.level, "debug");
         assert_eq!(one("SEKISHO_ADMISSION__QUEUE_SIZE", "9").admission.queue_size, 9);
@@ -362,7 +387,81 @@ mod tests {
         assert_eq!(one("SEKISHO_CACHE__TTL", "7m").cache.ttl.as_secs(), 420);
         assert_eq!(one("SEKISHO_IDEMPOTENCY__WINDOW", "9m").idempotency.window.as_secs(), 540);
         assert_eq!(one("SEKISHO_REDIS__PREFIX", "fleet9:").redis.prefix, "fleet9:");
+        let secret = "an-entry-secret-of-at-least-32-bytes";
+        assert_eq!(one("SEKISHO_REDIS__ENTRY_SECRET", secret).redis.entry_secret, secret);
+        let (_dir, ca) = ca_file();
+        assert_eq!(one("SEKISHO_REDIS__CA_FILE", &ca).redis.ca_file, ca);
         assert_eq!(one("SEKISHO_UPSTREAMS__A__TIMEOUT", "13s").upstreams["a"].settings.timeout.as_secs(), 13);
+        let http = load_with_env(
+            "[upstreams.h]\nurl = \"https://example.com/mcp\"\n",
+            &[("SEKISHO_UPSTREAMS__H__CA_FILE", &ca)],
+        );
+        assert_eq!(http.unwrap().upstreams["h"].ca_file.as_deref(), Some(Path::new(&ca)));
+    }
+
+    /// A PEM file holding one self-signed CA certificate (its folder lives as long as the guard).
+    fn ca_file() -> (tempfile::TempDir, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, params.self_signed(&key).unwrap().pem()).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    #[test]
+    fn redis_needs_an_entry_secret_and_a_tls_url_for_its_ca_file() {
+        let err = Config::from_toml("[redis]\nurl = \"redis://127.0.0.1:6379\"\n").unwrap_err().to_string();
+        assert!(err.contains("redis.entry_secret must be set"), "{err}");
+        let short = Config::from_toml("[redis]\nurl = \"redis://h:6379\"\nentry_secret = \"short\"\n").unwrap_err();
+        assert!(short.to_string().contains("at least 32 bytes"), "{short}");
+        let (_dir, ca) = ca_file();
+        let secret = "entry_secret = \"0123456789abcdef0123456789abcdef\"\n";
+        let tls =
+            Config::from_toml(&format!("[redis]\nurl = \"rediss://h:6380/0\"\n{secret}ca_file = {ca:?}\n")).unwrap();
+        assert_eq!(tls.redis.ca_file, ca);
+        let plain = Config::from_toml(&format!("[redis]\nurl = \"redis://h:6379\"\n{secret}ca_file = {ca:?}\n"));
+        assert!(plain.unwrap_err().to_string().contains("needs a rediss:// URL"));
+        let missing =
+            Config::from_toml(&format!("[redis]\nurl = \"rediss://h:6380\"\n{secret}ca_file = \"/nonexistent.pem\"\n"));
+        assert!(missing.unwrap_err().to_string().contains("redis.ca_file: cannot read"));
+        // Never printed: the secret is not serialized.
+        assert!(!serde_json::to_string(&tls).unwrap().contains("0123456789abcdef0123456789abcdef"));
+    }
+
+    #[test]
+    fn upstream_ca_files_are_read_resolved_and_http_only() {
+        let (dir, _ca) = ca_file();
+        let cfg = dir.path().join("s.toml");
+        std::fs::write(&cfg, "[upstreams.h]\nurl = \"https://example.com/mcp\"\nca_file = \"ca.pem\"\n").unwrap();
+        let c = Config::load(&cfg).unwrap();
+        assert_eq!(
+            c.upstreams["h"].ca_file.as_deref(),
+            Some(dir.path().join("ca.pem").as_path()),
+            "relative to the file"
+        );
+        std::fs::write(dir.path().join("bad.pem"), "not a certificate").unwrap();
+        std::fs::write(&cfg, "[upstreams.h]\nurl = \"https://example.com/mcp\"\nca_file = \"bad.pem\"\n").unwrap();
+        assert!(Config::load(&cfg).unwrap_err().to_string().contains("holds no PEM certificate"));
+        let stdio = Config::from_toml("[upstreams.s]\ncommand = \"x\"\nca_file = \"ca.pem\"\n").unwrap_err();
+        assert!(stdio.to_string().contains("ca_file only applies to HTTP upstreams"), "{stdio}");
+    }
+
+    #[test]
+    fn server_limits_are_checked() {
+        let err = Config::from_toml(
+            "[server]\nmax_connections = 0\nmax_header_bytes = 100\nidle_timeout = \"1ms\"\ntls_cert = \"c.pem\"\nmetrics_listen = \"nope\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for needle in ["max_connections", "max_header_bytes", "idle_timeout", "set together", "metrics_listen"] {
+            assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
+        }
+        let err = Config::from_toml("[server]\ntls_cert = \"/nonexistent/c.pem\"\ntls_key = \"/nonexistent/k.pem\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tls_cert"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,27 @@ use crate::pipeline::parts::{ANONYMOUS, Identity, Priority};
 /// session_ttl = "24h"           # legacy Mcp-Session-Id lifetime
 /// session_key = ""              # base64 of 32 bytes; share it across replicas
 /// worker_threads = 0            # runtime threads; 0 = one per CPU
+///
+/// # HTTP server limits: what one slow or hostile connection may hold
+/// max_connections = 4096        # open client connections at once; more wait in the backlog
+/// header_read_timeout = "10s"   # from a request's first byte to its last header byte
+/// body_read_timeout = "30s"     # reading one request body; late: HTTP 408
+/// idle_timeout = "60s"          # a connection with nothing in flight and nothing received
+/// send_timeout = "30s"          # a write that makes no progress (a client that never reads)
+/// max_header_bytes = 16384      # request line + headers; larger: HTTP 431
+/// metrics_listen = ""           # e.g. "127.0.0.1:9464": /metrics without a key, there only
+/// tls_cert = ""                 # PEM certificate chain; with tls_key, the listener speaks TLS
+/// tls_key = ""                  # PEM private key
+///
+/// # What one client may hold
+/// max_batch_size = 100          # requests in one JSON-RPC batch (2025-03-26)
+/// max_batch_response_bytes = 16777216   # the batch's answers together, in bytes
+/// max_sessions_per_caller = 1000        # live sessions per API key on this replica
+/// max_ended_sessions_per_caller = 10000 # ended sessions remembered per key until they expire
+/// max_streams_per_session = 4   # GET notification streams of one session
+/// max_listens_per_caller = 64   # modern subscriptions/listen streams of one API key
+/// max_subscriptions_per_session = 256   # resources/subscribe held by one session
+/// max_uri_bytes = 8192          # longest resource URI a request may name
 /// ```
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -51,6 +72,57 @@ pub struct ServerConfig {
     /// Async runtime worker threads; 0 means one per CPU. On a machine the gateway shares with
     /// its upstreams, fewer threads cost less CPU per request (see BENCHMARKS.md).
     pub worker_threads: usize,
+    /// Client connections open at once. At the cap the gateway stops accepting: new
+    /// connections wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
+    /// Longest time from the first byte of a request (or of a connection, for the TLS
+    /// handshake and the first request) to the end of its headers; a slower client's
+    /// connection is closed (slowloris).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest time to read one request body; a slower client gets HTTP 408 and the
+    /// connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight that receives nothing this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A connection whose pending write makes no progress this long (a client that does not
+    /// read its answer) is closed, which drops the answer it held.
+    #[serde(with = "humantime_serde")]
+    pub send_timeout: Duration,
+    /// Largest request line plus headers, in bytes (8 KiB–1 MiB); larger gets HTTP 431.
+    pub max_header_bytes: usize,
+    /// A second listen address that serves only `/metrics` (and `/healthz`), without API keys,
+    /// for Prometheus; empty: none. `/metrics` on the main listener keeps requiring a key.
+    pub metrics_listen: String,
+    /// PEM file with the listener's certificate chain; with `tls_key`, clients connect with
+    /// TLS (rustls: TLS 1.2 and 1.3). Both empty: plain HTTP.
+    pub tls_cert: String,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: String,
+    /// Requests in one JSON-RPC batch at most; a larger batch is refused whole with one -32600
+    /// error and none of it runs.
+    pub max_batch_size: usize,
+    /// The answers of one batch together at most, in bytes; past it the batch is answered with
+    /// one -32600 error (calls still running are cancelled).
+    pub max_batch_response_bytes: usize,
+    /// Live legacy sessions per caller (API key) on this replica; past it `initialize` gets
+    /// HTTP 429 with -32015 until the caller ends (`DELETE`) or abandons one.
+    pub max_sessions_per_caller: usize,
+    /// Ended (`DELETE`d) sessions remembered per caller, each until its own expiry; while a
+    /// caller has this many, its new sessions are refused (HTTP 429, -32015) rather than an
+    /// ended one forgotten and revived.
+    pub max_ended_sessions_per_caller: usize,
+    /// Open GET notification streams per legacy session; more get HTTP 429 with -32015.
+    pub max_streams_per_session: usize,
+    /// Open `subscriptions/listen` streams per caller (the modern era has no sessions); more
+    /// get HTTP 429 with -32015.
+    pub max_listens_per_caller: usize,
+    /// Resource subscriptions one session may hold; more get -32015.
+    pub max_subscriptions_per_session: usize,
+    /// Longest resource URI (bytes) a request may name; longer gets -32602.
+    pub max_uri_bytes: usize,
 }
 
 /// One static API key: a plain string, or a table with its name, role and priorities.
@@ -226,6 +298,23 @@ impl Default for ServerConfig {
             session_ttl: Duration::from_secs(24 * 3600),
             session_key: String::new(),
             worker_threads: 0,
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(30),
+            max_header_bytes: 16 * 1024,
+            metrics_listen: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            max_batch_size: 100,
+            max_batch_response_bytes: 16 * 1024 * 1024,
+            max_sessions_per_caller: 1000,
+            max_ended_sessions_per_caller: 10_000,
+            max_streams_per_session: 4,
+            max_listens_per_caller: 64,
+            max_subscriptions_per_session: 256,
+            max_uri_bytes: 8 * 1024,
         }
     }
 }
@@ -272,7 +361,68 @@ impl ServerConfig {
         if !self.session_key.is_empty() && crate::session::token::decode_key(&self.session_key).is_none() {
             problems.push("server.session_key must be the base64 encoding of exactly 32 bytes".into());
         }
+        problems.extend(self.validate_limits());
         problems
+    }
+
+    /// Problems of the connection and per-client limits: each in its range (a limit of 0 would
+    /// refuse everything; a timeout under 100 ms would cut off healthy clients).
+    fn validate_limits(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let counts = [
+            ("max_connections", self.max_connections, 1, 1_000_000),
+            ("max_header_bytes", self.max_header_bytes, 8 * 1024, 1024 * 1024),
+            ("max_batch_size", self.max_batch_size, 1, 100_000),
+            ("max_batch_response_bytes", self.max_batch_response_bytes, 1024, 1 << 30),
+            ("max_sessions_per_caller", self.max_sessions_per_caller, 1, 10_000_000),
+            ("max_ended_sessions_per_caller", self.max_ended_sessions_per_caller, 1, 10_000_000),
+            ("max_streams_per_session", self.max_streams_per_session, 1, 10_000),
+            ("max_listens_per_caller", self.max_listens_per_caller, 1, 1_000_000),
+            ("max_subscriptions_per_session", self.max_subscriptions_per_session, 1, 1_000_000),
+            ("max_uri_bytes", self.max_uri_bytes, 64, 1024 * 1024),
+        ];
+        for (key, value, min, max) in counts {
+            if !(min..=max).contains(&value) {
+                problems.push(format!("server.{key} = {value} is outside {min}..={max}"));
+            }
+        }
+        let timeouts = [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("send_timeout", self.send_timeout),
+        ];
+        for (key, value) in timeouts {
+            if value < Duration::from_millis(100) || value > Duration::from_secs(24 * 3600) {
+                problems.push(format!("server.{key} = {value:?} is outside 100ms..=24h"));
+            }
+        }
+        if !self.metrics_listen.is_empty() {
+            match self.metrics_listen.parse::<SocketAddr>() {
+                Ok(addr) if addr == self.listen_addr() => {
+                    problems.push("server.metrics_listen must differ from server.listen".into())
+                }
+                Ok(_) => {}
+                Err(e) => problems
+                    .push(format!("server.metrics_listen = {:?} is not a socket address ({e})", self.metrics_listen)),
+            }
+        }
+        match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
+            (true, true) => {}
+            (false, false) => {
+                if let Err(e) = super::tls::load(&self.tls_cert, &self.tls_key) {
+                    problems.push(e);
+                }
+            }
+            _ => problems.push("server.tls_cert and server.tls_key must be set together".into()),
+        }
+        problems
+    }
+
+    /// The parsed `metrics_listen` address, if one is set (valid after
+    /// [`ServerConfig::validate`]).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listen.parse().ok()
     }
 
     /// Problems of the API keys' priorities given `[admission] default_priority`: a

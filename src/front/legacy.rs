@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use axum::response::Response;
 use bytes::Bytes;
-use futures::future::join_all;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use http::header::ACCEPT;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tokio::sync::mpsc;
@@ -25,7 +26,8 @@ use crate::session::hub::Filter;
 use crate::session::lifecycle;
 use crate::session::registry::{SessionError, SessionState};
 use crate::session::token::SessionClaims;
-use crate::wire::jsonrpc::{self, FrameError, Kind, Message, Method, split_batch};
+use crate::wire::batch::{is_batch, split_batch};
+use crate::wire::jsonrpc::{self, FrameError, Kind, Message, Method};
 use crate::wire::mcp::{self, Era};
 
 /// Capacity of a request's event channel (progress, logs, relayed requests).
@@ -36,11 +38,7 @@ fn session_header(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn session_refusal(e: SessionError) -> Response {
-    let err = match e {
-        SessionError::Missing => GatewayError::SessionRequired,
-        SessionError::Unknown => GatewayError::SessionNotFound,
-    };
-    refuse(&err, None, Era::Legacy)
+    refuse(&e.to_gateway(), None, Era::Legacy)
 }
 
 fn frame_refusal(e: FrameError) -> Response {
@@ -62,7 +60,7 @@ pub async fn post(
     {
         return refuse(&GatewayError::UnsupportedVersion { requested: v.to_string() }, None, Era::Legacy);
     }
-    if jsonrpc::is_batch(&body) {
+    if is_batch(&body) {
         return batch(shared, scope, principal, headers, body).await;
     }
     let msg = match Message::parse(body) {
@@ -110,7 +108,10 @@ fn initialize(shared: &Shared, scope: &Scope, principal: &Principal, msg: &Messa
     let params = msg.params().map(|p| msg.slice(p)).unwrap_or_default();
     match lifecycle::initialize(&shared.upstreams, scope, params) {
         Ok(init) => {
-            let session = shared.sessions.create(init.version, init.flags, principal);
+            let session = match shared.sessions.create(init.version, init.flags, principal) {
+                Ok(s) => s,
+                Err(e) => return respond(rescue::error(Some(id.as_bytes()), &e.to_gateway(), Era::Legacy)),
+            };
             let mut out = Vec::with_capacity(init.result.len() + 64);
             jsonrpc::write_result(&mut out, id.as_bytes(), &init.result);
             let mut resp = json(StatusCode::OK, Bytes::from(out));
@@ -185,9 +186,12 @@ async fn request(
 }
 
 /// A JSON-RPC batch: allowed only in sessions that negotiated 2025-03-26; requests run
-/// concurrently and their answers come back as one JSON array.
+/// concurrently and their answers come back as one JSON array. Bounded both ways: more than
+/// `server.max_batch_size` messages is refused whole before anything runs, and answers
+/// adding up to more than `server.max_batch_response_bytes` end the batch with one error
+/// (calls still running are cancelled; those already answered have run).
 async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers: &HeaderMap, body: Bytes) -> Response {
-    let spans = match split_batch(&body) {
+    let spans = match split_batch(&body, shared.config.max_batch_size) {
         Ok(s) => s,
         Err(e) => return frame_refusal(e),
     };
@@ -252,11 +256,30 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
             },
         }
     }
-    answers.extend(join_all(calls).await);
+    let limit = shared.config.max_batch_response_bytes;
+    let mut total: usize = answers.iter().map(|a| a.message.len() + 1).sum();
+    // Counted as they finish (not in order), so answers waiting behind a slow one count too.
+    let mut running: FuturesUnordered<_> =
+        calls.into_iter().enumerate().map(|(i, call)| async move { (i, call.await) }).collect();
+    let mut finished = Vec::with_capacity(running.len());
+    while let Some((i, answer)) = running.next().await {
+        total += answer.message.len() + 1;
+        if total > limit {
+            // Dropping the rest cancels them (upstream too); nothing partial is sent.
+            drop(running);
+            let reason = format!(
+                "the batch's answers exceed {limit} bytes (server.max_batch_response_bytes); send fewer requests per batch"
+            );
+            return refuse(&GatewayError::InvalidRequest(reason), None, Era::Legacy);
+        }
+        finished.push((i, answer));
+    }
+    finished.sort_unstable_by_key(|(i, _)| *i);
+    answers.extend(finished.into_iter().map(|(_, a)| a));
     if answers.is_empty() {
         return accepted();
     }
-    let mut out = Vec::with_capacity(answers.iter().map(|a| a.message.len() + 1).sum::<usize>() + 2);
+    let mut out = Vec::with_capacity(total + 2);
     out.push(b'[');
     for (i, a) in answers.iter().enumerate() {
         if i > 0 {
@@ -282,10 +305,19 @@ pub async fn get(shared: Arc<Shared>, scope: Scope, principal: &Principal, heade
         Ok(s) => s,
         Err(e) => return session_refusal(e),
     };
+    let max = shared.config.max_streams_per_session;
+    let Some(slot) = state.open_stream(max) else {
+        let e = GatewayError::LimitReached {
+            what: "this session has too many GET streams open; close one first",
+            key: "max_streams_per_session",
+            limit: max,
+        };
+        return refuse(&e, None, Era::Legacy);
+    };
     let (tx, rx) = mpsc::channel(64);
     attach_stream(&state, tx.clone());
     let registration = shared.hub.register_session(scope, Filter::ALL, None, Some(Arc::clone(&state)), tx);
-    sse_response(notification_stream(rx, None, [state.ended.clone(), shared.draining.clone()], registration))
+    sse_response(notification_stream(rx, None, [state.ended.clone(), shared.draining.clone()], (registration, slot)))
 }
 
 /// Make `stream` the session's standalone stream for what its per-client upstream sessions

@@ -4,6 +4,7 @@
 //! ([`rescue`]).
 
 pub mod config;
+pub mod conn;
 pub mod legacy;
 pub mod messages;
 pub mod modern;
@@ -11,8 +12,10 @@ pub mod ops;
 pub mod rescue;
 pub mod respond;
 pub mod routes;
+pub mod serve;
 pub mod stdio;
 pub mod stream;
+pub mod tls;
 
 use std::sync::Arc;
 

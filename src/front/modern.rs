@@ -137,7 +137,7 @@ pub async fn post(
     accept: Accepts,
 ) -> Response {
     let received = Instant::now();
-    if jsonrpc::is_batch(&body) {
+    if crate::wire::batch::is_batch(&body) {
         let e = GatewayError::InvalidRequest("the 2026-07-28 transport takes one message per POST".into());
         return error_response(None, &e);
     }
@@ -180,7 +180,7 @@ pub async fn post(
             jsonrpc::write_result(&mut out, &id, &discovered);
             json(StatusCode::OK, Bytes::from(out))
         }
-        Method::SubscriptionsListen => listen(&shared, scope, &id, &params.bytes, accept),
+        Method::SubscriptionsListen => listen(&shared, scope, &principal, &id, &params.bytes, accept),
         Method::Initialize => error_response(
             Some(&id),
             &GatewayError::MethodNotFound("initialize is not part of 2026-07-28 (use server/discover)".into()),
@@ -212,16 +212,34 @@ pub async fn post(
 
 /// `subscriptions/listen`: acknowledge the filter, then stream list changes tagged with the
 /// subscription id until the client leaves or the gateway drains.
-fn listen(shared: &Shared, scope: Scope, id: &Bytes, params: &[u8], accept: Accepts) -> Response {
+/// A caller may hold `server.max_listens_per_caller` of these streams (the modern era has no
+/// sessions to count them by); more are refused with HTTP 429 and -32015.
+fn listen(
+    shared: &Shared,
+    scope: Scope,
+    principal: &Principal,
+    id: &Bytes,
+    params: &[u8],
+    accept: Accepts,
+) -> Response {
     if !accept.sse {
         let e = GatewayError::NotAcceptable("subscriptions/listen answers with text/event-stream");
         return refuse(&e, None, Era::Modern);
     }
+    let max = shared.config.max_listens_per_caller;
+    let Some(slot) = shared.hub.open_listen(principal.tag(), max) else {
+        let e = GatewayError::LimitReached {
+            what: "this caller has too many subscriptions/listen streams open; close one first",
+            key: "max_listens_per_caller",
+            limit: max,
+        };
+        return refuse(&e, Some(id), Era::Modern);
+    };
     let (filter, ack) = messages::listen(id, params);
     let (tx, rx) = mpsc::channel(64);
     let registration = shared.hub.register(scope, filter, Some(id.clone()), tx);
     let never = tokio_util::sync::CancellationToken::new();
-    sse_response(notification_stream(rx, Some(ack), [shared.draining.clone(), never], registration))
+    sse_response(notification_stream(rx, Some(ack), [shared.draining.clone(), never], (registration, slot)))
 }
 
 #[cfg(test)]

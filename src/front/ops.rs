@@ -121,8 +121,19 @@ pub async fn clear_cache(
     json(StatusCode::OK, Bytes::from(body.to_string()))
 }
 
-/// Prometheus metrics.
+/// Prometheus metrics on the main listener, for a caller that passes the edge (an API key
+/// when keys are configured).
 pub async fn metrics(State(shared): State<Arc<Shared>>, _: Caller) -> Response {
+    render_metrics(&shared)
+}
+
+/// Prometheus metrics on `[server] metrics_listen`, which asks for no key: keep that address
+/// where only the scraper reaches it.
+pub async fn open_metrics(State(shared): State<Arc<Shared>>) -> Response {
+    render_metrics(&shared)
+}
+
+fn render_metrics(shared: &Shared) -> Response {
     for up in shared.upstreams.iter() {
         METRICS.upstream(&up.name, up.status().is_up(), up.restarts(), up.in_flight());
         if let Some((live, _)) = up.client_sessions() {

@@ -38,6 +38,18 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// The routes of `[server] metrics_listen`: `/metrics` without API keys (for Prometheus) and
+/// `/healthz`; nothing else is served there (404).
+pub fn metrics_router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::open_metrics))
+        .route("/healthz", get(ops::healthz))
+        .fallback(|| async {
+            refuse(&GatewayError::NotFound("this listener serves /metrics".into()), None, Era::Legacy)
+        })
+        .with_state(shared)
+}
+
 /// Which era a request belongs to (see the module doc).
 fn era_of_request(headers: &HeaderMap, body: &[u8]) -> Era {
     let has_envelope = || memchr::memmem::find(body, mcp::META_PROTOCOL_VERSION.as_bytes()).is_some();
@@ -48,7 +60,7 @@ fn era_of_request(headers: &HeaderMap, body: &[u8]) -> Era {
             None => Era::Legacy,
         },
         None if headers.contains_key(mcp::HEADER_SESSION_ID) => Era::Legacy,
-        None if has_envelope() && !crate::wire::jsonrpc::is_batch(body) => Era::Modern,
+        None if has_envelope() && !crate::wire::batch::is_batch(body) => Era::Modern,
         None => Era::Legacy,
     }
 }
@@ -93,9 +105,17 @@ async fn post_in(shared: Arc<Shared>, scope: Scope, principal: Principal, req: R
         Ok(a) => a,
         Err(e) => return refuse(&e, None, Era::Legacy),
     };
-    let body = match read_body(body, shared.config.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return refuse(&e, None, Era::Legacy),
+    let limit = shared.config.body_read_timeout;
+    let body = match tokio::time::timeout(limit, read_body(body, shared.config.max_body_bytes)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return refuse(&e, None, Era::Legacy),
+        Err(_) => {
+            // RFC 9110 §15.5.9: a server that times out waiting for a request closes the
+            // connection; what is left of the body is never read.
+            let mut resp = refuse(&GatewayError::BodyTimeout(limit), None, Era::Legacy);
+            resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            return resp;
+        }
     };
     match era_of_request(&headers, &body) {
         Era::Modern => modern::post(shared, scope, principal, &headers, body, accept).await,

@@ -59,7 +59,7 @@ pub struct CallLabels {
     /// Upstream namespace, or `gateway` when the gateway answered itself.
     pub upstream: Name,
     /// `ok`, `tool_error`, `rpc_error` (answers), or the error table's label of the failure
-    /// (`crate::error::GatewayError::class`): `client_error`, `unauthorized`, `forbidden`, `shed`,
+    /// (`crate::error::GatewayError::class`): `client_error`, `unauthorized`, `forbidden`, `limited`, `shed`,
     /// `shutting_down`, `in_progress`, `cancelled`, `unavailable`, `upstream_error`, `timeout`,
     /// `internal`.
     pub outcome: &'static str,
@@ -142,6 +142,12 @@ pub struct OpLabels {
     pub op: &'static str,
 }
 
+/// Labels naming why an L2 (Redis) entry was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct L2RejectLabels {
+    pub reason: &'static str,
+}
+
 /// Labels naming an admission limit.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
@@ -179,6 +185,7 @@ pub struct Metrics {
     upstream_discarded: Family<DiscardLabels, Counter>,
     redis_errors: Family<OpLabels, Counter>,
     redis_degraded: Gauge,
+    cache_l2_rejected: Family<L2RejectLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -280,7 +287,16 @@ impl Metrics {
         registry.register("redis_errors", "Redis operations that failed or timed out", redis_errors.clone());
         let redis_degraded = Gauge::default();
         registry.register("redis_degraded", "1 while a configured Redis is not answering", redis_degraded.clone());
+        let cache_l2_rejected = Family::<L2RejectLabels, Counter>::default();
+        // Shown as 0 from the start, so an alert can watch it rise.
+        let _ = cache_l2_rejected.get_or_create(&L2RejectLabels { reason: "mac" });
+        registry.register(
+            "cache_l2_rejected",
+            "Redis cache entries and idempotency records ignored because their MAC did not verify",
+            cache_l2_rejected.clone(),
+        );
         Metrics {
+            cache_l2_rejected,
             cache_lookups,
             cache_evictions,
             cache_invalidations,
@@ -370,6 +386,11 @@ impl Metrics {
     /// Count a failed Redis operation.
     pub fn redis_error(&self, op: &'static str) {
         self.redis_errors.get_or_create(&OpLabels { op }).inc();
+    }
+
+    /// Count an L2 entry that was ignored (`reason`: `mac`, the entry's MAC is missing or wrong).
+    pub fn cache_l2_rejected(&self, reason: &'static str) {
+        self.cache_l2_rejected.get_or_create(&L2RejectLabels { reason }).inc();
     }
 
     /// Count a call served by `upstream`'s fallback.

@@ -97,6 +97,13 @@ impl Cached {
     {
         let up = Arc::clone(&routed.target.upstream);
         let label = || Name::Shared(Arc::clone(&up.name));
+        // The metric's `tool` label: a tool's name (resolve found it in the catalog, so the
+        // labels are bounded by the catalog), never a resource URI, which the client chooses
+        // freely within a template: every URI would be a new series.
+        let tool_label = match &policy {
+            CachePolicy::Fixed { .. } => routed.name().unwrap_or_default().to_string(),
+            CachePolicy::Hinted { .. } => "resources/read".to_string(),
+        };
         let name = routed.name().unwrap_or_default().to_string();
         let store = &self.store;
         let (target, keys) = match policy {
@@ -104,7 +111,8 @@ impl Cached {
                 let args = match &routed.request.body {
                     Body::Client { params, .. } => canonical_arguments(params.get("arguments")),
                     Body::Raw(_) => canonical_arguments(None),
-                };
+                }
+                .map_err(GatewayError::InvalidParams)?;
                 let key = store.key(&routed.caller, scope, &up.name, &name, &args).await;
                 (name, vec![key])
             }
@@ -119,7 +127,7 @@ impl Cached {
         };
         let flight_key = keys.last().expect("at least one key").clone();
         let hit = |entry: &Entry, level: Level| {
-            METRICS.cache_lookup(label(), &target, level.label(), "hit");
+            METRICS.cache_lookup(label(), &tool_label, level.label(), "hit");
             from_cache(entry, "hit", level)
         };
         let leader = match &self.coalescer {
@@ -136,7 +144,7 @@ impl Cached {
                 match coalescer.coalesce(store, &flight_key).await {
                     Flight::Stored(entry) => return Ok(hit(&entry, Level::L2)),
                     Flight::Shared(entry, level) => {
-                        METRICS.cache_lookup(label(), &target, level.label(), "coalesced");
+                        METRICS.cache_lookup(label(), &tool_label, level.label(), "coalesced");
                         return Ok(from_cache(&entry, "coalesced", level));
                     }
                     Flight::Leader(leader) => {
@@ -180,7 +188,7 @@ impl Cached {
         // A tool's answer is always a miss; a resource read only when it was stored.
         let miss = matches!(policy, CachePolicy::Fixed { .. }) || entry.is_some();
         if miss {
-            METRICS.cache_lookup(label(), &target, "none", "miss");
+            METRICS.cache_lookup(label(), &tool_label, "none", "miss");
         }
         if let Some((e, key)) = &entry {
             store.put(key, Arc::clone(e)).await;

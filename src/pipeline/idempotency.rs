@@ -66,7 +66,8 @@ where
     let args = match &routed.request.body {
         Body::Client { params, .. } => canonical_arguments(params.get("arguments")),
         Body::Raw(_) => canonical_arguments(None),
-    };
+    }
+    .map_err(GatewayError::InvalidParams)?;
     let hash = request_hash(mcp_method(&routed), &up.name, &tool, &args);
     let running_for = up.longest_call(routed.target.timeout);
     let claim = match records.begin(&routed.caller, key, &hash, running_for).await? {

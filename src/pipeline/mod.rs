@@ -93,10 +93,10 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
         // [the policy steps go here: access control, rate limits, argument validation; a step
         // that needs the resolved tool (its inputSchema) goes right after resolve.]
         // resolve: answer catalog methods; route the rest to their upstream, once.
-        .layer(StepLayer(Resolve::new(parts.catalog, parts.upstreams, &config.cache)))
+        .layer(StepLayer(Resolve::new(parts.catalog, parts.upstreams, &config.cache, config.server.max_uri_bytes)))
         // subscriptions: sessions share an upstream's resource subscriptions; one client's
         // unsubscribe must not end another's updates.
-        .layer(StepLayer(SharedSubscriptions::default()))
+        .layer(StepLayer(SharedSubscriptions::new(config.server.max_subscriptions_per_session)))
         // idempotency: a repeated key replays, waits, or is refused; before the cache, so a
         // keyed call is never answered by another caller's entry.
         .option_layer(config.idempotency.enabled.then(|| StepLayer(IdempotencyKeys::new(parts.idempotency))))

@@ -54,8 +54,9 @@ impl Meta {
 impl Params {
     /// View a raw params object.
     ///
-    /// Errors: [`GatewayError::InvalidParams`] when `bytes` is not a JSON object or `_meta`
-    /// is present but not an object.
+    /// Errors: [`GatewayError::InvalidParams`] (-32602) when `bytes` is not a JSON object,
+    /// `_meta` is present but not an object, or either names a member twice (so `name`,
+    /// `arguments`, `uri` and `_meta` are read from exactly the member an upstream reads).
     pub fn parse(bytes: Bytes) -> Result<Params, GatewayError> {
         if bytes.is_empty() {
             return Ok(Params::default());
@@ -67,8 +68,11 @@ impl Params {
                 if raw.as_ref() == b"null" {
                     None
                 } else {
-                    let view = ObjectView::parse(&raw)
-                        .map_err(|_| GatewayError::InvalidParams("params._meta must be an object".into()))?;
+                    let view = ObjectView::parse(&raw).map_err(|e| {
+                        GatewayError::InvalidParams(format!(
+                            "params._meta must be an object without duplicate members: {e}"
+                        ))
+                    })?;
                     Some(Meta { bytes: raw, view })
                 }
             }

@@ -28,11 +28,13 @@ use crate::wire::jsonrpc::{Method, write_json_str};
 use crate::wire::mcp::{self, Era};
 use crate::wire::object::ObjectView;
 
-/// What resolve reads: the catalog, the upstreams, and the cache defaults.
+/// What resolve reads: the catalog, the upstreams, the cache defaults, and the longest
+/// resource URI a request may name.
 pub struct Resolver {
     catalog: Arc<CatalogState>,
     upstreams: Arc<UpstreamSet>,
     cache: CacheConfig,
+    max_uri_bytes: usize,
 }
 
 /// Answers gateway methods, routes the rest.
@@ -42,10 +44,20 @@ pub struct Resolve {
 }
 
 impl Resolve {
-    /// Resolve against `catalog` and `upstreams`, with `cache` deciding cache policies.
-    pub fn new(catalog: &Arc<CatalogState>, upstreams: &Arc<UpstreamSet>, cache: &CacheConfig) -> Self {
-        let resolver =
-            Resolver { catalog: Arc::clone(catalog), upstreams: Arc::clone(upstreams), cache: cache.clone() };
+    /// Resolve against `catalog` and `upstreams`, with `cache` deciding cache policies; a
+    /// resource URI longer than `max_uri_bytes` is refused with -32602.
+    pub fn new(
+        catalog: &Arc<CatalogState>,
+        upstreams: &Arc<UpstreamSet>,
+        cache: &CacheConfig,
+        max_uri_bytes: usize,
+    ) -> Self {
+        let resolver = Resolver {
+            catalog: Arc::clone(catalog),
+            upstreams: Arc::clone(upstreams),
+            cache: cache.clone(),
+            max_uri_bytes,
+        };
         Resolve { resolver: Arc::new(resolver) }
     }
 }
@@ -303,6 +315,7 @@ impl Resolver {
                 if era == Era::Legacy || *method == Method::ResourcesRead =>
             {
                 let uri = params.required_str("uri")?;
+                self.check_uri(&uri)?;
                 let Scope::Gateway = scope else { return unprefixed(scope_name(scope), &uri) };
                 renamed(&snap.resource(&uri).ok_or_else(|| GatewayError::ResourceNotFound(uri.to_string()))?, "uri")
             }
@@ -315,6 +328,21 @@ impl Resolver {
             }
             other => Err(GatewayError::MethodNotFound(other.as_str().to_string())),
         }
+    }
+
+    /// Refuse a URI (or a completion reference) longer than `server.max_uri_bytes`: it would
+    /// be copied into keys, logs and the upstream's request.
+    ///
+    /// Errors: [`GatewayError::InvalidParams`].
+    fn check_uri(&self, uri: &str) -> Result<(), GatewayError> {
+        if uri.len() > self.max_uri_bytes {
+            return Err(GatewayError::InvalidParams(format!(
+                "params.uri is {} bytes; at most {} (server.max_uri_bytes)",
+                uri.len(),
+                self.max_uri_bytes
+            )));
+        }
+        Ok(())
     }
 
     /// The upstream of a `completion/complete` and its `ref` rewritten to the upstream's name.
@@ -336,6 +364,7 @@ impl Resolver {
         let value = view
             .get_str(&raw_ref, key)
             .ok_or_else(|| GatewayError::InvalidParams(format!("params.ref.{key} must be a string")))?;
+        self.check_uri(&value)?;
         let (up, original) = match scope {
             Scope::Upstream(ns) => (self.upstream(ns)?, value.to_string()),
             Scope::Gateway => {

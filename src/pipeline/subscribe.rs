@@ -25,9 +25,19 @@ use crate::upstream::request::Body;
 use crate::wire::jsonrpc::Method;
 
 /// Counts the sessions subscribed to each upstream resource.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SharedSubscriptions {
     registry: Arc<Subscriptions>,
+    /// Subscriptions one session may hold (`server.max_subscriptions_per_session`).
+    per_session: usize,
+}
+
+impl SharedSubscriptions {
+    /// Shared subscriptions, at most `per_session` held by one session; a subscribe past it
+    /// is refused with -32015 before it goes upstream.
+    pub fn new(per_session: usize) -> Self {
+        SharedSubscriptions { registry: Arc::default(), per_session }
+    }
 }
 
 impl Named for SharedSubscriptions {
@@ -57,6 +67,14 @@ impl RoutedStep for SharedSubscriptions {
         else {
             return Err(routed);
         };
+        if subscribe && !session.may_subscribe(&client_uri, self.per_session) {
+            let e = GatewayError::LimitReached {
+                what: "this session holds too many resource subscriptions; unsubscribe first",
+                key: "max_subscriptions_per_session",
+                limit: self.per_session,
+            };
+            return Ok(Box::pin(std::future::ready(Err(e))));
+        }
         if !subscribe {
             session.unsubscribe(&client_uri);
             return Ok(Box::pin(async {

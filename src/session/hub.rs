@@ -54,6 +54,27 @@ struct Listener {
 pub struct Hub {
     listeners: Mutex<HashMap<u64, Listener>>,
     next: AtomicU64,
+    /// Open `subscriptions/listen` streams per caller tag (bounded by the configured keys).
+    listens: Mutex<HashMap<[u8; 16], usize>>,
+}
+
+/// An open `subscriptions/listen` stream counted against its caller; dropping it frees its
+/// place.
+pub struct ListenSlot {
+    hub: Arc<Hub>,
+    caller: [u8; 16],
+}
+
+impl Drop for ListenSlot {
+    fn drop(&mut self) {
+        let mut listens = self.hub.listens.lock().expect("hub lock");
+        if let Some(n) = listens.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                listens.remove(&self.caller);
+            }
+        }
+    }
 }
 
 /// A registered stream; dropping it unregisters.
@@ -118,6 +139,18 @@ impl Hub {
                 let _ = l.tx.try_send(Bytes::from(out));
             }
         }
+    }
+
+    /// Count one more `subscriptions/listen` stream of `caller` (its tag) unless it has `max`
+    /// open.
+    pub fn open_listen(self: &Arc<Self>, caller: [u8; 16], max: usize) -> Option<ListenSlot> {
+        let mut listens = self.listens.lock().expect("hub lock");
+        let n = listens.entry(caller).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ListenSlot { hub: Arc::clone(self), caller })
     }
 
     /// Number of open streams.

@@ -62,6 +62,9 @@ pub struct UpstreamConfig {
     /// Extra HTTP headers sent with every request to an HTTP upstream.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// PEM file of CA certificates trusted for this HTTPS upstream besides the system store
+    /// (a private CA); relative to the configuration file's folder.
+    pub ca_file: Option<PathBuf>,
     /// Deadline of one call attempt (default: `[resilience] timeout`, 120s).
     #[serde(default, with = "humantime_serde::option")]
     pub timeout: Option<Duration>,
@@ -364,6 +367,9 @@ impl UpstreamConfig {
                 if !self.headers.is_empty() {
                     problems.push(format!("{at}.headers only applies to HTTP upstreams (`url`)"));
                 }
+                if self.ca_file.is_some() {
+                    problems.push(format!("{at}.ca_file only applies to HTTP upstreams (`url`)"));
+                }
                 let min = self.min_processes.unwrap_or(1);
                 let max = self.max_processes.unwrap_or(min);
                 if min == 0 || max < min || max > MAX_PROCESSES_CAP {
@@ -381,6 +387,11 @@ impl UpstreamConfig {
                             crate::observe::redact::url(url)
                         )),
                     }
+                }
+                if let Some(path) = &self.ca_file
+                    && let Err(e) = crate::upstream::http::tls::read_pem_certs(path)
+                {
+                    problems.push(format!("{at}.ca_file: {e}"));
                 }
                 for (k, v) in &self.headers {
                     if http::HeaderName::try_from(k.as_str()).is_err() {

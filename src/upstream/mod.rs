@@ -200,27 +200,48 @@ impl Upstream {
     }
 }
 
+/// The client of an upstream with a `ca_file`. Validation has read the file once; should it be
+/// unreadable now, the upstream gets a client trusting nothing beyond the system store, so its
+/// connections fail closed (and say why in the log) rather than trust less carefully.
+fn own_client(name: &str, path: &std::path::Path) -> http::HttpClient {
+    match http::tls::read_pem_certs(path).and_then(|certs| http::client_trusting(&certs)) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(upstream = name, error = %e, "ca_file unusable; trusting only the system CA store");
+            http::client()
+        }
+    }
+}
+
 /// All configured upstreams, by namespace.
 pub struct UpstreamSet {
     upstreams: BTreeMap<Arc<str>, Arc<Upstream>>,
     shutdown: CancellationToken,
     tasks: Arc<tokio::sync::Mutex<tokio::task::JoinSet<()>>>,
     client: http::HttpClient,
+    /// Clients of the upstreams with a `ca_file` (each trusts its own CAs besides the system's).
+    own_clients: BTreeMap<Arc<str>, http::HttpClient>,
 }
 
 impl UpstreamSet {
     /// Upstreams for the enabled entries of `configs` (with their settings resolved); nothing
     /// starts until [`UpstreamSet::start`].
     pub fn new<'a>(configs: impl IntoIterator<Item = (&'a String, &'a UpstreamConfig)>) -> Self {
-        let upstreams = configs
-            .into_iter()
-            .map(|(name, cfg)| (Arc::<str>::from(name.as_str()), Arc::new(Upstream::new(name, cfg))))
-            .collect();
+        let mut upstreams = BTreeMap::new();
+        let mut own_clients = BTreeMap::new();
+        for (name, cfg) in configs {
+            let name = Arc::<str>::from(name.as_str());
+            if let Some(path) = &cfg.ca_file {
+                own_clients.insert(Arc::clone(&name), own_client(&name, path));
+            }
+            upstreams.insert(Arc::clone(&name), Arc::new(Upstream::new(&name, cfg)));
+        }
         UpstreamSet {
             upstreams,
             shutdown: CancellationToken::new(),
             tasks: Arc::new(tokio::sync::Mutex::new(tokio::task::JoinSet::new())),
             client: http::client(),
+            own_clients,
         }
     }
 
@@ -232,7 +253,7 @@ impl UpstreamSet {
             let (signals, rx) = Signals::channel(name, Arc::clone(&up.freshness));
             receivers.insert(Arc::clone(name), rx);
             up.pool.start(Spawner {
-                client: self.client.clone(),
+                client: self.own_clients.get(name).unwrap_or(&self.client).clone(),
                 signals,
                 shutdown: self.shutdown.clone(),
                 tasks: Arc::clone(&self.tasks),

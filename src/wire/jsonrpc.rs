@@ -269,18 +269,8 @@ fn is_valid_id(raw: &str) -> bool {
     matches!(raw.as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
 }
 
-/// Whether a body is a JSON array (a JSON-RPC batch), judged by its first non-space byte.
-pub fn is_batch(body: &[u8]) -> bool {
-    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[')
-}
-
-/// Split a batch body into its elements' spans; an error if it is not a JSON array.
-pub fn split_batch(body: &[u8]) -> Result<Vec<Span>, FrameError> {
-    let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| classify(body, e, None))?;
-    Ok(items.iter().map(|raw| span_of(body, raw.get())).collect())
-}
-
-fn classify(body: &[u8], err: serde_json::Error, id: Option<RawId>) -> FrameError {
+/// A parse failure of `body` as a frame error: a syntax error, or valid JSON of the wrong shape.
+pub(crate) fn classify(body: &[u8], err: serde_json::Error, id: Option<RawId>) -> FrameError {
     // A shape error can surface before a syntax error later in the text; only text that
     // parses as some JSON value is "valid JSON but not a request".
     if err.is_syntax() || err.is_eof() || serde_json::from_slice::<IgnoredAny>(body).is_err() {
@@ -517,14 +507,6 @@ mod tests {
             Err(FrameError::Invalid { .. })
         ));
         assert!(matches!(parse(r#"{"jsonrpc":"2.0","id":1}"#), Err(FrameError::Invalid { .. })));
-    }
-
-    #[test]
-    fn batches_split() {
-        assert!(is_batch(b"  [1]"));
-        let body = br#"[{"a":1}, {"b":2}]"#;
-        let spans = split_batch(body).unwrap();
-        assert_eq!(&body[spans[1].clone()], br#"{"b":2}"#);
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub mod code {
     pub const OVERLOADED: i64 = -32013;
     /// sekisho: a call with the same idempotency key is still running (retryable).
     pub const IDEMPOTENCY_IN_PROGRESS: i64 = -32014;
+    /// sekisho: the caller has reached one of its own limits (sessions, streams,
+    /// subscriptions; HTTP 429); it must end something before it may start another.
+    pub const LIMIT_REACHED: i64 = -32015;
     /// Legacy Streamable HTTP: the session id is unknown or expired (the code the official
     /// TypeScript SDK answers with, HTTP 404).
     pub const SESSION_NOT_FOUND: i64 = -32001;

@@ -1,6 +1,7 @@
 //! Wire formats shared by the client-facing front and the upstream clients: MCP constants,
-//! JSON-RPC envelopes, shallow JSON object views, SSE framing, and stdio line framing.
+//! JSON-RPC envelopes and batches, shallow JSON object views, SSE framing, and stdio line framing.
 
+pub mod batch;
 pub mod idscan;
 pub mod jsonrpc;
 pub mod lines;

@@ -29,7 +29,11 @@ struct Member {
 
 /// A parsed object: member names and value spans, in source order, relative to its source.
 ///
-/// Duplicate member names are kept as they came; [`ObjectView::get`] returns the first.
+/// Member names are unique: [`ObjectView::parse`] refuses an object that names a member twice
+/// (after unescaping), because receivers disagree on which one counts (RFC 8259 §4: "names
+/// within an object SHOULD be unique"; JavaScript and Python keep the last, this view would
+/// read the first), and whatever the gateway decides from a message (routing, cache key,
+/// idempotency hash) must come from exactly the member the upstream will read.
 #[derive(Clone, Debug, Default)]
 pub struct ObjectView {
     members: Vec<Member>,
@@ -48,7 +52,8 @@ impl fmt::Display for NotAnObject {
 impl ObjectView {
     /// Read the top-level members of the JSON object in `src`.
     ///
-    /// Errors: [`NotAnObject`] when `src` is not a single JSON object.
+    /// Errors: [`NotAnObject`] when `src` is not a single JSON object, or when it names a
+    /// member twice (the message names the member).
     pub fn parse(src: &[u8]) -> Result<ObjectView, NotAnObject> {
         let mut de = serde_json::Deserializer::from_slice(src);
         let members = de
@@ -58,7 +63,7 @@ impl ObjectView {
         Ok(ObjectView { members })
     }
 
-    /// The raw value of the first member named `key`, as a span of the source.
+    /// The raw value of the member named `key`, as a span of the source.
     pub fn get(&self, src: &[u8], key: &str) -> Option<Span> {
         self.members.iter().find(|m| key_str(&m.key, src) == key).map(|m| m.value.clone())
     }
@@ -114,8 +119,29 @@ impl<'de> Visitor<'de> for MembersVisitor<'de> {
             };
             members.push(Member { key, value: span_of(self.base, value.get()) });
         }
-        Ok(members)
+        match first_duplicate(&members, self.base) {
+            Some(name) => Err(serde::de::Error::custom(format_args!("duplicate member {name:?}"))),
+            None => Ok(members),
+        }
     }
+}
+
+/// Objects with at most this many members are checked pairwise (no allocation); larger ones
+/// are sorted by name.
+const PAIRWISE_MAX: usize = 16;
+
+/// The first member name that occurs twice, if any: O(n²) compares for the few members of a
+/// typical params or `_meta` object, O(n log n) for an object with many.
+fn first_duplicate<'m>(members: &'m [Member], src: &'m [u8]) -> Option<&'m str> {
+    if members.len() <= PAIRWISE_MAX {
+        return members.iter().enumerate().find_map(|(i, a)| {
+            let name = key_str(&a.key, src);
+            members[..i].iter().any(|b| key_str(&b.key, src) == name).then_some(name)
+        });
+    }
+    let mut names: Vec<&str> = members.iter().map(|m| key_str(&m.key, src)).collect();
+    names.sort_unstable();
+    names.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
 }
 
 /// Writes a JSON object member by member into a buffer.
@@ -271,6 +297,24 @@ mod tests {
         let src = br#"{"na\u006de":"x"}"#;
         let v = ObjectView::parse(src).unwrap();
         assert_eq!(v.get_str(src, "name").unwrap(), "x");
+    }
+
+    #[test]
+    fn refuses_duplicate_members_even_when_escaped() {
+        for src in [
+            &br#"{"arguments":{"m":"TOKYO"},"arguments":{"m":"PARIS"}}"#[..],
+            br#"{"name":"a","na\u006de":"b"}"#,
+            br#"{"_meta":{},"x":1,"_meta":{}}"#,
+        ] {
+            let err = ObjectView::parse(src).unwrap_err();
+            assert!(err.0.contains("duplicate member"), "{err}");
+        }
+        // Many members take the sorting path.
+        let many: String = (0..40).map(|i| format!("\"k{i}\":{i},")).collect();
+        assert!(ObjectView::parse(format!("{{{many}\"k7\":0}}").as_bytes()).is_err());
+        assert_eq!(ObjectView::parse(format!("{{{many}\"z\":0}}").as_bytes()).unwrap().len(), 41);
+        // The same name at different depths is no duplicate.
+        assert!(ObjectView::parse(br#"{"a":{"a":1},"b":{"a":2}}"#).is_ok());
     }
 
     #[test]

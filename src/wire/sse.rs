@@ -80,7 +80,9 @@ pub struct Decoder {
 pub struct EventTooLarge(pub usize);
 
 impl Decoder {
-    /// A decoder that refuses events larger than `max_event_bytes` (bounded memory).
+    /// A decoder that refuses events larger than `max_event_bytes` (bounded memory): an event
+    /// whose data, or any line plus the data before it, exceeds the cap, however the stream is
+    /// cut into chunks.
     pub fn new(max_event_bytes: usize) -> Self {
         Decoder { max_event_bytes, ..Default::default() }
     }
@@ -108,8 +110,16 @@ impl Decoder {
                 return Ok(None);
             };
             let end = self.scanned + pos;
-            // A CR at the very end may be the first half of CRLF: wait for the next byte.
+            // A CR at the very end may be the first half of CRLF: wait for the next byte. The
+            // line before it is complete, so it meets the bound of every line now, as it would
+            // had it arrived without its CR (the CR then ends the dropped rest of the line).
             if self.buf[end] == b'\r' && end + 1 == self.buf.len() {
+                if end + self.data.len() > self.max_event_bytes {
+                    let _ = self.buf.split_to(end);
+                    self.scanned = 0;
+                    self.rest_of_line = true;
+                    return self.overflow();
+                }
                 self.scanned = end;
                 return Ok(None);
             }
@@ -131,6 +141,11 @@ impl Decoder {
             }
             if self.skipping {
                 continue;
+            }
+            // The same bound as for a line still arriving (above), so whether an event is
+            // refused never depends on how the stream was cut into chunks.
+            if line.len() + self.data.len() > self.max_event_bytes {
+                return self.overflow();
             }
             self.field(line);
             if self.data.len() > self.max_event_bytes {
@@ -240,6 +255,45 @@ mod tests {
         let mut d = Decoder::new(8);
         d.push(b"data: 0123456789abcdef");
         assert!(d.next_event().is_err());
+    }
+
+    /// Fuzzing found (`fuzz/regressions/sse_decoder/`): a comment line longer than the cap was
+    /// refused when it arrived byte by byte, but accepted when it arrived whole.
+    #[test]
+    fn a_long_line_is_refused_however_it_is_cut() {
+        let stream = b"data: x\r\n\r\n: a comment longer than the cap\n\ndata: after\n\n";
+        let outcome = |chunk: usize| {
+            let mut d = Decoder::new(16);
+            let mut out = Vec::new();
+            for piece in stream.chunks(chunk) {
+                d.push(piece);
+                while let Some(r) = d.next_event().transpose() {
+                    out.push(r.map(|e| e.data).map_err(|_| ()));
+                }
+            }
+            out
+        };
+        let whole = outcome(stream.len());
+        let after = Ok(Bytes::from_static(b"after"));
+        assert_eq!(whole, vec![Ok(Bytes::from_static(b"x")), Err(()), after], "refused, then the next event");
+        assert_eq!(outcome(1), whole);
+        assert_eq!(outcome(7), whole);
+        // A long line that has only its CR so far (its LF may follow): refused at once, as
+        // when it arrives byte by byte (`fuzz/regressions/sse_decoder/`, the second finding).
+        let pending = [&[0u8; 100][..], b"data: x\r"].concat();
+        for chunk in [1, 5, pending.len()] {
+            let mut d = Decoder::new(68);
+            let mut errors = 0;
+            for piece in pending.chunks(chunk) {
+                d.push(piece);
+                while let Some(r) = d.next_event().transpose() {
+                    errors += usize::from(r.is_err());
+                }
+            }
+            assert_eq!(errors, 1, "chunks of {chunk}");
+            d.push(b"\n\ndata: next\n\n");
+            assert_eq!(d.next_event().unwrap().map(|e| e.data), Some(Bytes::from_static(b"next")), "chunks of {chunk}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 mod answer;
 pub mod listen;
+pub mod tls;
 
 use super::conn::{ConnError, expect_result};
 use super::handshake::{self, Handshake};
@@ -37,13 +38,25 @@ const MAX_RESUMES: u32 = 32;
 /// Upper bound on the `retry` wait an upstream may ask for before a resume (ms).
 const MAX_RESUME_WAIT_MS: u64 = 5_000;
 
-/// Build the shared client: HTTP/1.1 keep-alive, TLS with the webpki roots.
+/// Build the shared client: HTTP/1.1 keep-alive, TLS trusting the system CA store.
 pub fn client() -> HttpClient {
-    let https = hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
-    Client::builder(TokioExecutor::new())
+    client_trusting(&[]).expect("the system roots make a valid TLS configuration")
+}
+
+/// A client like [`client`] that also trusts the CA certificates `extra` (an upstream's
+/// `ca_file`).
+///
+/// Errors: a readable reason when a certificate is not a usable trust anchor.
+pub fn client_trusting(extra: &[rustls::pki_types::CertificateDer<'static>]) -> Result<HttpClient, String> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls::client_config(extra)?)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(256)
-        .build(https)
+        .build(https))
 }
 
 /// Where and how to reach one HTTP replica.
