@@ -105,6 +105,8 @@ impl Default for SessionState {
             ended: link.ended.clone(),
             link,
             last_seen: AtomicU64::default(),
+            caller: [0; 16],
+            streams: AtomicUsize::default(),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod pool;
 pub mod replica;
 pub mod request;
 pub mod retry;
+pub mod session_mode;
 pub mod signals;
 pub mod stack;
 pub mod status;
