@@ -11,6 +11,9 @@ Usage (from the repo root):
   python3 bench/matrix.py --layers-off         # A = default layers, B = resilience layers off
   python3 bench/matrix.py --cache              # cache hits and misses against direct and uncached
   python3 bench/matrix.py --ab OTHER --conc 32 --reps 8   # only the concurrency-32 cells, more reps
+  python3 bench/matrix.py --per-client         # legacy era: shared vs session = "per-client" HTTP
+                                               # upstream side by side, then the RSS of idle
+                                               # per-client upstream sessions (--idle-sessions N)
 Optional comparators in front of the same stdio upstream, when installed:
   SUPERGATEWAY=/path/to/supergateway  MCP_PROXY=/path/to/mcp-proxy
 """
@@ -98,6 +101,47 @@ enabled = false
 """
 
 
+def legacy_session(url: str) -> str:
+    """Open a legacy session (initialize, initialized); returns its id."""
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}}}
+    req = urllib.request.Request(url, json.dumps(init).encode(), {
+        "content-type": "application/json", "accept": "application/json, text/event-stream"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        session = r.headers["mcp-session-id"]
+        r.read()
+    legacy_post(url, session, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return session
+
+
+def legacy_post(url: str, session: str, body: dict) -> bytes:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {
+        "content-type": "application/json", "accept": "application/json, text/event-stream",
+        "mcp-session-id": session, "mcp-protocol-version": "2025-11-25"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.read()
+
+
+def idle_sessions(url: str, pid: int, n: int) -> dict:
+    """The gateway's RSS growth over n idle client sessions that each made one call through the
+    shared upstream h, then over n more that each made one call through the per-client upstream p
+    (each starting its own upstream session): the difference per session is what one idle
+    per-client upstream session costs (its Mcp-Session-Id, mux, supervisor, GET stream)."""
+    def grow(tool: str) -> float:
+        before = rss_mb(pid)
+        for i in range(n):
+            s = legacy_session(url)
+            call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {"message": "x"}}}
+            legacy_post(url, s, call)
+        time.sleep(2.0)
+        return rss_mb(pid) - before
+
+    shared_mb = grow("h__echo")
+    per_client_mb = grow("p__echo")
+    return {"sessions": n, "rss_growth_mb_shared": round(shared_mb, 2), "rss_growth_mb_per_client": round(per_client_mb, 2),
+            "kib_per_idle_per_client_upstream_session": round((per_client_mb - shared_mb) * 1024 / n, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per run")
@@ -117,6 +161,13 @@ def main() -> None:
     ap.add_argument("--redis", metavar="URL", help="give the gateway this Redis as its L2 (with --cache)")
     ap.add_argument("--conc", type=int, help="only the cells of this concurrency (e.g. 32)")
     ap.add_argument(
+        "--per-client",
+        action="store_true",
+        help="legacy era; adds the same HTTP upstream with session = \"per-client\" (sekisho-http-pc) "
+        "and measures the RSS of idle per-client upstream sessions",
+    )
+    ap.add_argument("--idle-sessions", type=int, default=1000, help="client sessions for the idle RSS (--per-client)")
+    ap.add_argument(
         "--layers-off",
         action="store_true",
         help="B is this gateway (or --ab) with admission, bulkheads, retries and breakers switched off",
@@ -124,6 +175,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.seconds, args.reps = 1.0, 1
+    if args.per_client:
+        # Per-client upstream sessions belong to client sessions, which only the legacy era has.
+        args.era = "legacy"
 
     target_dir = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     profile = "debug" if args.debug else "release"
@@ -166,6 +220,9 @@ trusted = true
 url = "http://127.0.0.1:{slow_port}/mcp"
 trusted = true
 """)
+            if args.per_client:
+                cap = max(1024, args.idle_sessions + 16)
+                f.write(f'[upstreams.p]\nurl = "http://127.0.0.1:{up_port}/mcp"\nsession = "per-client"\nmax_client_sessions = {cap}\n')
             if args.redis:
                 f.write(f'[redis]\nurl = "{args.redis}"\nprefix = "bench-{os.getpid()}:"\nentry_secret = "bench-entry-secret-0123456789abcdef"\n')
         gw = start([gateway, "serve", "--config", config])
@@ -198,6 +255,9 @@ trusted = true
             # The same comparison against an upstream whose echo takes 2 ms (real work).
             targets["direct-2ms"] = (f"http://127.0.0.1:{slow_port}/mcp", "echo", slow.pid)
             targets["cache-hit-2ms"] = (f"http://127.0.0.1:{gw_port}/mcp", "d__echo", gw.pid, ["--distinct", "64"])
+        if args.per_client:
+            del targets["sekisho-stdio"]
+            targets["sekisho-http-pc"] = (f"http://127.0.0.1:{gw_port}/mcp", "p__echo", gw.pid)
         if b:
             targets["B-http"] = (f"http://127.0.0.1:{b_port}/mcp", "h__echo", b.pid)
             targets["B-stdio"] = (f"http://127.0.0.1:{b_port}/mcp", "s__echo", b.pid)
@@ -291,9 +351,12 @@ trusted = true
         for r in rows:
             print(f"| {r['concurrency']} | {r['payload']} | {r['target']} | {r['rps']} | {r['ratio_to_direct']:.2f} | {r['p50_us']:.0f} "
                   f"| {r['p99_us']:.0f} | {r['p999_us']:.0f} | {r['cpu_us_per_req']} | {r['rss_max_mb']} | {r['errors']} |")
+        idle = idle_sessions(f"http://127.0.0.1:{gw_port}/mcp", gw.pid, args.idle_sessions) if args.per_client else None
+        if idle:
+            print(f"\nidle sessions: {json.dumps(idle)}")
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"rss_idle_mb": rss_idle, "era": args.era, "rows": rows}, f, indent=1)
+                json.dump({"rss_idle_mb": rss_idle, "era": args.era, "rows": rows, "idle_sessions": idle}, f, indent=1)
         total = sum(r["errors"] for r in rows)
         failed = sum(1 for r in rows if r["errors"])
         print(f"\nbench: {len(rows) - failed} passed, {failed} failed")

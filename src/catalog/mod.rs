@@ -232,6 +232,9 @@ pub struct ResourceUpdate {
     pub upstream: Arc<str>,
     /// The resource URI as the upstream knows it.
     pub uri: String,
+    /// The client session (its `ClientLink::key`) whose per-client upstream session sent it:
+    /// only that session hears of it. `None`: every subscribed session.
+    pub only: Option<u64>,
 }
 
 /// The live catalog: the current snapshot, the per-upstream lists it is built from, and the
@@ -361,12 +364,12 @@ impl CatalogState {
                     Signal::ListChanged(signals::ListKind::Resources) => {
                         kinds.extend([ListKind::Resources, ListKind::Templates])
                     }
-                    Signal::ResourceUpdated(params) => {
+                    Signal::ResourceUpdated(params, only) => {
                         if let Some(uri) = ObjectView::parse(&params)
                             .ok()
                             .and_then(|v| v.get_str(&params, "uri").map(|u| u.into_owned()))
                         {
-                            let _ = self.updates.send(ResourceUpdate { upstream: Arc::clone(&up.name), uri });
+                            let _ = self.updates.send(ResourceUpdate { upstream: Arc::clone(&up.name), uri, only });
                         }
                     }
                 }

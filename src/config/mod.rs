@@ -300,6 +300,31 @@ mod tests {
     }
 
     #[test]
+    fn session_modes_resolve_their_caps_once_and_are_checked() {
+        use crate::upstream::config::SessionMode;
+        let c = Config::from_toml(
+            "[upstreams.a]\ncommand = \"x\"\n[upstreams.b]\ncommand = \"x\"\nsession = \"per-client\"\n\
+             [upstreams.c]\nurl = \"http://127.0.0.1:1/mcp\"\nsession = \"per-client\"\n\
+             [upstreams.d]\nurl = \"http://127.0.0.1:1/mcp\"\nsession = \"per-client\"\nmax_client_sessions = 7\n",
+        )
+        .unwrap();
+        let s = |n: &str| (c.upstreams[n].settings.session, c.upstreams[n].settings.max_client_sessions);
+        assert_eq!(s("a"), (SessionMode::Shared, 0));
+        assert_eq!(s("b"), (SessionMode::PerClient, 32), "a process per client: a small default cap");
+        assert_eq!(s("c"), (SessionMode::PerClient, 1024));
+        assert_eq!(s("d"), (SessionMode::PerClient, 7));
+        let err = Config::from_toml(
+            "[upstreams.a]\ncommand = \"x\"\nmax_client_sessions = 3\n\
+             [upstreams.b]\ncommand = \"x\"\nsession = \"per-client\"\nmax_client_sessions = 0\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("upstreams.a.max_client_sessions only applies"), "{err}");
+        assert!(err.contains("upstreams.b.max_client_sessions must be between 1 and 4096"), "{err}");
+        assert!(Config::from_toml("[upstreams.a]\ncommand = \"x\"\nsession = \"mine\"\n").is_err());
+    }
+
+    #[test]
     fn unknown_keys_and_wrong_types_are_errors() {
         assert!(Config::from_toml("[server]\nlisten = 5\n").unwrap_err().to_string().contains("listen"));
         assert!(Config::from_toml("[server]\nlisen = \"x\"\n").unwrap_err().to_string().contains("lisen"));

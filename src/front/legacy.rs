@@ -21,7 +21,7 @@ use super::respond::{Accepts, frames_response, notification_stream, sse_response
 use super::stream::spawn_call;
 use crate::error::GatewayError;
 use crate::pipeline::ctx::CallCtx;
-use crate::pipeline::parts::{ClientSide, LogLevel, Principal, Priority, Scope};
+use crate::pipeline::parts::{ClientEvent, ClientSide, LogLevel, Principal, Priority, Scope};
 use crate::session::hub::Filter;
 use crate::session::lifecycle;
 use crate::session::registry::{SessionError, SessionState};
@@ -77,6 +77,12 @@ pub async fn post(
     match &msg.kind {
         Kind::Notification { method, params } => {
             notification(&state, method, params.as_ref().map(|p| msg.slice(p)));
+            if *method == Method::RootsListChanged {
+                // Its roots are its own: only its per-client upstream sessions hear of it.
+                for up in shared.upstreams.iter() {
+                    up.notify_client_session(state.link.key, method.as_str());
+                }
+            }
             accepted()
         }
         Kind::Response { outcome, .. } => {
@@ -309,8 +315,37 @@ pub async fn get(shared: Arc<Shared>, scope: Scope, principal: &Principal, heade
         return refuse(&e, None, Era::Legacy);
     };
     let (tx, rx) = mpsc::channel(64);
+    attach_stream(&state, tx.clone());
     let registration = shared.hub.register_session(scope, Filter::ALL, None, Some(Arc::clone(&state)), tx);
     sse_response(notification_stream(rx, None, [state.ended.clone(), shared.draining.clone()], (registration, slot)))
+}
+
+/// Make `stream` the session's standalone stream for what its per-client upstream sessions
+/// (or a shared one, for the one client with a call in flight) say outside a call: their
+/// requests get the gateway's own unguessable id ([`messages::relay_request`]) and are
+/// answered by a POST of this session, like requests relayed on a call's stream.
+fn attach_stream(state: &Arc<SessionState>, stream: mpsc::Sender<Bytes>) {
+    let (events, mut rx) = mpsc::channel(EVENTS);
+    state.link.attach(events);
+    let state = Arc::clone(state);
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                e = rx.recv() => e,
+                () = stream.closed() => None,
+            };
+            let msg = match event {
+                None => return,
+                Some(ClientEvent::Notification(n)) => n,
+                Some(ClientEvent::Request { method, params, reply }) => {
+                    messages::relay_request(&state, &method, params.as_deref(), reply)
+                }
+            };
+            if stream.try_send(msg).is_err() {
+                tracing::debug!("dropped a message for a slow or gone session stream");
+            }
+        }
+    });
 }
 
 /// `DELETE`: end the session (only its own caller can).

@@ -80,6 +80,9 @@ fn upstream_detail(up: &Upstream) -> serde_json::Value {
         })
         .collect();
     entry["replicas"] = replicas.into();
+    if let Some((live, max)) = up.client_sessions() {
+        entry["client_sessions"] = serde_json::json!({ "live": live, "max": max, "pids": up.client_pids() });
+    }
     if up.config.fallback.is_some() {
         // The percentage of its calls its fallback takes now: 100 while it is down, falling
         // to 0 over fallback_return after it recovers.
@@ -133,6 +136,9 @@ pub async fn open_metrics(State(shared): State<Arc<Shared>>) -> Response {
 fn render_metrics(shared: &Shared) -> Response {
     for up in shared.upstreams.iter() {
         METRICS.upstream(&up.name, up.status().is_up(), up.restarts(), up.in_flight());
+        if let Some((live, _)) = up.client_sessions() {
+            METRICS.client_sessions(&up.name, live);
+        }
         if let Some(bulkhead) = up.bulkhead() {
             METRICS.admission(&up.name, bulkhead.in_use(), bulkhead.queued());
         }

@@ -86,6 +86,8 @@ pub async fn serve(
         convo.handle(msg, &mut legacy_stream).await;
     }
     drop(legacy_stream);
+    // The conversation is over: its per-client upstream sessions stop, its stream detaches.
+    convo.state.end();
     convo.listens.lock().expect("listens lock").clear();
     drop(convo);
     let _ = writer.await;
@@ -140,6 +142,16 @@ impl Conversation {
                         *legacy_stream =
                             Some(self.shared.hub.register_session(Scope::Gateway, Filter::ALL, None, state, tx));
                         tokio::spawn(forward(rx, self.out.clone()));
+                        // What per-client upstream sessions say outside a call (roots requests,
+                        // log messages) reaches this client like its calls' events.
+                        let (events, mut rx) = mpsc::channel(64);
+                        self.state.link.attach(events);
+                        let convo = Arc::clone(self);
+                        tokio::spawn(async move {
+                            while let Some(event) = rx.recv().await {
+                                convo.relay(event).await;
+                            }
+                        });
                     }
                     return self.send(answer).await;
                 }

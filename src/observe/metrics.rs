@@ -163,6 +163,7 @@ pub struct Metrics {
     upstream_up: Family<UpstreamLabels, Gauge>,
     upstream_restarts: Family<UpstreamLabels, Gauge>,
     upstream_in_flight: Family<UpstreamLabels, Gauge>,
+    upstream_client_sessions: Family<UpstreamLabels, Gauge>,
     catalog_refresh_failures: Family<UpstreamLabels, Counter>,
     rejections: Family<RejectLabels, Counter>,
     sessions: Gauge,
@@ -210,6 +211,12 @@ impl Metrics {
         registry.register("upstream_restarts", "Reconnections after a failure since start", upstream_restarts.clone());
         let upstream_in_flight = Family::<UpstreamLabels, Gauge>::default();
         registry.register("upstream_in_flight", "Calls waiting on the upstream", upstream_in_flight.clone());
+        let upstream_client_sessions = Family::<UpstreamLabels, Gauge>::default();
+        registry.register(
+            "upstream_client_sessions",
+            "Live per-client upstream sessions (processes or HTTP sessions) of a session = \"per-client\" upstream",
+            upstream_client_sessions.clone(),
+        );
         let catalog_refresh_failures = Family::<UpstreamLabels, Counter>::default();
         registry.register(
             "catalog_refresh_failures",
@@ -313,6 +320,7 @@ impl Metrics {
             upstream_up,
             upstream_restarts,
             upstream_in_flight,
+            upstream_client_sessions,
             catalog_refresh_failures,
             rejections,
             sessions,
@@ -415,6 +423,11 @@ impl Metrics {
         self.upstream_up.get_or_create(&l).set(i64::from(up));
         self.upstream_restarts.get_or_create(&l).set(restarts as i64);
         self.upstream_in_flight.get_or_create(&l).set(in_flight as i64);
+    }
+
+    /// Set a per-client upstream's live per-client sessions (called at scrape time).
+    pub fn client_sessions(&self, name: &str, live: usize) {
+        self.upstream_client_sessions.get_or_create(&UpstreamLabels { upstream: name.into() }).set(live as i64);
     }
 
     /// Set the session and stream gauges (called at scrape time).

@@ -37,6 +37,7 @@ impl Service<Routed> for Forward {
             retry_safe: routed.target.retry_safe,
             keyed: routed.idempotency_key.is_some(),
             timeout: routed.target.timeout,
+            session: routed.session.as_ref().map(|s| std::sync::Arc::clone(&s.link)),
         };
         routed.target.upstream.call(Dispatch::new(routed.request, policy))
     }

@@ -261,7 +261,11 @@ impl Resolver {
                 && params.meta.as_ref().and_then(|m| m.str(mcp::META_IDEMPOTENCY_KEY)).as_deref() != Some(&***key)
         });
         let body = Body::Client { params, rewrite, client: ctx.client, idempotency_key: idempotency_key.cloned() };
-        let request = Outbound { method, body, name, route };
+        // Tells clients apart on a shared connection (an upstream request outside any call
+        // goes to the one client with calls in flight); a call without a session is a client
+        // of its own.
+        let client = Some(ctx.session.as_ref().map_or_else(rand::random, |s| s.link.key));
+        let request = Outbound { method, body, name, route, client };
         Ok(Routed {
             request: Arc::new(request),
             target,

@@ -118,11 +118,15 @@ impl Hub {
 
     /// Deliver an upstream resource update to the sessions subscribed to that resource, under
     /// the URI each one used (`sekisho://{namespace}/…` on `/mcp`, the original per upstream).
+    /// An update from a per-client upstream session (`update.only`) reaches only its client.
     pub fn publish_update(&self, update: &crate::catalog::ResourceUpdate) {
         let gateway_uri = crate::catalog::naming::exposed_uri(&update.upstream, &update.uri);
         let listeners = self.listeners.lock().expect("hub lock");
         for l in listeners.values() {
             let Some(session) = &l.session else { continue };
+            if update.only.is_some_and(|key| key != session.link.key) {
+                continue;
+            }
             let uri = match &l.scope {
                 Scope::Gateway => gateway_uri.as_str(),
                 Scope::Upstream(ns) if *ns == update.upstream => update.uri.as_str(),

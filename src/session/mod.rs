@@ -4,6 +4,7 @@
 
 pub mod hub;
 pub mod lifecycle;
+pub mod link;
 pub mod registry;
 pub mod subscriptions;
 pub mod token;

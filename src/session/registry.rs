@@ -19,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::link::ClientLink;
 use super::subscriptions::Subscription;
 use super::token::{ClientFlags, SessionClaims, SessionSealer};
 use crate::pipeline::parts::{ClientAnswer, LogLevel, Principal};
@@ -77,7 +78,7 @@ impl Default for SessionLimits {
 }
 
 /// Node-local state of one session.
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct SessionState {
     log_level: Mutex<Option<LogLevel>>,
     in_flight: Mutex<HashMap<Bytes, CancellationToken>>,
@@ -85,9 +86,29 @@ pub struct SessionState {
     subscriptions: Mutex<HashMap<String, Subscription>>,
     /// Cancelled when the session is deleted: its streams end.
     pub ended: CancellationToken,
+    /// The session as upstream connections see it (its `ended` is [`SessionState::ended`]):
+    /// per-client upstream sessions belong to it.
+    pub link: Arc<ClientLink>,
     last_seen: AtomicU64,
     caller: [u8; 16],
     streams: AtomicUsize,
+}
+
+impl Default for SessionState {
+    fn default() -> Self {
+        let link = Arc::new(ClientLink::default());
+        SessionState {
+            log_level: Mutex::default(),
+            in_flight: Mutex::default(),
+            relays: Mutex::default(),
+            subscriptions: Mutex::default(),
+            ended: link.ended.clone(),
+            link,
+            last_seen: AtomicU64::default(),
+            caller: [0; 16],
+            streams: AtomicUsize::default(),
+        }
+    }
 }
 
 fn now_secs() -> u64 {
@@ -173,9 +194,11 @@ impl SessionState {
         self.subscriptions.lock().expect("session lock").contains_key(uri)
     }
 
-    /// End the session here: its streams end and its subscriptions are released.
+    /// End the session here: its streams end, its subscriptions are released, and its
+    /// per-client upstream sessions stop.
     pub fn end(&self) {
         self.ended.cancel();
+        self.link.detach();
         let subscriptions = std::mem::take(&mut *self.subscriptions.lock().expect("session lock"));
         drop(subscriptions);
     }

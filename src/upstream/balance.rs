@@ -12,8 +12,10 @@ use tower::{Service, ServiceExt};
 
 use super::connection::Connection;
 use super::dispatch::{Dispatch, Picked};
+use super::mux::Owner;
 use super::pool::Pool;
 use super::replica::Replica;
+use super::request::Body;
 use crate::error::GatewayError;
 use crate::pipeline::parts::{Reply, ReplyFuture};
 use crate::pipeline::steps::{Named, Stepped};
@@ -52,6 +54,16 @@ where
 
     fn call(&mut self, dispatch: Arc<Dispatch>) -> Self::Future {
         let pool = &self.step.pool;
+        if let Some(owner) = owner(pool, &dispatch) {
+            // A per-client upstream: the call goes to its client session's own upstream
+            // session (started on first use), through the breaker and timeout below.
+            let (pool, mut inner) = (Arc::clone(pool), self.inner.clone());
+            return Either::Right(Box::pin(async move {
+                let (replica, conn) = pool.client_connection(owner).await?;
+                dispatch.set_last_replica(replica.index);
+                inner.ready().await?.call(Picked { dispatch, replica, conn }).await
+            }));
+        }
         let mut candidates = order(pool.live(), dispatch.last_replica());
         let Some((first, _)) = candidates.first() else {
             let unavailable = pool.unavailable();
@@ -81,6 +93,19 @@ where
             Err(pool.circuit_open(soonest.unwrap_or_default()))
         }))
     }
+}
+
+/// The client session whose own upstream session serves `dispatch`: only on a per-client
+/// upstream, for a call of a client session (the gateway's own requests and calls without a
+/// session use the shared replicas).
+fn owner(pool: &Pool, dispatch: &Dispatch) -> Option<Owner> {
+    pool.clients()?;
+    let link = dispatch.policy.session.as_ref()?;
+    let capabilities = match &dispatch.request.body {
+        Body::Client { client, .. } => client.capabilities.clone(),
+        Body::Raw(_) => return None,
+    };
+    Some(Owner { link: Arc::clone(link), capabilities })
 }
 
 /// The replicas to try, best first: the less busy of two random ones (avoiding `avoid` when

@@ -99,9 +99,18 @@ pub struct UpstreamConfig {
     pub max_processes: Option<usize>,
     /// stdio: calls in flight on every process before another is started (default 8).
     pub grow_at: Option<usize>,
-    /// stdio: processes above `min_processes` idle this long are stopped (default 5m).
+    /// stdio: processes above `min_processes` idle this long are stopped; with
+    /// `session = "per-client"` also per-client upstream sessions (default 5m).
     #[serde(default, with = "humantime_serde::option")]
     pub idle_timeout: Option<Duration>,
+    /// Whether every client session shares the upstream's connections (`"shared"`, the
+    /// default) or gets its own upstream session (`"per-client"`: its own process for stdio,
+    /// its own `Mcp-Session-Id` for HTTP).
+    #[serde(default)]
+    pub session: SessionMode,
+    /// `session = "per-client"`: live per-client upstream sessions at most (default 32 for
+    /// stdio, 1024 for HTTP; 1–4096). A client session beyond it gets -32013 (HTTP 503).
+    pub max_client_sessions: Option<usize>,
     /// `resources/read` results are cached this long when the upstream sends no `ttlMs`
     /// (default: not cached unless the upstream sends `ttlMs` > 0).
     #[serde(default, with = "humantime_serde::option")]
@@ -183,7 +192,16 @@ pub struct Settings {
     pub retry: RetryConfig,
     /// Circuit breaker policy (`breaker`, else `[resilience.breaker]`).
     pub breaker: BreakerConfig,
+    /// Shared or per-client upstream sessions (`session`, default shared).
+    pub session: SessionMode,
+    /// Per-client upstream sessions at most (`max_client_sessions`; default 32 for stdio,
+    /// 1024 for HTTP; 0 in shared mode).
+    pub max_client_sessions: usize,
 }
+
+pub use super::session_mode::{
+    DEFAULT_MAX_CLIENT_HTTP_SESSIONS, DEFAULT_MAX_CLIENT_PROCESSES, MAX_CLIENT_SESSIONS_CAP, SessionMode,
+};
 
 /// `[upstreams.<namespace>.tools.<tool>]`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -389,6 +407,15 @@ impl UpstreamConfig {
             problems.push(format!("{at}.fallback cannot be the upstream itself"));
         }
         problems.extend(response_limit(&at, self.max_response_bytes));
+        match (self.session, self.max_client_sessions) {
+            (SessionMode::Shared, Some(_)) => {
+                problems.push(format!("{at}.max_client_sessions only applies with session = \"per-client\""))
+            }
+            (SessionMode::PerClient, Some(n)) if n == 0 || n > MAX_CLIENT_SESSIONS_CAP => {
+                problems.push(format!("{at}.max_client_sessions must be between 1 and {MAX_CLIENT_SESSIONS_CAP}"))
+            }
+            _ => {}
+        }
         if self.max_concurrent == Some(0) {
             problems.push(format!("{at}.max_concurrent must be at least 1"));
         }
@@ -426,6 +453,12 @@ impl UpstreamConfig {
             fallback_return: self.fallback_return.unwrap_or(Duration::from_secs(30)),
             retry: self.retry.clone().unwrap_or_else(|| defaults.retry.clone()),
             breaker: self.breaker.clone().unwrap_or_else(|| defaults.breaker.clone()),
+            session: self.session,
+            max_client_sessions: match (self.session, self.command.is_some()) {
+                (SessionMode::Shared, _) => 0,
+                (SessionMode::PerClient, true) => self.max_client_sessions.unwrap_or(DEFAULT_MAX_CLIENT_PROCESSES),
+                (SessionMode::PerClient, false) => self.max_client_sessions.unwrap_or(DEFAULT_MAX_CLIENT_HTTP_SESSIONS),
+            },
         };
     }
 

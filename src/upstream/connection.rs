@@ -36,6 +36,15 @@ impl Connection {
         }
     }
 
+    /// Send a notification, best effort (e.g. a client's `notifications/roots/list_changed`
+    /// to its per-client upstream session).
+    pub fn notify(&self, method: &str) {
+        match self {
+            Connection::Stdio(c) => c.notify(method, None),
+            Connection::Http(c) => c.notify(method),
+        }
+    }
+
     /// Calls waiting on this connection.
     pub fn in_flight(&self) -> usize {
         match self {

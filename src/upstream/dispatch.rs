@@ -10,6 +10,7 @@ use super::replica::Replica;
 use super::request::Outbound;
 use crate::pipeline::admit::Admissible;
 use crate::pipeline::parts::{Principal, Priority};
+use crate::session::link::ClientLink;
 
 /// How one call may be treated on its way to the upstream.
 #[derive(Clone, Debug)]
@@ -26,6 +27,9 @@ pub struct CallPolicy {
     pub keyed: bool,
     /// A per-tool deadline for each attempt, overriding the upstream's `timeout`.
     pub timeout: Option<Duration>,
+    /// The client session the call belongs to: on a `session = "per-client"` upstream the
+    /// call goes to that session's own upstream session. `None`: a shared connection.
+    pub session: Option<Arc<ClientLink>>,
 }
 
 impl CallPolicy {
@@ -37,6 +41,7 @@ impl CallPolicy {
             retry_safe: true,
             keyed: false,
             timeout: None,
+            session: None,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod balance;
 pub mod breaker;
 pub mod classify;
+pub mod clients;
 pub mod config;
 pub mod conn;
 pub mod connection;
@@ -20,6 +21,7 @@ pub mod pool;
 pub mod replica;
 pub mod request;
 pub mod retry;
+pub mod session_mode;
 pub mod signals;
 pub mod stack;
 pub mod status;
@@ -141,6 +143,26 @@ impl Upstream {
     /// Calls waiting on this upstream.
     pub fn in_flight(&self) -> usize {
         self.pool.in_flight()
+    }
+
+    /// Live per-client upstream sessions and their cap (`max_client_sessions`), when this
+    /// upstream has `session = "per-client"`.
+    pub fn client_sessions(&self) -> Option<(usize, usize)> {
+        self.pool.clients().map(|c| (c.len(), c.max()))
+    }
+
+    /// The process ids of the live per-client upstream sessions (stdio; for admins' `/readyz`).
+    pub fn client_pids(&self) -> Vec<u32> {
+        let replicas = self.pool.clients().map(|c| c.replicas()).unwrap_or_default();
+        replicas.iter().filter_map(|r| r.connection()?.pid()).collect()
+    }
+
+    /// Tell client `key`'s own upstream session, if it has one, the client's notification
+    /// `method` (`notifications/roots/list_changed`: the upstream asks that client again).
+    pub fn notify_client_session(&self, key: u64, method: &str) {
+        if let Some(conn) = self.pool.clients().and_then(|c| c.get(key)).and_then(|r| r.connection()) {
+            conn.notify(method);
+        }
     }
 
     /// The bulkhead, when it is on (for metrics).

@@ -5,9 +5,9 @@
 //! `"_meta":{"progressToken":17}`, so a progress notification finds its caller in one lookup.
 //! Late notifications for a call that finished or was cancelled find nothing and are dropped.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use super::conn::ConnError;
 use super::signals::{ListKind, Signal, Signals};
 use crate::pipeline::parts::{ClientAnswer, ClientEvent, EventSink, LogLevel};
+use crate::session::link::ClientLink;
 use crate::wire::jsonrpc::{
     Kind, Message, Method, RawId, write_error, write_notification, write_raw_error, write_result,
 };
@@ -43,6 +44,19 @@ pub type ReplyTx = oneshot::Sender<Result<Message, ConnError>>;
 struct Pending {
     reply: Option<ReplyTx>,
     route: Option<Route>,
+    /// The client the call is for (see [`Mux::register`]); `None` for the gateway's own.
+    client: Option<u64>,
+}
+
+/// The client session a per-client upstream session belongs to: everything its upstream says
+/// outside a call goes to this client alone.
+#[derive(Clone, Debug)]
+pub struct Owner {
+    /// The client session.
+    pub link: Arc<ClientLink>,
+    /// The capabilities it declared (a raw JSON object), which the upstream session declared
+    /// on its behalf.
+    pub capabilities: Bytes,
 }
 
 /// What the transport must do after the mux has looked at an inbound message.
@@ -102,19 +116,28 @@ pub struct Mux {
     next_id: AtomicU64,
     pending: Mutex<HashMap<u64, Pending>>,
     signals: Signals,
+    owner: Option<Owner>,
 }
 
 impl Mux {
     /// A mux for upstream `name` that reports list changes and resource updates to `signals`.
     pub fn new(upstream: &str, signals: Signals) -> Self {
-        Mux { upstream: upstream.to_string(), next_id: AtomicU64::new(1), pending: Mutex::default(), signals }
+        Mux::owned(upstream, signals, None)
+    }
+
+    /// A mux for a connection that belongs to `owner` (a per-client upstream session), or to
+    /// every client (`None`).
+    pub fn owned(upstream: &str, signals: Signals, owner: Option<Owner>) -> Self {
+        Mux { upstream: upstream.to_string(), next_id: AtomicU64::new(1), pending: Mutex::default(), signals, owner }
     }
 
     /// Reserve an id for a call. `reply` receives the response (stdio); `route` receives the
-    /// call's notifications. Drop the returned id's entry with [`Mux::forget`].
-    pub fn register(&self, reply: Option<ReplyTx>, route: Option<Route>) -> u64 {
+    /// call's notifications; `client` names the client the call is for (`None` for the
+    /// gateway's own requests), which is how a request the upstream makes outside any call
+    /// finds the one client with calls in flight. Drop the entry with [`Mux::forget`].
+    pub fn register(&self, reply: Option<ReplyTx>, route: Option<Route>, client: Option<u64>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.pending.lock().expect("mux lock").insert(id, Pending { reply, route });
+        self.pending.lock().expect("mux lock").insert(id, Pending { reply, route, client });
         id
     }
 
@@ -185,6 +208,13 @@ impl Mux {
                         write_notification(&mut out, "notifications/message", Some(&params));
                         let _ = route.events.try_send(ClientEvent::Notification(Bytes::from(out)));
                     }
+                    // A per-client session's log message outside a call: its own client's stream.
+                    (None, Some(params)) if self.owner.is_some() => {
+                        let mut out = Vec::with_capacity(params.len() + 64);
+                        write_notification(&mut out, "notifications/message", Some(&params));
+                        let owner = self.owner.as_ref().expect("checked");
+                        let _ = owner.link.send(ClientEvent::Notification(Bytes::from(out)));
+                    }
                     (_, params) => tracing::debug!(
                         upstream = %self.upstream,
                         message = %String::from_utf8_lossy(params.as_deref().unwrap_or_default()),
@@ -197,7 +227,7 @@ impl Mux {
             Method::ResourcesListChanged => self.signal(Signal::ListChanged(ListKind::Resources)),
             Method::ResourcesUpdated => {
                 if let Some(p) = params {
-                    self.signal(Signal::ResourceUpdated(p));
+                    self.signal(Signal::ResourceUpdated(p, self.owner.as_ref().map(|o| o.link.key)));
                 }
             }
             other => {
@@ -250,14 +280,62 @@ impl Mux {
             write_result(&mut out, id.as_bytes(), b"{}");
             return Action::Send(Bytes::from(out));
         }
-        let route = via_call.and_then(|c| self.route_of(c));
-        match relay_target(route, method.as_str()) {
-            Ok(route) => Action::Relay(Relay { id, method: method.as_str().to_string(), params, events: route.events }),
+        let target = match via_call.and_then(|c| self.route_of(c)) {
+            Some(route) => relay_target(Some(route), method.as_str()).map(|r| r.events),
+            None => self.untied_target(method.as_str()),
+        };
+        match target {
+            Ok(events) => Action::Relay(Relay { id, method: method.as_str().to_string(), params, events }),
             Err(msg) => {
                 tracing::debug!(upstream = %self.upstream, method = method.as_str(), reason = %msg, "refused an upstream request");
                 let mut out = Vec::new();
                 write_error(&mut out, Some(id.as_bytes()), code::METHOD_NOT_FOUND, &msg, None);
                 Action::Send(Bytes::from(out))
+            }
+        }
+    }
+}
+
+impl Mux {
+    /// Where a request the upstream made outside any call goes (older SDKs send sampling or
+    /// elicitation this way during a tool call; `roots/list` usually comes so). On a
+    /// per-client session: a call of its owner in flight, else the owner's standalone stream.
+    /// On a shared connection: the one client with calls in flight on it, when there is
+    /// exactly one. Either way only a legacy client that declared the capability.
+    fn untied_target(&self, method: &str) -> Result<EventSink, String> {
+        let Some(cap) = required_capability(method) else {
+            return Err(format!("{method} is not a request the gateway relays to clients"));
+        };
+        let (routes, clients) = {
+            let pending = self.pending.lock().expect("mux lock");
+            let routes: Vec<(Option<u64>, Route)> =
+                pending.values().filter_map(|p| Some((p.client, p.route.clone()?))).collect();
+            let clients: HashSet<u64> = pending.values().filter_map(|p| p.client).collect();
+            (routes, clients)
+        };
+        let able = |r: &Route| r.client_era == Era::Legacy && declared(&r.capabilities, cap);
+        if let Some(owner) = &self.owner {
+            if let Some((_, r)) = routes.into_iter().find(|(_, r)| able(r)) {
+                return Ok(r.events);
+            }
+            if !declared(&owner.capabilities, cap) {
+                return Err(format!("{method} cannot be relayed: the client did not declare the {cap} capability"));
+            }
+            return owner.link.stream().ok_or_else(|| {
+                format!("{method} cannot be relayed: its client has no call in flight and no open stream")
+            });
+        }
+        let mut clients = clients.into_iter();
+        match (clients.next(), clients.next()) {
+            (None, _) => Err(format!(
+                "{method} cannot be relayed: it is not tied to a client request, and no client has a call in flight on this connection"
+            )),
+            (Some(_), Some(_)) => Err(format!(
+                "{method} cannot be relayed: it is not tied to a client request, and several clients have calls in flight on this connection"
+            )),
+            (Some(client), None) => {
+                let mine = routes.into_iter().filter(|(c, _)| *c == Some(client)).map(|(_, r)| r);
+                relay_target(mine.reduce(|a, b| if able(&a) { a } else { b }), method).map(|r| r.events)
             }
         }
     }
@@ -275,7 +353,7 @@ fn relay_target(route: Option<Route>, method: &str) -> Result<Route, String> {
         Some(r) if r.client_era == Era::Legacy => {
             Err(format!("{method} cannot be relayed: the client did not declare the {cap} capability"))
         }
-        _ => Err(format!("{method} cannot be relayed: it is not tied to a client request that can answer it")),
+        _ => Err(format!("{method} cannot be relayed: its client cannot receive requests on this call")),
     }
 }
 
@@ -334,7 +412,7 @@ mod tests {
             log_level: None,
             capabilities: Bytes::from_static(b"{}"),
         };
-        let id = mux.register(Some(tx), Some(route));
+        let id = mux.register(Some(tx), Some(route), Some(1));
         mux.dispatch(msg(&format!(r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{id},"progress":1}}}}"#)), None);
         let Some(ClientEvent::Notification(n)) = ev_rx.recv().await else { panic!("no progress") };
         let v: serde_json::Value = serde_json::from_slice(&n).unwrap();
@@ -359,8 +437,8 @@ mod tests {
             log_level: None,
             capabilities: Bytes::from_static(caps),
         };
-        let sampling = mux.register(None, Some(route(br#"{"sampling":{}}"#)));
-        let nothing = mux.register(None, Some(route(b"{}")));
+        let sampling = mux.register(None, Some(route(br#"{"sampling":{}}"#)), Some(1));
+        let nothing = mux.register(None, Some(route(b"{}")), Some(2));
         let ask = |m: &str| msg(&format!(r#"{{"jsonrpc":"2.0","id":"s1","method":"{m}","params":{{}}}}"#));
         assert!(matches!(mux.dispatch(ask("sampling/createMessage"), Some(sampling)), Action::Relay(_)));
         for (method, call) in [("sampling/createMessage", nothing), ("roots/list", sampling), ("x/y", sampling)] {

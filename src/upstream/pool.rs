@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::{self, Breaker};
-use super::config::{Settings, Transport, UpstreamConfig};
+use super::clients::ClientSessions;
+use super::config::{SessionMode, Settings, Transport, UpstreamConfig};
 use super::connection::Connection;
 use super::handshake::Handshake;
 use super::http;
+use super::mux::Owner;
 use super::replica::{self, Replica, Supervision, Target};
 use super::signals::Signals;
 use super::status::Status;
@@ -44,6 +46,8 @@ pub struct Pool {
     spawner: Mutex<Option<Spawner>>,
     growing: AtomicBool,
     next_index: AtomicUsize,
+    /// `session = "per-client"`: the client sessions' own upstream sessions.
+    clients: Option<Arc<ClientSessions>>,
 }
 
 impl Pool {
@@ -59,6 +63,14 @@ impl Pool {
             spawner: Mutex::new(None),
             growing: AtomicBool::new(false),
             next_index: AtomicUsize::new(0),
+            clients: (config.settings.session == SessionMode::PerClient).then(|| {
+                let s = &config.settings;
+                let bases = match config.transport() {
+                    Transport::Http { urls, .. } => urls.len(),
+                    Transport::Stdio { .. } => 1,
+                };
+                Arc::new(ClientSessions::new(name, s.max_client_sessions, s.idle_timeout, bases, &s.breaker))
+            }),
         }
     }
 
@@ -111,9 +123,16 @@ impl Pool {
     }
 
     fn start_replica(&self, target: Target, spawner: &Spawner) {
+        let replica =
+            Arc::new(self.new_replica(target, Arc::new(Breaker::new(self.settings.breaker.clone())), spawner));
+        self.replicas.write().expect("replicas lock").push(Arc::clone(&replica));
+        supervise(replica, spawner, spawner.signals.clone());
+    }
+
+    fn new_replica(&self, target: Target, breaker: Arc<Breaker>, spawner: &Spawner) -> Replica {
         let index = self.next_index.fetch_add(1, Ordering::Relaxed);
         let s = &self.settings;
-        let replica = Arc::new(Replica::new(
+        Replica::new(
             index,
             Arc::clone(&self.name),
             target,
@@ -125,12 +144,69 @@ impl Pool {
                 crash_cooldown: s.crash_cooldown,
             },
             Arc::clone(&self.shared),
-            Breaker::new(s.breaker.clone()),
+            breaker,
             spawner.shutdown.child_token(),
-        ));
-        self.replicas.write().expect("replicas lock").push(Arc::clone(&replica));
-        let (client, signals, tasks) = (spawner.client.clone(), spawner.signals.clone(), Arc::clone(&spawner.tasks));
-        tokio::spawn(async move { tasks.lock().await.spawn(replica.supervise(client, signals)) });
+        )
+    }
+
+    /// The target of base replica `base`: the process to start, or the `base`-th URL.
+    fn target(&self, base: usize) -> Target {
+        match (&self.transport, self.spawn()) {
+            (_, Some(spawn)) => Target::Stdio(spawn),
+            (Transport::Http { urls, headers }, None) => Target::Http {
+                url: urls[base % urls.len()].clone(),
+                headers: headers.clone(),
+                max_response_bytes: self.settings.max_response_bytes,
+            },
+            (Transport::Stdio { .. }, None) => unreachable!("a stdio transport has a spawn"),
+        }
+    }
+
+    /// The per-client sessions, when this upstream has them (`session = "per-client"`).
+    pub fn clients(&self) -> Option<&ClientSessions> {
+        self.clients.as_deref()
+    }
+
+    /// The connection of `owner`'s own upstream session: the live one, or a new one started
+    /// now (its first use) and waited for, at most `startup_timeout`.
+    ///
+    /// Errors: [`GatewayError::Overloaded`] when `max_client_sessions` are live;
+    /// [`GatewayError::UpstreamUnavailable`] when it cannot connect, or the gateway is not
+    /// started or is stopping.
+    pub async fn client_connection(
+        self: &Arc<Self>,
+        owner: Owner,
+    ) -> Result<(Arc<Replica>, Arc<Connection>), GatewayError> {
+        let Some(clients) = &self.clients else { return Err(self.unavailable()) };
+        let key = owner.link.key;
+        let replica = match clients.get(key) {
+            Some(r) => r,
+            None => {
+                let spawner = self.spawner.lock().expect("spawner lock");
+                let Some(spawner) = spawner.as_ref().filter(|s| !s.shutdown.is_cancelled()) else {
+                    return Err(self.unavailable());
+                };
+                let (replica, started) = clients.get_or_start(key, |base, breaker| {
+                    Arc::new(self.new_replica(self.target(base), breaker, spawner).owned_by(owner))
+                })?;
+                if started {
+                    tracing::info!(upstream = %self.name, replica = replica.index, "starting a per-client upstream session");
+                    supervise(Arc::clone(&replica), spawner, spawner.signals.quiet());
+                    tokio::spawn(Arc::clone(clients).reap_when_done(key, Arc::clone(&replica)));
+                }
+                replica
+            }
+        };
+        match replica.connected(self.settings.startup_timeout).await {
+            Ok(conn) => Ok((replica, conn)),
+            Err(()) => {
+                let reason = match replica.status() {
+                    Status::Down { brief, .. } => brief,
+                    _ => "its per-client session is not connected",
+                };
+                Err(GatewayError::UpstreamUnavailable { upstream: self.name.to_string(), reason: reason.to_string() })
+            }
+        }
     }
 
     /// The replicas now.
@@ -188,9 +264,10 @@ impl Pool {
         self.replicas().iter().map(|r| r.restarts()).sum()
     }
 
-    /// Calls waiting on this upstream.
+    /// Calls waiting on this upstream (per-client sessions included).
     pub fn in_flight(&self) -> usize {
-        self.replicas().iter().map(|r| r.outstanding()).sum()
+        let clients = self.clients.as_ref().map_or(0, |c| c.replicas().iter().map(|r| r.outstanding()).sum());
+        self.replicas().iter().map(|r| r.outstanding()).sum::<usize>() + clients
     }
 
     /// The handshake of a live connection.
@@ -242,4 +319,16 @@ impl Pool {
             r.stop.cancel();
         }
     }
+}
+
+/// Run `replica`'s supervisor among the upstream set's tasks (joined at shutdown), reporting
+/// to `signals`. Finished supervisors are collected first, so per-client sessions coming and
+/// going do not pile up.
+fn supervise(replica: Arc<Replica>, spawner: &Spawner, signals: Signals) {
+    let (client, tasks) = (spawner.client.clone(), Arc::clone(&spawner.tasks));
+    tokio::spawn(async move {
+        let mut tasks = tasks.lock().await;
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(replica.supervise(client, signals));
+    });
 }

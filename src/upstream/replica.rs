@@ -17,6 +17,7 @@ use super::config::EraChoice;
 use super::conn::{ConnError, expect_result};
 use super::connection::Connection;
 use super::handshake::{self, Handshake};
+use super::mux::Owner;
 use super::request::Outbound;
 use super::signals::{Signal, Signals};
 use super::status::Status;
@@ -80,13 +81,17 @@ pub struct Replica {
     conn: ArcSwapOption<Connection>,
     status: Mutex<Status>,
     restarts: AtomicU64,
-    /// Its circuit breaker.
-    pub breaker: Breaker,
+    /// Its circuit breaker (per-client sessions share one per base replica, see `pool`).
+    pub breaker: Arc<Breaker>,
     outstanding: AtomicUsize,
     last_used: Mutex<Instant>,
     up_since: Mutex<Option<Instant>>,
     /// Cancelled to stop this replica alone (pool shrink) or with everything (shutdown).
     pub stop: CancellationToken,
+    /// The client session this replica serves alone (a per-client upstream session).
+    owner: Option<Owner>,
+    /// Woken on every status change (first use of a per-client session waits for it).
+    changed: tokio::sync::Notify,
 }
 
 /// Counts a call as outstanding on a replica for as long as it lives.
@@ -106,7 +111,7 @@ impl Replica {
         target: Target,
         supervision: Supervision,
         shared: Arc<Shared>,
-        breaker: Breaker,
+        breaker: Arc<Breaker>,
         stop: CancellationToken,
     ) -> Self {
         Replica {
@@ -123,7 +128,41 @@ impl Replica {
             last_used: Mutex::new(Instant::now()),
             up_since: Mutex::new(None),
             stop,
+            owner: None,
+            changed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// This replica as a per-client upstream session of `owner`: its handshake declares the
+    /// owner's capabilities, and what its upstream says outside calls goes to the owner alone.
+    pub fn owned_by(mut self, owner: Owner) -> Self {
+        self.owner = Some(owner);
+        self
+    }
+
+    /// The client session it serves alone, if it is a per-client upstream session.
+    pub fn owner(&self) -> Option<&Owner> {
+        self.owner.as_ref()
+    }
+
+    /// Wait until the replica is connected (`Ok`), or it failed to connect or stopped
+    /// (`Err`), at most `limit`.
+    ///
+    /// Errors: `Err(())` when it is down or stopped, or `limit` passed.
+    pub async fn connected(&self, limit: Duration) -> Result<Arc<Connection>, ()> {
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                if let Some(conn) = self.connection() {
+                    return Ok(conn);
+                }
+                if matches!(self.status(), Status::Down { .. } | Status::Stopped) {
+                    return Err(());
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.unwrap_or(Err(()))
     }
 
     /// The current status.
@@ -133,6 +172,7 @@ impl Replica {
 
     fn set_status(&self, s: Status) {
         *self.status.lock().expect("status lock") = s;
+        self.changed.notify_waiters();
     }
 
     /// The live connection, if connected.
@@ -262,9 +302,10 @@ impl Replica {
         let choice = *self.shared.era.lock().expect("era lock");
         match &self.target {
             Target::Stdio(spec) => {
-                let (conn, process) = StdioConn::spawn(&self.upstream, spec, signals.clone())?;
+                let (conn, process) = StdioConn::spawn(&self.upstream, spec, signals.clone(), self.owner.clone())?;
                 let mut watch = Watch::Process(Some(process));
-                match stdio_handshake(&conn, choice).await {
+                let capabilities = self.owner.as_ref().map_or(&b"{}"[..], |o| &o.capabilities[..]);
+                match stdio_handshake(&conn, choice, capabilities).await {
                     Ok(()) => Ok(Live { conn: Connection::Stdio(conn), watch }),
                     Err(e) => {
                         watch.stop(&Connection::Stdio(conn)).await;
@@ -283,6 +324,7 @@ impl Replica {
                     },
                     choice,
                     signals.clone(),
+                    self.owner.clone(),
                 )
                 .await?;
                 tokio::spawn(http::listen::listen(Arc::clone(&conn)));
@@ -308,7 +350,9 @@ async fn probe(conn: &Connection, limit: Duration) -> Result<(), ConnError> {
     }
 }
 
-async fn stdio_handshake(conn: &Arc<StdioConn>, choice: EraChoice) -> Result<(), ConnError> {
+/// `capabilities`: what the gateway declares as the upstream's client (`{}` on a shared
+/// process; a per-client process gets its client's, so it may ask that client for roots).
+async fn stdio_handshake(conn: &Arc<StdioConn>, choice: EraChoice, capabilities: &[u8]) -> Result<(), ConnError> {
     if choice != EraChoice::Legacy {
         let params = handshake::discover_params();
         let answer = conn.call(&Outbound::raw("server/discover", Some(&params))).await?;
@@ -328,7 +372,12 @@ async fn stdio_handshake(conn: &Arc<StdioConn>, choice: EraChoice) -> Result<(),
             return Err(ConnError::Protocol("the upstream did not accept server/discover".into()));
         }
     }
-    let answer = conn.call(&Outbound::raw("initialize", Some(&handshake::initialize_params("{}")))).await?;
+    let answer = conn
+        .call(&Outbound::raw(
+            "initialize",
+            Some(&handshake::initialize_params(std::str::from_utf8(capabilities).unwrap_or("{}"))),
+        ))
+        .await?;
     let h = handshake::from_initialize(&expect_result(&answer)?).map_err(|e| ConnError::Protocol(e.0))?;
     conn.set_handshake(h);
     conn.notify("notifications/initialized", None);

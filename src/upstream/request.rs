@@ -44,6 +44,9 @@ pub struct Outbound {
     pub name: Option<Arc<str>>,
     /// Where the call's notifications go.
     pub route: Option<Route>,
+    /// The client the call is for: its session's [`ClientLink::key`](crate::session::link::ClientLink),
+    /// or a random key for a call without a session; `None` for the gateway's own requests.
+    pub client: Option<u64>,
 }
 
 impl Outbound {
@@ -54,6 +57,7 @@ impl Outbound {
             body: Body::Raw(params.map(Bytes::copy_from_slice)),
             name: None,
             route: None,
+            client: None,
         }
     }
 

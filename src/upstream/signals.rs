@@ -25,8 +25,9 @@ pub enum Signal {
     Down,
     /// `notifications/{tools,prompts,resources}/list_changed`.
     ListChanged(ListKind),
-    /// `notifications/resources/updated` with its raw params.
-    ResourceUpdated(Bytes),
+    /// `notifications/resources/updated` with its raw params, and the client session whose
+    /// per-client upstream session sent it (only that session hears of it), if any.
+    ResourceUpdated(Bytes, Option<u64>),
     /// Signals were dropped because the queue was full: re-list everything, re-read the status.
     Resync,
 }
@@ -85,6 +86,17 @@ pub struct Signals {
     overflowed: Arc<AtomicBool>,
     /// The upstream's list freshness.
     pub freshness: Arc<Freshness>,
+    /// Drops `Up` and `Down`: a per-client upstream session coming and going says nothing
+    /// about the upstream's catalog or health.
+    quiet: bool,
+}
+
+impl Signals {
+    /// The same queue for a per-client upstream session: list changes and resource updates
+    /// go on, its connection's comings and goings are not reported.
+    pub fn quiet(&self) -> Signals {
+        Signals { quiet: true, ..self.clone() }
+    }
 }
 
 /// The catalog follower's end of an upstream's signal queue.
@@ -99,7 +111,13 @@ impl Signals {
     pub fn channel(upstream: &Arc<str>, freshness: Arc<Freshness>) -> (Signals, SignalReceiver) {
         let (tx, rx) = mpsc::channel(SIGNAL_QUEUE);
         let overflowed = Arc::new(AtomicBool::new(false));
-        let signals = Signals { upstream: Arc::clone(upstream), tx, overflowed: Arc::clone(&overflowed), freshness };
+        let signals = Signals {
+            upstream: Arc::clone(upstream),
+            tx,
+            overflowed: Arc::clone(&overflowed),
+            freshness,
+            quiet: false,
+        };
         (signals, SignalReceiver { rx, overflowed })
     }
 
@@ -108,6 +126,9 @@ impl Signals {
     /// queue is full the signal is dropped, and the follower is told to resync: the flag is set
     /// before the `Resync` is tried, so a follower that drains the queue sees one or the other.
     pub fn send(&self, s: Signal) {
+        if self.quiet && matches!(s, Signal::Up | Signal::Down) {
+            return;
+        }
         if matches!(s, Signal::ListChanged(_)) {
             self.freshness.announced.fetch_add(1, Ordering::AcqRel);
         }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::conn::ConnError;
 use super::environment;
 use super::handshake::Handshake;
-use super::mux::{Action, Mux};
+use super::mux::{Action, Mux, Owner};
 use super::request::Outbound;
 use super::signals::Signals;
 use super::stderr::{self, StderrLog};
@@ -79,8 +79,15 @@ pub struct Process {
 impl StdioConn {
     /// Start the child and its I/O tasks.
     ///
+    /// `owner`: the client session a per-client process serves alone.
+    ///
     /// Errors: [`ConnError::Transport`] when the program cannot be started.
-    pub fn spawn(upstream: &str, spec: &Spawn, signals: Signals) -> Result<(Arc<StdioConn>, Process), ConnError> {
+    pub fn spawn(
+        upstream: &str,
+        spec: &Spawn,
+        signals: Signals,
+        owner: Option<Owner>,
+    ) -> Result<(Arc<StdioConn>, Process), ConnError> {
         let mut cmd = Command::new(&spec.command);
         cmd.args(&spec.args)
             .env_clear()
@@ -105,7 +112,7 @@ impl StdioConn {
         let (writer, rx) = mpsc::channel(1024);
         let conn = Arc::new(StdioConn {
             upstream: upstream.to_string(),
-            mux: Mux::new(upstream, signals),
+            mux: Mux::owned(upstream, signals, owner),
             writer,
             closed: CancellationToken::new(),
             stop_writing: CancellationToken::new(),
@@ -149,7 +156,7 @@ impl StdioConn {
             return Err(unsent());
         }
         let (tx, rx) = oneshot::channel();
-        let id = self.mux.register(Some(tx), req.route.clone());
+        let id = self.mux.register(Some(tx), req.route.clone(), req.client);
         let mut guard = CancelOnDrop { conn: self, id, armed: true };
         let mut buf = Vec::with_capacity(256);
         req.write(&mut buf, id, self.handshake.get());

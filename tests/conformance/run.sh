@@ -4,11 +4,16 @@
 #
 #   conf_legacy -> fixture /mcp        (stateful 2025-11-25 wire)
 #   conf_modern -> fixture /stateless  (2026-07-28 wire)
+#   conf_untied -> fixture /mcp-untied (the same stateful wire; sampling and elicitation made
+#                                       during a tool call are not tied to it, as older SDKs
+#                                       sent them: they come on the upstream's GET stream)
 #
 # Runs (each with --expected-failures tests/conformance/baseline-<name>.yml when that file exists):
 #   v01-all   @modelcontextprotocol/conformance 0.1.16         --suite all                on conf_legacy
 #   v02-2025  @modelcontextprotocol/conformance 0.2.0-alpha.12 --requirements 2025-11-25  on conf_legacy
 #   v02-2026  @modelcontextprotocol/conformance 0.2.0-alpha.12 --requirements 2026-07-28  on conf_modern
+##   v01-untied-<scenario>, v02-untied-<scenario>: both suites' --scenario runs of the four scenarios
+#             whose server asks the client during a tool call, on conf_untied
 #
 # Usage: tests/conformance/run.sh [SEKISHO_BIN]     (default target/release/sekisho)
 # Needs npm and curl. Node 22, both suite versions and the fixture's dependencies are installed
@@ -132,6 +137,9 @@ url = "http://127.0.0.1:$FIXPORT/mcp"
 
 [upstreams.conf_modern]
 url = "http://127.0.0.1:$FIXPORT/stateless"
+
+[upstreams.conf_untied]
+url = "http://127.0.0.1:$FIXPORT/mcp-untied"
 EOF
 
 "$SEKISHO_BIN" serve --config "$WORK/sekisho.toml" >"$WORK/sekisho.log" 2>&1 &
@@ -162,6 +170,8 @@ run() {
   summary="$(sed -n '/^=== SUMMARY ===/,$p' "$WORK/$name.log")"
   if [ -n "$summary" ]; then
     echo "$summary"
+  elif grep -q '^Passed: ' "$WORK/$name.log"; then
+    sed -n '/^Checks:/,$p' "$WORK/$name.log"
   else
     echo "(no SUMMARY; last lines of the output follow)"
     tail -n 30 "$WORK/$name.log"
@@ -174,6 +184,10 @@ run() {
     ns && /^  [✓✗] / { skip[$2] = 1; next }
     !ns && /^[✓✗] / { name = $2; sub(/:$/, "", name); order[++n] = name; ok[name] = ($1 == "✓") }
     END { p = 0; f = 0; for (i = 1; i <= n; i++) if (!(order[i] in skip)) { if (ok[order[i]]) p++; else f++ } print p, f }')"
+  if [ -z "$summary" ] && grep -q '^Passed: ' "$WORK/$name.log"; then
+    # A --scenario run prints no SUMMARY: it is one scenario, passed when all its checks did.
+    if [ "$status" -eq 0 ] && grep -q '^Passed: .*, 0 failed' "$WORK/$name.log"; then counts="1 0"; else counts="0 1"; fi
+  fi
   PASSED[$name]="${counts% *}"
   FAILED[$name]="${counts#* }"
   STATUS[$name]="$status"
@@ -184,6 +198,10 @@ run() {
 run v01-all "$CONF01" --url "$GW/conf_legacy/mcp" --suite all
 run v02-2025 "$CONF02" --url "$GW/conf_legacy/mcp" --requirements 2025-11-25
 run v02-2026 "$CONF02" --url "$GW/conf_modern/mcp" --requirements 2026-07-28
+for scenario in tools-call-sampling tools-call-elicitation elicitation-sep1034-defaults elicitation-sep1330-enums; do
+  run "v01-untied-$scenario" "$CONF01" --url "$GW/conf_untied/mcp" --scenario "$scenario"
+  run "v02-untied-$scenario" "$CONF02" --url "$GW/conf_untied/mcp" --scenario "$scenario"
+done
 
 echo
 echo "results and logs: $WORK"

@@ -37,7 +37,7 @@ pub async fn listen(conn: Arc<HttpConn>) {
                 .body(Full::new(Bytes::new()))
         } else {
             let params = listen.as_deref().unwrap_or("{}");
-            let id = conn.mux.register(None, None);
+            let id = conn.mux.register(None, None, None);
             conn.mux.forget(id);
             let mut body = Vec::new();
             Outbound::raw("subscriptions/listen", Some(params.as_bytes())).write(&mut body, id, None);

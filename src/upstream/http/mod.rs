@@ -22,7 +22,7 @@ pub mod tls;
 
 use super::conn::{ConnError, expect_result};
 use super::handshake::{self, Handshake};
-use super::mux::{Action, Mux};
+use super::mux::{Action, Mux, Owner};
 use super::request::Outbound;
 use super::signals::Signals;
 use crate::error::{TransportError, TransportKind};
@@ -104,12 +104,16 @@ impl HttpConn {
     /// Meet the upstream: probe `server/discover` (unless `choice` is legacy), else `initialize`
     /// and `notifications/initialized`.
     ///
+    /// `owner`: the client session a per-client upstream session serves alone; its
+    /// `initialize` declares that client's capabilities instead of the gateway's own.
+    ///
     /// Errors: [`ConnError`] when neither handshake succeeds.
     pub async fn connect(
         upstream: &str,
         endpoint: Endpoint,
         choice: EraChoice,
         signals: Signals,
+        owner: Option<Owner>,
     ) -> Result<Arc<HttpConn>, ConnError> {
         let Endpoint { client, url, headers, max_response_bytes } = endpoint;
         let mut conn = HttpConn {
@@ -118,7 +122,7 @@ impl HttpConn {
             url,
             headers,
             max_response_bytes,
-            mux: Mux::new(upstream, signals),
+            mux: Mux::owned(upstream, signals, owner.clone()),
             handshake: OnceLock::new(),
             session: None,
             closed: CancellationToken::new(),
@@ -144,7 +148,8 @@ impl HttpConn {
             }
         }
         tracing::debug!(upstream, probe = ?probe_error, "falling back to initialize");
-        let params = handshake::initialize_params(r#"{"sampling":{},"elicitation":{}}"#);
+        let capabilities = owner.as_ref().and_then(|o| std::str::from_utf8(&o.capabilities).ok());
+        let params = handshake::initialize_params(capabilities.unwrap_or(r#"{"sampling":{},"elicitation":{}}"#));
         let (msg, session) = conn.exchange_raw("initialize", Some(&params), None).await?;
         let result = expect_result(&msg)?;
         let h = handshake::from_initialize(&result).map_err(|e| ConnError::Protocol(e.0))?;
@@ -220,7 +225,7 @@ impl HttpConn {
         params: Option<&[u8]>,
         version: Option<&str>,
     ) -> Result<(Message, Option<HeaderValue>), ConnError> {
-        let id = self.mux.register(None, None);
+        let id = self.mux.register(None, None, None);
         let _forget = Forget { mux: &self.mux, id };
         let mut body = Vec::new();
         Outbound::raw(method, params).write(&mut body, id, None);
@@ -263,7 +268,7 @@ impl HttpConn {
             return Err(ConnError::Transport(cause.not_sent()));
         }
         let h = self.handshake();
-        let id = self.mux.register(None, req.route.clone());
+        let id = self.mux.register(None, req.route.clone(), req.client);
         let mut guard = CancelOnDrop { conn: self, id, armed: h.era == Era::Legacy };
         let mut body = Vec::with_capacity(256 + req.body_len_hint());
         req.write(&mut body, id, Some(h));
@@ -304,6 +309,13 @@ impl HttpConn {
             version: self.version(),
             session: self.session.clone(),
         }
+    }
+
+    /// Post a notification without params, best effort.
+    pub fn notify(&self, method: &str) {
+        let mut body = Vec::new();
+        write_notification(&mut body, method, None);
+        self.post_detached(Bytes::from(body));
     }
 
     fn post_detached(&self, msg: Bytes) {

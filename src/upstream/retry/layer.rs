@@ -148,8 +148,14 @@ mod tests {
         let script = Script { outcomes: Arc::new(Mutex::new(outcomes.into())), ..Default::default() };
         let config = RetryConfig { base_delay: Duration::from_millis(1), ..Default::default() };
         let mut svc = tower::Layer::layer(&StepLayer(Retry::new(&Arc::from("u"), &config)), script.clone());
-        let policy =
-            CallPolicy { priority: Priority::Medium, caller: Principal::Anonymous, retry_safe, keyed, timeout: None };
+        let policy = CallPolicy {
+            priority: Priority::Medium,
+            caller: Principal::Anonymous,
+            retry_safe,
+            keyed,
+            timeout: None,
+            session: None,
+        };
         let dispatch = Dispatch::new(Arc::new(Outbound::raw("tools/call", None)), policy);
         let outcome = svc.call(dispatch).await;
         (outcome.is_ok(), script.attempts.load(Ordering::Relaxed))

@@ -1,0 +1,350 @@
+//! Upstream session modes (`session = "shared"` / `"per-client"`): a per-client upstream gives
+//! each client session its own process (or HTTP session), started on first use, capped by
+//! `max_client_sessions` and stopped when the client session ends; what a per-client upstream
+//! session asks outside a call reaches only its own client; and in shared mode a request tied
+//! to no client request goes to the one client with a call in flight, or is refused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+/// A stdio echo upstream `name` with `extra` TOML lines.
+fn stdio_with(name: &str, extra: &str) -> String {
+    format!("{}{extra}\n", stdio_upstream(name, "legacy"))
+}
+
+/// Open a legacy session that declares `capabilities`.
+async fn session_with(endpoint: &str, capabilities: Value) -> Legacy {
+    let a = read(
+        client()
+            .post(endpoint)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+                "protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name":"t","version":"0"}}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    let session = a.headers.get("mcp-session-id").expect("session id").to_str().unwrap().to_string();
+    let s = Legacy { endpoint: endpoint.to_string(), session, version: "2025-11-25".into() };
+    assert_eq!(s.post_raw(json!({"jsonrpc":"2.0","method":"notifications/initialized"})).await.status, 202);
+    s
+}
+
+async fn delete(s: &Legacy) -> u16 {
+    client()
+        .delete(&s.endpoint)
+        .header("mcp-session-id", &s.session)
+        .header("mcp-protocol-version", &s.version)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// `/readyz`'s `client_sessions` of upstream `name`.
+async fn client_sessions(gw: &Gateway, name: &str) -> Value {
+    gw.readyz().await["upstreams"][name]["client_sessions"].clone()
+}
+
+fn alive(pid: u64) -> bool {
+    // Signal 0 checks existence; a zombie awaiting its reaper would still count, but the
+    // gateway waits for its children.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// A tools/call on session `s`, streamed: the response's byte stream.
+async fn call_streaming(
+    s: &Legacy,
+    id: i64,
+    name: &str,
+    args: Value,
+) -> impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin {
+    client()
+        .post(&s.endpoint)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &s.session)
+        .header("mcp-protocol-version", &s.version)
+        .json(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":args}}))
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream()
+}
+
+/// The next SSE event on `stream` that `want` accepts, within `limit` (`None`: none came).
+async fn next_event(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buf: &mut String,
+    limit: Duration,
+    want: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    tokio::time::timeout(limit, async {
+        loop {
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let data: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+                if let Ok(event) = serde_json::from_str::<Value>(&data.join("\n"))
+                    && want(&event)
+                {
+                    return Some(event);
+                }
+            }
+            let chunk = stream.next().await?.ok()?;
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// Run a tools/call of session `s` in the background (its answer comes only when it is done),
+/// and wait until upstream `up` has `n` calls in flight.
+async fn in_flight(
+    gw: &Gateway,
+    up: &str,
+    n: u64,
+    s: &Legacy,
+    id: i64,
+    name: &str,
+    args: Value,
+) -> tokio::task::JoinHandle<Answer> {
+    let s = Legacy { endpoint: s.endpoint.clone(), session: s.session.clone(), version: s.version.clone() };
+    let (name, args) = (name.to_string(), args);
+    let call = tokio::spawn(async move { s.request(id, "tools/call", json!({"name": name, "arguments": args})).await });
+    eventually("the call is in flight upstream", Duration::from_secs(20), async || {
+        let ready = gw.readyz().await;
+        let now = ready["upstreams"][up]["in_flight"].as_u64().unwrap_or(0);
+        if now >= n { Ok(()) } else { Err(ready.to_string()) }
+    })
+    .await;
+    call
+}
+
+fn sampled(id: &Value, said: &str) -> Value {
+    json!({"jsonrpc":"2.0","id":id,"result":{"role":"assistant","model":"m","content":{"type":"text","text":said}}})
+}
+
+#[tokio::test]
+async fn per_client_processes_start_on_first_use_hold_the_cap_and_end_with_their_sessions() {
+    let gw = Gateway::start(&stdio_with("pc", "session = \"per-client\"\nmax_client_sessions = 50")).await;
+    let mcp = gw.url("/mcp");
+    let mut sessions = Vec::new();
+    for _ in 0..50 {
+        sessions.push(Legacy::open(&mcp, "2025-11-25").await);
+    }
+    assert_eq!(client_sessions(&gw, "pc").await["live"], 0, "nothing starts before a session's first call");
+    for (i, s) in sessions.iter().enumerate() {
+        let a = s.request(i as i64 + 1, "tools/call", json!({"name": "pc__count", "arguments": {}})).await;
+        // Each session's first call is the first its own process ever got.
+        assert_eq!(text(&a), "1", "session {i}: {}", a.raw);
+    }
+    let live = client_sessions(&gw, "pc").await;
+    assert_eq!(live["live"], 50, "{live}");
+    let pids: Vec<u64> = live["pids"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect();
+    assert_eq!(pids.iter().collect::<std::collections::BTreeSet<_>>().len(), 50, "50 processes: {live}");
+    // The 51st client session is refused at once, with the overloaded error.
+    let extra = Legacy::open(&mcp, "2025-11-25").await;
+    let refused = extra.request(99, "tools/call", json!({"name": "pc__count", "arguments": {}})).await;
+    assert_eq!(refused.error_code(), Some(-32013), "{}", refused.raw);
+    assert_eq!(refused.status, 503, "{}", refused.raw);
+    assert!(refused.headers.contains_key("retry-after"), "{:?}", refused.headers);
+    // A session's second call goes to the same process.
+    let again = sessions[0].request(100, "tools/call", json!({"name": "pc__count", "arguments": {}})).await;
+    assert_eq!(text(&again), "2", "{}", again.raw);
+    for s in &sessions {
+        assert_eq!(delete(s).await, 200);
+    }
+    eventually("every per-client process exited", Duration::from_secs(30), async || {
+        let live = client_sessions(&gw, "pc").await;
+        let left: Vec<&u64> = pids.iter().filter(|p| alive(**p)).collect();
+        if live["live"] == 0 && left.is_empty() { Ok(()) } else { Err(format!("{live}; alive: {left:?}")) }
+    })
+    .await;
+    // Room again: the refused session now gets its own process.
+    let now = extra.request(101, "tools/call", json!({"name": "pc__count", "arguments": {}})).await;
+    assert_eq!(text(&now), "1", "{}", now.raw);
+    let metrics = client().get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sekisho_upstream_client_sessions{upstream=\"pc\"} 1"), "{metrics}");
+    assert_eq!(delete(&extra).await, 200);
+}
+
+#[tokio::test]
+async fn a_per_client_sessions_requests_reach_its_own_client_only() {
+    let gw = Gateway::start(&stdio_with("pc", "session = \"per-client\"")).await;
+    let mcp = gw.url("/mcp");
+    let alice = session_with(&mcp, json!({"sampling": {}})).await;
+    let bob = session_with(&mcp, json!({"sampling": {}})).await;
+    // Bob listens everywhere he can: his GET stream and a call of his in flight.
+    let mut bob_get = client()
+        .get(&mcp)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &bob.session)
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let bob_call = in_flight(&gw, "pc", 1, &bob, 1, "pc__sleep_ms", json!({"ms": 3000})).await;
+    // Alice's own process asks her (a stdio request carries no tie to her call).
+    let mut alice_call = call_streaming(&alice, 2, "pc__ask", json!({"question": "who?"})).await;
+    let mut buf = String::new();
+    let asked =
+        next_event(&mut alice_call, &mut buf, Duration::from_secs(20), |e| e["method"] == "sampling/createMessage")
+            .await
+            .expect("alice was asked");
+    // Bob, who saw nothing, tries to answer it with the id anyway: nothing waits for it in his
+    // session, so it goes nowhere.
+    let mut b1 = String::new();
+    let seen_by_bob = |e: &Value| e.get("method").is_some_and(|m| m != "notifications/tools/list_changed");
+    assert!(next_event(&mut bob_get, &mut b1, Duration::from_millis(300), seen_by_bob).await.is_none());
+    assert_eq!(bob.post_raw(sampled(&asked["id"], "bob here")).await.status, 202);
+    assert_eq!(alice.post_raw(sampled(&asked["id"], "alice here")).await.status, 202);
+    let done = next_event(&mut alice_call, &mut buf, Duration::from_secs(20), |e| e["id"] == 2).await.expect("answer");
+    assert_eq!(done.pointer("/result/content/0/text"), Some(&json!("the client said: alice here")), "{done}");
+    let bob_done = bob_call.await.unwrap();
+    assert_eq!(text(&bob_done), "slept 3000 ms", "{}", bob_done.raw);
+    assert!(
+        !bob_done.events.iter().any(|e| e.get("method").is_some()),
+        "bob's call got only its own answer: {}",
+        bob_done.raw
+    );
+    assert!(next_event(&mut bob_get, &mut b1, Duration::from_millis(300), seen_by_bob).await.is_none());
+    assert_eq!(client_sessions(&gw, "pc").await["live"], 2);
+}
+
+#[tokio::test]
+async fn per_client_http_sessions_end_with_their_client_sessions() {
+    let http = HttpUpstream::start("legacy").await;
+    let gw = Gateway::start(&format!("{}session = \"per-client\"\n", http.table("web"))).await;
+    let mcp = gw.url("/mcp");
+    let (a, b) = (Legacy::open(&mcp, "2025-11-25").await, Legacy::open(&mcp, "2025-11-25").await);
+    for (i, s) in [&a, &b].into_iter().enumerate() {
+        let echo =
+            s.request(i as i64, "tools/call", json!({"name": "web__echo", "arguments": {"message": "hi"}})).await;
+        assert_eq!(text(&echo), "hi", "{}", echo.raw);
+    }
+    assert_eq!(client_sessions(&gw, "web").await["live"], 2);
+    assert_eq!(delete(&a).await, 200);
+    eventually("a's upstream session ended", Duration::from_secs(10), async || {
+        let live = client_sessions(&gw, "web").await;
+        if live["live"] == 1 { Ok(()) } else { Err(live.to_string()) }
+    })
+    .await;
+    let echo = b.request(9, "tools/call", json!({"name": "web__echo", "arguments": {"message": "still"}})).await;
+    assert_eq!(text(&echo), "still", "{}", echo.raw);
+}
+
+#[tokio::test]
+async fn shared_mode_sends_an_untied_request_to_the_one_client_in_flight_or_refuses_it() {
+    let gw = Gateway::start(&stdio_upstream("sh", "legacy")).await;
+    let mcp = gw.url("/mcp");
+    let alice = session_with(&mcp, json!({"sampling": {}})).await;
+    let bob = session_with(&mcp, json!({"sampling": {}})).await;
+    // Alice alone has a call in flight: the untied request is hers.
+    let mut call = call_streaming(&alice, 1, "sh__ask", json!({"question": "who?"})).await;
+    let mut buf = String::new();
+    let asked = next_event(&mut call, &mut buf, Duration::from_secs(20), |e| e["method"] == "sampling/createMessage")
+        .await
+        .expect("alice was asked");
+    assert_eq!(alice.post_raw(sampled(&asked["id"], "alice here")).await.status, 202);
+    let done = next_event(&mut call, &mut buf, Duration::from_secs(20), |e| e["id"] == 1).await.expect("answer");
+    assert_eq!(done.pointer("/result/content/0/text"), Some(&json!("the client said: alice here")), "{done}");
+    // With Bob in flight too, nobody can tell whose it is: the upstream gets a clear error.
+    let bob_call = in_flight(&gw, "sh", 1, &bob, 2, "sh__sleep_ms", json!({"ms": 3000})).await;
+    let a = alice.request(3, "tools/call", json!({"name": "sh__ask", "arguments": {"question": "who?"}})).await;
+    assert!(!a.events.iter().any(|e| e.get("method").is_some()), "nobody was asked: {}", a.raw);
+    let answer: Value = serde_json::from_str(&text(&a)).unwrap_or_else(|_| panic!("{}", a.raw));
+    assert_eq!(answer["error"]["code"], -32601, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("several clients have calls in flight"), "{message}");
+    let bob_done = bob_call.await.unwrap();
+    assert!(!bob_done.events.iter().any(|e| e.get("method").is_some()), "bob was not asked: {}", bob_done.raw);
+}
+
+#[tokio::test]
+async fn a_per_client_sessions_resource_updates_reach_its_own_client_only() {
+    let gw = Gateway::start(&stdio_with("pc", "session = \"per-client\"")).await;
+    let mcp = gw.url("/mcp");
+    let (alice, bob) = (Legacy::open(&mcp, "2025-11-25").await, Legacy::open(&mcp, "2025-11-25").await);
+    let uri = "sekisho://pc/echo://static/hello";
+    let mut streams = Vec::new();
+    for s in [&alice, &bob] {
+        let sub = s.request(1, "resources/subscribe", json!({"uri": uri})).await;
+        assert_eq!(sub.body["result"], json!({}), "{}", sub.raw);
+        let get = client()
+            .get(&mcp)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &s.session)
+            .send()
+            .await
+            .unwrap();
+        streams.push((get.bytes_stream(), String::new()));
+    }
+    // Alice's own process announces an update: her stream gets it, Bob's (subscribed to the
+    // same resource through his own process) does not.
+    let touched = alice
+        .request(2, "tools/call", json!({"name": "pc__touch_subscribed", "arguments": {"uri": "echo://static/hello"}}))
+        .await;
+    assert_eq!(text(&touched), "touched echo://static/hello", "{}", touched.raw);
+    let updated = |e: &Value| e["method"] == "notifications/resources/updated";
+    let (a, b) = streams.split_at_mut(1);
+    let got = next_event(&mut a[0].0, &mut a[0].1, Duration::from_secs(10), updated).await.expect("alice's update");
+    assert_eq!(got["params"]["uri"], uri);
+    assert!(
+        next_event(&mut b[0].0, &mut b[0].1, Duration::from_millis(500), updated).await.is_none(),
+        "bob heard alice's"
+    );
+    // Bob's own update reaches Bob.
+    let touched = bob
+        .request(3, "tools/call", json!({"name": "pc__touch_subscribed", "arguments": {"uri": "echo://static/hello"}}))
+        .await;
+    assert_eq!(text(&touched), "touched echo://static/hello", "{}", touched.raw);
+    assert!(next_event(&mut b[0].0, &mut b[0].1, Duration::from_secs(10), updated).await.is_some(), "bob's own update");
+}
+
+#[tokio::test]
+async fn per_client_calls_still_pass_the_upstreams_bulkhead_and_breaker() {
+    let toml = "session = \"per-client\"\nmax_concurrent = 1\nqueue_size = 0\n\
+                [upstreams.pc.breaker]\nconsecutive_failures = 1\nopen_for = \"60s\"\n";
+    let gw = Gateway::start(&stdio_with("pc", toml)).await;
+    let mcp = gw.url("/mcp");
+    let (alice, bob) = (Legacy::open(&mcp, "2025-11-25").await, Legacy::open(&mcp, "2025-11-25").await);
+    // Each has its own process, but the upstream's one slot is shared: Bob is shed while
+    // Alice's call runs.
+    let first = in_flight(&gw, "pc", 1, &alice, 1, "pc__sleep_ms", json!({"ms": 1000})).await;
+    let shed = bob.request(2, "tools/call", json!({"name": "pc__echo", "arguments": {"message": "x"}})).await;
+    assert_eq!(shed.error_code(), Some(-32013), "{}", shed.raw);
+    assert_eq!(text(&first.await.unwrap()), "slept 1000 ms");
+    // A per-client process that dies mid-call opens the breaker the per-client sessions share:
+    // Bob's next call fails fast instead of starting work on a broken upstream.
+    let crashed = alice.request(3, "tools/call", json!({"name": "pc__crash", "arguments": {}})).await;
+    assert!(crashed.error_code().is_some(), "{}", crashed.raw);
+    let refused = bob.request(4, "tools/call", json!({"name": "pc__echo", "arguments": {"message": "x"}})).await;
+    assert_eq!(refused.error_code(), Some(-32010), "{}", refused.raw);
+    assert_eq!(refused.body.pointer("/error/data/breaker"), Some(&json!("open")), "{}", refused.raw);
+}
+
+#[tokio::test]
+async fn an_idle_per_client_session_is_stopped_and_restarted_on_next_use() {
+    let gw = Gateway::start(&stdio_with("pc", "session = \"per-client\"\nidle_timeout = \"300ms\"")).await;
+    let s = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let a = s.request(1, "tools/call", json!({"name": "pc__count", "arguments": {}})).await;
+    assert_eq!(text(&a), "1", "{}", a.raw);
+    let pid = client_sessions(&gw, "pc").await["pids"][0].as_u64().expect("a pid");
+    eventually("the idle per-client process stopped", Duration::from_secs(20), async || {
+        let live = client_sessions(&gw, "pc").await;
+        if live["live"] == 0 && !alive(pid) { Ok(()) } else { Err(live.to_string()) }
+    })
+    .await;
+    // The session itself lives on: its next call starts a fresh process.
+    let b = s.request(2, "tools/call", json!({"name": "pc__count", "arguments": {}})).await;
+    assert_eq!(text(&b), "1", "{}", b.raw);
+}
