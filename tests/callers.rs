@@ -10,7 +10,6 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 const ALICE: &str = "alice-key-0123456789abcdef";
@@ -81,30 +80,6 @@ async fn another_caller_cannot_use_or_end_a_session() {
     assert_eq!(legacy_post(&url, Some(ALICE), Some(&session), &echo_call(4, "x")).await.status, 404);
 }
 
-/// Read SSE events from `stream` until one satisfies `want`; returns it.
-async fn next_event(
-    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
-    buf: &mut String,
-    want: impl Fn(&Value) -> bool,
-) -> Value {
-    let read = async {
-        loop {
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let data: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
-                if let Ok(event) = serde_json::from_str::<Value>(&data.join("\n"))
-                    && want(&event)
-                {
-                    return event;
-                }
-            }
-            let chunk = stream.next().await.expect("the stream ended early").unwrap();
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), read).await.expect("the event came")
-}
-
 #[tokio::test]
 async fn relayed_request_ids_cannot_be_guessed_or_answered_by_another_caller() {
     let upstream = HttpUpstream::start("legacy").await;
@@ -126,7 +101,9 @@ async fn relayed_request_ids_cannot_be_guessed_or_answered_by_another_caller() {
         .unwrap();
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
-    let asked = next_event(&mut stream, &mut buf, |e| e["method"] == "sampling/createMessage").await;
+    let asked = next_event(&mut stream, &mut buf, Duration::from_secs(20), |e| e["method"] == "sampling/createMessage")
+        .await
+        .expect("the event came");
     let id = asked["id"].as_str().unwrap_or_else(|| panic!("a string id: {asked}")).to_string();
     let random = id.strip_prefix("sekisho-").unwrap_or_else(|| panic!("{id}"));
     assert!(
@@ -145,7 +122,8 @@ async fn relayed_request_ids_cannot_be_guessed_or_answered_by_another_caller() {
     assert_eq!(legacy_post(&url, Some(ALICE), Some(&other), &answer("wrong session")).await.status, 202);
     // Alice's answer reaches the upstream, and only hers.
     assert_eq!(legacy_post(&url, Some(ALICE), Some(&session), &answer("alice here")).await.status, 202);
-    let done = next_event(&mut stream, &mut buf, |e| e["id"] == 7).await;
+    let done =
+        next_event(&mut stream, &mut buf, Duration::from_secs(20), |e| e["id"] == 7).await.expect("the event came");
     assert_eq!(done.pointer("/result/content/0/text"), Some(&json!("the client said: alice here")), "{done}");
 }
 

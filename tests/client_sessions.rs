@@ -9,32 +9,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 /// A stdio echo upstream `name` with `extra` TOML lines.
 fn stdio_with(name: &str, extra: &str) -> String {
     format!("{}{extra}\n", stdio_upstream(name, "legacy"))
-}
-
-/// Open a legacy session that declares `capabilities`.
-async fn session_with(endpoint: &str, capabilities: Value) -> Legacy {
-    let a = read(
-        client()
-            .post(endpoint)
-            .header("accept", "application/json, text/event-stream")
-            .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-                "protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name":"t","version":"0"}}}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.raw);
-    let session = a.headers.get("mcp-session-id").expect("session id").to_str().unwrap().to_string();
-    let s = Legacy { endpoint: endpoint.to_string(), session, version: "2025-11-25".into() };
-    assert_eq!(s.post_raw(json!({"jsonrpc":"2.0","method":"notifications/initialized"})).await.status, 202);
-    s
 }
 
 async fn delete(s: &Legacy) -> u16 {
@@ -77,33 +56,6 @@ async fn call_streaming(
         .await
         .unwrap()
         .bytes_stream()
-}
-
-/// The next SSE event on `stream` that `want` accepts, within `limit` (`None`: none came).
-async fn next_event(
-    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
-    buf: &mut String,
-    limit: Duration,
-    want: impl Fn(&Value) -> bool,
-) -> Option<Value> {
-    tokio::time::timeout(limit, async {
-        loop {
-            while let Some(end) = buf.find("\n\n") {
-                let block: String = buf.drain(..end + 2).collect();
-                let data: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
-                if let Ok(event) = serde_json::from_str::<Value>(&data.join("\n"))
-                    && want(&event)
-                {
-                    return Some(event);
-                }
-            }
-            let chunk = stream.next().await?.ok()?;
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-        }
-    })
-    .await
-    .ok()
-    .flatten()
 }
 
 /// Run a tools/call of session `s` in the background (its answer comes only when it is done),
@@ -181,8 +133,8 @@ async fn per_client_processes_start_on_first_use_hold_the_cap_and_end_with_their
 async fn a_per_client_sessions_requests_reach_its_own_client_only() {
     let gw = Gateway::start(&stdio_with("pc", "session = \"per-client\"")).await;
     let mcp = gw.url("/mcp");
-    let alice = session_with(&mcp, json!({"sampling": {}})).await;
-    let bob = session_with(&mcp, json!({"sampling": {}})).await;
+    let alice = Legacy::open_declaring(&mcp, "2025-11-25", json!({"sampling": {}})).await;
+    let bob = Legacy::open_declaring(&mcp, "2025-11-25", json!({"sampling": {}})).await;
     // Bob listens everywhere he can: his GET stream and a call of his in flight.
     let mut bob_get = client()
         .get(&mcp)
@@ -246,8 +198,8 @@ async fn per_client_http_sessions_end_with_their_client_sessions() {
 async fn shared_mode_sends_an_untied_request_to_the_one_client_in_flight_or_refuses_it() {
     let gw = Gateway::start(&stdio_upstream("sh", "legacy")).await;
     let mcp = gw.url("/mcp");
-    let alice = session_with(&mcp, json!({"sampling": {}})).await;
-    let bob = session_with(&mcp, json!({"sampling": {}})).await;
+    let alice = Legacy::open_declaring(&mcp, "2025-11-25", json!({"sampling": {}})).await;
+    let bob = Legacy::open_declaring(&mcp, "2025-11-25", json!({"sampling": {}})).await;
     // Alice alone has a call in flight: the untied request is hers.
     let mut call = call_streaming(&alice, 1, "sh__ask", json!({"question": "who?"})).await;
     let mut buf = String::new();

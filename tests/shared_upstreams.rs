@@ -107,30 +107,13 @@ async fn one_clients_log_level_applies_to_its_own_notifications_only() {
     assert!(!a.events.iter().any(is_log), "{}", a.raw);
 }
 
-/// Open a legacy session that declares `capabilities`.
-async fn session_with(endpoint: &str, capabilities: Value) -> Legacy {
-    let a = read(
-        client()
-            .post(endpoint)
-            .header("accept", "application/json, text/event-stream")
-            .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-                "protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name":"t","version":"0"}}}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let session = a.headers.get("mcp-session-id").expect("session id").to_str().unwrap().to_string();
-    Legacy { endpoint: endpoint.to_string(), session, version: "2025-11-25".into() }
-}
-
 #[tokio::test]
 async fn server_requests_reach_only_clients_that_declared_the_capability() {
     let http = HttpUpstream::start("legacy").await;
     let gw = Gateway::start(&http.table("web")).await;
     let mcp = gw.url("/mcp");
     // A client without the sampling capability is never asked; the upstream gets an error.
-    let plain = session_with(&mcp, json!({})).await;
+    let plain = Legacy::open_declaring(&mcp, "2025-11-25", json!({})).await;
     let a = plain
         .request(1, "tools/call", json!({"name": "web__ask", "arguments": {"method": "sampling/createMessage"}}))
         .await;
@@ -139,7 +122,7 @@ async fn server_requests_reach_only_clients_that_declared_the_capability() {
     assert_eq!(answer["error"]["code"], -32601, "{answer}");
     assert!(answer["error"]["message"].as_str().unwrap().contains("sampling capability"), "{answer}");
     // A client that declared sampling (but not roots) is asked for sampling only.
-    let sampler = session_with(&mcp, json!({"sampling": {}})).await;
+    let sampler = Legacy::open_declaring(&mcp, "2025-11-25", json!({"sampling": {}})).await;
     let a = sampler.request(2, "tools/call", json!({"name": "web__ask", "arguments": {"method": "roots/list"}})).await;
     assert!(!a.events.iter().any(|e| e.get("method").is_some()), "{}", a.raw);
     assert!(text(&a).contains("roots capability"), "{}", a.raw);

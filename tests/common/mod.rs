@@ -265,12 +265,17 @@ pub struct Legacy {
 
 impl Legacy {
     pub async fn open(endpoint: &str, version: &str) -> Legacy {
+        Legacy::open_declaring(endpoint, version, json!({})).await
+    }
+
+    /// Open a session whose client declares `capabilities` (sampling, roots, …).
+    pub async fn open_declaring(endpoint: &str, version: &str, capabilities: Value) -> Legacy {
         let a = read(
             client()
                 .post(endpoint)
                 .header("accept", "application/json, text/event-stream")
                 .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-                    "protocolVersion": version, "capabilities": {}, "clientInfo": {"name":"test","version":"0"}}}))
+                    "protocolVersion": version, "capabilities": capabilities, "clientInfo": {"name":"test","version":"0"}}}))
                 .send()
                 .await
                 .unwrap(),
@@ -355,4 +360,33 @@ pub fn text(a: &Answer) -> String {
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("no text in {}", a.raw))
         .to_string()
+}
+
+/// The next SSE event on `stream` that `want` accepts, within `limit` (`None`: none came, or
+/// the stream ended).
+pub async fn next_event(
+    stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    buf: &mut String,
+    limit: Duration,
+    want: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    use futures::StreamExt;
+    tokio::time::timeout(limit, async {
+        loop {
+            while let Some(end) = buf.find("\n\n") {
+                let block: String = buf.drain(..end + 2).collect();
+                let data: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+                if let Ok(event) = serde_json::from_str::<Value>(&data.join("\n"))
+                    && want(&event)
+                {
+                    return Some(event);
+                }
+            }
+            let chunk = stream.next().await?.ok()?;
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    })
+    .await
+    .ok()
+    .flatten()
 }
