@@ -136,14 +136,7 @@ async fn a_per_client_sessions_requests_reach_its_own_client_only() {
     let alice = Legacy::open_declaring(&mcp, "2025-11-25", json!({"sampling": {}})).await;
     let bob = Legacy::open_declaring(&mcp, "2025-11-25", json!({"sampling": {}})).await;
     // Bob listens everywhere he can: his GET stream and a call of his in flight.
-    let mut bob_get = client()
-        .get(&mcp)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &bob.session)
-        .send()
-        .await
-        .unwrap()
-        .bytes_stream();
+    let mut bob_get = bob.listen().await;
     let bob_call = in_flight(&gw, "pc", 1, &bob, 1, "pc__sleep_ms", json!({"ms": 3000})).await;
     // Alice's own process asks her (a stdio request carries no tie to her call).
     let mut alice_call = call_streaming(&alice, 2, "pc__ask", json!({"question": "who?"})).await;
@@ -231,14 +224,7 @@ async fn a_per_client_sessions_resource_updates_reach_its_own_client_only() {
     for s in [&alice, &bob] {
         let sub = s.request(1, "resources/subscribe", json!({"uri": uri})).await;
         assert_eq!(sub.body["result"], json!({}), "{}", sub.raw);
-        let get = client()
-            .get(&mcp)
-            .header("accept", "text/event-stream")
-            .header("mcp-session-id", &s.session)
-            .send()
-            .await
-            .unwrap();
-        streams.push((get.bytes_stream(), String::new()));
+        streams.push((s.listen().await, String::new()));
     }
     // Alice's own process announces an update: her stream gets it, Bob's (subscribed to the
     // same resource through his own process) does not.

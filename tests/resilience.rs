@@ -455,10 +455,9 @@ async fn a_crash_looping_process_is_damped_then_restarted_after_the_cooldown() {
     assert_eq!(gw.readyz().await["upstreams"]["flaky"]["restarts"], 2);
 }
 
-#[tokio::test]
-async fn a_call_that_may_have_run_is_not_run_again_on_the_fallback() {
-    let dir = tempfile::tempdir().unwrap();
-    let effects = dir.path().join("effects");
+/// Stdio upstream `io` with the fallback `spare`, both writing their side effects to `effects`;
+/// a legacy session on `/servers/io/mcp`.
+async fn io_with_spare_fallback(effects: &std::path::Path) -> (Gateway, Legacy) {
     let env = format!("env = {{ ECHO_EFFECTS_FILE = {:?} }}\n", effects.display().to_string());
     let toml = format!(
         "{}{env}fallback = \"spare\"\n{}{env}",
@@ -467,6 +466,14 @@ async fn a_call_that_may_have_run_is_not_run_again_on_the_fallback() {
     );
     let gw = Gateway::start(&toml).await;
     let s = Legacy::open(&gw.url("/servers/io/mcp"), "2025-11-25").await;
+    (gw, s)
+}
+
+#[tokio::test]
+async fn a_call_that_may_have_run_is_not_run_again_on_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("effects");
+    let (_gw, s) = io_with_spare_fallback(&effects).await;
     let count = || std::fs::read_to_string(&effects).map(|t| t.lines().count()).unwrap_or(0);
     // The primary's process dies during the call, after the effect: the fallback must not repeat it.
     let a = s.request(1, "tools/call", json!({"name": "side_effect", "arguments": {}})).await;
@@ -482,14 +489,7 @@ async fn a_call_that_may_have_run_is_not_run_again_on_the_fallback() {
 async fn a_keyed_call_that_may_have_run_is_not_run_again_on_the_fallback() {
     let dir = tempfile::tempdir().unwrap();
     let effects = dir.path().join("effects");
-    let env = format!("env = {{ ECHO_EFFECTS_FILE = {:?} }}\n", effects.display().to_string());
-    let toml = format!(
-        "{}{env}fallback = \"spare\"\n{}{env}",
-        stdio_upstream("io", "legacy"),
-        stdio_upstream("spare", "legacy")
-    );
-    let gw = Gateway::start(&toml).await;
-    let s = Legacy::open(&gw.url("/servers/io/mcp"), "2025-11-25").await;
+    let (_gw, s) = io_with_spare_fallback(&effects).await;
     let call = json!({"name": "side_effect", "arguments": {}, "_meta": {"io.sekisho/idempotencyKey": "k-1"}});
     let a = s.request(1, "tools/call", call).await;
     assert_eq!(a.error_code(), Some(-32010), "{}", a.raw);

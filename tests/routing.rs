@@ -165,15 +165,7 @@ async fn list_changes_reach_legacy_and_modern_listeners() {
     let (gw, _http) = two_upstreams().await;
     let mcp = gw.url("/mcp");
     let s = Legacy::open(&mcp, "2025-11-25").await;
-    let get = client()
-        .get(&mcp)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &s.session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(get.status(), 200);
-    let mut legacy_stream = get.bytes_stream();
+    let mut legacy_stream = s.listen().await;
     let listen = client()
         .post(&mcp)
         .header("accept", "application/json, text/event-stream")
@@ -235,14 +227,7 @@ async fn resource_updates_reach_subscribed_sessions() {
     let s = Legacy::open(&mcp, "2025-11-25").await;
     let init = s.request(0, "ping", json!({})).await;
     assert_eq!(init.status, 200);
-    let get = client()
-        .get(&mcp)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &s.session)
-        .send()
-        .await
-        .unwrap();
-    let mut stream = get.bytes_stream();
+    let mut stream = s.listen().await;
     let uri = "sekisho://docs/echo://static/hello";
     let sub = s.request(1, "resources/subscribe", json!({"uri": uri})).await;
     assert_eq!(sub.body["result"], json!({}), "{}", sub.raw);

@@ -31,18 +31,6 @@ async fn next_containing(
     .flatten()
 }
 
-async fn get_stream(endpoint: &str, s: &Legacy) -> impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin {
-    let get = client()
-        .get(endpoint)
-        .header("accept", "text/event-stream")
-        .header("mcp-session-id", &s.session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(get.status(), 200);
-    get.bytes_stream()
-}
-
 /// What the (one, shared) upstream process has subscribed to now.
 async fn upstream_subscriptions(s: &Legacy) -> Value {
     let a = s.request(90, "tools/call", json!({"name": "docs__subscriptions", "arguments": {}})).await;
@@ -63,7 +51,7 @@ async fn one_clients_unsubscribe_does_not_end_anothers_updates() {
         let sub = s.request(1, "resources/subscribe", json!({"uri": uri})).await;
         assert_eq!(sub.body["result"], json!({}), "{}", sub.raw);
     }
-    let mut b_stream = get_stream(&mcp, &b).await;
+    let mut b_stream = b.listen().await;
     // A leaves; B still wants updates, so the upstream stays subscribed.
     let unsub = a.request(2, "resources/unsubscribe", json!({"uri": uri})).await;
     assert_eq!(unsub.body["result"], json!({}), "{}", unsub.raw);

@@ -290,6 +290,19 @@ impl Legacy {
         s
     }
 
+    /// Open the session's standalone GET stream (its events as raw SSE bytes); asserts 200.
+    pub async fn listen(&self) -> impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin + use<> {
+        let get = client()
+            .get(&self.endpoint)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &self.session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(get.status(), 200);
+        get.bytes_stream()
+    }
+
     pub async fn post_raw(&self, body: Value) -> Answer {
         read(
             client()
