@@ -7,91 +7,20 @@
 //! Also: `/metrics` on its own listener without a key, and TLS. None of it may cost the
 //! gateway its memory or another client its service.
 
+#[path = "support/binary.rs"]
+mod binary;
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use binary::{Binary, free_port};
 use common::*;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sekisho");
 const KEY_A: &str = "key-a-0123456789abcdef";
 const KEY_B: &str = "key-b-0123456789abcdef";
-
-/// The `sekisho serve` process, ended with SIGTERM on drop (its children drain with it).
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Served {
-    /// Start the binary with `server` keys under `[server]` (listen is chosen here) and
-    /// `rest` after it; wait until `/healthz` answers (and upstreams, if any, are listed).
-    async fn start(server: &str, rest: &str) -> Served {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let cfg = dir.path().join("s.toml");
-        std::fs::write(&cfg, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{server}\n{rest}")).unwrap();
-        let child = Command::new(BIN)
-            .args(["serve", "--config"])
-            .arg(&cfg)
-            .env_remove("REDIS_URL")
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("RUST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
-            .spawn()
-            .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let served = Served { child, addr, base: format!("http://{addr}"), _dir: dir };
-        // Probed on a connection that closes with its answer: tests count the connections
-        // they hold (and a pooled client's connection would close only when its task runs).
-        eventually("sekisho serving", Duration::from_secs(30), async || {
-            let Ok(mut s) = TcpStream::connect(served.addr) else { return Err("not listening yet".to_string()) };
-            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
-            match read_to_close(&mut s, Duration::from_secs(5)) {
-                Ok(answer) if answer.starts_with(b"HTTP/1.1 200") => Ok(()),
-                Ok(answer) | Err(answer) => Err(String::from_utf8_lossy(&answer).into_owned()),
-            }
-        })
-        .await;
-        served
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// Peak resident memory of the gateway process so far (VmHWM), in bytes.
-    fn peak_memory(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB");
-        kib.parse::<u64>().unwrap() * 1024
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A raw TCP connection with a read deadline.
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -201,7 +130,7 @@ fn echo(name: &str) -> String {
 }
 
 /// Wait until the catalog lists `tool` (the upstream has started).
-async fn listed(gw: &Served, tool: &str) {
+async fn listed(gw: &Binary, tool: &str) {
     eventually("the upstream listed", Duration::from_secs(30), async || {
         let a = modern(&gw.url("/mcp"), 0, "tools/list", json!({})).await;
         if tool_names(&a).iter().any(|t| t == tool) { Ok(()) } else { Err(a.raw) }
@@ -211,7 +140,7 @@ async fn listed(gw: &Served, tool: &str) {
 
 #[tokio::test]
 async fn a_batch_of_20000_requests_is_refused_whole_with_one_error() {
-    let gw = Served::start("", &echo("up")).await;
+    let gw = Binary::serving("", &echo("up")).await;
     listed(&gw, "up__echo").await;
     let url = gw.url("/mcp");
     let s = session_of(&open_session(&url, None, "2025-03-26").await);
@@ -233,7 +162,7 @@ async fn a_batch_of_20000_requests_is_refused_whole_with_one_error() {
 
 #[tokio::test]
 async fn a_batch_whose_answers_exceed_their_cap_gets_one_error_not_a_partial_answer() {
-    let gw = Served::start("max_batch_response_bytes = 65536", &echo("up")).await;
+    let gw = Binary::serving("max_batch_response_bytes = 65536", &echo("up")).await;
     listed(&gw, "up__big").await;
     let url = gw.url("/mcp");
     let s = session_of(&open_session(&url, None, "2025-03-26").await);
@@ -248,7 +177,7 @@ async fn a_batch_whose_answers_exceed_their_cap_gets_one_error_not_a_partial_ans
 
 #[tokio::test]
 async fn slowloris_connections_are_closed_and_their_slots_freed() {
-    let gw = Served::start("header_read_timeout = \"1s\"\nmax_connections = 200", "").await;
+    let gw = Binary::serving("header_read_timeout = \"1s\"\nmax_connections = 200", "").await;
     let started = Instant::now();
     let mut slow: Vec<TcpStream> = (0..200)
         .map(|_| {
@@ -269,7 +198,7 @@ async fn slowloris_connections_are_closed_and_their_slots_freed() {
 
 #[tokio::test]
 async fn at_the_connection_cap_a_new_client_waits_for_a_slot() {
-    let gw = Served::start("max_connections = 4\nidle_timeout = \"30s\"", "").await;
+    let gw = Binary::serving("max_connections = 4\nidle_timeout = \"30s\"", "").await;
     let mut held: Vec<TcpStream> = (0..4).map(|_| connect(gw.addr)).collect();
     for s in &mut held {
         assert!(get_keep_alive(s, "/healthz").starts_with("HTTP/1.1 200"));
@@ -286,7 +215,7 @@ async fn at_the_connection_cap_a_new_client_waits_for_a_slot() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
-    let gw = Served::start("idle_timeout = \"1s\"", "").await;
+    let gw = Binary::serving("idle_timeout = \"1s\"", "").await;
     let mut s = connect(gw.addr);
     assert!(get_keep_alive(&mut s, "/healthz").starts_with("HTTP/1.1 200"));
     let idle = Instant::now();
@@ -297,7 +226,7 @@ async fn an_idle_keep_alive_connection_is_closed() {
 #[tokio::test]
 async fn a_request_head_over_max_header_bytes_gets_431() {
     // The default (16 KiB); hyper's own default buffer took ~400 KiB.
-    let gw = Served::start("", "").await;
+    let gw = Binary::serving("", "").await;
     let mut s = connect(gw.addr);
     let filler = "a".repeat(8000);
     let mut head = String::from("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n");
@@ -315,7 +244,7 @@ async fn a_request_head_over_max_header_bytes_gets_431() {
 
 #[tokio::test]
 async fn a_body_that_stalls_gets_408_and_the_connection_closes() {
-    let gw = Served::start("body_read_timeout = \"1s\"", "").await;
+    let gw = Binary::serving("body_read_timeout = \"1s\"", "").await;
     let mut s = connect(gw.addr);
     let started = Instant::now();
     s.write_all(
@@ -334,7 +263,7 @@ async fn one_caller_filling_its_session_cap_does_not_block_another() {
     let server = format!(
         "api_keys = [{{ key = {KEY_A:?}, name = \"a\" }}, {{ key = {KEY_B:?}, name = \"b\" }}]\nmax_sessions_per_caller = 3"
     );
-    let gw = Served::start(&server, "").await;
+    let gw = Binary::serving(&server, "").await;
     let url = gw.url("/mcp");
     let mut mine = Vec::new();
     for _ in 0..3 {
@@ -358,7 +287,7 @@ async fn one_caller_filling_its_session_cap_does_not_block_another() {
 
 #[tokio::test]
 async fn an_ended_session_is_remembered_until_its_expiry_and_never_revived() {
-    let gw = Served::start("session_ttl = \"2s\"\nmax_ended_sessions_per_caller = 2", "").await;
+    let gw = Binary::serving("session_ttl = \"2s\"\nmax_ended_sessions_per_caller = 2", "").await;
     let url = gw.url("/mcp");
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -385,7 +314,7 @@ async fn an_ended_session_is_remembered_until_its_expiry_and_never_revived() {
 #[tokio::test]
 async fn streams_listens_and_subscriptions_are_capped_per_session_and_caller() {
     let server = "max_streams_per_session = 2\nmax_listens_per_caller = 2\nmax_subscriptions_per_session = 2";
-    let gw = Served::start(server, &echo("up")).await;
+    let gw = Binary::serving(server, &echo("up")).await;
     listed(&gw, "up__echo").await;
     let url = gw.url("/mcp");
     let s = session_of(&open_session(&url, None, "2025-11-25").await);
@@ -444,7 +373,7 @@ async fn streams_listens_and_subscriptions_are_capped_per_session_and_caller() {
 
 #[tokio::test]
 async fn an_overlong_resource_uri_is_invalid_params() {
-    let gw = Served::start("", &echo("up")).await;
+    let gw = Binary::serving("", &echo("up")).await;
     listed(&gw, "up__echo").await;
     let url = gw.url("/mcp");
     let s = session_of(&open_session(&url, None, "2025-11-25").await);
@@ -459,7 +388,7 @@ async fn an_overlong_resource_uri_is_invalid_params() {
 #[tokio::test]
 async fn a_forged_cursor_past_any_list_is_invalid_params() {
     use base64::Engine;
-    let gw = Served::start("", &echo("up")).await;
+    let gw = Binary::serving("", &echo("up")).await;
     listed(&gw, "up__echo").await;
     let url = gw.url("/mcp");
     for offset in [u64::MAX.to_string(), (usize::MAX - 3).to_string(), "1000000".into()] {
@@ -473,7 +402,7 @@ async fn a_forged_cursor_past_any_list_is_invalid_params() {
 
 #[tokio::test]
 async fn a_client_that_never_reads_its_answer_is_closed() {
-    let gw = Served::start("send_timeout = \"1s\"", &echo("up")).await;
+    let gw = Binary::serving("send_timeout = \"1s\"", &echo("up")).await;
     listed(&gw, "up__big").await;
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": "up__big", "arguments": {"kib": 8192},
@@ -501,7 +430,7 @@ async fn a_client_that_never_reads_its_answer_is_closed() {
 
 #[tokio::test]
 async fn resource_uris_do_not_become_metric_labels() {
-    let gw = Served::start("", &format!("{}trusted = true\nresource_ttl = \"30s\"\n", echo("res"))).await;
+    let gw = Binary::serving("", &format!("{}trusted = true\nresource_ttl = \"30s\"\n", echo("res"))).await;
     listed(&gw, "res__echo").await;
     let url = gw.url("/mcp");
     for i in 0..5 {
@@ -518,7 +447,7 @@ async fn resource_uris_do_not_become_metric_labels() {
 async fn metrics_listen_serves_metrics_without_a_key_while_the_main_listener_requires_one() {
     let port = free_port();
     let server = format!("api_keys = [{KEY_A:?}]\nmetrics_listen = \"127.0.0.1:{port}\"");
-    let gw = Served::start(&server, "").await;
+    let gw = Binary::serving(&server, "").await;
     assert_eq!(client().get(gw.url("/metrics")).send().await.unwrap().status(), 401);
     let keyed = client().get(gw.url("/metrics")).bearer_auth(KEY_A).send().await.unwrap();
     assert_eq!(keyed.status(), 200);
@@ -538,17 +467,9 @@ async fn the_listener_speaks_tls_with_the_configured_certificate() {
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let server =
         format!("tls_cert = {:?}\ntls_key = {:?}", cert_path.display().to_string(), key_path.display().to_string());
-    // Started by hand: the harness waits on plain HTTP.
-    let port = free_port();
-    let cfg = dir.path().join("s.toml");
-    std::fs::write(&cfg, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{server}\n")).unwrap();
-    let child = Command::new(BIN).args(["serve", "--config"]).arg(&cfg).stderr(Stdio::null()).spawn().unwrap();
-    let _served = Served {
-        child,
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        base: String::new(),
-        _dir: tempfile::tempdir().unwrap(),
-    };
+    // Not waited for by the harness, which probes plain HTTP.
+    let served = Binary::spawn(&server, "", None, &[]);
+    let port = served.addr.port();
     let trusting = reqwest::Client::builder()
         .use_rustls_tls()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())

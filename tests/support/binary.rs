@@ -1,9 +1,12 @@
 //! The real `sekisho` binary as a child process (`sekisho serve --config FILE` on a free
-//! loopback port), for end-to-end tests of hostile input; killed on drop.
+//! loopback port), for end-to-end tests of hostile input; ended with SIGTERM on drop (so its
+//! children drain with it), SIGKILL after 15 s.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::{client, eventually, settled};
 
@@ -12,6 +15,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_sekisho");
 /// A running `sekisho serve`.
 pub struct Binary {
     child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: SocketAddr,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     /// An admin key of the configuration (for `/readyz` and `/metrics`), if it has keys.
@@ -19,7 +24,8 @@ pub struct Binary {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -57,7 +63,36 @@ impl Binary {
             .stderr(if std::env::var_os("SEKISHO_TEST_STDERR").is_some() { Stdio::inherit() } else { Stdio::null() })
             .spawn()
             .unwrap();
-        Binary { child, base: format!("http://127.0.0.1:{port}"), admin: admin.map(str::to_string), _dir: dir }
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        Binary { child, addr, base: format!("http://{addr}"), admin: admin.map(str::to_string), _dir: dir }
+    }
+
+    /// Start `sekisho serve` as [`Binary::spawn`] does and wait until `/healthz` answers,
+    /// probed on raw connections that close with their answer: a pooled client's connection
+    /// would stay open (and count against `max_connections`) until its task runs.
+    pub async fn serving(server: &str, toml: &str) -> Binary {
+        let gw = Binary::spawn(server, toml, None, &[]);
+        eventually("sekisho serving", Duration::from_secs(30), async || {
+            let Ok(mut s) = TcpStream::connect(gw.addr) else { return Err("not listening yet".to_string()) };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+            let mut answer = Vec::new();
+            let _ = s.read_to_end(&mut answer);
+            if answer.starts_with(b"HTTP/1.1 200") {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&answer).into_owned())
+            }
+        })
+        .await;
+        gw
+    }
+
+    /// Peak resident memory of the gateway process so far (VmHWM), in bytes.
+    pub fn peak_memory(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB");
+        kib.parse::<u64>().unwrap() * 1024
     }
 
     /// `/readyz` as the admin sees it; `Null` while it does not answer.
@@ -91,6 +126,15 @@ impl Binary {
 
 impl Drop for Binary {
     fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
