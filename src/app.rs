@@ -53,6 +53,7 @@ impl Gateway {
                 },
             ),
             hub: Arc::new(Hub::default()),
+            parked: Default::default(),
             config: config.server.clone(),
             draining: CancellationToken::new(),
             default_priority: config.admission.default_priority,

@@ -194,11 +194,10 @@ pub enum GatewayError {
         /// The limit in bytes.
         limit: usize,
     },
-    /// The upstream answered `input_required`, which a legacy client cannot receive (-32603).
-    #[error(
-        "the upstream requires interactive input (input_required), which this client's protocol revision cannot carry"
-    )]
-    InputRequiredUnsupported,
+    /// The upstream answered `input_required` and the gateway could not carry it to this
+    /// legacy client (-32603); the text says why (e.g. a capability the client did not declare).
+    #[error("the upstream requires interactive input (input_required) that could not be carried to this client: {0}")]
+    InputRequiredUnsupported(String),
     /// A call ended without an answer (a gateway bug; HTTP 500, -32603).
     #[error("the call ended without an answer")]
     NoAnswer,
@@ -286,7 +285,7 @@ impl GatewayError {
             UpstreamUnavailable { .. } | CircuitOpen { .. } => (code::UPSTREAM_UNAVAILABLE, None, None, "unavailable"),
             UpstreamTransport { .. } => (code::UPSTREAM_UNAVAILABLE, None, None, "upstream_error"),
             UpstreamTimeout { .. } => (code::UPSTREAM_TIMEOUT, None, None, "timeout"),
-            UpstreamProtocol { .. } | UpstreamResponseTooLarge { .. } | InputRequiredUnsupported => {
+            UpstreamProtocol { .. } | UpstreamResponseTooLarge { .. } | InputRequiredUnsupported(_) => {
                 (code::INTERNAL_ERROR, None, None, "upstream_error")
             }
             NoAnswer => (code::INTERNAL_ERROR, Some(StatusCode::INTERNAL_SERVER_ERROR), None, "internal"),
@@ -323,7 +322,7 @@ impl GatewayError {
             | UpstreamTransport { .. }
             | UpstreamProtocol { .. }
             | UpstreamResponseTooLarge { .. }
-            | InputRequiredUnsupported
+            | InputRequiredUnsupported(_)
             | CircuitOpen { .. } => Side::Upstream,
             ShuttingDown | Overloaded { .. } | IdempotencyInProgress { .. } | NoAnswer => Side::Gateway,
             _ => Side::Client,

@@ -31,6 +31,7 @@ use crate::pipeline::parts::{ANONYMOUS, Identity, Priority};
 /// body_read_timeout = "30s"     # reading one request body; late: HTTP 408
 /// idle_timeout = "60s"          # a connection with nothing in flight and nothing received
 /// send_timeout = "30s"          # a write that makes no progress (a client that never reads)
+/// input_timeout = "2m"          # a call parked for a modern client's input (input_required)
 /// max_header_bytes = 16384      # request line + headers; larger: HTTP 431
 /// metrics_listen = ""           # e.g. "127.0.0.1:9464": /metrics without a key, there only
 /// tls_cert = ""                 # PEM certificate chain; with tls_key, the listener speaks TLS
@@ -91,6 +92,11 @@ pub struct ServerConfig {
     /// read its answer) is closed, which drops the answer it held.
     #[serde(with = "humantime_serde")]
     pub send_timeout: Duration,
+    /// How long a call stays parked for a modern client's `inputResponses`, after a legacy
+    /// upstream asked it something during the call (`front::input`); then it is cancelled
+    /// upstream.
+    #[serde(with = "humantime_serde")]
+    pub input_timeout: Duration,
     /// Largest request line plus headers, in bytes (8 KiB–1 MiB); larger gets HTTP 431.
     pub max_header_bytes: usize,
     /// A second listen address that serves only `/metrics` (and `/healthz`), without API keys,
@@ -303,6 +309,7 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(30),
+            input_timeout: Duration::from_secs(120),
             max_header_bytes: 16 * 1024,
             metrics_listen: String::new(),
             tls_cert: String::new(),
@@ -391,6 +398,7 @@ impl ServerConfig {
             ("body_read_timeout", self.body_read_timeout),
             ("idle_timeout", self.idle_timeout),
             ("send_timeout", self.send_timeout),
+            ("input_timeout", self.input_timeout),
         ];
         for (key, value) in timeouts {
             if value < Duration::from_millis(100) || value > Duration::from_secs(24 * 3600) {

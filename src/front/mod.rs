@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod input;
 pub mod legacy;
 pub mod messages;
 pub mod modern;
@@ -110,6 +111,8 @@ pub struct Shared {
     pub sessions: Sessions,
     /// Notification streams.
     pub hub: Arc<Hub>,
+    /// Calls parked for a modern client's `inputResponses` (`input`).
+    pub parked: input::Parked,
     /// `[server]`.
     pub config: config::ServerConfig,
     /// Cancelled when the gateway starts draining: new work is refused, streams end.

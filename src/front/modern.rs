@@ -13,6 +13,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::sync::mpsc;
 
 use super::Shared;
+use super::input::{self, Askable, Parked, spawn_askable};
 use super::messages;
 use super::rescue::{self, Answer, json, refuse, respond};
 use super::respond::{Accepts, frames_response, notification_stream, sse_response};
@@ -186,11 +187,46 @@ pub async fn post(
             &GatewayError::MethodNotFound("initialize is not part of 2026-07-28 (use server/discover)".into()),
         ),
         method => {
+            let name = input::request_name(&method, &params);
+            let askable = name.is_some() && input::may_be_asked(&client.capabilities);
+            if askable
+                && let Some(state) = params.str("requestState")
+                && Parked::is_ours(shared.sessions.sealer(), &state)
+            {
+                // The client answers a parked call's input_required: resume it.
+                let resumed = shared.parked.resume(
+                    shared.sessions.sealer(),
+                    &state,
+                    principal.tag(),
+                    (&method, name.as_deref()),
+                    id.clone(),
+                    params.get_bytes("inputResponses"),
+                );
+                return match resumed {
+                    Ok(frames) => frames_response(frames, Era::Modern, accept.sse).await,
+                    Err(e) => error_response(Some(&id), &e),
+                };
+            }
             let wants_events = accept.sse
                 && (client.log_level.is_some() || params.meta.as_ref().is_some_and(|m| m.progress_token().is_some()));
             let (priority, idempotency_key) = super::header_options(&shared, &principal, Some(headers));
+            let caller = principal.tag();
             let ctx =
                 CallCtx { client, scope, principal, events: None, received, priority, idempotency_key, session: None };
+            if askable {
+                // A legacy upstream may ask this client something during the call: run it where
+                // it can be parked (front::input).
+                let (tx, rx) = mpsc::channel(EVENTS);
+                let ctx = CallCtx { events: Some(tx), ..ctx };
+                let ask = Askable {
+                    shared: Arc::clone(&shared),
+                    caller,
+                    request: (method.clone(), name),
+                    stream: wants_events,
+                };
+                let run = async move { shared.call_parsed(method, params, ctx).await };
+                return frames_response(spawn_askable(id, run, rx, ask), Era::Modern, accept.sse).await;
+            }
             if !wants_events {
                 // Nothing to stream: answer inline. A client that disconnects drops this
                 // future, which cancels the upstream call.

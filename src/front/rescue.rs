@@ -40,7 +40,13 @@ pub fn answer(id: &[u8], method: &str, outcome: Result<Reply, GatewayError>, cli
                 Origin::Upstream(era, _) => match adapt_result(body, method, client, era) {
                     Adapted::Result(b) => b,
                     Adapted::InputRequiredForLegacy => {
-                        return error(Some(id), &GatewayError::InputRequiredUnsupported, client);
+                        return error(
+                            Some(id),
+                            &GatewayError::InputRequiredUnsupported(
+                                "the client's protocol revision cannot carry it".into(),
+                            ),
+                            client,
+                        );
                     }
                 },
             };

@@ -13,6 +13,7 @@ pub mod edge;
 pub mod fallback;
 pub mod forward;
 pub mod idempotency;
+pub mod input;
 pub mod metered;
 pub mod parts;
 pub mod resolve;
@@ -31,6 +32,7 @@ use self::edge::Edge;
 use self::fallback::Fallback;
 use self::forward::Forward;
 use self::idempotency::IdempotencyKeys;
+use self::input::InputBridge;
 use self::metered::Meter;
 use self::resolve::Resolve;
 use self::steps::{SharedStack, StepLayer};
@@ -100,6 +102,11 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
         // idempotency: a repeated key replays, waits, or is refused; before the cache, so a
         // keyed call is never answered by another caller's entry.
         .option_layer(config.idempotency.enabled.then(|| StepLayer(IdempotencyKeys::new(parts.idempotency))))
+        // input: a modern upstream's input_required becomes requests to a legacy client, whose
+        // answers go upstream again; below idempotency (a keyed call completes once, over all
+        // its rounds), above the cache (a result that depends on a client's answers is never
+        // stored).
+        .layer(StepLayer(InputBridge))
         // cache: answer from L1/L2; identical concurrent misses share one upstream call.
         .option_layer(config.cache.enabled.then(|| StepLayer(ResponseCache::new(parts.store, coalescer))))
         // fallback: while an upstream is unhealthy its fallback serves (present when configured).
@@ -142,7 +149,18 @@ mod tests {
         let (stack, upstreams) = stack_for(UPSTREAMS);
         assert_eq!(
             stack.steps(),
-            ["edge", "meter", "admission", "resolve", "subscriptions", "idempotency", "cache", "fallback", "upstream"]
+            [
+                "edge",
+                "meter",
+                "admission",
+                "resolve",
+                "subscriptions",
+                "idempotency",
+                "input",
+                "cache",
+                "fallback",
+                "upstream"
+            ]
         );
         let main = upstreams.get("main").unwrap();
         assert_eq!(main.steps(), ["bulkhead", "retry", "balance", "breaker", "timeout", "attempt"]);
@@ -157,7 +175,7 @@ mod tests {
              [resilience]\nbulkhead = false\nretry = {{ enabled = false }}\n{UPSTREAMS}"
         );
         let (stack, upstreams) = stack_for(&toml);
-        assert_eq!(stack.steps(), ["edge", "meter", "resolve", "subscriptions", "fallback", "upstream"]);
+        assert_eq!(stack.steps(), ["edge", "meter", "resolve", "subscriptions", "input", "fallback", "upstream"]);
         assert_eq!(upstreams.get("main").unwrap().steps(), ["balance", "breaker", "timeout", "attempt"]);
         let (stack, _) = stack_for("[upstreams.alone]\ncommand = \"x\"\n");
         assert!(!stack.steps().contains(&"fallback"), "no upstream has a fallback: {:?}", stack.steps());

@@ -22,7 +22,7 @@ use crate::catalog::{Catalog, CatalogState, Target as CatalogTarget, lists, repl
 use crate::error::GatewayError;
 use crate::upstream::mux::Route;
 use crate::upstream::request::{Body, Outbound};
-use crate::upstream::translate::resource_error_for_modern;
+use crate::upstream::translate::{resource_error_for_legacy, resource_error_for_modern};
 use crate::upstream::{Upstream, UpstreamSet};
 use crate::wire::jsonrpc::{Method, write_json_str};
 use crate::wire::mcp::{self, Era};
@@ -104,11 +104,11 @@ where
     }
 }
 
-/// The URI a modern client asked to read: its missing resource is reported in its own terms,
-/// under its own URI.
-fn client_uri(call: &Call) -> Option<String> {
-    (call.ctx.client.era == Era::Modern && call.method == Method::ResourcesRead)
-        .then(|| call.params.str("uri").map(|u| u.into_owned()))
+/// The URI a client asked to read, and its era: its missing resource is reported in its own
+/// era's terms, under its own URI.
+fn client_uri(call: &Call) -> Option<(String, Era)> {
+    (call.method == Method::ResourcesRead)
+        .then(|| call.params.str("uri").map(|u| (u.into_owned(), call.ctx.client.era)))
         .flatten()
 }
 
@@ -131,7 +131,7 @@ pin_project_lite::pin_project! {
     pub struct Forwarded<F> {
         #[pin]
         inner: F,
-        client_uri: Option<String>,
+        client_uri: Option<(String, Era)>,
     }
 }
 
@@ -144,8 +144,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let reply = std::task::ready!(this.inner.poll(cx))?;
-        Poll::Ready(Ok(match this.client_uri.as_deref() {
-            Some(uri) => resource_error_for_modern(reply, uri),
+        Poll::Ready(Ok(match this.client_uri {
+            Some((uri, Era::Modern)) => resource_error_for_modern(reply, uri),
+            Some((uri, Era::Legacy)) => resource_error_for_legacy(reply, uri),
             None => reply,
         }))
     }

@@ -4,7 +4,8 @@
 //! `resources/unsubscribe` is answered here with `{}` and only releases the session's hold
 //! (if any), so the upstream unsubscribe goes out when the last session leaves. Calls without
 //! a session pass straight on (modern requests have none, and resolve refuses their
-//! subscribe methods, which the modern era does not have).
+//! subscribe methods, which the modern era does not have). For a modern upstream the subscribe
+//! is answered here too: the resource joins the upstream's `subscriptions/listen` filter.
 //!
 //! ```toml
 //! # no configuration: present whenever the gateway runs
@@ -82,6 +83,15 @@ impl RoutedStep for SharedSubscriptions {
             }));
         }
         let registry = Arc::clone(&self.registry);
+        if routed.target.upstream.speaks_modern() {
+            // Legacy client, modern upstream: no RPC to send; the upstream's listen streams
+            // watch the resource while any session holds it (`Subscriptions::hold`).
+            let upstream = Arc::clone(&routed.target.upstream);
+            session.subscribe(&client_uri, registry.hold(&upstream, uri));
+            return Ok(Box::pin(async {
+                Ok(Reply::Result { body: Bytes::from_static(b"{}"), origin: Origin::Gateway })
+            }));
+        }
         Ok(Box::pin(async move {
             let upstream = Arc::clone(&routed.target.upstream);
             let reply = inner.oneshot(routed).await?;

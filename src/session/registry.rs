@@ -287,6 +287,11 @@ impl Sessions {
         Sessions { sealer: SessionSealer::new(key, ttl), limits, books: Mutex::default() }
     }
 
+    /// The sealer of session ids, which also seals the gateway's other client-held ids.
+    pub fn sealer(&self) -> &SessionSealer {
+        &self.sealer
+    }
+
     /// Mint a session id for a newly initialized client, bound to `caller`, and give it its
     /// node-local state (counted against the caller's live sessions).
     ///

@@ -4,6 +4,10 @@
 //! goes upstream (it gets the upstream's own answer), but `resources/unsubscribe` goes upstream
 //! only when the last subscribed session leaves (unsubscribes, is deleted, or is dropped after
 //! idling); before that one client's unsubscribe cannot end another's updates.
+//!
+//! A modern upstream (2026-07-28) has no subscribe methods: there the first session's hold
+//! adds the resource to the upstream's `subscriptions/listen` filter (`resourceSubscriptions`)
+//! and the last one's release removes it; the updates come on the listen stream.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,14 +27,18 @@ pub struct Subscriptions {
 
 impl Subscriptions {
     /// Count one more session subscribed to `uri` (the upstream's own URI) at `upstream`. The
-    /// returned guard counts it down when dropped.
+    /// returned guard counts it down when dropped. For a modern upstream the first session
+    /// also adds the resource to the upstream's listen filter.
     pub fn hold(self: &Arc<Self>, upstream: &Arc<Upstream>, uri: Arc<str>) -> Subscription {
-        *self
-            .counts
-            .lock()
-            .expect("subscriptions lock")
-            .entry((Arc::clone(&upstream.name), Arc::clone(&uri)))
-            .or_default() += 1;
+        let first = {
+            let mut counts = self.counts.lock().expect("subscriptions lock");
+            let n = counts.entry((Arc::clone(&upstream.name), Arc::clone(&uri))).or_default();
+            *n += 1;
+            *n == 1
+        };
+        if first && upstream.speaks_modern() {
+            upstream.watch_resource(&uri, true);
+        }
         Subscription { registry: Arc::clone(self), upstream: Arc::clone(upstream), uri }
     }
 
@@ -71,6 +79,11 @@ impl std::fmt::Debug for Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         if !self.registry.release(&self.upstream.name, &self.uri) {
+            return;
+        }
+        if self.upstream.speaks_modern() {
+            // The modern era has no unsubscribe: the listen streams stop asking for it.
+            self.upstream.watch_resource(&self.uri, false);
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };

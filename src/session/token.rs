@@ -138,6 +138,46 @@ impl SessionSealer {
     }
 }
 
+impl SessionSealer {
+    /// Seal `payload` (at most 64 bytes) under `domain` (one byte naming what it is, never 0..=
+    /// the session payload's first byte values): base64url of `nonce || AEAD(domain || expiry ||
+    /// payload)`, expiring after `ttl`. For other ids the gateway hands clients (e.g. the
+    /// `requestState` of a bridged `input_required`), so any replica with the key can read them.
+    pub fn seal_blob(&self, domain: u8, payload: &[u8], ttl: Duration) -> String {
+        debug_assert!(payload.len() <= 64 && domain >= 0x80);
+        let mut plain = Vec::with_capacity(9 + payload.len());
+        plain.push(domain);
+        plain.extend_from_slice(&(now_secs() + ttl.as_secs()).to_be_bytes());
+        plain.extend_from_slice(payload);
+        let nonce: [u8; 24] = rand::random();
+        let sealed =
+            self.cipher.encrypt(XNonce::from_slice(&nonce), plain.as_slice()).expect("in-memory AEAD encryption");
+        let mut token = Vec::with_capacity(24 + sealed.len());
+        token.extend_from_slice(&nonce);
+        token.extend_from_slice(&sealed);
+        URL_SAFE_NO_PAD.encode(token)
+    }
+
+    /// Open a blob sealed by [`SessionSealer::seal_blob`] under `domain`. `None` when it was
+    /// sealed with another key or domain, altered, expired, or is not a token at all.
+    pub fn open_blob(&self, domain: u8, token: &str) -> Option<Vec<u8>> {
+        if token.len() > 192 {
+            return None;
+        }
+        let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
+        if raw.len() < 24 {
+            return None;
+        }
+        let (nonce, sealed) = raw.split_at(24);
+        let plain = self.cipher.decrypt(XNonce::from_slice(nonce), sealed).ok()?;
+        if plain.len() < 9 || plain[0] != domain {
+            return None;
+        }
+        let expires_at = u64::from_be_bytes(plain[1..9].try_into().ok()?);
+        (expires_at > now_secs()).then(|| plain[9..].to_vec())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +210,17 @@ mod tests {
         let expired = SessionSealer::new(Some(key), Duration::from_secs(0));
         assert!(a.open(&expired.seal("2025-11-25", ClientFlags::default(), [0; 16])).is_none());
         assert!(decode_key("c2hvcnQ=").is_none());
+    }
+
+    #[test]
+    fn blobs_are_bound_to_their_domain_key_and_lifetime() {
+        let s = SessionSealer::new(None, Duration::from_secs(60));
+        let t = s.seal_blob(0x81, b"payload", Duration::from_secs(60));
+        assert_eq!(s.open_blob(0x81, &t).as_deref(), Some(&b"payload"[..]));
+        assert!(s.open_blob(0x82, &t).is_none(), "another domain");
+        assert!(s.open(&t).is_none(), "not a session id");
+        assert!(s.open_blob(0x81, &s.seal("2025-11-25", ClientFlags::default(), [0; 16])).is_none());
+        assert!(SessionSealer::new(None, Duration::from_secs(60)).open_blob(0x81, &t).is_none(), "other key");
+        assert!(s.open_blob(0x81, &s.seal_blob(0x81, b"x", Duration::ZERO)).is_none(), "expired");
     }
 }

@@ -37,8 +37,10 @@ impl Handshake {
 
 /// The params of the gateway's modern `subscriptions/listen` to an upstream that completed
 /// `h`: a filter asking for every list the upstream says changes (its `listChanged`
-/// capabilities), and the gateway's envelope. `None` when it declares no such list.
-pub fn listen_params(h: &Handshake) -> Option<String> {
+/// capabilities) and for updates of the `watched` resources (`resourceSubscriptions`, the
+/// 2026-07-28 replacement of `resources/subscribe`), and the gateway's envelope. `None` when
+/// there is nothing to ask for.
+pub fn listen_params(h: &Handshake, watched: &std::collections::BTreeSet<std::sync::Arc<str>>) -> Option<String> {
     let caps: serde_json::Value = serde_json::from_slice(&h.capabilities).ok()?;
     let mut filter = serde_json::Map::new();
     for (cap, key) in
@@ -47,6 +49,9 @@ pub fn listen_params(h: &Handshake) -> Option<String> {
         if caps.get(cap).and_then(|c| c.get("listChanged")).and_then(|v| v.as_bool()) == Some(true) {
             filter.insert(key.into(), true.into());
         }
+    }
+    if !watched.is_empty() {
+        filter.insert("resourceSubscriptions".into(), watched.iter().map(|u| serde_json::Value::from(&**u)).collect());
     }
     if filter.is_empty() {
         return None;

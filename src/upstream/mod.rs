@@ -185,6 +185,19 @@ impl Upstream {
         self.pool.last_handshake()
     }
 
+    /// Whether this upstream speaks the modern era (configured so, or its last handshake did).
+    pub fn speaks_modern(&self) -> bool {
+        self.config.era == config::EraChoice::Modern
+            || self.last_handshake().is_some_and(|h| h.era == crate::wire::mcp::Era::Modern)
+    }
+
+    /// Watch (`on`) or stop watching the upstream's resource `uri` on its modern
+    /// `subscriptions/listen` streams (`resourceSubscriptions`): the modern era's form of
+    /// `resources/subscribe` and `resources/unsubscribe`.
+    pub fn watch_resource(&self, uri: &Arc<str>, on: bool) {
+        self.pool.watch_resource(uri, on);
+    }
+
     /// Whether this call should go to the fallback (see [`FallbackState::route_to_fallback`]).
     pub fn route_to_fallback(&self) -> bool {
         self.fallback.route_to_fallback(&self.pool)

@@ -313,7 +313,7 @@ impl Mux {
             let clients: HashSet<u64> = pending.values().filter_map(|p| p.client).collect();
             (routes, clients)
         };
-        let able = |r: &Route| r.client_era == Era::Legacy && declared(&r.capabilities, cap);
+        let able = |r: &Route| declared(&r.capabilities, cap);
         if let Some(owner) = &self.owner {
             if let Some((_, r)) = routes.into_iter().find(|(_, r)| able(r)) {
                 return Ok(r.events);
@@ -341,25 +341,24 @@ impl Mux {
     }
 }
 
-/// The client an upstream's request may be relayed to: the legacy client of the call whose
-/// stream carried it, when that client declared the capability the request needs. `Err`: why
+/// The client an upstream's request may be relayed to: the client of the call whose stream
+/// carried it, when that client declared the capability the request needs (a legacy client
+/// is asked on its stream; a modern one gets `input_required`, `front::input`). `Err`: why
 /// not, for the error answer the upstream gets instead.
 fn relay_target(route: Option<Route>, method: &str) -> Result<Route, String> {
     let Some(cap) = required_capability(method) else {
         return Err(format!("{method} is not a request the gateway relays to clients"));
     };
     match route {
-        Some(r) if r.client_era == Era::Legacy && declared(&r.capabilities, cap) => Ok(r),
-        Some(r) if r.client_era == Era::Legacy => {
-            Err(format!("{method} cannot be relayed: the client did not declare the {cap} capability"))
-        }
+        Some(r) if declared(&r.capabilities, cap) => Ok(r),
+        Some(_) => Err(format!("{method} cannot be relayed: the client did not declare the {cap} capability")),
         _ => Err(format!("{method} cannot be relayed: its client cannot receive requests on this call")),
     }
 }
 
 /// The client capability a server-to-client request needs (2025-11-25 `client/*`): `None` for
 /// a method the gateway does not relay.
-fn required_capability(method: &str) -> Option<&'static str> {
+pub fn required_capability(method: &str) -> Option<&'static str> {
     match method {
         "sampling/createMessage" => Some("sampling"),
         "elicitation/create" => Some("elicitation"),
@@ -369,7 +368,7 @@ fn required_capability(method: &str) -> Option<&'static str> {
 }
 
 /// Whether the raw capabilities object declares `capability` (as an object).
-fn declared(capabilities: &[u8], capability: &str) -> bool {
+pub fn declared(capabilities: &[u8], capability: &str) -> bool {
     ObjectView::parse(capabilities)
         .ok()
         .and_then(|v| v.get(capabilities, capability))

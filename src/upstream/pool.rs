@@ -281,6 +281,12 @@ impl Pool {
         self.shared.last_handshake.load_full()
     }
 
+    /// Add (`on`) or remove the upstream's resource `uri` from the set its modern
+    /// `subscriptions/listen` streams watch; every replica's stream reopens with the new set.
+    pub fn watch_resource(&self, uri: &Arc<str>, on: bool) {
+        self.shared.watched.send_if_modified(|set| if on { set.insert(Arc::clone(uri)) } else { set.remove(uri) });
+    }
+
     /// Since when a connected replica whose breaker is not open has been up; `None` while
     /// there is none (the upstream is unhealthy).
     pub fn healthy_since(&self) -> Option<Instant> {

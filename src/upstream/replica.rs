@@ -68,6 +68,10 @@ pub struct Shared {
     pub era: Mutex<EraChoice>,
     /// The handshake of the last successful connection of any replica.
     pub last_handshake: ArcSwapOption<Handshake>,
+    /// The upstream's own URIs of the resources some client session is subscribed to: a
+    /// modern upstream's `subscriptions/listen` filter asks for their updates
+    /// (`resourceSubscriptions`), reopened whenever the set changes.
+    pub watched: tokio::sync::watch::Sender<std::collections::BTreeSet<Arc<str>>>,
 }
 
 /// One replica.
@@ -305,7 +309,7 @@ impl Replica {
                 let (conn, process) = StdioConn::spawn(&self.upstream, spec, signals.clone(), self.owner.clone())?;
                 let mut watch = Watch::Process(Some(process));
                 let capabilities = self.owner.as_ref().map_or(&b"{}"[..], |o| &o.capabilities[..]);
-                match stdio_handshake(&conn, choice, capabilities).await {
+                match stdio_handshake(&conn, choice, capabilities, self.shared.watched.subscribe()).await {
                     Ok(()) => Ok(Live { conn: Connection::Stdio(conn), watch }),
                     Err(e) => {
                         watch.stop(&Connection::Stdio(conn)).await;
@@ -327,7 +331,7 @@ impl Replica {
                     self.owner.clone(),
                 )
                 .await?;
-                tokio::spawn(http::listen::listen(Arc::clone(&conn)));
+                tokio::spawn(http::listen::listen(Arc::clone(&conn), self.shared.watched.subscribe()));
                 Ok(Live { conn: Connection::Http(conn), watch: Watch::Session })
             }
         }
@@ -352,20 +356,18 @@ async fn probe(conn: &Connection, limit: Duration) -> Result<(), ConnError> {
 
 /// `capabilities`: what the gateway declares as the upstream's client (`{}` on a shared
 /// process; a per-client process gets its client's, so it may ask that client for roots).
-async fn stdio_handshake(conn: &Arc<StdioConn>, choice: EraChoice, capabilities: &[u8]) -> Result<(), ConnError> {
+async fn stdio_handshake(
+    conn: &Arc<StdioConn>,
+    choice: EraChoice,
+    capabilities: &[u8],
+    watched: tokio::sync::watch::Receiver<std::collections::BTreeSet<Arc<str>>>,
+) -> Result<(), ConnError> {
     if choice != EraChoice::Legacy {
         let params = handshake::discover_params();
         let answer = conn.call(&Outbound::raw("server/discover", Some(&params))).await?;
         if let Some(h) = expect_result(&answer).ok().and_then(|r| handshake::from_discover(&r)) {
-            let listen = handshake::listen_params(&h);
             conn.set_handshake(h.clone());
-            if let Some(params) = listen {
-                // A long-lived request: its notifications carry list changes; its answer only
-                // comes when the upstream ends the subscription.
-                let conn = Arc::clone(conn);
-                let req = Outbound::raw("subscriptions/listen", Some(params.as_bytes()));
-                tokio::spawn(async move { conn.call(&req).await });
-            }
+            tokio::spawn(stdio_listen(Arc::clone(conn), h, watched));
             return Ok(());
         }
         if choice == EraChoice::Modern {
@@ -382,6 +384,33 @@ async fn stdio_handshake(conn: &Arc<StdioConn>, choice: EraChoice, capabilities:
     conn.set_handshake(h);
     conn.notify("notifications/initialized", None);
     Ok(())
+}
+
+/// A modern process's `subscriptions/listen`: a long-lived request whose notifications carry
+/// list changes and the updates of the watched resources; its answer only comes when the
+/// upstream ends the subscription. Sent again (the old one cancelled) whenever the set of
+/// watched resources changes; ends with the process.
+async fn stdio_listen(
+    conn: Arc<StdioConn>,
+    h: Handshake,
+    mut watched: tokio::sync::watch::Receiver<std::collections::BTreeSet<Arc<str>>>,
+) {
+    loop {
+        let params = handshake::listen_params(&h, &watched.borrow_and_update());
+        let changed = match params {
+            Some(params) => {
+                let req = Outbound::raw("subscriptions/listen", Some(params.as_bytes()));
+                tokio::select! {
+                    r = conn.call(&req) => { if r.is_err() { return } watched.changed().await.is_ok() }
+                    r = watched.changed() => r.is_ok(),
+                }
+            }
+            None => watched.changed().await.is_ok(),
+        };
+        if !changed || conn.closed().is_cancelled() {
+            return;
+        }
+    }
 }
 
 /// A connection plus what must be watched to know it died.

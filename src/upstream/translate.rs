@@ -155,6 +155,36 @@ pub fn resource_error_for_modern(reply: Reply, uri: &str) -> Reply {
     }
 }
 
+/// A missing resource in a legacy client's terms: where a modern upstream answered a
+/// `resources/read` with -32602 carrying `data.uri` (2026-07-28 `server/resources`, "Error
+/// Handling"), a legacy client gets -32002 "Resource not found" with `data.uri` naming the URI
+/// it asked for (2025-11-25 `server/resources`). Other replies pass unchanged.
+pub fn resource_error_for_legacy(reply: Reply, uri: &str) -> Reply {
+    let Reply::Error { body, origin: origin @ crate::pipeline::parts::Origin::Upstream(Era::Modern, _) } = &reply
+    else {
+        return reply;
+    };
+    let has_uri = ObjectView::parse(body)
+        .ok()
+        .and_then(|v| v.get(body, "data").map(|s| body.slice(s)))
+        .is_some_and(|d| ObjectView::parse(&d).is_ok_and(|v| v.get(&d, "uri").is_some()));
+    match crate::wire::jsonrpc::error_fields(body) {
+        Some(e) if e.code == mcp::code::INVALID_PARAMS && has_uri => {
+            let mut out = Vec::new();
+            let mut w = ObjectWriter::begin(&mut out);
+            w.with("code", |o| o.extend_from_slice(mcp::code::RESOURCE_NOT_FOUND.to_string().as_bytes()));
+            w.string("message", &e.message);
+            w.with("data", |o| {
+                serde_json::to_writer(&mut *o, &serde_json::json!({ "uri": uri }))
+                    .expect("writing JSON to a Vec cannot fail")
+            });
+            w.end();
+            Reply::Error { body: Bytes::from(out), origin: origin.clone() }
+        }
+        _ => reply,
+    }
+}
+
 /// The `_meta` envelope the gateway sends on its own requests to a modern upstream.
 pub fn gateway_envelope(version: &str) -> String {
     let mut out = Vec::new();

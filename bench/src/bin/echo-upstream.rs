@@ -80,6 +80,8 @@ struct Upstream {
     parked: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Receiver<String>>>,
     /// Resources subscribed with `resources/subscribe` (by anyone).
     subscribed: Mutex<std::collections::BTreeSet<String>>,
+    /// Modern era: the `resourceSubscriptions` of each open `subscriptions/listen` stream.
+    listen_filters: Mutex<std::collections::HashMap<u64, Vec<String>>>,
     /// The level set with `logging/setLevel` (by anyone), as its rank (0 = debug).
     log_level: AtomicU64,
     /// The next tools/list takes this long (`flood`), once.
@@ -175,6 +177,7 @@ impl Upstream {
             next_session: AtomicU64::new(1),
             parked: Mutex::new(std::collections::HashMap::new()),
             subscribed: Mutex::new(std::collections::BTreeSet::new()),
+            listen_filters: Mutex::new(std::collections::HashMap::new()),
             log_level: AtomicU64::new(0),
             stall_lists_ms: AtomicU64::new(0),
             asks: Mutex::new(std::collections::HashMap::new()),
@@ -199,7 +202,7 @@ impl Upstream {
             return error(id, -32601, &format!("Method not found: {method}"));
         }
         let complete = |mut r: Value, cacheable: bool| {
-            if modern {
+            if modern && r.get("resultType").is_none() {
                 r["resultType"] = "complete".into();
                 if cacheable {
                     r["ttlMs"] = 0.into();
@@ -275,6 +278,10 @@ impl Upstream {
                 let rank = LEVELS.iter().position(|l| *l == level).unwrap_or(0);
                 self.log_level.store(rank as u64, Ordering::Relaxed);
                 result(id, json!({}))
+            }
+            // 2026-07-28 removed these: resources are watched through subscriptions/listen.
+            "resources/subscribe" | "resources/unsubscribe" if modern => {
+                error(id, -32601, "Method not found: removed stateful RPC")
             }
             "resources/subscribe" | "resources/unsubscribe" => {
                 let uri = params["uri"].as_str().unwrap_or_default().to_string();
@@ -387,6 +394,11 @@ impl Upstream {
                 let _ = self.changes.send(notification("notifications/resources/updated", json!({"uri": uri})));
                 text(format!("touched {uri}"))
             }
+            "subscriptions" if params.pointer("/_meta/io.modelcontextprotocol~1protocolVersion").is_some() => {
+                let filters = self.listen_filters.lock().unwrap();
+                let watched: std::collections::BTreeSet<&String> = filters.values().flatten().collect();
+                text(json!(watched).to_string())
+            }
             "subscriptions" => text(json!(*self.subscribed.lock().unwrap()).to_string()),
             "env" => {
                 let name = args["name"].as_str().unwrap_or_default();
@@ -408,6 +420,36 @@ impl Upstream {
                 text(format!("wrote {lines} lines"))
             }
             "meta" => text(params["_meta"].to_string()),
+            // Modern era: no stream to ask on; answer input_required (2026-07-28 MRTR) and
+            // read the answer from the same call sent again with inputResponses.
+            "ask" if params.pointer("/_meta/io.modelcontextprotocol~1protocolVersion").is_some() => {
+                let method = args["method"].as_str().unwrap_or("sampling/createMessage");
+                let rounds = args["rounds"].as_u64().unwrap_or(1);
+                let round = params["requestState"]
+                    .as_str()
+                    .and_then(|s| s.strip_prefix("echo-round-"))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let key = format!("q{round}");
+                let answered = params["inputResponses"].get(&key).filter(|a| a.is_object());
+                match answered {
+                    Some(a) if round + 1 >= rounds => match a.pointer("/content/text").and_then(Value::as_str) {
+                        Some(said) => text(format!("the client said: {said}")),
+                        None => text(a.to_string()),
+                    },
+                    _ => {
+                        let next = if answered.is_some() { round + 1 } else { round };
+                        let ask_params = match (method, args["question"].as_str()) {
+                            ("sampling/createMessage", Some(q)) => json!({
+                                "messages": [{"role": "user", "content": {"type": "text", "text": q}}], "maxTokens": 16}),
+                            _ => json!({}),
+                        };
+                        json!({"resultType": "input_required",
+                               "inputRequests": {format!("q{next}"): {"method": method, "params": ask_params}},
+                               "requestState": format!("echo-round-{next}")})
+                    }
+                }
+            }
             "ask" => {
                 let method = args["method"].as_str().unwrap_or("sampling/createMessage");
                 let id = format!("ask-{}", self.next_session.fetch_add(1, Ordering::Relaxed));
@@ -615,15 +657,46 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
     if modern_header && method == "subscriptions/listen" {
         let id = msg["id"].clone();
         let mut changes = up.changes.subscribe();
+        // resourceSubscriptions: the updates this stream wants (the modern resources/subscribe).
+        let watched: Vec<String> = msg
+            .pointer("/params/notifications/resourceSubscriptions")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+            .unwrap_or_default();
+        let key = up.next_session.fetch_add(1, Ordering::Relaxed);
+        up.listen_filters.lock().unwrap().insert(key, watched.clone());
+        let up2 = Arc::clone(&up);
         let stream = async_stream(move |tx| async move {
+            struct Forget(Arc<Upstream>, u64);
+            impl Drop for Forget {
+                fn drop(&mut self) {
+                    self.0.listen_filters.lock().unwrap().remove(&self.1);
+                }
+            }
+            let _forget = Forget(up2, key);
+            let mut agreed = json!({"toolsListChanged": true});
+            if !watched.is_empty() {
+                agreed["resourceSubscriptions"] = json!(watched);
+            }
             let ack = notification(
                 "notifications/subscriptions/acknowledged",
-                json!({"notifications": {"toolsListChanged": true}, "_meta": {"io.modelcontextprotocol/subscriptionId": id}}),
+                json!({"notifications": agreed, "_meta": {"io.modelcontextprotocol/subscriptionId": id}}),
             );
             if tx.send(Ok(Frame::data(sse_frame(&ack)))).await.is_err() {
                 return;
             }
-            while let Ok(mut n) = changes.recv().await {
+            loop {
+                // A stream its client dropped ends here (and its filter with it), not only at
+                // the next write.
+                let mut n = tokio::select! {
+                    n = changes.recv() => match n { Ok(n) => n, Err(_) => return },
+                    () = tx.closed() => return,
+                };
+                if n["method"] == "notifications/resources/updated"
+                    && !n.pointer("/params/uri").and_then(Value::as_str).is_some_and(|u| watched.iter().any(|w| w == u))
+                {
+                    continue;
+                }
                 if n.get("method").is_some() {
                     n["params"]["_meta"] = json!({"io.modelcontextprotocol/subscriptionId": id});
                 }

@@ -2,6 +2,7 @@
 //! `subscriptions/listen`, kept open (and reopened with backoff) so upstream list changes reach
 //! the gateway while the session lives.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{Method as HttpMethod, StatusCode};
 use http_body_util::{BodyExt, Full};
+use tokio::sync::watch;
 
 use super::{ACCEPT_BOTH, HttpConn, JSON};
 use crate::observe::metrics::{METRICS, Name};
@@ -22,21 +24,27 @@ use crate::wire::sse;
 /// Reopening delays: from 500 ms, doubling to 30 s, with equal jitter.
 const REOPEN: Backoff = Backoff::equal_jitter_const(Duration::from_millis(500), Duration::from_secs(30));
 
-/// Keep `conn`'s notification stream open until the session closes.
-pub async fn listen(conn: Arc<HttpConn>) {
+/// Keep `conn`'s notification stream open until the session closes. A modern stream's filter
+/// also asks for the updates of the `watched` resources, and is reopened whenever they change.
+pub async fn listen(conn: Arc<HttpConn>, mut watched: watch::Receiver<BTreeSet<Arc<str>>>) {
     let h = conn.handshake().clone();
-    let listen = handshake::listen_params(&h);
-    if h.era == Era::Modern && listen.is_none() {
-        return;
-    }
     let mut failures = 0;
     while !conn.closed.is_cancelled() {
+        let listen = (h.era == Era::Modern).then(|| handshake::listen_params(&h, &watched.borrow_and_update()));
+        if let Some(None) = listen {
+            // Nothing to listen for until a client subscribes to a resource.
+            tokio::select! {
+                r = watched.changed() => if r.is_err() { return },
+                () = conn.closed.cancelled() => return,
+            }
+            continue;
+        }
         let req = if h.era == Era::Legacy {
             conn.base_request(HttpMethod::GET, Some(h.version))
                 .header(ACCEPT, "text/event-stream")
                 .body(Full::new(Bytes::new()))
         } else {
-            let params = listen.as_deref().unwrap_or("{}");
+            let params = listen.flatten().unwrap_or_default();
             let id = conn.mux.register(None, None, None);
             conn.mux.forget(id);
             let mut body = Vec::new();
@@ -56,10 +64,13 @@ pub async fn listen(conn: Arc<HttpConn>) {
                 failures = 0;
                 let mut body = resp.into_body();
                 let mut decoder = sse::Decoder::new(conn.max_response_bytes);
+                let modern = h.era == Era::Modern;
+                let mut refilter = false;
                 loop {
                     let frame = tokio::select! {
                         f = body.frame() => f,
                         () = conn.closed.cancelled() => return,
+                        r = watched.changed(), if modern => { refilter = r.is_ok(); break }
                     };
                     let Some(Ok(frame)) = frame else { break };
                     let Ok(data) = frame.into_data() else {
@@ -84,6 +95,11 @@ pub async fn listen(conn: Arc<HttpConn>) {
                             }
                         }
                     }
+                }
+                if refilter {
+                    // The watched resources changed: the same stream with the new filter, now
+                    // (the old one is dropped, which ends it upstream).
+                    continue;
                 }
             }
             Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => return,
