@@ -37,6 +37,9 @@ use crate::wire::object::{ObjectView, ObjectWriter};
 pub const MAX_PARKED_PER_CALLER: usize = 32;
 /// The sealing domain of `requestState` tokens (see [`SessionSealer::seal_blob`]).
 const STATE_DOMAIN: u8 = 0x81;
+/// How long after an upstream's request the gateway waits for more before it answers the
+/// client: requests made together (concurrently) travel in one `input_required`.
+const GATHER: Duration = Duration::from_millis(150);
 /// Requests the upstream may have pending on one parked call.
 const MAX_PENDING: usize = 16;
 
@@ -186,13 +189,13 @@ pub fn spawn_askable(
         let method = ask.request.0.as_str();
         tokio::pin!(call);
         let (mut id, mut out) = (id, out);
-        let mut parked: Option<(ParkedId, String, mpsc::Receiver<Resume>)> = None;
+        let mut parked: Option<(ParkedId, mpsc::Receiver<Resume>)> = None;
         let mut pending: Vec<(String, oneshot::Sender<ClientAnswer>, Bytes)> = Vec::new();
         let mut asked = 0u32;
         let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
         let (registry, timeout) = (&ask.shared.parked, ask.shared.config.input_timeout);
-        let finish = |parked: &Option<(ParkedId, String, mpsc::Receiver<Resume>)>| {
-            if let Some((pid, _, _)) = parked {
+        let finish = |parked: &Option<(ParkedId, mpsc::Receiver<Resume>)>| {
+            if let Some((pid, _)) = parked {
                 registry.unpark(pid);
             }
         };
@@ -204,9 +207,20 @@ pub fn spawn_askable(
                     ClientEvent::Notification(n) if ask.stream => Frame::Event(n),
                     ClientEvent::Notification(_) => continue,
                     ClientEvent::Request { method: asked_method, params, reply } => {
+                        // Requests the upstream makes together (e.g. concurrently) travel in
+                        // one input_required: gather those that follow within GATHER.
                         let mut new = vec![(asked_method, params, reply)];
-                        while let Ok(ClientEvent::Request { method, params, reply }) = events.try_recv() {
-                            new.push((method, params, reply));
+                        let gather = tokio::time::sleep(GATHER);
+                        tokio::pin!(gather);
+                        loop {
+                            tokio::select! {
+                                Some(e) = events.recv() => match e {
+                                    ClientEvent::Request { method, params, reply } => new.push((method, params, reply)),
+                                    ClientEvent::Notification(n) if ask.stream => { let _ = out.send(Frame::Event(n)).await; }
+                                    ClientEvent::Notification(_) => {}
+                                },
+                                () = &mut gather => break,
+                            }
                         }
                         for (m, params, reply) in new {
                             if pending.len() >= MAX_PENDING {
@@ -227,12 +241,13 @@ pub fn spawn_askable(
                                 pending.clear();
                                 continue;
                             };
-                            let state = ask.shared.sessions.sealer().seal_blob(STATE_DOMAIN, &pid, timeout + Duration::from_secs(60));
-                            parked = Some((pid, state, rx));
+                            parked = Some((pid, rx));
                         }
-                        let (pid, state, resume) = parked.as_mut().expect("parked above");
+                        let (pid, resume) = parked.as_mut().expect("parked above");
                         let pid = *pid;
-                        let _ = out.send(Frame::Final(input_required(&id, &pending, state))).await;
+                        // A fresh requestState each round (the same parked call, a new token).
+                        let state = || ask.shared.sessions.sealer().seal_blob(STATE_DOMAIN, &pid, timeout + Duration::from_secs(60));
+                        let _ = out.send(Frame::Final(input_required(&id, &pending, &state()))).await;
                         // Wait for the client to come back (or the call to end, or time to run out).
                         let deadline = tokio::time::sleep(timeout);
                         tokio::pin!(deadline);
@@ -252,7 +267,7 @@ pub fn spawn_askable(
                                         break;
                                     }
                                     // Some requests are still unanswered: ask for those again.
-                                    let _ = out.send(Frame::Final(input_required(&id, &pending, state))).await;
+                                    let _ = out.send(Frame::Final(input_required(&id, &pending, &state()))).await;
                                 }
                                 outcome = &mut call, if done.is_none() => done = Some(outcome),
                                 () = &mut deadline => { registry.unpark(&pid); return }

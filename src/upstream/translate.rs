@@ -268,6 +268,23 @@ pub fn has_top_level_key(raw: &[u8], key: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_modern_missing_resource_is_32002_for_a_legacy_client() {
+        use crate::pipeline::parts::Origin;
+        let missing =
+            Bytes::from_static(br#"{"code":-32602,"message":"Resource not found","data":{"uri":"test://x"}}"#);
+        let modern = Reply::Error { body: missing.clone(), origin: Origin::Upstream(Era::Modern, "u".into()) };
+        let Reply::Error { body, .. } = resource_error_for_legacy(modern, "sekisho://u/test://x") else { panic!() };
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((v["code"].as_i64(), v["data"]["uri"].as_str()), (Some(-32002), Some("sekisho://u/test://x")));
+        // Other invalid params, and a legacy upstream's own errors, pass unchanged.
+        let plain = Bytes::from_static(br#"{"code":-32602,"message":"bad"}"#);
+        let other = Reply::Error { body: plain.clone(), origin: Origin::Upstream(Era::Modern, "u".into()) };
+        assert!(matches!(resource_error_for_legacy(other, "u"), Reply::Error { body, .. } if body == plain));
+        let legacy = Reply::Error { body: missing.clone(), origin: Origin::Upstream(Era::Legacy, "u".into()) };
+        assert!(matches!(resource_error_for_legacy(legacy, "u"), Reply::Error { body, .. } if body == missing));
+    }
+
     fn params(s: &str) -> Params {
         Params::parse(Bytes::copy_from_slice(s.as_bytes())).unwrap()
     }

@@ -8,12 +8,21 @@
 #                                       during a tool call are not tied to it, as older SDKs
 #                                       sent them: they come on the upstream's GET stream)
 #
-# Runs (each with --expected-failures tests/conformance/baseline-<name>.yml when that file exists):
+# Every run goes through sekisho, and, where the suite can talk to the fixture directly, also
+# against the fixture alone (same scenarios, no gateway), side by side in the summary:
 #   v01-all   @modelcontextprotocol/conformance 0.1.16         --suite all                on conf_legacy
 #   v02-2025  @modelcontextprotocol/conformance 0.2.0-alpha.12 --requirements 2025-11-25  on conf_legacy
 #   v02-2026  @modelcontextprotocol/conformance 0.2.0-alpha.12 --requirements 2026-07-28  on conf_modern
-##   v01-untied-<scenario>, v02-untied-<scenario>: both suites' --scenario runs of the four scenarios
+#   v02-2025-per-client  the v02-2025 run on conf_legacy_pc (session = "per-client")
+#   v01-untied-<scenario>, v02-untied-<scenario>: both suites' --scenario runs of the four scenarios
 #             whose server asks the client during a tool call, on conf_untied
+# Bridged runs, through sekisho only (the suite's era is not the fixture wire's):
+#   v02-2025-to-modern-<scenario>  legacy client -> 2026-07-28 upstream (conf_modern): the
+#             fixture's input_required becomes requests on the client's call stream; resource
+#             subscriptions become the upstream's subscriptions/listen filter
+#   v02-2026-to-legacy-<scenario>  2026-07-28 client -> legacy upstream (conf_legacy): the
+#             fixture's server-to-client requests become input_required results
+# Each run uses --expected-failures tests/conformance/baseline-<name>.yml when that file exists.
 #
 # Usage: tests/conformance/run.sh [SEKISHO_BIN]     (default target/release/sekisho)
 # Needs npm and curl. Node 22, both suite versions and the fixture's dependencies are installed
@@ -140,6 +149,10 @@ url = "http://127.0.0.1:$FIXPORT/stateless"
 
 [upstreams.conf_untied]
 url = "http://127.0.0.1:$FIXPORT/mcp-untied"
+
+[upstreams.conf_legacy_pc]
+url = "http://127.0.0.1:$FIXPORT/mcp"
+session = "per-client"
 EOF
 
 "$SEKISHO_BIN" serve --config "$WORK/sekisho.toml" >"$WORK/sekisho.log" 2>&1 &
@@ -156,27 +169,28 @@ NAMES=()
 declare -A PASSED FAILED STATUS
 ANY_FAILED=0
 
-# run NAME SUITE_JS ARGS...: one suite run; records scored-scenario counts and the exit status.
-run() {
-  local name="$1" js="$2" status=0
-  shift 2
-  local args=(server "$@" -o "$RESULTS/$name")
-  local baseline="$BASELINE_DIR/baseline-$name.yml"
+# one NAME SUITE_JS URL ARGS...: one suite run; prints its summary and echoes "PASSED FAILED STATUS".
+one() {
+  local name="$1" js="$2" url="$3" status=0
+  shift 3
+  local args=(server --url "$url" "$@" -o "$RESULTS/$name")
+  local baseline="$BASELINE_DIR/baseline-${name%.direct}.yml"
   [ -f "$baseline" ] && args+=(--expected-failures "$baseline")
-  echo
-  echo "===== conformance $name: $(basename "$(dirname "$(dirname "$js")")")@$("$NODE" -p "require('$(dirname "$(dirname "$js")")/package.json').version") ${args[*]}"
+  {
+    echo
+    echo "===== conformance $name: $(basename "$(dirname "$(dirname "$js")")")@$("$NODE" -p "require('$(dirname "$(dirname "$js")")/package.json').version") ${args[*]}"
+  } >&2
   "$NODE" "$js" "${args[@]}" >"$WORK/$name.log" 2>&1 || status=$?
   local summary
   summary="$(sed -n '/^=== SUMMARY ===/,$p' "$WORK/$name.log")"
   if [ -n "$summary" ]; then
-    echo "$summary"
+    echo "$summary" >&2
   elif grep -q '^Passed: ' "$WORK/$name.log"; then
-    sed -n '/^Checks:/,$p' "$WORK/$name.log"
+    sed -n '/^Checks:/,$p' "$WORK/$name.log" >&2
   else
-    echo "(no SUMMARY; last lines of the output follow)"
-    tail -n 30 "$WORK/$name.log"
+    { echo "(no SUMMARY; last lines of the output follow)"; tail -n 30 "$WORK/$name.log"; } >&2
   fi
-  echo "(suite exit status $status; full output in $WORK/$name.log)"
+  echo "(suite exit status $status; full output in $WORK/$name.log)" >&2
   # Scored scenarios: the SUMMARY's ✓/✗ lines minus the ones listed under "Not scored".
   local counts
   counts="$(printf '%s\n' "$summary" | awk '
@@ -188,19 +202,42 @@ run() {
     # A --scenario run prints no SUMMARY: it is one scenario, passed when all its checks did.
     if [ "$status" -eq 0 ] && grep -q '^Passed: .*, 0 failed' "$WORK/$name.log"; then counts="1 0"; else counts="0 1"; fi
   fi
-  PASSED[$name]="${counts% *}"
-  FAILED[$name]="${counts#* }"
-  STATUS[$name]="$status"
-  NAMES+=("$name")
-  [ "$status" -eq 0 ] || ANY_FAILED=1
+  echo "$counts $status"
 }
 
-run v01-all "$CONF01" --url "$GW/conf_legacy/mcp" --suite all
-run v02-2025 "$CONF02" --url "$GW/conf_legacy/mcp" --requirements 2025-11-25
-run v02-2026 "$CONF02" --url "$GW/conf_modern/mcp" --requirements 2026-07-28
+# run NAME SUITE_JS ROUTE DIRECT_PATH ARGS...: the run through sekisho's /servers/ROUTE/mcp, and,
+# unless DIRECT_PATH is "-", the same run against the fixture's DIRECT_PATH alone (for the
+# side-by-side summary; only the gateway run decides the exit status).
+run() {
+  local name="$1" js="$2" route="$3" direct="$4" r
+  shift 4
+  r="$(one "$name" "$js" "$GW/$route/mcp" "$@")"
+  read -r PASSED[$name] FAILED[$name] STATUS[$name] <<<"$r"
+  DIRECT[$name]="-"
+  if [ "$direct" != "-" ]; then
+    r="$(one "$name.direct" "$js" "http://localhost:$FIXPORT$direct" "$@")"
+    DIRECT[$name]="$(awk '{print $1 " passed, " $2 " failed"}' <<<"$r")"
+  fi
+  NAMES+=("$name")
+  [ "${STATUS[$name]}" -eq 0 ] || ANY_FAILED=1
+}
+
+declare -A DIRECT
+run v01-all "$CONF01" conf_legacy /mcp --suite all
+run v02-2025 "$CONF02" conf_legacy /mcp --requirements 2025-11-25
+run v02-2026 "$CONF02" conf_modern /stateless --requirements 2026-07-28
+run v02-2025-per-client "$CONF02" conf_legacy_pc /mcp --requirements 2025-11-25
 for scenario in tools-call-sampling tools-call-elicitation elicitation-sep1034-defaults elicitation-sep1330-enums; do
-  run "v01-untied-$scenario" "$CONF01" --url "$GW/conf_untied/mcp" --scenario "$scenario"
-  run "v02-untied-$scenario" "$CONF02" --url "$GW/conf_untied/mcp" --scenario "$scenario"
+  run "v01-untied-$scenario" "$CONF01" conf_untied /mcp-untied --scenario "$scenario"
+  run "v02-untied-$scenario" "$CONF02" conf_untied /mcp-untied --scenario "$scenario"
+done
+for scenario in tools-call-sampling tools-call-elicitation elicitation-sep1034-defaults elicitation-sep1330-enums \
+  resources-subscribe resources-unsubscribe tools-call-simple-text resources-read-text prompts-get-simple; do
+  run "v02-2025-to-modern-$scenario" "$CONF02" conf_modern - --scenario "$scenario"
+done
+for scenario in basic-elicitation basic-sampling basic-list-roots request-state multiple-input-requests \
+  multi-round tampered-state capability-check; do
+  run "v02-2026-to-legacy-$scenario" "$CONF02" conf_legacy - --scenario "input-required-result-$scenario"
 done
 
 echo
@@ -216,6 +253,11 @@ total_failed=0
 for name in "${NAMES[@]}"; do
   [ "${STATUS[$name]}" -eq 0 ] || echo "run.sh: run $name FAILED (suite exit status ${STATUS[$name]})"
 done
+printf '\n%-52s %-26s %s\n' "run" "through sekisho" "fixture alone"
+for name in "${NAMES[@]}"; do
+  printf '%-52s %-26s %s\n' "$name" "${PASSED[$name]} passed, ${FAILED[$name]} failed" "${DIRECT[$name]}"
+done
+echo
 for name in "${NAMES[@]}"; do
   echo "conformance $name: ${PASSED[$name]} passed, ${FAILED[$name]} failed"
   total_passed=$((total_passed + PASSED[$name]))
