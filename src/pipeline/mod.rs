@@ -14,6 +14,7 @@ pub mod fallback;
 pub mod forward;
 pub mod idempotency;
 pub mod metered;
+pub mod param_headers;
 pub mod parts;
 pub mod resolve;
 pub mod routed;
