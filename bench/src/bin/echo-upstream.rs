@@ -672,6 +672,7 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
             .expect("response"));
     }
     if modern_header && method == "tools/call" && msg.pointer("/params/name") == Some(&json!("routed")) {
+        up.calls.fetch_add(1, Ordering::Relaxed);
         let (status, answer) = match check_routed(&headers, &msg["params"]["arguments"]) {
             Ok(seen) => (
                 StatusCode::OK,
