@@ -46,10 +46,11 @@ pub fn matches(header: &str, value: &str) -> bool {
 /// marker is encoded too, so the receiver never reads literal text as an encoding.
 pub fn encode(value: &str) -> HeaderValue {
     let plain = !value.is_empty() && value.bytes().all(|b| (0x20..0x7f).contains(&b)) && value.trim() == value;
-    if plain && !value.starts_with(PREFIX) {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            return v;
-        }
+    if plain
+        && !value.starts_with(PREFIX)
+        && let Ok(v) = HeaderValue::from_str(value)
+    {
+        return v;
     }
     if value.is_empty() {
         return HeaderValue::from_static("");
