@@ -44,6 +44,9 @@ async fn upstream_calls(gw: &Binary) -> u64 {
     text(&a).parse().unwrap_or_else(|_| panic!("a count: {}", a.raw))
 }
 
+/// What a refusal case is named, its arguments and its `Mcp-Param-*` headers.
+type Case = (&'static str, Value, Vec<(&'static str, &'static str)>);
+
 fn assert_refused(a: &Answer, what: &str) {
     assert_eq!(a.status, 400, "{what}: {}", a.raw);
     assert_eq!(a.error_code(), Some(-32020), "{what}: {}", a.raw);
@@ -71,8 +74,13 @@ async fn the_base64_form_is_decoded_and_the_upstream_gets_it_encoded() {
     let (gw, _up) = gateway().await;
     let url = format!("{}/mcp", gw.base);
     // "café 東京" as the client encodes it.
-    let a = call(&url, "up__routed", json!({"region": "café 東京"}), &[("Mcp-Param-Region", "=?base64?Y2Fmw6kg5p2x5Lqs?=")])
-        .await;
+    let a = call(
+        &url,
+        "up__routed",
+        json!({"region": "café 東京"}),
+        &[("Mcp-Param-Region", "=?base64?Y2Fmw6kg5p2x5Lqs?=")],
+    )
+    .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(text(&a), "headers: mcp-param-region==?base64?Y2Fmw6kg5p2x5Lqs?=");
     // Plain text may come encoded too; the gateway sends it plain.
@@ -91,15 +99,27 @@ async fn disagreeing_headers_are_refused_before_the_upstream_sees_the_call() {
     let url = format!("{}/mcp", gw.base);
     let before = upstream_calls(&gw).await;
     let eu = json!({"region": "eu"});
-    let cases: [(&str, Value, Vec<(&str, &str)>); 9] = [
+    let cases: [Case; 9] = [
         ("a mismatched value", eu.clone(), vec![("Mcp-Param-Region", "us")]),
         ("a missing header", eu.clone(), vec![]),
         ("Base64 without its padding", json!({"region": "Hello"}), vec![("Mcp-Param-Region", "=?base64?SGVsbG8?=")]),
-        ("Base64 outside its alphabet", json!({"region": "Hello"}), vec![("Mcp-Param-Region", "=?base64?SGVs!!!bG8=?=")]),
+        (
+            "Base64 outside its alphabet",
+            json!({"region": "Hello"}),
+            vec![("Mcp-Param-Region", "=?base64?SGVs!!!bG8=?=")],
+        ),
         ("a header without its argument", json!({}), vec![("Mcp-Param-Region", "eu")]),
         ("a header sent twice", eu.clone(), vec![("Mcp-Param-Region", "eu"), ("Mcp-Param-Region", "eu")]),
-        ("another integer", json!({"region": "eu", "tenant": 42}), vec![("Mcp-Param-Region", "eu"), ("Mcp-Param-Tenant", "43")]),
-        ("a boolean's case", json!({"region": "eu", "dry": true}), vec![("Mcp-Param-Region", "eu"), ("Mcp-Param-Dry", "TRUE")]),
+        (
+            "another integer",
+            json!({"region": "eu", "tenant": 42}),
+            vec![("Mcp-Param-Region", "eu"), ("Mcp-Param-Tenant", "43")],
+        ),
+        (
+            "a boolean's case",
+            json!({"region": "eu", "dry": true}),
+            vec![("Mcp-Param-Region", "eu"), ("Mcp-Param-Dry", "TRUE")],
+        ),
         ("whitespace the value needs", json!({"region": " eu"}), vec![("Mcp-Param-Region", " eu")]),
     ];
     for (what, args, headers) in cases {
@@ -114,8 +134,13 @@ async fn the_per_upstream_route_checks_them_too() {
     let url = format!("{}/servers/up/mcp", gw.base);
     assert_refused(&call(&url, "routed", json!({"region": "eu"}), &[("Mcp-Param-Region", "us")]).await, "mismatch");
     assert_refused(&call(&url, "routed", json!({"region": "eu"}), &[]).await, "missing");
-    let a = call(&url, "routed", json!({"region": "eu", "tenant": -7}), &[("Mcp-Param-Region", "eu"), ("Mcp-Param-Tenant", "-7")])
-        .await;
+    let a = call(
+        &url,
+        "routed",
+        json!({"region": "eu", "tenant": -7}),
+        &[("Mcp-Param-Region", "eu"), ("Mcp-Param-Tenant", "-7")],
+    )
+    .await;
     assert_eq!(text(&a), "headers: mcp-param-region=eu mcp-param-tenant=-7");
 }
 
@@ -123,7 +148,13 @@ async fn the_per_upstream_route_checks_them_too() {
 async fn legacy_clients_send_none_and_the_gateway_sets_them_for_the_upstream() {
     let (gw, _up) = gateway().await;
     let s = Legacy::open(&format!("{}/mcp", gw.base), "2025-11-25").await;
-    let a = s.request(1, "tools/call", json!({"name": "up__routed", "arguments": {"region": " padded", "tenant": 7, "dry": false}})).await;
+    let a = s
+        .request(
+            1,
+            "tools/call",
+            json!({"name": "up__routed", "arguments": {"region": " padded", "tenant": 7, "dry": false}}),
+        )
+        .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(text(&a), "headers: mcp-param-region==?base64?IHBhZGRlZA==?= mcp-param-tenant=7 mcp-param-dry=false");
 }

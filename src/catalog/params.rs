@@ -110,7 +110,11 @@ fn check_type(prop: &Value) -> Result<(), String> {
         Some(t) => allowed(t),
         None => false,
     };
-    if ok { Ok(()) } else { Err(format!("declared on a property of type {}", prop.get("type").unwrap_or(&Value::Null))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("declared on a property of type {}", prop.get("type").unwrap_or(&Value::Null)))
+    }
 }
 
 #[cfg(test)]

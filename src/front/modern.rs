@@ -21,8 +21,8 @@ use crate::pipeline::ctx::CallCtx;
 use crate::pipeline::param_headers;
 use crate::pipeline::parts::{ClientSide, LogLevel, Params, Principal, Scope};
 use crate::session::lifecycle;
-use crate::wire::jsonrpc::{self, Kind, Message, Method};
 use crate::wire::header_value;
+use crate::wire::jsonrpc::{self, Kind, Message, Method};
 use crate::wire::mcp::{self, Era};
 
 const EVENTS: usize = 64;
