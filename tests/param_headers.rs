@@ -16,7 +16,8 @@ use common::*;
 use serde_json::{Value, json};
 
 async fn gateway() -> (Binary, HttpUpstream) {
-    let upstream = HttpUpstream::start("modern").await;
+    // `--invalid-tool`: it also lists a tool whose `x-mcp-header` declaration breaks the rules.
+    let upstream = HttpUpstream::start_with(&["--era", "modern", "--invalid-tool"]).await;
     let gw = Binary::start("", &upstream.table("up"), None).await;
     (gw, upstream)
 }

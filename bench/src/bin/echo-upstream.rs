@@ -8,7 +8,7 @@
 //! `logging/setLevel` and `resources/subscribe` as real servers do, for everyone at once.
 //!
 //! Usage: `echo-upstream stdio [--era dual|legacy|modern]`
-//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN]` (prints `listening on ADDR` to stderr)
+//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN] [--invalid-tool]` (prints `listening on ADDR` to stderr)
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -53,11 +53,17 @@ enum Mode {
         /// Answer 401 to requests without `Authorization: Bearer <this>`.
         #[arg(long)]
         bearer: Option<String>,
+        /// Also list `bad_header`, whose `x-mcp-header` declaration is invalid.
+        #[arg(long)]
+        invalid_tool: bool,
     },
 }
 
 /// Milliseconds `echo` waits before answering (`--echo-delay-ms`).
 static ECHO_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether `tools/list` includes `bad_header` (`--invalid-tool`).
+static INVALID_TOOL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The bearer token HTTP requests must carry (`--bearer`), if any.
 static BEARER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -152,9 +158,11 @@ fn tools(dynamic: &[String]) -> Value {
                                          "tenant": {"type": "integer", "x-mcp-header": "Tenant"},
                                          "dry": {"type": "boolean", "x-mcp-header": "Dry"},
                                          "note": {"type": "string"}}), &["region"])}),
-        json!({"name": "bad_header", "description": "Declares x-mcp-header on a number (not permitted): clients must leave it out.",
-               "inputSchema": obj(json!({"score": {"type": "number", "x-mcp-header": "Score"}}), &[])}),
     ];
+    if INVALID_TOOL.load(Ordering::Relaxed) {
+        list.push(json!({"name": "bad_header", "description": "Declares x-mcp-header on a number (not permitted): clients must leave it out.",
+                         "inputSchema": obj(json!({"score": {"type": "number", "x-mcp-header": "Score"}}), &[])}));
+    }
     for name in dynamic {
         list.push(
             json!({"name": name, "description": "A tool added at run time.", "inputSchema": obj(json!({}), &[])}),
@@ -815,8 +823,9 @@ fn main() {
     runtime.block_on(async move {
         match args.mode {
             Mode::Stdio { era } => serve_stdio(Upstream::new(era)).await,
-            Mode::Http { listen, era, echo_delay_ms, bearer } => {
+            Mode::Http { listen, era, echo_delay_ms, bearer, invalid_tool } => {
                 ECHO_DELAY_MS.store(echo_delay_ms, Ordering::Relaxed);
+                INVALID_TOOL.store(invalid_tool, Ordering::Relaxed);
                 if let Some(token) = bearer {
                     let _ = BEARER.set(token);
                 }
