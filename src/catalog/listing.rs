@@ -141,6 +141,14 @@ pub async fn fetch(up: &Upstream, kind: ListKind) -> Result<(Vec<Entry>, Hint), 
                 tracing::warn!(upstream = %up.name, list = kind.method(), "skipped an item without a string {}", kind.id_key());
                 continue;
             };
+            if kind == ListKind::Tools
+                && let Err(why) = super::params::declared(&raw)
+            {
+                // 2026-07-28 `basic/transports`: a client MUST exclude a tool whose
+                // `x-mcp-header` declarations break the rules; the catalog is that client.
+                tracing::warn!(upstream = %up.name, tool = %id, reason = %why, "left out a tool with invalid x-mcp-header declarations");
+                continue;
+            }
             entries.push(Entry { id, raw });
         }
         if let Some(ttl) = page.get(&result, "ttlMs").and_then(|s| serde_json::from_slice::<u64>(&result[s]).ok()) {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod listing;
 pub mod lists;
 pub mod naming;
+pub mod params;
 pub mod startup;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::config::CatalogConfig;
 use self::listing::{Entry, Hint, ListKind};
+use self::params::ParamHeaders;
 use self::startup::StartupGate;
 use crate::error::GatewayError;
 use crate::upstream::Upstream;
@@ -101,6 +103,8 @@ pub struct Catalog {
     /// Upstreams that are down or were never listed.
     pub unavailable: Vec<Arc<str>>,
     hints: HashMap<Arc<str>, HashMap<Box<str>, ToolHints>>,
+    /// Per upstream, its tools that declare `x-mcp-header` parameters (only those).
+    params: HashMap<Arc<str>, HashMap<Box<str>, ParamHeaders>>,
 }
 
 impl Catalog {
@@ -114,6 +118,14 @@ impl Catalog {
             }
             let hints = ul.items[ListKind::Tools.index()].iter().map(|e| (e.id.as_str().into(), ToolHints::of(&e.raw)));
             c.hints.insert(Arc::clone(ns), hints.collect());
+            // The listing left out tools whose declarations are invalid; what remains parses.
+            let declared = ul.items[ListKind::Tools.index()]
+                .iter()
+                .filter_map(|e| params::declared(&e.raw).ok().flatten().map(|d| (e.id.as_str().into(), d)));
+            let declared: HashMap<Box<str>, ParamHeaders> = declared.collect();
+            if !declared.is_empty() {
+                c.params.insert(Arc::clone(ns), declared);
+            }
             for kind in ListKind::ALL {
                 let merged = &mut c.merged[kind.index()];
                 for entry in &ul.items[kind.index()] {
@@ -159,6 +171,12 @@ impl Catalog {
     /// The annotations of an upstream's tool, by its own name.
     pub fn hints(&self, upstream: &str, tool: &str) -> Option<&ToolHints> {
         self.hints.get(upstream)?.get(tool)
+    }
+
+    /// The `x-mcp-header` declarations of an upstream's tool, by its own name; `None` when it
+    /// declares none (or is not listed).
+    pub fn param_headers(&self, upstream: &str, tool: &str) -> Option<&ParamHeaders> {
+        self.params.get(upstream)?.get(tool)
     }
 
     /// The target of a catalog prompt name.

@@ -171,6 +171,7 @@ async fn request(
         priority,
         idempotency_key,
         session: Some(Arc::clone(&state)),
+        param_headers: None,
     };
     let flight = state.track(id.clone());
     let cancel = flight.token.clone();
@@ -240,6 +241,7 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
                         // One header cannot key several requests; keys come from each `_meta`.
                         idempotency_key: None,
                         session: Some(Arc::clone(&state)),
+                        param_headers: None,
                     };
                     let shared = Arc::clone(&shared);
                     let method = method.clone();

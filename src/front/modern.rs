@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::response::Response;
-use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::mpsc;
@@ -20,28 +19,14 @@ use super::respond::{Accepts, frames_response, notification_stream, sse_response
 use super::stream::spawn_call;
 use crate::error::GatewayError;
 use crate::pipeline::ctx::CallCtx;
+use crate::pipeline::param_headers;
 use crate::pipeline::parts::{ClientSide, LogLevel, Params, Principal, Scope};
 use crate::session::lifecycle;
+use crate::wire::header_value;
 use crate::wire::jsonrpc::{self, Kind, Message, Method};
 use crate::wire::mcp::{self, Era};
 
 const EVENTS: usize = 64;
-
-/// Decode an `Mcp-Name`/`Mcp-Param-*` header value: optional whitespace trimmed, and the
-/// `=?base64?…?=` form decoded (canonical base64 only). `None` for a malformed encoding.
-pub fn decode_header_value(raw: &str) -> Option<String> {
-    let v = raw.trim();
-    match v.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
-        Some(payload) => {
-            let bytes = base64::engine::general_purpose::STANDARD.decode(payload).ok()?;
-            if base64::engine::general_purpose::STANDARD.encode(&bytes) != payload {
-                return None;
-            }
-            String::from_utf8(bytes).ok()
-        }
-        None => Some(v.to_string()),
-    }
-}
 
 fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, GatewayError> {
     let mut values = headers.get_all(name).iter();
@@ -94,7 +79,7 @@ fn ladder(headers: &HeaderMap, method: &Method, raw: Bytes) -> Result<(ClientSid
     };
     if let Some(key) = name_key
         && let Some(body_value) = params.str(key)
-        && !name_header.is_some_and(|h| header_matches(h, &body_value))
+        && !name_header.is_some_and(|h| header_value::matches(h, &body_value))
     {
         return Err(GatewayError::HeaderMismatch(format!("Mcp-Name header does not match the request body's {key:?}")));
     }
@@ -112,16 +97,6 @@ fn ladder(headers: &HeaderMap, method: &Method, raw: Bytes) -> Result<(ClientSid
     let log_level = meta.str(mcp::META_LOG_LEVEL).and_then(|l| LogLevel::parse(&l));
     let client = ClientSide { era: Era::Modern, version, capabilities, log_level };
     Ok((client, params))
-}
-
-/// Whether an `Mcp-Name` header carries `value` (trimmed; the base64 form decoded). The plain
-/// case compares without allocating.
-fn header_matches(header: &str, value: &str) -> bool {
-    let trimmed = header.trim();
-    if !trimmed.starts_with("=?base64?") {
-        return trimmed == value;
-    }
-    decode_header_value(trimmed).as_deref() == Some(value)
 }
 
 fn error_response(id: Option<&[u8]>, e: &GatewayError) -> Response {
@@ -210,9 +185,19 @@ pub async fn post(
             let wants_events = accept.sse
                 && (client.log_level.is_some() || params.meta.as_ref().is_some_and(|m| m.progress_token().is_some()));
             let (priority, idempotency_key) = super::header_options(&shared, &principal, Some(headers));
+            let param_headers = (method == Method::ToolsCall).then(|| param_headers::client_headers(headers));
             let caller = principal.tag();
-            let ctx =
-                CallCtx { client, scope, principal, events: None, received, priority, idempotency_key, session: None };
+            let ctx = CallCtx {
+                client,
+                scope,
+                principal,
+                events: None,
+                received,
+                priority,
+                idempotency_key,
+                session: None,
+                param_headers,
+            };
             if askable {
                 // A legacy upstream may ask this client something during the call: run it where
                 // it can be parked (front::input).
@@ -281,15 +266,6 @@ fn listen(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn header_values_decode() {
-        assert_eq!(decode_header_value("  echo "), Some("echo".into()));
-        assert_eq!(decode_header_value("=?base64?SGVsbG8=?="), Some("Hello".into()));
-        assert_eq!(decode_header_value("=?base64?SGVsbG8?="), None, "bad padding");
-        assert_eq!(decode_header_value("=?base64?SGVs!!!bG8=?="), None);
-        assert_eq!(decode_header_value("=?base64?SGVsbG8="), Some("=?base64?SGVsbG8=".into()), "no suffix: literal");
-    }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();

@@ -246,6 +246,7 @@ impl Conversation {
                 priority: convo.shared.default_priority,
                 idempotency_key: None,
                 session: Some(Arc::clone(&convo.state)),
+                param_headers: None,
             };
             let flight = convo.state.track(id.clone());
             let name = method.as_str().to_string();

@@ -37,6 +37,10 @@ pub struct CallCtx {
     /// The legacy session (or stdio conversation) the call belongs to, which holds its
     /// resource subscriptions; `None` for modern requests.
     pub session: Option<Arc<SessionState>>,
+    /// A modern Streamable HTTP `tools/call`'s `Mcp-Param-*` headers, checked by resolve
+    /// against the tool's `x-mcp-header` arguments; `None` where the transport has none to
+    /// check (legacy, stdio, other methods).
+    pub param_headers: Option<http::HeaderMap>,
 }
 
 /// One request on its way through the stack, before resolve.

@@ -205,6 +205,7 @@ fn again(routed: &Routed, responses: &[u8], state: Option<&[u8]>) -> Routed {
         name: routed.request.name.clone(),
         route: routed.request.route.clone(),
         client: routed.request.client,
+        param_headers: routed.request.param_headers.clone(),
     };
     // What the upstream answers now depends on this client's answers: never cached.
     let target = crate::pipeline::ctx::Target { cache: None, ..routed.target.clone() };

@@ -15,6 +15,7 @@ pub mod forward;
 pub mod idempotency;
 pub mod input;
 pub mod metered;
+pub mod param_headers;
 pub mod parts;
 pub mod resolve;
 pub mod routed;

@@ -1,7 +1,8 @@
 //! Middleware that resolves each call once: methods the gateway answers itself (lists, `ping`,
 //! `logging/setLevel`) are answered here from the catalog; every other call gets its
 //! [`Target`] (upstream, the upstream's own name, cache policy, retry safety, deadline) and
-//! goes on as a [`Routed`] call. No later step looks the catalog up again.
+//! goes on as a [`Routed`] call, a `tools/call` with its `Mcp-Param-*` headers checked and
+//! made for the upstream ([`param_headers`]). No later step looks the catalog up again.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +15,7 @@ use futures::future::Either;
 use tower::{Service, ServiceExt};
 
 use super::ctx::{CachePolicy, Call, Routed, Target};
+use super::param_headers;
 use super::parts::{LogLevel, Origin, Params, Reply, ReplyFuture, Scope};
 use super::steps::{Named, Stepped};
 use crate::cache::config::CacheConfig;
@@ -217,6 +219,12 @@ impl Resolver {
         let per_tool = tool.and_then(|t| up.config.tools.get(t));
         // Annotations count only from a trusted upstream (and are not looked up otherwise).
         let hints = tool.filter(|_| up.config.trusted).and_then(|t| snap.hints(&up.name, t).copied());
+        // `Mcp-Param-*` (SEP-2243): the client's headers agree with the arguments, and the
+        // upstream gets the same arguments mirrored.
+        let param_headers = match tool.and_then(|t| snap.param_headers(&up.name, t)) {
+            Some(declared) => param_headers::mirror(declared, &params, ctx.param_headers.as_ref())?,
+            None => Vec::new(),
+        };
         // An idempotency key does not make a call safe to repeat: the key keeps the gateway
         // from running it twice, so a keyed call goes again only when it never reached the
         // upstream (the retry and fallback steps ask `classify::never_sent`).
@@ -266,7 +274,7 @@ impl Resolver {
         // goes to the one client with calls in flight); a call without a session is a client
         // of its own.
         let client = Some(ctx.session.as_ref().map_or_else(rand::random, |s| s.link.key));
-        let request = Outbound { method, body, name, route, client };
+        let request = Outbound { method, body, name, route, client, param_headers };
         Ok(Routed {
             request: Arc::new(request),
             target,

@@ -1,6 +1,6 @@
 //! One request to an upstream, owned and shared by every attempt (and the fallback) of a call:
-//! its method, where its params come from, the name mirrored in `Mcp-Name`, and where its
-//! notifications go. Written as a JSON-RPC request with the connection's own id.
+//! its method, where its params come from, the name mirrored in `Mcp-Name` and the arguments
+//! mirrored in `Mcp-Param-*`, and where its notifications go. Written as a JSON-RPC request with the connection's own id.
 
 use std::sync::Arc;
 
@@ -47,6 +47,9 @@ pub struct Outbound {
     /// The client the call is for: its session's [`ClientLink::key`](crate::session::link::ClientLink),
     /// or a random key for a call without a session; `None` for the gateway's own requests.
     pub client: Option<u64>,
+    /// The `Mcp-Param-*` headers of a `tools/call` whose tool declares `x-mcp-header`
+    /// arguments (made by resolve from the arguments; sent to modern HTTP upstreams only).
+    pub param_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Outbound {
@@ -58,6 +61,7 @@ impl Outbound {
             name: None,
             route: None,
             client: None,
+            param_headers: Vec::new(),
         }
     }
 

@@ -54,6 +54,9 @@ pub const HEADER_SESSION_ID: &str = "mcp-session-id";
 pub const HEADER_METHOD: &str = "mcp-method";
 /// HTTP header mirroring the tool/prompt name or resource URI (2026-07-28 transports).
 pub const HEADER_NAME: &str = "mcp-name";
+/// Prefix of the HTTP headers mirroring tool arguments that carry an `x-mcp-header`
+/// annotation: `Mcp-Param-{name}` (2026-07-28 transports "Custom Headers", SEP-2243).
+pub const HEADER_PARAM_PREFIX: &str = "mcp-param-";
 
 /// JSON-RPC 2.0 and MCP error codes.
 pub mod code {

@@ -227,6 +227,8 @@ run v01-all "$CONF01" conf_legacy /mcp --suite all
 run v02-2025 "$CONF02" conf_legacy /mcp --requirements 2025-11-25
 run v02-2026 "$CONF02" conf_modern /stateless --requirements 2026-07-28
 run v02-2025-per-client "$CONF02" conf_legacy_pc /mcp --requirements 2025-11-25
+# v02-2026-headers: Mcp-Param-* headers (SEP-2243) checked by the gateway, then set by it for the upstream.
+run v02-2026-headers "$CONF02" conf_modern /stateless --scenario http-custom-header-server-validation
 for scenario in tools-call-sampling tools-call-elicitation elicitation-sep1034-defaults elicitation-sep1330-enums; do
   run "v01-untied-$scenario" "$CONF01" conf_untied /mcp-untied --scenario "$scenario"
   run "v02-untied-$scenario" "$CONF02" conf_untied /mcp-untied --scenario "$scenario"

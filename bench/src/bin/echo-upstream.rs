@@ -3,11 +3,12 @@
 //! echo, add, sleep, fail, stream progress, return big payloads, count calls and cancellations, crash, and change
 //! the tool list on demand; and tools that misbehave the way hostile or careless servers do
 //! (print their environment, flood stderr and notifications, send oversized SSE events and
-//! unusable event ids, ask the client for sampling/elicitation/roots). It honours
+//! unusable event ids, ask the client for sampling/elicitation/roots), and a tool that checks its
+//! `Mcp-Param-*` headers as a strict 2026-07-28 server does (`routed`). It honours
 //! `logging/setLevel` and `resources/subscribe` as real servers do, for everyone at once.
 //!
 //! Usage: `echo-upstream stdio [--era dual|legacy|modern]`
-//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN]` (prints `listening on ADDR` to stderr)
+//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN] [--invalid-tool]` (prints `listening on ADDR` to stderr)
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -52,11 +53,17 @@ enum Mode {
         /// Answer 401 to requests without `Authorization: Bearer <this>`.
         #[arg(long)]
         bearer: Option<String>,
+        /// Also list `bad_header`, whose `x-mcp-header` declaration is invalid.
+        #[arg(long)]
+        invalid_tool: bool,
     },
 }
 
 /// Milliseconds `echo` waits before answering (`--echo-delay-ms`).
 static ECHO_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether `tools/list` includes `bad_header` (`--invalid-tool`).
+static INVALID_TOOL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The bearer token HTTP requests must carry (`--bearer`), if any.
 static BEARER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -148,7 +155,16 @@ fn tools(dynamic: &[String]) -> Value {
                "inputSchema": obj(json!({"mib": {"type": "integer"}}), &["mib"])}),
         json!({"name": "park_bad_id", "description": "Like park, but the stream's event id cannot be sent back in a header.",
                "inputSchema": obj(json!({"ms": {"type": "integer"}}), &["ms"])}),
+        json!({"name": "routed", "description": "Over modern HTTP: check the Mcp-Param-* headers of the x-mcp-header arguments as a strict server does (400, -32020) and answer with the raw headers received.",
+               "inputSchema": obj(json!({"region": {"type": "string", "x-mcp-header": "Region"},
+                                         "tenant": {"type": "integer", "x-mcp-header": "Tenant"},
+                                         "dry": {"type": "boolean", "x-mcp-header": "Dry"},
+                                         "note": {"type": "string"}}), &["region"])}),
     ];
+    if INVALID_TOOL.load(Ordering::Relaxed) {
+        list.push(json!({"name": "bad_header", "description": "Declares x-mcp-header on a number (not permitted): clients must leave it out.",
+                         "inputSchema": obj(json!({"score": {"type": "number", "x-mcp-header": "Score"}}), &[])}));
+    }
     for name in dynamic {
         list.push(
             json!({"name": name, "description": "A tool added at run time.", "inputSchema": obj(json!({}), &[])}),
@@ -496,6 +512,7 @@ impl Upstream {
                 let _ = self.changes.send(json!({"__oversized_mib": args["mib"].as_u64().unwrap_or(1)}));
                 text("sent")
             }
+            "routed" | "bad_header" => text(format!("{name} without headers: {args}")),
             other => json!({"isError": true, "content": [{"type": "text", "text": format!("Unknown tool: {other}")}]}),
         }
     }
@@ -609,6 +626,7 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
         });
         return Ok(Response::builder().header("content-type", "text/event-stream").body(stream).expect("response"));
     }
+    let headers = req.headers().clone();
     if req.method() == Method::DELETE {
         let removed = session.as_ref().is_some_and(|s| up.sessions.lock().unwrap().remove(s));
         return Ok(full(if removed { StatusCode::OK } else { StatusCode::NOT_FOUND }, Vec::new(), None));
@@ -734,6 +752,20 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
             .body(Full::new(Bytes::from(priming)).boxed())
             .expect("response"));
     }
+    if modern_header && method == "tools/call" && msg.pointer("/params/name") == Some(&json!("routed")) {
+        up.calls.fetch_add(1, Ordering::Relaxed);
+        let (status, answer) = match check_routed(&headers, &msg["params"]["arguments"]) {
+            Ok(seen) => (
+                StatusCode::OK,
+                result(
+                    &msg["id"],
+                    json!({"resultType": "complete", "content": [{"type": "text", "text": format!("headers: {seen}")}]}),
+                ),
+            ),
+            Err(why) => (StatusCode::BAD_REQUEST, error(&msg["id"], -32020, &why)),
+        };
+        return Ok(full(status, serde_json::to_vec(&answer).unwrap(), None));
+    }
     // Misbehaviour on purpose: what a broken server or proxy in front of it sends.
     match msg.pointer("/params/name").and_then(Value::as_str) {
         Some("http_error") => {
@@ -773,6 +805,47 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
         let _ = out.send(Ok(Frame::data(sse_frame(&finish(answer))))).await;
     });
     Ok(Response::builder().header("content-type", "text/event-stream").body(stream).expect("response"))
+}
+
+/// `routed`'s `x-mcp-header` arguments: (property, header).
+const ROUTED_HEADERS: [(&str, &str); 3] =
+    [("region", "mcp-param-region"), ("tenant", "mcp-param-tenant"), ("dry", "mcp-param-dry")];
+
+/// Check `routed`'s `Mcp-Param-*` headers against its arguments as a strict 2026-07-28 server
+/// does: a present argument needs its header carrying the same value (`=?base64?…?=` decoded),
+/// an absent one must have none. `Ok`: the raw headers received (`name=value`, space-separated).
+fn check_routed(headers: &http::HeaderMap, args: &Value) -> Result<String, String> {
+    use base64::Engine;
+    let decode = |raw: &str| -> Option<String> {
+        let raw = raw.trim();
+        match raw.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) {
+            Some(b64) => String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).ok()?).ok(),
+            None => Some(raw.to_string()),
+        }
+    };
+    let mut seen = Vec::new();
+    for (prop, header) in ROUTED_HEADERS {
+        let mut values = headers.get_all(header).iter();
+        let (raw, again) = (values.next(), values.next());
+        if again.is_some() {
+            return Err(format!("{header} appears twice"));
+        }
+        let raw = raw.map(|v| v.to_str().map_err(|_| format!("{header} is not visible ASCII"))).transpose()?;
+        match (args.get(prop).filter(|v| !v.is_null()), raw) {
+            (None, None) => {}
+            (None, Some(_)) => return Err(format!("{header} is sent without its argument")),
+            (Some(_), None) => return Err(format!("{header} is missing")),
+            (Some(v), Some(raw)) => {
+                let decoded = decode(raw).ok_or_else(|| format!("{header} is not valid base64"))?;
+                let expected = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                if decoded != expected {
+                    return Err(format!("{header} carries {decoded:?}, the body {expected:?}"));
+                }
+                seen.push(format!("{header}={raw}"));
+            }
+        }
+    }
+    Ok(seen.join(" "))
 }
 
 /// Write one notification-stream item: a notification, or (the `oversized_event` marker) one
@@ -823,8 +896,9 @@ fn main() {
     runtime.block_on(async move {
         match args.mode {
             Mode::Stdio { era } => serve_stdio(Upstream::new(era)).await,
-            Mode::Http { listen, era, echo_delay_ms, bearer } => {
+            Mode::Http { listen, era, echo_delay_ms, bearer, invalid_tool } => {
                 ECHO_DELAY_MS.store(echo_delay_ms, Ordering::Relaxed);
+                INVALID_TOOL.store(invalid_tool, Ordering::Relaxed);
                 if let Some(token) = bearer {
                     let _ = BEARER.set(token);
                 }

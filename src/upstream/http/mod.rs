@@ -5,7 +5,6 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use base64::Engine;
 use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request as HttpRequest, Uri};
@@ -27,6 +26,7 @@ use super::request::Outbound;
 use super::signals::Signals;
 use crate::error::{TransportError, TransportKind};
 use crate::upstream::config::EraChoice;
+use crate::wire::header_value;
 use crate::wire::jsonrpc::{Message, write_notification};
 use crate::wire::mcp::{self, Era};
 
@@ -277,7 +277,12 @@ impl HttpConn {
             let headers = post.headers_mut();
             headers.insert(HN_METHOD, method_header_value(&req.method));
             if let Some(name) = &req.name {
-                headers.insert(HN_NAME, encode_header_value(name));
+                headers.insert(HN_NAME, header_value::encode(name));
+            }
+            // SEP-2243: the arguments the tool declared with `x-mcp-header`; `insert`, so a
+            // configured header of the same name cannot stand in for one.
+            for (name, value) in &req.param_headers {
+                headers.insert(name.clone(), value.clone());
             }
         }
         let resp = self.send(post).await?;
@@ -402,20 +407,6 @@ fn request_failure(e: &hyper_util::client::legacy::Error) -> TransportError {
     if e.is_connect() { cause.not_sent() } else { cause }
 }
 
-/// Encode a value for an `Mcp-Name`/`Mcp-Param-*` header: verbatim when it is visible ASCII
-/// without edge spaces, else the `=?base64?…?=` form (2026-07-28 `basic/transports`).
-pub fn encode_header_value(value: &str) -> HeaderValue {
-    let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && value.trim() == value
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
-    let text = if plain {
-        value.to_string()
-    } else {
-        format!("=?base64?{}?=", base64::engine::general_purpose::STANDARD.encode(value))
-    };
-    HeaderValue::try_from(text).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,12 +420,5 @@ mod tests {
         let cause = request_failure(&e);
         assert!(cause.unsent, "{cause}");
         assert_eq!(cause.kind, TransportKind::Refused, "{cause}");
-    }
-
-    #[test]
-    fn header_values_use_base64_only_when_needed() {
-        assert_eq!(encode_header_value("get_weather"), "get_weather");
-        assert_eq!(encode_header_value("café"), "=?base64?Y2Fmw6k=?=");
-        assert_eq!(encode_header_value(" x"), "=?base64?IHg=?=");
     }
 }
