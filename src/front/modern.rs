@@ -20,6 +20,7 @@ use super::stream::spawn_call;
 use crate::error::GatewayError;
 use crate::pipeline::ctx::CallCtx;
 use crate::pipeline::parts::{ClientSide, LogLevel, Params, Principal, Scope};
+use crate::pipeline::tasks;
 use crate::session::lifecycle;
 use crate::wire::jsonrpc::{self, Kind, Message, Method};
 use crate::wire::mcp::{self, Era};
@@ -89,6 +90,8 @@ fn ladder(headers: &HeaderMap, method: &Method, raw: Bytes) -> Result<(ClientSid
     let name_key = match method {
         Method::ToolsCall | Method::PromptsGet => Some("name"),
         Method::ResourcesRead => Some("uri"),
+        // The tasks extension, "Streamable HTTP: Routing Headers".
+        Method::TasksGet | Method::TasksUpdate | Method::TasksCancel => Some("taskId"),
         _ => None,
     };
     if let Some(key) = name_key
@@ -179,6 +182,11 @@ pub async fn post(
             let discovered = lifecycle::discover(&shared.upstreams, shared.catalog.config().list_ttl_ms, &scope);
             jsonrpc::write_result(&mut out, &id, &discovered);
             json(StatusCode::OK, Bytes::from(out))
+        }
+        Method::SubscriptionsListen
+            if tasks::listen_asks_for_tasks(&params) && !tasks::client_declares_tasks(&client.capabilities) =>
+        {
+            error_response(Some(&id), &GatewayError::TasksNotDeclared)
         }
         Method::SubscriptionsListen => listen(&shared, scope, &principal, &id, &params.bytes, accept),
         Method::Initialize => error_response(

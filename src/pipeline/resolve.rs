@@ -1,7 +1,8 @@
 //! Middleware that resolves each call once: methods the gateway answers itself (lists, `ping`,
 //! `logging/setLevel`) are answered here from the catalog; every other call gets its
 //! [`Target`] (upstream, the upstream's own name, cache policy, retry safety, deadline) and
-//! goes on as a [`Routed`] call. No later step looks the catalog up again.
+//! goes on as a [`Routed`] call. No later step looks the catalog up again. The tasks
+//! extension's methods are routed by their sealed task id (`super::tasks`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,25 +17,27 @@ use tower::{Service, ServiceExt};
 use super::ctx::{CachePolicy, Call, Routed, Target};
 use super::parts::{LogLevel, Origin, Params, Reply, ReplyFuture, Scope};
 use super::steps::{Named, Stepped};
+use super::tasks::{self, Finish};
 use crate::cache::config::CacheConfig;
 use crate::catalog::listing::ListKind;
 use crate::catalog::{Catalog, CatalogState, Target as CatalogTarget, lists, replace_member};
 use crate::error::GatewayError;
 use crate::upstream::mux::Route;
+use crate::session::task_id::TaskSealer;
 use crate::upstream::request::{Body, Outbound};
-use crate::upstream::translate::resource_error_for_modern;
 use crate::upstream::{Upstream, UpstreamSet};
 use crate::wire::jsonrpc::{Method, write_json_str};
 use crate::wire::mcp::{self, Era};
 use crate::wire::object::ObjectView;
 
-/// What resolve reads: the catalog, the upstreams, the cache defaults, and the longest
-/// resource URI a request may name.
+/// What resolve reads: the catalog, the upstreams, the cache defaults, the longest
+/// resource URI a request may name, and the sealer of task ids.
 pub struct Resolver {
     catalog: Arc<CatalogState>,
     upstreams: Arc<UpstreamSet>,
     cache: CacheConfig,
     max_uri_bytes: usize,
+    tasks: Arc<TaskSealer>,
 }
 
 /// Answers gateway methods, routes the rest.
@@ -45,18 +48,21 @@ pub struct Resolve {
 
 impl Resolve {
     /// Resolve against `catalog` and `upstreams`, with `cache` deciding cache policies; a
-    /// resource URI longer than `max_uri_bytes` is refused with -32602.
+    /// resource URI longer than `max_uri_bytes` is refused with -32602; task ids are sealed
+    /// and opened with `tasks`.
     pub fn new(
         catalog: &Arc<CatalogState>,
         upstreams: &Arc<UpstreamSet>,
         cache: &CacheConfig,
         max_uri_bytes: usize,
+        tasks: &Arc<TaskSealer>,
     ) -> Self {
         let resolver = Resolver {
             catalog: Arc::clone(catalog),
             upstreams: Arc::clone(upstreams),
             cache: cache.clone(),
             max_uri_bytes,
+            tasks: Arc::clone(tasks),
         };
         Resolve { resolver: Arc::new(resolver) }
     }
@@ -96,20 +102,12 @@ where
                 resolver.forward(call, inner).await
             }));
         }
-        let client_uri = client_uri(&call);
+        let finish = resolver.finish(&call);
         match resolver.route(call) {
-            Ok(routed) => Either::Left(Forwarded { inner: self.inner.call(routed), client_uri }),
+            Ok(routed) => Either::Left(Forwarded { inner: self.inner.call(routed), finish }),
             Err(e) => Either::Right(Box::pin(std::future::ready(Err(e)))),
         }
     }
-}
-
-/// The URI a modern client asked to read: its missing resource is reported in its own terms,
-/// under its own URI.
-fn client_uri(call: &Call) -> Option<String> {
-    (call.ctx.client.era == Era::Modern && call.method == Method::ResourcesRead)
-        .then(|| call.params.str("uri").map(|u| u.into_owned()))
-        .flatten()
 }
 
 /// Whether calls of `method` go to an upstream (when their target resolves).
@@ -122,16 +120,19 @@ fn forwarded(method: &Method) -> bool {
             | Method::CompletionComplete
             | Method::ResourcesSubscribe
             | Method::ResourcesUnsubscribe
+            | Method::TasksGet
+            | Method::TasksUpdate
+            | Method::TasksCancel
             | Method::Other(_)
     )
 }
 
 pin_project_lite::pin_project! {
-    /// A routed call on its way: the next step's future, and the URI a modern client asked for.
+    /// A routed call on its way: the next step's future, and what to do to its reply.
     pub struct Forwarded<F> {
         #[pin]
         inner: F,
-        client_uri: Option<String>,
+        finish: Finish,
     }
 }
 
@@ -144,10 +145,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let reply = std::task::ready!(this.inner.poll(cx))?;
-        Poll::Ready(Ok(match this.client_uri.as_deref() {
-            Some(uri) => resource_error_for_modern(reply, uri),
-            None => reply,
-        }))
+        Poll::Ready(this.finish.apply(reply))
     }
 }
 
@@ -178,9 +176,20 @@ impl Resolver {
     where
         S: Service<Routed, Response = Reply, Error = GatewayError>,
     {
-        let client_uri = client_uri(&call);
+        let finish = self.finish(&call);
         let routed = self.route(call)?;
-        Forwarded { inner: inner.oneshot(routed), client_uri }.await
+        Forwarded { inner: inner.oneshot(routed), finish }.await
+    }
+
+    /// What to do to `call`'s reply: a modern client's missing resource is reported in its own
+    /// terms, under its own URI; task ids are sealed for (and echoed to) their caller.
+    fn finish(&self, call: &Call) -> Finish {
+        let modern = call.ctx.client.era == Era::Modern;
+        let str_param = |key: &str| modern.then(|| call.params.str(key).map(|v| v.into_owned())).flatten();
+        let uri = (call.method == Method::ResourcesRead).then(|| str_param("uri")).flatten();
+        let presented = (call.method == Method::TasksGet).then(|| str_param("taskId")).flatten();
+        let capabilities = modern.then_some(&call.ctx.client.capabilities[..]);
+        Finish::for_call(&call.method, capabilities, &self.tasks, &call.ctx.principal, presented, uri)
     }
 
     /// Answer a call the gateway answers itself: lists, and in the legacy era `ping` and
@@ -210,8 +219,15 @@ impl Resolver {
     fn route(&self, call: Call) -> Result<Routed, GatewayError> {
         let Call { method, params, ctx } = call;
         let snap = self.catalog.snapshot();
-        let Located { upstream: up, name, rewrite } =
-            self.locate(&method, &params, &ctx.scope, ctx.client.era, &snap)?;
+        let task_method = tasks::is_task_method(&method);
+        let Located { upstream: up, name, rewrite } = if task_method {
+            let client = (ctx.client.era, &ctx.client.capabilities[..]);
+            let t = tasks::target(&self.tasks, &self.upstreams, &method, &params, client, &ctx.scope, &ctx.principal)?;
+            let rewrite = Some(("taskId", json_str(&t.task_id)));
+            Located { upstream: t.upstream, name: Some(t.task_id), rewrite }
+        } else {
+            self.locate(&method, &params, &ctx.scope, ctx.client.era, &snap)?
+        };
         let tool = (method == Method::ToolsCall).then_some(name.as_deref()).flatten();
         let per_tool = tool.and_then(|t| up.config.tools.get(t));
         // Annotations count only from a trusted upstream (and are not looked up otherwise).
@@ -224,13 +240,23 @@ impl Resolver {
                 Some(configured) => configured,
                 None => hints.is_some_and(|h| h.read_only || h.idempotent),
             },
-            Method::Other(_) => false,
+            // An update delivers answers that the upstream acts on: not twice.
+            Method::Other(_) | Method::TasksUpdate => false,
             _ => true,
         };
         let cache = match &method {
             _ if !self.cache.enabled => None,
             // A continuation of an `input_required` exchange is never answered from the cache.
             Method::ToolsCall if params.get("requestState").is_some() || params.get("inputResponses").is_some() => None,
+            // A task handle is the caller's own (its id is sealed for it): never shared, never
+            // coalesced with another caller's call.
+            Method::ToolsCall
+                if ctx.client.era == Era::Modern
+                    && tasks::client_declares_tasks(&ctx.client.capabilities)
+                    && up.last_handshake().is_some_and(|h| h.declares_tasks()) =>
+            {
+                None
+            }
             Method::ToolsCall => {
                 let on = per_tool
                     .and_then(|t| t.cache)
@@ -243,7 +269,8 @@ impl Resolver {
             Method::ResourcesRead => Some(CachePolicy::Hinted { ttl: up.config.resource_ttl }),
             _ => None,
         };
-        let fallback = up.config.fallback.as_deref().and_then(|f| self.upstreams.get(f)).cloned();
+        // A task lives on the upstream that created it: its methods never go to a fallback.
+        let fallback = up.config.fallback.as_deref().filter(|_| !task_method).and_then(|f| self.upstreams.get(f)).cloned();
         let timeout = per_tool.and_then(|t| t.timeout);
         let target = Target { upstream: Arc::clone(up), fallback, cache, retry_safe, timeout };
         let route = ctx.events.map(|events| Route {

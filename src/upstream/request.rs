@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::handshake::Handshake;
 use super::mux::Route;
-use super::translate::{Outbound as Rewrite, write_params};
+use super::translate::{LEGACY_DROPPED, Outbound as Rewrite, write_params};
 use crate::pipeline::parts::{ClientSide, Params};
 use crate::wire::jsonrpc::{Method, write_request_with};
 use crate::wire::mcp::{self, Era};
@@ -92,9 +92,18 @@ impl Outbound {
                     }
                     None => &[],
                 };
+                let drop: &[&str] = if self.method == Method::ToolsCall
+                    && upstream.0 == Era::Legacy
+                    && LEGACY_DROPPED.iter().any(|k| params.get(k).is_some())
+                {
+                    &LEGACY_DROPPED
+                } else {
+                    &[]
+                };
                 let rewrite = Rewrite {
                     params,
                     replace,
+                    drop,
                     progress_token: wants_progress.then_some(id),
                     idempotency_key: idempotency_key.as_deref(),
                     client,

@@ -14,6 +14,8 @@
 #   v02-2026  @modelcontextprotocol/conformance 0.2.0-alpha.12 --requirements 2026-07-28  on conf_modern
 ##   v01-untied-<scenario>, v02-untied-<scenario>: both suites' --scenario runs of the four scenarios
 #             whose server asks the client during a tool call, on conf_untied
+#   v02-tasks-<scenario>: 0.2.0-alpha.12 --scenario runs of the ten [extension] scenarios of
+#             io.modelcontextprotocol/tasks (SEP-2663), on conf_modern
 #
 # Usage: tests/conformance/run.sh [SEKISHO_BIN]     (default target/release/sekisho)
 # Needs npm and curl. Node 22, both suite versions and the fixture's dependencies are installed
@@ -201,6 +203,12 @@ run v02-2026 "$CONF02" --url "$GW/conf_modern/mcp" --requirements 2026-07-28
 for scenario in tools-call-sampling tools-call-elicitation elicitation-sep1034-defaults elicitation-sep1330-enums; do
   run "v01-untied-$scenario" "$CONF01" --url "$GW/conf_untied/mcp" --scenario "$scenario"
   run "v02-untied-$scenario" "$CONF02" --url "$GW/conf_untied/mcp" --scenario "$scenario"
+done
+# The tasks extension's scenarios (not part of --requirements: they are extension scenarios).
+for scenario in tasks-lifecycle tasks-capability-negotiation tasks-wire-fields tasks-request-state-removal \
+  tasks-mrtr-input tasks-request-headers tasks-dispatch-and-envelope tasks-status-notifications \
+  tasks-required-task-error tasks-mrtr-composition; do
+  run "v02-tasks-$scenario" "$CONF02" --url "$GW/conf_modern/mcp" --scenario "$scenario"
 done
 
 echo

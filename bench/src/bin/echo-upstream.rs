@@ -6,8 +6,11 @@
 //! unusable event ids, ask the client for sampling/elicitation/roots). It honours
 //! `logging/setLevel` and `resources/subscribe` as real servers do, for everyone at once.
 //!
+//! With `--tasks` (HTTP), a modern client that declares the tasks extension gets tasks from
+//! `task_echo` (see `sekisho_bench::tasks`).
+//!
 //! Usage: `echo-upstream stdio [--era dual|legacy|modern]`
-//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN]` (prints `listening on ADDR` to stderr)
+//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN] [--tasks]` (prints `listening on ADDR` to stderr)
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -52,11 +55,17 @@ enum Mode {
         /// Answer 401 to requests without `Authorization: Bearer <this>`.
         #[arg(long)]
         bearer: Option<String>,
+        /// Declare the tasks extension (modern era) and offer `task_echo`.
+        #[arg(long)]
+        tasks: bool,
     },
 }
 
 /// Milliseconds `echo` waits before answering (`--echo-delay-ms`).
 static ECHO_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+/// The tasks extension is on (`--tasks`).
+static TASKS_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The bearer token HTTP requests must carry (`--bearer`), if any.
 static BEARER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -86,6 +95,8 @@ struct Upstream {
     stall_lists_ms: AtomicU64,
     /// Requests this server sent to its client (`ask`), waiting for their answers.
     asks: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<Value>>>,
+    /// Tasks of `task_echo` (`--tasks`).
+    tasks: sekisho_bench::tasks::Tasks,
 }
 
 /// RFC 5424 levels as MCP names them, least severe first.
@@ -147,6 +158,10 @@ fn tools(dynamic: &[String]) -> Value {
         json!({"name": "park_bad_id", "description": "Like park, but the stream's event id cannot be sent back in a header.",
                "inputSchema": obj(json!({"ms": {"type": "integer"}}), &["ms"])}),
     ];
+    if TASKS_ON.load(Ordering::Relaxed) {
+        list.push(json!({"name": "task_echo", "description": "Echo `text` from a task that completes after `ms` (tasks extension).",
+               "inputSchema": obj(json!({"text": {"type": "string"}, "ms": {"type": "integer"}}), &["text"])}));
+    }
     for name in dynamic {
         list.push(
             json!({"name": name, "description": "A tool added at run time.", "inputSchema": obj(json!({}), &[])}),
@@ -178,6 +193,7 @@ impl Upstream {
             log_level: AtomicU64::new(0),
             stall_lists_ms: AtomicU64::new(0),
             asks: Mutex::new(std::collections::HashMap::new()),
+            tasks: Default::default(),
         })
     }
 
@@ -199,7 +215,7 @@ impl Upstream {
             return error(id, -32601, &format!("Method not found: {method}"));
         }
         let complete = |mut r: Value, cacheable: bool| {
-            if modern {
+            if modern && r.get("resultType").is_none() {
                 r["resultType"] = "complete".into();
                 if cacheable {
                     r["ttlMs"] = 0.into();
@@ -219,11 +235,23 @@ impl Upstream {
                     "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true}, "prompts": {}, "logging": {}}}),
                 )
             }
-            "server/discover" => complete(
-                json!({"supportedVersions": [MODERN], "capabilities": {"tools": {"listChanged": true}, "resources": {}, "prompts": {}},
-                       "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "echo-upstream", "version": "0"}}}),
-                true,
-            ),
+            "server/discover" => {
+                let mut caps = json!({"tools": {"listChanged": true}, "resources": {}, "prompts": {}});
+                if TASKS_ON.load(Ordering::Relaxed) {
+                    caps["extensions"] = json!({ (sekisho_bench::tasks::EXT): {} });
+                }
+                complete(
+                    json!({"supportedVersions": [MODERN], "capabilities": caps,
+                           "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "echo-upstream", "version": "0"}}}),
+                    true,
+                )
+            }
+            "tasks/get" | "tasks/update" | "tasks/cancel" if modern && TASKS_ON.load(Ordering::Relaxed) => {
+                match self.tasks.method(method, params) {
+                    Ok(r) => result(id, r),
+                    Err((code, message)) => error(id, code, &message),
+                }
+            }
             "ping" => result(id, json!({})),
             "tools/list" => {
                 let stall = self.stall_lists_ms.swap(0, Ordering::Relaxed);
@@ -295,6 +323,14 @@ impl Upstream {
         let args = &params["arguments"];
         let name = params["name"].as_str().unwrap_or("");
         match name {
+            "task_echo" if TASKS_ON.load(Ordering::Relaxed) => {
+                let text = format!("echo: {}", args["text"].as_str().unwrap_or_default());
+                if sekisho_bench::tasks::declared(params) {
+                    self.tasks.create(text, args["ms"].as_u64().unwrap_or(0))
+                } else {
+                    json!({"content": [{"type": "text", "text": text}]})
+                }
+            }
             "echo" => {
                 let delay = ECHO_DELAY_MS.load(Ordering::Relaxed);
                 if delay > 0 {
@@ -750,8 +786,9 @@ fn main() {
     runtime.block_on(async move {
         match args.mode {
             Mode::Stdio { era } => serve_stdio(Upstream::new(era)).await,
-            Mode::Http { listen, era, echo_delay_ms, bearer } => {
+            Mode::Http { listen, era, echo_delay_ms, bearer, tasks } => {
                 ECHO_DELAY_MS.store(echo_delay_ms, Ordering::Relaxed);
+                TASKS_ON.store(tasks, Ordering::Relaxed);
                 if let Some(token) = bearer {
                     let _ = BEARER.set(token);
                 }
