@@ -46,7 +46,7 @@ pub struct TaskSealer {
 }
 
 fn derive(key: &[u8; 32], label: &[u8]) -> [u8; 32] {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(label);
     mac.finalize().into_bytes().into()
 }
@@ -76,7 +76,7 @@ impl TaskSealer {
         payload.push(upstream.len() as u8);
         payload.extend_from_slice(upstream.as_bytes());
         payload.extend_from_slice(task_id.as_bytes());
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&self.nonce_key).expect("HMAC takes any key length");
+        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.nonce_key).expect("HMAC takes any key length");
         mac.update(&payload);
         let nonce: [u8; 32] = mac.finalize().into_bytes().into();
         let nonce = &nonce[..24];
