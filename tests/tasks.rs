@@ -220,3 +220,23 @@ async fn legacy_post(gw: &Binary, key: &str, session: &str, body: Value) -> Answ
 async fn legacy_request(gw: &Binary, key: &str, session: &str, method: &str, params: Value) -> Answer {
     legacy_post(gw, key, session, json!({"jsonrpc": "2.0", "id": 7, "method": method, "params": params})).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_is_polled_on_the_replica_that_created_it() {
+    // One upstream with two replicas that share nothing (each mints task-1, task-2, …).
+    let r1 = HttpUpstream::start_with(&["--era", "modern", "--tasks"]).await;
+    let r2 = HttpUpstream::start_with(&["--era", "modern", "--tasks"]).await;
+    let server = format!("api_keys = [{{ key = {OPS:?}, name = \"ops\", role = \"admin\" }}, {{ key = {ALICE:?}, name = \"alice\" }}]");
+    let toml = format!("[upstreams.r]\nurls = [{:?}, {:?}]\n", r1.url, r2.url);
+    let gw = Binary::start(&server, &toml, Some(OPS)).await;
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        ids.push((n, create(&gw, ALICE, "r__task_echo", &format!("n{n}"), 0).await));
+    }
+    for (n, id) in ids {
+        for _ in 0..3 {
+            let done = settle(&gw, ALICE, &id).await;
+            assert_eq!(done["result"]["result"]["content"][0]["text"], format!("echo: n{n} (updates: 0)"), "{done}");
+        }
+    }
+}

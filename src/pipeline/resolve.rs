@@ -104,7 +104,10 @@ where
         }
         let finish = resolver.finish(&call);
         match resolver.route(call) {
-            Ok(routed) => Either::Left(Forwarded { inner: self.inner.call(routed), finish }),
+            Ok(routed) => {
+                let finish = finish.of(&routed.request);
+                Either::Left(Forwarded { inner: self.inner.call(routed), finish })
+            }
             Err(e) => Either::Right(Box::pin(std::future::ready(Err(e)))),
         }
     }
@@ -178,6 +181,7 @@ impl Resolver {
     {
         let finish = self.finish(&call);
         let routed = self.route(call)?;
+        let finish = finish.of(&routed.request);
         Forwarded { inner: inner.oneshot(routed), finish }.await
     }
 
@@ -220,9 +224,11 @@ impl Resolver {
         let Call { method, params, ctx } = call;
         let snap = self.catalog.snapshot();
         let task_method = tasks::is_task_method(&method);
+        let mut replica = None;
         let Located { upstream: up, name, rewrite } = if task_method {
             let client = (ctx.client.era, &ctx.client.capabilities[..]);
             let t = tasks::target(&self.tasks, &self.upstreams, &method, &params, client, &ctx.scope, &ctx.principal)?;
+            replica = Some(t.replica);
             let rewrite = Some(("taskId", json_str(&t.task_id)));
             Located { upstream: t.upstream, name: Some(t.task_id), rewrite }
         } else {
@@ -292,7 +298,8 @@ impl Resolver {
         // goes to the one client with calls in flight); a call without a session is a client
         // of its own.
         let client = Some(ctx.session.as_ref().map_or_else(rand::random, |s| s.link.key));
-        let request = Outbound { method, body, name, route, client };
+        let answered_by = std::sync::atomic::AtomicUsize::new(usize::MAX);
+        let request = Outbound { method, body, name, route, client, replica, answered_by };
         Ok(Routed {
             request: Arc::new(request),
             target,

@@ -18,6 +18,7 @@ use super::parts::{Origin, Params, Principal, Reply, Scope};
 use crate::catalog::replace_member;
 use crate::error::GatewayError;
 use crate::session::task_id::TaskSealer;
+use crate::upstream::request::Outbound;
 use crate::upstream::{Upstream, UpstreamSet};
 use crate::wire::jsonrpc::Method;
 use crate::wire::mcp::{self, Era};
@@ -41,10 +42,14 @@ pub fn is_task_method(method: &Method) -> bool {
     matches!(method, Method::TasksGet | Method::TasksUpdate | Method::TasksCancel)
 }
 
-/// Where a tasks method goes: the upstream that holds the task and the upstream's own id.
+/// Where a tasks method goes: the upstream and replica that hold the task, and the upstream's
+/// own id.
 pub struct TaskTarget<'a> {
     /// The upstream the sealed id names.
     pub upstream: &'a Arc<Upstream>,
+    /// The replica that created the task (its `urls` entry, or its process in this gateway's
+    /// pool): the task's state lives there.
+    pub replica: usize,
     /// The upstream's own task id (sent as `params.taskId` and in `Mcp-Name`).
     pub task_id: Arc<str>,
 }
@@ -79,7 +84,7 @@ pub fn target<'a>(
         return Err(GatewayError::TaskNotFound);
     }
     let upstream = upstreams.get(&claims.upstream).ok_or(GatewayError::TaskNotFound)?;
-    Ok(TaskTarget { upstream, task_id: Arc::from(claims.task_id) })
+    Ok(TaskTarget { upstream, replica: claims.replica, task_id: Arc::from(claims.task_id) })
 }
 
 /// What to do to a routed call's reply on its way back to the client.
@@ -90,8 +95,9 @@ pub enum Finish {
     /// this URI.
     ResourceUri(String),
     /// A `tools/call` from a client that declared the extension: a `CreateTaskResult` gets a
-    /// sealed task id bound to this caller.
-    SealCreated { sealer: Arc<TaskSealer>, caller: [u8; 16] },
+    /// sealed task id bound to this caller, naming the replica that answered (`request`, once
+    /// [`Finish::of`] has bound it).
+    SealCreated { sealer: Arc<TaskSealer>, caller: [u8; 16], request: Option<Arc<Outbound>> },
     /// A `tasks/get`: the result echoes the id the client presented, not the upstream's.
     EchoId(String),
 }
@@ -110,10 +116,21 @@ impl Finish {
         match method {
             Method::ResourcesRead => uri.map_or(Finish::None, Finish::ResourceUri),
             Method::ToolsCall if client_capabilities.is_some_and(client_declares_tasks) => {
-                Finish::SealCreated { sealer: Arc::clone(sealer), caller: principal.tag() }
+                Finish::SealCreated { sealer: Arc::clone(sealer), caller: principal.tag(), request: None }
             }
             Method::TasksGet => presented.map_or(Finish::None, Finish::EchoId),
             _ => Finish::None,
+        }
+    }
+
+    /// This finish for the routed request `request` (whose answering replica a created task
+    /// is sealed with).
+    pub fn of(self, request: &Arc<Outbound>) -> Finish {
+        match self {
+            Finish::SealCreated { sealer, caller, .. } => {
+                Finish::SealCreated { sealer, caller, request: Some(Arc::clone(request)) }
+            }
+            other => other,
         }
     }
 
@@ -131,7 +148,10 @@ impl Finish {
                 }
                 other => other,
             }),
-            Finish::SealCreated { sealer, caller } => seal_created(sealer, *caller, reply),
+            Finish::SealCreated { sealer, caller, request } => {
+                let replica = request.as_ref().and_then(|r| r.answered_by()).unwrap_or(0);
+                seal_created(sealer, *caller, replica, reply)
+            }
         }
     }
 }
@@ -142,7 +162,7 @@ fn has_task_id(body: &Bytes) -> bool {
 
 /// A `CreateTaskResult` (`resultType: "task"`) with its `taskId` sealed for `caller`; any other
 /// reply unchanged.
-fn seal_created(sealer: &TaskSealer, caller: [u8; 16], reply: Reply) -> Result<Reply, GatewayError> {
+fn seal_created(sealer: &TaskSealer, caller: [u8; 16], replica: usize, reply: Reply) -> Result<Reply, GatewayError> {
     let Reply::Result { body, origin: Origin::Upstream(era, upstream) } = reply else { return Ok(reply) };
     let unchanged = || Reply::Result { body: body.clone(), origin: Origin::Upstream(era, Arc::clone(&upstream)) };
     if memchr::memmem::find(&body, b"\"task\"").is_none() {
@@ -155,7 +175,7 @@ fn seal_created(sealer: &TaskSealer, caller: [u8; 16], reply: Reply) -> Result<R
     let sealed = view
         .get_str(&body, "taskId")
         .filter(|_| era == Era::Modern)
-        .and_then(|id| sealer.seal(&upstream, &id, caller))
+        .and_then(|id| sealer.seal(&upstream, replica, &id, caller))
         .ok_or_else(|| GatewayError::UpstreamProtocol {
             upstream: upstream.to_string(),
             reason: "a CreateTaskResult without a usable taskId".into(),
@@ -179,12 +199,12 @@ mod tests {
     #[test]
     fn created_tasks_get_sealed_ids_and_other_results_pass() {
         let sealer = Arc::new(TaskSealer::new(Some([5; 32])));
-        let finish = Finish::SealCreated { sealer: Arc::clone(&sealer), caller: [7; 16] };
+        let finish = Finish::SealCreated { sealer: Arc::clone(&sealer), caller: [7; 16], request: None };
         let created = r#"{"resultType":"task","taskId":"t-1","status":"working","ttlMs":1000}"#;
         let v = body(finish.apply(upstream_reply(created)).unwrap());
         let id = v["taskId"].as_str().unwrap();
         let claims = sealer.open(id, [7; 16]).unwrap();
-        assert_eq!((claims.upstream.as_str(), claims.task_id.as_str()), ("up", "t-1"));
+        assert_eq!((claims.upstream.as_str(), claims.replica, claims.task_id.as_str()), ("up", 0, "t-1"));
         assert_eq!(v["status"], "working");
         let plain = r#"{"resultType":"complete","content":[{"type":"text","text":"\"task\""}],"taskId":"x"}"#;
         assert_eq!(body(finish.apply(upstream_reply(plain)).unwrap())["taskId"], "x");

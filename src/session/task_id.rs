@@ -1,12 +1,13 @@
 //! Sealed task ids (the `io.modelcontextprotocol/tasks` extension, ext-tasks 2026-07-28): the
 //! id a client holds for an upstream's task names the upstream, the upstream's own task id and
 //! the caller, sealed with the session key, so `tasks/get|update|cancel` reach the right
-//! upstream from any replica with no shared store, and another caller presenting it is told
-//! "not found" exactly as for an unknown task (design.md §8).
+//! upstream (and the replica of it that holds the task) from any gateway replica with no
+//! shared store, and another caller presenting it is told "not found" exactly as for an
+//! unknown task (design.md §8).
 //!
 //! Format: base64url(no pad) of `nonce (24) || XChaCha20-Poly1305(payload)`; the payload is
-//! `format version (1) || caller tag (16) || upstream name length (1) || upstream name ||
-//! upstream task id`. The cipher key and the nonce key are derived from the 32-byte session key
+//! `format version (1) || caller tag (16) || upstream replica index (2, BE) || upstream name
+//! length (1) || upstream name || upstream task id`. The cipher key and the nonce key are derived from the 32-byte session key
 //! with HMAC-SHA256 under labels of their own (so they never equal the session-id key), and the
 //! nonce is HMAC-SHA256 over the payload (a synthetic IV): sealing is deterministic, so the same
 //! caller gets the same id for the same upstream task every time (`tasks/get` echoes it, a
@@ -23,7 +24,7 @@ use hmac::{Hmac, Mac};
 pub const MAX_UPSTREAM_TASK_ID: usize = 256;
 
 /// The longest sealed id the gateway will try to open, in characters: the longest it mints
-/// (24 + 16 + 1 + 16 + 1 + 255 + 256 bytes, base64url) is 760.
+/// (24 + 16 + 1 + 16 + 2 + 1 + 255 + 256 bytes, base64url) is 763.
 pub const MAX_SEALED_LEN: usize = 768;
 
 const VERSION: u8 = 1;
@@ -35,6 +36,8 @@ const AAD: &[u8] = b"sekisho task id v1";
 pub struct TaskClaims {
     /// The namespace of the upstream that holds the task.
     pub upstream: String,
+    /// The index of the upstream's replica that created it.
+    pub replica: usize,
     /// The upstream's own task id.
     pub task_id: String,
 }
@@ -63,16 +66,19 @@ impl TaskSealer {
         }
     }
 
-    /// The id a client with caller tag `caller` holds for task `task_id` of `upstream`; `None`
-    /// when the upstream's id is empty or longer than [`MAX_UPSTREAM_TASK_ID`], or the upstream
-    /// name is longer than 255 bytes.
-    pub fn seal(&self, upstream: &str, task_id: &str, caller: [u8; 16]) -> Option<String> {
+    /// The id a client with caller tag `caller` holds for task `task_id` that replica
+    /// `replica` of `upstream` created; `None` when the upstream's id is empty or longer than
+    /// [`MAX_UPSTREAM_TASK_ID`], the upstream name is longer than 255 bytes, or the index does
+    /// not fit 16 bits (pools hold at most 64).
+    pub fn seal(&self, upstream: &str, replica: usize, task_id: &str, caller: [u8; 16]) -> Option<String> {
         if task_id.is_empty() || task_id.len() > MAX_UPSTREAM_TASK_ID || upstream.len() > 255 {
             return None;
         }
-        let mut payload = Vec::with_capacity(18 + upstream.len() + task_id.len());
+        let replica = u16::try_from(replica).ok()?;
+        let mut payload = Vec::with_capacity(20 + upstream.len() + task_id.len());
         payload.push(VERSION);
         payload.extend_from_slice(&caller);
+        payload.extend_from_slice(&replica.to_be_bytes());
         payload.push(upstream.len() as u8);
         payload.extend_from_slice(upstream.as_bytes());
         payload.extend_from_slice(task_id.as_bytes());
@@ -104,17 +110,19 @@ impl TaskSealer {
         let (nonce, sealed) = raw.split_at(24);
         let payload = self.cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: AAD }).ok()?;
         let (&version, rest) = payload.split_first()?;
-        if version != VERSION || rest.len() < 17 || rest[..16] != caller {
+        if version != VERSION || rest.len() < 19 || rest[..16] != caller {
             return None;
         }
-        let name_len = rest[16] as usize;
-        let rest = &rest[17..];
+        let replica = u16::from_be_bytes([rest[16], rest[17]]) as usize;
+        let name_len = rest[18] as usize;
+        let rest = &rest[19..];
         if rest.len() <= name_len {
             return None;
         }
         let (upstream, task_id) = rest.split_at(name_len);
         Some(TaskClaims {
             upstream: String::from_utf8(upstream.to_vec()).ok()?,
+            replica,
             task_id: String::from_utf8(task_id.to_vec()).ok()?,
         })
     }
@@ -127,13 +135,14 @@ mod tests {
     #[test]
     fn round_trip_is_deterministic_and_bound_to_its_caller() {
         let s = TaskSealer::new(Some([3; 32]));
-        let t = s.seal("conf_modern", "786512e2-9e0d", [1; 16]).unwrap();
-        assert_eq!(s.seal("conf_modern", "786512e2-9e0d", [1; 16]).as_deref(), Some(t.as_str()), "deterministic");
+        let t = s.seal("conf_modern", 2, "786512e2-9e0d", [1; 16]).unwrap();
+        assert_eq!(s.seal("conf_modern", 2, "786512e2-9e0d", [1; 16]).as_deref(), Some(t.as_str()), "deterministic");
         assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "header-safe: {t}");
         let c = s.open(&t, [1; 16]).unwrap();
-        assert_eq!((c.upstream.as_str(), c.task_id.as_str()), ("conf_modern", "786512e2-9e0d"));
+        assert_eq!((c.upstream.as_str(), c.replica, c.task_id.as_str()), ("conf_modern", 2, "786512e2-9e0d"));
+        assert_ne!(s.seal("conf_modern", 3, "786512e2-9e0d", [1; 16]).unwrap(), t, "per replica");
         assert!(s.open(&t, [2; 16]).is_none(), "another caller");
-        assert_ne!(s.seal("conf_modern", "786512e2-9e0d", [2; 16]).unwrap(), t, "per caller");
+        assert_ne!(s.seal("conf_modern", 2, "786512e2-9e0d", [2; 16]).unwrap(), t, "per caller");
         assert!(TaskSealer::new(Some([4; 32])).open(&t, [1; 16]).is_none(), "another key");
         assert!(TaskSealer::new(Some([3; 32])).open(&t, [1; 16]).is_some(), "another replica, same key");
     }
@@ -141,7 +150,7 @@ mod tests {
     #[test]
     fn tampered_oversized_and_foreign_ids_are_refused() {
         let s = TaskSealer::new(None);
-        let t = s.seal("a", "b", [0; 16]).unwrap();
+        let t = s.seal("a", 0, "b", [0; 16]).unwrap();
         for i in 0..t.len() {
             let mut bad = t.clone().into_bytes();
             bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
@@ -150,9 +159,9 @@ mod tests {
         assert!(s.open("", [0; 16]).is_none());
         assert!(s.open("not a token!", [0; 16]).is_none());
         assert!(s.open(&"A".repeat(MAX_SEALED_LEN + 1), [0; 16]).is_none());
-        assert!(s.seal("a", "", [0; 16]).is_none());
-        assert!(s.seal("a", &"x".repeat(MAX_UPSTREAM_TASK_ID + 1), [0; 16]).is_none());
-        let longest = s.seal(&"u".repeat(255), &"x".repeat(MAX_UPSTREAM_TASK_ID), [0; 16]).unwrap();
+        assert!(s.seal("a", 0, "", [0; 16]).is_none());
+        assert!(s.seal("a", 0, &"x".repeat(MAX_UPSTREAM_TASK_ID + 1), [0; 16]).is_none());
+        let longest = s.seal(&"u".repeat(255), 63, &"x".repeat(MAX_UPSTREAM_TASK_ID), [0; 16]).unwrap();
         assert!(longest.len() <= MAX_SEALED_LEN, "{}", longest.len());
         assert!(s.open(&longest, [0; 16]).is_some());
     }

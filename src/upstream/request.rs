@@ -3,6 +3,7 @@
 //! notifications go. Written as a JSON-RPC request with the connection's own id.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
@@ -47,6 +48,12 @@ pub struct Outbound {
     /// The client the call is for: its session's [`ClientLink::key`](crate::session::link::ClientLink),
     /// or a random key for a call without a session; `None` for the gateway's own requests.
     pub client: Option<u64>,
+    /// The replica the call must go to, or nowhere (a tasks method goes to the replica that
+    /// holds its task); `None`: the balancer chooses.
+    pub replica: Option<usize>,
+    /// The replica of the latest attempt (`usize::MAX` before the first): the one that
+    /// answered, once the call is done (a created task lives there).
+    pub answered_by: AtomicUsize,
 }
 
 impl Outbound {
@@ -58,7 +65,14 @@ impl Outbound {
             name: None,
             route: None,
             client: None,
+            replica: None,
+            answered_by: AtomicUsize::new(usize::MAX),
         }
+    }
+
+    /// The replica of the latest attempt, if there was one (see [`Outbound::answered_by`]).
+    pub fn answered_by(&self) -> Option<usize> {
+        Some(self.answered_by.load(Ordering::Relaxed)).filter(|i| *i != usize::MAX)
     }
 
     /// Roughly how many bytes the params will take (to size the output buffer once).
