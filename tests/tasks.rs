@@ -125,9 +125,14 @@ async fn the_extension_is_negotiated_and_refused_as_the_extension_says() {
     let undeclared = modern_as(&gw.url("/mcp"), Some(ALICE), 1, "tasks/get", json!({"taskId": id})).await;
     assert_eq!(undeclared.error_code(), Some(-32021), "{}", undeclared.raw);
     assert_eq!(undeclared.body["error"]["data"]["requiredCapabilities"]["extensions"][EXT], json!({}));
-    let plain =
-        modern_as(&gw.url("/mcp"), Some(ALICE), 1, "tools/call", json!({"name": "a__task_echo", "arguments": {"text": "y"}}))
-            .await;
+    let plain = modern_as(
+        &gw.url("/mcp"),
+        Some(ALICE),
+        1,
+        "tools/call",
+        json!({"name": "a__task_echo", "arguments": {"text": "y"}}),
+    )
+    .await;
     assert_eq!(text(&plain), "echo: y");
     let listen = client()
         .post(gw.url("/mcp"))
@@ -173,7 +178,9 @@ async fn the_extension_is_negotiated_and_refused_as_the_extension_says() {
     assert!(init["result"]["capabilities"].pointer("/extensions/io.modelcontextprotocol~1tasks").is_none(), "{init}");
     let get = legacy_request(&gw, ALICE, &session, "tasks/get", json!({"taskId": id})).await;
     assert_eq!(get.error_code(), Some(-32601), "{}", get.raw);
-    let call = legacy_request(&gw, ALICE, &session, "tools/call", json!({"name": "a__task_echo", "arguments": {"text": "z"}})).await;
+    let call =
+        legacy_request(&gw, ALICE, &session, "tools/call", json!({"name": "a__task_echo", "arguments": {"text": "z"}}))
+            .await;
     assert_eq!(text(&call), "echo: z");
     let params = json!({"name": "l__echo", "arguments": {"message": "m"}, "task": {"ttl": 1000}});
     let call = legacy_request(&gw, ALICE, &session, "tools/call", params).await;
@@ -226,7 +233,9 @@ async fn a_task_is_polled_on_the_replica_that_created_it() {
     // One upstream with two replicas that share nothing (each mints task-1, task-2, …).
     let r1 = HttpUpstream::start_with(&["--era", "modern", "--tasks"]).await;
     let r2 = HttpUpstream::start_with(&["--era", "modern", "--tasks"]).await;
-    let server = format!("api_keys = [{{ key = {OPS:?}, name = \"ops\", role = \"admin\" }}, {{ key = {ALICE:?}, name = \"alice\" }}]");
+    let server = format!(
+        "api_keys = [{{ key = {OPS:?}, name = \"ops\", role = \"admin\" }}, {{ key = {ALICE:?}, name = \"alice\" }}]"
+    );
     let toml = format!("[upstreams.r]\nurls = [{:?}, {:?}]\n", r1.url, r2.url);
     let gw = Binary::start(&server, &toml, Some(OPS)).await;
     let mut ids = Vec::new();

@@ -58,7 +58,8 @@ impl Tasks {
             let oldest = map.iter().min_by_key(|(_, t)| t.number).map(|(k, _)| k.clone()).expect("not empty");
             map.remove(&oldest);
         }
-        let task = Task { number, text, done_at: Instant::now() + Duration::from_millis(ms), cancelled: false, updates: 0 };
+        let task =
+            Task { number, text, done_at: Instant::now() + Duration::from_millis(ms), cancelled: false, updates: 0 };
         map.insert(id.clone(), task);
         let mut r = base(&id, "working");
         r["resultType"] = "task".into();

@@ -135,7 +135,8 @@ mod tests {
         let store = Store::new(&config.cache, &redis, tokio_util::sync::CancellationToken::new());
         let idempotency = Idempotency::new(&config.idempotency, None, store.prefix());
         let tasks = Arc::new(TaskSealer::new(None));
-        let parts = Parts { catalog: &catalog, upstreams: &upstreams, store: &store, idempotency: &idempotency, tasks: &tasks };
+        let parts =
+            Parts { catalog: &catalog, upstreams: &upstreams, store: &store, idempotency: &idempotency, tasks: &tasks };
         (build(&config, parts), upstreams)
     }
 

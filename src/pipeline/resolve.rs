@@ -22,8 +22,8 @@ use crate::cache::config::CacheConfig;
 use crate::catalog::listing::ListKind;
 use crate::catalog::{Catalog, CatalogState, Target as CatalogTarget, lists, replace_member};
 use crate::error::GatewayError;
-use crate::upstream::mux::Route;
 use crate::session::task_id::TaskSealer;
+use crate::upstream::mux::Route;
 use crate::upstream::request::{Body, Outbound};
 use crate::upstream::{Upstream, UpstreamSet};
 use crate::wire::jsonrpc::{Method, write_json_str};
@@ -276,7 +276,8 @@ impl Resolver {
             _ => None,
         };
         // A task lives on the upstream that created it: its methods never go to a fallback.
-        let fallback = up.config.fallback.as_deref().filter(|_| !task_method).and_then(|f| self.upstreams.get(f)).cloned();
+        let fallback =
+            up.config.fallback.as_deref().filter(|_| !task_method).and_then(|f| self.upstreams.get(f)).cloned();
         let timeout = per_tool.and_then(|t| t.timeout);
         let target = Target { upstream: Arc::clone(up), fallback, cache, retry_safe, timeout };
         let route = ctx.events.map(|events| Route {

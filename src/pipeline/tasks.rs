@@ -188,7 +188,10 @@ mod tests {
     use super::*;
 
     fn upstream_reply(body: &str) -> Reply {
-        Reply::Result { body: Bytes::copy_from_slice(body.as_bytes()), origin: Origin::Upstream(Era::Modern, "up".into()) }
+        Reply::Result {
+            body: Bytes::copy_from_slice(body.as_bytes()),
+            origin: Origin::Upstream(Era::Modern, "up".into()),
+        }
     }
 
     fn body(r: Reply) -> serde_json::Value {
