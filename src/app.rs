@@ -56,6 +56,7 @@ impl Gateway {
                 },
             ),
             hub: Arc::new(Hub::default()),
+            tasks: Arc::clone(&tasks),
             config: config.server.clone(),
             draining: CancellationToken::new(),
             default_priority: config.admission.default_priority,

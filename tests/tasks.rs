@@ -249,3 +249,56 @@ async fn a_task_is_polled_on_the_replica_that_created_it() {
         }
     }
 }
+
+/// A `subscriptions/listen` of `key` at `/mcp` asking for the status of `task_ids` (declaring
+/// the extension): its SSE stream and the acknowledgement's `notifications`.
+async fn listen_for(
+    gw: &Binary,
+    key: &str,
+    task_ids: &[&str],
+) -> (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin + use<>, String, Value) {
+    let resp = client()
+        .post(gw.url("/mcp"))
+        .bearer_auth(key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", "subscriptions/listen")
+        .json(&json!({"jsonrpc": "2.0", "id": "sub-1", "method": "subscriptions/listen", "params": {
+            "notifications": {"taskIds": task_ids},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": MODERN,
+                      "io.modelcontextprotocol/clientCapabilities": {"extensions": {EXT: {}}}}}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let limit = std::time::Duration::from_secs(10);
+    let ack = next_event(&mut stream, &mut buf, limit, |e| e["method"] == "notifications/subscriptions/acknowledged")
+        .await
+        .expect("acknowledged");
+    (stream, buf, ack["params"]["notifications"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_status_notifications_are_relayed_to_their_caller_only() {
+    let (gw, _a, _b, _l) = start().await;
+    let id = create(&gw, ALICE, "a__task_echo", "watched", 400).await;
+    // Mallory names Alice's task: not agreed to, and nothing comes.
+    let (mut theirs, mut their_buf, their_ack) = listen_for(&gw, MALLORY, &[&id]).await;
+    assert!(their_ack.get("taskIds").is_none(), "{their_ack}");
+    let (mut mine, mut buf, ack) = listen_for(&gw, ALICE, &[&id, "not-a-task-id"]).await;
+    assert_eq!(ack["taskIds"], json!([id]), "only the caller's own ids are agreed to");
+    let limit = std::time::Duration::from_secs(10);
+    let done = next_event(&mut mine, &mut buf, limit, |e| e["method"] == "notifications/tasks").await.expect("a status");
+    assert_eq!(done["params"]["taskId"], id.as_str(), "the client's id, not the upstream's: {done}");
+    assert_eq!(done["params"]["status"], "completed");
+    assert_eq!(done["params"]["result"]["content"][0]["text"], "echo: watched (updates: 0)");
+    assert_eq!(done["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "sub-1");
+    // The task has completed and its notification went out; Mallory's stream carries none.
+    let leaked = next_event(&mut theirs, &mut their_buf, std::time::Duration::from_millis(500), |e| {
+        e["method"] == "notifications/tasks"
+    })
+    .await;
+    assert!(leaked.is_none(), "{leaked:?}");
+}

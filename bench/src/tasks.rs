@@ -3,7 +3,9 @@
 //! with a `CreateTaskResult` whose task completes after `ms` milliseconds with the echoed
 //! text; `tasks/get`, `tasks/update` and `tasks/cancel` work on the stored tasks. Task ids are
 //! `task-1`, `task-2`, … on purpose: two upstreams mint the same ids, so a gateway that mixed
-//! them up would be caught. At most [`MAX_TASKS`] are kept (the oldest go first).
+//! them up would be caught. At most [`MAX_TASKS`] are kept (the oldest go first). A
+//! `subscriptions/listen` naming task ids gets a `notifications/tasks` for each when it
+//! completes ([`Tasks::watch`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -64,6 +66,12 @@ impl Tasks {
         let mut r = base(&id, "working");
         r["resultType"] = "task".into();
         r
+    }
+
+    /// Of `ids`, the known tasks still to complete and when they do (for status notifications).
+    pub fn watch(&self, ids: &[String]) -> Vec<(String, Instant)> {
+        let map = self.map.lock().unwrap();
+        ids.iter().filter_map(|id| map.get(id).filter(|t| !t.cancelled).map(|t| (id.clone(), t.done_at))).collect()
     }
 
     /// Answer `tasks/get`, `tasks/update` or `tasks/cancel`: a result, or an error `(code, message)`.

@@ -15,6 +15,7 @@ pub mod routes;
 pub mod serve;
 pub mod stdio;
 pub mod stream;
+pub mod tasks;
 pub mod tls;
 
 use std::sync::Arc;
@@ -110,6 +111,8 @@ pub struct Shared {
     pub sessions: Sessions,
     /// Notification streams.
     pub hub: Arc<Hub>,
+    /// The sealer of task ids (the tasks extension), shared with the resolve step.
+    pub tasks: Arc<crate::session::task_id::TaskSealer>,
     /// `[server]`.
     pub config: config::ServerConfig,
     /// Cancelled when the gateway starts draining: new work is refused, streams end.

@@ -188,7 +188,7 @@ pub async fn post(
         {
             error_response(Some(&id), &GatewayError::TasksNotDeclared)
         }
-        Method::SubscriptionsListen => listen(&shared, scope, &principal, &id, &params.bytes, accept),
+        Method::SubscriptionsListen => listen(&shared, scope, &principal, &id, (&params, &client), accept),
         Method::Initialize => error_response(
             Some(&id),
             &GatewayError::MethodNotFound("initialize is not part of 2026-07-28 (use server/discover)".into()),
@@ -218,8 +218,9 @@ pub async fn post(
     }
 }
 
-/// `subscriptions/listen`: acknowledge the filter, then stream list changes tagged with the
-/// subscription id until the client leaves or the gateway drains.
+/// `subscriptions/listen`: acknowledge the filter, then stream list changes (and the status
+/// notifications of the tasks agreed to, `super::tasks`) tagged with the subscription id until
+/// the client leaves or the gateway drains.
 /// A caller may hold `server.max_listens_per_caller` of these streams (the modern era has no
 /// sessions to count them by); more are refused with HTTP 429 and -32015.
 fn listen(
@@ -227,7 +228,7 @@ fn listen(
     scope: Scope,
     principal: &Principal,
     id: &Bytes,
-    params: &[u8],
+    (params, client): (&Params, &ClientSide),
     accept: Accepts,
 ) -> Response {
     if !accept.sse {
@@ -243,8 +244,13 @@ fn listen(
         };
         return refuse(&e, Some(id), Era::Modern);
     };
-    let (filter, ack) = messages::listen(id, params);
     let (tx, rx) = mpsc::channel(64);
+    let task_ids = if tasks::listen_asks_for_tasks(params) {
+        super::tasks::relay(shared, &scope, principal, id, params, &client.capabilities, &tx)
+    } else {
+        Vec::new()
+    };
+    let (filter, ack) = messages::listen(id, &params.bytes, &task_ids);
     let registration = shared.hub.register(scope, filter, Some(id.clone()), tx);
     let never = tokio_util::sync::CancellationToken::new();
     sse_response(notification_stream(rx, Some(ack), [shared.draining.clone(), never], (registration, slot)))

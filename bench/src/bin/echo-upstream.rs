@@ -651,14 +651,42 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
     if modern_header && method == "subscriptions/listen" {
         let id = msg["id"].clone();
         let mut changes = up.changes.subscribe();
+        // Task status notifications (`--tasks`): a completed notification for each named task.
+        let asked: Vec<String> = msg
+            .pointer("/params/notifications/taskIds")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let watches = if TASKS_ON.load(Ordering::Relaxed) { up.tasks.watch(&asked) } else { Vec::new() };
+        let params = msg["params"].clone();
+        let worker = Arc::clone(&up);
         let stream = async_stream(move |tx| async move {
+            let mut agreed = json!({"toolsListChanged": true});
+            if !watches.is_empty() {
+                agreed["taskIds"] = watches.iter().map(|(t, _)| Value::from(t.as_str())).collect();
+            }
             let ack = notification(
                 "notifications/subscriptions/acknowledged",
-                json!({"notifications": {"toolsListChanged": true}, "_meta": {"io.modelcontextprotocol/subscriptionId": id}}),
+                json!({"notifications": agreed, "_meta": {"io.modelcontextprotocol/subscriptionId": id}}),
             );
             if tx.send(Ok(Frame::data(sse_frame(&ack)))).await.is_err() {
                 return;
             }
+            let (task_tx, sub) = (tx.clone(), id.clone());
+            tokio::spawn(async move {
+                for (task, at) in watches {
+                    tokio::time::sleep_until(at.into()).await;
+                    let mut get = params.clone();
+                    get["taskId"] = task.as_str().into();
+                    let Ok(mut detail) = worker.tasks.method("tasks/get", &get) else { continue };
+                    detail.as_object_mut().expect("an object").remove("resultType");
+                    detail["_meta"] = json!({"io.modelcontextprotocol/subscriptionId": sub});
+                    let n = notification("notifications/tasks", detail);
+                    if task_tx.send(Ok(Frame::data(sse_frame(&n)))).await.is_err() {
+                        return;
+                    }
+                }
+            });
             while let Ok(mut n) = changes.recv().await {
                 if n.get("method").is_some() {
                     n["params"]["_meta"] = json!({"io.modelcontextprotocol/subscriptionId": id});
