@@ -290,7 +290,8 @@ async fn task_status_notifications_are_relayed_to_their_caller_only() {
     let (mut mine, mut buf, ack) = listen_for(&gw, ALICE, &[&id, "not-a-task-id"]).await;
     assert_eq!(ack["taskIds"], json!([id]), "only the caller's own ids are agreed to");
     let limit = std::time::Duration::from_secs(10);
-    let done = next_event(&mut mine, &mut buf, limit, |e| e["method"] == "notifications/tasks").await.expect("a status");
+    let done =
+        next_event(&mut mine, &mut buf, limit, |e| e["method"] == "notifications/tasks").await.expect("a status");
     assert_eq!(done["params"]["taskId"], id.as_str(), "the client's id, not the upstream's: {done}");
     assert_eq!(done["params"]["status"], "completed");
     assert_eq!(done["params"]["result"]["content"][0]["text"], "echo: watched (updates: 0)");

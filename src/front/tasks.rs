@@ -180,7 +180,8 @@ mod tests {
         assert_eq!(out["params"]["taskId"], "SEALED");
         assert_eq!(out["params"]["status"], "completed");
         assert_eq!(out["params"]["_meta"], serde_json::json!({"x": 1, "io.modelcontextprotocol/subscriptionId": "L"}));
-        let other = br#"{"jsonrpc":"2.0","method":"notifications/tasks","params":{"taskId":"task-2","status":"working"}}"#;
+        let other =
+            br#"{"jsonrpc":"2.0","method":"notifications/tasks","params":{"taskId":"task-2","status":"working"}}"#;
         assert!(rewrite(&Message::parse(Bytes::from_static(other)).unwrap(), &ids, b"1").is_none());
     }
 }
