@@ -51,6 +51,7 @@ fn envelope(c: &mut Criterion) {
                     &Outbound {
                         params: &params,
                         replace: &[("name", br#""echo""#)],
+                        drop: &[],
                         progress_token: None,
                         idempotency_key: None,
                         client: &client,

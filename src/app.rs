@@ -17,6 +17,7 @@ use crate::front::Shared;
 use crate::pipeline::Parts;
 use crate::session::hub::Hub;
 use crate::session::registry::{SessionLimits, Sessions};
+use crate::session::task_id::TaskSealer;
 use crate::session::token::decode_key;
 use crate::upstream::UpstreamSet;
 
@@ -38,7 +39,9 @@ impl Gateway {
         let background = CancellationToken::new();
         let store = Store::new(&config.cache, &config.redis, background.clone());
         let idempotency = Idempotency::new(&config.idempotency, store.l2().cloned(), store.prefix());
-        let parts = Parts { catalog: &catalog, upstreams: &upstreams, store: &store, idempotency: &idempotency };
+        let tasks = Arc::new(TaskSealer::new(decode_key(&config.server.session_key)));
+        let parts =
+            Parts { catalog: &catalog, upstreams: &upstreams, store: &store, idempotency: &idempotency, tasks: &tasks };
         let shared = Arc::new(Shared {
             stack: crate::pipeline::build(config, parts),
             catalog: Arc::clone(&catalog),
@@ -54,6 +57,7 @@ impl Gateway {
             ),
             hub: Arc::new(Hub::default()),
             parked: Default::default(),
+            tasks: Arc::clone(&tasks),
             config: config.server.clone(),
             draining: CancellationToken::new(),
             default_priority: config.admission.default_priority,

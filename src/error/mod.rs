@@ -201,6 +201,14 @@ pub enum GatewayError {
     /// A call ended without an answer (a gateway bug; HTTP 500, -32603).
     #[error("the call ended without an answer")]
     NoAnswer,
+    /// `tasks/get`, `tasks/update` or `tasks/cancel` named a task id this caller does not hold:
+    /// unknown, altered, or another caller's (-32602; the tasks extension, "Protocol Errors").
+    #[error("Failed to retrieve task: Task not found")]
+    TaskNotFound,
+    /// A tasks method from a client that did not declare the `io.modelcontextprotocol/tasks`
+    /// extension in its request's capabilities (-32021, `data.requiredCapabilities`).
+    #[error("Missing required client capability: the io.modelcontextprotocol/tasks extension")]
+    TasksNotDeclared,
 }
 
 /// How one error reaches the wire, from [`GatewayError::class`].
@@ -289,6 +297,8 @@ impl GatewayError {
                 (code::INTERNAL_ERROR, None, None, "upstream_error")
             }
             NoAnswer => (code::INTERNAL_ERROR, Some(StatusCode::INTERNAL_SERVER_ERROR), None, "internal"),
+            TaskNotFound => (code::INVALID_PARAMS, None, None, "client_error"),
+            TasksNotDeclared => (code::MISSING_CLIENT_CAPABILITY, None, None, "client_error"),
         };
         Class { code, status: status.unwrap_or_else(|| status_for_code(code, era)), retry_after, outcome }
     }
@@ -389,6 +399,9 @@ impl GatewayError {
             ShuttingDown => Some(serde_json::json!({ "retryable": true })),
             IdempotencyConflict { key } => Some(serde_json::json!({ "idempotencyKey": key })),
             IdempotencyInProgress { key } => Some(serde_json::json!({ "idempotencyKey": key, "retryable": true })),
+            TasksNotDeclared => Some(serde_json::json!({
+                "requiredCapabilities": { "extensions": { (mcp::EXT_TASKS): {} } }
+            })),
             _ => None,
         }
     }

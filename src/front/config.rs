@@ -67,8 +67,9 @@ pub struct ServerConfig {
     /// Lifetime of a legacy session id.
     #[serde(with = "humantime_serde")]
     pub session_ttl: Duration,
-    /// Key that seals session ids (base64 of 32 bytes). Empty: a random key per process,
-    /// so sessions do not survive a restart or move between replicas.
+    /// Key that seals session ids, and from which the keys of task ids are derived (base64 of
+    /// 32 bytes). Empty: a random key per process, so sessions and task ids do not survive a
+    /// restart or move between replicas.
     pub session_key: String,
     /// Async runtime worker threads; 0 means one per CPU. On a machine the gateway shares with
     /// its upstreams, fewer threads cost less CPU per request (see BENCHMARKS.md).

@@ -68,8 +68,9 @@ pub fn relay_request(
 
 /// A `subscriptions/listen` request read: the lists it asks for, and the
 /// `notifications/subscriptions/acknowledged` message that starts its stream (tagged with the
-/// request's id as the subscription id).
-pub fn listen(id: &[u8], params: &[u8]) -> (Filter, Bytes) {
+/// request's id as the subscription id), naming `task_ids` when the gateway agreed to relay
+/// status notifications of those tasks (`front::tasks`).
+pub fn listen(id: &[u8], params: &[u8], task_ids: &[String]) -> (Filter, Bytes) {
     let requested: serde_json::Value = ObjectView::parse(params)
         .ok()
         .and_then(|v| v.get(params, "notifications"))
@@ -81,7 +82,7 @@ pub fn listen(id: &[u8], params: &[u8]) -> (Filter, Bytes) {
         prompts: on("promptsListChanged"),
         resources: on("resourcesListChanged"),
     };
-    let agreed: serde_json::Map<String, serde_json::Value> = [
+    let mut agreed: serde_json::Map<String, serde_json::Value> = [
         ("toolsListChanged", filter.tools),
         ("promptsListChanged", filter.prompts),
         ("resourcesListChanged", filter.resources),
@@ -90,6 +91,9 @@ pub fn listen(id: &[u8], params: &[u8]) -> (Filter, Bytes) {
     .filter(|(_, on)| *on)
     .map(|(k, _)| (k.to_string(), true.into()))
     .collect();
+    if !task_ids.is_empty() {
+        agreed.insert("taskIds".into(), task_ids.into());
+    }
     let ack = serde_json::json!({
         "notifications": agreed,
         "_meta": { "io.modelcontextprotocol/subscriptionId": serde_json::from_slice::<serde_json::Value>(id).unwrap_or_default() },

@@ -16,6 +16,7 @@ pub mod routes;
 pub mod serve;
 pub mod stdio;
 pub mod stream;
+pub mod tasks;
 pub mod tls;
 
 use std::sync::Arc;
@@ -113,6 +114,8 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// Calls parked for a modern client's `inputResponses` (`input`).
     pub parked: input::Parked,
+    /// The sealer of task ids (the tasks extension), shared with the resolve step.
+    pub tasks: Arc<crate::session::task_id::TaskSealer>,
     /// `[server]`.
     pub config: config::ServerConfig,
     /// Cancelled when the gateway starts draining: new work is refused, streams end.

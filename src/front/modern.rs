@@ -21,6 +21,7 @@ use crate::error::GatewayError;
 use crate::pipeline::ctx::CallCtx;
 use crate::pipeline::param_headers;
 use crate::pipeline::parts::{ClientSide, LogLevel, Params, Principal, Scope};
+use crate::pipeline::tasks;
 use crate::session::lifecycle;
 use crate::wire::header_value;
 use crate::wire::jsonrpc::{self, Kind, Message, Method};
@@ -75,6 +76,8 @@ fn ladder(headers: &HeaderMap, method: &Method, raw: Bytes) -> Result<(ClientSid
     let name_key = match method {
         Method::ToolsCall | Method::PromptsGet => Some("name"),
         Method::ResourcesRead => Some("uri"),
+        // The tasks extension, "Streamable HTTP: Routing Headers".
+        Method::TasksGet | Method::TasksUpdate | Method::TasksCancel => Some("taskId"),
         _ => None,
     };
     if let Some(key) = name_key
@@ -156,7 +159,12 @@ pub async fn post(
             jsonrpc::write_result(&mut out, &id, &discovered);
             json(StatusCode::OK, Bytes::from(out))
         }
-        Method::SubscriptionsListen => listen(&shared, scope, &principal, &id, &params.bytes, accept),
+        Method::SubscriptionsListen
+            if tasks::listen_asks_for_tasks(&params) && !tasks::client_declares_tasks(&client.capabilities) =>
+        {
+            error_response(Some(&id), &GatewayError::TasksNotDeclared)
+        }
+        Method::SubscriptionsListen => listen(&shared, scope, &principal, &id, (&params, &client), accept),
         Method::Initialize => error_response(
             Some(&id),
             &GatewayError::MethodNotFound("initialize is not part of 2026-07-28 (use server/discover)".into()),
@@ -231,8 +239,9 @@ pub async fn post(
     }
 }
 
-/// `subscriptions/listen`: acknowledge the filter, then stream list changes tagged with the
-/// subscription id until the client leaves or the gateway drains.
+/// `subscriptions/listen`: acknowledge the filter, then stream list changes (and the status
+/// notifications of the tasks agreed to, `super::tasks`) tagged with the subscription id until
+/// the client leaves or the gateway drains.
 /// A caller may hold `server.max_listens_per_caller` of these streams (the modern era has no
 /// sessions to count them by); more are refused with HTTP 429 and -32015.
 fn listen(
@@ -240,7 +249,7 @@ fn listen(
     scope: Scope,
     principal: &Principal,
     id: &Bytes,
-    params: &[u8],
+    (params, client): (&Params, &ClientSide),
     accept: Accepts,
 ) -> Response {
     if !accept.sse {
@@ -256,8 +265,13 @@ fn listen(
         };
         return refuse(&e, Some(id), Era::Modern);
     };
-    let (filter, ack) = messages::listen(id, params);
     let (tx, rx) = mpsc::channel(64);
+    let task_ids = if tasks::listen_asks_for_tasks(params) {
+        super::tasks::relay(shared, &scope, principal, id, params, &client.capabilities, &tx)
+    } else {
+        Vec::new()
+    };
+    let (filter, ack) = messages::listen(id, &params.bytes, &task_ids);
     let registration = shared.hub.register(scope, filter, Some(id.clone()), tx);
     let never = tokio_util::sync::CancellationToken::new();
     sse_response(notification_stream(rx, Some(ack), [shared.draining.clone(), never], (registration, slot)))

@@ -277,7 +277,7 @@ impl Conversation {
     }
 
     async fn listen(&self, id: Bytes, params: &[u8]) {
-        let (filter, ack) = messages::listen(&id, params);
+        let (filter, ack) = messages::listen(&id, params, &[]);
         self.send(ack).await;
         let (tx, rx) = mpsc::channel(64);
         let reg = self.shared.hub.register(Scope::Gateway, filter, Some(id.clone()), tx);

@@ -206,6 +206,8 @@ fn again(routed: &Routed, responses: &[u8], state: Option<&[u8]>) -> Routed {
         route: routed.request.route.clone(),
         client: routed.request.client,
         param_headers: routed.request.param_headers.clone(),
+        replica: routed.request.replica,
+        answered_by: std::sync::atomic::AtomicUsize::new(usize::MAX),
     };
     // What the upstream answers now depends on this client's answers: never cached.
     let target = crate::pipeline::ctx::Target { cache: None, ..routed.target.clone() };

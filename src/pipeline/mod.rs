@@ -21,6 +21,7 @@ pub mod resolve;
 pub mod routed;
 pub mod steps;
 pub mod subscribe;
+pub mod tasks;
 
 use std::sync::Arc;
 
@@ -43,6 +44,7 @@ use crate::cache::idempotency::Idempotency;
 use crate::cache::store::Store;
 use crate::catalog::CatalogState;
 use crate::config::Config;
+use crate::session::task_id::TaskSealer;
 use crate::upstream::UpstreamSet;
 
 /// The assembled call pipeline, from [`Call`] to [`parts::Reply`].
@@ -58,6 +60,8 @@ pub struct Parts<'a> {
     pub store: &'a Arc<Store>,
     /// The idempotency records.
     pub idempotency: &'a Arc<Idempotency>,
+    /// The sealer of task ids (the tasks extension).
+    pub tasks: &'a Arc<TaskSealer>,
 }
 
 /// A built stack: the edge every HTTP request passes first, then the call pipeline.
@@ -96,7 +100,13 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
         // [the policy steps go here: access control, rate limits, argument validation; a step
         // that needs the resolved tool (its inputSchema) goes right after resolve.]
         // resolve: answer catalog methods; route the rest to their upstream, once.
-        .layer(StepLayer(Resolve::new(parts.catalog, parts.upstreams, &config.cache, config.server.max_uri_bytes)))
+        .layer(StepLayer(Resolve::new(
+            parts.catalog,
+            parts.upstreams,
+            &config.cache,
+            config.server.max_uri_bytes,
+            parts.tasks,
+        )))
         // subscriptions: sessions share an upstream's resource subscriptions; one client's
         // unsubscribe must not end another's updates.
         .layer(StepLayer(SharedSubscriptions::new(config.server.max_subscriptions_per_session)))
@@ -132,7 +142,9 @@ mod tests {
         let redis = RedisConfig { url: String::new(), ..config.redis.clone() };
         let store = Store::new(&config.cache, &redis, tokio_util::sync::CancellationToken::new());
         let idempotency = Idempotency::new(&config.idempotency, None, store.prefix());
-        let parts = Parts { catalog: &catalog, upstreams: &upstreams, store: &store, idempotency: &idempotency };
+        let tasks = Arc::new(TaskSealer::new(None));
+        let parts =
+            Parts { catalog: &catalog, upstreams: &upstreams, store: &store, idempotency: &idempotency, tasks: &tasks };
         (build(&config, parts), upstreams)
     }
 

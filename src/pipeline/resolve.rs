@@ -2,7 +2,8 @@
 //! `logging/setLevel`) are answered here from the catalog; every other call gets its
 //! [`Target`] (upstream, the upstream's own name, cache policy, retry safety, deadline) and
 //! goes on as a [`Routed`] call, a `tools/call` with its `Mcp-Param-*` headers checked and
-//! made for the upstream ([`param_headers`]). No later step looks the catalog up again.
+//! made for the upstream ([`param_headers`]). No later step looks the catalog up again. The
+//! tasks extension's methods are routed by their sealed task id (`super::tasks`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,25 +19,27 @@ use super::ctx::{CachePolicy, Call, Routed, Target};
 use super::param_headers;
 use super::parts::{LogLevel, Origin, Params, Reply, ReplyFuture, Scope};
 use super::steps::{Named, Stepped};
+use super::tasks::{self, Finish};
 use crate::cache::config::CacheConfig;
 use crate::catalog::listing::ListKind;
 use crate::catalog::{Catalog, CatalogState, Target as CatalogTarget, lists, replace_member};
 use crate::error::GatewayError;
+use crate::session::task_id::TaskSealer;
 use crate::upstream::mux::Route;
 use crate::upstream::request::{Body, Outbound};
-use crate::upstream::translate::{resource_error_for_legacy, resource_error_for_modern};
 use crate::upstream::{Upstream, UpstreamSet};
 use crate::wire::jsonrpc::{Method, write_json_str};
 use crate::wire::mcp::{self, Era};
 use crate::wire::object::ObjectView;
 
-/// What resolve reads: the catalog, the upstreams, the cache defaults, and the longest
-/// resource URI a request may name.
+/// What resolve reads: the catalog, the upstreams, the cache defaults, the longest
+/// resource URI a request may name, and the sealer of task ids.
 pub struct Resolver {
     catalog: Arc<CatalogState>,
     upstreams: Arc<UpstreamSet>,
     cache: CacheConfig,
     max_uri_bytes: usize,
+    tasks: Arc<TaskSealer>,
 }
 
 /// Answers gateway methods, routes the rest.
@@ -47,18 +50,21 @@ pub struct Resolve {
 
 impl Resolve {
     /// Resolve against `catalog` and `upstreams`, with `cache` deciding cache policies; a
-    /// resource URI longer than `max_uri_bytes` is refused with -32602.
+    /// resource URI longer than `max_uri_bytes` is refused with -32602; task ids are sealed
+    /// and opened with `tasks`.
     pub fn new(
         catalog: &Arc<CatalogState>,
         upstreams: &Arc<UpstreamSet>,
         cache: &CacheConfig,
         max_uri_bytes: usize,
+        tasks: &Arc<TaskSealer>,
     ) -> Self {
         let resolver = Resolver {
             catalog: Arc::clone(catalog),
             upstreams: Arc::clone(upstreams),
             cache: cache.clone(),
             max_uri_bytes,
+            tasks: Arc::clone(tasks),
         };
         Resolve { resolver: Arc::new(resolver) }
     }
@@ -98,20 +104,15 @@ where
                 resolver.forward(call, inner).await
             }));
         }
-        let client_uri = client_uri(&call);
+        let finish = resolver.finish(&call);
         match resolver.route(call) {
-            Ok(routed) => Either::Left(Forwarded { inner: self.inner.call(routed), client_uri }),
+            Ok(routed) => {
+                let finish = finish.of(&routed.request);
+                Either::Left(Forwarded { inner: self.inner.call(routed), finish })
+            }
             Err(e) => Either::Right(Box::pin(std::future::ready(Err(e)))),
         }
     }
-}
-
-/// The URI a client asked to read, and its era: its missing resource is reported in its own
-/// era's terms, under its own URI.
-fn client_uri(call: &Call) -> Option<(String, Era)> {
-    (call.method == Method::ResourcesRead)
-        .then(|| call.params.str("uri").map(|u| (u.into_owned(), call.ctx.client.era)))
-        .flatten()
 }
 
 /// Whether calls of `method` go to an upstream (when their target resolves).
@@ -124,16 +125,19 @@ fn forwarded(method: &Method) -> bool {
             | Method::CompletionComplete
             | Method::ResourcesSubscribe
             | Method::ResourcesUnsubscribe
+            | Method::TasksGet
+            | Method::TasksUpdate
+            | Method::TasksCancel
             | Method::Other(_)
     )
 }
 
 pin_project_lite::pin_project! {
-    /// A routed call on its way: the next step's future, and the URI a modern client asked for.
+    /// A routed call on its way: the next step's future, and what to do to its reply.
     pub struct Forwarded<F> {
         #[pin]
         inner: F,
-        client_uri: Option<(String, Era)>,
+        finish: Finish,
     }
 }
 
@@ -146,11 +150,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let reply = std::task::ready!(this.inner.poll(cx))?;
-        Poll::Ready(Ok(match this.client_uri {
-            Some((uri, Era::Modern)) => resource_error_for_modern(reply, uri),
-            Some((uri, Era::Legacy)) => resource_error_for_legacy(reply, uri),
-            None => reply,
-        }))
+        Poll::Ready(this.finish.apply(reply))
     }
 }
 
@@ -181,9 +181,24 @@ impl Resolver {
     where
         S: Service<Routed, Response = Reply, Error = GatewayError>,
     {
-        let client_uri = client_uri(&call);
+        let finish = self.finish(&call);
         let routed = self.route(call)?;
-        Forwarded { inner: inner.oneshot(routed), client_uri }.await
+        let finish = finish.of(&routed.request);
+        Forwarded { inner: inner.oneshot(routed), finish }.await
+    }
+
+    /// What to do to `call`'s reply: a modern client's missing resource is reported in its own
+    /// terms, under its own URI; task ids are sealed for (and echoed to) their caller.
+    fn finish(&self, call: &Call) -> Finish {
+        let modern = call.ctx.client.era == Era::Modern;
+        let str_param = |key: &str| modern.then(|| call.params.str(key).map(|v| v.into_owned())).flatten();
+        // A missing resource is reported in the client's era's terms, under its own URI.
+        let uri = (call.method == Method::ResourcesRead)
+            .then(|| call.params.str("uri").map(|u| (u.into_owned(), call.ctx.client.era)))
+            .flatten();
+        let presented = (call.method == Method::TasksGet).then(|| str_param("taskId")).flatten();
+        let capabilities = modern.then_some(&call.ctx.client.capabilities[..]);
+        Finish::for_call(&call.method, capabilities, &self.tasks, &call.ctx.principal, presented, uri)
     }
 
     /// Answer a call the gateway answers itself: lists, and in the legacy era `ping` and
@@ -213,8 +228,17 @@ impl Resolver {
     fn route(&self, call: Call) -> Result<Routed, GatewayError> {
         let Call { method, params, ctx } = call;
         let snap = self.catalog.snapshot();
-        let Located { upstream: up, name, rewrite } =
-            self.locate(&method, &params, &ctx.scope, ctx.client.era, &snap)?;
+        let task_method = tasks::is_task_method(&method);
+        let mut replica = None;
+        let Located { upstream: up, name, rewrite } = if task_method {
+            let client = (ctx.client.era, &ctx.client.capabilities[..]);
+            let t = tasks::target(&self.tasks, &self.upstreams, &method, &params, client, &ctx.scope, &ctx.principal)?;
+            replica = Some(t.replica);
+            let rewrite = Some(("taskId", json_str(&t.task_id)));
+            Located { upstream: t.upstream, name: Some(t.task_id), rewrite }
+        } else {
+            self.locate(&method, &params, &ctx.scope, ctx.client.era, &snap)?
+        };
         let tool = (method == Method::ToolsCall).then_some(name.as_deref()).flatten();
         let per_tool = tool.and_then(|t| up.config.tools.get(t));
         // Annotations count only from a trusted upstream (and are not looked up otherwise).
@@ -233,13 +257,23 @@ impl Resolver {
                 Some(configured) => configured,
                 None => hints.is_some_and(|h| h.read_only || h.idempotent),
             },
-            Method::Other(_) => false,
+            // An update delivers answers that the upstream acts on: not twice.
+            Method::Other(_) | Method::TasksUpdate => false,
             _ => true,
         };
         let cache = match &method {
             _ if !self.cache.enabled => None,
             // A continuation of an `input_required` exchange is never answered from the cache.
             Method::ToolsCall if params.get("requestState").is_some() || params.get("inputResponses").is_some() => None,
+            // A task handle is the caller's own (its id is sealed for it): never shared, never
+            // coalesced with another caller's call.
+            Method::ToolsCall
+                if ctx.client.era == Era::Modern
+                    && tasks::client_declares_tasks(&ctx.client.capabilities)
+                    && up.last_handshake().is_some_and(|h| h.declares_tasks()) =>
+            {
+                None
+            }
             Method::ToolsCall => {
                 let on = per_tool
                     .and_then(|t| t.cache)
@@ -252,7 +286,9 @@ impl Resolver {
             Method::ResourcesRead => Some(CachePolicy::Hinted { ttl: up.config.resource_ttl }),
             _ => None,
         };
-        let fallback = up.config.fallback.as_deref().and_then(|f| self.upstreams.get(f)).cloned();
+        // A task lives on the upstream that created it: its methods never go to a fallback.
+        let fallback =
+            up.config.fallback.as_deref().filter(|_| !task_method).and_then(|f| self.upstreams.get(f)).cloned();
         let timeout = per_tool.and_then(|t| t.timeout);
         let target = Target { upstream: Arc::clone(up), fallback, cache, retry_safe, timeout };
         let route = ctx.events.map(|events| Route {
@@ -274,7 +310,8 @@ impl Resolver {
         // goes to the one client with calls in flight); a call without a session is a client
         // of its own.
         let client = Some(ctx.session.as_ref().map_or_else(rand::random, |s| s.link.key));
-        let request = Outbound { method, body, name, route, client, param_headers };
+        let answered_by = std::sync::atomic::AtomicUsize::new(usize::MAX);
+        let request = Outbound { method, body, name, route, client, param_headers, replica, answered_by };
         Ok(Routed {
             request: Arc::new(request),
             target,

@@ -88,8 +88,9 @@ pub fn discover(upstreams: &UpstreamSet, list_ttl_ms: u64, scope: &Scope) -> Byt
 /// The merged catalog always offers tools, prompts and resources with `listChanged` (the
 /// gateway announces every catalog change, including upstreams coming and going);
 /// `completions` when any upstream offers it; `logging` and `resources.subscribe` only to
-/// legacy clients (the modern era has neither). A per-upstream scope mirrors that
-/// upstream's last known capabilities under the same era rules.
+/// legacy clients (the modern era has neither); the tasks extension to modern clients when
+/// an upstream in scope takes part in it. A per-upstream scope mirrors that upstream's last
+/// known capabilities (its `extensions` and `experimental` too) under the same era rules.
 pub fn capabilities(upstreams: &UpstreamSet, scope: &Scope, era: Era) -> String {
     let known: Vec<serde_json::Value> = match scope {
         Scope::Gateway => upstreams.iter().filter_map(|u| u.last_handshake()).collect::<Vec<_>>(),
@@ -127,7 +128,33 @@ pub fn capabilities(upstreams: &UpstreamSet, scope: &Scope, era: Era) -> String 
             }
         }
     }
+    // The tasks extension is the gateway's to declare: to modern clients only, when an upstream
+    // in scope takes part in it (`Handshake::declares_tasks`: a modern upstream that declared
+    // it), since the gateway seals the task ids and routes the tasks methods itself.
+    let declare = era == Era::Modern && tasks_in_scope(upstreams, scope);
+    match caps.get_mut("extensions").and_then(|e| e.as_object_mut()) {
+        Some(ext) => {
+            ext.remove(mcp::EXT_TASKS);
+            if declare {
+                ext.insert(mcp::EXT_TASKS.into(), serde_json::json!({}));
+            }
+        }
+        None if declare => {
+            let mut ext = serde_json::Map::new();
+            ext.insert(mcp::EXT_TASKS.into(), serde_json::json!({}));
+            caps.insert("extensions".into(), serde_json::Value::Object(ext));
+        }
+        None => {}
+    }
     serde_json::Value::Object(caps).to_string()
+}
+
+/// Whether an upstream in `scope` takes part in the tasks extension.
+fn tasks_in_scope(upstreams: &UpstreamSet, scope: &Scope) -> bool {
+    match scope {
+        Scope::Gateway => upstreams.iter().any(|u| u.last_handshake().is_some_and(|h| h.declares_tasks())),
+        Scope::Upstream(ns) => upstreams.get(ns).and_then(|u| u.last_handshake()).is_some_and(|h| h.declares_tasks()),
+    }
 }
 
 /// Instructions for `scope`: one upstream's own, or every upstream's under a heading.

@@ -64,7 +64,11 @@ where
                 inner.ready().await?.call(Picked { dispatch, replica, conn }).await
             }));
         }
-        let mut candidates = order(pool.live(), dispatch.last_replica());
+        let mut candidates = match dispatch.request.replica {
+            // Pinned (a task's replica): that one or none; a retry goes there again.
+            Some(pin) => pool.live().into_iter().filter(|(r, _)| r.index == pin).collect(),
+            None => order(pool.live(), dispatch.last_replica()),
+        };
         let Some((first, _)) = candidates.first() else {
             let unavailable = pool.unavailable();
             return Either::Right(Box::pin(async move { Err(unavailable) }));

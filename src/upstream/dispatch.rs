@@ -68,9 +68,11 @@ impl Dispatch {
         Some(self.last_replica.load(Ordering::Relaxed)).filter(|i| *i != usize::MAX)
     }
 
-    /// Record the replica of the attempt under way.
+    /// Record the replica of the attempt under way (also on the request: the replica that
+    /// answers is the last one tried).
     pub fn set_last_replica(&self, index: usize) {
         self.last_replica.store(index, Ordering::Relaxed);
+        self.request.answered_by.store(index, Ordering::Relaxed);
     }
 }
 

@@ -33,6 +33,13 @@ impl Handshake {
             .map(|v| v.get(&self.capabilities, name).is_some_and(|s| &self.capabilities[s] != b"null"))
             .unwrap_or(false)
     }
+
+    /// Whether the upstream takes part in the tasks extension: a modern upstream that declared
+    /// `io.modelcontextprotocol/tasks` under `capabilities.extensions`. Legacy upstreams never
+    /// do, whatever they declare (their experimental 2025-11-25 tasks are not relayed).
+    pub fn declares_tasks(&self) -> bool {
+        self.era == Era::Modern && crate::wire::object::declares_extension(&self.capabilities, mcp::EXT_TASKS)
+    }
 }
 
 /// The params of the gateway's modern `subscriptions/listen` to an upstream that completed

@@ -3,12 +3,13 @@
 //! mirrored in `Mcp-Param-*`, and where its notifications go. Written as a JSON-RPC request with the connection's own id.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
 use super::handshake::Handshake;
 use super::mux::Route;
-use super::translate::{Outbound as Rewrite, write_params};
+use super::translate::{LEGACY_DROPPED, Outbound as Rewrite, write_params};
 use crate::pipeline::parts::{ClientSide, Params};
 use crate::wire::jsonrpc::{Method, write_request_with};
 use crate::wire::mcp::{self, Era};
@@ -50,6 +51,12 @@ pub struct Outbound {
     /// The `Mcp-Param-*` headers of a `tools/call` whose tool declares `x-mcp-header`
     /// arguments (made by resolve from the arguments; sent to modern HTTP upstreams only).
     pub param_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// The replica the call must go to, or nowhere (a tasks method goes to the replica that
+    /// holds its task); `None`: the balancer chooses.
+    pub replica: Option<usize>,
+    /// The replica of the latest attempt (`usize::MAX` before the first): the one that
+    /// answered, once the call is done (a created task lives there).
+    pub answered_by: AtomicUsize,
 }
 
 impl Outbound {
@@ -62,7 +69,14 @@ impl Outbound {
             route: None,
             client: None,
             param_headers: Vec::new(),
+            replica: None,
+            answered_by: AtomicUsize::new(usize::MAX),
         }
+    }
+
+    /// The replica of the latest attempt, if there was one (see [`Outbound::answered_by`]).
+    pub fn answered_by(&self) -> Option<usize> {
+        Some(self.answered_by.load(Ordering::Relaxed)).filter(|i| *i != usize::MAX)
     }
 
     /// Roughly how many bytes the params will take (to size the output buffer once).
@@ -96,9 +110,18 @@ impl Outbound {
                     }
                     None => &[],
                 };
+                let drop: &[&str] = if self.method == Method::ToolsCall
+                    && upstream.0 == Era::Legacy
+                    && LEGACY_DROPPED.iter().any(|k| params.get(k).is_some())
+                {
+                    &LEGACY_DROPPED
+                } else {
+                    &[]
+                };
                 let rewrite = Rewrite {
                     params,
                     replace,
+                    drop,
                     progress_token: wants_progress.then_some(id),
                     idempotency_key: idempotency_key.as_deref(),
                     client,

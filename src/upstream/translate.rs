@@ -18,6 +18,12 @@ use crate::wire::object::{ObjectView, ObjectWriter};
 const ENVELOPE_KEYS: [&str; 4] =
     [mcp::META_PROTOCOL_VERSION, mcp::META_CLIENT_CAPABILITIES, mcp::META_CLIENT_INFO, mcp::META_LOG_LEVEL];
 
+/// What a `tools/call` to a legacy upstream leaves out: `task`, the experimental task
+/// augmentation of 2025-11-25. The gateway relays tasks only as the 2026-07-28 extension
+/// (sealed ids, modern upstreams); on a shared legacy connection a task would be reachable by
+/// every client of that connection, so the call runs as an ordinary one instead.
+pub const LEGACY_DROPPED: [&str; 1] = ["task"];
+
 /// The gateway's own client identity, sent to upstreams.
 pub const CLIENT_INFO: &str = concat!(r#"{"name":"sekisho","version":""#, env!("CARGO_PKG_VERSION"), r#""}"#);
 
@@ -27,6 +33,9 @@ pub struct Outbound<'a> {
     pub params: &'a Params,
     /// Members to replace (or add) with raw JSON values, e.g. `("name", "\"echo\"")`.
     pub replace: &'a [(&'a str, &'a [u8])],
+    /// Members to leave out (the experimental 2025-11-25 `task` augmentation of a `tools/call`
+    /// to a legacy upstream: see [`LEGACY_DROPPED`]).
+    pub drop: &'a [&'a str],
     /// The gateway's progress token for this call, if the client asked for progress.
     pub progress_token: Option<u64>,
     /// An idempotency key to set as `_meta["io.sekisho/idempotencyKey"]` (replacing one the
@@ -55,6 +64,8 @@ pub fn write_params(out: &mut Vec<u8>, ob: &Outbound<'_>) {
                 w.with("_meta", |out| write_meta(out, ob));
                 wrote_meta = true;
             }
+        } else if ob.drop.contains(&key) {
+            // Left out.
         } else if let Some(i) = ob.replace.iter().position(|(k, _)| *k == key) {
             if replaced & (1 << i) == 0 {
                 w.raw(key, ob.replace[i].1);
@@ -78,7 +89,7 @@ pub fn write_params(out: &mut Vec<u8>, ob: &Outbound<'_>) {
 /// Whether the client's params can go upstream byte for byte: nothing renamed, no progress
 /// token to swap, and an envelope that is already right for the upstream's era.
 fn passes_verbatim(ob: &Outbound<'_>) -> bool {
-    if !ob.replace.is_empty() || ob.progress_token.is_some() || ob.idempotency_key.is_some() {
+    if !ob.replace.is_empty() || !ob.drop.is_empty() || ob.progress_token.is_some() || ob.idempotency_key.is_some() {
         return false;
     }
     match (ob.client.era, ob.upstream.0) {
@@ -303,6 +314,7 @@ mod tests {
         let ob = Outbound {
             params: p,
             replace,
+            drop: &[],
             progress_token: token,
             idempotency_key: None,
             client: &client,
@@ -352,6 +364,7 @@ mod tests {
             let ob = Outbound {
                 params: &p,
                 replace: &[],
+                drop: &[],
                 progress_token: None,
                 idempotency_key: Some("k-1"),
                 client: &client,
@@ -365,6 +378,26 @@ mod tests {
             assert_eq!(v["_meta"][mcp::META_IDEMPOTENCY_KEY], "k-1", "{text}");
             assert_eq!(v["name"], "t");
         }
+    }
+
+    #[test]
+    fn dropped_members_are_left_out() {
+        let client = client(Era::Modern);
+        let p = params(r#"{"name":"t","task":{"ttl":60000},"arguments":{"task":1}}"#);
+        let ob = Outbound {
+            params: &p,
+            replace: &[],
+            drop: &LEGACY_DROPPED,
+            progress_token: None,
+            idempotency_key: None,
+            client: &client,
+            upstream: (Era::Legacy, "2025-11-25"),
+        };
+        let mut out = Vec::new();
+        write_params(&mut out, &ob);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("task").is_none(), "{v}");
+        assert_eq!(v["arguments"], serde_json::json!({"task":1}));
     }
 
     #[test]

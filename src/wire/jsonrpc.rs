@@ -65,6 +65,16 @@ pub enum Method {
     CompletionComplete,
     LoggingSetLevel,
     SubscriptionsListen,
+    /// `tasks/get` (tasks extension): a task's state, its result or error inlined when done.
+    TasksGet,
+    /// `tasks/update` (tasks extension): answers to a task's `inputRequests`.
+    TasksUpdate,
+    /// `tasks/cancel` (tasks extension).
+    TasksCancel,
+    /// `tasks/result`: the 2025-11-25 experimental tasks method, removed by the extension.
+    TasksResult,
+    /// `tasks/list`: the 2025-11-25 experimental tasks method, removed by the extension.
+    TasksList,
     NotificationsInitialized,
     NotificationsCancelled,
     NotificationsProgress,
@@ -97,6 +107,11 @@ impl Method {
             "completion/complete" => Method::CompletionComplete,
             "logging/setLevel" => Method::LoggingSetLevel,
             "subscriptions/listen" => Method::SubscriptionsListen,
+            "tasks/get" => Method::TasksGet,
+            "tasks/update" => Method::TasksUpdate,
+            "tasks/cancel" => Method::TasksCancel,
+            "tasks/result" => Method::TasksResult,
+            "tasks/list" => Method::TasksList,
             "notifications/initialized" => Method::NotificationsInitialized,
             "notifications/cancelled" => Method::NotificationsCancelled,
             "notifications/progress" => Method::NotificationsProgress,
@@ -128,6 +143,11 @@ impl Method {
             Method::CompletionComplete => "completion/complete",
             Method::LoggingSetLevel => "logging/setLevel",
             Method::SubscriptionsListen => "subscriptions/listen",
+            Method::TasksGet => "tasks/get",
+            Method::TasksUpdate => "tasks/update",
+            Method::TasksCancel => "tasks/cancel",
+            Method::TasksResult => "tasks/result",
+            Method::TasksList => "tasks/list",
             Method::NotificationsInitialized => "notifications/initialized",
             Method::NotificationsCancelled => "notifications/cancelled",
             Method::NotificationsProgress => "notifications/progress",
@@ -150,7 +170,7 @@ impl Method {
     }
 
     fn static_name(name: &str) -> &'static str {
-        const NAMES: [&str; 24] = [
+        const NAMES: [&str; 29] = [
             "initialize",
             "ping",
             "server/discover",
@@ -166,6 +186,11 @@ impl Method {
             "completion/complete",
             "logging/setLevel",
             "subscriptions/listen",
+            "tasks/get",
+            "tasks/update",
+            "tasks/cancel",
+            "tasks/result",
+            "tasks/list",
             "notifications/initialized",
             "notifications/cancelled",
             "notifications/progress",

@@ -46,6 +46,13 @@ pub const META_CACHE: &str = "io.sekisho/cache";
 /// `_meta` key on a result replayed for a repeated idempotency key: `{"status": "replayed", "ageMs": N}`.
 pub const META_IDEMPOTENCY: &str = "io.sekisho/idempotency";
 
+/// The tasks extension's identifier (ext-tasks 2026-07-28, SEP-2663): a key of
+/// `capabilities.extensions` on both sides.
+pub const EXT_TASKS: &str = "io.modelcontextprotocol/tasks";
+/// The result member that tells a task handle (`"task"`) from a standard result (SEP-2322,
+/// extended by the tasks extension).
+pub const RESULT_TYPE_TASK: &str = "task";
+
 /// HTTP header naming the protocol revision of a request (transports, 2025-06-18+).
 pub const HEADER_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 /// HTTP header carrying the legacy session id (transports, "Session Management").

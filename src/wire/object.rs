@@ -202,6 +202,19 @@ impl<'o> ObjectWriter<'o> {
     }
 }
 
+/// Whether the capabilities object `caps` (raw JSON, either side's) declares extension `id`:
+/// `extensions` is an object with a non-null member `id` (2026-07-28 extension negotiation).
+/// Reads no further than that; skips parsing when the id's text does not occur at all.
+pub fn declares_extension(caps: &[u8], id: &str) -> bool {
+    if memchr::memmem::find(caps, id.as_bytes()).is_none() {
+        return false;
+    }
+    let Ok(view) = ObjectView::parse(caps) else { return false };
+    let Some(span) = view.get(caps, "extensions") else { return false };
+    let ext = &caps[span];
+    ObjectView::parse(ext).ok().and_then(|v| v.get(ext, id)).is_some_and(|s| &ext[s] != b"null")
+}
+
 /// Insert members at the front of the raw JSON object `obj` (which must be an object) without
 /// parsing it: `{` + members + `,` + rest. Used to add `resultType` and cache hints to results.
 pub fn prepend_members(out: &mut Vec<u8>, obj: &[u8], members: &[u8]) {

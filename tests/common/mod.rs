@@ -350,6 +350,7 @@ pub async fn modern_as(endpoint: &str, bearer: Option<&str>, id: i64, method: &s
     let name = match method {
         "tools/call" | "prompts/get" => params["name"].as_str(),
         "resources/read" => params["uri"].as_str(),
+        "tasks/get" | "tasks/update" | "tasks/cancel" => params["taskId"].as_str(),
         _ => None,
     };
     if let Some(name) = name {

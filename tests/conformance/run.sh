@@ -16,6 +16,8 @@
 #   v02-2025-per-client  the v02-2025 run on conf_legacy_pc (session = "per-client")
 #   v01-untied-<scenario>, v02-untied-<scenario>: both suites' --scenario runs of the four scenarios
 #             whose server asks the client during a tool call, on conf_untied
+#   v02-tasks-<scenario>: 0.2.0-alpha.12 --scenario runs of the ten [extension] scenarios of
+#             io.modelcontextprotocol/tasks (SEP-2663), on conf_modern
 # Bridged runs, through sekisho only (the suite's era is not the fixture wire's):
 #   v02-2025-to-modern-<scenario>  legacy client -> 2026-07-28 upstream (conf_modern): the
 #             fixture's input_required becomes requests on the client's call stream; resource
@@ -240,6 +242,12 @@ done
 for scenario in basic-elicitation basic-sampling basic-list-roots request-state multiple-input-requests \
   multi-round tampered-state capability-check; do
   run "v02-2026-to-legacy-$scenario" "$CONF02" conf_legacy - --scenario "input-required-result-$scenario"
+done
+# The tasks extension's scenarios (not part of --requirements: they are extension scenarios).
+for scenario in tasks-lifecycle tasks-capability-negotiation tasks-wire-fields tasks-request-state-removal \
+  tasks-mrtr-input tasks-request-headers tasks-dispatch-and-envelope tasks-status-notifications \
+  tasks-required-task-error tasks-mrtr-composition; do
+  run "v02-tasks-$scenario" "$CONF02" conf_modern /stateless --scenario "$scenario"
 done
 
 echo

@@ -7,8 +7,11 @@
 //! `Mcp-Param-*` headers as a strict 2026-07-28 server does (`routed`). It honours
 //! `logging/setLevel` and `resources/subscribe` as real servers do, for everyone at once.
 //!
+//! With `--tasks` (HTTP), a modern client that declares the tasks extension gets tasks from
+//! `task_echo` (see `sekisho_bench::tasks`).
+//!
 //! Usage: `echo-upstream stdio [--era dual|legacy|modern]`
-//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN] [--invalid-tool]` (prints `listening on ADDR` to stderr)
+//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN] [--invalid-tool] [--tasks]` (prints `listening on ADDR` to stderr)
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -56,6 +59,9 @@ enum Mode {
         /// Also list `bad_header`, whose `x-mcp-header` declaration is invalid.
         #[arg(long)]
         invalid_tool: bool,
+        /// Declare the tasks extension (modern era) and offer `task_echo`.
+        #[arg(long)]
+        tasks: bool,
     },
 }
 
@@ -64,6 +70,8 @@ static ECHO_DELAY_MS: AtomicU64 = AtomicU64::new(0);
 
 /// Whether `tools/list` includes `bad_header` (`--invalid-tool`).
 static INVALID_TOOL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The tasks extension is on (`--tasks`).
+static TASKS_ON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The bearer token HTTP requests must carry (`--bearer`), if any.
 static BEARER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -95,6 +103,8 @@ struct Upstream {
     stall_lists_ms: AtomicU64,
     /// Requests this server sent to its client (`ask`), waiting for their answers.
     asks: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<Value>>>,
+    /// Tasks of `task_echo` (`--tasks`).
+    tasks: sekisho_bench::tasks::Tasks,
 }
 
 /// RFC 5424 levels as MCP names them, least severe first.
@@ -165,6 +175,10 @@ fn tools(dynamic: &[String]) -> Value {
         list.push(json!({"name": "bad_header", "description": "Declares x-mcp-header on a number (not permitted): clients must leave it out.",
                          "inputSchema": obj(json!({"score": {"type": "number", "x-mcp-header": "Score"}}), &[])}));
     }
+    if TASKS_ON.load(Ordering::Relaxed) {
+        list.push(json!({"name": "task_echo", "description": "Echo `text` from a task that completes after `ms` (tasks extension).",
+               "inputSchema": obj(json!({"text": {"type": "string"}, "ms": {"type": "integer"}}), &["text"])}));
+    }
     for name in dynamic {
         list.push(
             json!({"name": name, "description": "A tool added at run time.", "inputSchema": obj(json!({}), &[])}),
@@ -197,6 +211,7 @@ impl Upstream {
             log_level: AtomicU64::new(0),
             stall_lists_ms: AtomicU64::new(0),
             asks: Mutex::new(std::collections::HashMap::new()),
+            tasks: Default::default(),
         })
     }
 
@@ -238,11 +253,23 @@ impl Upstream {
                     "capabilities": {"tools": {"listChanged": true}, "resources": {"subscribe": true}, "prompts": {}, "logging": {}}}),
                 )
             }
-            "server/discover" => complete(
-                json!({"supportedVersions": [MODERN], "capabilities": {"tools": {"listChanged": true}, "resources": {}, "prompts": {}},
-                       "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "echo-upstream", "version": "0"}}}),
-                true,
-            ),
+            "server/discover" => {
+                let mut caps = json!({"tools": {"listChanged": true}, "resources": {}, "prompts": {}});
+                if TASKS_ON.load(Ordering::Relaxed) {
+                    caps["extensions"] = json!({ (sekisho_bench::tasks::EXT): {} });
+                }
+                complete(
+                    json!({"supportedVersions": [MODERN], "capabilities": caps,
+                           "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "echo-upstream", "version": "0"}}}),
+                    true,
+                )
+            }
+            "tasks/get" | "tasks/update" | "tasks/cancel" if modern && TASKS_ON.load(Ordering::Relaxed) => {
+                match self.tasks.method(method, params) {
+                    Ok(r) => result(id, r),
+                    Err((code, message)) => error(id, code, &message),
+                }
+            }
             "ping" => result(id, json!({})),
             "tools/list" => {
                 let stall = self.stall_lists_ms.swap(0, Ordering::Relaxed);
@@ -318,6 +345,14 @@ impl Upstream {
         let args = &params["arguments"];
         let name = params["name"].as_str().unwrap_or("");
         match name {
+            "task_echo" if TASKS_ON.load(Ordering::Relaxed) => {
+                let text = format!("echo: {}", args["text"].as_str().unwrap_or_default());
+                if sekisho_bench::tasks::declared(params) {
+                    self.tasks.create(text, args["ms"].as_u64().unwrap_or(0))
+                } else {
+                    json!({"content": [{"type": "text", "text": text}]})
+                }
+            }
             "echo" => {
                 let delay = ECHO_DELAY_MS.load(Ordering::Relaxed);
                 if delay > 0 {
@@ -684,6 +719,15 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
         let key = up.next_session.fetch_add(1, Ordering::Relaxed);
         up.listen_filters.lock().unwrap().insert(key, watched.clone());
         let up2 = Arc::clone(&up);
+        // Task status notifications (`--tasks`): a completed notification for each named task.
+        let asked: Vec<String> = msg
+            .pointer("/params/notifications/taskIds")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let watches = if TASKS_ON.load(Ordering::Relaxed) { up.tasks.watch(&asked) } else { Vec::new() };
+        let params = msg["params"].clone();
+        let worker = Arc::clone(&up);
         let stream = async_stream(move |tx| async move {
             struct Forget(Arc<Upstream>, u64);
             impl Drop for Forget {
@@ -696,6 +740,9 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
             if !watched.is_empty() {
                 agreed["resourceSubscriptions"] = json!(watched);
             }
+            if !watches.is_empty() {
+                agreed["taskIds"] = watches.iter().map(|(t, _)| Value::from(t.as_str())).collect();
+            }
             let ack = notification(
                 "notifications/subscriptions/acknowledged",
                 json!({"notifications": agreed, "_meta": {"io.modelcontextprotocol/subscriptionId": id}}),
@@ -703,6 +750,21 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
             if tx.send(Ok(Frame::data(sse_frame(&ack)))).await.is_err() {
                 return;
             }
+            let (task_tx, sub) = (tx.clone(), id.clone());
+            tokio::spawn(async move {
+                for (task, at) in watches {
+                    tokio::time::sleep_until(at.into()).await;
+                    let mut get = params.clone();
+                    get["taskId"] = task.as_str().into();
+                    let Ok(mut detail) = worker.tasks.method("tasks/get", &get) else { continue };
+                    detail.as_object_mut().expect("an object").remove("resultType");
+                    detail["_meta"] = json!({"io.modelcontextprotocol/subscriptionId": sub});
+                    let n = notification("notifications/tasks", detail);
+                    if task_tx.send(Ok(Frame::data(sse_frame(&n)))).await.is_err() {
+                        return;
+                    }
+                }
+            });
             loop {
                 // A stream its client dropped ends here (and its filter with it), not only at
                 // the next write.
@@ -896,9 +958,10 @@ fn main() {
     runtime.block_on(async move {
         match args.mode {
             Mode::Stdio { era } => serve_stdio(Upstream::new(era)).await,
-            Mode::Http { listen, era, echo_delay_ms, bearer, invalid_tool } => {
+            Mode::Http { listen, era, echo_delay_ms, bearer, invalid_tool, tasks } => {
                 ECHO_DELAY_MS.store(echo_delay_ms, Ordering::Relaxed);
                 INVALID_TOOL.store(invalid_tool, Ordering::Relaxed);
+                TASKS_ON.store(tasks, Ordering::Relaxed);
                 if let Some(token) = bearer {
                     let _ = BEARER.set(token);
                 }

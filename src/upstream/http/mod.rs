@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 mod answer;
 pub mod listen;
+pub mod task_listen;
 pub mod tls;
 
 use super::conn::{ConnError, expect_result};
