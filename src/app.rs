@@ -52,6 +52,7 @@ impl Gateway {
                     ended_per_caller: config.server.max_ended_sessions_per_caller,
                 },
             ),
+            sse: Default::default(),
             hub: Arc::new(Hub::default()),
             config: config.server.clone(),
             draining: CancellationToken::new(),

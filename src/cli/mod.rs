@@ -259,9 +259,10 @@ pub fn describe(config: &crate::config::Config) -> String {
                     out.push_str(&format!(" cwd={}", cwd.display()));
                 }
             }
-            Transport::Http { urls, headers } => {
+            Transport::Http { urls, headers, flavor } => {
                 let urls: Vec<String> = urls.iter().map(|u| crate::observe::redact::url(&u.to_string())).collect();
-                out.push_str(&format!("  {name}{state}: http {}", urls.join(" ")));
+                let kind = if flavor == crate::upstream::config::HttpTransport::Sse { "sse" } else { "http" };
+                out.push_str(&format!("  {name}{state}: {kind} {}", urls.join(" ")));
                 if !headers.is_empty() {
                     out.push_str(&format!(
                         " headers=[{}]",
@@ -307,6 +308,7 @@ fn sections(config: &crate::config::Config) -> String {
         "max_sessions_per_caller": s.max_sessions_per_caller,
         "max_ended_sessions_per_caller": s.max_ended_sessions_per_caller,
         "max_streams_per_session": s.max_streams_per_session,
+        "max_calls_per_sse_session": s.max_calls_per_sse_session,
         "max_listens_per_caller": s.max_listens_per_caller,
         "max_subscriptions_per_session": s.max_subscriptions_per_session,
         "max_uri_bytes": s.max_uri_bytes,

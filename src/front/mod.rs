@@ -1,11 +1,13 @@
 //! Everything that faces clients: Streamable HTTP at `/mcp` and `/servers/{name}/mcp` (both
-//! protocol eras: [`routes`], [`legacy`], [`modern`]), stdio (`sekisho stdio`), the
+//! protocol eras: [`routes`], [`legacy`], [`modern`]), the 2024-11-05 HTTP+SSE transport at
+//! `/sse` ([`legacy_sse`]), stdio (`sekisho stdio`), the
 //! operational endpoints ([`ops`]), and the one place where outcomes become wire answers
 //! ([`rescue`]).
 
 pub mod config;
 pub mod conn;
 pub mod legacy;
+pub mod legacy_sse;
 pub mod messages;
 pub mod modern;
 pub mod ops;
@@ -108,6 +110,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// Legacy sessions.
     pub sessions: Sessions,
+    /// The legacy sessions with an open HTTP+SSE stream (`GET /sse`).
+    pub sse: legacy_sse::SseSessions,
     /// Notification streams.
     pub hub: Arc<Hub>,
     /// `[server]`.

@@ -27,8 +27,10 @@ pub mod stack;
 pub mod status;
 pub mod stderr;
 pub mod stdio;
+pub mod sse;
 pub mod timeout;
 pub mod translate;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
