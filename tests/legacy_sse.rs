@@ -5,8 +5,9 @@
 //! (here another gateway's `/sse`, in front of the echo upstream: endpoint on another origin
 //! refused, reconnection after the stream ends, per-client sessions).
 
+#[path = "support/binary.rs"]
+mod binary;
 mod common;
-mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -234,7 +235,7 @@ async fn closing_the_stream_ends_the_session_and_its_per_client_upstream_session
 #[tokio::test]
 async fn a_client_that_does_not_read_its_stream_loses_its_session_and_costs_bounded_memory() {
     let server = "send_timeout = \"1s\"\nmax_calls_per_sse_session = 8";
-    let gw = support::binary::Binary::start(server, &stdio_upstream("e", "legacy"), None).await;
+    let gw = binary::Binary::start(server, &stdio_upstream("e", "legacy"), None).await;
     // A raw connection that reads the head and the endpoint event, then never reads again.
     let mut raw = TcpStream::connect(gw.addr).unwrap();
     raw.write_all(b"GET /sse HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n").unwrap();
@@ -255,7 +256,8 @@ async fn a_client_that_does_not_read_its_stream_loses_its_session_and_costs_boun
     // session's calls are all stuck (429), and the session ends within send_timeout (404).
     let mut seen = std::collections::BTreeMap::new();
     let ended = eventually("the non-reading client's session ended", Duration::from_secs(30), async || {
-        let big = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e__big","arguments":{"kib":1024}}});
+        let big =
+            json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e__big","arguments":{"kib":1024}}});
         let (status, text) = post_to(&url, None, big).await;
         *seen.entry(status).or_insert(0) += 1;
         match status {
@@ -276,7 +278,8 @@ async fn a_client_that_does_not_read_its_stream_loses_its_session_and_costs_boun
 /// below), and a gateway whose upstream `s` is that `/sse`.
 async fn gateway_behind_sse(extra: &str) -> (Gateway, Gateway) {
     let inner = Gateway::start(&stdio_upstream("e", "legacy")).await;
-    let toml = format!("[upstreams.s]\nurl = \"{}/sse\"\ntransport = \"sse\"\nstartup_timeout = \"20s\"\n{extra}", inner.base);
+    let toml =
+        format!("[upstreams.s]\nurl = \"{}/sse\"\ntransport = \"sse\"\nstartup_timeout = \"20s\"\n{extra}", inner.base);
     let outer = Gateway::start(&toml).await;
     (inner, outer)
 }
@@ -294,11 +297,17 @@ async fn an_sse_upstream_serves_calls_lists_and_progress() {
     let sum = modern(&gw.url("/mcp"), 3, "tools/call", json!({"name":"s__e__add","arguments":{"a":2,"b":40}})).await;
     assert_eq!(sum.body["result"]["structuredContent"]["sum"], 42.0, "{}", sum.raw);
     let progress = s
-        .request(4, "tools/call", json!({"name":"s__e__progress","arguments":{"steps":3,"ms":10},"_meta":{"progressToken":"t"}}))
+        .request(
+            4,
+            "tools/call",
+            json!({"name":"s__e__progress","arguments":{"steps":3,"ms":10},"_meta":{"progressToken":"t"}}),
+        )
         .await;
     let steps = progress.events.iter().filter(|e| e["method"] == "notifications/progress").count();
     assert_eq!(steps, 3, "{}", progress.raw);
-    assert!(progress.events.iter().all(|e| e["method"] != "notifications/progress" || e["params"]["progressToken"] == "t"));
+    assert!(
+        progress.events.iter().all(|e| e["method"] != "notifications/progress" || e["params"]["progressToken"] == "t")
+    );
 }
 
 #[tokio::test]
@@ -348,13 +357,16 @@ async fn an_sse_upstream_gives_each_client_session_its_own_session_when_per_clie
     let gw = Gateway::start(&toml).await;
     let mcp = gw.url("/mcp");
     let (a, b) = (Legacy::open(&mcp, "2025-11-25").await, Legacy::open(&mcp, "2025-11-25").await);
-    let count = async |s: &Legacy, id: i64| text(&s.request(id, "tools/call", json!({"name":"s__e__count","arguments":{}})).await);
+    let count = async |s: &Legacy, id: i64| {
+        text(&s.request(id, "tools/call", json!({"name":"s__e__count","arguments":{}})).await)
+    };
     assert_eq!(count(&a, 1).await, "1");
     assert_eq!(count(&a, 2).await, "2");
     assert_eq!(count(&b, 3).await, "1", "b has its own upstream session");
     let live = gw.readyz().await["upstreams"]["s"]["client_sessions"].clone();
     assert_eq!(live["live"], 2, "{live}");
-    let inner_live = || async { inner.readyz().await["upstreams"]["e"]["client_sessions"]["live"].as_u64().unwrap_or(0) };
+    let inner_live =
+        || async { inner.readyz().await["upstreams"]["e"]["client_sessions"]["live"].as_u64().unwrap_or(0) };
     let with_both = inner_live().await;
     for s in [&a, &b] {
         let gone = client().delete(&s.endpoint).header("mcp-session-id", &s.session).send().await.unwrap();
@@ -365,7 +377,11 @@ async fn an_sse_upstream_gives_each_client_session_its_own_session_when_per_clie
     eventually("the per-client SSE sessions ended upstream", Duration::from_secs(20), async || {
         let live = gw.readyz().await["upstreams"]["s"]["client_sessions"].clone();
         let upstream = inner_live().await;
-        if live["live"] == 0 && upstream + 2 == with_both { Ok(()) } else { Err(format!("{live}; upstream live: {upstream} of {with_both}")) }
+        if live["live"] == 0 && upstream + 2 == with_both {
+            Ok(())
+        } else {
+            Err(format!("{live}; upstream live: {upstream} of {with_both}"))
+        }
     })
     .await;
 }

@@ -25,8 +25,8 @@ use http::header::ACCEPT;
 use http::{HeaderMap, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use super::respond::sse_response;
 use super::rescue::{self, refuse};
+use super::respond::sse_response;
 use super::routes::{check_post, read_post_body, upstream_scope};
 use super::stream::KEEPALIVE;
 use super::{Caller, Shared, legacy, messages};
@@ -190,7 +190,11 @@ fn open(shared: Arc<Shared>, scope: Scope, messages: String, principal: Principa
     let max = shared.config.max_streams_per_session;
     let Some(slot) = state.open_stream(max) else {
         let _ = shared.sessions.delete(Some(&id), &principal);
-        let e = GatewayError::LimitReached { what: "this session has too many streams open", key: "max_streams_per_session", limit: max };
+        let e = GatewayError::LimitReached {
+            what: "this session has too many streams open",
+            key: "max_streams_per_session",
+            limit: max,
+        };
         return refuse(&e, None, Era::Legacy);
     };
     let (out, rx) = mpsc::channel(OUT_QUEUE);
@@ -389,7 +393,13 @@ type Options = (Scope, Principal, (crate::pipeline::parts::Priority, Option<Arc<
 
 /// Run one request on its own task: its events and then its answer go to the stream; a
 /// cancelled request (or an ended session) gets no answer.
-fn spawn_call(shared: Arc<Shared>, session: Arc<SseSession>, options: Options, msg: Message, permit: OwnedSemaphorePermit) {
+fn spawn_call(
+    shared: Arc<Shared>,
+    session: Arc<SseSession>,
+    options: Options,
+    msg: Message,
+    permit: OwnedSemaphorePermit,
+) {
     let (scope, principal, (priority, idempotency_key)) = options;
     let Kind::Request { id, method, params } = msg.kind.clone() else { return };
     let id = msg.src.slice(id.0);
@@ -437,7 +447,12 @@ fn spawn_call(shared: Arc<Shared>, session: Arc<SseSession>, options: Options, m
 
 /// A JSON-RPC batch (2025-03-26 sessions): run like a Streamable HTTP batch, within the same
 /// caps; its answers go to the stream as one array.
-fn batch(shared: Arc<Shared>, session: Arc<SseSession>, who: (Scope, Principal, crate::pipeline::parts::Priority), body: Bytes) -> Response {
+fn batch(
+    shared: Arc<Shared>,
+    session: Arc<SseSession>,
+    who: (Scope, Principal, crate::pipeline::parts::Priority),
+    body: Bytes,
+) -> Response {
     let spans = match split_batch(&body, shared.config.max_batch_size) {
         Ok(s) if s.is_empty() => return refuse(&GatewayError::InvalidRequest("empty batch".into()), None, Era::Legacy),
         Ok(s) => s,

@@ -380,7 +380,8 @@ impl UpstreamConfig {
                     ));
                 }
                 if self.transport == Some(HttpTransport::Sse) && self.era == EraChoice::Modern {
-                    problems.push(format!("{at}: transport = \"sse\" is a legacy-era transport; era cannot be \"modern\""));
+                    problems
+                        .push(format!("{at}: transport = \"sse\" is a legacy-era transport; era cannot be \"modern\""));
                 }
                 if self.min_processes.is_some() || self.max_processes.is_some() || self.grow_at.is_some() {
                     problems

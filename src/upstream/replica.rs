@@ -323,11 +323,13 @@ impl Replica {
                     max_response_bytes: *max_response_bytes,
                 };
                 if *flavor == HttpTransport::Sse {
-                    let conn = sse::SseConn::connect(&self.upstream, endpoint, signals.clone(), self.owner.clone()).await?;
+                    let conn =
+                        sse::SseConn::connect(&self.upstream, endpoint, signals.clone(), self.owner.clone()).await?;
                     return Ok(Live { conn: Connection::Sse(conn), watch: Watch::Session });
                 }
                 let conn =
-                    http::HttpConn::connect(&self.upstream, endpoint, choice, signals.clone(), self.owner.clone()).await?;
+                    http::HttpConn::connect(&self.upstream, endpoint, choice, signals.clone(), self.owner.clone())
+                        .await?;
                 tokio::spawn(http::listen::listen(Arc::clone(&conn)));
                 Ok(Live { conn: Connection::Http(conn), watch: Watch::Session })
             }

@@ -133,7 +133,8 @@ impl SseConn {
     /// refused; [`ConnError::Closed`] when the stream ends before the answer.
     pub async fn call(&self, req: &Outbound) -> Result<Message, ConnError> {
         if self.closed.is_cancelled() {
-            let cause = TransportError::new(TransportKind::Closed, "the SSE stream has ended; the request was not sent");
+            let cause =
+                TransportError::new(TransportKind::Closed, "the SSE stream has ended; the request was not sent");
             return Err(ConnError::Transport(cause.not_sent()));
         }
         let (tx, rx) = oneshot::channel();
@@ -209,7 +210,8 @@ async fn post(client: &HttpClient, req: HttpRequest<Full<Bytes>>) -> Result<(), 
     })?;
     let status = resp.status();
     // Read (a bounded part of) the body so the connection can be reused.
-    let text = Limited::new(resp.into_body(), POST_BODY_LIMIT).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let text =
+        Limited::new(resp.into_body(), POST_BODY_LIMIT).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     if status.is_success() {
         return Ok(());
     }
@@ -220,11 +222,7 @@ async fn post(client: &HttpClient, req: HttpRequest<Full<Bytes>>) -> Result<(), 
 /// Read the stream up to its `endpoint` event and return that event's data.
 ///
 /// Errors: [`ConnError::Protocol`] when the stream ends (or sends a message) first.
-async fn first_endpoint(
-    upstream: &str,
-    body: &mut Incoming,
-    decoder: &mut sse::Decoder,
-) -> Result<String, ConnError> {
+async fn first_endpoint(upstream: &str, body: &mut Incoming, decoder: &mut sse::Decoder) -> Result<String, ConnError> {
     loop {
         while let Some(event) = decoder.next_event().unwrap_or(None) {
             if event.event.as_deref() == Some("endpoint") {
