@@ -187,7 +187,7 @@ async fn mcp_json_http_headers_references_defaults_and_sse() {
     assert!(toml.contains("Authorization = \"Bearer ${REMOTE_TOKEN}\""), "{toml}");
     assert!(said.contains("set REMOTE_TOKEN") && said.contains("set MODE"), "{said}");
     assert!(said.contains("the default of ${MODE:-fast} is dropped"), "{said}");
-    assert!(said.contains("\"legacy\" uses the legacy HTTP+SSE transport"), "{said}");
+    assert!(toml.contains("[upstreams.legacy]\nurl = \"http://127.0.0.1:9/sse\"\ntransport = \"sse\""), "{toml}");
     let config = write(dir.path(), "sekisho.toml", &toml);
 
     let want: BTreeSet<String> = exposed("remote", &http_tools(&remote.url, "tok-remote").await)

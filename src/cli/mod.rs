@@ -143,7 +143,7 @@ pub fn run_client_config(
     }
     crate::config::Config::load(config).map_err(|e| e.to_string())?;
     let config = std::fs::canonicalize(config).map_err(|e| e.to_string())?;
-    let replaced: Vec<String> = imported.servers.iter().filter(|s| s.replaces).map(|s| s.original.clone()).collect();
+    let replaced: Vec<String> = imported.servers.iter().map(|s| s.original.clone()).collect();
     let sekisho = std::env::current_exe().map_err(|e| e.to_string())?;
     let entry = clients::Entry { sekisho: &sekisho, config: &config, variables: &imported.variables };
     let text = clients::rewrite(client, existing.as_deref(), &replaced, &entry)?;

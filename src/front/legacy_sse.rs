@@ -26,8 +26,7 @@ use http::{HeaderMap, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::rescue::{self, refuse};
-use super::respond::sse_response;
-use super::routes::{check_post, read_post_body, upstream_scope};
+use super::respond::{check_post, read_post_body, sse_response};
 use super::stream::KEEPALIVE;
 use super::{Caller, Shared, legacy, messages};
 use crate::error::GatewayError;
@@ -140,7 +139,7 @@ pub async fn open_upstream(
     Path(name): Path<String>,
     h: HeaderMap,
 ) -> Response {
-    match upstream_scope(&s, &name) {
+    match s.upstream_scope(&name) {
         Ok(scope) => open(s, scope, format!("/servers/{name}/messages"), principal, &h),
         Err(e) => refuse(&e, None, Era::Legacy),
     }
@@ -164,7 +163,7 @@ pub async fn post_upstream(
     RawQuery(q): RawQuery,
     req: Request,
 ) -> Response {
-    match upstream_scope(&s, &name) {
+    match s.upstream_scope(&name) {
         Ok(scope) => post(s, scope, principal, q.as_deref(), req).await,
         Err(e) => refuse(&e, None, Era::Legacy),
     }

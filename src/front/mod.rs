@@ -136,6 +136,16 @@ impl Shared {
         }
     }
 
+    /// The scope of `/servers/{name}/…`.
+    ///
+    /// Errors: [`GatewayError::NotFound`] for an upstream that is not configured.
+    pub fn upstream_scope(&self, name: &str) -> Result<crate::pipeline::parts::Scope, GatewayError> {
+        match self.upstreams.get(name) {
+            Some(up) => Ok(crate::pipeline::parts::Scope::Upstream(Arc::clone(&up.name))),
+            None => Err(GatewayError::NotFound(format!("no upstream named {name:?}"))),
+        }
+    }
+
     /// Run one call through the pipeline.
     ///
     /// Errors: [`GatewayError::InvalidParams`] for unreadable params, [`GatewayError::ShuttingDown`]

@@ -16,10 +16,9 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use http::HeaderMap;
-use http::header::CONTENT_TYPE;
 
 use super::rescue::refuse;
-use super::respond::{accepts, read_body};
+use super::respond::{check_post, read_post_body};
 use super::{Caller, Shared};
 use super::{legacy, legacy_sse, modern, ops};
 use crate::error::GatewayError;
@@ -76,53 +75,6 @@ fn modern_header(headers: &HeaderMap) -> bool {
         == Some(Era::Modern)
 }
 
-/// The scope of `/servers/{name}/mcp`.
-///
-/// Errors: [`GatewayError::NotFound`] for an upstream that is not configured.
-pub(super) fn upstream_scope(shared: &Shared, name: &str) -> Result<Scope, GatewayError> {
-    match shared.upstreams.get(name) {
-        Some(up) => Ok(Scope::Upstream(Arc::clone(&up.name))),
-        None => Err(GatewayError::NotFound(format!("no upstream named {name:?}"))),
-    }
-}
-
-/// The checks every POST passes before its body is read, in order: drain, `Accept`,
-/// `Content-Type`.
-pub(super) fn check_post(shared: &Shared, headers: &HeaderMap) -> Result<super::respond::Accepts, GatewayError> {
-    if shared.draining.is_cancelled() {
-        return Err(GatewayError::ShuttingDown);
-    }
-    let accept = accepts(headers);
-    if !accept.json && !accept.sse {
-        return Err(GatewayError::NotAcceptable("accept application/json or text/event-stream"));
-    }
-    if let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
-        && !ct.trim().to_ascii_lowercase().starts_with("application/json")
-    {
-        return Err(GatewayError::UnsupportedMediaType);
-    }
-    Ok(accept)
-}
-
-/// Read a POST body within `max_body_bytes` and `body_read_timeout`.
-///
-/// Errors: the refusal to answer with: 413 past the limit, 400 when unreadable, 408 (and the
-/// connection closed) when late.
-pub(super) async fn read_post_body(shared: &Shared, body: axum::body::Body) -> Result<bytes::Bytes, Response> {
-    let limit = shared.config.body_read_timeout;
-    match tokio::time::timeout(limit, read_body(body, shared.config.max_body_bytes)).await {
-        Ok(Ok(b)) => Ok(b),
-        Ok(Err(e)) => Err(refuse(&e, None, Era::Legacy)),
-        Err(_) => {
-            // RFC 9110 §15.5.9: a server that times out waiting for a request closes the
-            // connection; what is left of the body is never read.
-            let mut resp = refuse(&GatewayError::BodyTimeout(limit), None, Era::Legacy);
-            resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-            Err(resp)
-        }
-    }
-}
-
 async fn post_in(shared: Arc<Shared>, scope: Scope, principal: Principal, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
@@ -150,7 +102,7 @@ async fn post_upstream(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    match upstream_scope(&s, &name) {
+    match s.upstream_scope(&name) {
         Ok(scope) => post_in(s, scope, principal, req).await,
         Err(e) => refuse(&e, None, Era::Legacy),
     }
@@ -173,7 +125,7 @@ async fn get_upstream(
     Path(name): Path<String>,
     h: HeaderMap,
 ) -> Response {
-    match upstream_scope(&s, &name) {
+    match s.upstream_scope(&name) {
         Ok(scope) => get_in(s, scope, principal, h).await,
         Err(e) => refuse(&e, None, Era::Legacy),
     }
@@ -196,7 +148,7 @@ async fn delete_upstream(
     Path(name): Path<String>,
     h: HeaderMap,
 ) -> Response {
-    match upstream_scope(&s, &name) {
+    match s.upstream_scope(&name) {
         Ok(_) => delete_in(&s, &principal, &h),
         Err(e) => refuse(&e, None, Era::Legacy),
     }
