@@ -202,6 +202,31 @@ async fn hostile_session_ids_sizes_and_credentials_are_refused() {
     assert_eq!(c.request(6, "ping", json!({})).await["result"], json!({}));
 }
 
+#[tokio::test]
+async fn batches_follow_the_negotiated_revision_and_the_batch_caps() {
+    let gw = Gateway::start(&format!("[server]\nmax_batch_size = 2\n{}", stdio_upstream("e", "legacy"))).await;
+    let ping = |id: i64| json!({"jsonrpc":"2.0","id":id,"method":"ping"});
+    let mut c = SseClient::open(&gw.base, "/sse", None).await;
+    let init = c
+        .request(
+            0,
+            "initialize",
+            json!({"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"0"}}),
+        )
+        .await;
+    assert_eq!(init["result"]["protocolVersion"], "2025-03-26");
+    assert_eq!(c.post(json!([ping(1), ping(2), ping(3)])).await.0, 400, "over max_batch_size: refused whole");
+    assert_eq!(c.post(json!([ping(4), ping(5)])).await.0, 202);
+    let answers = c.message(Value::is_array).await;
+    let ids: Vec<&Value> = answers.as_array().unwrap().iter().map(|a| &a["id"]).collect();
+    assert_eq!(ids, [&json!(4), &json!(5)], "{answers}");
+    // A session of a revision without batches refuses them.
+    let mut old = SseClient::open(&gw.base, "/sse", None).await;
+    old.initialize(json!({})).await;
+    let (status, text) = old.post(json!([ping(1)])).await;
+    assert_eq!((status, serde_json::from_str::<Value>(&text).unwrap()["error"]["code"].as_i64()), (400, Some(-32600)));
+}
+
 /// `/readyz`'s `client_sessions` of upstream `name`.
 async fn client_sessions(gw: &Gateway, name: &str) -> Value {
     gw.readyz().await["upstreams"][name]["client_sessions"].clone()
@@ -316,7 +341,10 @@ async fn an_sse_upstream_is_reconnected_when_its_stream_ends() {
     assert_eq!(text(&s.request(1, "tools/call", json!({"name":"s__e__echo","arguments":{"message":"a"}})).await), "a");
     // The inner gateway drains: its streams end, and it stops listening.
     let addr = inner.addr;
+    let draining = std::time::Instant::now();
     inner.shutdown().await.unwrap();
+    // Its SSE stream closed at once (no call was running), not after the 9 s grace.
+    assert!(draining.elapsed() < Duration::from_secs(5), "drain took {:?}", draining.elapsed());
     eventually("the upstream is down", Duration::from_secs(20), async || {
         let r = gw.readyz().await;
         if r["upstreams"]["s"]["status"] == "down" { Ok(()) } else { Err(r.to_string()) }

@@ -305,14 +305,16 @@ async fn post(shared: Arc<Shared>, scope: Scope, principal: Principal, query: Op
     let Some(id) = session_id(query) else {
         return refuse(&GatewayError::SessionRequired, None, Era::Legacy);
     };
-    if let Err(e) = shared.sessions.resume(Some(id), &principal) {
-        return refuse(&e.to_gateway(), None, Era::Legacy);
-    }
     // A session of another transport, another scope, or whose stream is gone: not found, the
-    // same answer as for an id that never existed.
+    // same answer as for an id that never existed (looked up first, so an id without a stream
+    // never gets node-local state here).
     let Some(session) = shared.sse.get(id).filter(|s| s.scope == scope && !s.state.ended.is_cancelled()) else {
         return refuse(&GatewayError::SessionNotFound, None, Era::Legacy);
     };
+    // Only its own caller may use it (another gets the same 404); keeps it from idling out.
+    if let Err(e) = shared.sessions.resume(Some(id), &principal) {
+        return refuse(&e.to_gateway(), None, Era::Legacy);
+    }
     let body = match read_post_body(&shared, body).await {
         Ok(b) => b,
         Err(resp) => return resp,
