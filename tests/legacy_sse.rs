@@ -154,6 +154,23 @@ async fn an_sse_client_lists_calls_and_sees_progress_on_its_stream() {
 }
 
 #[tokio::test]
+async fn a_server_request_travels_on_the_stream_and_its_answer_comes_back_by_post() {
+    let gw = Gateway::start(&stdio_upstream("e", "legacy")).await;
+    let mut c = SseClient::open(&gw.base, "/sse", None).await;
+    c.initialize(json!({"sampling": {}})).await;
+    let call =
+        json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"e__ask","arguments":{"question":"hi?"}}});
+    assert_eq!(c.post(call).await.0, 202);
+    let asked = c.message(|m| m["method"] == "sampling/createMessage").await;
+    let id = asked["id"].as_str().expect("the gateway's own string id").to_string();
+    assert!(id.starts_with("sekisho-"), "{asked}");
+    let said = json!({"jsonrpc":"2.0","id":id,"result":{"role":"assistant","model":"m","content":{"type":"text","text":"hello"}}});
+    assert_eq!(c.post(said).await.0, 202);
+    let done = c.message(|m| m["id"] == 7).await;
+    assert_eq!(done["result"]["content"][0]["text"], "the client said: hello", "{done}");
+}
+
+#[tokio::test]
 async fn hostile_session_ids_sizes_and_credentials_are_refused() {
     let toml = format!(
         "[server]\napi_keys = [{{ key = \"alice-key-0123456789\", name = \"alice\" }}, {{ key = \"mallory-key-012345678\", name = \"mallory\" }}]\nmax_body_bytes = 4096\n{}",
