@@ -13,119 +13,33 @@
 //! waiting for the stream, at most `max_calls_per_sse_session` calls running, and a client
 //! that does not read its stream for `send_timeout` loses the session.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod session;
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::response::Response;
 use bytes::Bytes;
-use http::header::ACCEPT;
 use http::{HeaderMap, StatusCode};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+
+pub use session::{OUT_BYTES, OUT_QUEUE, SseSessions};
+use session::{SseSession, open};
 
 use super::rescue::{self, refuse};
-use super::respond::{check_post, read_post_body, sse_response};
-use super::stream::KEEPALIVE;
+use super::respond::{check_post, read_post_body};
 use super::{Caller, Shared, legacy, messages};
 use crate::error::GatewayError;
 use crate::pipeline::ctx::CallCtx;
-use crate::pipeline::parts::{ClientEvent, ClientSide, Principal, Scope};
-use crate::session::hub::{Filter, Registration};
-use crate::session::registry::{SessionState, StreamSlot};
-use crate::session::token::ClientFlags;
+use crate::pipeline::parts::{ClientSide, Principal, Scope};
 use crate::wire::batch::{is_batch, split_batch};
 use crate::wire::jsonrpc::{self, Kind, Message, Method};
-use crate::wire::mcp::{self, Era};
-use crate::wire::sse;
+use crate::wire::mcp::Era;
 
-/// Bytes of call answers and events waiting for a session's stream at most (an answer larger
-/// than this waits for the queue to empty); a message waits for room at most `send_timeout`,
-/// then the session ends (its client does not read).
-pub const OUT_BYTES: usize = 8 << 20;
-/// Notifications not tied to a call (list changes, what per-client upstream sessions say)
-/// waiting for a session's stream at most; more are dropped.
-pub const OUT_QUEUE: usize = 64;
 /// Capacity of one call's event channel (progress, logs, relayed requests).
 const EVENTS: usize = 64;
-/// How often a draining stream looks whether its calls are done.
-const DRAIN_POLL: Duration = Duration::from_millis(100);
-
-/// The open HTTP+SSE sessions of this replica, by session id. Each entry lives exactly as long
-/// as its stream, so the table is bounded by the callers' session caps.
-#[derive(Default)]
-pub struct SseSessions {
-    open: Mutex<HashMap<String, Arc<SseSession>>>,
-}
-
-/// One open HTTP+SSE session.
-struct SseSession {
-    /// The catalog it addresses (`/sse` or `/servers/{name}/sse`); its POSTs must use the same.
-    scope: Scope,
-    state: Arc<SessionState>,
-    /// Complete JSON-RPC messages of calls for the stream, each holding its bytes of
-    /// [`OUT_BYTES`] until the stream takes it.
-    out: mpsc::Sender<(Bytes, OwnedSemaphorePermit)>,
-    budget: Arc<Semaphore>,
-    /// The client side settled by `initialize`; `None` before it.
-    client: Mutex<Option<ClientSide>>,
-    calls: Arc<Semaphore>,
-    send_timeout: Duration,
-}
-
-impl SseSessions {
-    fn get(&self, id: &str) -> Option<Arc<SseSession>> {
-        self.open.lock().expect("sse lock").get(id).cloned()
-    }
-
-    /// Sessions with an open stream.
-    pub fn len(&self) -> usize {
-        self.open.lock().expect("sse lock").len()
-    }
-
-    /// Whether no stream is open.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl SseSession {
-    /// Queue `msg` for the stream, waiting at most `send_timeout` for room; a client that
-    /// leaves it full that long does not read, and its session ends.
-    async fn send(&self, msg: Bytes) {
-        let need = msg.len().clamp(1, OUT_BYTES) as u32;
-        let queued = async {
-            let Ok(permit) = Arc::clone(&self.budget).acquire_many_owned(need).await else { return };
-            let _ = self.out.send((msg, permit)).await;
-        };
-        if tokio::time::timeout(self.send_timeout, queued).await.is_err() {
-            tracing::debug!("an HTTP+SSE client did not read its stream within send_timeout; ending its session");
-            self.state.end();
-        }
-    }
-
-    async fn event(&self, event: ClientEvent) {
-        let msg = match event {
-            ClientEvent::Notification(n) => n,
-            ClientEvent::Request { method, params, reply } => {
-                messages::relay_request(&self.state, &method, params.as_deref(), reply)
-            }
-        };
-        self.send(msg).await;
-    }
-
-    fn client(&self) -> ClientSide {
-        let settled = self.client.lock().expect("client lock").clone();
-        let mut client = settled.unwrap_or_else(|| ClientSide::legacy(TRANSPORT_VERSION, Bytes::from_static(b"{}")));
-        client.log_level = self.state.log_level();
-        client
-    }
-}
-
-/// The revision that defined this transport; sealed into the session id until `initialize`
-/// settles the one in use (kept node-local: the stream is too).
-const TRANSPORT_VERSION: &str = mcp::LEGACY_VERSIONS[0];
 
 /// `GET /sse`.
 pub async fn open_gateway(State(s): State<Arc<Shared>>, Caller(principal): Caller, h: HeaderMap) -> Response {
@@ -168,120 +82,6 @@ pub async fn post_upstream(
         Err(e) => refuse(&e, None, Era::Legacy),
     }
 }
-
-/// Open a session and its stream; `messages` is the path its POSTs go to.
-fn open(shared: Arc<Shared>, scope: Scope, messages: String, principal: Principal, headers: &HeaderMap) -> Response {
-    if shared.draining.is_cancelled() {
-        return refuse(&GatewayError::ShuttingDown, None, Era::Legacy);
-    }
-    let accept: Vec<&str> = headers.get_all(ACCEPT).iter().filter_map(|v| v.to_str().ok()).collect();
-    if !accept.is_empty() && !accept.iter().any(|v| v.contains("text/event-stream") || v.contains("*/*")) {
-        return refuse(&GatewayError::NotAcceptable("the HTTP+SSE stream is text/event-stream"), None, Era::Legacy);
-    }
-    let session = shared
-        .sessions
-        .create(TRANSPORT_VERSION, ClientFlags::default(), &principal)
-        .and_then(|id| shared.sessions.resume(Some(&id), &principal).map(|(_, state)| (id, state)));
-    let (id, state) = match session {
-        Ok(s) => s,
-        Err(e) => return refuse(&e.to_gateway(), None, Era::Legacy),
-    };
-    let max = shared.config.max_streams_per_session;
-    let Some(slot) = state.open_stream(max) else {
-        let _ = shared.sessions.delete(Some(&id), &principal);
-        let e = GatewayError::LimitReached {
-            what: "this session has too many streams open",
-            key: "max_streams_per_session",
-            limit: max,
-        };
-        return refuse(&e, None, Era::Legacy);
-    };
-    let (out, rx) = mpsc::channel(OUT_QUEUE);
-    let (notes, notes_rx) = mpsc::channel(OUT_QUEUE);
-    // List changes, resource updates, and what its per-client upstream sessions say outside
-    // a call: all on this stream, dropped (never queued without bound) when it is full.
-    let registration =
-        shared.hub.register_session(scope.clone(), Filter::ALL, None, Some(Arc::clone(&state)), notes.clone());
-    legacy::attach_stream(&state, notes);
-    let session = Arc::new(SseSession {
-        scope,
-        state: Arc::clone(&state),
-        out,
-        budget: Arc::new(Semaphore::new(OUT_BYTES)),
-        client: Mutex::new(None),
-        calls: Arc::new(Semaphore::new(shared.config.max_calls_per_sse_session)),
-        send_timeout: shared.config.send_timeout,
-    });
-    shared.sse.open.lock().expect("sse lock").insert(id.clone(), Arc::clone(&session));
-    let mut first = Vec::new();
-    sse::write_typed_event(&mut first, "endpoint", format!("{messages}?sessionId={id}").as_bytes(), None);
-    let open = Open { shared, id, principal, session, _registration: registration, _slot: slot };
-    sse_response(stream_body(Bytes::from(first), (rx, notes_rx), open))
-}
-
-/// What an open stream holds; dropping it (the client went away, the session ended, the
-/// gateway drained) ends the session as `DELETE` would.
-struct Open {
-    shared: Arc<Shared>,
-    id: String,
-    principal: Principal,
-    session: Arc<SseSession>,
-    _registration: Registration,
-    _slot: StreamSlot,
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.shared.sse.open.lock().expect("sse lock").remove(&self.id);
-        // Past `max_ended_sessions_per_caller` the id is not revoked, but its state ends here
-        // and no stream serves it any more, so `/messages` answers 404 all the same.
-        let _ = self.shared.sessions.delete(Some(&self.id), &self.principal);
-        self.session.state.end();
-    }
-}
-
-/// The stream: the `endpoint` event, then the session's messages, keep-alives while idle;
-/// it ends with the session, or once the gateway drains and the session's calls are done.
-fn stream_body(first: Bytes, (rx, notes): (Queue, mpsc::Receiver<Bytes>), open: Open) -> Body {
-    struct S {
-        first: Option<Bytes>,
-        rx: Queue,
-        notes: mpsc::Receiver<Bytes>,
-        open: Open,
-    }
-    let stream = futures::stream::unfold(S { first: Some(first), rx, notes, open }, |mut s| async move {
-        if let Some(first) = s.first.take() {
-            return Some((Ok::<_, std::convert::Infallible>(first), s));
-        }
-        let ended = s.open.session.state.ended.clone();
-        let draining = s.open.shared.draining.clone();
-        let max_calls = s.open.shared.config.max_calls_per_sse_session;
-        loop {
-            let idle = if draining.is_cancelled() { DRAIN_POLL } else { KEEPALIVE };
-            let mut buf = Vec::new();
-            tokio::select! {
-                m = s.rx.recv() => sse::write_event(&mut buf, &m?.0, None),
-                Some(m) = s.notes.recv() => sse::write_event(&mut buf, &m, None),
-                () = ended.cancelled() => return None,
-                () = draining.cancelled(), if idle == KEEPALIVE => continue,
-                () = tokio::time::sleep(idle) => {
-                    if !draining.is_cancelled() {
-                        buf.extend_from_slice(sse::KEEPALIVE);
-                    } else if s.open.session.calls.available_permits() == max_calls && s.rx.is_empty() {
-                        return None;
-                    } else {
-                        continue;
-                    }
-                }
-            }
-            return Some((Ok(Bytes::from(buf)), s));
-        }
-    });
-    Body::from_stream(stream)
-}
-
-/// The receiving end of [`SseSession::out`].
-type Queue = mpsc::Receiver<(Bytes, OwnedSemaphorePermit)>;
 
 /// The `sessionId` of a query string (sealed ids need no percent-decoding: one that does is
 /// not ours).
