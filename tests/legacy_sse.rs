@@ -244,6 +244,22 @@ async fn batches_follow_the_negotiated_revision_and_the_batch_caps() {
     assert_eq!((status, serde_json::from_str::<Value>(&text).unwrap()["error"]["code"].as_i64()), (400, Some(-32600)));
 }
 
+#[tokio::test]
+async fn sse_sessions_count_against_the_callers_session_cap() {
+    let gw = Gateway::start(&format!("[server]\nmax_sessions_per_caller = 1\n{}", stdio_upstream("e", "legacy"))).await;
+    let first = SseClient::open(&gw.base, "/sse", None).await;
+    let refused = client().get(gw.url("/sse")).header("accept", "text/event-stream").send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32015, "{body}");
+    drop(first);
+    eventually("closing the stream frees the caller's place", Duration::from_secs(10), async || {
+        let again = client().get(gw.url("/sse")).header("accept", "text/event-stream").send().await.unwrap();
+        if again.status() == 200 { Ok(()) } else { Err(again.status().to_string()) }
+    })
+    .await;
+}
+
 /// `/readyz`'s `client_sessions` of upstream `name`.
 async fn client_sessions(gw: &Gateway, name: &str) -> Value {
     gw.readyz().await["upstreams"][name]["client_sessions"].clone()
