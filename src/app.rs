@@ -55,6 +55,7 @@ impl Gateway {
                     ended_per_caller: config.server.max_ended_sessions_per_caller,
                 },
             ),
+            sse: Default::default(),
             hub: Arc::new(Hub::default()),
             parked: Default::default(),
             tasks: Arc::clone(&tasks),

@@ -187,7 +187,7 @@ async fn mcp_json_http_headers_references_defaults_and_sse() {
     assert!(toml.contains("Authorization = \"Bearer ${REMOTE_TOKEN}\""), "{toml}");
     assert!(said.contains("set REMOTE_TOKEN") && said.contains("set MODE"), "{said}");
     assert!(said.contains("the default of ${MODE:-fast} is dropped"), "{said}");
-    assert!(said.contains("\"legacy\" uses the legacy HTTP+SSE transport"), "{said}");
+    assert!(toml.contains("[upstreams.legacy]\nurl = \"http://127.0.0.1:9/sse\"\ntransport = \"sse\""), "{toml}");
     let config = write(dir.path(), "sekisho.toml", &toml);
 
     let want: BTreeSet<String> = exposed("remote", &http_tools(&remote.url, "tok-remote").await)
@@ -319,8 +319,8 @@ fn import_refuses_what_is_not_a_client_file_and_never_overwrites() {
 }
 
 /// `client-config --write` on a JSON client and on Codex: a backup of the old file, the
-/// imported servers replaced by one `sekisho` entry that passes the variables, the servers
-/// sekisho cannot serve and the rest of the file kept, and the result parsed back.
+/// imported servers (an HTTP+SSE one included) replaced by one `sekisho` entry that passes the
+/// variables, the rest of the file kept, and the result parsed back.
 #[test]
 fn client_config_write_keeps_a_backup_and_a_parseable_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -360,10 +360,8 @@ fn client_config_write_keeps_a_backup_and_a_parseable_file() {
     let written: Value = serde_json::from_str(&std::fs::read_to_string(&claude).unwrap()).unwrap();
     assert_eq!(written["globalShortcut"], "Ctrl+Space");
     let servers = written["mcpServers"].as_object().unwrap();
-    assert_eq!(
-        servers.keys().collect::<BTreeSet<_>>(),
-        BTreeSet::from([&"legacy".to_string(), &"sekisho".to_string()])
-    );
+    // The HTTP+SSE server too: sekisho speaks its transport (`transport = "sse"`).
+    assert_eq!(servers.keys().collect::<BTreeSet<_>>(), BTreeSet::from([&"sekisho".to_string()]));
     let entry = &servers["sekisho"];
     assert_eq!(entry["command"], BIN);
     assert_eq!(entry["args"], json!(["stdio", "--config", std::fs::canonicalize(&config).unwrap()]));

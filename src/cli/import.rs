@@ -54,12 +54,14 @@ pub enum Reach {
         /// Working directory.
         cwd: Option<String>,
     },
-    /// A Streamable HTTP endpoint.
+    /// An HTTP endpoint: Streamable HTTP, or the legacy HTTP+SSE transport.
     Http {
         /// The URL.
         url: String,
         /// Headers; values may hold `${VAR}` references.
         headers: BTreeMap<String, String>,
+        /// The client's `type = "sse"`: the 2024-11-05 HTTP+SSE transport (`transport = "sse"`).
+        sse: bool,
     },
 }
 
@@ -78,9 +80,6 @@ pub struct Server {
     pub timeout: Option<Duration>,
     /// False for servers switched off in the client (kept, not started).
     pub enabled: bool,
-    /// Whether sekisho serves it in the client's place (false when sekisho cannot speak its
-    /// transport yet: the client keeps it).
-    pub replaces: bool,
 }
 
 /// A variable sekisho's environment must hold.
@@ -223,7 +222,7 @@ fn server(original: &str, name: String, spec: &Value, format: Format, out: &mut 
             .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
             .unwrap_or_default()
     };
-    let mut enabled = obj.get("disabled").and_then(Value::as_bool) != Some(true)
+    let enabled = obj.get("disabled").and_then(Value::as_bool) != Some(true)
         && obj.get("enabled").and_then(Value::as_bool) != Some(false);
     let kind = text("type").unwrap_or_default();
     let seconds = |k: &str, scale: f64| obj.get(k).and_then(Value::as_f64).map(|s| Duration::from_secs_f64(s / scale));
@@ -265,11 +264,7 @@ fn server(original: &str, name: String, spec: &Value, format: Format, out: &mut 
             headers.insert("Authorization".into(), format!("Bearer ${{{var}}}"));
             out.need(&var, format!("the bearer token of {original:?}"), None);
         }
-        if kind == "sse" {
-            out.notes.push(format!("server {original:?} uses the legacy HTTP+SSE transport, which sekisho does not speak to upstreams yet: imported switched off, and left in the client by `client-config`"));
-            enabled = false;
-        }
-        Reach::Http { url, headers }
+        Reach::Http { url, headers, sse: kind == "sse" }
     } else {
         out.notes.push(format!("server {original:?} has neither `command` nor `url`: skipped"));
         return None;
@@ -281,7 +276,6 @@ fn server(original: &str, name: String, spec: &Value, format: Format, out: &mut 
         startup_timeout: seconds("startup_timeout_sec", 1.0).or_else(|| seconds("startup_timeout_ms", 1000.0)),
         timeout: seconds("tool_timeout_sec", 1.0),
         enabled,
-        replaces: kind != "sse",
     })
 }
 

@@ -143,7 +143,7 @@ pub fn run_client_config(
     }
     crate::config::Config::load(config).map_err(|e| e.to_string())?;
     let config = std::fs::canonicalize(config).map_err(|e| e.to_string())?;
-    let replaced: Vec<String> = imported.servers.iter().filter(|s| s.replaces).map(|s| s.original.clone()).collect();
+    let replaced: Vec<String> = imported.servers.iter().map(|s| s.original.clone()).collect();
     let sekisho = std::env::current_exe().map_err(|e| e.to_string())?;
     let entry = clients::Entry { sekisho: &sekisho, config: &config, variables: &imported.variables };
     let text = clients::rewrite(client, existing.as_deref(), &replaced, &entry)?;
@@ -259,9 +259,10 @@ pub fn describe(config: &crate::config::Config) -> String {
                     out.push_str(&format!(" cwd={}", cwd.display()));
                 }
             }
-            Transport::Http { urls, headers } => {
+            Transport::Http { urls, headers, flavor } => {
                 let urls: Vec<String> = urls.iter().map(|u| crate::observe::redact::url(&u.to_string())).collect();
-                out.push_str(&format!("  {name}{state}: http {}", urls.join(" ")));
+                let kind = if flavor == crate::upstream::config::HttpTransport::Sse { "sse" } else { "http" };
+                out.push_str(&format!("  {name}{state}: {kind} {}", urls.join(" ")));
                 if !headers.is_empty() {
                     out.push_str(&format!(
                         " headers=[{}]",
@@ -307,6 +308,7 @@ fn sections(config: &crate::config::Config) -> String {
         "max_sessions_per_caller": s.max_sessions_per_caller,
         "max_ended_sessions_per_caller": s.max_ended_sessions_per_caller,
         "max_streams_per_session": s.max_streams_per_session,
+        "max_calls_per_sse_session": s.max_calls_per_sse_session,
         "max_listens_per_caller": s.max_listens_per_caller,
         "max_subscriptions_per_session": s.max_subscriptions_per_session,
         "max_uri_bytes": s.max_uri_bytes,

@@ -65,8 +65,11 @@ pub fn toml(imported: &Imported, source: &str, format: Format) -> String {
                     let _ = writeln!(out, "cwd = {}", quoted(cwd));
                 }
             }
-            Reach::Http { url, headers } => {
+            Reach::Http { url, headers, sse } => {
                 let _ = writeln!(out, "url = {}", quoted(url));
+                if *sse {
+                    let _ = writeln!(out, "transport = \"sse\"");
+                }
                 if !headers.is_empty() {
                     let _ = writeln!(out, "headers = {}", inline(headers));
                 }

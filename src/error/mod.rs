@@ -66,8 +66,9 @@ pub enum GatewayError {
         /// The revision the client asked for.
         requested: String,
     },
-    /// A legacy request without `Mcp-Session-Id` (HTTP 400, -32600).
-    #[error("Bad Request: Mcp-Session-Id header is required")]
+    /// A legacy request without its session id: the `Mcp-Session-Id` header, or `sessionId`
+    /// on an HTTP+SSE `/messages` POST (HTTP 400, -32600).
+    #[error("Bad Request: a session id is required (the Mcp-Session-Id header; sessionId on /messages)")]
     SessionRequired,
     /// A session id that is not ours, expired, or was ended (HTTP 404, -32001).
     #[error("Session not found: it expired or was ended; initialize again")]

@@ -43,6 +43,7 @@ use crate::pipeline::parts::{ANONYMOUS, Identity, Priority};
 /// max_sessions_per_caller = 1000        # live sessions per API key on this replica
 /// max_ended_sessions_per_caller = 10000 # ended sessions remembered per key until they expire
 /// max_streams_per_session = 4   # GET notification streams of one session
+/// max_calls_per_sse_session = 64 # requests of one legacy HTTP+SSE session running at once
 /// max_listens_per_caller = 64   # modern subscriptions/listen streams of one API key
 /// max_subscriptions_per_session = 256   # resources/subscribe held by one session
 /// max_uri_bytes = 8192          # longest resource URI a request may name
@@ -123,6 +124,10 @@ pub struct ServerConfig {
     pub max_ended_sessions_per_caller: usize,
     /// Open GET notification streams per legacy session; more get HTTP 429 with -32015.
     pub max_streams_per_session: usize,
+    /// Requests of one legacy HTTP+SSE session (`GET /sse`) running at once. Each POST is
+    /// answered at once (202) and its answer travels on the session's stream, so without this
+    /// bound one client could start calls without end; a POST past it gets HTTP 429, -32015.
+    pub max_calls_per_sse_session: usize,
     /// Open `subscriptions/listen` streams per caller (the modern era has no sessions); more
     /// get HTTP 429 with -32015.
     pub max_listens_per_caller: usize,
@@ -320,6 +325,7 @@ impl Default for ServerConfig {
             max_sessions_per_caller: 1000,
             max_ended_sessions_per_caller: 10_000,
             max_streams_per_session: 4,
+            max_calls_per_sse_session: 64,
             max_listens_per_caller: 64,
             max_subscriptions_per_session: 256,
             max_uri_bytes: 8 * 1024,
@@ -385,6 +391,7 @@ impl ServerConfig {
             ("max_sessions_per_caller", self.max_sessions_per_caller, 1, 10_000_000),
             ("max_ended_sessions_per_caller", self.max_ended_sessions_per_caller, 1, 10_000_000),
             ("max_streams_per_session", self.max_streams_per_session, 1, 10_000),
+            ("max_calls_per_sse_session", self.max_calls_per_sse_session, 1, 10_000),
             ("max_listens_per_caller", self.max_listens_per_caller, 1, 1_000_000),
             ("max_subscriptions_per_session", self.max_subscriptions_per_session, 1, 1_000_000),
             ("max_uri_bytes", self.max_uri_bytes, 64, 1024 * 1024),

@@ -204,10 +204,41 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
         Err(e) => return session_refusal(e),
     };
     let (priority, _) = super::header_options(&shared, &principal, Some(headers));
-    if claims.version != mcp::BATCH_VERSION {
-        let reason = format!("JSON-RPC batches are only supported for protocol version {}", mcp::BATCH_VERSION);
-        return refuse(&GatewayError::InvalidRequest(reason), None, Era::Legacy);
+    let client = client_side(&claims, &state);
+    if let Err(e) = batch_allowed(&client) {
+        return refuse(&e, None, Era::Legacy);
     }
+    match run_batch(shared, (scope, principal, priority), client, state, body, spans).await {
+        Ok(Some(answers)) => json(StatusCode::OK, answers),
+        Ok(None) => accepted(),
+        Err(e) => refuse(&e, None, Era::Legacy),
+    }
+}
+
+/// Whether a session speaking `client`'s revision may send batches (2025-03-26 only).
+///
+/// Errors: [`GatewayError::InvalidRequest`] naming the revision that allows them.
+pub(super) fn batch_allowed(client: &ClientSide) -> Result<(), GatewayError> {
+    if client.version == mcp::BATCH_VERSION {
+        return Ok(());
+    }
+    let reason = format!("JSON-RPC batches are only supported for protocol version {}", mcp::BATCH_VERSION);
+    Err(GatewayError::InvalidRequest(reason))
+}
+
+/// Run the messages of a batch (`spans` of `body`, already split within `max_batch_size`) for
+/// session `state` and return its answers as one JSON array (`None`: nothing to answer).
+///
+/// Errors: [`GatewayError::InvalidRequest`] when the answers add up to more than
+/// `max_batch_response_bytes` (the calls still running are cancelled).
+pub(super) async fn run_batch(
+    shared: Arc<Shared>,
+    (scope, principal, priority): (Scope, Principal, Priority),
+    client: ClientSide,
+    state: Arc<SessionState>,
+    body: Bytes,
+    spans: Vec<std::ops::Range<usize>>,
+) -> Result<Option<Bytes>, GatewayError> {
     let mut calls = Vec::new();
     let mut answers: Vec<Answer> = Vec::new();
     for span in spans {
@@ -232,7 +263,7 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
                     let id = msg.src.slice(id.0.clone());
                     let params = params.as_ref().map(|p| msg.src.slice(p.clone())).unwrap_or_default();
                     let ctx = CallCtx {
-                        client: client_side(&claims, &state),
+                        client: ClientSide { log_level: state.log_level(), ..client.clone() },
                         scope: scope.clone(),
                         principal: principal.clone(),
                         events: None,
@@ -272,14 +303,14 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
             let reason = format!(
                 "the batch's answers exceed {limit} bytes (server.max_batch_response_bytes); send fewer requests per batch"
             );
-            return refuse(&GatewayError::InvalidRequest(reason), None, Era::Legacy);
+            return Err(GatewayError::InvalidRequest(reason));
         }
         finished.push((i, answer));
     }
     finished.sort_unstable_by_key(|(i, _)| *i);
     answers.extend(finished.into_iter().map(|(_, a)| a));
     if answers.is_empty() {
-        return accepted();
+        return Ok(None);
     }
     let mut out = Vec::with_capacity(total + 2);
     out.push(b'[');
@@ -290,7 +321,7 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
         out.extend_from_slice(&a.message);
     }
     out.push(b']');
-    json(StatusCode::OK, Bytes::from(out))
+    Ok(Some(Bytes::from(out)))
 }
 
 /// The standalone GET stream of a session of `principal`: list changes for its scope, until
@@ -326,7 +357,7 @@ pub async fn get(shared: Arc<Shared>, scope: Scope, principal: &Principal, heade
 /// (or a shared one, for the one client with a call in flight) say outside a call: their
 /// requests get the gateway's own unguessable id ([`messages::relay_request`]) and are
 /// answered by a POST of this session, like requests relayed on a call's stream.
-fn attach_stream(state: &Arc<SessionState>, stream: mpsc::Sender<Bytes>) {
+pub(super) fn attach_stream(state: &Arc<SessionState>, stream: mpsc::Sender<Bytes>) {
     let (events, mut rx) = mpsc::channel(EVENTS);
     state.link.attach(events);
     let state = Arc::clone(state);

@@ -1,5 +1,6 @@
 //! Everything that faces clients: Streamable HTTP at `/mcp` and `/servers/{name}/mcp` (both
-//! protocol eras: [`routes`], [`legacy`], [`modern`]), stdio (`sekisho stdio`), the
+//! protocol eras: [`routes`], [`legacy`], [`modern`]), the 2024-11-05 HTTP+SSE transport at
+//! `/sse` ([`legacy_sse`]), stdio (`sekisho stdio`), the
 //! operational endpoints ([`ops`]), and the one place where outcomes become wire answers
 //! ([`rescue`]).
 
@@ -7,6 +8,7 @@ pub mod config;
 pub mod conn;
 pub mod input;
 pub mod legacy;
+pub mod legacy_sse;
 pub mod messages;
 pub mod modern;
 pub mod ops;
@@ -110,6 +112,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     /// Legacy sessions.
     pub sessions: Sessions,
+    /// The legacy sessions with an open HTTP+SSE stream (`GET /sse`).
+    pub sse: legacy_sse::SseSessions,
     /// Notification streams.
     pub hub: Arc<Hub>,
     /// Calls parked for a modern client's `inputResponses` (`input`).
@@ -135,6 +139,16 @@ impl Shared {
         match principal {
             Principal::ApiKey(identity) => (identity.priority, identity.max_priority),
             Principal::Anonymous => (self.default_priority, self.anonymous_ceiling),
+        }
+    }
+
+    /// The scope of `/servers/{name}/…`.
+    ///
+    /// Errors: [`GatewayError::NotFound`] for an upstream that is not configured.
+    pub fn upstream_scope(&self, name: &str) -> Result<crate::pipeline::parts::Scope, GatewayError> {
+        match self.upstreams.get(name) {
+            Some(up) => Ok(crate::pipeline::parts::Scope::Upstream(Arc::clone(&up.name))),
+            None => Err(GatewayError::NotFound(format!("no upstream named {name:?}"))),
         }
     }
 

@@ -1,5 +1,6 @@
 //! HTTP responses of the MCP endpoints that are not errors: content negotiation, a running
-//! call's frames as JSON or SSE, standalone notification streams, and bounded body reading.
+//! call's frames as JSON or SSE, standalone notification streams, the checks of a POST, and
+//! bounded body reading.
 
 use std::convert::Infallible;
 
@@ -13,6 +14,7 @@ use http::header::{ACCEPT, CONTENT_TYPE};
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::mpsc;
 
+use super::Shared;
 use super::rescue::{refuse, respond};
 use super::stream::{Frame, KEEPALIVE};
 use crate::error::GatewayError;
@@ -145,5 +147,42 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, GatewayError> 
             Err(GatewayError::BodyTooLarge { limit })
         }
         Err(e) => Err(GatewayError::BodyUnreadable(e.to_string())),
+    }
+}
+
+/// The checks every POST passes before its body is read, in order: drain, `Accept`,
+/// `Content-Type`.
+pub fn check_post(shared: &Shared, headers: &HeaderMap) -> Result<Accepts, GatewayError> {
+    if shared.draining.is_cancelled() {
+        return Err(GatewayError::ShuttingDown);
+    }
+    let accept = accepts(headers);
+    if !accept.json && !accept.sse {
+        return Err(GatewayError::NotAcceptable("accept application/json or text/event-stream"));
+    }
+    if let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        && !ct.trim().to_ascii_lowercase().starts_with("application/json")
+    {
+        return Err(GatewayError::UnsupportedMediaType);
+    }
+    Ok(accept)
+}
+
+/// Read a POST body within `max_body_bytes` and `body_read_timeout`.
+///
+/// Errors: the refusal to answer with: 413 past the limit, 400 when unreadable, 408 (and the
+/// connection closed) when late.
+pub async fn read_post_body(shared: &Shared, body: Body) -> Result<Bytes, Response> {
+    let limit = shared.config.body_read_timeout;
+    match tokio::time::timeout(limit, read_body(body, shared.config.max_body_bytes)).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(refuse(&e, None, Era::Legacy)),
+        Err(_) => {
+            // RFC 9110 §15.5.9: a server that times out waiting for a request closes the
+            // connection; what is left of the body is never read.
+            let mut resp = refuse(&GatewayError::BodyTimeout(limit), None, Era::Legacy);
+            resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            Err(resp)
+        }
     }
 }

@@ -4,6 +4,8 @@
 //! which handler answers.
 //!
 //! `/mcp` serves the merged catalog; `/servers/{name}/mcp` serves one upstream unprefixed.
+//! `/sse` + `/messages` (and `/servers/{name}/sse` + `/servers/{name}/messages`) serve the
+//! same over the 2024-11-05 HTTP+SSE transport ([`legacy_sse`]).
 //! Each request is routed to the legacy or the modern handler by its `MCP-Protocol-Version`
 //! header, its session id, and whether its body carries the modern `_meta` envelope.
 
@@ -14,12 +16,11 @@ use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use http::HeaderMap;
-use http::header::CONTENT_TYPE;
 
 use super::rescue::refuse;
-use super::respond::{accepts, read_body};
+use super::respond::{check_post, read_post_body};
 use super::{Caller, Shared};
-use super::{legacy, modern, ops};
+use super::{legacy, legacy_sse, modern, ops};
 use crate::error::GatewayError;
 use crate::pipeline::parts::{Principal, Scope};
 use crate::wire::mcp::{self, Era};
@@ -30,6 +31,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/mcp", get(get_gateway).post(post_gateway).delete(delete_gateway))
         .route("/servers/{name}/mcp", get(get_upstream).post(post_upstream).delete(delete_upstream))
+        .route("/sse", get(legacy_sse::open_gateway))
+        .route("/messages", post(legacy_sse::post_gateway))
+        .route("/servers/{name}/sse", get(legacy_sse::open_upstream))
+        .route("/servers/{name}/messages", post(legacy_sse::post_upstream))
         .route("/metrics", get(ops::metrics))
         .route("/admin/cache/clear", post(ops::clear_cache))
         .route("/healthz", get(ops::healthz))
@@ -70,34 +75,6 @@ fn modern_header(headers: &HeaderMap) -> bool {
         == Some(Era::Modern)
 }
 
-/// The scope of `/servers/{name}/mcp`.
-///
-/// Errors: [`GatewayError::NotFound`] for an upstream that is not configured.
-fn upstream_scope(shared: &Shared, name: &str) -> Result<Scope, GatewayError> {
-    match shared.upstreams.get(name) {
-        Some(up) => Ok(Scope::Upstream(Arc::clone(&up.name))),
-        None => Err(GatewayError::NotFound(format!("no upstream named {name:?}"))),
-    }
-}
-
-/// The checks every POST passes before its body is read, in order: drain, `Accept`,
-/// `Content-Type`.
-fn check_post(shared: &Shared, headers: &HeaderMap) -> Result<super::respond::Accepts, GatewayError> {
-    if shared.draining.is_cancelled() {
-        return Err(GatewayError::ShuttingDown);
-    }
-    let accept = accepts(headers);
-    if !accept.json && !accept.sse {
-        return Err(GatewayError::NotAcceptable("accept application/json or text/event-stream"));
-    }
-    if let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok())
-        && !ct.trim().to_ascii_lowercase().starts_with("application/json")
-    {
-        return Err(GatewayError::UnsupportedMediaType);
-    }
-    Ok(accept)
-}
-
 async fn post_in(shared: Arc<Shared>, scope: Scope, principal: Principal, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let headers = parts.headers;
@@ -105,17 +82,9 @@ async fn post_in(shared: Arc<Shared>, scope: Scope, principal: Principal, req: R
         Ok(a) => a,
         Err(e) => return refuse(&e, None, Era::Legacy),
     };
-    let limit = shared.config.body_read_timeout;
-    let body = match tokio::time::timeout(limit, read_body(body, shared.config.max_body_bytes)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return refuse(&e, None, Era::Legacy),
-        Err(_) => {
-            // RFC 9110 §15.5.9: a server that times out waiting for a request closes the
-            // connection; what is left of the body is never read.
-            let mut resp = refuse(&GatewayError::BodyTimeout(limit), None, Era::Legacy);
-            resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-            return resp;
-        }
+    let body = match read_post_body(&shared, body).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
     };
     match era_of_request(&headers, &body) {
         Era::Modern => modern::post(shared, scope, principal, &headers, body, accept).await,
@@ -133,7 +102,7 @@ async fn post_upstream(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    match upstream_scope(&s, &name) {
+    match s.upstream_scope(&name) {
         Ok(scope) => post_in(s, scope, principal, req).await,
         Err(e) => refuse(&e, None, Era::Legacy),
     }
@@ -156,7 +125,7 @@ async fn get_upstream(
     Path(name): Path<String>,
     h: HeaderMap,
 ) -> Response {
-    match upstream_scope(&s, &name) {
+    match s.upstream_scope(&name) {
         Ok(scope) => get_in(s, scope, principal, h).await,
         Err(e) => refuse(&e, None, Era::Legacy),
     }
@@ -179,7 +148,7 @@ async fn delete_upstream(
     Path(name): Path<String>,
     h: HeaderMap,
 ) -> Response {
-    match upstream_scope(&s, &name) {
+    match s.upstream_scope(&name) {
         Ok(_) => delete_in(&s, &principal, &h),
         Err(e) => refuse(&e, None, Era::Legacy),
     }

@@ -390,7 +390,8 @@ impl Sessions {
         Ok(())
     }
 
-    /// Drop expired revocations and idle or expired extras; run periodically.
+    /// Drop expired revocations and idle or expired extras (a session with an open stream is
+    /// not idle); run periodically.
     pub fn sweep(&self) {
         let now = now_secs();
         let idle = now.saturating_sub(IDLE_EXTRAS.as_secs());
@@ -399,7 +400,12 @@ impl Sessions {
         let gone: Vec<String> = books
             .extras
             .iter()
-            .filter(|(id, s)| s.last_seen.load(Ordering::Relaxed) <= idle || self.sealer.open(id).is_none())
+            .filter(|(id, s)| {
+                // A session with a stream open (a legacy GET stream, an HTTP+SSE session) is in
+                // use however long its client stays silent.
+                let idle = s.last_seen.load(Ordering::Relaxed) <= idle && s.streams.load(Ordering::Acquire) == 0;
+                idle || self.sealer.open(id).is_none()
+            })
             .map(|(id, _)| id.clone())
             .collect();
         let dropped: Vec<_> = gone.iter().filter_map(|id| books.drop_extras(id)).collect();

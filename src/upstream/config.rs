@@ -29,6 +29,10 @@ use super::retry::RetryConfig;
 /// trusted = true                  # believe its readOnlyHint/idempotentHint (retries, caching)
 /// fallback = "weather_backup"     # serves its calls while it is down
 ///
+/// [upstreams.legacy]             # the 2024-11-05 HTTP+SSE transport
+/// url = "http://10.0.0.7:3001/sse"
+/// transport = "sse"               # default "streamable-http"
+///
 /// [upstreams.weather.tools.forecast]
 /// timeout = "10s"
 /// retry = true                    # safe to repeat even without annotations
@@ -59,6 +63,9 @@ pub struct UpstreamConfig {
     /// Several endpoints of the same HTTP upstream (replicas); instead of `url`.
     #[serde(default)]
     pub urls: Vec<String>,
+    /// How `url` is spoken to: `"streamable-http"` (the default) or `"sse"` (the 2024-11-05
+    /// HTTP+SSE transport; `url` is then the SSE endpoint).
+    pub transport: Option<HttpTransport>,
     /// Extra HTTP headers sent with every request to an HTTP upstream.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -199,6 +206,8 @@ pub struct Settings {
     pub max_client_sessions: usize,
 }
 
+pub use super::transport::{EraChoice, HttpTransport, Transport};
+
 pub use super::session_mode::{
     DEFAULT_MAX_CLIENT_HTTP_SESSIONS, DEFAULT_MAX_CLIENT_PROCESSES, MAX_CLIENT_SESSIONS_CAP, SessionMode,
 };
@@ -278,19 +287,6 @@ impl ResilienceConfig {
     }
 }
 
-/// Which protocol era to speak to an upstream.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum EraChoice {
-    /// Probe with `server/discover`, fall back to `initialize`.
-    #[default]
-    Auto,
-    /// Always use the `initialize` handshake.
-    Legacy,
-    /// Always use the per-request envelope.
-    Modern,
-}
-
 /// The default per-call deadline (the seeds' proxied-request timeout).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 /// The default deadline for starting and probing an upstream.
@@ -311,15 +307,6 @@ fn response_limit(at: &str, value: Option<usize>) -> Option<String> {
 
 /// No upstream runs more processes than this, whatever the configuration says.
 pub const MAX_PROCESSES_CAP: usize = 64;
-
-/// How an upstream is reached, after validation.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Transport {
-    /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
-    Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String>, inherit_env: bool, cwd: Option<PathBuf> },
-    /// Streamable HTTP endpoints (one per replica).
-    Http { urls: Vec<http::Uri>, headers: http::HeaderMap },
-}
 
 impl UpstreamConfig {
     /// Check this upstream; returns every problem found, prefixed with `upstreams.<name>`.
@@ -345,8 +332,8 @@ impl UpstreamConfig {
                 if cmd.trim().is_empty() {
                     problems.push(format!("{at}.command is empty"));
                 }
-                if !self.headers.is_empty() {
-                    problems.push(format!("{at}.headers only applies to HTTP upstreams (`url`)"));
+                if !self.headers.is_empty() || self.transport.is_some() {
+                    problems.push(format!("{at}.headers and transport only apply to HTTP upstreams (`url`)"));
                 }
                 if self.ca_file.is_some() {
                     problems.push(format!("{at}.ca_file only applies to HTTP upstreams (`url`)"));
@@ -391,6 +378,10 @@ impl UpstreamConfig {
                     problems.push(format!(
                         "{at}: args, env, inherit_env, cwd and stderr_lines_per_second only apply to stdio upstreams (`command`)"
                     ));
+                }
+                if self.transport == Some(HttpTransport::Sse) && self.era == EraChoice::Modern {
+                    problems
+                        .push(format!("{at}: transport = \"sse\" is a legacy-era transport; era cannot be \"modern\""));
                 }
                 if self.min_processes.is_some() || self.max_processes.is_some() || self.grow_at.is_some() {
                     problems
@@ -482,7 +473,7 @@ impl UpstreamConfig {
                     }
                 }
                 let urls = self.url.iter().chain(&self.urls).map(|u| u.parse().expect("validated")).collect();
-                Transport::Http { urls, headers }
+                Transport::Http { urls, headers, flavor: self.transport.unwrap_or_default() }
             }
         }
     }

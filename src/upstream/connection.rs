@@ -1,4 +1,5 @@
-//! A live connection to one upstream replica: a child process or an HTTP session.
+//! A live connection to one upstream replica: a child process, a Streamable HTTP session, or
+//! an HTTP+SSE session.
 
 use std::sync::Arc;
 
@@ -6,6 +7,7 @@ use super::conn::ConnError;
 use super::handshake::Handshake;
 use super::http::HttpConn;
 use super::request::Outbound;
+use super::sse::SseConn;
 use super::stdio::StdioConn;
 use crate::wire::jsonrpc::Message;
 
@@ -13,8 +15,10 @@ use crate::wire::jsonrpc::Message;
 pub enum Connection {
     /// A child process.
     Stdio(Arc<StdioConn>),
-    /// An HTTP session.
+    /// A Streamable HTTP session.
     Http(Arc<HttpConn>),
+    /// A legacy HTTP+SSE session (its stream and its POST endpoint).
+    Sse(Arc<SseConn>),
 }
 
 impl Connection {
@@ -23,6 +27,7 @@ impl Connection {
         match self {
             Connection::Stdio(c) => c.handshake().expect("published conns completed their handshake"),
             Connection::Http(c) => c.handshake(),
+            Connection::Sse(c) => c.handshake(),
         }
     }
 
@@ -33,6 +38,7 @@ impl Connection {
         match self {
             Connection::Stdio(c) => c.call(req).await,
             Connection::Http(c) => c.call(req).await,
+            Connection::Sse(c) => c.call(req).await,
         }
     }
 
@@ -42,6 +48,7 @@ impl Connection {
         match self {
             Connection::Stdio(c) => c.notify(method, None),
             Connection::Http(c) => c.notify(method),
+            Connection::Sse(c) => c.notify(method),
         }
     }
 
@@ -50,6 +57,7 @@ impl Connection {
         match self {
             Connection::Stdio(c) => c.mux.in_flight(),
             Connection::Http(c) => c.mux.in_flight(),
+            Connection::Sse(c) => c.mux.in_flight(),
         }
     }
 
@@ -57,15 +65,17 @@ impl Connection {
     pub fn pid(&self) -> Option<u32> {
         match self {
             Connection::Stdio(c) => c.pid(),
-            Connection::Http(_) => None,
+            Connection::Http(_) | Connection::Sse(_) => None,
         }
     }
 
     /// Give up on this connection after a transport failure: an HTTP session is torn down so
     /// its supervisor reconnects (and reports the replica down meanwhile).
     pub fn abandon(&self) {
-        if let Connection::Http(c) = self {
-            c.closed().cancel();
+        match self {
+            Connection::Http(c) => c.closed().cancel(),
+            Connection::Sse(c) => c.close(),
+            Connection::Stdio(_) => {}
         }
     }
 }

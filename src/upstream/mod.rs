@@ -23,12 +23,14 @@ pub mod request;
 pub mod retry;
 pub mod session_mode;
 pub mod signals;
+pub mod sse;
 pub mod stack;
 pub mod status;
 pub mod stderr;
 pub mod stdio;
 pub mod timeout;
 pub mod translate;
+pub mod transport;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

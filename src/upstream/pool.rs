@@ -79,12 +79,13 @@ impl Pool {
     pub fn start(self: &Arc<Self>, spawner: Spawner) {
         let targets: Vec<Target> = match (&self.transport, self.spawn()) {
             (_, Some(spawn)) => (0..self.settings.min_processes).map(|_| Target::Stdio(spawn.clone())).collect(),
-            (Transport::Http { urls, headers }, None) => urls
+            (Transport::Http { urls, headers, flavor }, None) => urls
                 .iter()
                 .map(|url| Target::Http {
                     url: url.clone(),
                     headers: headers.clone(),
                     max_response_bytes: self.settings.max_response_bytes,
+                    flavor: *flavor,
                 })
                 .collect(),
             (Transport::Stdio { .. }, None) => unreachable!("a stdio transport has a spawn"),
@@ -153,10 +154,11 @@ impl Pool {
     fn target(&self, base: usize) -> Target {
         match (&self.transport, self.spawn()) {
             (_, Some(spawn)) => Target::Stdio(spawn),
-            (Transport::Http { urls, headers }, None) => Target::Http {
+            (Transport::Http { urls, headers, flavor }, None) => Target::Http {
                 url: urls[base % urls.len()].clone(),
                 headers: headers.clone(),
                 max_response_bytes: self.settings.max_response_bytes,
+                flavor: *flavor,
             },
             (Transport::Stdio { .. }, None) => unreachable!("a stdio transport has a spawn"),
         }

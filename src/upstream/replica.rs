@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
 use super::breaker::Breaker;
-use super::config::EraChoice;
+use super::config::{EraChoice, HttpTransport};
 use super::conn::{ConnError, expect_result};
 use super::connection::Connection;
 use super::handshake::{self, Handshake};
@@ -22,7 +22,7 @@ use super::request::Outbound;
 use super::signals::{Signal, Signals};
 use super::status::Status;
 use super::stdio::{Spawn, StdioConn};
-use super::{http, stdio, translate};
+use super::{http, sse, stdio, translate};
 use crate::error::{TransportError, TransportKind};
 use crate::wire::mcp::Era;
 
@@ -43,6 +43,8 @@ pub enum Target {
         headers: ::http::HeaderMap,
         /// Largest answer accepted (a JSON body, one SSE event), in bytes.
         max_response_bytes: usize,
+        /// Streamable HTTP, or the legacy HTTP+SSE transport.
+        flavor: HttpTransport,
     },
 }
 
@@ -317,20 +319,21 @@ impl Replica {
                     }
                 }
             }
-            Target::Http { url, headers, max_response_bytes } => {
-                let conn = http::HttpConn::connect(
-                    &self.upstream,
-                    http::Endpoint {
-                        client: client.clone(),
-                        url: url.clone(),
-                        headers: headers.clone(),
-                        max_response_bytes: *max_response_bytes,
-                    },
-                    choice,
-                    signals.clone(),
-                    self.owner.clone(),
-                )
-                .await?;
+            Target::Http { url, headers, max_response_bytes, flavor } => {
+                let endpoint = http::Endpoint {
+                    client: client.clone(),
+                    url: url.clone(),
+                    headers: headers.clone(),
+                    max_response_bytes: *max_response_bytes,
+                };
+                if *flavor == HttpTransport::Sse {
+                    let conn =
+                        sse::SseConn::connect(&self.upstream, endpoint, signals.clone(), self.owner.clone()).await?;
+                    return Ok(Live { conn: Connection::Sse(conn), watch: Watch::Session });
+                }
+                let conn =
+                    http::HttpConn::connect(&self.upstream, endpoint, choice, signals.clone(), self.owner.clone())
+                        .await?;
                 tokio::spawn(http::listen::listen(Arc::clone(&conn), self.shared.watched.subscribe()));
                 Ok(Live { conn: Connection::Http(conn), watch: Watch::Session })
             }
@@ -436,6 +439,10 @@ impl Watch {
                 c.closed().cancelled().await;
                 "the HTTP session ended or the upstream became unreachable".to_string()
             }
+            (_, Connection::Sse(c)) => {
+                c.closed().cancelled().await;
+                "the SSE stream ended (its session with it) or the upstream became unreachable".to_string()
+            }
             _ => std::future::pending().await,
         }
     }
@@ -448,6 +455,7 @@ impl Watch {
                 }
             }
             (_, Connection::Http(c)) => c.close().await,
+            (_, Connection::Sse(c)) => c.close(),
             _ => {}
         }
     }

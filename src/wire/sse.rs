@@ -12,8 +12,18 @@ use bytes::{Bytes, BytesMut};
 /// Append one SSE `message` event carrying `data` (one JSON-RPC message), with an optional
 /// event id. Line breaks inside `data` become separate `data:` lines, as the format requires.
 pub fn write_event(out: &mut Vec<u8>, data: &[u8], id: Option<&str>) {
-    out.reserve(data.len() + 32);
-    out.extend_from_slice(b"event: message\n");
+    write_typed_event(out, "message", data, id);
+}
+
+/// Append one SSE event of type `event` (e.g. `endpoint`, the first event of the 2024-11-05
+/// HTTP+SSE transport, whose data is the URI to POST messages to). `event` must be a single
+/// line; `data` is framed as in [`write_event`].
+pub fn write_typed_event(out: &mut Vec<u8>, event: &str, data: &[u8], id: Option<&str>) {
+    debug_assert!(!event.contains(['\n', '\r']));
+    out.reserve(data.len() + event.len() + 32);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(event.as_bytes());
+    out.push(b'\n');
     if let Some(id) = id {
         out.extend_from_slice(b"id: ");
         out.extend_from_slice(id.as_bytes());

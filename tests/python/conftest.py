@@ -33,7 +33,7 @@ def _free_port() -> int:
 class Gateway:
     """A running sekisho process."""
 
-    def __init__(self, workdir: pathlib.Path, extra_config: str = ""):
+    def __init__(self, workdir: pathlib.Path, extra_config: str = "", upstreams: str | None = None):
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.mcp = f"{self.url}/mcp"
@@ -41,15 +41,8 @@ class Gateway:
         everything = os.environ["EVERYTHING_BIN"]
         time_bin = os.environ["TIME_BIN"]
         config = workdir / "sekisho.toml"
-        config.write_text(
-            f"""
-[server]
-listen = "127.0.0.1:{self.port}"
-{extra_config}
-
-[log]
-level = "info"
-
+        if upstreams is None:
+            upstreams = f"""
 [upstreams.everything]
 command = {json.dumps(everything)}
 args = ["stdio"]
@@ -58,6 +51,15 @@ args = ["stdio"]
 command = {json.dumps(time_bin)}
 args = ["--local-timezone", "UTC"]
 """
+        config.write_text(
+            f"""
+[server]
+listen = "127.0.0.1:{self.port}"
+{extra_config}
+
+[log]
+level = "info"
+{upstreams}"""
         )
         self.log_path = workdir / "sekisho.log"
         self._log = open(self.log_path, "wb")
