@@ -206,6 +206,8 @@ def main() -> None:
             f.write(f"""
 [server]
 listen = "127.0.0.1:{gw_port}"
+# The load cells and the idle-session measurement open many anonymous sessions.
+max_sessions_per_caller = 100000
 [log]
 level = "warn"
 [upstreams.h]
