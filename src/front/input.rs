@@ -209,11 +209,15 @@ pub fn spawn_askable(
                     ClientEvent::Request { method: asked_method, params, reply } => {
                         // Requests the upstream makes together (e.g. concurrently) travel in
                         // one input_required: gather those that follow within GATHER.
+                        // The call is polled meanwhile: its upstream answer reader is what
+                        // reads the next requests off the upstream's stream.
                         let mut new = vec![(asked_method, params, reply)];
+                        let mut done: Option<Result<Reply, GatewayError>> = None;
                         let gather = tokio::time::sleep(GATHER);
                         tokio::pin!(gather);
                         loop {
                             tokio::select! {
+                                outcome = &mut call, if done.is_none() => done = Some(outcome),
                                 Some(e) = events.recv() => match e {
                                     ClientEvent::Request { method, params, reply } => new.push((method, params, reply)),
                                     ClientEvent::Notification(n) if ask.stream => { let _ = out.send(Frame::Event(n)).await; }
@@ -221,6 +225,13 @@ pub fn spawn_askable(
                                 },
                                 () = &mut gather => break,
                             }
+                        }
+                        if let Some(outcome) = done.take() {
+                            // The call ended meanwhile (its upstream gave up on the answers):
+                            // nothing to ask.
+                            let _ = out.send(Frame::Final(rescue::answer(&id, method, outcome, Era::Modern))).await;
+                            finish(&parked);
+                            return;
                         }
                         for (m, params, reply) in new {
                             if pending.len() >= MAX_PENDING {
@@ -251,7 +262,6 @@ pub fn spawn_askable(
                         // Wait for the client to come back (or the call to end, or time to run out).
                         let deadline = tokio::time::sleep(timeout);
                         tokio::pin!(deadline);
-                        let mut done: Option<Result<Reply, GatewayError>> = None;
                         loop {
                             tokio::select! {
                                 r = resume.recv() => {
