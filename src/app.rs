@@ -102,7 +102,9 @@ async fn fan_out_changes(catalog: Arc<CatalogState>, hub: Arc<Hub>, store: Arc<S
         tokio::select! {
             c = changes.recv() => match c {
                 Ok(change) => {
-                    if change.kind == crate::catalog::listing::ListKind::Tools {
+                    // A replica's first listing of an upstream is not a change for the fleet:
+                    // invalidating then would drop the entries other replicas just made.
+                    if change.kind == crate::catalog::listing::ListKind::Tools && !change.first {
                         tracing::info!(upstream = %change.upstream, "tool list changed; dropping its cached results");
                         store.invalidate(&change.upstream, None).await;
                     }

@@ -241,6 +241,10 @@ pub struct Change {
     pub upstream: Arc<str>,
     /// Which list.
     pub kind: ListKind,
+    /// Whether this is the first listing of the upstream here (this replica knew nothing of
+    /// it): nothing cached by this replica can be stale, and another replica's entries were
+    /// made for the same list, so the shared cache is not invalidated.
+    pub first: bool,
 }
 
 /// An upstream reported `notifications/resources/updated` for one of its resources.
@@ -322,8 +326,9 @@ impl CatalogState {
         *generation += 1;
         self.current.store(Arc::new(Catalog::build(*generation, lists, &self.config.separator)));
         drop(guard);
+        let first = !before.listed;
         for kind in changed {
-            let _ = self.changes.send(Change { upstream: Arc::clone(upstream), kind });
+            let _ = self.changes.send(Change { upstream: Arc::clone(upstream), kind, first });
         }
     }
 

@@ -219,13 +219,13 @@ mod tests {
             Some(Bytes::from_static(b"9")),
             tx_p,
         );
-        hub.publish(&Change { upstream: "b".into(), kind: ListKind::Tools });
+        hub.publish(&Change { upstream: "b".into(), kind: ListKind::Tools, first: false });
         assert!(
             rx_all.try_recv().unwrap().starts_with(br#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed""#)
         );
         assert!(rx_a.try_recv().is_err(), "other upstream's change");
         assert!(rx_p.try_recv().is_err(), "filtered out");
-        hub.publish(&Change { upstream: "a".into(), kind: ListKind::Prompts });
+        hub.publish(&Change { upstream: "a".into(), kind: ListKind::Prompts, first: false });
         let tagged: serde_json::Value = serde_json::from_slice(&rx_p.try_recv().unwrap()).unwrap();
         assert_eq!(tagged["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 9);
         assert!(rx_a.try_recv().is_ok());
