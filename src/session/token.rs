@@ -102,26 +102,12 @@ impl SessionSealer {
         payload[2..10].copy_from_slice(&(now_secs() + self.ttl.as_secs()).to_be_bytes());
         payload[10..18].copy_from_slice(&rand::random::<[u8; 8]>());
         payload[18..34].copy_from_slice(&caller);
-        let nonce: [u8; 24] = rand::random();
-        let sealed =
-            self.cipher.encrypt(XNonce::from_slice(&nonce), payload.as_slice()).expect("in-memory AEAD encryption");
-        let mut token = Vec::with_capacity(24 + sealed.len());
-        token.extend_from_slice(&nonce);
-        token.extend_from_slice(&sealed);
-        URL_SAFE_NO_PAD.encode(token)
+        self.encrypt(&payload)
     }
 
     /// Open a session id. `None` when it was not sealed with this key, was altered, or expired.
     pub fn open(&self, token: &str) -> Option<SessionClaims> {
-        if token.len() > 128 {
-            return None;
-        }
-        let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
-        if raw.len() < 24 {
-            return None;
-        }
-        let (nonce, sealed) = raw.split_at(24);
-        let payload = self.cipher.decrypt(XNonce::from_slice(nonce), sealed).ok()?;
+        let payload = self.decrypt(token, 128)?;
         if payload.len() != PAYLOAD {
             return None;
         }
@@ -149,19 +135,36 @@ impl SessionSealer {
         plain.push(domain);
         plain.extend_from_slice(&(now_secs() + ttl.as_secs()).to_be_bytes());
         plain.extend_from_slice(payload);
+        self.encrypt(&plain)
+    }
+
+    /// Open a blob sealed by [`SessionSealer::seal_blob`] under `domain`. `None` when it was
+    /// sealed with another key or domain, altered, expired, or is not a token at all.
+    pub fn open_blob(&self, domain: u8, token: &str) -> Option<Vec<u8>> {
+        let plain = self.decrypt(token, 192)?;
+        if plain.len() < 9 || plain[0] != domain {
+            return None;
+        }
+        let expires_at = u64::from_be_bytes(plain[1..9].try_into().ok()?);
+        (expires_at > now_secs()).then(|| plain[9..].to_vec())
+    }
+}
+
+impl SessionSealer {
+    /// base64url(no pad) of `nonce (24 bytes) || XChaCha20-Poly1305(plain)`.
+    fn encrypt(&self, plain: &[u8]) -> String {
         let nonce: [u8; 24] = rand::random();
-        let sealed =
-            self.cipher.encrypt(XNonce::from_slice(&nonce), plain.as_slice()).expect("in-memory AEAD encryption");
+        let sealed = self.cipher.encrypt(XNonce::from_slice(&nonce), plain).expect("in-memory AEAD encryption");
         let mut token = Vec::with_capacity(24 + sealed.len());
         token.extend_from_slice(&nonce);
         token.extend_from_slice(&sealed);
         URL_SAFE_NO_PAD.encode(token)
     }
 
-    /// Open a blob sealed by [`SessionSealer::seal_blob`] under `domain`. `None` when it was
-    /// sealed with another key or domain, altered, expired, or is not a token at all.
-    pub fn open_blob(&self, domain: u8, token: &str) -> Option<Vec<u8>> {
-        if token.len() > 192 {
+    /// The plaintext of a token made by [`SessionSealer::encrypt`] with this key; `None` for a
+    /// token longer than `max_len` characters, not base64url, or not sealed with this key.
+    fn decrypt(&self, token: &str, max_len: usize) -> Option<Vec<u8>> {
+        if token.len() > max_len {
             return None;
         }
         let raw = URL_SAFE_NO_PAD.decode(token).ok()?;
@@ -169,12 +172,7 @@ impl SessionSealer {
             return None;
         }
         let (nonce, sealed) = raw.split_at(24);
-        let plain = self.cipher.decrypt(XNonce::from_slice(nonce), sealed).ok()?;
-        if plain.len() < 9 || plain[0] != domain {
-            return None;
-        }
-        let expires_at = u64::from_be_bytes(plain[1..9].try_into().ok()?);
-        (expires_at > now_secs()).then(|| plain[9..].to_vec())
+        self.cipher.decrypt(XNonce::from_slice(nonce), sealed).ok()
     }
 }
 

@@ -110,6 +110,37 @@ impl Relay {
     }
 }
 
+/// Tells the upstream a call was abandoned before its answer (timeout, client cancel, client
+/// gone), as MCP `basic/utilities/cancellation` asks: while `armed`, dropping it forgets the
+/// call and, unless the connection is `closed`, hands `notifications/cancelled` (a complete
+/// message) to `send`. The call disarms it once its answer came.
+pub struct CancelOnDrop<'a, F: Fn(Vec<u8>)> {
+    mux: &'a Mux,
+    closed: &'a tokio_util::sync::CancellationToken,
+    id: u64,
+    send: F,
+    /// Whether dropping it cancels the call.
+    pub armed: bool,
+}
+
+impl<'a, F: Fn(Vec<u8>)> CancelOnDrop<'a, F> {
+    /// Armed for call `id` of `mux`, on a connection that is gone once `closed` fires.
+    pub fn new(mux: &'a Mux, closed: &'a tokio_util::sync::CancellationToken, id: u64, send: F) -> Self {
+        CancelOnDrop { mux, closed, id, send, armed: true }
+    }
+}
+
+impl<F: Fn(Vec<u8>)> Drop for CancelOnDrop<'_, F> {
+    fn drop(&mut self) {
+        if self.armed && self.mux.forget(self.id) && !self.closed.is_cancelled() {
+            let mut body = Vec::with_capacity(128);
+            let params = format!(r#"{{"requestId":{},"reason":"cancelled by the gateway's client"}}"#, self.id);
+            write_notification(&mut body, "notifications/cancelled", Some(params.as_bytes()));
+            (self.send)(body);
+        }
+    }
+}
+
 /// The multiplexing state of one upstream connection.
 pub struct Mux {
     upstream: String,

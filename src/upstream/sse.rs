@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::conn::{ConnError, expect_result};
 use super::handshake::{self, Handshake};
 use super::http::{Endpoint, HttpClient};
-use super::mux::{Action, Mux, Owner};
+use super::mux::{Action, CancelOnDrop, Mux, Owner};
 use super::request::Outbound;
 use super::signals::Signals;
 use crate::error::{TransportError, TransportKind};
@@ -139,7 +139,7 @@ impl SseConn {
         }
         let (tx, rx) = oneshot::channel();
         let id = self.mux.register(Some(tx), req.route.clone(), req.client);
-        let mut guard = CancelOnDrop { conn: self, id, armed: true };
+        let mut guard = CancelOnDrop::new(&self.mux, &self.closed, id, |msg| self.post_detached(Bytes::from(msg)));
         let mut body = Vec::with_capacity(256 + req.body_len_hint());
         req.write(&mut body, id, self.handshake.get());
         if let Err(e) = post(&self.client, self.request(Bytes::from(body))).await {
@@ -303,24 +303,6 @@ impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         if let Some(conn) = self.0.take() {
             conn.close();
-        }
-    }
-}
-
-/// Sends `notifications/cancelled` for a call abandoned before its answer.
-struct CancelOnDrop<'a> {
-    conn: &'a SseConn,
-    id: u64,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop<'_> {
-    fn drop(&mut self) {
-        if self.armed && self.conn.mux.forget(self.id) && !self.conn.closed.is_cancelled() {
-            let mut body = Vec::new();
-            let params = format!(r#"{{"requestId":{},"reason":"cancelled by the gateway's client"}}"#, self.id);
-            write_notification(&mut body, "notifications/cancelled", Some(params.as_bytes()));
-            self.conn.post_detached(Bytes::from(body));
         }
     }
 }

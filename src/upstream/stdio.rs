@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::conn::ConnError;
 use super::environment;
 use super::handshake::Handshake;
-use super::mux::{Action, Mux, Owner};
+use super::mux::{Action, CancelOnDrop, Mux, Owner};
 use super::request::Outbound;
 use super::signals::Signals;
 use super::stderr::{self, StderrLog};
@@ -157,7 +157,10 @@ impl StdioConn {
         }
         let (tx, rx) = oneshot::channel();
         let id = self.mux.register(Some(tx), req.route.clone(), req.client);
-        let mut guard = CancelOnDrop { conn: self, id, armed: true };
+        let mut guard = CancelOnDrop::new(&self.mux, &self.closed, id, |mut msg: Vec<u8>| {
+            msg.push(b'\n');
+            let _ = self.writer.try_send(Bytes::from(msg));
+        });
         let mut buf = Vec::with_capacity(256);
         req.write(&mut buf, id, self.handshake.get());
         buf.push(b'\n');
@@ -192,23 +195,6 @@ impl StdioConn {
 fn unsent() -> ConnError {
     let cause = TransportError::new(TransportKind::Closed, "the child's stdin is closed; the request was not sent");
     ConnError::Transport(cause.not_sent())
-}
-
-/// Sends `notifications/cancelled` for a call abandoned before its answer (timeout, client
-/// cancel, client gone), as MCP `basic/utilities/cancellation` asks.
-struct CancelOnDrop<'a> {
-    conn: &'a StdioConn,
-    id: u64,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop<'_> {
-    fn drop(&mut self) {
-        if self.armed && self.conn.mux.forget(self.id) && !self.conn.closed.is_cancelled() {
-            let params = format!(r#"{{"requestId":{},"reason":"cancelled by the gateway's client"}}"#, self.id);
-            self.conn.notify("notifications/cancelled", Some(params.as_bytes()));
-        }
-    }
 }
 
 async fn write_loop(stdin: ChildStdin, mut rx: mpsc::Receiver<Bytes>, stop: CancellationToken) {

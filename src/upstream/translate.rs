@@ -151,16 +151,7 @@ pub fn resource_error_for_modern(reply: Reply, uri: &str) -> Reply {
     };
     match crate::wire::jsonrpc::error_fields(body) {
         Some(e) if e.code == mcp::code::RESOURCE_NOT_FOUND => {
-            let mut out = Vec::new();
-            let mut w = ObjectWriter::begin(&mut out);
-            w.with("code", |o| o.extend_from_slice(mcp::code::INVALID_PARAMS.to_string().as_bytes()));
-            w.string("message", &e.message);
-            w.with("data", |o| {
-                serde_json::to_writer(&mut *o, &serde_json::json!({ "uri": uri }))
-                    .expect("writing JSON to a Vec cannot fail")
-            });
-            w.end();
-            Reply::Error { body: Bytes::from(out), origin: origin.clone() }
+            Reply::Error { body: missing_resource(mcp::code::INVALID_PARAMS, &e.message, uri), origin: origin.clone() }
         }
         _ => reply,
     }
@@ -175,25 +166,32 @@ pub fn resource_error_for_legacy(reply: Reply, uri: &str) -> Reply {
     else {
         return reply;
     };
-    let has_uri = ObjectView::parse(body)
-        .ok()
-        .and_then(|v| v.get(body, "data").map(|s| body.slice(s)))
-        .is_some_and(|d| ObjectView::parse(&d).is_ok_and(|v| v.get(&d, "uri").is_some()));
+    let names_uri = || {
+        ObjectView::parse(body)
+            .ok()
+            .and_then(|v| v.get(body, "data").map(|s| body.slice(s)))
+            .is_some_and(|d| ObjectView::parse(&d).is_ok_and(|v| v.get(&d, "uri").is_some()))
+    };
     match crate::wire::jsonrpc::error_fields(body) {
-        Some(e) if e.code == mcp::code::INVALID_PARAMS && has_uri => {
-            let mut out = Vec::new();
-            let mut w = ObjectWriter::begin(&mut out);
-            w.with("code", |o| o.extend_from_slice(mcp::code::RESOURCE_NOT_FOUND.to_string().as_bytes()));
-            w.string("message", &e.message);
-            w.with("data", |o| {
-                serde_json::to_writer(&mut *o, &serde_json::json!({ "uri": uri }))
-                    .expect("writing JSON to a Vec cannot fail")
-            });
-            w.end();
-            Reply::Error { body: Bytes::from(out), origin: origin.clone() }
-        }
+        Some(e) if e.code == mcp::code::INVALID_PARAMS && names_uri() => Reply::Error {
+            body: missing_resource(mcp::code::RESOURCE_NOT_FOUND, &e.message, uri),
+            origin: origin.clone(),
+        },
         _ => reply,
     }
+}
+
+/// The `error` object of a missing resource: `code`, the upstream's `message`, `data.uri`.
+fn missing_resource(code: i64, message: &str, uri: &str) -> Bytes {
+    let mut out = Vec::new();
+    let mut w = ObjectWriter::begin(&mut out);
+    w.with("code", |o| o.extend_from_slice(code.to_string().as_bytes()));
+    w.string("message", message);
+    w.with("data", |o| {
+        serde_json::to_writer(&mut *o, &serde_json::json!({ "uri": uri })).expect("writing JSON to a Vec cannot fail")
+    });
+    w.end();
+    Bytes::from(out)
 }
 
 /// The `_meta` envelope the gateway sends on its own requests to a modern upstream.
