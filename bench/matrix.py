@@ -126,14 +126,16 @@ def idle_sessions(url: str, pid: int, n: int) -> dict:
     """The gateway's RSS growth over n idle client sessions that each made one call through the
     shared upstream h, then over n more that each made one call through the per-client upstream p
     (each starting its own upstream session): the difference per session is what one idle
-    per-client upstream session costs (its Mcp-Session-Id, mux, supervisor, GET stream)."""
+    per-client upstream session costs (its Mcp-Session-Id, mux, supervisor; its GET stream is
+    held only while its client can use it)."""
     def grow(tool: str) -> float:
         before = rss_mb(pid)
         for i in range(n):
             s = legacy_session(url)
             call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {"message": "x"}}}
             legacy_post(url, s, call)
-        time.sleep(2.0)
+        # Past two of a per-client session's GET-stream lingers (5 s): idle means idle.
+        time.sleep(12.0)
         return rss_mb(pid) - before
 
     shared_mb = grow("h__echo")

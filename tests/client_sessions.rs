@@ -286,3 +286,73 @@ async fn an_idle_per_client_session_is_stopped_and_restarted_on_next_use() {
     let b = s.request(2, "tools/call", json!({"name": "pc__count", "arguments": {}})).await;
     assert_eq!(text(&b), "1", "{}", b.raw);
 }
+
+/// How many standalone GET streams the HTTP echo upstream has open now (`GET /stats`).
+async fn upstream_get_streams(http: &HttpUpstream) -> u64 {
+    let stats = http.url.replace("/mcp", "/stats");
+    let v: Value = client().get(stats).send().await.unwrap().json().await.unwrap();
+    v["get_streams"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_per_client_http_session_holds_its_get_stream_only_while_its_client_can_use_it() {
+    let http = HttpUpstream::start("legacy").await;
+    let gw = Gateway::start(&format!("{}session = \"per-client\"\n", http.table("web"))).await;
+    let mcp = gw.url("/mcp");
+    let alice = Legacy::open_declaring(&mcp, "2025-11-25", json!({"sampling": {}})).await;
+    let bob = Legacy::open(&mcp, "2025-11-25").await;
+    // The gateway's own (shared) session keeps its stream for list changes; what is above it
+    // belongs to per-client sessions.
+    let base =
+        eventually("the shared session listens", Duration::from_secs(10), async || {
+            match upstream_get_streams(&http).await {
+                0 => Err("no stream yet"),
+                n => Ok(n),
+            }
+        })
+        .await;
+    // Alice's first call starts her upstream session. The upstream asks her on its standalone
+    // stream only (tied to nothing), and loses the request when none is open: her call is
+    // answered only because the stream opened before the call's POST left.
+    let ask = |n: i64, said: &'static str| {
+        let alice = &alice;
+        async move {
+            let question = json!({"question": "who?", "untied": true, "wait_ms": 5000});
+            let mut call = call_streaming(alice, n, "web__ask", question).await;
+            let mut buf = String::new();
+            let asked =
+                next_event(&mut call, &mut buf, Duration::from_secs(10), |e| e["method"] == "sampling/createMessage")
+                    .await
+                    .expect("alice was asked on her call's stream");
+            assert_eq!(alice.post_raw(sampled(&asked["id"], said)).await.status, 202);
+            let done =
+                next_event(&mut call, &mut buf, Duration::from_secs(10), |e| e["id"] == n).await.expect("answer");
+            assert_eq!(
+                done.pointer("/result/content/0/text"),
+                Some(&json!(format!("the client said: {said}"))),
+                "{done}"
+            );
+        }
+    };
+    ask(1, "alice here").await;
+    // Bob listens on his own GET stream, then calls: his upstream session holds its stream
+    // while he listens, however long he stays silent.
+    let bob_get = bob.listen().await;
+    let echo = bob.request(2, "tools/call", json!({"name": "web__echo", "arguments": {"message": "hi"}})).await;
+    assert_eq!(text(&echo), "hi", "{}", echo.raw);
+    // Past two lingers, Alice's idle session has let its stream go; Bob's has not.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(upstream_get_streams(&http).await, base + 1, "only bob's per-client session listens");
+    assert_eq!(client_sessions(&gw, "web").await["live"], 2, "both upstream sessions live on");
+    drop(bob_get);
+    eventually("bob's stream let go after his own", Duration::from_secs(15), async || {
+        match upstream_get_streams(&http).await {
+            n if n == base => Ok(()),
+            n => Err(format!("{n} streams open")),
+        }
+    })
+    .await;
+    // Alice's next call reopens hers first, on the same upstream session.
+    ask(3, "alice again").await;
+    assert_eq!(client_sessions(&gw, "web").await["live"], 2);
+}

@@ -5,6 +5,7 @@
 
 use std::sync::Mutex;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::pipeline::parts::{ClientEvent, EventSink};
@@ -19,11 +20,20 @@ pub struct ClientLink {
     /// its per-client upstream sessions stop (otherwise they stop after idling).
     pub ended: CancellationToken,
     stream: Mutex<Option<EventSink>>,
+    /// Woken when a standalone stream is attached: the client now wants what its upstreams
+    /// send outside calls, so a per-client upstream session opens its own standalone stream
+    /// (`upstream::http::gate`).
+    attention: Notify,
 }
 
 impl Default for ClientLink {
     fn default() -> Self {
-        ClientLink { key: rand::random(), ended: CancellationToken::new(), stream: Mutex::new(None) }
+        ClientLink {
+            key: rand::random(),
+            ended: CancellationToken::new(),
+            stream: Mutex::new(None),
+            attention: Notify::new(),
+        }
     }
 }
 
@@ -31,6 +41,21 @@ impl ClientLink {
     /// Make `sink` the client's standalone stream (a newer stream replaces an older one).
     pub fn attach(&self, sink: EventSink) {
         *self.stream.lock().expect("link lock") = Some(sink);
+        self.attention.notify_waiters();
+    }
+
+    /// Whether the client can use what an upstream sends it outside a call: it has a
+    /// standalone stream open (what comes outside calls goes nowhere else, resource updates
+    /// included).
+    pub fn wants_unsolicited(&self) -> bool {
+        self.stream().is_some()
+    }
+
+    /// Resolves at the next [`ClientLink::attach`] after the returned future is enabled
+    /// (`Notified::enable`); check [`ClientLink::wants_unsolicited`] after enabling it, so no
+    /// attach is missed.
+    pub fn attention(&self) -> tokio::sync::futures::Notified<'_> {
+        self.attention.notified()
     }
 
     /// Forget the standalone stream (the session ended).

@@ -1,6 +1,7 @@
 //! The notification stream of an HTTP upstream session: the legacy GET stream, or a modern
 //! `subscriptions/listen`, kept open (and reopened with backoff) so upstream list changes reach
-//! the gateway while the session lives.
+//! the gateway while the session lives. A per-client legacy session holds its GET stream only
+//! while its client can use it (`super::gate`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use http::{Method as HttpMethod, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tokio::sync::watch;
 
-use super::{ACCEPT_BOTH, HttpConn, JSON};
+use super::{ACCEPT_BOTH, HttpConn, JSON, gate};
 use crate::observe::metrics::{METRICS, Name};
 use crate::upstream::backoff::Backoff;
 use crate::upstream::handshake;
@@ -30,6 +31,12 @@ pub async fn listen(conn: Arc<HttpConn>, mut watched: watch::Receiver<BTreeSet<A
     let h = conn.handshake().clone();
     let mut failures = 0;
     while !conn.closed.is_cancelled() {
+        if let Some(gate) = &conn.gate {
+            tokio::select! {
+                () = gate.until_wanted() => gate.opening(),
+                () = conn.closed.cancelled() => return,
+            }
+        }
         let listen = (h.era == Era::Modern).then(|| handshake::listen_params(&h, &watched.borrow_and_update()));
         if let Some(None) = listen {
             // Nothing to listen for until a client subscribes to a resource.
@@ -62,15 +69,29 @@ pub async fn listen(conn: Arc<HttpConn>, mut watched: watch::Receiver<BTreeSet<A
         match outcome {
             Ok(resp) if resp.status().is_success() => {
                 failures = 0;
+                if let Some(gate) = &conn.gate {
+                    gate.opened();
+                }
                 let mut body = resp.into_body();
                 let mut decoder = sse::Decoder::new(conn.max_response_bytes);
                 let modern = h.era == Era::Modern;
                 let mut refilter = false;
+                let mut idle_closed = false;
+                let check = tokio::time::sleep(gate::LINGER);
+                tokio::pin!(check);
                 loop {
                     let frame = tokio::select! {
                         f = body.frame() => f,
                         () = conn.closed.cancelled() => return,
                         r = watched.changed(), if modern => { refilter = r.is_ok(); break }
+                        () = check.as_mut(), if conn.gate.is_some() => {
+                            if conn.gate.as_ref().is_some_and(|g| g.try_close()) {
+                                idle_closed = true;
+                                break;
+                            }
+                            check.as_mut().reset(tokio::time::Instant::now() + gate::LINGER);
+                            continue;
+                        }
                     };
                     let Some(Ok(frame)) = frame else { break };
                     let Ok(data) = frame.into_data() else {
@@ -96,13 +117,22 @@ pub async fn listen(conn: Arc<HttpConn>, mut watched: watch::Receiver<BTreeSet<A
                         }
                     }
                 }
+                if idle_closed {
+                    // Nobody wants it: dropping the body ends it upstream; reopened on demand.
+                    continue;
+                }
                 if refilter {
                     // The watched resources changed: the same stream with the new filter, now
                     // (the old one is dropped, which ends it upstream).
                     continue;
                 }
             }
-            Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => return,
+            Ok(resp) if resp.status() == StatusCode::METHOD_NOT_ALLOWED => {
+                if let Some(gate) = &conn.gate {
+                    gate.failed();
+                }
+                return;
+            }
             Ok(resp) if resp.status() == StatusCode::NOT_FOUND && conn.session.is_some() => {
                 conn.closed.cancel();
                 return;
@@ -113,6 +143,9 @@ pub async fn listen(conn: Arc<HttpConn>, mut watched: watch::Receiver<BTreeSet<A
             Err(e) => {
                 tracing::debug!(upstream = %conn.upstream, error = %e, "notification stream failed")
             }
+        }
+        if let Some(gate) = &conn.gate {
+            gate.failed();
         }
         tokio::select! {
             () = tokio::time::sleep(REOPEN.delay(failures + 1)) => {}

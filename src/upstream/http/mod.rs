@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio_util::sync::CancellationToken;
 
 mod answer;
+pub mod gate;
 pub mod listen;
 pub mod task_listen;
 pub mod tls;
@@ -84,6 +85,8 @@ pub struct HttpConn {
     handshake: OnceLock<Handshake>,
     session: Option<HeaderValue>,
     closed: CancellationToken,
+    /// A per-client legacy session's GET stream demand (`None`: the stream is always held).
+    gate: Option<gate::StreamGate>,
 }
 
 const ACCEPT_BOTH: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
@@ -127,6 +130,7 @@ impl HttpConn {
             handshake: OnceLock::new(),
             session: None,
             closed: CancellationToken::new(),
+            gate: None,
         };
         let mut probe_error = None;
         if choice != EraChoice::Legacy {
@@ -155,6 +159,7 @@ impl HttpConn {
         let result = expect_result(&msg)?;
         let h = handshake::from_initialize(&result).map_err(|e| ConnError::Protocol(e.0))?;
         conn.session = session;
+        conn.gate = owner.map(|o| gate::StreamGate::new(o.link));
         let _ = conn.handshake.set(h);
         let mut body = Vec::new();
         write_notification(&mut body, "notifications/initialized", None);
@@ -268,6 +273,11 @@ impl HttpConn {
             let cause = TransportError::new(TransportKind::Closed, "the session is closed; the request was not sent");
             return Err(ConnError::Transport(cause.not_sent()));
         }
+        // A client's call on a per-client legacy session: its GET stream open first.
+        let _hold = match (&self.gate, req.client) {
+            (Some(gate), Some(_)) => Some(gate.enter().await),
+            _ => None,
+        };
         let h = self.handshake();
         let id = self.mux.register(None, req.route.clone(), req.client);
         let mut guard = CancelOnDrop { conn: self, id, armed: h.era == Era::Legacy };
