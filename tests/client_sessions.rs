@@ -246,6 +246,24 @@ async fn a_per_client_sessions_resource_updates_reach_its_own_client_only() {
         .await;
     assert_eq!(text(&touched), "touched echo://static/hello", "{}", touched.raw);
     assert!(next_event(&mut b[0].0, &mut b[0].1, Duration::from_secs(10), updated).await.is_some(), "bob's own update");
+    // Alice's unsubscribe reaches her own process at once (nothing is shared to wait for);
+    // Bob's process keeps his.
+    let unsub = alice.request(4, "resources/unsubscribe", json!({"uri": uri})).await;
+    assert_eq!(unsub.body["result"], json!({}), "{}", unsub.raw);
+    let held = async |s: &Legacy, id: i64| {
+        let r = s.request(id, "tools/call", json!({"name": "pc__subscriptions", "arguments": {}})).await;
+        text(&r)
+    };
+    let mut n = 10;
+    eventually("alice's process unsubscribed", Duration::from_secs(10), async || {
+        n += 1;
+        match held(&alice, n).await {
+            t if t == "[]" => Ok(()),
+            t => Err(t),
+        }
+    })
+    .await;
+    assert_eq!(held(&bob, 99).await, r#"["echo://static/hello"]"#);
 }
 
 #[tokio::test]
@@ -355,4 +373,24 @@ async fn a_per_client_http_session_holds_its_get_stream_only_while_its_client_ca
     // Alice's next call reopens hers first, on the same upstream session.
     ask(3, "alice again").await;
     assert_eq!(client_sessions(&gw, "web").await["live"], 2);
+}
+
+#[tokio::test]
+async fn a_per_client_sessions_log_messages_outside_calls_follow_its_clients_level() {
+    let gw = Gateway::start(&stdio_with("pc", "session = \"per-client\"")).await;
+    let alice = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let mut get = alice.listen().await;
+    let mut buf = String::new();
+    let is_log = |e: &Value| e["method"] == "notifications/message";
+    // A process's output carries no tie to a call: its log message goes to the standalone stream.
+    let a = alice.request(1, "tools/call", json!({"name": "pc__log", "arguments": {}})).await;
+    assert_eq!(text(&a), "logged", "{}", a.raw);
+    let got = next_event(&mut get, &mut buf, Duration::from_secs(10), is_log).await.expect("the info message");
+    assert_eq!(got["params"]["level"], "info", "{got}");
+    // Errors only from now on: the process still logs at info, and the gateway holds it back.
+    let set = alice.request(2, "logging/setLevel", json!({"level": "error"})).await;
+    assert_eq!(set.body["result"], json!({}), "{}", set.raw);
+    let a = alice.request(3, "tools/call", json!({"name": "pc__log", "arguments": {}})).await;
+    assert_eq!(text(&a), "logged", "{}", a.raw);
+    assert!(next_event(&mut get, &mut buf, Duration::from_millis(700), is_log).await.is_none(), "info got through");
 }

@@ -132,6 +132,21 @@ impl LogLevel {
             _ => return None,
         })
     }
+
+    /// The level of rank `rank` (0 = debug … 7 = emergency), if there is one.
+    pub fn from_rank(rank: u8) -> Option<LogLevel> {
+        const ALL: [LogLevel; 8] = [
+            LogLevel::Debug,
+            LogLevel::Info,
+            LogLevel::Notice,
+            LogLevel::Warning,
+            LogLevel::Error,
+            LogLevel::Critical,
+            LogLevel::Alert,
+            LogLevel::Emergency,
+        ];
+        ALL.get(usize::from(rank)).copied()
+    }
 }
 
 /// The calling client as the gateway sees it.

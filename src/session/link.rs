@@ -4,11 +4,12 @@
 //! call of its in flight or on its standalone stream (legacy GET stream, `sekisho stdio`).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::parts::{ClientEvent, EventSink};
+use crate::pipeline::parts::{ClientEvent, EventSink, LogLevel};
 
 /// One downstream client session as upstream connections see it.
 #[derive(Debug)]
@@ -20,6 +21,9 @@ pub struct ClientLink {
     /// its per-client upstream sessions stop (otherwise they stop after idling).
     pub ended: CancellationToken,
     stream: Mutex<Option<EventSink>>,
+    /// The level set with `logging/setLevel`: 0 none yet, else its rank + 1 (what a
+    /// per-client upstream session logs outside a call is filtered with it).
+    log_level: AtomicU8,
     /// Woken when a standalone stream is attached: the client now wants what its upstreams
     /// send outside calls, so a per-client upstream session opens its own standalone stream
     /// (`upstream::http::gate`).
@@ -32,6 +36,7 @@ impl Default for ClientLink {
             key: rand::random(),
             ended: CancellationToken::new(),
             stream: Mutex::new(None),
+            log_level: AtomicU8::new(0),
             attention: Notify::new(),
         }
     }
@@ -56,6 +61,16 @@ impl ClientLink {
     /// attach is missed.
     pub fn attention(&self) -> tokio::sync::futures::Notified<'_> {
         self.attention.notified()
+    }
+
+    /// The level the client set with `logging/setLevel`, if it did.
+    pub fn log_level(&self) -> Option<LogLevel> {
+        self.log_level.load(Ordering::Relaxed).checked_sub(1).and_then(LogLevel::from_rank)
+    }
+
+    /// Remember the level set with `logging/setLevel`.
+    pub fn set_log_level(&self, level: LogLevel) {
+        self.log_level.store(level as u8 + 1, Ordering::Relaxed);
     }
 
     /// Forget the standalone stream (the session ended).
