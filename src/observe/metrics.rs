@@ -59,7 +59,7 @@ pub struct CallLabels {
     /// Upstream namespace, or `gateway` when the gateway answered itself.
     pub upstream: Name,
     /// `ok`, `tool_error`, `rpc_error` (answers), or the error table's label of the failure
-    /// (`crate::error::GatewayError::class`): `client_error`, `unauthorized`, `forbidden`, `limited`, `shed`,
+    /// (`crate::error::GatewayError::class`): `client_error`, `unauthorized`, `forbidden`, `limited`, `rate_limited`, `shed`,
     /// `shutting_down`, `in_progress`, `cancelled`, `unavailable`, `upstream_error`, `timeout`,
     /// `internal`.
     pub outcome: &'static str,
@@ -98,6 +98,43 @@ pub struct ShedLabels {
     /// The shed call's caller: its API key's stable id (a configured `name`, or `key:` and a
     /// keyed hash), or `anon`. Bounded by the configured keys.
     pub caller: Name,
+}
+
+/// Labels of calls refused by a rate limit (`pipeline::quota`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitedLabels {
+    /// The caller's stable id (`Identity::id`, or `anon`); past [`MAX_LABELED`] distinct
+    /// callers, `other`.
+    pub caller: Name,
+    /// The caller's tenant, `none` for static keys; past [`MAX_LABELED`] distinct tenants,
+    /// `other`.
+    pub tenant: Name,
+    /// The bucket that refused: `key` or `tenant`.
+    pub limit: &'static str,
+}
+
+/// Distinct callers (and, apart, tenants) that get a label value of their own in
+/// `sekisho_rate_limited_total`; later ones are counted as `other`, so a fleet of keys from
+/// the store cannot grow the exposition without bound.
+pub const MAX_LABELED: usize = 200;
+
+/// A set of label values bounded at [`MAX_LABELED`]: a value seen before (or while there is
+/// room) keeps its name, any other becomes `other`.
+#[derive(Default)]
+struct BoundedNames(std::sync::Mutex<std::collections::HashSet<Arc<str>>>);
+
+impl BoundedNames {
+    fn label(&self, name: Name) -> Name {
+        let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains(name.as_str()) {
+            return name;
+        }
+        if seen.len() < MAX_LABELED {
+            seen.insert(Arc::from(name.as_str()));
+            return name;
+        }
+        Name::Static("other")
+    }
 }
 
 /// Labels naming one upstream, allocation-free.
@@ -186,6 +223,9 @@ pub struct Metrics {
     redis_errors: Family<OpLabels, Counter>,
     redis_degraded: Gauge,
     cache_l2_rejected: Family<L2RejectLabels, Counter>,
+    rate_limited: Family<RateLimitedLabels, Counter>,
+    rate_limited_callers: BoundedNames,
+    rate_limited_tenants: BoundedNames,
 }
 
 fn latency_histogram() -> Histogram {
@@ -295,7 +335,16 @@ impl Metrics {
             "Redis cache entries and idempotency records ignored because their MAC did not verify",
             cache_l2_rejected.clone(),
         );
+        let rate_limited = Family::<RateLimitedLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Calls refused by a rate limit, by caller, tenant and the limit that refused (key, tenant)",
+            rate_limited.clone(),
+        );
         Metrics {
+            rate_limited,
+            rate_limited_callers: BoundedNames::default(),
+            rate_limited_tenants: BoundedNames::default(),
             cache_l2_rejected,
             cache_lookups,
             cache_evictions,
@@ -339,6 +388,17 @@ impl Metrics {
     /// Count a call of `caller` shed by admission control `limit` at `priority`.
     pub fn shed(&self, limit: Name, priority: &'static str, caller: Name) {
         self.shed.get_or_create(&ShedLabels { limit, priority, caller }).inc();
+    }
+
+    /// Count a call of `caller` (of `tenant`, if any) refused by its `limit` (`key` or
+    /// `tenant`) bucket; caller and tenant names are bounded ([`MAX_LABELED`]).
+    pub fn rate_limited(&self, caller: Name, tenant: Option<Arc<str>>, limit: &'static str) {
+        let caller = self.rate_limited_callers.label(caller);
+        let tenant = match tenant {
+            Some(t) => self.rate_limited_tenants.label(Name::Shared(t)),
+            None => Name::Static("none"),
+        };
+        self.rate_limited.get_or_create(&RateLimitedLabels { caller, tenant, limit }).inc();
     }
 
     /// Count a retry of a call to `upstream`.

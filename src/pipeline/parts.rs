@@ -231,6 +231,12 @@ pub struct Identity {
     /// The first 16 bytes of SHA-256 over `id`: what a sealed session id carries to bind the
     /// session to its caller (fixed size, computed once).
     pub tag: [u8; 16],
+    /// The key's own rate limit (`rps`/`burst` on its entry); `None`: `[rate_limits] per_key`
+    /// applies (`pipeline::quota`).
+    pub rate_limit: Option<crate::pipeline::quota::RateLimit>,
+    /// The tenant the key belongs to, whose `[rate_limits] per_tenant` limit its calls share
+    /// with the tenant's other keys; `None` for static keys from `[server] api_keys`.
+    pub tenant: Option<Arc<str>>,
 }
 
 impl Identity {
