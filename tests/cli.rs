@@ -88,6 +88,7 @@ fn every_section_takes_environment_overrides() {
         ("SEKISHO_CACHE__TTL", "7m"),
         ("SEKISHO_IDEMPOTENCY__WINDOW", "9m"),
         ("SEKISHO_REDIS__PREFIX", "fleet9:"),
+        ("SEKISHO_RATE_LIMITS__PER_KEY", "{ rps = 7 }"),
         ("SEKISHO_UPSTREAMS__A__TIMEOUT", "13s"),
         // Not configuration (no `__`): scripts' own variables are left alone.
         ("SEKISHO_CACHE", "/tmp/somewhere"),
@@ -104,6 +105,7 @@ fn every_section_takes_environment_overrides() {
         ("  [cache]", "ttl = \"7m\""),
         ("  [idempotency]", "window = \"9m\""),
         ("  [redis]", "prefix = \"fleet9:\""),
+        ("  [rate_limits]", "rps = 7.0"),
         ("  a: stdio", "timeout = \"13s\""),
     ] {
         assert!(block(&text, section).contains(&line), "{section} should show {line}:\n{text}");

@@ -334,6 +334,7 @@ fn sections(config: &crate::config::Config) -> String {
     section("cache", toml::to_string(&config.cache));
     section("idempotency", toml::to_string(&config.idempotency));
     section("redis", toml::to_string(&redis));
+    section("rate_limits", toml::to_string(&config.rate_limits));
     section("catalog", toml::to_string(&config.catalog));
     section("log", toml::to_string(&config.log));
     out
