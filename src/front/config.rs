@@ -289,11 +289,6 @@ impl ApiKey {
         &self.key
     }
 
-    /// The key's own rate limit, when it sets `rps`.
-    pub fn limit(&self) -> Option<LimitConfig> {
-        self.rps.map(|rps| LimitConfig { rps, burst: self.burst })
-    }
-
     /// Whether the key has the `admin` role.
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
@@ -319,9 +314,9 @@ impl ApiKey {
         let priority = self.priority.unwrap_or(default_priority);
         let max_priority = self.max_priority.unwrap_or(priority);
         let tag = Identity::tag_of(&id);
-        let rate_limit = self.limit().map(|l| l.resolve());
-        self.identity =
-            Arc::new(Identity { id, priority, max_priority, admin: self.is_admin(), tag, rate_limit, tenant: None });
+        let rate_limit = self.rps.map(|rps| LimitConfig { rps, burst: self.burst }.resolve());
+        let (admin, tenant) = (self.is_admin(), None);
+        self.identity = Arc::new(Identity { id, priority, max_priority, admin, tag, rate_limit, tenant });
     }
 }
 
@@ -378,13 +373,7 @@ impl ServerConfig {
             if key.secret().len() < 16 {
                 problems.push(format!("server.api_keys[{i}] is shorter than 16 characters; use a long random key"));
             }
-            match key.limit() {
-                Some(limit) => problems.extend(limit.validate(&format!("server.api_keys[{i}]"))),
-                None if key.burst.is_some() => {
-                    problems.push(format!("server.api_keys[{i}].burst needs rps (the key's own rate limit)"))
-                }
-                None => {}
-            }
+            problems.extend(LimitConfig::validate_own(key.rps, key.burst, &format!("server.api_keys[{i}]")));
             if !secrets.insert(key.secret()) {
                 problems.push(format!("server.api_keys[{i}] repeats an earlier key"));
             }

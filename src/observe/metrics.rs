@@ -12,6 +12,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::bounded::BoundedNames;
+pub use super::bounded::MAX_LABELED;
+
 /// A label value that costs no allocation on the hot path: a literal, or a shared name.
 #[derive(Clone, Debug)]
 pub enum Name {
@@ -111,30 +114,6 @@ pub struct RateLimitedLabels {
     pub tenant: Name,
     /// The bucket that refused: `key` or `tenant`.
     pub limit: &'static str,
-}
-
-/// Distinct callers (and, apart, tenants) that get a label value of their own in
-/// `sekisho_rate_limited_total`; later ones are counted as `other`, so a fleet of keys from
-/// the store cannot grow the exposition without bound.
-pub const MAX_LABELED: usize = 200;
-
-/// A set of label values bounded at [`MAX_LABELED`]: a value seen before (or while there is
-/// room) keeps its name, any other becomes `other`.
-#[derive(Default)]
-struct BoundedNames(std::sync::Mutex<std::collections::HashSet<Arc<str>>>);
-
-impl BoundedNames {
-    fn label(&self, name: Name) -> Name {
-        let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seen.contains(name.as_str()) {
-            return name;
-        }
-        if seen.len() < MAX_LABELED {
-            seen.insert(Arc::from(name.as_str()));
-            return name;
-        }
-        Name::Static("other")
-    }
 }
 
 /// Labels naming one upstream, allocation-free.
@@ -393,9 +372,11 @@ impl Metrics {
     /// Count a call of `caller` (of `tenant`, if any) refused by its `limit` (`key` or
     /// `tenant`) bucket; caller and tenant names are bounded ([`MAX_LABELED`]).
     pub fn rate_limited(&self, caller: Name, tenant: Option<Arc<str>>, limit: &'static str) {
-        let caller = self.rate_limited_callers.label(caller);
+        let other = Name::Static("other");
+        let caller = if self.rate_limited_callers.keeps(caller.as_str()) { caller } else { other.clone() };
         let tenant = match tenant {
-            Some(t) => self.rate_limited_tenants.label(Name::Shared(t)),
+            Some(t) if self.rate_limited_tenants.keeps(&t) => Name::Shared(t),
+            Some(_) => other,
             None => Name::Static("none"),
         };
         self.rate_limited.get_or_create(&RateLimitedLabels { caller, tenant, limit }).inc();

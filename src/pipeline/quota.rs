@@ -31,6 +31,7 @@ use tower::{Service, ServiceExt};
 
 use self::fleet::Fleet;
 use super::ctx::Call;
+pub use super::parts::RateLimit;
 use super::parts::{ANONYMOUS, Principal, Reply, ReplyFuture};
 use super::steps::{Named, Stepped};
 use crate::cache::l2::L2;
@@ -71,6 +72,15 @@ impl LimitConfig {
         p
     }
 
+    /// Problems of an API key's own limit (`rps`, `burst` on its entry, named by `key`).
+    pub fn validate_own(rps: Option<f64>, burst: Option<u32>, key: &str) -> Vec<String> {
+        match rps {
+            Some(rps) => LimitConfig { rps, burst }.validate(key),
+            None if burst.is_some() => vec![format!("{key}.burst needs rps (the key's own rate limit)")],
+            None => Vec::new(),
+        }
+    }
+
     /// The limit in force (valid after [`LimitConfig::validate`]); the default burst is
     /// written here only.
     pub fn resolve(&self) -> RateLimit {
@@ -81,15 +91,7 @@ impl LimitConfig {
     }
 }
 
-/// A resolved GCRA limit: one request per `interval` sustained, `burst` at once.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct RateLimit {
-    /// The emission interval (1 / rate).
-    pub interval: Duration,
-    /// The bucket's size: requests admitted at once after a quiet period (≥ 1).
-    pub burst: u32,
-}
-
+/// What this step makes of a [`RateLimit`] (the type lives with `Identity` in `parts`).
 impl RateLimit {
     /// How long an idle bucket takes to fill up again: after it, a bucket is as good as new.
     fn refill(&self) -> Duration {
@@ -240,7 +242,7 @@ impl Limiter {
 
     /// The buckets a call of `caller` draws from: its key's (its own limit, else `per_key`)
     /// and its tenant's (`per_tenant`), each when a limit applies. At most two.
-    fn buckets(&self, caller: &Principal) -> ([Option<BucketKey>; 2], usize) {
+    fn buckets(&self, caller: &Principal) -> [Option<BucketKey>; 2] {
         static ANON: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(ANONYMOUS));
         let (id, own, tenant) = match caller {
             Principal::Anonymous => (&*ANON, None, None),
@@ -249,8 +251,7 @@ impl Limiter {
         let key = own.or(self.per_key).map(|limit| BucketKey { scope: Scope::Key, id: Arc::clone(id), limit });
         let tenant =
             tenant.zip(self.per_tenant).map(|(t, limit)| BucketKey { scope: Scope::Tenant, id: Arc::clone(t), limit });
-        let n = usize::from(key.is_some()) + usize::from(tenant.is_some());
-        ([key, tenant], n)
+        [key, tenant]
     }
 
     /// Check one call of `caller` in process: `Err` names the bucket that refused and how long
@@ -258,8 +259,7 @@ impl Limiter {
     /// drains its tenant's; a call refused by the tenant's bucket has used a cell of its key's
     /// (`governor` takes one bucket at a time; Redis takes both together).
     pub fn check_local(&self, caller: &Principal) -> Result<(), (Scope, Duration)> {
-        let (buckets, _) = self.buckets(caller);
-        for key in buckets.into_iter().flatten() {
+        for key in self.buckets(caller).into_iter().flatten() {
             let scope = key.scope;
             let limit = key.limit;
             let bucket = self.local.get_with(key, || {
@@ -276,12 +276,15 @@ impl Limiter {
     /// in one round trip, taken together or not at all), else in process.
     pub async fn check(&self, caller: &Principal) -> Result<(), (Scope, Duration)> {
         if let Some(fleet) = &self.fleet {
-            let (buckets, n) = self.buckets(caller);
-            if n == 0 {
+            let buckets = self.buckets(caller);
+            let present: Vec<&BucketKey> = buckets.iter().flatten().collect();
+            if present.is_empty() {
                 return Ok(());
             }
-            if let Some(verdict) = fleet.check(&buckets).await {
-                return verdict;
+            let asked: Vec<fleet::Bucket<'_>> =
+                present.iter().map(|b| fleet::Bucket { tag: b.scope.tag(), id: &b.id, limit: b.limit }).collect();
+            if let Some(verdict) = fleet.check(&asked).await {
+                return verdict.map_err(|(i, wait)| (present[i].scope, wait));
             }
         }
         self.check_local(caller)

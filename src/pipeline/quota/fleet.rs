@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{BucketKey, Scope};
 use crate::cache::l2::L2;
 use crate::observe::metrics::METRICS;
+use crate::pipeline::parts::RateLimit;
 
 /// How long the local limits decide alone after a Redis check failed or was late.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
@@ -42,6 +42,16 @@ end
 return {0, 0}
 ";
 
+/// One bucket to check: `<prefix>rl:<tag>:<id>` under `limit`.
+pub(super) struct Bucket<'a> {
+    /// `k` (a caller's key) or `t` (a tenant).
+    pub tag: &'static str,
+    /// The caller's id or the tenant's name.
+    pub id: &'a str,
+    /// Its limit.
+    pub limit: RateLimit,
+}
+
 /// The Redis side of the limiter.
 pub(super) struct Fleet {
     l2: Arc<L2>,
@@ -66,23 +76,23 @@ impl Fleet {
     }
 
     /// The Redis key of a bucket: `<prefix>rl:k:<caller id>` or `<prefix>rl:t:<tenant>`.
-    fn key_of(&self, bucket: &BucketKey) -> String {
-        format!("{}rl:{}:{}", self.l2.prefix, bucket.scope.tag(), bucket.id)
+    fn key_of(&self, bucket: &Bucket<'_>) -> String {
+        format!("{}rl:{}:{}", self.l2.prefix, bucket.tag, bucket.id)
     }
 
-    /// Check the buckets in one round trip: `Some(verdict)` when Redis answered in time,
-    /// `None` when it is absent, failing, late, or resting after a failure.
-    pub(super) async fn check(&self, buckets: &[Option<BucketKey>; 2]) -> Option<Result<(), (Scope, Duration)>> {
+    /// Check `buckets` in one round trip, all or nothing: `Some(Ok)` admitted,
+    /// `Some(Err((i, wait)))` refused by `buckets[i]` for `wait`; `None` when Redis is absent,
+    /// failing, late, or resting after a failure.
+    pub(super) async fn check(&self, buckets: &[Bucket<'_>]) -> Option<Result<(), (usize, Duration)>> {
         let since = self.epoch.elapsed().as_millis() as u64;
         if since < self.retry_at_ms.load(Ordering::Relaxed) {
             return None;
         }
         // Not connected yet (or never: a closed port): local limits until it is.
         let mut conn = self.l2.connection()?;
-        let present: Vec<&BucketKey> = buckets.iter().flatten().collect();
-        let keys: Vec<String> = present.iter().map(|b| self.key_of(b)).collect();
-        let mut args: Vec<u64> = Vec::with_capacity(2 * present.len());
-        for b in &present {
+        let keys: Vec<String> = buckets.iter().map(|b| self.key_of(b)).collect();
+        let mut args: Vec<u64> = Vec::with_capacity(2 * buckets.len());
+        for b in buckets {
             args.push(b.limit.interval.as_micros().max(1) as u64);
             args.push(u64::from(b.limit.burst));
         }
@@ -101,8 +111,7 @@ impl Fleet {
         match tokio::time::timeout(self.timeout, run).await {
             Ok(Ok((0, _))) => Some(Ok(())),
             Ok(Ok((i, wait_us))) => {
-                let scope = present.get(i as usize - 1).map_or(Scope::Key, |b| b.scope);
-                Some(Err((scope, Duration::from_micros(wait_us))))
+                Some(Err(((i as usize - 1).min(buckets.len() - 1), Duration::from_micros(wait_us))))
             }
             Ok(Err(e)) => self.failed(&e.to_string()),
             Err(_) => self.failed("timed out"),
