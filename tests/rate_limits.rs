@@ -293,3 +293,63 @@ async fn with_redis_unreachable_local_limits_apply_and_calls_do_not_fail() {
     assert_eq!(admitted(&gw, BOT, 3).await, 0, "the local limit holds the same burst");
     assert_eq!(admitted(&gw, OTHER, 5).await, 5);
 }
+
+/// A redis-server of our own on a free port, so the test can stop and restart it.
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    async fn start(port: u16) -> OwnRedis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        eventually("redis-server accepting connections", Duration::from_secs(10), async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())
+        })
+        .await;
+        OwnRedis { port, child }
+    }
+
+    fn has(&self, key: &str) -> bool {
+        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "EXISTS", key]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn redis_dying_mid_run_falls_back_to_local_limits_and_is_used_again_when_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let redis = OwnRedis::start(port).await;
+    let prefix = prefix();
+    let toml = format!("{}{}", keys(5, 100), redis_toml(&format!("redis://127.0.0.1:{port}"), &prefix));
+    let gw = Gateway::start(&toml).await;
+    redis_up(&gw).await;
+    assert_eq!(admitted(&gw, BOT, 2).await, 2);
+    assert!(redis.has(&format!("{prefix}rl:k:bot")), "the bucket is in Redis");
+    drop(redis);
+    // Every call is answered or rate limited (`admitted` panics on anything else); the
+    // replica's own bucket, untouched while Redis decided, holds the whole burst.
+    assert_eq!(admitted(&gw, BOT, 8).await, 5, "the local limit while Redis is down");
+    // Redis returns (empty): after its rest the limiter uses it again by itself.
+    let redis = OwnRedis::start(port).await;
+    let mut id = 100;
+    eventually("rate limits decided in Redis again", Duration::from_secs(15), async || {
+        id += 1;
+        let a = list(&gw, OTHER, id).await;
+        assert!(a.status == 200 || a.error_code() == Some(-32016), "{}", a.raw);
+        if redis.has(&format!("{prefix}rl:k:other")) { Ok(()) } else { Err("no bucket in Redis yet") }
+    })
+    .await;
+}
