@@ -1,4 +1,4 @@
-//! Observability: Prometheus metrics (with bounded label sets), structured logs, redaction of secrets in what is printed.
+//! Observability: Prometheus metrics, structured logs, redaction of secrets in what is printed.
 
 pub mod bounded;
 pub mod config;
