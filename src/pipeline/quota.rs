@@ -453,6 +453,51 @@ mod tests {
         assert!(limiter.tracked() <= 100, "{} buckets", limiter.tracked());
     }
 
+    /// The fleet path on the real Redis at 127.0.0.1:6379 under a prefix of its own: a tenant's
+    /// bucket is shared by its keys, and key and tenant are taken together or not at all (a
+    /// call the tenant refuses costs its key nothing, unlike in process).
+    #[tokio::test]
+    async fn in_redis_a_tenants_keys_share_its_bucket_and_refusals_take_nothing() {
+        use crate::cache::config::RedisConfig;
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let redis = RedisConfig {
+            prefix: format!("sekisho-quota-unit-{}-{nanos}:", std::process::id()),
+            entry_secret: "unit-test-entry-secret-0123456789abcdef".into(),
+            ..RedisConfig::default()
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        let l2 = L2::connect("redis://127.0.0.1:6379".into(), &redis, stop.clone());
+        for _ in 0..400 {
+            if l2.connection().is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(l2.connection().is_some(), "Redis on 127.0.0.1:6379");
+        let l = |burst| Some(LimitConfig { rps: 0.001, burst: Some(burst) });
+        let config = RateLimitsConfig {
+            per_key: l(2),
+            per_tenant: l(3),
+            redis_timeout: Duration::from_secs(1),
+            ..RateLimitsConfig::default()
+        };
+        let limiter = Limiter::new(&config, Some(&l2));
+        let (a1, a2, b1) =
+            (key("a1", Some("acme"), None), key("a2", Some("acme"), None), key("b1", Some("globex"), None));
+        let mut verdicts = Vec::new();
+        for caller in [&a1, &a1, &a1, &a2, &a2, &b1] {
+            verdicts.push(limiter.check(caller).await.map_err(|(scope, _)| scope));
+        }
+        use Scope::*;
+        assert_eq!(verdicts, [Ok(()), Ok(()), Err(Key), Ok(()), Err(Tenant), Ok(())]);
+        // a2's refused call took nothing from a2's own bucket: with a tenant of its own room it
+        // has its second call.
+        let a2_elsewhere = key("a2", Some("initech"), None);
+        assert_eq!(limiter.check(&a2_elsewhere).await, Ok(()), "a2 had one call left");
+        assert!(limiter.tracked() == 0, "Redis decided every call; nothing was kept in process");
+        stop.cancel();
+    }
+
     #[test]
     fn limits_resolve_and_validate() {
         let r = LimitConfig { rps: 2.5, burst: None }.resolve();
