@@ -305,11 +305,57 @@ async fn an_idle_per_client_session_is_stopped_and_restarted_on_next_use() {
     assert_eq!(text(&b), "1", "{}", b.raw);
 }
 
-/// How many standalone GET streams the HTTP echo upstream has open now (`GET /stats`).
-async fn upstream_get_streams(http: &HttpUpstream) -> u64 {
+/// A count of the HTTP echo upstream's `GET /stats`: `get_streams` (legacy standalone GET
+/// streams open) or `listen_streams` (modern `subscriptions/listen` streams open).
+async fn upstream_stat(http: &HttpUpstream, name: &str) -> u64 {
     let stats = http.url.replace("/mcp", "/stats");
     let v: Value = client().get(stats).send().await.unwrap().json().await.unwrap();
-    v["get_streams"].as_u64().unwrap()
+    v[name].as_u64().unwrap()
+}
+
+async fn upstream_get_streams(http: &HttpUpstream) -> u64 {
+    upstream_stat(http, "get_streams").await
+}
+
+#[tokio::test]
+async fn a_per_client_modern_session_listens_only_while_its_client_has_a_stream() {
+    // A dual-era upstream spoken in 2026-07-28: per-client sessions have no session id, and
+    // their `subscriptions/listen` (list changes) would hold a connection each.
+    let http = HttpUpstream::start("dual").await;
+    let gw = Gateway::start(&format!("{}session = \"per-client\"\n", http.table("web"))).await;
+    let mcp = gw.url("/mcp");
+    let base = eventually("the shared session listens", Duration::from_secs(10), async || {
+        match upstream_stat(&http, "listen_streams").await {
+            0 => Err("no stream yet"),
+            n => Ok(n),
+        }
+    })
+    .await;
+    let alice = Legacy::open(&mcp, "2025-11-25").await;
+    for i in 0..3 {
+        let echo = alice.request(i, "tools/call", json!({"name": "web__echo", "arguments": {"message": "hi"}})).await;
+        assert_eq!(text(&echo), "hi", "{}", echo.raw);
+    }
+    assert_eq!(client_sessions(&gw, "web").await["live"], 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(upstream_stat(&http, "listen_streams").await, base, "calls alone open no listen stream");
+    // With her own stream open, what her upstream session says outside calls has somewhere to go.
+    let get = alice.listen().await;
+    eventually("alice's session listens", Duration::from_secs(10), async || {
+        match upstream_stat(&http, "listen_streams").await {
+            n if n == base + 1 => Ok(()),
+            n => Err(format!("{n} streams")),
+        }
+    })
+    .await;
+    drop(get);
+    eventually("and stops with her stream", Duration::from_secs(15), async || {
+        match upstream_stat(&http, "listen_streams").await {
+            n if n == base => Ok(()),
+            n => Err(format!("{n} streams")),
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -643,7 +643,8 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
     let modern_header = req.headers().get("mcp-protocol-version").and_then(|v| v.to_str().ok()) == Some(MODERN);
     let session = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     if req.method() == Method::GET && req.uri().path() == "/stats" {
-        let stats = json!({"get_streams": up.get_streams.load(Ordering::SeqCst)});
+        let stats = json!({"get_streams": up.get_streams.load(Ordering::SeqCst),
+                           "listen_streams": up.listen_filters.lock().unwrap().len()});
         return Ok(full(StatusCode::OK, serde_json::to_vec(&stats).unwrap(), None));
     }
     if req.method() == Method::GET {

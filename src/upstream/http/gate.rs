@@ -1,16 +1,22 @@
-//! When a per-client legacy HTTP upstream session holds its standalone GET stream
-//! (2025-11-25 `basic/transports`, "Listening for Messages from the Server").
+//! When a per-client HTTP upstream session holds its notification stream: the legacy standalone
+//! GET stream (2025-11-25 `basic/transports`, "Listening for Messages from the Server") or a
+//! modern `subscriptions/listen`.
 //!
-//! An open GET stream costs the gateway a connection of its own with hyper's read and write
-//! buffers and a listener task (≈ 20 KiB), and the upstream one more open stream. A shared
+//! An open stream costs the gateway a connection of its own with hyper's read and write
+//! buffers and a listener's state (≈ 20 KiB), and the upstream one more open stream. A shared
 //! upstream session holds it always: list changes come on it. A per-client session holds it
 //! only while its one client can use what arrives there: while a call of the client is in
 //! flight (an upstream may send the call's server requests there instead of on the call's
 //! stream, and the SDKs drop what they would send on a stream that is not open), for
 //! [`LINGER`] after the last call ends, and while the client holds its own standalone stream
-//! (where what comes outside calls goes, resource updates included). A call finds the stream open before its POST
-//! leaves: it wakes the listener and waits (at most [`OPEN_WAIT`]) for the upstream to accept
-//! the GET.
+//! (where what comes outside calls goes, resource updates included). A call finds the stream
+//! open before its POST leaves: it wakes the listener and waits (at most [`OPEN_WAIT`]) for
+//! the upstream to accept the GET.
+//!
+//! A per-client session with a modern upstream (2026-07-28) is gated the same way, except that
+//! calls do not open its `subscriptions/listen` stream: the modern era ties everything a server
+//! asks to the call (`input_required`), so the stream carries only what comes outside calls
+//! (list changes, resource updates), and it is held while the client has a standalone stream.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};

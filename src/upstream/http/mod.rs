@@ -85,7 +85,7 @@ pub struct HttpConn {
     handshake: OnceLock<Handshake>,
     session: Option<HeaderValue>,
     closed: CancellationToken,
-    /// A per-client legacy session's GET stream demand (`None`: the stream is always held).
+    /// A per-client session's notification stream demand (`None`: the stream is always held).
     gate: Option<gate::StreamGate>,
 }
 
@@ -139,6 +139,7 @@ impl HttpConn {
                 Ok((msg, _)) => match expect_result(&msg).ok().and_then(|r| handshake::from_discover(&r)) {
                     Some(h) => {
                         let _ = conn.handshake.set(h);
+                        conn.gate = owner.map(|o| gate::StreamGate::new(o.link));
                         return Ok(Arc::new(conn));
                     }
                     None => probe_error = Some("server/discover offered no modern revision".to_string()),
@@ -273,12 +274,13 @@ impl HttpConn {
             let cause = TransportError::new(TransportKind::Closed, "the session is closed; the request was not sent");
             return Err(ConnError::Transport(cause.not_sent()));
         }
-        // A client's call on a per-client legacy session: its GET stream open first.
+        let h = self.handshake();
+        // A client's call on a per-client legacy session: its GET stream open first (a modern
+        // upstream ties all it asks to the call, MRTR: its listen stream waits for the client).
         let _hold = match (&self.gate, req.client) {
-            (Some(gate), Some(_)) => Some(gate.enter().await),
+            (Some(gate), Some(_)) if h.era == Era::Legacy => Some(gate.enter().await),
             _ => None,
         };
-        let h = self.handshake();
         let id = self.mux.register(None, req.route.clone(), req.client);
         let mut guard = CancelOnDrop { conn: self, id, armed: h.era == Era::Legacy };
         let mut body = Vec::with_capacity(256 + req.body_len_hint());
