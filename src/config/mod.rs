@@ -51,6 +51,9 @@ pub struct Config {
     /// The shared store for the cache and idempotency records across replicas.
     #[serde(default)]
     pub redis: crate::cache::config::RedisConfig,
+    /// The multi-tenant store in PostgreSQL (off without `postgres_url`).
+    #[serde(default)]
+    pub store: crate::store::StoreConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -180,6 +183,7 @@ impl Config {
         problems.extend(self.admission.validate());
         problems.extend(self.resilience.validate());
         problems.extend(self.redis.validate());
+        problems.extend(self.store.validate());
         problems.extend(self.cache.validate());
         for (name, up) in &self.upstreams {
             problems.extend(up.validate(name));
@@ -206,8 +210,8 @@ impl Config {
 
 /// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
 /// against the fields of [`Config`], so a new section cannot be left out).
-pub const SECTIONS: [&str; 9] =
-    ["server", "catalog", "log", "admission", "resilience", "cache", "idempotency", "redis", "upstreams"];
+pub const SECTIONS: [&str; 10] =
+    ["server", "catalog", "log", "admission", "resilience", "cache", "idempotency", "redis", "store", "upstreams"];
 
 /// The section a `SEKISHO_…` variable (prefix removed, any case) addresses: its text before the
 /// first `__`. Variables without `__` (`SEKISHO_CONFIG`, a script's `SEKISHO_BIN` or
