@@ -12,6 +12,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+mod store;
+pub use store::StoreMetrics;
+
 /// A label value that costs no allocation on the hot path: a literal, or a shared name.
 #[derive(Clone, Debug)]
 pub enum Name {
@@ -456,63 +459,3 @@ pub fn catalog_refresh_failed(upstream: &str) {
     METRICS.catalog_refresh_failures.get_or_create(&UpstreamLabels { upstream: upstream.into() }).inc();
 }
 
-/// Labels of a config cache lookup: `hit`, `miss` (loaded from PostgreSQL), `stale` (served
-/// past its TTL while PostgreSQL is down).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StoreLookupLabels {
-    pub result: &'static str,
-}
-
-/// Metrics of the `[store]` config cache (`crate::store`).
-pub struct StoreMetrics {
-    lookups: Family<StoreLookupLabels, Counter>,
-    notifications: Counter,
-    degraded: Gauge,
-}
-
-impl StoreMetrics {
-    fn register(registry: &mut Registry) -> Self {
-        let lookups = Family::<StoreLookupLabels, Counter>::default();
-        for result in ["hit", "miss", "stale"] {
-            let _ = lookups.get_or_create(&StoreLookupLabels { result });
-        }
-        registry.register(
-            "store_cache_lookups",
-            "API key resolutions by result: hit, miss (loaded from PostgreSQL), stale (served while PostgreSQL is down)",
-            lookups.clone(),
-        );
-        let notifications = Counter::default();
-        registry.register(
-            "store_notifications",
-            "Change notifications received on sekisho_store",
-            notifications.clone(),
-        );
-        let degraded = Gauge::default();
-        registry.register(
-            "store_degraded",
-            "1 while the configured PostgreSQL store is not answering",
-            degraded.clone(),
-        );
-        StoreMetrics { lookups, notifications, degraded }
-    }
-
-    /// Count a config cache lookup (`hit`, `miss`, `stale`).
-    pub fn lookup(&self, result: &'static str) {
-        self.lookups.get_or_create(&StoreLookupLabels { result }).inc();
-    }
-
-    /// Count a change notification.
-    pub fn notification(&self) {
-        self.notifications.inc();
-    }
-
-    /// Set whether the store is degraded.
-    pub fn degraded(&self, down: bool) {
-        self.degraded.set(i64::from(down));
-    }
-
-    /// Lookups so far with `result` (for tests and the monitor).
-    pub fn lookups(&self, result: &'static str) -> u64 {
-        self.lookups.get_or_create(&StoreLookupLabels { result }).get()
-    }
-}
