@@ -36,7 +36,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let cli = match cli.command.into_store() {
         Ok(command) => return run_store_command(command),
-        Err(command) => Cli { command },
+        Err(command) => Cli { command: *command },
     };
     // The client-facing helpers need no gateway configuration of their own to start.
     let helper = match &cli.command {

@@ -112,7 +112,7 @@ pub enum Command {
 
 impl Command {
     /// The store command this is, if it is one (they need no gateway configuration).
-    pub fn into_store(self) -> Result<store::StoreCommand, Command> {
+    pub fn into_store(self) -> Result<store::StoreCommand, Box<Command>> {
         use store::StoreCommand as S;
         match self {
             Command::Db { action } => Ok(S::Db(action)),
@@ -120,7 +120,7 @@ impl Command {
             Command::Server { action } => Ok(S::Server(action)),
             Command::Instance { action } => Ok(S::Instance(action)),
             Command::Key { action } => Ok(S::Key(action)),
-            other => Err(other),
+            other => Err(Box::new(other)),
         }
     }
 }

@@ -458,4 +458,3 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 pub fn catalog_refresh_failed(upstream: &str) {
     METRICS.catalog_refresh_failures.get_or_create(&UpstreamLabels { upstream: upstream.into() }).inc();
 }
-

@@ -106,3 +106,27 @@ impl StoreConfig {
         p
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StoreConfig;
+
+    #[test]
+    fn a_store_needs_its_secrets_and_nothing_is_checked_without_one() {
+        assert!(StoreConfig::default().validate().is_empty());
+        let bare = StoreConfig { postgres_url: "postgres://h/db".into(), ..StoreConfig::default() };
+        let problems = bare.validate().join("\n");
+        assert!(problems.contains("store.key_pepper") && problems.contains("store.secret_key"), "{problems}");
+        let good = StoreConfig {
+            key_pepper: "p".repeat(32),
+            secret_key: "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=".into(),
+            ..bare.clone()
+        };
+        assert!(good.validate().is_empty(), "{:?}", good.validate());
+        let wrong = StoreConfig { postgres_url: "mysql://h/db".into(), ..good };
+        assert!(wrong.validate().join("").contains("postgres://"));
+        // Secrets and the URL never serialize (`sekisho check`, logs of the config).
+        let shown = toml::to_string(&StoreConfig { key_pepper: "pepper-value".into(), ..bare }).unwrap();
+        assert!(!shown.contains("pepper-value") && !shown.contains("postgres://"), "{shown}");
+    }
+}

@@ -152,6 +152,10 @@ JOIN tenants t ON t.id = k.tenant_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL
 "#;
 
+/// The resolution's columns: key id, name, prefix, rps, burst; instance id, name; tenant id,
+/// name; tools and servers as JSON text.
+type Row = (i64, String, String, Option<f64>, Option<i32>, i64, String, i64, String, String, String);
+
 #[derive(Deserialize)]
 struct GrantRow {
     server: Option<i64>,
@@ -177,8 +181,7 @@ pub async fn load(pool: &PgPool, keys: &Keys, hash: &[u8; 32]) -> Result<Option<
     // `fetch_all` (at most one row: `key_hash` is unique) reads the answer to its end, so the
     // connection needs no extra Sync round trip before its next statement, as an abandoned
     // `fetch_optional` stream would.
-    let rows: Vec<(i64, String, String, Option<f64>, Option<i32>, i64, String, i64, String, String, String)> =
-        sqlx::query_as(RESOLVE).bind(&hash[..]).fetch_all(pool).await?;
+    let rows: Vec<Row> = sqlx::query_as(RESOLVE).bind(&hash[..]).fetch_all(pool).await?;
     let row = rows.into_iter().next();
     let Some((id, name, prefix, rps, burst, instance_id, instance_name, tenant_id, tenant_name, tools, servers)) = row
     else {
