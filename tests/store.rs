@@ -159,6 +159,21 @@ async fn operator_commands_manage_the_store_and_never_print_or_store_secrets() {
             "X-Api-Key=plain-header-secret",
         ],
     );
+    let (success, _, err) = cli(
+        &db,
+        &[
+            "server",
+            "create",
+            "inject",
+            "--tenant",
+            "acme",
+            "--url",
+            "https://x.example/",
+            "--header",
+            "X-A=1\r\nX-B: 2",
+        ],
+    );
+    assert!(!success && err.contains("CR or LF"), "{err}");
     let servers = ok(&db, &["server", "list", "--tenant", "acme"]);
     assert!(
         servers.contains("name: weather") && servers.contains("API_TOKEN") && servers.contains("WEATHER_TOKEN"),
@@ -311,6 +326,7 @@ async fn a_change_on_one_replica_reaches_another_replicas_cache_within_a_second(
     }
     assert!(sekisho::observe::metrics::METRICS.store.lookups("miss") >= 2);
 
+    let mut changes = two.changes();
     // An edited tool group (cache_ttl is 60 s: only NOTIFY can make this visible).
     admin::instance_grant(
         &pool,
@@ -327,6 +343,10 @@ async fn a_change_on_one_replica_reaches_another_replicas_cache_within_a_second(
         })
         .await;
     }
+
+    let acme = two.resolve(&key).await.unwrap().unwrap().tenant.id;
+    let change = tokio::time::timeout(Duration::from_secs(1), changes.recv()).await.unwrap().unwrap();
+    assert_eq!(change, sekisho::store::notify::Change::Tenant(acme), "the change reaches the replica's subscribers");
 
     // A new key, first unknown (and cached as unknown) everywhere, then known.
     let (new_key, prefix) = {

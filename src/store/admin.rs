@@ -66,17 +66,22 @@ fn check_pattern(pattern: &str) -> Result<(), StoreError> {
 }
 
 fn check_secrets(values: &SecretValues) -> Result<(), StoreError> {
-    for (kind, map) in [("environment variables", &values.env), ("headers", &values.headers)] {
+    for (kind, map, header) in [("environment variables", &values.env, false), ("headers", &values.headers, true)] {
         if map.len() > MAX_SECRETS {
             return Err(StoreError::Invalid(format!("at most {MAX_SECRETS} {kind}")));
         }
         for (name, value) in map {
             let name_ok = !name.is_empty()
                 && name.len() <= 128
-                && name.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b':');
-            if !name_ok || value.expose().len() > MAX_SECRET_BYTES || value.expose().contains('\0') {
+                && name.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b':')
+                && (!header || http::HeaderName::from_bytes(name.as_bytes()).is_ok());
+            // A header value must be one a request can carry (no CR, LF or NUL: no injection).
+            let value_ok = value.expose().len() <= MAX_SECRET_BYTES
+                && !value.expose().contains('\0')
+                && (!header || http::HeaderValue::from_str(value.expose()).is_ok());
+            if !name_ok || !value_ok {
                 return Err(StoreError::Invalid(format!(
-                    "{kind}: {name:?} is not a valid name, or its value is over {MAX_SECRET_BYTES} bytes or holds NUL"
+                    "{kind}: {name:?} is not a valid name, or its value is over {MAX_SECRET_BYTES} bytes or holds NUL (or, in a header, CR or LF)"
                 )));
             }
         }

@@ -130,8 +130,14 @@ pub struct Store {
     last_used: last_used::LastUsed,
     config: StoreConfig,
     listening: watch::Sender<bool>,
+    /// Every change received (after the cache dropped what it makes stale).
+    changes: tokio::sync::broadcast::Sender<notify::Change>,
     stop: tokio_util::sync::CancellationToken,
 }
+
+/// Changes kept for a slow [`Store::changes`] receiver; one that falls further behind gets
+/// `RecvError::Lagged` and must treat it as [`notify::Change::All`].
+pub const CHANGE_BUFFER: usize = 256;
 
 impl Store {
     /// Connect with `config` (which must be enabled and valid), check the schema, and start
@@ -153,6 +159,7 @@ impl Store {
             last_used: last_used::LastUsed::default(),
             config: config.clone(),
             listening: watch::channel(false).0,
+            changes: tokio::sync::broadcast::channel(CHANGE_BUFFER).0,
             stop: tokio_util::sync::CancellationToken::new(),
         });
         tokio::spawn(listen(Arc::downgrade(&store), store.stop.clone()));
@@ -218,9 +225,25 @@ impl Store {
         self.flush().await
     }
 
+    /// The changes this replica learns of, after its cache has dropped what they make stale:
+    /// for sending `list_changed` to the sessions whose view changed. A (re)connection of the
+    /// listener is [`notify::Change::All`] (changes may have been missed); `Lagged` means the
+    /// same.
+    pub fn changes(&self) -> tokio::sync::broadcast::Receiver<notify::Change> {
+        self.changes.subscribe()
+    }
+
     /// The pool (for the CLI and tests).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+}
+
+impl Drop for Store {
+    /// Ends the listener and the flusher (buffered `last_used_at` times not flushed by
+    /// [`Store::shutdown`] are lost).
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
@@ -255,7 +278,9 @@ async fn listen(store: std::sync::Weak<Store>, stop: tokio_util::sync::Cancellat
         backoff = Duration::from_millis(100);
         if let Some(s) = store.upgrade() {
             s.cache.invalidate(&notify::Change::All).await;
+            s.cache.set_degraded(false);
             s.listening.send_replace(true);
+            let _ = s.changes.send(notify::Change::All);
             tracing::info!("store: listening for changes");
         }
         loop {
@@ -266,6 +291,7 @@ async fn listen(store: std::sync::Weak<Store>, stop: tokio_util::sync::Cancellat
                     let change = notify::Change::parse(n.payload());
                     crate::observe::metrics::METRICS.store.notification();
                     s.cache.invalidate(&change).await;
+                    let _ = s.changes.send(change);
                 }
                 Ok(None) | Err(_) => {
                     s.listening.send_replace(false);
