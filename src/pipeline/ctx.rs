@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::admit::Admissible;
 use super::parts::{ClientSide, EventSink, Params, Principal, Priority, Scope};
 use crate::cache::config::CacheScope;
+use crate::catalog::UpstreamLists;
 use crate::session::registry::SessionState;
 use crate::upstream::Upstream;
 use crate::upstream::request::Outbound;
@@ -101,6 +102,10 @@ pub struct Target {
     pub retry_safe: bool,
     /// The tool's own per-attempt deadline (`tools.<t>.timeout`), overriding the upstream's.
     pub timeout: Option<Duration>,
+    /// For a `tools/call` to an upstream with `validate = true`: the upstream's lists in the
+    /// catalog snapshot the call was routed by, where the validate step finds the tool's
+    /// `inputSchema`; `None` otherwise.
+    pub lists: Option<Arc<UpstreamLists>>,
 }
 
 /// A call after resolve: the request as the upstream will receive it and its target, with the

@@ -290,7 +290,9 @@ impl Resolver {
         let fallback =
             up.config.fallback.as_deref().filter(|_| !task_method).and_then(|f| self.upstreams.get(f)).cloned();
         let timeout = per_tool.and_then(|t| t.timeout);
-        let target = Target { upstream: Arc::clone(up), fallback, cache, retry_safe, timeout };
+        // The validate step checks the arguments against the schema of this very snapshot.
+        let lists = tool.filter(|_| up.config.settings.validate).and_then(|_| snap.upstreams.get(&up.name).cloned());
+        let target = Target { upstream: Arc::clone(up), fallback, cache, retry_safe, timeout, lists };
         let route = ctx.events.map(|events| Route {
             client_token: params.meta.as_ref().and_then(|m| m.progress_token()),
             events,
