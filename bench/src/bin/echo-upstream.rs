@@ -440,12 +440,12 @@ impl Upstream {
                 }
                 text(args["message"].as_str().unwrap_or(""))
             }
-            "strict_add" | "remote_ref" | "ref_loop" | "ref_bomb" | "huge_schema" | "bad_schema"
+            "remote_ref" | "ref_loop" | "ref_bomb" | "huge_schema" | "bad_schema"
                 if SCHEMA_TOOLS.load(Ordering::Relaxed) =>
             {
                 text(format!("{name} got {args}"))
             }
-            "add" => {
+            "add" | "strict_add" => {
                 let sum = args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0);
                 json!({"content": [{"type": "text", "text": sum.to_string()}], "structuredContent": {"sum": sum}})
             }
