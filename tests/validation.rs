@@ -133,3 +133,77 @@ async fn hostile_schemas_neither_hang_nor_fetch_and_their_tools_pass_unvalidated
     let a = modern(&mcp, 3, "tools/call", json!({"name": "local__strict_add", "arguments": {"a": 1}})).await;
     refused(&a);
 }
+
+/// The `sekisho` binary with its stderr in a file, `settled` at `base`.
+struct Logged {
+    child: std::process::Child,
+    base: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Logged {
+    async fn start(toml: &str) -> Logged {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = dir.path().join("sekisho.toml");
+        std::fs::write(&cfg, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n[log]\nlevel = \"warn\"\n{toml}"))
+            .unwrap();
+        let log = dir.path().join("stderr.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sekisho"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        eventually("sekisho settled", Duration::from_secs(30), async || settled(&base, None).await).await;
+        Logged { child, base, log, _dir: dir }
+    }
+
+    /// The warnings about `tool`'s schema so far.
+    fn warnings(&self, tool: &str) -> usize {
+        let text = std::fs::read_to_string(&self.log).unwrap();
+        text.lines().filter(|l| l.contains("inputSchema is not used") && l.contains(tool)).count()
+    }
+}
+
+#[tokio::test]
+async fn an_unused_schema_is_warned_about_once_per_definition() {
+    let toml = format!(
+        "[upstreams.local]\ncommand = {:?}\nargs = [\"stdio\", \"--schema-tools\"]\n",
+        echo_upstream().display().to_string()
+    );
+    let gw = Logged::start(&toml).await;
+    let mcp = format!("{}/mcp", gw.base);
+    let call = async |tool: &str| {
+        let a = modern(&mcp, 1, "tools/call", json!({"name": tool, "arguments": {"x": 1}})).await;
+        assert!(a.body["result"].is_object(), "{tool} passes unvalidated: {}", a.raw);
+    };
+    for _ in 0..3 {
+        call("local__ref_loop").await;
+        call("local__bad_schema").await;
+    }
+    // A catalog change that leaves these tools' definitions as they were.
+    text(&modern(&mcp, 2, "tools/call", json!({"name": "local__change_tools", "arguments": {}})).await);
+    eventually("the new tool listed", Duration::from_secs(10), async || {
+        let names = tool_names(&modern(&mcp, 3, "tools/list", json!({})).await);
+        if names.iter().any(|n| n.starts_with("local__dynamic")) { Ok(()) } else { Err(format!("{names:?}")) }
+    })
+    .await;
+    call("local__ref_loop").await;
+    call("local__bad_schema").await;
+    // A refused call is refused after the change too.
+    refused(&modern(&mcp, 4, "tools/call", json!({"name": "local__add", "arguments": {"a": 1}})).await);
+    assert_eq!(gw.warnings("ref_loop"), 1, "{}", std::fs::read_to_string(&gw.log).unwrap());
+    assert_eq!(gw.warnings("bad_schema"), 1);
+    assert_eq!(gw.warnings("strict_add"), 0);
+}

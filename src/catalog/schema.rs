@@ -17,6 +17,7 @@ use jsonschema::{PatternOptions, Validator};
 use serde_json::Value;
 
 use crate::cache::key::strict_json;
+use crate::observe::redact;
 use crate::wire::object::ObjectView;
 
 /// Largest `inputSchema` used, in bytes of JSON.
@@ -37,7 +38,7 @@ const MAX_REPORTED_CHARS: usize = 200;
 /// `Ok(None)`: the tool declares no `inputSchema`, so there is nothing to check.
 ///
 /// Errors: why the schema is not used — over a bound, a reference it may not make, or one that
-/// does not compile (the reason is for the log; it can be long, it is the upstream's text).
+/// does not compile (the reason is for the log: the upstream's words, URLs redacted).
 pub fn compile(tool: &[u8]) -> Result<Option<Validator>, String> {
     let view = ObjectView::parse(tool).map_err(|e| format!("the tool is not a JSON object: {e}"))?;
     let Some(span) = view.get(tool, "inputSchema") else { return Ok(None) };
@@ -54,7 +55,7 @@ pub fn compile(tool: &[u8]) -> Result<Option<Validator>, String> {
         .with_pattern_options(patterns)
         .build(&schema)
         .map(Some)
-        .map_err(|e| format!("it does not compile: {e}"))
+        .map_err(|e| format!("it does not compile: {}", redact::url(&e.to_string())))
 }
 
 /// Check `arguments` (the raw `params.arguments`; absent or `null` is checked as `{}`) against
@@ -178,7 +179,7 @@ impl<'a> Walk<'a> {
     /// Expand the reference `reference` made at `depth`.
     fn reference(&mut self, reference: &str, depth: usize) -> Result<(), String> {
         let target = local_target(self.root, reference).ok_or_else(|| {
-            format!("it makes a reference that is not a JSON pointer within it: {:?}", cut(reference))
+            format!("it makes a reference that is not a JSON pointer within it: {:?}", cut(&redact::url(reference)))
         })?;
         let at = target as *const Value;
         if self.expanding.contains(&at) {
@@ -288,6 +289,8 @@ mod tests {
             assert!(e.contains(why), "{e}");
         };
         refused(json!({"$ref": "http://127.0.0.1:9/schema.json"}), "not a JSON pointer");
+        let e = compile(&tool(json!({"$ref": "https://user:secret@127.0.0.1:9/s.json?token=t"}))).unwrap_err();
+        assert!(!e.contains("secret") && !e.contains("token"), "{e}");
         refused(json!({"properties": {"x": {"$ref": "other.json#/a"}}}), "not a JSON pointer");
         refused(
             json!({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}}, "$ref": "#/$defs/a"}),
