@@ -6,8 +6,10 @@
 //! itself (`"$ref": "#"` or `"#/json/pointer"`; no `$dynamicRef`, `$recursiveRef` or embedded
 //! `$id`), have no reference cycle, and stay within [`MAX_EXPANDED_NODES`] nodes with every
 //! reference expanded — so validating one value costs at most that many schema nodes per
-//! instance node (a cycle or a chain of shared references could make it unbounded or
-//! exponential). Nothing is ever fetched: the compiler is offline (and built without its HTTP
+//! instance node. A chain of shared references makes validation exponential: 41 definitions,
+//! each an `anyOf` of two references to the next, kept `jsonschema` 0.61 busy for more than 5 s
+//! on the value `5` (measured); cycles are refused too, though the crate stops at them, since
+//! their cost grows with the instance. Nothing is ever fetched: the compiler is offline (and built without its HTTP
 //! and file retrieval). Patterns use the linear-time `regex` engine with bounded sizes, and
 //! `format` is an annotation, as JSON Schema 2020-12 (the MCP default dialect) has it. A schema
 //! outside these bounds, or one that does not compile, is not used: calls to its tool are not
