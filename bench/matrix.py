@@ -123,23 +123,35 @@ def legacy_post(url: str, session: str, body: dict) -> bytes:
 
 
 def idle_sessions(url: str, pid: int, n: int) -> dict:
-    """The gateway's RSS growth over n idle client sessions that each made one call through the
-    shared upstream h, then over n more that each made one call through the per-client upstream p
-    (each starting its own upstream session): the difference per session is what one idle
-    per-client upstream session costs (its Mcp-Session-Id, mux, supervisor, GET stream)."""
+    """What one idle per-client upstream session holds: the gateway's RSS growth over n idle
+    client sessions that each made one call through a per-client upstream (each starting its
+    own upstream session), minus the growth over n that each made one call through the same
+    upstream shared. Measured for the dual-era upstream (spoken in 2026-07-28: no upstream
+    session id, no GET stream) and for the legacy-only one (its own Mcp-Session-Id; the GET
+    stream held only while its client can use it, so it is closed once the sessions idle).
+
+    A legacy per-client session opens its GET stream for its first call, and the n streams
+    linger together for 5 s: memory the allocator keeps after they close. So the legacy pair
+    is measured twice, and the second round (whose transient streams reuse what the first
+    round's freed) is the steady cost of one more idle session."""
     def grow(tool: str) -> float:
         before = rss_mb(pid)
         for i in range(n):
             s = legacy_session(url)
             call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {"message": "x"}}}
             legacy_post(url, s, call)
-        time.sleep(2.0)
+        # Past two of a per-client session's GET-stream lingers (5 s): idle means idle.
+        time.sleep(12.0)
         return rss_mb(pid) - before
 
-    shared_mb = grow("h__echo")
-    per_client_mb = grow("p__echo")
-    return {"sessions": n, "rss_growth_mb_shared": round(shared_mb, 2), "rss_growth_mb_per_client": round(per_client_mb, 2),
-            "kib_per_idle_per_client_upstream_session": round((per_client_mb - shared_mb) * 1024 / n, 1)}
+    out = {"sessions": n}
+    for label, shared, per_client, rounds in (("modern", "h__echo", "p__echo", 1), ("legacy", "hl__echo", "pl__echo", 2)):
+        for r in range(1, rounds + 1):
+            shared_mb, per_client_mb = grow(shared), grow(per_client)
+            key = label if rounds == 1 else f"{label}_round{r}"
+            out[key] = {"rss_growth_mb_shared": round(shared_mb, 2), "rss_growth_mb_per_client": round(per_client_mb, 2),
+                        "kib_per_idle_per_client_upstream_session": round((per_client_mb - shared_mb) * 1024 / n, 1)}
+    return out
 
 
 def main() -> None:
@@ -198,6 +210,10 @@ def main() -> None:
     try:
         up_port = free_port()
         upstream = start([echo, "http", "--listen", f"127.0.0.1:{up_port}"])
+        # A legacy-only twin (2025-11-25, sessions and GET streams): what per-client mode is for.
+        legacy_port = free_port()
+        if args.per_client:
+            start([echo, "http", "--listen", f"127.0.0.1:{legacy_port}", "--era", "legacy"])
         slow_port = free_port()
         slow = start([echo, "http", "--listen", f"127.0.0.1:{slow_port}", "--echo-delay-ms", "2"])
         gw_port = free_port()
@@ -225,6 +241,10 @@ trusted = true
             if args.per_client:
                 cap = max(1024, args.idle_sessions + 16)
                 f.write(f'[upstreams.p]\nurl = "http://127.0.0.1:{up_port}/mcp"\nsession = "per-client"\nmax_client_sessions = {cap}\n')
+                # The legacy pair is measured twice (see idle_sessions): room for both rounds.
+                cap = min(4096, max(1024, 2 * args.idle_sessions + 16))
+                f.write(f'[upstreams.hl]\nurl = "http://127.0.0.1:{legacy_port}/mcp"\n')
+                f.write(f'[upstreams.pl]\nurl = "http://127.0.0.1:{legacy_port}/mcp"\nsession = "per-client"\nmax_client_sessions = {cap}\n')
             if args.redis:
                 f.write(f'[redis]\nurl = "{args.redis}"\nprefix = "bench-{os.getpid()}:"\nentry_secret = "bench-entry-secret-0123456789abcdef"\n')
         gw = start([gateway, "serve", "--config", config])
@@ -260,6 +280,8 @@ trusted = true
         if args.per_client:
             del targets["sekisho-stdio"]
             targets["sekisho-http-pc"] = (f"http://127.0.0.1:{gw_port}/mcp", "p__echo", gw.pid)
+            targets["sekisho-http-legacy"] = (f"http://127.0.0.1:{gw_port}/mcp", "hl__echo", gw.pid)
+            targets["sekisho-http-legacy-pc"] = (f"http://127.0.0.1:{gw_port}/mcp", "pl__echo", gw.pid)
         if b:
             targets["B-http"] = (f"http://127.0.0.1:{b_port}/mcp", "h__echo", b.pid)
             targets["B-stdio"] = (f"http://127.0.0.1:{b_port}/mcp", "s__echo", b.pid)

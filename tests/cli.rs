@@ -88,6 +88,7 @@ fn every_section_takes_environment_overrides() {
         ("SEKISHO_CACHE__TTL", "7m"),
         ("SEKISHO_IDEMPOTENCY__WINDOW", "9m"),
         ("SEKISHO_REDIS__PREFIX", "fleet9:"),
+        ("SEKISHO_RATE_LIMITS__PER_KEY", "{ rps = 7 }"),
         ("SEKISHO_UPSTREAMS__A__TIMEOUT", "13s"),
         // Not configuration (no `__`): scripts' own variables are left alone.
         ("SEKISHO_CACHE", "/tmp/somewhere"),
@@ -104,6 +105,7 @@ fn every_section_takes_environment_overrides() {
         ("  [cache]", "ttl = \"7m\""),
         ("  [idempotency]", "window = \"9m\""),
         ("  [redis]", "prefix = \"fleet9:\""),
+        ("  [rate_limits]", "rps = 7.0"),
         ("  a: stdio", "timeout = \"13s\""),
     ] {
         assert!(block(&text, section).contains(&line), "{section} should show {line}:\n{text}");
@@ -148,12 +150,14 @@ fn unknown_keys_are_errors_everywhere() {
 
 #[test]
 fn check_redacts_url_credentials_query_strings_and_keys() {
-    let toml = "[server]\napi_keys = [\"k-plain-0123456789abcdef\", { key = \"k-ops-0123456789abcdef\", name = \"ops\", role = \"admin\" }]\n\
+    let toml = "[server]\napi_keys = [\"k-plain-0123456789abcdef\", { key = \"k-ops-0123456789abcdef\", name = \"ops\", role = \"admin\" },\
+                { key = \"k-bot-0123456789abcdef\", name = \"bot\", rps = 2.5, burst = 4 }]\n\
                 [upstreams.h]\nurl = \"https://svc:hunter2@mcp.internal.example:8443/mcp?token=t0k3n\"\n";
     let (code, text, err) = check(toml, &[]);
     assert_eq!(code, Some(0), "{err}");
     assert!(text.contains("h: http https://<redacted>@mcp.internal.example:8443/mcp?<redacted>"), "{text}");
-    assert!(text.contains("ops: role=admin priority=medium max_priority=medium"), "{text}");
+    assert!(text.contains("ops: role=admin priority=medium max_priority=medium\n"), "{text}");
+    assert!(text.contains("bot: role=client priority=medium max_priority=medium rate_limit=2.5/s burst=4"), "{text}");
     for secret in ["hunter2", "t0k3n", "svc:", "k-plain-0123456789abcdef", "k-ops-0123456789abcdef"] {
         assert!(!text.contains(secret), "{secret} printed:\n{text}");
     }

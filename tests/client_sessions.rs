@@ -246,6 +246,24 @@ async fn a_per_client_sessions_resource_updates_reach_its_own_client_only() {
         .await;
     assert_eq!(text(&touched), "touched echo://static/hello", "{}", touched.raw);
     assert!(next_event(&mut b[0].0, &mut b[0].1, Duration::from_secs(10), updated).await.is_some(), "bob's own update");
+    // Alice's unsubscribe reaches her own process at once (nothing is shared to wait for);
+    // Bob's process keeps his.
+    let unsub = alice.request(4, "resources/unsubscribe", json!({"uri": uri})).await;
+    assert_eq!(unsub.body["result"], json!({}), "{}", unsub.raw);
+    let held = async |s: &Legacy, id: i64| {
+        let r = s.request(id, "tools/call", json!({"name": "pc__subscriptions", "arguments": {}})).await;
+        text(&r)
+    };
+    let mut n = 10;
+    eventually("alice's process unsubscribed", Duration::from_secs(10), async || {
+        n += 1;
+        match held(&alice, n).await {
+            t if t == "[]" => Ok(()),
+            t => Err(t),
+        }
+    })
+    .await;
+    assert_eq!(held(&bob, 99).await, r#"["echo://static/hello"]"#);
 }
 
 #[tokio::test]
@@ -285,4 +303,140 @@ async fn an_idle_per_client_session_is_stopped_and_restarted_on_next_use() {
     // The session itself lives on: its next call starts a fresh process.
     let b = s.request(2, "tools/call", json!({"name": "pc__count", "arguments": {}})).await;
     assert_eq!(text(&b), "1", "{}", b.raw);
+}
+
+/// A count of the HTTP echo upstream's `GET /stats`: `get_streams` (legacy standalone GET
+/// streams open) or `listen_streams` (modern `subscriptions/listen` streams open).
+async fn upstream_stat(http: &HttpUpstream, name: &str) -> u64 {
+    let stats = http.url.replace("/mcp", "/stats");
+    let v: Value = client().get(stats).send().await.unwrap().json().await.unwrap();
+    v[name].as_u64().unwrap()
+}
+
+async fn upstream_get_streams(http: &HttpUpstream) -> u64 {
+    upstream_stat(http, "get_streams").await
+}
+
+#[tokio::test]
+async fn a_per_client_modern_session_listens_only_while_its_client_has_a_stream() {
+    // A dual-era upstream spoken in 2026-07-28: per-client sessions have no session id, and
+    // their `subscriptions/listen` (list changes) would hold a connection each.
+    let http = HttpUpstream::start("dual").await;
+    let gw = Gateway::start(&format!("{}session = \"per-client\"\n", http.table("web"))).await;
+    let mcp = gw.url("/mcp");
+    let base = eventually("the shared session listens", Duration::from_secs(10), async || {
+        match upstream_stat(&http, "listen_streams").await {
+            0 => Err("no stream yet"),
+            n => Ok(n),
+        }
+    })
+    .await;
+    let alice = Legacy::open(&mcp, "2025-11-25").await;
+    for i in 0..3 {
+        let echo = alice.request(i, "tools/call", json!({"name": "web__echo", "arguments": {"message": "hi"}})).await;
+        assert_eq!(text(&echo), "hi", "{}", echo.raw);
+    }
+    assert_eq!(client_sessions(&gw, "web").await["live"], 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(upstream_stat(&http, "listen_streams").await, base, "calls alone open no listen stream");
+    // With her own stream open, what her upstream session says outside calls has somewhere to go.
+    let get = alice.listen().await;
+    eventually("alice's session listens", Duration::from_secs(10), async || {
+        match upstream_stat(&http, "listen_streams").await {
+            n if n == base + 1 => Ok(()),
+            n => Err(format!("{n} streams")),
+        }
+    })
+    .await;
+    drop(get);
+    eventually("and stops with her stream", Duration::from_secs(15), async || {
+        match upstream_stat(&http, "listen_streams").await {
+            n if n == base => Ok(()),
+            n => Err(format!("{n} streams")),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_per_client_http_session_holds_its_get_stream_only_while_its_client_can_use_it() {
+    let http = HttpUpstream::start("legacy").await;
+    let gw = Gateway::start(&format!("{}session = \"per-client\"\n", http.table("web"))).await;
+    let mcp = gw.url("/mcp");
+    let alice = Legacy::open_declaring(&mcp, "2025-11-25", json!({"sampling": {}})).await;
+    let bob = Legacy::open(&mcp, "2025-11-25").await;
+    // The gateway's own (shared) session keeps its stream for list changes; what is above it
+    // belongs to per-client sessions.
+    let base =
+        eventually("the shared session listens", Duration::from_secs(10), async || {
+            match upstream_get_streams(&http).await {
+                0 => Err("no stream yet"),
+                n => Ok(n),
+            }
+        })
+        .await;
+    // Alice's first call starts her upstream session. The upstream asks her on its standalone
+    // stream only (tied to nothing), and loses the request when none is open: her call is
+    // answered only because the stream opened before the call's POST left.
+    let ask = |n: i64, said: &'static str| {
+        let alice = &alice;
+        async move {
+            let question = json!({"question": "who?", "untied": true, "wait_ms": 5000});
+            let mut call = call_streaming(alice, n, "web__ask", question).await;
+            let mut buf = String::new();
+            let asked =
+                next_event(&mut call, &mut buf, Duration::from_secs(10), |e| e["method"] == "sampling/createMessage")
+                    .await
+                    .expect("alice was asked on her call's stream");
+            assert_eq!(alice.post_raw(sampled(&asked["id"], said)).await.status, 202);
+            let done =
+                next_event(&mut call, &mut buf, Duration::from_secs(10), |e| e["id"] == n).await.expect("answer");
+            assert_eq!(
+                done.pointer("/result/content/0/text"),
+                Some(&json!(format!("the client said: {said}"))),
+                "{done}"
+            );
+        }
+    };
+    ask(1, "alice here").await;
+    // Bob listens on his own GET stream, then calls: his upstream session holds its stream
+    // while he listens, however long he stays silent.
+    let bob_get = bob.listen().await;
+    let echo = bob.request(2, "tools/call", json!({"name": "web__echo", "arguments": {"message": "hi"}})).await;
+    assert_eq!(text(&echo), "hi", "{}", echo.raw);
+    // Past two lingers, Alice's idle session has let its stream go; Bob's has not.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    assert_eq!(upstream_get_streams(&http).await, base + 1, "only bob's per-client session listens");
+    assert_eq!(client_sessions(&gw, "web").await["live"], 2, "both upstream sessions live on");
+    drop(bob_get);
+    eventually("bob's stream let go after his own", Duration::from_secs(15), async || {
+        match upstream_get_streams(&http).await {
+            n if n == base => Ok(()),
+            n => Err(format!("{n} streams open")),
+        }
+    })
+    .await;
+    // Alice's next call reopens hers first, on the same upstream session.
+    ask(3, "alice again").await;
+    assert_eq!(client_sessions(&gw, "web").await["live"], 2);
+}
+
+#[tokio::test]
+async fn a_per_client_sessions_log_messages_outside_calls_follow_its_clients_level() {
+    let gw = Gateway::start(&stdio_with("pc", "session = \"per-client\"")).await;
+    let alice = Legacy::open(&gw.url("/mcp"), "2025-11-25").await;
+    let mut get = alice.listen().await;
+    let mut buf = String::new();
+    let is_log = |e: &Value| e["method"] == "notifications/message";
+    // A process's output carries no tie to a call: its log message goes to the standalone stream.
+    let a = alice.request(1, "tools/call", json!({"name": "pc__log", "arguments": {}})).await;
+    assert_eq!(text(&a), "logged", "{}", a.raw);
+    let got = next_event(&mut get, &mut buf, Duration::from_secs(10), is_log).await.expect("the info message");
+    assert_eq!(got["params"]["level"], "info", "{got}");
+    // Errors only from now on: the process still logs at info, and the gateway holds it back.
+    let set = alice.request(2, "logging/setLevel", json!({"level": "error"})).await;
+    assert_eq!(set.body["result"], json!({}), "{}", set.raw);
+    let a = alice.request(3, "tools/call", json!({"name": "pc__log", "arguments": {}})).await;
+    assert_eq!(text(&a), "logged", "{}", a.raw);
+    assert!(next_event(&mut get, &mut buf, Duration::from_millis(700), is_log).await.is_none(), "info got through");
 }

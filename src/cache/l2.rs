@@ -164,6 +164,13 @@ impl L2 {
         self.failing.load(Ordering::Relaxed) || self.conn.load().is_none()
     }
 
+    /// The connection, once made (a multiplexed handle, cheap to clone), for callers that run
+    /// their own commands under their own deadline (fleet-wide rate limits); `None` until
+    /// Redis has answered once.
+    pub fn connection(&self) -> Option<ConnectionManager> {
+        self.conn.load_full().map(|c| (*c).clone())
+    }
+
     /// Run one command under the deadline; `None` when Redis is absent, failing or late.
     pub async fn run<T: redis::FromRedisValue>(&self, op: &'static str, cmd: &redis::Cmd) -> Option<T> {
         let Some(conn) = self.conn.load_full() else {

@@ -228,8 +228,13 @@ pub fn describe(config: &crate::config::Config) -> String {
         out.push_str(&format!("auth: {} API key(s)\n", config.server.api_keys.len()));
         for key in &config.server.api_keys {
             let id = &key.identity;
+            // The rate limit in force: the key's own, else `[rate_limits] per_key`.
+            let rate = match id.rate_limit.or_else(|| config.rate_limits.per_key.map(|l| l.resolve())) {
+                Some(l) => format!(" rate_limit={}/s burst={}", 1.0 / l.interval.as_secs_f64(), l.burst),
+                None => String::new(),
+            };
             out.push_str(&format!(
-                "  {}: role={} priority={} max_priority={}\n",
+                "  {}: role={} priority={} max_priority={}{rate}\n",
                 id.id,
                 if id.admin { "admin" } else { "client" },
                 id.priority.label(),
@@ -334,6 +339,7 @@ fn sections(config: &crate::config::Config) -> String {
     section("cache", toml::to_string(&config.cache));
     section("idempotency", toml::to_string(&config.idempotency));
     section("redis", toml::to_string(&redis));
+    section("rate_limits", toml::to_string(&config.rate_limits));
     section("catalog", toml::to_string(&config.catalog));
     section("log", toml::to_string(&config.log));
     out

@@ -51,6 +51,9 @@ pub struct Config {
     /// The shared store for the cache and idempotency records across replicas.
     #[serde(default)]
     pub redis: crate::cache::config::RedisConfig,
+    /// Request rates per API key and per tenant.
+    #[serde(default)]
+    pub rate_limits: crate::pipeline::quota::RateLimitsConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -181,6 +184,7 @@ impl Config {
         problems.extend(self.resilience.validate());
         problems.extend(self.redis.validate());
         problems.extend(self.cache.validate());
+        problems.extend(self.rate_limits.validate());
         for (name, up) in &self.upstreams {
             problems.extend(up.validate(name));
             if let Some(fallback) = &up.fallback
@@ -198,6 +202,14 @@ impl Config {
         problems
     }
 
+    /// Whether any rate limit is configured (`[rate_limits]`, or `rps` on an API key): the
+    /// quota step is present only then.
+    pub fn rate_limited(&self) -> bool {
+        self.rate_limits.per_key.is_some()
+            || self.rate_limits.per_tenant.is_some()
+            || self.server.api_keys.iter().any(|k| k.rps.is_some())
+    }
+
     /// The enabled upstreams, in namespace order.
     pub fn enabled_upstreams(&self) -> impl Iterator<Item = (&String, &UpstreamConfig)> {
         self.upstreams.iter().filter(|(_, u)| u.enabled)
@@ -206,8 +218,18 @@ impl Config {
 
 /// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
 /// against the fields of [`Config`], so a new section cannot be left out).
-pub const SECTIONS: [&str; 9] =
-    ["server", "catalog", "log", "admission", "resilience", "cache", "idempotency", "redis", "upstreams"];
+pub const SECTIONS: [&str; 10] = [
+    "server",
+    "catalog",
+    "log",
+    "admission",
+    "resilience",
+    "cache",
+    "idempotency",
+    "redis",
+    "rate_limits",
+    "upstreams",
+];
 
 /// The section a `SEKISHO_…` variable (prefix removed, any case) addresses: its text before the
 /// first `__`. Variables without `__` (`SEKISHO_CONFIG`, a script's `SEKISHO_BIN` or

@@ -101,6 +101,16 @@ pub enum GatewayError {
         /// The limit.
         limit: usize,
     },
+    /// The caller is over its rate limit (`pipeline::quota`): HTTP 429 with `Retry-After`
+    /// (seconds, rounded up), -32016 with `data.retryAfterMs` and `data.limit` (`key` or
+    /// `tenant`).
+    #[error("Rate limit exceeded for this {scope}; retry in {} ms", .retry_after.as_millis())]
+    RateLimited {
+        /// Whose bucket is empty: `key` or `tenant`.
+        scope: &'static str,
+        /// Time until the bucket has room for one call.
+        retry_after: Duration,
+    },
     /// The body could not be read (HTTP 400, -32700).
     #[error("Unreadable request body: {0}")]
     BodyUnreadable(String),
@@ -277,6 +287,9 @@ impl GatewayError {
             BodyTooLarge { .. } => (code::INVALID_REQUEST, Some(StatusCode::PAYLOAD_TOO_LARGE), None, "client_error"),
             BodyTimeout(_) => (code::INVALID_REQUEST, Some(StatusCode::REQUEST_TIMEOUT), None, "client_error"),
             LimitReached { .. } => (code::LIMIT_REACHED, Some(StatusCode::TOO_MANY_REQUESTS), None, "limited"),
+            RateLimited { retry_after, .. } => {
+                (code::RATE_LIMITED, Some(StatusCode::TOO_MANY_REQUESTS), Some(*retry_after), "rate_limited")
+            }
             MethodNotAllowed => (code::METHOD_NOT_FOUND, Some(StatusCode::METHOD_NOT_ALLOWED), None, "client_error"),
             NotFound(_) => (code::METHOD_NOT_FOUND, Some(StatusCode::NOT_FOUND), None, "client_error"),
             Unauthorized => (code::FORBIDDEN, Some(StatusCode::UNAUTHORIZED), None, "unauthorized"),
@@ -349,6 +362,7 @@ impl GatewayError {
                 | GatewayError::UpstreamTransport { .. }
                 | GatewayError::CircuitOpen { .. }
                 | GatewayError::Overloaded { .. }
+                | GatewayError::RateLimited { .. }
                 | GatewayError::ShuttingDown
                 | GatewayError::IdempotencyInProgress { .. }
         )
@@ -398,6 +412,10 @@ impl GatewayError {
                 Some(serde_json::json!({ "retryAfterMs": retry_after.as_millis() as u64, "retryable": true }))
             }
             ShuttingDown => Some(serde_json::json!({ "retryable": true })),
+            RateLimited { scope, retry_after } => Some(serde_json::json!({
+                // Rounded up: a client that waits this long finds room.
+                "limit": scope, "retryAfterMs": retry_after.as_micros().div_ceil(1000) as u64, "retryable": true
+            })),
             IdempotencyConflict { key } => Some(serde_json::json!({ "idempotencyKey": key })),
             IdempotencyInProgress { key } => Some(serde_json::json!({ "idempotencyKey": key, "retryable": true })),
             TasksNotDeclared => Some(serde_json::json!({
@@ -435,6 +453,15 @@ mod tests {
             (StatusCode::SERVICE_UNAVAILABLE, Some(Duration::from_secs(2)), "shed")
         );
         assert_eq!(GatewayError::Unauthorized.class(Era::Legacy).status, StatusCode::UNAUTHORIZED);
+        let limited = GatewayError::RateLimited { scope: "key", retry_after: Duration::from_micros(1_500_001) };
+        for era in [Era::Legacy, Era::Modern] {
+            let class = limited.class(era);
+            assert_eq!(
+                (class.code, class.status, class.outcome),
+                (-32016, StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+            );
+        }
+        assert_eq!(limited.data().unwrap()["retryAfterMs"], 1501, "rounded up");
         assert_eq!(GatewayError::SessionNotFound.class(Era::Legacy).code, -32001);
         let v = GatewayError::UnsupportedVersion { requested: "v9".into() };
         assert_eq!((v.class(Era::Modern).code, v.class(Era::Legacy).code), (-32022, -32600));

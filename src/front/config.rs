@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::pipeline::parts::{ANONYMOUS, Identity, Priority};
+use crate::pipeline::quota::LimitConfig;
 
 /// `[server]`: how the gateway faces its clients.
 ///
@@ -16,7 +17,8 @@ use crate::pipeline::parts::{ANONYMOUS, Identity, Priority};
 /// listen = "127.0.0.1:8080"
 /// api_keys = []                 # bearer keys; empty = no auth (loopback only); an entry may
 ///                               # also be { key = "...", name = "ci", role = "admin",
-///                               #           priority = "low", max_priority = "medium" }
+///                               #           priority = "low", max_priority = "medium",
+///                               #           rps = 5, burst = 10 }
 /// allowed_origins = []          # extra Origin values accepted besides localhost
 /// allowed_hosts = []            # extra Host values accepted besides localhost
 /// max_body_bytes = 4194304      # 4 MiB; larger request bodies get HTTP 413
@@ -145,6 +147,7 @@ pub struct ServerConfig {
 ///   { key = "k-…", name = "ops", role = "admin" },             # may use /admin/* and see /readyz
 ///   { key = "k-…", name = "batch", priority = "low" },         # asks above `low` are lowered
 ///   { key = "k-…", name = "ci", priority = "medium", max_priority = "high" },
+///   { key = "k-…", name = "bot", rps = 2, burst = 10 },       # its own rate limit
 /// ]
 /// ```
 ///
@@ -169,6 +172,13 @@ pub struct ApiKey {
     /// `Sekisho-Priority` header); higher asks are lowered to it. Default: the key's own priority.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_priority: Option<Priority>,
+    /// This key's own rate limit in requests per second (`pipeline::quota`), instead of
+    /// `[rate_limits] per_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rps: Option<f64>,
+    /// The burst of this key's own rate limit (needs `rps`; default: `rps` rounded up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
     /// What the gateway makes of this key, filled once by [`ApiKey::resolve`] when the
     /// configuration is loaded (not read from the file).
     #[serde(skip)]
@@ -184,6 +194,8 @@ impl std::fmt::Debug for ApiKey {
             .field("role", &self.role)
             .field("priority", &self.priority)
             .field("max_priority", &self.max_priority)
+            .field("rps", &self.rps)
+            .field("burst", &self.burst)
             .field("identity", &self.identity)
             .finish()
     }
@@ -213,6 +225,10 @@ struct ApiKeyTable {
     priority: Option<Priority>,
     #[serde(default)]
     max_priority: Option<Priority>,
+    #[serde(default)]
+    rps: Option<f64>,
+    #[serde(default)]
+    burst: Option<u32>,
 }
 
 /// A string, or a table whose unknown keys are errors (an untagged enum would only say that
@@ -224,7 +240,7 @@ impl<'de> Deserialize<'de> for ApiKey {
             type Value = ApiKey;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a key string or a table { key, name, role, priority, max_priority }")
+                f.write_str("a key string or a table { key, name, role, priority, max_priority, rps, burst }")
             }
 
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ApiKey, E> {
@@ -239,6 +255,8 @@ impl<'de> Deserialize<'de> for ApiKey {
                     role: t.role,
                     priority: t.priority,
                     max_priority: t.max_priority,
+                    rps: t.rps,
+                    burst: t.burst,
                     identity: Arc::default(),
                 })
             }
@@ -260,6 +278,8 @@ impl ApiKey {
             role: Role::Client,
             priority: None,
             max_priority: None,
+            rps: None,
+            burst: None,
             identity: Arc::default(),
         }
     }
@@ -294,7 +314,9 @@ impl ApiKey {
         let priority = self.priority.unwrap_or(default_priority);
         let max_priority = self.max_priority.unwrap_or(priority);
         let tag = Identity::tag_of(&id);
-        self.identity = Arc::new(Identity { id, priority, max_priority, admin: self.is_admin(), tag });
+        let rate_limit = self.rps.map(|rps| LimitConfig { rps, burst: self.burst }.resolve());
+        let (admin, tenant) = (self.is_admin(), None);
+        self.identity = Arc::new(Identity { id, priority, max_priority, admin, tag, rate_limit, tenant });
     }
 }
 
@@ -351,6 +373,7 @@ impl ServerConfig {
             if key.secret().len() < 16 {
                 problems.push(format!("server.api_keys[{i}] is shorter than 16 characters; use a long random key"));
             }
+            problems.extend(LimitConfig::validate_own(key.rps, key.burst, &format!("server.api_keys[{i}]")));
             if !secrets.insert(key.secret()) {
                 problems.push(format!("server.api_keys[{i}] repeats an earlier key"));
             }

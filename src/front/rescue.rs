@@ -170,6 +170,12 @@ mod tests {
         assert_eq!((r.status(), r.headers()[WWW_AUTHENTICATE].to_str().unwrap()), (StatusCode::UNAUTHORIZED, "Bearer"));
         let r = refuse(&GatewayError::MethodNotAllowed, None, Era::Modern);
         assert_eq!((r.status(), r.headers()[ALLOW].to_str().unwrap()), (StatusCode::METHOD_NOT_ALLOWED, "POST"));
+        let limited = GatewayError::RateLimited { scope: "key", retry_after: Duration::from_millis(1200) };
+        for era in [Era::Legacy, Era::Modern] {
+            let r = respond(error(Some(b"7"), &limited, era));
+            let retry_after = r.headers()[RETRY_AFTER].to_str().unwrap();
+            assert_eq!((r.status(), retry_after), (StatusCode::TOO_MANY_REQUESTS, "2"), "seconds, rounded up");
+        }
         let r = refuse(&GatewayError::ShuttingDown, None, Era::Legacy);
         assert_eq!((r.status(), r.headers()[RETRY_AFTER].to_str().unwrap()), (StatusCode::SERVICE_UNAVAILABLE, "1"));
     }

@@ -12,6 +12,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::bounded::BoundedNames;
+pub use super::bounded::MAX_LABELED;
+
 /// A label value that costs no allocation on the hot path: a literal, or a shared name.
 #[derive(Clone, Debug)]
 pub enum Name {
@@ -59,7 +62,7 @@ pub struct CallLabels {
     /// Upstream namespace, or `gateway` when the gateway answered itself.
     pub upstream: Name,
     /// `ok`, `tool_error`, `rpc_error` (answers), or the error table's label of the failure
-    /// (`crate::error::GatewayError::class`): `client_error`, `unauthorized`, `forbidden`, `limited`, `shed`,
+    /// (`crate::error::GatewayError::class`): `client_error`, `unauthorized`, `forbidden`, `limited`, `rate_limited`, `shed`,
     /// `shutting_down`, `in_progress`, `cancelled`, `unavailable`, `upstream_error`, `timeout`,
     /// `internal`.
     pub outcome: &'static str,
@@ -98,6 +101,19 @@ pub struct ShedLabels {
     /// The shed call's caller: its API key's stable id (a configured `name`, or `key:` and a
     /// keyed hash), or `anon`. Bounded by the configured keys.
     pub caller: Name,
+}
+
+/// Labels of calls refused by a rate limit (`pipeline::quota`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RateLimitedLabels {
+    /// The caller's stable id (`Identity::id`, or `anon`); past [`MAX_LABELED`] distinct
+    /// callers, `other`.
+    pub caller: Name,
+    /// The caller's tenant, `none` for static keys; past [`MAX_LABELED`] distinct tenants,
+    /// `other`.
+    pub tenant: Name,
+    /// The bucket that refused: `key` or `tenant`.
+    pub limit: &'static str,
 }
 
 /// Labels naming one upstream, allocation-free.
@@ -186,6 +202,9 @@ pub struct Metrics {
     redis_errors: Family<OpLabels, Counter>,
     redis_degraded: Gauge,
     cache_l2_rejected: Family<L2RejectLabels, Counter>,
+    rate_limited: Family<RateLimitedLabels, Counter>,
+    rate_limited_callers: BoundedNames,
+    rate_limited_tenants: BoundedNames,
 }
 
 fn latency_histogram() -> Histogram {
@@ -295,7 +314,16 @@ impl Metrics {
             "Redis cache entries and idempotency records ignored because their MAC did not verify",
             cache_l2_rejected.clone(),
         );
+        let rate_limited = Family::<RateLimitedLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Calls refused by a rate limit, by caller, tenant and the limit that refused (key, tenant)",
+            rate_limited.clone(),
+        );
         Metrics {
+            rate_limited,
+            rate_limited_callers: BoundedNames::default(),
+            rate_limited_tenants: BoundedNames::default(),
             cache_l2_rejected,
             cache_lookups,
             cache_evictions,
@@ -339,6 +367,19 @@ impl Metrics {
     /// Count a call of `caller` shed by admission control `limit` at `priority`.
     pub fn shed(&self, limit: Name, priority: &'static str, caller: Name) {
         self.shed.get_or_create(&ShedLabels { limit, priority, caller }).inc();
+    }
+
+    /// Count a call of `caller` (of `tenant`, if any) refused by its `limit` (`key` or
+    /// `tenant`) bucket; caller and tenant names are bounded ([`MAX_LABELED`]).
+    pub fn rate_limited(&self, caller: Name, tenant: Option<Arc<str>>, limit: &'static str) {
+        let other = Name::Static("other");
+        let caller = if self.rate_limited_callers.keeps(caller.as_str()) { caller } else { other.clone() };
+        let tenant = match tenant {
+            Some(t) if self.rate_limited_tenants.keeps(&t) => Name::Shared(t),
+            Some(_) => other,
+            None => Name::Static("none"),
+        };
+        self.rate_limited.get_or_create(&RateLimitedLabels { caller, tenant, limit }).inc();
     }
 
     /// Count a retry of a call to `upstream`.

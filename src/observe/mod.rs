@@ -1,5 +1,6 @@
 //! Observability: Prometheus metrics, structured logs, redaction of secrets in what is printed.
 
+pub mod bounded;
 pub mod config;
 pub mod logging;
 pub mod metrics;

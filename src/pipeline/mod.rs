@@ -17,6 +17,7 @@ pub mod input;
 pub mod metered;
 pub mod param_headers;
 pub mod parts;
+pub mod quota;
 pub mod resolve;
 pub mod routed;
 pub mod steps;
@@ -37,6 +38,7 @@ use self::forward::Forward;
 use self::idempotency::IdempotencyKeys;
 use self::input::InputBridge;
 use self::metered::Meter;
+use self::quota::{Limiter, Quota};
 use self::resolve::Resolve;
 use self::steps::{SharedStack, StepLayer};
 use self::subscribe::SharedSubscriptions;
@@ -95,13 +97,17 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
     let any_validated = config.enabled_upstreams().any(|(_, u)| u.settings.validate);
     let admit = config.admission.enabled.then(|| Admit::global(&config.admission));
     let admission = admit.as_ref().map(|a| Arc::clone(a.admission()));
+    let quota = config.rate_limited().then(|| Quota::new(Limiter::new(&config.rate_limits, parts.store.l2())));
     let stack = ServiceBuilder::new()
         // meter: count and time every call; outermost, so it sees every outcome, refusals too.
         .layer(StepLayer(Meter))
+        // quota: the caller's rate limits (per key, per tenant); before admission, so calls
+        // over the limit never queue (present when a limit is configured).
+        .option_layer(quota.map(StepLayer))
         // admission: the global limit by priority; shed the least important work first.
         .option_layer(admit.map(StepLayer))
-        // [the policy steps go here: access control, rate limits; a step that needs the
-        // resolved tool goes right after resolve, as validate does.]
+        // [the policy steps go here: access control; a step that needs the resolved tool goes
+        // right after resolve, as validate does.]
         // resolve: answer catalog methods; route the rest to their upstream, once.
         .layer(StepLayer(Resolve::new(
             parts.catalog,
@@ -166,12 +172,13 @@ mod tests {
 
     #[tokio::test]
     async fn the_stack_is_built_in_order() {
-        let (stack, upstreams) = stack_for(UPSTREAMS);
+        let (stack, upstreams) = stack_for(&format!("[rate_limits]\nper_key = {{ rps = 10 }}\n{UPSTREAMS}"));
         assert_eq!(
             stack.steps(),
             [
                 "edge",
                 "meter",
+                "quota",
                 "admission",
                 "resolve",
                 "validate",
@@ -204,5 +211,11 @@ mod tests {
         let (stack, _) = stack_for("[upstreams.alone]\ncommand = \"x\"\nvalidate = false\n");
         assert!(!stack.steps().contains(&"fallback"), "no upstream has a fallback: {:?}", stack.steps());
         assert!(!stack.steps().contains(&"validate"), "no upstream validates: {:?}", stack.steps());
+        assert!(!stack.steps().contains(&"quota"), "no rate limit is configured: {:?}", stack.steps());
+        // A key's own limit is enough to need the step.
+        let (stack, _) = stack_for(
+            "[server]\napi_keys = [{ key = \"k-0123456789abcdef\", rps = 1 }]\n[upstreams.alone]\ncommand = \"x\"\n",
+        );
+        assert_eq!(&stack.steps()[..4], ["edge", "meter", "quota", "admission"]);
     }
 }

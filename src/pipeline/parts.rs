@@ -132,6 +132,21 @@ impl LogLevel {
             _ => return None,
         })
     }
+
+    /// The level of rank `rank` (0 = debug … 7 = emergency), if there is one.
+    pub fn from_rank(rank: u8) -> Option<LogLevel> {
+        const ALL: [LogLevel; 8] = [
+            LogLevel::Debug,
+            LogLevel::Info,
+            LogLevel::Notice,
+            LogLevel::Warning,
+            LogLevel::Error,
+            LogLevel::Critical,
+            LogLevel::Alert,
+            LogLevel::Emergency,
+        ];
+        ALL.get(usize::from(rank)).copied()
+    }
 }
 
 /// The calling client as the gateway sees it.
@@ -213,6 +228,16 @@ impl Priority {
     }
 }
 
+/// A resolved GCRA rate limit (`pipeline::quota`): one request per `interval` sustained, up to
+/// `burst` at once after a quiet period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RateLimit {
+    /// The emission interval (1 / rate).
+    pub interval: std::time::Duration,
+    /// The bucket's size: requests admitted at once after a quiet period (≥ 1).
+    pub burst: u32,
+}
+
 /// What the gateway knows about one configured API key once the configuration is loaded
 /// (`front::config::ApiKey::resolve`): its stable id and what it may do.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -231,6 +256,12 @@ pub struct Identity {
     /// The first 16 bytes of SHA-256 over `id`: what a sealed session id carries to bind the
     /// session to its caller (fixed size, computed once).
     pub tag: [u8; 16],
+    /// The key's own rate limit (`rps`/`burst` on its entry); `None`: `[rate_limits] per_key`
+    /// applies (`pipeline::quota`).
+    pub rate_limit: Option<RateLimit>,
+    /// The tenant the key belongs to, whose `[rate_limits] per_tenant` limit its calls share
+    /// with the tenant's other keys; `None` for static keys from `[server] api_keys`.
+    pub tenant: Option<Arc<str>>,
 }
 
 impl Identity {

@@ -87,7 +87,7 @@ impl RoutedStep for SharedSubscriptions {
             // Legacy client, modern upstream: no RPC to send; the upstream's listen streams
             // watch the resource while any session holds it (`Subscriptions::hold`).
             let upstream = Arc::clone(&routed.target.upstream);
-            session.subscribe(&client_uri, registry.hold(&upstream, uri));
+            session.subscribe(&client_uri, registry.hold(&upstream, uri, session.link.key));
             return Ok(Box::pin(async {
                 Ok(Reply::Result { body: Bytes::from_static(b"{}"), origin: Origin::Gateway })
             }));
@@ -96,7 +96,7 @@ impl RoutedStep for SharedSubscriptions {
             let upstream = Arc::clone(&routed.target.upstream);
             let reply = inner.oneshot(routed).await?;
             if let Reply::Result { .. } = reply {
-                session.subscribe(&client_uri, registry.hold(&upstream, uri));
+                session.subscribe(&client_uri, registry.hold(&upstream, uri, session.link.key));
             }
             Ok(reply)
         }))

@@ -4,10 +4,12 @@
 //! call of its in flight or on its standalone stream (legacy GET stream, `sekisho stdio`).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::parts::{ClientEvent, EventSink};
+use crate::pipeline::parts::{ClientEvent, EventSink, LogLevel};
 
 /// One downstream client session as upstream connections see it.
 #[derive(Debug)]
@@ -19,11 +21,24 @@ pub struct ClientLink {
     /// its per-client upstream sessions stop (otherwise they stop after idling).
     pub ended: CancellationToken,
     stream: Mutex<Option<EventSink>>,
+    /// The level set with `logging/setLevel`: 0 none yet, else its rank + 1 (what a
+    /// per-client upstream session logs outside a call is filtered with it).
+    log_level: AtomicU8,
+    /// Woken when a standalone stream is attached: the client now wants what its upstreams
+    /// send outside calls, so a per-client upstream session opens its own standalone stream
+    /// (`upstream::http::gate`).
+    attention: Notify,
 }
 
 impl Default for ClientLink {
     fn default() -> Self {
-        ClientLink { key: rand::random(), ended: CancellationToken::new(), stream: Mutex::new(None) }
+        ClientLink {
+            key: rand::random(),
+            ended: CancellationToken::new(),
+            stream: Mutex::new(None),
+            log_level: AtomicU8::new(0),
+            attention: Notify::new(),
+        }
     }
 }
 
@@ -31,6 +46,31 @@ impl ClientLink {
     /// Make `sink` the client's standalone stream (a newer stream replaces an older one).
     pub fn attach(&self, sink: EventSink) {
         *self.stream.lock().expect("link lock") = Some(sink);
+        self.attention.notify_waiters();
+    }
+
+    /// Whether the client can use what an upstream sends it outside a call: it has a
+    /// standalone stream open (what comes outside calls goes nowhere else, resource updates
+    /// included).
+    pub fn wants_unsolicited(&self) -> bool {
+        self.stream().is_some()
+    }
+
+    /// Resolves at the next [`ClientLink::attach`] after the returned future is enabled
+    /// (`Notified::enable`); check [`ClientLink::wants_unsolicited`] after enabling it, so no
+    /// attach is missed.
+    pub fn attention(&self) -> tokio::sync::futures::Notified<'_> {
+        self.attention.notified()
+    }
+
+    /// The level the client set with `logging/setLevel`, if it did.
+    pub fn log_level(&self) -> Option<LogLevel> {
+        self.log_level.load(Ordering::Relaxed).checked_sub(1).and_then(LogLevel::from_rank)
+    }
+
+    /// Remember the level set with `logging/setLevel`.
+    pub fn set_log_level(&self, level: LogLevel) {
+        self.log_level.store(level as u8 + 1, Ordering::Relaxed);
     }
 
     /// Forget the standalone stream (the session ended).

@@ -80,7 +80,6 @@ impl Default for SessionLimits {
 /// Node-local state of one session.
 #[derive(Debug)]
 pub struct SessionState {
-    log_level: Mutex<Option<LogLevel>>,
     in_flight: Mutex<HashMap<Bytes, CancellationToken>>,
     relays: Mutex<HashMap<String, oneshot::Sender<ClientAnswer>>>,
     subscriptions: Mutex<HashMap<String, Subscription>>,
@@ -98,7 +97,6 @@ impl Default for SessionState {
     fn default() -> Self {
         let link = Arc::new(ClientLink::default());
         SessionState {
-            log_level: Mutex::default(),
             in_flight: Mutex::default(),
             relays: Mutex::default(),
             subscriptions: Mutex::default(),
@@ -118,12 +116,12 @@ fn now_secs() -> u64 {
 impl SessionState {
     /// The level set with `logging/setLevel`, if any.
     pub fn log_level(&self) -> Option<LogLevel> {
-        *self.log_level.lock().expect("session lock")
+        self.link.log_level()
     }
 
     /// Remember the level set with `logging/setLevel`.
     pub fn set_log_level(&self, level: LogLevel) {
-        *self.log_level.lock().expect("session lock") = Some(level);
+        self.link.set_log_level(level);
     }
 
     /// Register an in-flight request under the client's raw id; cancel it with

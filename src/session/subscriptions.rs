@@ -5,6 +5,10 @@
 //! only when the last subscribed session leaves (unsubscribes, is deleted, or is dropped after
 //! idling); before that one client's unsubscribe cannot end another's updates.
 //!
+//! A per-client upstream (`session = "per-client"`) gives each client session its own upstream
+//! session: nothing is shared there, so a session's unsubscribe (or its end) goes to its own
+//! upstream session at once, whatever other sessions hold.
+//!
 //! A modern upstream (2026-07-28) has no subscribe methods: there the first session's hold
 //! adds the resource to the upstream's `subscriptions/listen` filter (`resourceSubscriptions`)
 //! and the last one's release removes it; the updates come on the listen stream.
@@ -28,8 +32,13 @@ pub struct Subscriptions {
 impl Subscriptions {
     /// Count one more session subscribed to `uri` (the upstream's own URI) at `upstream`. The
     /// returned guard counts it down when dropped. For a modern upstream the first session
-    /// also adds the resource to the upstream's listen filter.
-    pub fn hold(self: &Arc<Self>, upstream: &Arc<Upstream>, uri: Arc<str>) -> Subscription {
+    /// also adds the resource to the upstream's listen filter. `client`: the session's
+    /// [`ClientLink::key`](super::link::ClientLink); on a per-client upstream the subscription
+    /// is that session's own (not counted), and dropping it unsubscribes its upstream session.
+    pub fn hold(self: &Arc<Self>, upstream: &Arc<Upstream>, uri: Arc<str>, client: u64) -> Subscription {
+        if upstream.is_per_client() && !upstream.speaks_modern() {
+            return Subscription { registry: Arc::clone(self), upstream: Arc::clone(upstream), uri, own: Some(client) };
+        }
         let first = {
             let mut counts = self.counts.lock().expect("subscriptions lock");
             let n = counts.entry((Arc::clone(&upstream.name), Arc::clone(&uri))).or_default();
@@ -39,7 +48,7 @@ impl Subscriptions {
         if first && upstream.speaks_modern() {
             upstream.watch_resource(&uri, true);
         }
-        Subscription { registry: Arc::clone(self), upstream: Arc::clone(upstream), uri }
+        Subscription { registry: Arc::clone(self), upstream: Arc::clone(upstream), uri, own: None }
     }
 
     /// Sessions subscribed to `uri` at `upstream` now.
@@ -68,6 +77,8 @@ pub struct Subscription {
     registry: Arc<Subscriptions>,
     upstream: Arc<Upstream>,
     uri: Arc<str>,
+    /// The client key whose own (per-client) upstream session holds it.
+    own: Option<u64>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -78,6 +89,18 @@ impl std::fmt::Debug for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if let Some(key) = self.own {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+            let (upstream, uri) = (Arc::clone(&self.upstream), Arc::clone(&self.uri));
+            runtime.spawn(async move {
+                let params = serde_json::json!({ "uri": &*uri }).to_string();
+                let sent = upstream.request_client_session(key, "resources/unsubscribe", Some(params.as_bytes()));
+                if let Err(e) = sent.await {
+                    tracing::debug!(upstream = %upstream.name, error = %e, "resources/unsubscribe was not accepted");
+                }
+            });
+            return;
+        }
         if !self.registry.release(&self.upstream.name, &self.uri) {
             return;
         }

@@ -167,6 +167,23 @@ impl Upstream {
         }
     }
 
+    /// Whether client sessions get upstream sessions of their own (`session = "per-client"`).
+    pub fn is_per_client(&self) -> bool {
+        self.pool.clients().is_some()
+    }
+
+    /// Send a gateway-originated `method` to client `key`'s own upstream session, if it has a
+    /// live one (a per-client `resources/unsubscribe`); best effort, without retries.
+    ///
+    /// Errors: the connection's failure or the upstream's error answer, as text (for the log).
+    pub async fn request_client_session(&self, key: u64, method: &str, params: Option<&[u8]>) -> Result<(), String> {
+        let Some(session) = self.pool.clients().and_then(|c| c.get(key)).and_then(|r| r.connection()) else {
+            return Ok(());
+        };
+        let answer = session.call(&Outbound::raw(method, params)).await.map_err(|e| e.to_string())?;
+        conn::expect_result(&answer).map(|_| ()).map_err(|e| e.to_string())
+    }
+
     /// The bulkhead, when it is on (for metrics).
     pub fn bulkhead(&self) -> Option<&Admission> {
         self.bulkhead.as_deref()

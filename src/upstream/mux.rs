@@ -239,8 +239,11 @@ impl Mux {
                         write_notification(&mut out, "notifications/message", Some(&params));
                         let _ = route.events.try_send(ClientEvent::Notification(Bytes::from(out)));
                     }
-                    // A per-client session's log message outside a call: its own client's stream.
-                    (None, Some(params)) if self.owner.is_some() => {
+                    // A per-client session's log message outside a call: its own client's
+                    // stream, at the level that client set.
+                    (None, Some(params))
+                        if self.owner.as_ref().is_some_and(|o| at_level(o.link.log_level(), &params)) =>
+                    {
                         let mut out = Vec::with_capacity(params.len() + 64);
                         write_notification(&mut out, "notifications/message", Some(&params));
                         let owner = self.owner.as_ref().expect("checked");
@@ -407,13 +410,20 @@ pub fn declared(capabilities: &[u8], capability: &str) -> bool {
 }
 
 fn wants_log(route: &Route, params: &[u8]) -> bool {
+    match (route.client_era, route.log_level) {
+        (Era::Modern, None) => false,
+        (_, min) => at_level(min, params),
+    }
+}
+
+/// Whether log message `params` is at `min` or above (everything when no level was set, or
+/// the message names none).
+fn at_level(min: Option<LogLevel>, params: &[u8]) -> bool {
     let level =
         ObjectView::parse(params).ok().and_then(|v| v.get_str(params, "level").and_then(|l| LogLevel::parse(&l)));
-    match (route.client_era, route.log_level, level) {
-        (Era::Modern, None, _) => false,
-        (_, None, _) => true,
-        (_, Some(min), Some(level)) => level >= min,
-        (_, Some(_), None) => true,
+    match (min, level) {
+        (Some(min), Some(level)) => level >= min,
+        _ => true,
     }
 }
 

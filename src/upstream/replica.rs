@@ -227,7 +227,9 @@ impl Replica {
             self.set_status(Status::Starting);
             let started = Instant::now();
             let outcome = tokio::select! {
-                r = tokio::time::timeout(self.supervision.startup, self.connect(&client, &signals)) => r,
+                // Boxed, like the probe and the stop below: the supervisor lives as long as the
+                // replica, and an idle one should not carry the handshake's state.
+                r = tokio::time::timeout(self.supervision.startup, Box::pin(self.connect(&client, &signals))) => r,
                 () = stop.cancelled() => break,
             };
             let reason = match outcome {
@@ -245,7 +247,7 @@ impl Replica {
                     let reason = self.watch(&mut live.watch, &conn, &stop).await;
                     self.conn.store(None);
                     *self.up_since.lock().expect("up_since lock") = None;
-                    live.watch.stop(&conn).await;
+                    Box::pin(live.watch.stop(&conn)).await;
                     if stop.is_cancelled() {
                         break;
                     }
@@ -292,7 +294,7 @@ impl Replica {
             }
             loop {
                 tokio::time::sleep(interval).await;
-                if let Err(e) = probe(conn, interval.min(Duration::from_secs(5))).await {
+                if let Err(e) = Box::pin(probe(conn, interval.min(Duration::from_secs(5)))).await {
                     return format!("liveness probe failed: {e}");
                 }
             }

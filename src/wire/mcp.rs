@@ -98,6 +98,9 @@ pub mod code {
     /// sekisho: the caller has reached one of its own limits (sessions, streams,
     /// subscriptions; HTTP 429); it must end something before it may start another.
     pub const LIMIT_REACHED: i64 = -32015;
+    /// sekisho: the caller (its API key, or its tenant) is over its rate limit (HTTP 429 with
+    /// `Retry-After`; `data.retryAfterMs`); retry after the wait.
+    pub const RATE_LIMITED: i64 = -32016;
     /// Legacy Streamable HTTP: the session id is unknown or expired (the code the official
     /// TypeScript SDK answers with, HTTP 404).
     pub const SESSION_NOT_FOUND: i64 = -32001;

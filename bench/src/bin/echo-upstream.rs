@@ -182,6 +182,10 @@ struct Upstream {
     asks: Mutex<std::collections::HashMap<String, tokio::sync::oneshot::Sender<Value>>>,
     /// Tasks of `task_echo` (`--tasks`).
     tasks: sekisho_bench::tasks::Tasks,
+    /// Legacy HTTP: the open standalone GET stream of each session (what `ask` with
+    /// `untied` sends on), and how many are open (`GET /stats`).
+    standalone: Mutex<std::collections::HashMap<String, Out>>,
+    get_streams: AtomicU64,
 }
 
 /// RFC 5424 levels as MCP names them, least severe first.
@@ -228,8 +232,9 @@ fn tools(dynamic: &[String]) -> Value {
         json!({"name": "stderr", "description": "Write `lines` lines of `bytes` bytes to stderr; exit if stderr is broken.",
                "inputSchema": obj(json!({"bytes": {"type": "integer"}, "lines": {"type": "integer"}}), &[])}),
         json!({"name": "meta", "description": "The request's _meta, as JSON text.", "inputSchema": obj(json!({}), &[])}),
-        json!({"name": "ask", "description": "Send `method` (sampling/createMessage, the default; elicitation/create; roots/list) to the client, asking `question`; answer with what came back (`the client said: …` for a text answer).",
-               "inputSchema": obj(json!({"method": {"type": "string"}, "question": {"type": "string"}}), &[])}),
+        json!({"name": "ask", "description": "Send `method` (sampling/createMessage, the default; elicitation/create; roots/list) to the client, asking `question`; answer with what came back (`the client said: …` for a text answer). Legacy HTTP with `untied`: sent on the session's standalone GET stream, or lost when none is open; `wait_ms` (20000) for the answer.",
+               "inputSchema": obj(json!({"method": {"type": "string"}, "question": {"type": "string"},
+                                         "untied": {"type": "boolean"}, "wait_ms": {"type": "integer"}}), &[])}),
         json!({"name": "http_error", "description": "Over HTTP: answer with status 500 and an error page naming internal hosts.",
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "garbage", "description": "Over HTTP: answer 200 with an HTML page instead of JSON-RPC.",
@@ -292,6 +297,8 @@ impl Upstream {
             stall_lists_ms: AtomicU64::new(0),
             asks: Mutex::new(std::collections::HashMap::new()),
             tasks: Default::default(),
+            standalone: Mutex::default(),
+            get_streams: AtomicU64::new(0),
         })
     }
 
@@ -597,7 +604,8 @@ impl Upstream {
                     _ => json!({}),
                 };
                 let _ = out.send(json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
-                match tokio::time::timeout(Duration::from_secs(20), rx).await {
+                let wait = Duration::from_millis(args["wait_ms"].as_u64().unwrap_or(20_000));
+                match tokio::time::timeout(wait, rx).await {
                     Ok(Ok(answer)) => match answer.pointer("/result/content/text").and_then(Value::as_str) {
                         Some(said) => text(format!("the client said: {said}")),
                         None => text(answer.to_string()),
@@ -719,6 +727,11 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
     }
     let modern_header = req.headers().get("mcp-protocol-version").and_then(|v| v.to_str().ok()) == Some(MODERN);
     let session = req.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    if req.method() == Method::GET && req.uri().path() == "/stats" {
+        let stats = json!({"get_streams": up.get_streams.load(Ordering::SeqCst),
+                           "listen_streams": up.listen_filters.lock().unwrap().len()});
+        return Ok(full(StatusCode::OK, serde_json::to_vec(&stats).unwrap(), None));
+    }
     if req.method() == Method::GET {
         if modern_header || session.as_ref().is_none_or(|s| !up.sessions.lock().unwrap().contains(s)) {
             return Ok(full(StatusCode::METHOD_NOT_ALLOWED, Vec::new(), None));
@@ -737,8 +750,32 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
             return Ok(Response::builder().header("content-type", "text/event-stream").body(stream).expect("response"));
         }
         let mut changes = up.changes.subscribe();
+        // This session's own messages (`ask` with `untied`), as an SDK sends what is tied to
+        // no request: on the session's standalone stream, or nowhere when none is open.
+        let session = session.expect("checked above");
+        let (own_tx, mut own) = mpsc::unbounded_channel();
+        up.standalone.lock().unwrap().insert(session.clone(), own_tx);
+        up.get_streams.fetch_add(1, Ordering::SeqCst);
+        let up2 = Arc::clone(&up);
         let stream = async_stream(move |tx| async move {
-            while let Ok(n) = changes.recv().await {
+            struct Open(Arc<Upstream>, String);
+            impl Drop for Open {
+                fn drop(&mut self) {
+                    self.0.get_streams.fetch_sub(1, Ordering::SeqCst);
+                    let mut standalone = self.0.standalone.lock().unwrap();
+                    if standalone.get(&self.1).is_some_and(|s| s.is_closed()) {
+                        standalone.remove(&self.1);
+                    }
+                }
+            }
+            let _open = Open(up2, session);
+            loop {
+                // A stream its client dropped ends here, not only at the next write.
+                let n = tokio::select! {
+                    n = changes.recv() => match n { Ok(n) => n, Err(_) => return },
+                    Some(n) = own.recv() => n,
+                    () = tx.closed() => return,
+                };
                 if send_change(&tx, &n).await.is_err() {
                     return;
                 }
@@ -936,9 +973,17 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
         let answer = finish(up.request(&msg, &tx).await);
         return Ok(full(StatusCode::OK, serde_json::to_vec(&answer).unwrap(), new_session.as_deref()));
     }
+    // `ask` with `untied`: the request goes on the session's standalone stream (if open).
+    let untied = (!modern_header && msg.pointer("/params/arguments/untied") == Some(&json!(true)))
+        .then(|| session.as_ref().and_then(|s| up.standalone.lock().unwrap().get(s).cloned()));
     let stream = async_stream(move |out| async move {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let call = up.request(&msg, &tx);
+        let nowhere = mpsc::unbounded_channel().0;
+        let call = match &untied {
+            Some(Some(standalone)) => up.request(&msg, standalone),
+            Some(None) => up.request(&msg, &nowhere),
+            None => up.request(&msg, &tx),
+        };
         tokio::pin!(call);
         let answer = loop {
             tokio::select! {

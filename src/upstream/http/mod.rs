@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio_util::sync::CancellationToken;
 
 mod answer;
+pub mod gate;
 pub mod listen;
 pub mod task_listen;
 pub mod tls;
@@ -84,6 +85,8 @@ pub struct HttpConn {
     handshake: OnceLock<Handshake>,
     session: Option<HeaderValue>,
     closed: CancellationToken,
+    /// A per-client session's notification stream demand (`None`: the stream is always held).
+    gate: Option<gate::StreamGate>,
 }
 
 const ACCEPT_BOTH: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
@@ -127,6 +130,7 @@ impl HttpConn {
             handshake: OnceLock::new(),
             session: None,
             closed: CancellationToken::new(),
+            gate: None,
         };
         let mut probe_error = None;
         if choice != EraChoice::Legacy {
@@ -135,6 +139,7 @@ impl HttpConn {
                 Ok((msg, _)) => match expect_result(&msg).ok().and_then(|r| handshake::from_discover(&r)) {
                     Some(h) => {
                         let _ = conn.handshake.set(h);
+                        conn.gate = owner.map(|o| gate::StreamGate::new(o.link));
                         return Ok(Arc::new(conn));
                     }
                     None => probe_error = Some("server/discover offered no modern revision".to_string()),
@@ -155,6 +160,7 @@ impl HttpConn {
         let result = expect_result(&msg)?;
         let h = handshake::from_initialize(&result).map_err(|e| ConnError::Protocol(e.0))?;
         conn.session = session;
+        conn.gate = owner.map(|o| gate::StreamGate::new(o.link));
         let _ = conn.handshake.set(h);
         let mut body = Vec::new();
         write_notification(&mut body, "notifications/initialized", None);
@@ -269,6 +275,12 @@ impl HttpConn {
             return Err(ConnError::Transport(cause.not_sent()));
         }
         let h = self.handshake();
+        // A client's call on a per-client legacy session: its GET stream open first (a modern
+        // upstream ties all it asks to the call, MRTR: its listen stream waits for the client).
+        let _hold = match (&self.gate, req.client) {
+            (Some(gate), Some(_)) if h.era == Era::Legacy => Some(gate.enter().await),
+            _ => None,
+        };
         let id = self.mux.register(None, req.route.clone(), req.client);
         let mut guard = CancelOnDrop { conn: self, id, armed: h.era == Era::Legacy };
         let mut body = Vec::with_capacity(256 + req.body_len_hint());
