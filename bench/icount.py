@@ -7,7 +7,9 @@ N calls are made, and the counters are dumped: instructions / N.
 
 Usage (from the repo root, after `cargo build --release --workspace --bins`):
   python3 bench/icount.py base=/path/to/old/sekisho new=$CARGO_TARGET_DIR/release/sekisho
-Environment: N (calls per cell, default 2000), BINS (folder of echo-upstream and loadgen,
+Environment: PER_CLIENT=1 (the cells become shared vs per-client HTTP sessions, small calls:
+`h`/`p` on the dual-era upstream spoken in 2026-07-28, `hl`/`pl` on a legacy-only one),
+N (calls per cell, default 2000), BINS (folder of echo-upstream and loadgen,
 default $CARGO_TARGET_DIR/release or target/release), KEEP (a folder to keep the dumps in, for
 callgrind_annotate).
 """
@@ -38,6 +40,10 @@ def wait(url, limit=120):
 def measure(gateway, label, work):
     up = free_port()
     echo = subprocess.Popen([f"{BINS}/echo-upstream", "http", "--listen", f"127.0.0.1:{up}"], stderr=subprocess.DEVNULL)
+    legacy = free_port()
+    per_client = os.environ.get("PER_CLIENT") == "1"
+    twin = subprocess.Popen([f"{BINS}/echo-upstream", "http", "--listen", f"127.0.0.1:{legacy}", "--era", "legacy"],
+                            stderr=subprocess.DEVNULL) if per_client else None
     port = free_port()
     cfg = os.path.join(work, f"{label}.toml")
     open(cfg, "w").write(f'''[server]
@@ -49,14 +55,25 @@ url = "http://127.0.0.1:{up}/mcp"
 [upstreams.s]
 command = "{BINS}/echo-upstream"
 args = ["stdio"]
-''')
+''' + (f'''[upstreams.p]
+url = "http://127.0.0.1:{up}/mcp"
+session = "per-client"
+[upstreams.hl]
+url = "http://127.0.0.1:{legacy}/mcp"
+[upstreams.pl]
+url = "http://127.0.0.1:{legacy}/mcp"
+session = "per-client"
+''' if per_client else ""))
     out = os.path.join(work, f"{label}.cg")
     gw = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", "--collect-atstart=yes",
                            gateway, "serve", "--config", cfg], stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
         wait(f"http://127.0.0.1:{port}/readyz?strict=1")
         res = {}
-        for tool, kib in (("h__echo", None), ("s__echo", None), ("h__echo", 16), ("s__echo", 16)):
+        cells = (("h__echo", None), ("s__echo", None), ("h__echo", 16), ("s__echo", 16))
+        if per_client:
+            cells = (("h__echo", None), ("p__echo", None), ("hl__echo", None), ("pl__echo", None))
+        for tool, kib in cells:
             t = tool if kib is None else tool.replace("echo", "big")
             base = [f"{BINS}/loadgen", "--url", f"http://127.0.0.1:{port}/mcp", "--tool", t, "--concurrency", "32", "--warmup", "0"]
             if kib: base += ["--kib", str(kib)]
@@ -77,7 +94,8 @@ args = ["stdio"]
             for line in open(new[-1]):
                 if line.startswith("summary:") or line.startswith("totals:"):
                     total = int(line.split()[1]); break
-            res[f"{'http' if tool.startswith('h') else 'stdio'} {'16KiB' if kib else 'small'}"] = total / N
+            cell = tool.split("__")[0] if per_client else ('http' if tool.startswith('h') else 'stdio')
+            res[f"{cell} {'16KiB' if kib else 'small'}"] = total / N
             keep = os.environ.get("KEEP")
             for f in new:
                 if keep: os.rename(f, f"{keep}/{label}-{tool}-{kib or 0}.cg")
@@ -85,6 +103,7 @@ args = ["stdio"]
         return res
     finally:
         gw.terminate(); echo.terminate()
+        if twin: twin.terminate()
         try: gw.wait(30)
         except Exception: gw.kill()
 

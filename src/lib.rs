@@ -7,6 +7,7 @@
 //! - [`catalog`]: merged tools/prompts/resources, name mapping, list pages;
 //! - [`upstream`]: per upstream its own stack (`upstream::stack::build`), replicas, connections
 //!   (stdio children, HTTP), handshakes, era translation;
+//! - [`store`]: the multi-tenant store in PostgreSQL (tenants, instances, keys), its config cache;
 //! - [`wire`]: JSON-RPC, JSON object views, SSE, MCP constants (shared by front and upstream);
 //! - [`error`]: the error taxonomy and its one table; [`observe`]: metrics and logs;
 //!   [`config`]: loading, validation, settings in force; [`app`]: wiring and lifecycle.
@@ -25,5 +26,6 @@ pub mod fuzzing;
 pub mod observe;
 pub mod pipeline;
 pub mod session;
+pub mod store;
 pub mod upstream;
 pub mod wire;

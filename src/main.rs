@@ -34,6 +34,10 @@ static CONFIGURE_ALLOCATOR: extern "C" fn() = configure_allocator;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli = match cli.command.into_store() {
+        Ok(command) => return run_store_command(command),
+        Err(command) => Cli { command: *command },
+    };
     // The client-facing helpers need no gateway configuration of their own to start.
     let helper = match &cli.command {
         Command::Import { file, format, write } => Some(sekisho::cli::run_import(file, *format, write.as_deref())),
@@ -55,7 +59,7 @@ fn main() -> ExitCode {
         Command::Serve { config, listen } => (config, listen.clone()),
         Command::Stdio { config } | Command::Check { config } => (config, None),
         Command::Cache { action: sekisho::cli::CacheAction::Clear { config, .. } } => (config, None),
-        Command::Import { .. } | Command::ClientConfig { .. } => unreachable!("handled above"),
+        _ => unreachable!("handled above"),
     };
     let mut config = match Config::load(path) {
         Ok(c) => c,
@@ -92,6 +96,10 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         // Installed first, so a signal during start-up drains the gateway instead of killing it.
         let shutdown = shutdown_signal();
+        if config.store.enabled() && matches!(cli.command, Command::Serve { .. } | Command::Stdio { .. }) {
+            // Refuse to serve on a database `sekisho db migrate` has not prepared.
+            sekisho::store::verify(&config.store).await.map_err(std::io::Error::other)?;
+        }
         match cli.command {
             Command::Serve { .. } => {
                 let listener = tokio::net::TcpListener::bind(config.server.listen_addr()).await?;
@@ -99,7 +107,6 @@ fn main() -> ExitCode {
                 sekisho::app::run(&config, listener, shutdown).await
             }
             Command::Stdio { .. } => sekisho::app::run_stdio(&config, shutdown).await,
-            Command::Check { .. } | Command::Import { .. } | Command::ClientConfig { .. } => Ok(()),
             Command::Cache { action: sekisho::cli::CacheAction::Clear { upstream, tool, .. } } => {
                 match sekisho::cli::clear_cache(&config, upstream.as_deref(), tool.as_deref()).await {
                     Ok(answer) => {
@@ -109,12 +116,34 @@ fn main() -> ExitCode {
                     Err(e) => Err(std::io::Error::other(e)),
                 }
             }
+            _ => Ok(()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "sekisho failed");
+            eprintln!("sekisho: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `sekisho db|tenant|server|instance|key …`: print the answer, or the error on stderr (exit 1).
+fn run_store_command(command: sekisho::cli::store::StoreCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sekisho: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(sekisho::cli::store::run(command)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
             eprintln!("sekisho: {e}");
             ExitCode::from(1)
         }

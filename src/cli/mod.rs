@@ -1,9 +1,11 @@
-//! Command-line interface: `serve`, `stdio`, `check`, `cache clear`, `import`, `client-config`.
+//! Command-line interface: `serve`, `stdio`, `check`, `cache clear`, `import`, `client-config`,
+//! and the store's `db`, `tenant`, `server`, `instance`, `key` (`store.rs`).
 //! No gateway logic lives here.
 
 pub mod clients;
 pub mod import;
 pub mod render;
+pub mod store;
 
 use std::path::PathBuf;
 
@@ -76,6 +78,51 @@ pub enum Command {
         #[arg(long)]
         write: bool,
     },
+    /// The PostgreSQL store's schema (`[store]`, docs/multi-tenant.md).
+    Db {
+        /// What to do.
+        #[command(subcommand)]
+        action: store::DbAction,
+    },
+    /// Tenants of the store.
+    Tenant {
+        /// What to do.
+        #[command(subcommand)]
+        action: store::TenantAction,
+    },
+    /// Tenants' own MCP servers (server configs) in the store.
+    Server {
+        /// What to do.
+        #[command(subcommand)]
+        action: store::ServerAction,
+    },
+    /// Instances (virtual servers) and their tool groups in the store.
+    Instance {
+        /// What to do.
+        #[command(subcommand)]
+        action: store::InstanceAction,
+    },
+    /// API keys of instances in the store.
+    Key {
+        /// What to do.
+        #[command(subcommand)]
+        action: store::KeyAction,
+    },
+}
+
+impl Command {
+    /// The store command this is, if it is one (they need no gateway configuration).
+    pub fn into_store(self) -> Result<store::StoreCommand, Box<Command>> {
+        use store::StoreCommand as S;
+        match self {
+            Command::Db { action } => Ok(S::Db(action)),
+            Command::Tenant { action } => Ok(S::Tenant(action)),
+            Command::Server { action } => Ok(S::Server(action)),
+            Command::Instance { action } => Ok(S::Instance(action)),
+            Command::Key { action } => Ok(S::Key(action)),
+            other => Err(Box::new(other)),
+        }
+    }
 }
 
 /// `sekisho import`: the TOML for `file` (printed, or written to `write`), and a report of the
@@ -326,6 +373,19 @@ fn sections(config: &crate::config::Config) -> String {
         "entry_secret": if config.redis.entry_secret.is_empty() { "<none>" } else { "<set>" },
         "ca_file": if config.redis.ca_file.is_empty() { "<system store>" } else { config.redis.ca_file.as_str() },
     });
+    let st = &config.store;
+    let set = |v: &str| if v.is_empty() { "<none>" } else { "<set>" };
+    let store = serde_json::json!({
+        "postgres_url": if st.enabled() { "<set>" } else { "<none: keys from this file>" },
+        "key_pepper": set(&st.key_pepper),
+        "secret_key": set(&st.secret_key),
+        "cache_ttl": humantime::format_duration(st.cache_ttl).to_string(),
+        "max_stale": humantime::format_duration(st.max_stale).to_string(),
+        "last_used_flush": humantime::format_duration(st.last_used_flush).to_string(),
+        "timeout": humantime::format_duration(st.timeout).to_string(),
+        "max_connections": st.max_connections,
+        "cache_capacity": st.cache_capacity,
+    });
     let mut out = String::from("settings in force:\n");
     let mut section = |name: &str, text: Result<String, toml::ser::Error>| {
         out.push_str(&format!("  [{name}]\n"));
@@ -340,6 +400,7 @@ fn sections(config: &crate::config::Config) -> String {
     section("idempotency", toml::to_string(&config.idempotency));
     section("redis", toml::to_string(&redis));
     section("rate_limits", toml::to_string(&config.rate_limits));
+    section("store", toml::to_string(&store));
     section("catalog", toml::to_string(&config.catalog));
     section("log", toml::to_string(&config.log));
     out

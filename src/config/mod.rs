@@ -54,6 +54,9 @@ pub struct Config {
     /// Request rates per API key and per tenant.
     #[serde(default)]
     pub rate_limits: crate::pipeline::quota::RateLimitsConfig,
+    /// The multi-tenant store in PostgreSQL (off without `postgres_url`).
+    #[serde(default)]
+    pub store: crate::store::StoreConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -183,6 +186,7 @@ impl Config {
         problems.extend(self.admission.validate());
         problems.extend(self.resilience.validate());
         problems.extend(self.redis.validate());
+        problems.extend(self.store.validate());
         problems.extend(self.cache.validate());
         problems.extend(self.rate_limits.validate());
         for (name, up) in &self.upstreams {
@@ -218,7 +222,7 @@ impl Config {
 
 /// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
 /// against the fields of [`Config`], so a new section cannot be left out).
-pub const SECTIONS: [&str; 10] = [
+pub const SECTIONS: [&str; 11] = [
     "server",
     "catalog",
     "log",
@@ -228,6 +232,7 @@ pub const SECTIONS: [&str; 10] = [
     "idempotency",
     "redis",
     "rate_limits",
+    "store",
     "upstreams",
 ];
 

@@ -14,6 +14,8 @@ use prometheus_client::registry::Registry;
 
 use super::bounded::BoundedNames;
 pub use super::bounded::MAX_LABELED;
+mod store;
+pub use store::StoreMetrics;
 
 /// A label value that costs no allocation on the hot path: a literal, or a shared name.
 #[derive(Clone, Debug)]
@@ -205,6 +207,8 @@ pub struct Metrics {
     rate_limited: Family<RateLimitedLabels, Counter>,
     rate_limited_callers: BoundedNames,
     rate_limited_tenants: BoundedNames,
+    /// The `[store]` config cache.
+    pub store: StoreMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -320,7 +324,9 @@ impl Metrics {
             "Calls refused by a rate limit, by caller, tenant and the limit that refused (key, tenant)",
             rate_limited.clone(),
         );
+        let store = StoreMetrics::register(&mut registry);
         Metrics {
+            store,
             rate_limited,
             rate_limited_callers: BoundedNames::default(),
             rate_limited_tenants: BoundedNames::default(),
