@@ -1,7 +1,8 @@
 //! Argument validation end to end: `tools/call` arguments are checked against the tool's
 //! `inputSchema` before the call leaves the gateway (wrong types, missing required members,
-//! members a schema forbids: -32602 in both eras, and the upstream's call counter proves the
-//! call never reached it); `validate = false` sends them unchecked; schemas a hostile upstream
+//! members a schema forbids: a tool result with `isError: true` for clients of 2025-11-25 and
+//! later, SEP-1303, and -32602 for earlier ones; the upstream's call counter proves the call
+//! never reached it); `validate = false` sends them unchecked; schemas a hostile upstream
 //! lists (a remote `$ref`, a reference loop, a reference bomb, a huge or uncompilable schema)
 //! neither hang the gateway nor make it fetch anything — their tools are simply not validated.
 
@@ -20,10 +21,20 @@ async fn upstream_calls(endpoint: &str, tool: &str) -> u64 {
     text(&modern(endpoint, 900, "tools/call", json!({"name": tool, "arguments": {}})).await).parse().unwrap()
 }
 
-/// The message of a -32602 answer, after checking its code.
-fn refused(a: &Answer) -> String {
+/// The message of a -32602 answer, after checking its code (clients before 2025-11-25).
+fn refused_as_error(a: &Answer) -> String {
     assert_eq!(a.error_code(), Some(-32602), "{}", a.raw);
     a.body["error"]["message"].as_str().unwrap().to_string()
+}
+
+/// The text of a tool result with `isError: true` (SEP-1303: clients of 2025-11-25 and later,
+/// both eras), after checking it is one.
+fn refused(a: &Answer) -> String {
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(a.body["result"]["isError"], json!(true), "{}", a.raw);
+    let message = text(a);
+    assert!(message.starts_with("the arguments do not match the tool's inputSchema"), "{message}");
+    message
 }
 
 #[tokio::test]
@@ -33,10 +44,10 @@ async fn arguments_that_break_the_schema_never_reach_the_upstream_in_either_era(
     let mcp = gw.url("/mcp");
     let before = upstream_calls(&mcp, "web__count").await;
 
-    // Modern requests: each refused with -32602 (HTTP 400), naming the path and the reason.
+    // Modern requests: each refused with a tool error result naming the path and the reason.
     let call = |name: &str, arguments: Value| json!({"name": name, "arguments": arguments});
     let wrong_type = modern(&mcp, 1, "tools/call", call("web__add", json!({"a": "one", "b": 2}))).await;
-    assert_eq!(wrong_type.status, 400);
+    assert_eq!(wrong_type.body["result"]["resultType"], "complete", "{}", wrong_type.raw);
     let m = refused(&wrong_type);
     assert!(m.contains(r#"arguments/a: "one" is not of type "number""#), "{m}");
     let missing = modern(&mcp, 2, "tools/call", call("web__add", json!({"a": 1}))).await;
@@ -49,13 +60,18 @@ async fn arguments_that_break_the_schema_never_reach_the_upstream_in_either_era(
     let scoped = modern(&gw.url("/servers/web/mcp"), 5, "tools/call", call("add", json!({"a": true, "b": 2}))).await;
     assert!(refused(&scoped).contains("arguments/a"), "{}", scoped.raw);
 
-    // A legacy session: the same refusals, as JSON-RPC errors in an HTTP 200.
+    // A 2025-06-18 session (before SEP-1303): the same refusals, as -32602 errors in an HTTP 200.
     let s = Legacy::open(&mcp, "2025-06-18").await;
     let legacy = s.request(6, "tools/call", call("web__add", json!({"a": [1], "b": 2}))).await;
     assert_eq!(legacy.status, 200);
-    assert!(refused(&legacy).contains(r#"arguments/a: [1] is not of type "number""#), "{}", legacy.raw);
+    assert!(refused_as_error(&legacy).contains(r#"arguments/a: [1] is not of type "number""#), "{}", legacy.raw);
     let legacy_extra = s.request(7, "tools/call", call("web__strict_add", json!({"a": 1, "b": 2, "z": 0}))).await;
-    assert!(refused(&legacy_extra).contains("'z' was unexpected"), "{}", legacy_extra.raw);
+    assert!(refused_as_error(&legacy_extra).contains("'z' was unexpected"), "{}", legacy_extra.raw);
+    // A 2025-11-25 session: a tool error result, as the modern era.
+    let current = Legacy::open(&mcp, "2025-11-25").await;
+    let a = current.request(8, "tools/call", call("web__add", json!({"a": 1}))).await;
+    assert!(refused(&a).contains(r#""b" is a required property"#), "{}", a.raw);
+    assert!(a.body["result"].get("resultType").is_none(), "no modern envelope for a legacy client: {}", a.raw);
 
     // None of them reached the upstream: only the counter's own call counts.
     assert_eq!(upstream_calls(&mcp, "web__count").await, before + 1);

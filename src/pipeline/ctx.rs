@@ -124,6 +124,9 @@ pub struct Routed {
     pub idempotency_key: Option<Arc<str>>,
     /// The calling client's era (the era of answers the gateway stores on its behalf).
     pub client_era: Era,
+    /// The calling client's protocol revision (negotiated for a legacy session, from `_meta`
+    /// for a modern request).
+    pub client_version: &'static str,
     /// The caller's session, if any (see [`CallCtx::session`]).
     pub session: Option<Arc<SessionState>>,
 }

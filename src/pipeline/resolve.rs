@@ -301,6 +301,7 @@ impl Resolver {
             capabilities: ctx.client.capabilities.clone(),
         });
         let client_era = ctx.client.era;
+        let client_version = ctx.client.version;
         // The key the gateway honours reaches the upstream too (so an idempotency-aware server
         // can dedupe), also when it came from the `Idempotency-Key` header.
         let idempotency_key = ctx.idempotency_key.as_ref().filter(|key| {
@@ -321,6 +322,7 @@ impl Resolver {
             priority: ctx.priority,
             idempotency_key: ctx.idempotency_key,
             client_era,
+            client_version,
             session: ctx.session,
         })
     }

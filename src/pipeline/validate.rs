@@ -1,7 +1,9 @@
 //! Middleware that checks a `tools/call`'s arguments against the tool's `inputSchema` (MCP
 //! `server/tools`: "Servers MUST validate all tool inputs"; the gateway refuses what the tool
-//! would refuse before the call leaves it) and refuses a mismatch with -32602 naming the
-//! validator's errors. Per upstream, `validate = false` turns it off.
+//! would refuse before the call leaves it) and refuses a mismatch naming the validator's
+//! errors: for clients of 2025-11-25 and later (both eras) as a tool result with `isError:
+//! true` (SEP-1303: input validation errors are tool execution errors the model can act on),
+//! for earlier ones as -32602. Per upstream, `validate = false` turns it off.
 //!
 //! Validators are made once per change of a tool's definition, never per call: each upstream
 //! has a table of its listed tools, made when a call first meets a new version of the
@@ -19,7 +21,7 @@ use jsonschema::Validator;
 use tower::Service;
 
 use super::ctx::Routed;
-use super::parts::{Reply, ReplyFuture};
+use super::parts::{Origin, Reply, ReplyFuture};
 use super::routed::RoutedStep;
 use super::steps::Named;
 use crate::catalog::listing::ListKind;
@@ -27,6 +29,7 @@ use crate::catalog::{UpstreamLists, schema};
 use crate::error::GatewayError;
 use crate::upstream::request::Body;
 use crate::wire::jsonrpc::Method;
+use crate::wire::mcp::{self, Era};
 
 /// The validate step.
 #[derive(Clone, Default)]
@@ -48,9 +51,35 @@ impl RoutedStep for Validate {
     {
         match self.validators.check_routed(&routed) {
             Ok(()) => Err(routed),
+            Err(e) if tool_error_result(&routed) => {
+                Ok(Box::pin(std::future::ready(Ok(tool_error(&e, routed.client_era)))))
+            }
             Err(e) => Ok(Box::pin(std::future::ready(Err(e)))),
         }
     }
+}
+
+/// Whether the client's revision answers input validation errors as a tool result with
+/// `isError: true` rather than a protocol error (SEP-1303, from 2025-11-25 on, so the model
+/// can read the reason and correct the call; both eras' SDKs do so since).
+fn tool_error_result(routed: &Routed) -> bool {
+    routed.client_era == Era::Modern || mcp::at_least(routed.client_version, "2025-11-25")
+}
+
+/// The refusal `e` as a `tools/call` result with `isError: true` for a client of `era`.
+fn tool_error(e: &GatewayError, era: Era) -> Reply {
+    let text = match e {
+        GatewayError::InvalidParams(why) => std::borrow::Cow::Borrowed(why.as_str()),
+        other => other.client_message(),
+    };
+    let mut result = serde_json::json!({
+        "content": [{"type": "text", "text": text}],
+        "isError": true,
+    });
+    if era == Era::Modern {
+        result["resultType"] = "complete".into();
+    }
+    Reply::Result { body: Bytes::from(result.to_string()), origin: Origin::Gateway }
 }
 
 /// Every upstream's table of validators, by namespace; read without a lock, replaced whole
