@@ -124,9 +124,9 @@ pub struct Routed {
     pub idempotency_key: Option<Arc<str>>,
     /// The calling client's era (the era of answers the gateway stores on its behalf).
     pub client_era: Era,
-    /// The calling client's protocol revision (negotiated for a legacy session, from `_meta`
-    /// for a modern request).
-    pub client_version: &'static str,
+    /// Whether the client's revision answers a tool's input validation errors as a tool
+    /// result with `isError: true` rather than -32602 (SEP-1303: 2025-11-25 and later, both eras).
+    pub input_errors_as_results: bool,
     /// The caller's session, if any (see [`CallCtx::session`]).
     pub session: Option<Arc<SessionState>>,
 }

@@ -301,7 +301,7 @@ impl Resolver {
             capabilities: ctx.client.capabilities.clone(),
         });
         let client_era = ctx.client.era;
-        let client_version = ctx.client.version;
+        let input_errors_as_results = client_era == Era::Modern || mcp::at_least(ctx.client.version, "2025-11-25");
         // The key the gateway honours reaches the upstream too (so an idempotency-aware server
         // can dedupe), also when it came from the `Idempotency-Key` header.
         let idempotency_key = ctx.idempotency_key.as_ref().filter(|key| {
@@ -322,7 +322,7 @@ impl Resolver {
             priority: ctx.priority,
             idempotency_key: ctx.idempotency_key,
             client_era,
-            client_version,
+            input_errors_as_results,
             session: ctx.session,
         })
     }

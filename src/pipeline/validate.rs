@@ -29,7 +29,7 @@ use crate::catalog::{UpstreamLists, schema};
 use crate::error::GatewayError;
 use crate::upstream::request::Body;
 use crate::wire::jsonrpc::Method;
-use crate::wire::mcp::{self, Era};
+use crate::wire::mcp::Era;
 
 /// The validate step.
 #[derive(Clone, Default)]
@@ -51,19 +51,12 @@ impl RoutedStep for Validate {
     {
         match self.validators.check_routed(&routed) {
             Ok(()) => Err(routed),
-            Err(e) if tool_error_result(&routed) => {
+            Err(e) if routed.input_errors_as_results => {
                 Ok(Box::pin(std::future::ready(Ok(tool_error(&e, routed.client_era)))))
             }
             Err(e) => Ok(Box::pin(std::future::ready(Err(e)))),
         }
     }
-}
-
-/// Whether the client's revision answers input validation errors as a tool result with
-/// `isError: true` rather than a protocol error (SEP-1303, from 2025-11-25 on, so the model
-/// can read the reason and correct the call; both eras' SDKs do so since).
-fn tool_error_result(routed: &Routed) -> bool {
-    routed.client_era == Era::Modern || mcp::at_least(routed.client_version, "2025-11-25")
 }
 
 /// The refusal `e` as a `tools/call` result with `isError: true` for a client of `era`.
