@@ -1,5 +1,5 @@
 //! Micro-benchmarks of the pieces on the hot path: envelope parse + forward, catalog lookup and
-//! name mapping, SSE framing. Run with `cargo bench --bench hot_path`.
+//! name mapping, SSE framing, argument validation. Run with `cargo bench --bench hot_path`.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -261,5 +261,94 @@ fn cache_path(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, envelope, catalog, sse_framing, resilience_layers, cache_path);
+/// Argument validation (`pipeline::validate`): the same `tools/call` framed and forwarded with
+/// and without checking its arguments against the tool's `inputSchema`, side by side; a small
+/// schema (`add`) and a larger one (8 members, a nested object, an enum, a pattern, an array).
+fn validation(c: &mut Criterion) {
+    use sekisho::pipeline::validate::Validators;
+    use serde_json::json;
+
+    let client = ClientSide {
+        era: Era::Modern,
+        version: "2026-07-28",
+        capabilities: Bytes::from_static(b"{}"),
+        log_level: None,
+    };
+    let add = json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]});
+    let form = json!({"type": "object", "additionalProperties": false, "required": ["city", "days", "units"],
+        "properties": {
+            "city": {"type": "string", "minLength": 1, "maxLength": 100},
+            "country": {"type": "string", "pattern": "^[A-Z]{2}$"},
+            "days": {"type": "integer", "minimum": 1, "maximum": 16},
+            "units": {"enum": ["metric", "imperial"]},
+            "hourly": {"type": "boolean"},
+            "fields": {"type": "array", "items": {"type": "string"}, "maxItems": 20, "uniqueItems": true},
+            "location": {"type": "object", "properties": {"lat": {"type": "number"}, "lon": {"type": "number"}},
+                         "required": ["lat", "lon"]},
+            "note": {"type": "string"}}});
+    let mut ul = UpstreamLists { up: true, listed: true, ..Default::default() };
+    ul.items[0] = [("add", add), ("forecast", form)]
+        .into_iter()
+        .map(|(name, schema)| Entry {
+            id: name.into(),
+            raw: Bytes::from(json!({"name": name, "description": "d", "inputSchema": schema}).to_string()),
+        })
+        .collect();
+    let lists = Arc::new(ul);
+    let ns: Arc<str> = Arc::from("h");
+    let validators = Validators::default();
+    let envelope = |tool: &str, arguments: &str| {
+        Bytes::from(CALL.replace("h__echo", &format!("h__{tool}")).replace(r#"{"message":"hello world"}"#, arguments))
+    };
+    let small = envelope("add", r#"{"a":1,"b":2}"#);
+    let larger = envelope(
+        "forecast",
+        r#"{"city":"Kyoto","country":"JP","days":7,"units":"metric","hourly":true,"fields":["temp","rain","wind","uv"],"location":{"lat":35.01,"lon":135.77},"note":"hello"}"#,
+    );
+    // Frame, view params, (validate), rename, rewrite `_meta`, write the upstream request.
+    let forward = |body: &Bytes, tool: &str, validate: bool, out: &mut Vec<u8>| {
+        let msg = Message::parse(body.clone()).unwrap();
+        let Kind::Request { params, .. } = &msg.kind else { unreachable!() };
+        let params = Params::parse(msg.src.slice(params.clone().unwrap())).unwrap();
+        if validate {
+            validators.check(&ns, &lists, tool, params.get("arguments")).expect("valid arguments");
+        }
+        let mut p = Vec::with_capacity(256);
+        let rename = format!(r#""{tool}""#);
+        write_params(
+            &mut p,
+            &Outbound {
+                params: &params,
+                replace: &[("name", rename.as_bytes())],
+                drop: &[],
+                progress_token: None,
+                idempotency_key: None,
+                client: &client,
+                upstream: (Era::Modern, "2026-07-28"),
+            },
+        );
+        out.clear();
+        write_request(out, b"17", "tools/call", Some(&p));
+    };
+    let mut g = c.benchmark_group("validation");
+    for (label, body, tool) in [("add", &small, "add"), ("8_members", &larger, "forecast")] {
+        for validate in [false, true] {
+            let name = format!("forward_{label}_{}", if validate { "validated" } else { "unvalidated" });
+            g.bench_function(name, |b| {
+                let mut out = Vec::with_capacity(512);
+                b.iter(|| {
+                    forward(black_box(body), tool, validate, &mut out);
+                    black_box(&out);
+                })
+            });
+        }
+    }
+    g.bench_function("refusal_add_two_errors", |b| {
+        let bad = br#"{"a":"one"}"#;
+        b.iter(|| black_box(validators.check(&ns, &lists, "add", Some(black_box(bad))).unwrap_err()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, envelope, catalog, sse_framing, resilience_layers, cache_path, validation);
 criterion_main!(benches);

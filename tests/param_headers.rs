@@ -62,9 +62,14 @@ async fn matching_headers_pass_and_the_upstream_gets_them() {
     let a = call(&url, "up__routed", args, &sent).await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(text(&a), "headers: mcp-param-region=eu-west-1 mcp-param-tenant=42 mcp-param-dry=true");
-    // An argument left out (or null) travels without its header.
-    let a = call(&url, "up__routed", json!({"region": "us", "dry": null}), &[("Mcp-Param-Region", " us ")]).await;
+    // An argument left out travels without its header.
+    let a = call(&url, "up__routed", json!({"region": "us"}), &[("Mcp-Param-Region", " us ")]).await;
     assert_eq!(text(&a), "headers: mcp-param-region=us");
+    // A null one needs no header either, but `dry` is a boolean: argument validation refuses it
+    // (a tool error result, SEP-1303).
+    let a = call(&url, "up__routed", json!({"region": "us", "dry": null}), &[("Mcp-Param-Region", " us ")]).await;
+    assert_eq!(a.body["result"]["isError"], json!(true), "{}", a.raw);
+    assert!(a.raw.contains(r#"arguments/dry: null is not of type \"boolean\""#), "{}", a.raw);
     // Headers of tools that declare none are not looked at.
     let a = call(&url, "up__echo", json!({"message": "hi"}), &[("Mcp-Param-Region", "nowhere")]).await;
     assert_eq!(text(&a), "hi");

@@ -45,10 +45,19 @@ pub fn canonical_json(v: &serde_json::Value, out: &mut Vec<u8>) {
 /// idempotency hash.
 pub fn canonical_arguments(raw: Option<&[u8]>) -> Result<Vec<u8>, String> {
     let Some(raw) = raw else { return Ok(b"{}".to_vec()) };
-    let v = serde_json::from_slice::<Strict>(raw).map_err(|e| format!("params.arguments: {e}"))?.0;
+    let v = strict_json(raw).map_err(|e| format!("params.arguments: {e}"))?;
     let mut out = Vec::with_capacity(raw.len());
     canonical_json(&v, &mut out);
     Ok(out)
+}
+
+/// Raw JSON read as a [`serde_json::Value`] exactly as an upstream reads it (the argument
+/// validation reads arguments so too).
+///
+/// Errors: a readable reason, as [`canonical_arguments`] gives: not JSON, nested deeper than
+/// 128 levels, a number outside the range of an `f64`, or an object that names a member twice.
+pub fn strict_json(raw: &[u8]) -> Result<serde_json::Value, String> {
+    serde_json::from_slice::<Strict>(raw).map(|v| v.0).map_err(|e| e.to_string())
 }
 
 /// A JSON value read like [`serde_json::Value`], except that an object naming a member twice

@@ -12,6 +12,7 @@ pub mod listing;
 pub mod lists;
 pub mod naming;
 pub mod params;
+pub mod schema;
 pub mod startup;
 
 use std::collections::{BTreeMap, HashMap};

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::admit::Admissible;
 use super::parts::{ClientSide, EventSink, Params, Principal, Priority, Scope};
 use crate::cache::config::CacheScope;
+use crate::catalog::UpstreamLists;
 use crate::session::registry::SessionState;
 use crate::upstream::Upstream;
 use crate::upstream::request::Outbound;
@@ -101,6 +102,10 @@ pub struct Target {
     pub retry_safe: bool,
     /// The tool's own per-attempt deadline (`tools.<t>.timeout`), overriding the upstream's.
     pub timeout: Option<Duration>,
+    /// For a `tools/call` to an upstream with `validate = true`: the upstream's lists in the
+    /// catalog snapshot the call was routed by, where the validate step finds the tool's
+    /// `inputSchema`; `None` otherwise.
+    pub lists: Option<Arc<UpstreamLists>>,
 }
 
 /// A call after resolve: the request as the upstream will receive it and its target, with the
@@ -119,6 +124,9 @@ pub struct Routed {
     pub idempotency_key: Option<Arc<str>>,
     /// The calling client's era (the era of answers the gateway stores on its behalf).
     pub client_era: Era,
+    /// Whether the client's revision answers a tool's input validation errors as a tool
+    /// result with `isError: true` rather than -32602 (SEP-1303: 2025-11-25 and later, both eras).
+    pub input_errors_as_results: bool,
     /// The caller's session, if any (see [`CallCtx::session`]).
     pub session: Option<Arc<SessionState>>,
 }

@@ -23,6 +23,7 @@ pub mod routed;
 pub mod steps;
 pub mod subscribe;
 pub mod tasks;
+pub mod validate;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ use self::quota::{Limiter, Quota};
 use self::resolve::Resolve;
 use self::steps::{SharedStack, StepLayer};
 use self::subscribe::SharedSubscriptions;
+use self::validate::Validate;
 use crate::cache::coalesce::Coalescer;
 use crate::cache::idempotency::Idempotency;
 use crate::cache::store::Store;
@@ -92,6 +94,7 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
     let edge = Arc::new(Edge::new(&config.server));
     let coalescer = config.cache.coalesce.then(|| Coalescer::new(config.cache.lease));
     let any_fallback = config.enabled_upstreams().any(|(_, u)| u.fallback.is_some());
+    let any_validated = config.enabled_upstreams().any(|(_, u)| u.settings.validate);
     let admit = config.admission.enabled.then(|| Admit::global(&config.admission));
     let admission = admit.as_ref().map(|a| Arc::clone(a.admission()));
     let quota = config.rate_limited().then(|| Quota::new(Limiter::new(&config.rate_limits, parts.store.l2())));
@@ -103,8 +106,8 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
         .option_layer(quota.map(StepLayer))
         // admission: the global limit by priority; shed the least important work first.
         .option_layer(admit.map(StepLayer))
-        // [the policy steps go here: access control, argument validation; a step
-        // that needs the resolved tool (its inputSchema) goes right after resolve.]
+        // [the policy steps go here: access control; a step that needs the resolved tool goes
+        // right after resolve, as validate does.]
         // resolve: answer catalog methods; route the rest to their upstream, once.
         .layer(StepLayer(Resolve::new(
             parts.catalog,
@@ -113,6 +116,10 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
             config.server.max_uri_bytes,
             parts.tasks,
         )))
+        // validate: tools/call arguments against the tool's inputSchema (it needs the resolved
+        // tool); a call the tool would refuse never leaves the gateway (present when an
+        // upstream validates).
+        .option_layer(any_validated.then(|| StepLayer(Validate::default())))
         // subscriptions: sessions share an upstream's resource subscriptions; one client's
         // unsubscribe must not end another's updates.
         .layer(StepLayer(SharedSubscriptions::new(config.server.max_subscriptions_per_session)))
@@ -174,6 +181,7 @@ mod tests {
                 "quota",
                 "admission",
                 "resolve",
+                "validate",
                 "subscriptions",
                 "idempotency",
                 "input",
@@ -195,10 +203,14 @@ mod tests {
              [resilience]\nbulkhead = false\nretry = {{ enabled = false }}\n{UPSTREAMS}"
         );
         let (stack, upstreams) = stack_for(&toml);
-        assert_eq!(stack.steps(), ["edge", "meter", "resolve", "subscriptions", "input", "fallback", "upstream"]);
+        assert_eq!(
+            stack.steps(),
+            ["edge", "meter", "resolve", "validate", "subscriptions", "input", "fallback", "upstream"]
+        );
         assert_eq!(upstreams.get("main").unwrap().steps(), ["balance", "breaker", "timeout", "attempt"]);
-        let (stack, _) = stack_for("[upstreams.alone]\ncommand = \"x\"\n");
+        let (stack, _) = stack_for("[upstreams.alone]\ncommand = \"x\"\nvalidate = false\n");
         assert!(!stack.steps().contains(&"fallback"), "no upstream has a fallback: {:?}", stack.steps());
+        assert!(!stack.steps().contains(&"validate"), "no upstream validates: {:?}", stack.steps());
         assert!(!stack.steps().contains(&"quota"), "no rate limit is configured: {:?}", stack.steps());
         // A key's own limit is enough to need the step.
         let (stack, _) = stack_for(

@@ -290,7 +290,9 @@ impl Resolver {
         let fallback =
             up.config.fallback.as_deref().filter(|_| !task_method).and_then(|f| self.upstreams.get(f)).cloned();
         let timeout = per_tool.and_then(|t| t.timeout);
-        let target = Target { upstream: Arc::clone(up), fallback, cache, retry_safe, timeout };
+        // The validate step checks the arguments against the schema of this very snapshot.
+        let lists = tool.filter(|_| up.config.settings.validate).and_then(|_| snap.upstreams.get(&up.name).cloned());
+        let target = Target { upstream: Arc::clone(up), fallback, cache, retry_safe, timeout, lists };
         let route = ctx.events.map(|events| Route {
             client_token: params.meta.as_ref().and_then(|m| m.progress_token()),
             events,
@@ -299,6 +301,7 @@ impl Resolver {
             capabilities: ctx.client.capabilities.clone(),
         });
         let client_era = ctx.client.era;
+        let input_errors_as_results = client_era == Era::Modern || mcp::at_least(ctx.client.version, "2025-11-25");
         // The key the gateway honours reaches the upstream too (so an idempotency-aware server
         // can dedupe), also when it came from the `Idempotency-Key` header.
         let idempotency_key = ctx.idempotency_key.as_ref().filter(|key| {
@@ -319,6 +322,7 @@ impl Resolver {
             priority: ctx.priority,
             idempotency_key: ctx.idempotency_key,
             client_era,
+            input_errors_as_results,
             session: ctx.session,
         })
     }

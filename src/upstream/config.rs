@@ -27,6 +27,7 @@ use super::retry::RetryConfig;
 /// headers = { Authorization = "Bearer ${WEATHER_TOKEN}" }
 /// timeout = "120s"
 /// trusted = true                  # believe its readOnlyHint/idempotentHint (retries, caching)
+/// validate = true                 # check tools/call arguments against inputSchema (default)
 /// fallback = "weather_backup"     # serves its calls while it is down
 ///
 /// [upstreams.legacy]             # the 2024-11-05 HTTP+SSE transport
@@ -91,6 +92,9 @@ pub struct UpstreamConfig {
     /// Trust the upstream's tool annotations (`readOnlyHint`, `idempotentHint`) for retries.
     #[serde(default)]
     pub trusted: bool,
+    /// Check `tools/call` arguments against the tool's `inputSchema` before sending (default
+    /// true; false sends them unchecked).
+    pub validate: Option<bool>,
     /// Another upstream that serves this one's calls (same tool names) while it is down.
     pub fallback: Option<String>,
     /// After recovery, traffic returns from the fallback gradually over this period (default 30s).
@@ -204,6 +208,9 @@ pub struct Settings {
     /// Per-client upstream sessions at most (`max_client_sessions`; default 32 for stdio,
     /// 1024 for HTTP; 0 in shared mode).
     pub max_client_sessions: usize,
+    /// Whether `tools/call` arguments are checked against the tool's `inputSchema`
+    /// (`validate`, default true).
+    pub validate: bool,
 }
 
 pub use super::transport::{EraChoice, HttpTransport, Transport};
@@ -450,6 +457,7 @@ impl UpstreamConfig {
                 (SessionMode::PerClient, true) => self.max_client_sessions.unwrap_or(DEFAULT_MAX_CLIENT_PROCESSES),
                 (SessionMode::PerClient, false) => self.max_client_sessions.unwrap_or(DEFAULT_MAX_CLIENT_HTTP_SESSIONS),
             },
+            validate: self.validate.unwrap_or(true),
         };
     }
 

@@ -10,8 +10,12 @@
 //! With `--tasks` (HTTP), a modern client that declares the tasks extension gets tasks from
 //! `task_echo` (see `sekisho_bench::tasks`).
 //!
-//! Usage: `echo-upstream stdio [--era dual|legacy|modern]`
-//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN] [--invalid-tool] [--tasks]` (prints `listening on ADDR` to stderr)
+//! With `--schema-tools`, tools whose `inputSchema`s test argument validation are listed too
+//! (`strict_add`, and schemas a gateway must not use: a remote `$ref`, a reference loop, a
+//! reference bomb, a huge schema, one that does not compile).
+//!
+//! Usage: `echo-upstream stdio [--era dual|legacy|modern] [--schema-tools [--remote-ref URL]]`
+//!        `echo-upstream http --listen 127.0.0.1:0 [--era ...] [--bearer TOKEN] [--invalid-tool] [--tasks] [--schema-tools [--remote-ref URL]]` (prints `listening on ADDR` to stderr)
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -43,6 +47,8 @@ enum Mode {
     Stdio {
         #[arg(long, value_enum, default_value = "dual")]
         era: Era,
+        #[command(flatten)]
+        schemas: SchemaTools,
     },
     /// Serve Streamable HTTP at /mcp.
     Http {
@@ -62,7 +68,78 @@ enum Mode {
         /// Declare the tasks extension (modern era) and offer `task_echo`.
         #[arg(long)]
         tasks: bool,
+        #[command(flatten)]
+        schemas: SchemaTools,
     },
+}
+
+/// Tools whose `inputSchema` tests argument validation.
+#[derive(clap::Args)]
+struct SchemaTools {
+    /// Also list `strict_add` (`add` with `additionalProperties: false`) and tools whose
+    /// schemas a gateway must not use: `remote_ref`, `ref_loop`, `ref_bomb`, `huge_schema`,
+    /// `bad_schema` (each answers with the arguments it got).
+    #[arg(long)]
+    schema_tools: bool,
+    /// The URL `remote_ref`'s schema refers to.
+    #[arg(long, default_value = "http://127.0.0.1:9/schema.json")]
+    remote_ref: String,
+}
+
+impl SchemaTools {
+    fn apply(self) {
+        SCHEMA_TOOLS.store(self.schema_tools, Ordering::Relaxed);
+        let _ = REMOTE_REF.set(self.remote_ref);
+    }
+}
+
+/// Whether `tools/list` includes the schema tools (`--schema-tools`).
+static SCHEMA_TOOLS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// `remote_ref`'s `$ref` (`--remote-ref`).
+static REMOTE_REF: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// The schema tools (`--schema-tools`).
+fn schema_tools() -> Vec<Value> {
+    let numbers = json!({"a": {"type": "number"}, "b": {"type": "number"}});
+    let remote = REMOTE_REF.get().map_or("http://127.0.0.1:9/schema.json", String::as_str);
+    // Each level refers twice to the next: 2^40 paths through 41 small definitions.
+    let mut levels = serde_json::Map::new();
+    for i in 0..40 {
+        let next = json!({"$ref": format!("#/$defs/l{}", i + 1)});
+        levels.insert(format!("l{i}"), json!({"anyOf": [next.clone(), next]}));
+    }
+    levels.insert("l40".into(), json!({"type": "string"}));
+    let described =
+        |name: &str, what: &str, schema: Value| json!({"name": name, "description": what, "inputSchema": schema});
+    vec![
+        described(
+            "strict_add",
+            "Add two numbers; nothing else may be sent.",
+            json!({"type": "object", "properties": numbers, "required": ["a", "b"], "additionalProperties": false}),
+        ),
+        described(
+            "remote_ref",
+            "A schema that refers to a remote document.",
+            json!({"type": "object", "properties": {"x": {"$ref": remote}}}),
+        ),
+        described(
+            "ref_loop",
+            "A schema whose references loop.",
+            json!({"type": "object", "$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"$ref": "#/$defs/a"}},
+                         "properties": {"x": {"$ref": "#/$defs/a"}}}),
+        ),
+        described(
+            "ref_bomb",
+            "A small schema that expands to 2^40 nodes.",
+            json!({"type": "object", "$defs": levels, "properties": {"x": {"$ref": "#/$defs/l0"}}}),
+        ),
+        described(
+            "huge_schema",
+            "A schema of 300 KiB.",
+            json!({"type": "object", "properties": {"x": {"enum": ["z".repeat(300 * 1024)]}}}),
+        ),
+        described("bad_schema", "A schema that does not compile.", json!({"type": 5})),
+    ]
 }
 
 /// Milliseconds `echo` waits before answering (`--echo-delay-ms`).
@@ -183,6 +260,9 @@ fn tools(dynamic: &[String]) -> Value {
     if TASKS_ON.load(Ordering::Relaxed) {
         list.push(json!({"name": "task_echo", "description": "Echo `text` from a task that completes after `ms` (tasks extension).",
                "inputSchema": obj(json!({"text": {"type": "string"}, "ms": {"type": "integer"}}), &["text"])}));
+    }
+    if SCHEMA_TOOLS.load(Ordering::Relaxed) {
+        list.extend(schema_tools());
     }
     for name in dynamic {
         list.push(
@@ -367,7 +447,12 @@ impl Upstream {
                 }
                 text(args["message"].as_str().unwrap_or(""))
             }
-            "add" => {
+            "remote_ref" | "ref_loop" | "ref_bomb" | "huge_schema" | "bad_schema"
+                if SCHEMA_TOOLS.load(Ordering::Relaxed) =>
+            {
+                text(format!("{name} got {args}"))
+            }
+            "add" | "strict_add" => {
                 let sum = args["a"].as_f64().unwrap_or(0.0) + args["b"].as_f64().unwrap_or(0.0);
                 json!({"content": [{"type": "text", "text": sum.to_string()}], "structuredContent": {"sum": sum}})
             }
@@ -1002,8 +1087,12 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async move {
         match args.mode {
-            Mode::Stdio { era } => serve_stdio(Upstream::new(era)).await,
-            Mode::Http { listen, era, echo_delay_ms, bearer, invalid_tool, tasks } => {
+            Mode::Stdio { era, schemas } => {
+                schemas.apply();
+                serve_stdio(Upstream::new(era)).await
+            }
+            Mode::Http { listen, era, echo_delay_ms, bearer, invalid_tool, tasks, schemas } => {
+                schemas.apply();
                 ECHO_DELAY_MS.store(echo_delay_ms, Ordering::Relaxed);
                 INVALID_TOOL.store(invalid_tool, Ordering::Relaxed);
                 TASKS_ON.store(tasks, Ordering::Relaxed);
