@@ -16,6 +16,8 @@
 #   v02-2025-per-client  the v02-2025 run on conf_legacy_pc (session = "per-client")
 #   v01-untied-<scenario>, v02-untied-<scenario>: both suites' --scenario runs of the four scenarios
 #             whose server asks the client during a tool call, on conf_untied
+#   v02-untied-per-client-<scenario>: the same four on conf_untied_pc (session = "per-client"),
+#             through sekisho only (the direct runs are the v02-untied ones)
 #   v02-tasks-<scenario>: 0.2.0-alpha.12 --scenario runs of the ten [extension] scenarios of
 #             io.modelcontextprotocol/tasks (SEP-2663), on conf_modern
 # Bridged runs, through sekisho only (the suite's era is not the fixture wire's):
@@ -155,6 +157,10 @@ url = "http://127.0.0.1:$FIXPORT/mcp-untied"
 [upstreams.conf_legacy_pc]
 url = "http://127.0.0.1:$FIXPORT/mcp"
 session = "per-client"
+
+[upstreams.conf_untied_pc]
+url = "http://127.0.0.1:$FIXPORT/mcp-untied"
+session = "per-client"
 EOF
 
 "$SEKISHO_BIN" serve --config "$WORK/sekisho.toml" >"$WORK/sekisho.log" 2>&1 &
@@ -234,6 +240,9 @@ run v02-2026-headers "$CONF02" conf_modern /stateless --scenario http-custom-hea
 for scenario in tools-call-sampling tools-call-elicitation elicitation-sep1034-defaults elicitation-sep1330-enums; do
   run "v01-untied-$scenario" "$CONF01" conf_untied /mcp-untied --scenario "$scenario"
   run "v02-untied-$scenario" "$CONF02" conf_untied /mcp-untied --scenario "$scenario"
+  # Per-client: the client's own upstream session holds its GET stream only while it can use it,
+  # so the call must open it before its POST (the fixture's SDK drops what finds no stream).
+  run "v02-untied-per-client-$scenario" "$CONF02" conf_untied_pc - --scenario "$scenario"
 done
 for scenario in tools-call-sampling tools-call-elicitation elicitation-sep1034-defaults elicitation-sep1330-enums \
   resources-subscribe resources-unsubscribe tools-call-simple-text resources-read-text prompts-get-simple; do
