@@ -60,6 +60,10 @@ pub fn compile(tool: &[u8]) -> Result<Option<Validator>, String> {
         .map_err(|e| format!("it does not compile: {}", redact::url(&e.to_string())))
 }
 
+/// How the message of arguments that break their schema begins (arguments that do not parse
+/// say `params.arguments: …` instead): the one refusal SEP-1303 makes a tool result.
+pub const MISMATCH: &str = "the arguments do not match the tool's inputSchema";
+
 /// Check `arguments` (the raw `params.arguments`; absent or `null` is checked as `{}`) against
 /// `validator`.
 ///
@@ -75,7 +79,7 @@ pub fn check(validator: &Validator, arguments: Option<&[u8]>) -> Result<(), Stri
     if validator.is_valid(&instance) {
         return Ok(());
     }
-    let mut out = String::from("the arguments do not match the tool's inputSchema");
+    let mut out = String::from(MISMATCH);
     let mut errors = validator.iter_errors(&instance);
     for (i, e) in errors.by_ref().take(MAX_REPORTED_ERRORS).enumerate() {
         out.push_str(if i == 0 { ": " } else { "; " });

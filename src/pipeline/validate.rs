@@ -51,7 +51,12 @@ impl RoutedStep for Validate {
     {
         match self.validators.check_routed(&routed) {
             Ok(()) => Err(routed),
-            Err(e) if routed.input_errors_as_results => {
+            // Only a schema mismatch is a tool execution error (SEP-1303); arguments that do
+            // not parse (duplicate members, numbers out of range) are a malformed request.
+            Err(GatewayError::InvalidParams(why))
+                if routed.input_errors_as_results && why.starts_with(schema::MISMATCH) =>
+            {
+                let e = GatewayError::InvalidParams(why);
                 Ok(Box::pin(std::future::ready(Ok(tool_error(&e, routed.client_era)))))
             }
             Err(e) => Ok(Box::pin(std::future::ready(Err(e)))),
