@@ -20,9 +20,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::session::link::ClientLink;
 
@@ -102,7 +103,11 @@ impl StreamGate {
                 notified.await;
             }
         };
-        let _ = tokio::time::timeout(OPEN_WAIT, settled).await;
+        if tokio::time::timeout(OPEN_WAIT, settled).await.is_err() {
+            // The upstream is slow to accept the GET: later calls do not wait for it either
+            // (the listener still marks the stream open when the upstream answers).
+            let _ = self.state.compare_exchange(OPENING, FAILED, Ordering::SeqCst, Ordering::SeqCst);
+        }
         hold
     }
 
@@ -172,5 +177,69 @@ impl StreamGate {
     fn settle(&self, state: u8) {
         self.state.store(state, Ordering::SeqCst);
         self.settled.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate() -> StreamGate {
+        StreamGate::new(Arc::new(ClientLink::default()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_waits_for_the_stream_once_and_then_not_again_while_it_is_slow() {
+        let gate = gate();
+        assert!(!gate.wanted(), "an idle session with no client stream wants nothing");
+        gate.opening();
+        let started = tokio::time::Instant::now();
+        let first = gate.enter().await;
+        assert_eq!(started.elapsed(), OPEN_WAIT, "the first call waited for the GET, then went");
+        let again = tokio::time::Instant::now();
+        let second = gate.enter().await;
+        assert_eq!(again.elapsed(), Duration::ZERO, "a slow upstream does not make every call wait");
+        assert!(gate.wanted());
+        drop((first, second));
+        assert!(gate.wanted(), "lingering after the last call");
+        tokio::time::advance(LINGER + Duration::from_millis(1)).await;
+        assert!(!gate.wanted(), "idle after the linger");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_goes_as_soon_as_the_stream_is_open() {
+        let gate = Arc::new(gate());
+        let waiting = tokio::spawn({
+            let gate = Arc::clone(&gate);
+            async move {
+                let started = tokio::time::Instant::now();
+                let _hold = gate.enter().await;
+                started.elapsed()
+            }
+        });
+        // The listener is woken by the call, opens the stream, and the upstream accepts it.
+        tokio::time::timeout(Duration::from_secs(1), gate.until_wanted()).await.expect("the call woke the listener");
+        gate.opening();
+        tokio::time::advance(Duration::from_millis(30)).await;
+        gate.opened();
+        let waited = waiting.await.unwrap();
+        assert!(waited >= Duration::from_millis(30) && waited < OPEN_WAIT, "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stream_never_closes_under_a_call() {
+        let gate = gate();
+        gate.opened();
+        let hold = gate.enter().await;
+        assert!(!gate.try_close(), "a call is in flight");
+        drop(hold);
+        assert!(!gate.try_close(), "within the linger");
+        tokio::time::advance(LINGER + Duration::from_millis(1)).await;
+        assert!(gate.try_close(), "idle: closed");
+        // Closed and idle: the next call finds it closed and waits for the listener again.
+        gate.opening();
+        gate.opened();
+        let _hold = gate.enter().await;
+        assert!(!gate.try_close());
     }
 }
