@@ -363,48 +363,6 @@ async fn two_gateways_share_cache_idempotency_and_coalescing_through_redis() {
     assert_eq!(cache_status(&d), "miss", "cleared everywhere: {}", d.raw);
 }
 
-/// A redis-server of our own on a free port, so the test can stop and restart it.
-struct OwnRedis {
-    port: u16,
-    child: Child,
-}
-
-impl OwnRedis {
-    async fn start(port: u16) -> OwnRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        let redis = OwnRedis { port, child };
-        eventually("redis-server accepting connections", Duration::from_secs(10), async || {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())
-        })
-        .await;
-        redis
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn keys(&self, pattern: &str) -> usize {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "--scan", "--pattern", pattern])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 #[tokio::test]
 async fn redis_dying_mid_test_degrades_to_l1_and_the_cache_comes_back() {
     let port = free_port();

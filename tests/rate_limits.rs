@@ -294,40 +294,6 @@ async fn with_redis_unreachable_local_limits_apply_and_calls_do_not_fail() {
     assert_eq!(admitted(&gw, OTHER, 5).await, 5);
 }
 
-/// A redis-server of our own on a free port, so the test can stop and restart it.
-struct OwnRedis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl OwnRedis {
-    async fn start(port: u16) -> OwnRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        eventually("redis-server accepting connections", Duration::from_secs(10), async || {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())
-        })
-        .await;
-        OwnRedis { port, child }
-    }
-
-    fn has(&self, key: &str) -> bool {
-        let out = Command::new("redis-cli").args(["-p", &self.port.to_string(), "EXISTS", key]).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).trim() == "1"
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn redis_dying_mid_run_falls_back_to_local_limits_and_is_used_again_when_back() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -404,3 +404,55 @@ pub async fn next_event(
     .ok()
     .flatten()
 }
+
+/// A redis-server of our own on a free port, so a test can stop and restart it (the shared one
+/// on 6379 stays up for everyone else). Stopped on drop.
+pub struct OwnRedis {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    /// Start it on `port` and wait until it accepts connections.
+    pub async fn start(port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        let redis = OwnRedis { port, child };
+        eventually("redis-server accepting connections", Duration::from_secs(10), async || {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.map_err(|e| e.to_string())
+        })
+        .await;
+        redis
+    }
+
+    /// Stop it (as a crash would: the data is gone).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// How many keys match `pattern`.
+    pub fn keys(&self, pattern: &str) -> usize {
+        String::from_utf8_lossy(&self.cli(&["--scan", "--pattern", pattern])).lines().count()
+    }
+
+    /// Whether `key` exists.
+    pub fn has(&self, key: &str) -> bool {
+        String::from_utf8_lossy(&self.cli(&["EXISTS", key])).trim() == "1"
+    }
+
+    fn cli(&self, args: &[&str]) -> Vec<u8> {
+        let out = std::process::Command::new("redis-cli").arg("-p").arg(self.port.to_string()).args(args).output();
+        out.expect("redis-cli on PATH").stdout
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
