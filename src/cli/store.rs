@@ -27,6 +27,40 @@ pub struct DbArgs {
     pub secret_key: String,
 }
 
+/// One named thing of a tenant: a server config, an instance.
+#[derive(Debug, Args)]
+pub struct Named {
+    /// Its name.
+    pub name: String,
+    /// The tenant it belongs to.
+    #[arg(long)]
+    pub tenant: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// All things of one kind of a tenant.
+#[derive(Debug, Args)]
+pub struct OfTenant {
+    /// The tenant.
+    #[arg(long)]
+    pub tenant: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// One key of a tenant, by its display prefix.
+#[derive(Debug, Args)]
+pub struct KeyRef {
+    /// The key's display prefix (`sks_` + 8 characters).
+    pub prefix: String,
+    /// The tenant it belongs to.
+    #[arg(long)]
+    pub tenant: String,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
 /// `sekisho db …`.
 #[derive(Debug, Subcommand)]
 pub enum DbAction {
@@ -88,28 +122,11 @@ pub enum ServerAction {
         db: DbArgs,
     },
     /// List a tenant's server configs (names of secrets only).
-    List {
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    List(OfTenant),
     /// Show one server config (names of secrets only).
-    Show {
-        name: String,
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    Show(Named),
     /// Delete a server config (and the tool group entries naming it).
-    Delete {
-        name: String,
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    Delete(Named),
 }
 
 /// Tool group entries on the command line.
@@ -137,48 +154,25 @@ pub enum InstanceAction {
         db: DbArgs,
     },
     /// List a tenant's instances.
-    List {
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    List(OfTenant),
     /// Show one instance.
-    Show {
-        name: String,
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    Show(Named),
     /// Add entries to an instance's tool group.
     Grant {
-        name: String,
-        #[arg(long)]
-        tenant: String,
+        #[command(flatten)]
+        of: Named,
         #[command(flatten)]
         grants: Grants,
-        #[command(flatten)]
-        db: DbArgs,
     },
     /// Remove entries from an instance's tool group.
     Revoke {
-        name: String,
-        #[arg(long)]
-        tenant: String,
+        #[command(flatten)]
+        of: Named,
         #[command(flatten)]
         grants: Grants,
-        #[command(flatten)]
-        db: DbArgs,
     },
     /// Delete an instance with its keys.
-    Delete {
-        name: String,
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    Delete(Named),
 }
 
 /// `sekisho key …`: API keys of instances.
@@ -212,29 +206,11 @@ pub enum KeyAction {
         db: DbArgs,
     },
     /// Show one key by its display prefix.
-    Show {
-        prefix: String,
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    Show(KeyRef),
     /// Revoke a key (kept, refused from now on).
-    Revoke {
-        prefix: String,
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    Revoke(KeyRef),
     /// Delete a key.
-    Delete {
-        prefix: String,
-        #[arg(long)]
-        tenant: String,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    Delete(KeyRef),
 }
 
 /// One store command, as `main` hands it over.
@@ -359,9 +335,11 @@ async fn server(a: ServerAction) -> Result<String, StoreError> {
             let id = admin::server_create(&connect(&db)?, &keys(&db)?, &tenant, &name, &endpoint, &values).await?;
             Ok(format!("created server config {name} of tenant {tenant} (id {id})\n"))
         }
-        ServerAction::List { tenant, db } => show(&db, Kind::Server, Some(&tenant), None, None).await,
-        ServerAction::Show { name, tenant, db } => show(&db, Kind::Server, Some(&tenant), Some(&name), None).await,
-        ServerAction::Delete { name, tenant, db } => {
+        ServerAction::List(OfTenant { tenant, db }) => show(&db, Kind::Server, Some(&tenant), None, None).await,
+        ServerAction::Show(Named { name, tenant, db }) => {
+            show(&db, Kind::Server, Some(&tenant), Some(&name), None).await
+        }
+        ServerAction::Delete(Named { name, tenant, db }) => {
             admin::server_delete(&connect(&db)?, &tenant, &name).await?;
             Ok(format!("deleted server config {name} of tenant {tenant}\n"))
         }
@@ -392,17 +370,19 @@ async fn instance(a: InstanceAction) -> Result<String, StoreError> {
             let id = admin::instance_create(&connect(&db)?, &tenant, &name, &grant_specs(&grants)?).await?;
             Ok(format!("created instance {name} of tenant {tenant} (id {id})\n"))
         }
-        InstanceAction::List { tenant, db } => show(&db, Kind::Instance, Some(&tenant), None, None).await,
-        InstanceAction::Show { name, tenant, db } => show(&db, Kind::Instance, Some(&tenant), Some(&name), None).await,
-        InstanceAction::Grant { name, tenant, grants, db } => {
+        InstanceAction::List(OfTenant { tenant, db }) => show(&db, Kind::Instance, Some(&tenant), None, None).await,
+        InstanceAction::Show(Named { name, tenant, db }) => {
+            show(&db, Kind::Instance, Some(&tenant), Some(&name), None).await
+        }
+        InstanceAction::Grant { of: Named { name, tenant, db }, grants } => {
             admin::instance_grant(&connect(&db)?, &tenant, &name, &grant_specs(&grants)?).await?;
             Ok(format!("updated the tool group of instance {name}\n"))
         }
-        InstanceAction::Revoke { name, tenant, grants, db } => {
+        InstanceAction::Revoke { of: Named { name, tenant, db }, grants } => {
             let n = admin::instance_revoke(&connect(&db)?, &tenant, &name, &grant_specs(&grants)?).await?;
             Ok(format!("removed {n} entries from the tool group of instance {name}\n"))
         }
-        InstanceAction::Delete { name, tenant, db } => {
+        InstanceAction::Delete(Named { name, tenant, db }) => {
             admin::instance_delete(&connect(&db)?, &tenant, &name).await?;
             Ok(format!("deleted instance {name} of tenant {tenant}\n"))
         }
@@ -423,12 +403,14 @@ async fn key(a: KeyAction) -> Result<String, StoreError> {
         KeyAction::List { tenant, instance, db } => {
             show(&db, Kind::Key, Some(&tenant), None, instance.as_deref()).await
         }
-        KeyAction::Show { prefix, tenant, db } => show(&db, Kind::Key, Some(&tenant), Some(&prefix), None).await,
-        KeyAction::Revoke { prefix, tenant, db } => {
+        KeyAction::Show(KeyRef { prefix, tenant, db }) => {
+            show(&db, Kind::Key, Some(&tenant), Some(&prefix), None).await
+        }
+        KeyAction::Revoke(KeyRef { prefix, tenant, db }) => {
             admin::key_end(&connect(&db)?, &tenant, &prefix, false).await?;
             Ok(format!("revoked key {prefix}\n"))
         }
-        KeyAction::Delete { prefix, tenant, db } => {
+        KeyAction::Delete(KeyRef { prefix, tenant, db }) => {
             admin::key_end(&connect(&db)?, &tenant, &prefix, true).await?;
             Ok(format!("deleted key {prefix}\n"))
         }
