@@ -30,8 +30,11 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Build everything from `config` and start the upstreams and background tasks.
-    pub async fn start(config: &Config) -> Gateway {
+    /// Build everything from `config` and start the upstreams and background tasks; with
+    /// `[store]`, open the store (degraded while PostgreSQL does not answer).
+    ///
+    /// Errors: the store's ([`crate::store::Store::open`]): settings, an unmigrated database.
+    pub async fn start(config: &Config) -> Result<Gateway, crate::store::StoreError> {
         // Before any TLS client is made (upstream HTTPS, `rediss://`).
         crate::upstream::http::tls::install_provider();
         let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams()));
@@ -42,6 +45,11 @@ impl Gateway {
         let tasks = Arc::new(TaskSealer::new(decode_key(&config.server.session_key)));
         let parts =
             Parts { catalog: &catalog, upstreams: &upstreams, store: &store, idempotency: &idempotency, tasks: &tasks };
+        let hub = Arc::new(Hub::default());
+        let tenancy = match config.store.enabled() {
+            true => Some(open_tenancy(config, &upstreams, &hub, &store, &background).await?),
+            false => None,
+        };
         let shared = Arc::new(Shared {
             stack: crate::pipeline::build(config, parts),
             catalog: Arc::clone(&catalog),
@@ -56,13 +64,14 @@ impl Gateway {
                 },
             ),
             sse: Default::default(),
-            hub: Arc::new(Hub::default()),
+            hub: Arc::clone(&hub),
             parked: Default::default(),
             tasks: Arc::clone(&tasks),
             config: config.server.clone(),
             draining: CancellationToken::new(),
             default_priority: config.admission.default_priority,
             anonymous_ceiling: config.admission.anonymous_ceiling(),
+            tenancy,
         });
         for (name, signals) in upstreams.start() {
             let up = Arc::clone(upstreams.get(&name).expect("started upstreams exist"));
@@ -70,13 +79,16 @@ impl Gateway {
         }
         tokio::spawn(fan_out_changes(Arc::clone(&catalog), Arc::clone(&shared.hub), store, background.clone()));
         tokio::spawn(sweep_sessions(Arc::clone(&shared), background.clone()));
-        Gateway { shared, upstreams, background }
+        Ok(Gateway { shared, upstreams, background })
     }
 
     /// Stop the upstreams (children get stdin closed, SIGTERM, SIGKILL) and background tasks.
     pub async fn stop(self) {
         self.shared.draining.cancel();
         self.background.cancel();
+        if let Some(tenancy) = &self.shared.tenancy {
+            tenancy.shutdown().await;
+        }
         self.upstreams.shutdown().await;
     }
 
@@ -88,6 +100,67 @@ impl Gateway {
             }
         };
         let _ = tokio::time::timeout(limit, wait).await;
+    }
+}
+
+/// Open the store and serve its keys: tenant upstreams whose catalog changes go through the
+/// same fan-out as the static ones', and store changes reaching the sessions they concern.
+///
+/// Errors: [`crate::store::Store::open`]'s.
+async fn open_tenancy(
+    config: &Config,
+    upstreams: &Arc<UpstreamSet>,
+    hub: &Arc<Hub>,
+    cache: &Arc<Store>,
+    background: &CancellationToken,
+) -> Result<Arc<crate::tenancy::Tenancy>, crate::store::StoreError> {
+    use crate::tenancy::{Tenancy, TenantUpstreams};
+    let store = crate::store::Store::open(&config.store).await?;
+    let (fan_hub, fan_cache, fan_stop) = (Arc::clone(hub), Arc::clone(cache), background.clone());
+    let on_start: crate::tenancy::upstreams::OnStart = Arc::new(move |tu| {
+        let stop = tu.stopped.child_token();
+        let gateway_stop = fan_stop.clone();
+        let (catalog, hub, cache) = (Arc::clone(&tu.catalog), Arc::clone(&fan_hub), Arc::clone(&fan_cache));
+        tokio::spawn(async move {
+            tokio::select! {
+                () = fan_out_changes(catalog, hub, cache, stop) => {}
+                () = gateway_stop.cancelled() => {}
+            }
+        });
+    });
+    let s = &config.store;
+    let registry = Arc::new(TenantUpstreams::new(
+        s.max_tenant_upstreams,
+        s.tenant_idle_timeout,
+        config.resilience.clone(),
+        config.catalog.clone(),
+        on_start,
+    ));
+    let reap_every = (s.tenant_idle_timeout / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let tenancy = Tenancy::new(
+        Arc::clone(&store),
+        registry,
+        Arc::clone(upstreams),
+        config.admission.default_priority,
+        s.cache_capacity,
+        reap_every,
+    );
+    tokio::spawn(store_changes(store, Arc::clone(hub), background.clone()));
+    Ok(tenancy)
+}
+
+/// Hand every store change to the hub (`list_changed` to the sessions whose view it changes).
+async fn store_changes(store: Arc<crate::store::Store>, hub: Arc<Hub>, stop: CancellationToken) {
+    use tokio::sync::broadcast::error::RecvError;
+    let mut changes = store.changes();
+    drop(store);
+    loop {
+        let change = tokio::select! { c = changes.recv() => c, () = stop.cancelled() => return };
+        match change {
+            Ok(c) => hub.publish_store_change(&c),
+            Err(RecvError::Lagged(_)) => hub.publish_store_change(&crate::store::notify::Change::All),
+            Err(RecvError::Closed) => return,
+        }
     }
 }
 
@@ -157,7 +230,7 @@ pub async fn run(
         }
         None => None,
     };
-    let gateway = Gateway::start(config).await;
+    let gateway = Gateway::start(config).await.map_err(std::io::Error::other)?;
     let draining = gateway.shared.draining.clone();
     let force = CancellationToken::new();
     let grace = config.server.shutdown_grace;
@@ -197,7 +270,7 @@ pub async fn run(
 ///
 /// Errors: I/O errors on stdin.
 pub async fn run_stdio(config: &Config, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    let gateway = Gateway::start(config).await;
+    let gateway = Gateway::start(config).await.map_err(std::io::Error::other)?;
     let stop = CancellationToken::new();
     let trigger = stop.clone();
     tokio::spawn(async move {

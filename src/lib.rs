@@ -27,5 +27,6 @@ pub mod observe;
 pub mod pipeline;
 pub mod session;
 pub mod store;
+pub mod tenancy;
 pub mod upstream;
 pub mod wire;

@@ -97,8 +97,12 @@ fn main() -> ExitCode {
         // Installed first, so a signal during start-up drains the gateway instead of killing it.
         let shutdown = shutdown_signal();
         if config.store.enabled() && matches!(cli.command, Command::Serve { .. } | Command::Stdio { .. }) {
-            // Refuse to serve on a database `sekisho db migrate` has not prepared.
-            sekisho::store::verify(&config.store).await.map_err(std::io::Error::other)?;
+            // Refuse to serve on a database `sekisho db migrate` has not prepared; one that does
+            // not answer now is waited for (the store starts degraded).
+            match sekisho::store::verify(&config.store).await {
+                Err(e) if e.is_retryable() => tracing::warn!(error = %e, "store: PostgreSQL does not answer at start"),
+                other => other.map_err(std::io::Error::other)?,
+            }
         }
         match cli.command {
             Command::Serve { .. } => {

@@ -5,26 +5,27 @@
 
 use bytes::Bytes;
 
+use super::config::CatalogConfig;
 use super::listing::ListKind;
-use super::{CatalogState, decode_cursor, encode_cursor};
+use super::{Catalog, decode_cursor, encode_cursor};
 use crate::error::GatewayError;
 use crate::pipeline::parts::Scope;
 use crate::wire::mcp::{self, Era};
 use crate::wire::object::ObjectWriter;
 
-/// One page of the `kind` list in `scope`, for a client of `era`, after `cursor`.
+/// One page of the `kind` list of `snap` (the whole catalog, or a store key's view) in
+/// `scope`, for a client of `era`, after `cursor`; pages of `config.page_size` items.
 ///
 /// Errors: [`GatewayError::InvalidCursor`] for a cursor the gateway did not mint for this
 /// list; [`GatewayError::MethodNotFound`] for an upstream scope the catalog does not know.
 pub fn page(
-    catalog: &CatalogState,
+    snap: &Catalog,
+    config: &CatalogConfig,
     kind: ListKind,
     scope: &Scope,
     era: Era,
     cursor: Option<&str>,
 ) -> Result<Bytes, GatewayError> {
-    let snap = catalog.snapshot();
-    let config = catalog.config();
     let offset = match cursor {
         Some(c) => decode_cursor(kind, c)?,
         None => 0,

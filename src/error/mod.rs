@@ -123,6 +123,11 @@ pub enum GatewayError {
     /// Bearer credentials are missing or wrong (HTTP 401 with `WWW-Authenticate: Bearer`).
     #[error("Unauthorized: a valid bearer API key is required")]
     Unauthorized,
+    /// The store could not say whether a key is valid: PostgreSQL does not answer and the key
+    /// is not cached, or its server configs do not open (HTTP 503 with `Retry-After: 1`,
+    /// -32013, `data.retryable`). The message names no secret.
+    #[error("the key store is unavailable; retry shortly ({0})")]
+    KeyStoreUnavailable(String),
     /// `Host` or `Origin` is not allowed: a possible DNS-rebinding attack (HTTP 403).
     #[error("Forbidden: Host or Origin is not allowed")]
     SiteNotAllowed,
@@ -293,6 +298,12 @@ impl GatewayError {
             MethodNotAllowed => (code::METHOD_NOT_FOUND, Some(StatusCode::METHOD_NOT_ALLOWED), None, "client_error"),
             NotFound(_) => (code::METHOD_NOT_FOUND, Some(StatusCode::NOT_FOUND), None, "client_error"),
             Unauthorized => (code::FORBIDDEN, Some(StatusCode::UNAUTHORIZED), None, "unauthorized"),
+            KeyStoreUnavailable(_) => (
+                code::OVERLOADED,
+                Some(StatusCode::SERVICE_UNAVAILABLE),
+                Some(Duration::from_secs(1)),
+                "store_unavailable",
+            ),
             SiteNotAllowed => (code::FORBIDDEN, Some(StatusCode::FORBIDDEN), None, "forbidden"),
             Forbidden(_) => (code::FORBIDDEN, None, None, "forbidden"),
             AdminRequired => (code::FORBIDDEN, Some(StatusCode::FORBIDDEN), None, "forbidden"),
@@ -411,7 +422,7 @@ impl GatewayError {
             Overloaded { retry_after, .. } => {
                 Some(serde_json::json!({ "retryAfterMs": retry_after.as_millis() as u64, "retryable": true }))
             }
-            ShuttingDown => Some(serde_json::json!({ "retryable": true })),
+            ShuttingDown | KeyStoreUnavailable(_) => Some(serde_json::json!({ "retryable": true })),
             RateLimited { scope, retry_after } => Some(serde_json::json!({
                 // Rounded up: a client that waits this long finds room.
                 "limit": scope, "retryAfterMs": retry_after.as_micros().div_ceil(1000) as u64, "retryable": true

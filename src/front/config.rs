@@ -316,7 +316,7 @@ impl ApiKey {
         let tag = Identity::tag_of(&id);
         let rate_limit = self.rps.map(|rps| LimitConfig { rps, burst: self.burst }.resolve());
         let (admin, tenant) = (self.is_admin(), None);
-        self.identity = Arc::new(Identity { id, priority, max_priority, admin, tag, rate_limit, tenant });
+        self.identity = Arc::new(Identity { id, priority, max_priority, admin, tag, rate_limit, tenant, view: None });
     }
 }
 

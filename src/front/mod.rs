@@ -55,8 +55,10 @@ pub fn header_options(
 }
 
 /// The edge step as an HTTP extractor: the caller of a request whose `Host`, `Origin` and
-/// credentials passed [`crate::pipeline::edge::Edge::check`]. Taking it as a handler's first
-/// argument runs the edge before the handler reads the body; a refusal answers 403 or 401.
+/// credentials passed [`crate::pipeline::edge::Edge::check`], or whose bearer key the store
+/// knows ([`crate::tenancy::Tenancy::authenticate`], with `[store]`). Taking it as a handler's
+/// first argument runs the edge before the handler reads the body; a refusal answers 403 or
+/// 401, and a store that cannot answer 503 with `Retry-After`.
 pub struct Caller(pub Principal);
 
 impl axum::extract::FromRequestParts<Arc<Shared>> for Caller {
@@ -68,9 +70,22 @@ impl axum::extract::FromRequestParts<Arc<Shared>> for Caller {
     ) -> Result<Self, Self::Rejection> {
         use ::http::header::{AUTHORIZATION, HOST, ORIGIN};
         let header = |name| parts.headers.get(name).and_then(|v: &::http::HeaderValue| v.to_str().ok());
+        let refuse = |e: &GatewayError| rescue::refuse(e, None, crate::wire::mcp::Era::Legacy);
         match shared.stack.edge.check(header(HOST), header(ORIGIN), header(AUTHORIZATION)) {
             Ok(principal) => Ok(Caller(principal)),
-            Err(e) => Err(rescue::refuse(&e, None, crate::wire::mcp::Era::Legacy)),
+            Err(GatewayError::Unauthorized) => {
+                let (Some(tenancy), Some(key)) =
+                    (&shared.tenancy, crate::pipeline::edge::bearer(header(AUTHORIZATION)))
+                else {
+                    return Err(refuse(&GatewayError::Unauthorized));
+                };
+                match tenancy.authenticate(key).await {
+                    Ok(Some(principal)) => Ok(Caller(principal)),
+                    Ok(None) => Err(refuse(&GatewayError::Unauthorized)),
+                    Err(e) => Err(refuse(&e)),
+                }
+            }
+            Err(e) => Err(refuse(&e)),
         }
     }
 }
@@ -126,6 +141,8 @@ pub struct Shared {
     pub draining: CancellationToken,
     /// Priority of calls that name none (`[admission] default_priority`).
     pub default_priority: Priority,
+    /// The store's keys and the tenants' upstreams, with `[store]`.
+    pub tenancy: Option<Arc<crate::tenancy::Tenancy>>,
     /// The most important priority an anonymous caller may ask for
     /// (`AdmissionConfig::anonymous_ceiling`).
     pub anonymous_ceiling: Priority,
@@ -142,10 +159,19 @@ impl Shared {
         }
     }
 
-    /// The scope of `/servers/{name}/…`.
+    /// The scope of `/servers/{name}/…` for `caller`. A store key sees its instance's catalog
+    /// at `/mcp` only: the per-upstream routes serve static upstreams unfiltered.
     ///
-    /// Errors: [`GatewayError::NotFound`] for an upstream that is not configured.
-    pub fn upstream_scope(&self, name: &str) -> Result<crate::pipeline::parts::Scope, GatewayError> {
+    /// Errors: [`GatewayError::NotFound`] for an upstream that is not configured, and for any
+    /// upstream when `caller` is a store key.
+    pub fn upstream_scope(
+        &self,
+        name: &str,
+        caller: &Principal,
+    ) -> Result<crate::pipeline::parts::Scope, GatewayError> {
+        if caller.view().is_some() {
+            return Err(GatewayError::NotFound("a store key's catalog is served at /mcp only".into()));
+        }
         match self.upstreams.get(name) {
             Some(up) => Ok(crate::pipeline::parts::Scope::Upstream(Arc::clone(&up.name))),
             None => Err(GatewayError::NotFound(format!("no upstream named {name:?}"))),

@@ -24,7 +24,8 @@ pub async fn healthz() -> Response {
 
 /// Readiness: 200 when at least one upstream is connected (or none is configured), else 503;
 /// `?strict=1` requires all. Probes carry no credentials, so anyone gets the verdict
-/// (`{"ready": bool}`); the body lists every upstream's and replica's state (PIDs, breakers,
+/// (`{"ready": bool}`, plus `"degraded": ["store"]` while the `[store]` PostgreSQL does not
+/// answer: known keys are served from memory, unknown ones fail; still ready); the body lists every upstream's and replica's state (PIDs, breakers,
 /// error texts, Redis) only for an admin caller (an `admin` API key that passes the edge's
 /// Host/Origin checks, or anyone where authentication is off).
 pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: http::Uri) -> Response {
@@ -37,12 +38,32 @@ pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
     let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let admin =
         shared.stack.edge.check(header(HOST), header(ORIGIN), header(AUTHORIZATION)).is_ok_and(|p| p.is_admin());
+    let store = shared.tenancy.as_ref().map(|t| t.store.health());
     if !admin {
-        return json(status, Bytes::from(serde_json::json!({ "ready": ready }).to_string()));
+        let mut body = serde_json::json!({ "ready": ready });
+        if store.as_ref().is_some_and(|h| h.degraded) {
+            body["degraded"] = serde_json::json!(["store"]);
+        }
+        return json(status, Bytes::from(body.to_string()));
     }
     let upstreams: serde_json::Map<String, serde_json::Value> =
         shared.upstreams.iter().map(|up| (up.name.to_string(), upstream_detail(up))).collect();
     let mut body = serde_json::json!({ "ready": ready, "draining": draining, "upstreams": upstreams });
+    if let (Some(h), Some(tenancy)) = (store, &shared.tenancy) {
+        let running: serde_json::Map<String, serde_json::Value> = tenancy
+            .upstreams
+            .running()
+            .iter()
+            .map(|tu| (tu.name.to_string(), upstream_detail(tu.upstream())))
+            .collect();
+        body["store"] = serde_json::json!({
+            "status": if h.degraded { "degraded" } else { "up" }, "listening": h.listening,
+            "cached_keys": h.cached, "pending_last_used": h.pending_last_used, "tenant_upstreams": running,
+        });
+        if h.degraded {
+            body["degraded"] = serde_json::json!(["store"]);
+        }
+    }
     if let Some(degraded) = shared.store.redis_degraded() {
         // Redis is an optimisation: its absence is reported, never a reason to be unready.
         body["redis"] = if degraded { "degraded" } else { "up" }.into();

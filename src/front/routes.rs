@@ -102,7 +102,7 @@ async fn post_upstream(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    match s.upstream_scope(&name) {
+    match s.upstream_scope(&name, &principal) {
         Ok(scope) => post_in(s, scope, principal, req).await,
         Err(e) => refuse(&e, None, Era::Legacy),
     }
@@ -125,7 +125,7 @@ async fn get_upstream(
     Path(name): Path<String>,
     h: HeaderMap,
 ) -> Response {
-    match s.upstream_scope(&name) {
+    match s.upstream_scope(&name, &principal) {
         Ok(scope) => get_in(s, scope, principal, h).await,
         Err(e) => refuse(&e, None, Era::Legacy),
     }
@@ -148,7 +148,7 @@ async fn delete_upstream(
     Path(name): Path<String>,
     h: HeaderMap,
 ) -> Response {
-    match s.upstream_scope(&name) {
+    match s.upstream_scope(&name, &principal) {
         Ok(_) => delete_in(&s, &principal, &h),
         Err(e) => refuse(&e, None, Era::Legacy),
     }

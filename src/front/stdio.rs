@@ -140,7 +140,7 @@ impl Conversation {
                         // The stream carries list changes and updates of the subscribed resources.
                         let state = Some(Arc::clone(&self.state));
                         *legacy_stream =
-                            Some(self.shared.hub.register_session(Scope::Gateway, Filter::ALL, None, state, tx));
+                            Some(self.shared.hub.register_session(Scope::Gateway, Filter::ALL, None, state, tx, None));
                         tokio::spawn(forward(rx, self.out.clone()));
                         // What per-client upstream sessions say outside a call (roots requests,
                         // log messages) reaches this client like its calls' events.
@@ -280,7 +280,7 @@ impl Conversation {
         let (filter, ack) = messages::listen(&id, params, &[]);
         self.send(ack).await;
         let (tx, rx) = mpsc::channel(64);
-        let reg = self.shared.hub.register(Scope::Gateway, filter, Some(id.clone()), tx);
+        let reg = self.shared.hub.register(Scope::Gateway, filter, Some(id.clone()), tx, None);
         self.listens.lock().expect("listens lock").insert(id, reg);
         tokio::spawn(forward(rx, self.out.clone()));
     }

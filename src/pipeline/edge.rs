@@ -20,6 +20,8 @@ pub struct Edge {
     any_origin: bool,
     /// Each key's SHA-256 digest and its identity (resolved when the configuration loaded).
     keys: Vec<([u8; 32], Arc<Identity>)>,
+    /// Keys are required even without static ones (`[store]` keys are checked after these).
+    required: bool,
 }
 
 const LOCAL_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
@@ -64,7 +66,15 @@ impl Edge {
                 .iter()
                 .map(|k| (Sha256::digest(k.secret().as_bytes()).into(), Arc::clone(&k.identity)))
                 .collect(),
+            required: !config.api_keys.is_empty(),
         }
+    }
+
+    /// Require a key even when no static key is configured: with `[store]`, keys live in the
+    /// store, and an anonymous caller would see every upstream.
+    pub fn requiring_keys(mut self) -> Self {
+        self.required = true;
+        self
     }
 
     /// Check a request's `Host`, `Origin` and `Authorization` headers, in that order.
@@ -83,7 +93,7 @@ impl Edge {
 
     /// Whether API keys are required.
     pub fn requires_auth(&self) -> bool {
-        !self.keys.is_empty()
+        self.required
     }
 
     /// Check the `Host` and `Origin` headers.
@@ -113,15 +123,13 @@ impl Edge {
     /// Check the `Authorization` header against the configured keys, in constant time
     /// (every key is compared; only SHA-256 digests are compared and kept).
     ///
-    /// Errors: [`GatewayError::Unauthorized`] when keys are configured and none matches.
+    /// Errors: [`GatewayError::Unauthorized`] when keys are required and no static key
+    /// matches (the caller then asks the store, [`bearer`]).
     pub fn authenticate(&self, authorization: Option<&str>) -> Result<Principal, GatewayError> {
-        if self.keys.is_empty() {
+        if !self.required {
             return Ok(Principal::Anonymous);
         }
-        let presented = authorization
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or(GatewayError::Unauthorized)?;
+        let presented = bearer(authorization).ok_or(GatewayError::Unauthorized)?;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for (hash, identity) in &self.keys {
@@ -131,6 +139,11 @@ impl Edge {
         }
         found.map(|identity| Principal::ApiKey(Arc::clone(identity))).ok_or(GatewayError::Unauthorized)
     }
+}
+
+/// The key of an `Authorization: Bearer …` header value (RFC 6750 §2.1), trimmed.
+pub fn bearer(authorization: Option<&str>) -> Option<&str> {
+    authorization.and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))).map(str::trim)
 }
 
 #[cfg(test)]

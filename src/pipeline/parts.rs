@@ -262,6 +262,9 @@ pub struct Identity {
     /// The tenant the key belongs to, whose `[rate_limits] per_tenant` limit its calls share
     /// with the tenant's other keys; `None` for static keys from `[server] api_keys`.
     pub tenant: Option<Arc<str>>,
+    /// For a store key: its instance's view of the catalog (what its calls are routed
+    /// through); `None` for static keys, which see the whole catalog.
+    pub view: Option<Arc<crate::tenancy::View>>,
 }
 
 impl Identity {
@@ -303,6 +306,14 @@ impl Principal {
         match self {
             Principal::Anonymous => *ANONYMOUS_TAG,
             Principal::ApiKey(identity) => identity.tag,
+        }
+    }
+
+    /// The caller's view of the catalog, for a store key ([`Identity::view`]).
+    pub fn view(&self) -> Option<&Arc<crate::tenancy::View>> {
+        match self {
+            Principal::Anonymous => None,
+            Principal::ApiKey(identity) => identity.view.as_ref(),
         }
     }
 

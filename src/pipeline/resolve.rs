@@ -25,6 +25,7 @@ use crate::catalog::listing::ListKind;
 use crate::catalog::{Catalog, CatalogState, Target as CatalogTarget, lists, replace_member};
 use crate::error::GatewayError;
 use crate::session::task_id::TaskSealer;
+use crate::tenancy::View;
 use crate::upstream::mux::Route;
 use crate::upstream::request::{Body, Outbound};
 use crate::upstream::{Upstream, UpstreamSet};
@@ -95,12 +96,17 @@ where
             let resolver = Arc::clone(resolver);
             return Either::Right(Box::pin(async move { resolver.answer(call).await }));
         }
-        if !resolver.catalog.startup().is_open() {
-            // Right after start a name may belong to an upstream still starting: wait for the
-            // catalog (bounded by `initial_wait`) rather than answer "unknown tool".
+        let view_starting = call.ctx.principal.view().is_some_and(|v| !v.started());
+        if !resolver.catalog.startup().is_open() || view_starting {
+            // Right after start (of the gateway, or of a store key's tenant upstreams) a name
+            // may belong to an upstream still starting: wait for the catalog (bounded by
+            // `initial_wait`) rather than answer "unknown tool".
             let (resolver, inner) = (Arc::clone(resolver), self.inner.clone());
             return Either::Right(Box::pin(async move {
                 resolver.catalog.startup().wait().await;
+                if let Some(view) = call.ctx.principal.view() {
+                    view.settle().await;
+                }
                 resolver.forward(call, inner).await
             }));
         }
@@ -155,8 +161,10 @@ where
 }
 
 /// Where a call's name leads.
-struct Located<'a> {
-    upstream: &'a Arc<Upstream>,
+struct Located {
+    upstream: Arc<Upstream>,
+    /// The catalog's namespace of it (the upstream's name, or a store key's view's name for it).
+    ns: Arc<str>,
     /// The upstream's own name or URI.
     name: Option<Arc<str>>,
     /// The params member rewritten to it, as raw JSON.
@@ -214,9 +222,18 @@ impl Resolver {
                 let kind = ListKind::from_method(call.method.as_str()).expect("list method");
                 // A client that reads the list once at start must see every upstream's items.
                 self.catalog.startup().wait().await;
-                self.fresh(&call.ctx.scope).await;
                 let cursor = call.params.str("cursor");
-                let page = lists::page(&self.catalog, kind, &call.ctx.scope, call.ctx.client.era, cursor.as_deref())?;
+                let (scope, era, config) = (&call.ctx.scope, call.ctx.client.era, self.catalog.config());
+                let page = match call.ctx.principal.view() {
+                    Some(view) => {
+                        view.settle().await;
+                        lists::page(&view.catalog(&self.catalog), config, kind, scope, era, cursor.as_deref())?
+                    }
+                    None => {
+                        self.fresh(scope).await;
+                        lists::page(&self.catalog.snapshot(), config, kind, scope, era, cursor.as_deref())?
+                    }
+                };
                 Ok(gateway_result(page))
             }
             Method::LoggingSetLevel if !modern => self.set_level(&call),
@@ -227,25 +244,47 @@ impl Resolver {
     /// Decide where `call` goes and how it may be treated.
     fn route(&self, call: Call) -> Result<Routed, GatewayError> {
         let Call { method, params, ctx } = call;
-        let snap = self.catalog.snapshot();
+        // A store key's calls go through its instance's view; everyone else's through the
+        // whole catalog.
+        let view = ctx.principal.view();
+        let (global, viewed);
+        let snap: &Catalog = match view {
+            Some(v) => {
+                viewed = v.catalog(&self.catalog);
+                &viewed
+            }
+            None => {
+                global = self.catalog.snapshot();
+                &global
+            }
+        };
         let task_method = tasks::is_task_method(&method);
         let mut replica = None;
-        let Located { upstream: up, name, rewrite } = if task_method {
+        let Located { upstream: up, ns, name, rewrite } = if task_method {
+            if view.is_some() {
+                // Task ids name static upstreams; a store key's tasks are not served.
+                return Err(GatewayError::MethodNotFound(method.as_str().to_string()));
+            }
             let client = (ctx.client.era, &ctx.client.capabilities[..]);
             let t = tasks::target(&self.tasks, &self.upstreams, &method, &params, client, &ctx.scope, &ctx.principal)?;
             replica = Some(t.replica);
             let rewrite = Some(("taskId", json_str(&t.task_id)));
-            Located { upstream: t.upstream, name: Some(t.task_id), rewrite }
+            Located {
+                upstream: Arc::clone(t.upstream),
+                ns: Arc::clone(&t.upstream.name),
+                name: Some(t.task_id),
+                rewrite,
+            }
         } else {
-            self.locate(&method, &params, &ctx.scope, ctx.client.era, &snap)?
+            self.locate(&method, &params, &ctx.scope, ctx.client.era, snap, view.map(|v| &**v))?
         };
         let tool = (method == Method::ToolsCall).then_some(name.as_deref()).flatten();
         let per_tool = tool.and_then(|t| up.config.tools.get(t));
         // Annotations count only from a trusted upstream (and are not looked up otherwise).
-        let hints = tool.filter(|_| up.config.trusted).and_then(|t| snap.hints(&up.name, t).copied());
+        let hints = tool.filter(|_| up.config.trusted).and_then(|t| snap.hints(&ns, t).copied());
         // `Mcp-Param-*` (SEP-2243): the client's headers agree with the arguments, and the
         // upstream gets the same arguments mirrored.
-        let param_headers = match tool.and_then(|t| snap.param_headers(&up.name, t)) {
+        let param_headers = match tool.and_then(|t| snap.param_headers(&ns, t)) {
             Some(declared) => param_headers::mirror(declared, &params, ctx.param_headers.as_ref())?,
             None => Vec::new(),
         };
@@ -291,8 +330,8 @@ impl Resolver {
             up.config.fallback.as_deref().filter(|_| !task_method).and_then(|f| self.upstreams.get(f)).cloned();
         let timeout = per_tool.and_then(|t| t.timeout);
         // The validate step checks the arguments against the schema of this very snapshot.
-        let lists = tool.filter(|_| up.config.settings.validate).and_then(|_| snap.upstreams.get(&up.name).cloned());
-        let target = Target { upstream: Arc::clone(up), fallback, cache, retry_safe, timeout, lists };
+        let lists = tool.filter(|_| up.config.settings.validate).and_then(|_| snap.upstreams.get(&ns).cloned());
+        let target = Target { upstream: up, fallback, cache, retry_safe, timeout, lists };
         let route = ctx.events.map(|events| Route {
             client_token: params.meta.as_ref().and_then(|m| m.progress_token()),
             events,
@@ -329,23 +368,26 @@ impl Resolver {
 
     /// The upstream that owns the tool, prompt or resource a call names, its own name for it,
     /// and the params member to rewrite.
-    fn locate<'a>(
-        &'a self,
+    fn locate(
+        &self,
         method: &Method,
         params: &Params,
         scope: &Scope,
         era: Era,
         snap: &Catalog,
-    ) -> Result<Located<'a>, GatewayError> {
-        let renamed = |t: &CatalogTarget, key: &'static str| -> Result<Located<'a>, GatewayError> {
+        view: Option<&View>,
+    ) -> Result<Located, GatewayError> {
+        let renamed = |t: &CatalogTarget, key: &'static str| -> Result<Located, GatewayError> {
             Ok(Located {
-                upstream: self.upstream(&t.upstream)?,
+                upstream: self.upstream(&t.upstream, view)?,
+                ns: Arc::clone(&t.upstream),
                 name: Some(Arc::clone(&t.original)),
                 rewrite: Some((key, json_str(&t.original))),
             })
         };
-        let unprefixed = |ns: &str, name: &str| -> Result<Located<'a>, GatewayError> {
-            Ok(Located { upstream: self.upstream(ns)?, name: Some(Arc::from(name)), rewrite: None })
+        let unprefixed = |ns: &str, name: &str| -> Result<Located, GatewayError> {
+            let upstream = self.upstream(ns, view)?;
+            Ok(Located { ns: Arc::clone(&upstream.name), upstream, name: Some(Arc::from(name)), rewrite: None })
         };
         match method {
             Method::ToolsCall | Method::PromptsGet => {
@@ -370,11 +412,12 @@ impl Resolver {
                 renamed(&snap.resource(&uri).ok_or_else(|| GatewayError::ResourceNotFound(uri.to_string()))?, "uri")
             }
             Method::CompletionComplete => {
-                let (upstream, new_ref) = self.completion_target(params, scope, snap)?;
-                Ok(Located { upstream, name: None, rewrite: Some(("ref", new_ref)) })
+                let (upstream, ns, new_ref) = self.completion_target(params, scope, snap, view)?;
+                Ok(Located { upstream, ns, name: None, rewrite: Some(("ref", new_ref)) })
             }
             Method::Other(_) if matches!(scope, Scope::Upstream(_)) => {
-                Ok(Located { upstream: self.upstream(scope_name(scope))?, name: None, rewrite: None })
+                let upstream = self.upstream(scope_name(scope), view)?;
+                Ok(Located { ns: Arc::clone(&upstream.name), upstream, name: None, rewrite: None })
             }
             other => Err(GatewayError::MethodNotFound(other.as_str().to_string())),
         }
@@ -395,42 +438,50 @@ impl Resolver {
         Ok(())
     }
 
-    /// The upstream of a `completion/complete` and its `ref` rewritten to the upstream's name.
-    fn completion_target<'a>(
-        &'a self,
+    /// The upstream of a `completion/complete`, its catalog namespace, and its `ref` rewritten
+    /// to the upstream's name.
+    fn completion_target(
+        &self,
         params: &Params,
         scope: &Scope,
         snap: &Catalog,
-    ) -> Result<(&'a Arc<Upstream>, Bytes), GatewayError> {
+        view: Option<&View>,
+    ) -> Result<(Arc<Upstream>, Arc<str>, Bytes), GatewayError> {
         let bad_ref = || GatewayError::InvalidParams("params.ref must be an object".into());
         let raw_ref = params.get_bytes("ref").ok_or_else(bad_ref)?;
-        let view = ObjectView::parse(&raw_ref).map_err(|_| bad_ref())?;
-        let ref_type = view.get_str(&raw_ref, "type").unwrap_or_default().into_owned();
+        let object = ObjectView::parse(&raw_ref).map_err(|_| bad_ref())?;
+        let ref_type = object.get_str(&raw_ref, "type").unwrap_or_default().into_owned();
         let key = match ref_type.as_str() {
             "ref/prompt" => "name",
             "ref/resource" => "uri",
             other => return Err(GatewayError::InvalidParams(format!("unknown ref type {other:?}"))),
         };
-        let value = view
+        let value = object
             .get_str(&raw_ref, key)
             .ok_or_else(|| GatewayError::InvalidParams(format!("params.ref.{key} must be a string")))?;
         self.check_uri(&value)?;
-        let (up, original) = match scope {
-            Scope::Upstream(ns) => (self.upstream(ns)?, value.to_string()),
+        let (up, ns, original) = match scope {
+            Scope::Upstream(ns) => (self.upstream(ns, view)?, Arc::clone(ns), value.to_string()),
             Scope::Gateway => {
                 let target = if key == "name" {
                     snap.prompt(&value).cloned().ok_or_else(|| GatewayError::UnknownPrompt(value.to_string()))?
                 } else {
                     snap.resource(&value).ok_or_else(|| GatewayError::ResourceNotFound(value.to_string()))?
                 };
-                (self.upstream(&target.upstream)?, target.original.to_string())
+                (self.upstream(&target.upstream, view)?, target.upstream, target.original.to_string())
             }
         };
-        Ok((up, replace_member(&raw_ref, key, &original)))
+        Ok((up, ns, replace_member(&raw_ref, key, &original)))
     }
 
-    fn upstream(&self, ns: &str) -> Result<&Arc<Upstream>, GatewayError> {
-        self.upstreams.get(ns).ok_or_else(|| GatewayError::UpstreamUnavailable {
+    /// The upstream behind catalog namespace `ns`: in a store key's `view`, else among the
+    /// static upstreams.
+    fn upstream(&self, ns: &str, view: Option<&View>) -> Result<Arc<Upstream>, GatewayError> {
+        let found = match view {
+            Some(v) => v.upstream(ns),
+            None => self.upstreams.get(ns),
+        };
+        found.cloned().ok_or_else(|| GatewayError::UpstreamUnavailable {
             upstream: ns.to_string(),
             reason: "no such upstream".into(),
         })

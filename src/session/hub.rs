@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use crate::catalog::Change;
 use crate::catalog::listing::ListKind;
 use crate::pipeline::parts::Scope;
+use crate::store::notify::Change as StoreChange;
+use crate::tenancy::{self, View};
 use crate::wire::jsonrpc::write_notification;
 
 /// Which list changes a stream wants (2026-07-28 `SubscriptionFilter`; legacy streams want all).
@@ -47,6 +49,11 @@ struct Listener {
     /// The legacy session behind the stream, whose resource subscriptions it carries.
     session: Option<Arc<crate::session::registry::SessionState>>,
     tx: mpsc::Sender<Bytes>,
+    /// A store key's view: the stream hears of the changes of its view's upstreams only.
+    view: Option<Arc<View>>,
+    /// Its tenant changed in the store since it opened (its view may have grown): it hears of
+    /// every change of its tenant's and the static upstreams, rather than miss one.
+    widened: bool,
 }
 
 /// The registry of notification streams.
@@ -97,12 +104,14 @@ impl Hub {
         filter: Filter,
         subscription: Option<Bytes>,
         tx: mpsc::Sender<Bytes>,
+        view: Option<Arc<View>>,
     ) -> Registration {
-        self.register_session(scope, filter, subscription, None, tx)
+        self.register_session(scope, filter, subscription, None, tx, view)
     }
 
     /// Register a legacy session's stream, which also carries `notifications/resources/updated`
-    /// for the resources the session subscribed to.
+    /// for the resources the session subscribed to. `view` is a store key's: the stream then
+    /// hears only of its view's upstreams (and of store changes of its tenant).
     pub fn register_session(
         self: &Arc<Self>,
         scope: Scope,
@@ -110,9 +119,11 @@ impl Hub {
         subscription: Option<Bytes>,
         session: Option<Arc<crate::session::registry::SessionState>>,
         tx: mpsc::Sender<Bytes>,
+        view: Option<Arc<View>>,
     ) -> Registration {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
-        self.listeners.lock().expect("hub lock").insert(key, Listener { scope, filter, subscription, session, tx });
+        let listener = Listener { scope, filter, subscription, session, tx, view, widened: false };
+        self.listeners.lock().expect("hub lock").insert(key, listener);
         Registration { hub: Arc::clone(self), key }
     }
 
@@ -127,10 +138,19 @@ impl Hub {
             if update.only.is_some_and(|key| key != session.link.key) {
                 continue;
             }
-            let uri = match &l.scope {
-                Scope::Gateway => gateway_uri.as_str(),
-                Scope::Upstream(ns) if *ns == update.upstream => update.uri.as_str(),
-                Scope::Upstream(_) => continue,
+            let in_view;
+            let uri = match (&l.view, &l.scope) {
+                (Some(view), _) => match view.exposed_of(&update.upstream) {
+                    Some(ns) => {
+                        in_view = crate::catalog::naming::exposed_uri(ns, &update.uri);
+                        in_view.as_str()
+                    }
+                    None => continue,
+                },
+                (None, Scope::Gateway) if tenancy::is_tenant_upstream(&update.upstream) => continue,
+                (None, Scope::Gateway) => gateway_uri.as_str(),
+                (None, Scope::Upstream(ns)) if *ns == update.upstream => update.uri.as_str(),
+                (None, Scope::Upstream(_)) => continue,
             };
             if session.is_subscribed(uri) {
                 let mut out = Vec::with_capacity(96 + uri.len());
@@ -173,15 +193,56 @@ impl Hub {
         };
         let listeners = self.listeners.lock().expect("hub lock");
         for l in listeners.values() {
-            let in_scope = match &l.scope {
-                Scope::Gateway => true,
-                Scope::Upstream(ns) => *ns == change.upstream,
+            let in_scope = match (&l.view, &l.scope) {
+                (Some(view), _) => {
+                    view.has_upstream(&change.upstream)
+                        || (l.widened
+                            && tenancy::tenant_of(&change.upstream).is_none_or(|t| t == view.resolved.tenant.id))
+                }
+                (None, Scope::Gateway) => !tenancy::is_tenant_upstream(&change.upstream),
+                (None, Scope::Upstream(ns)) => *ns == change.upstream,
             };
             if !in_scope || !l.filter.wants(change.kind) {
                 continue;
             }
             let _ = l.tx.try_send(notification(method, l.subscription.as_deref()));
         }
+    }
+}
+
+impl Hub {
+    /// Apply a store change to the streams of store keys: a tenant's change (an edited tool
+    /// group, server config or instance) sends its streams `list_changed` for every list and
+    /// widens them (see [`Listener`]); a key's change (revoked or deleted) unregisters that
+    /// key's streams, which hear nothing more (and the key's next request is refused);
+    /// [`StoreChange::All`] is a change of every tenant.
+    pub fn publish_store_change(&self, change: &StoreChange) {
+        let mut listeners = self.listeners.lock().expect("hub lock");
+        listeners.retain(|_, l| {
+            let Some(view) = &l.view else { return true };
+            let (tenant, key) = match change {
+                StoreChange::Tenant(id) => (*id == view.resolved.tenant.id, false),
+                StoreChange::Key(hash) => (false, *hash == view.key_hash),
+                StoreChange::All => (true, false),
+            };
+            if key {
+                // Dropping the sender ends the stream.
+                return false;
+            }
+            if tenant {
+                l.widened = true;
+                for (kind, method) in [
+                    (ListKind::Tools, "notifications/tools/list_changed"),
+                    (ListKind::Prompts, "notifications/prompts/list_changed"),
+                    (ListKind::Resources, "notifications/resources/list_changed"),
+                ] {
+                    if l.filter.wants(kind) {
+                        let _ = l.tx.try_send(notification(method, l.subscription.as_deref()));
+                    }
+                }
+            }
+            true
+        });
     }
 }
 

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 /// cache_ttl = "60s"       # how long a resolved key is served from memory
 /// max_stale = "5m"        # how much longer it is served while PostgreSQL is down
 /// last_used_flush = "15s" # how often last_used_at is written
+/// max_tenant_upstreams = 64     # tenants' own upstreams running at once
+/// tenant_idle_timeout = "10m"   # one unused this long is stopped
 /// ```
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +54,13 @@ pub struct StoreConfig {
     pub max_connections: u32,
     /// Resolved keys kept in memory at most (each with its instance's tool group).
     pub cache_capacity: u64,
+    /// Tenants' own upstreams (server configs) running at once at most; past it, the one idle
+    /// longest (at least a quarter of `tenant_idle_timeout`) is stopped, else the key that
+    /// needs a new one gets HTTP 429 (-32011).
+    pub max_tenant_upstreams: usize,
+    /// A tenant's upstream unused this long is stopped (started again on its next use).
+    #[serde(with = "humantime_serde")]
+    pub tenant_idle_timeout: Duration,
 }
 
 /// Shortest `key_pepper`, in bytes (the HMAC-SHA-256 output size; RFC 2104 §3).
@@ -69,6 +78,8 @@ impl Default for StoreConfig {
             timeout: Duration::from_secs(2),
             max_connections: 8,
             cache_capacity: 100_000,
+            max_tenant_upstreams: 64,
+            tenant_idle_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -100,8 +111,13 @@ impl StoreConfig {
         if self.cache_ttl.is_zero() || self.last_used_flush.is_zero() || self.timeout.is_zero() {
             p.push("store.cache_ttl, store.last_used_flush and store.timeout must be positive".into());
         }
-        if self.max_connections == 0 || self.cache_capacity == 0 {
-            p.push("store.max_connections and store.cache_capacity must be at least 1".into());
+        if self.max_connections == 0 || self.cache_capacity == 0 || self.max_tenant_upstreams == 0 {
+            p.push(
+                "store.max_connections, store.cache_capacity and store.max_tenant_upstreams must be at least 1".into(),
+            );
+        }
+        if self.tenant_idle_timeout < Duration::from_secs(1) {
+            p.push("store.tenant_idle_timeout must be at least 1s".into());
         }
         p
     }

@@ -144,12 +144,20 @@ impl Store {
     /// the listener and the flusher (tasks on the current runtime, ended by
     /// [`Store::shutdown`]).
     ///
-    /// Errors: [`StoreError::Invalid`] settings, [`StoreError::Unavailable`] when PostgreSQL
-    /// does not answer, [`StoreError::NotMigrated`] when `sekisho db migrate` is due.
+    /// A PostgreSQL that does not answer now is no error: the store starts degraded (unknown
+    /// keys fail, retryable) and recovers when it answers.
+    ///
+    /// Errors: [`StoreError::Invalid`] settings, [`StoreError::NotMigrated`] when `sekisho db
+    /// migrate` is due.
     pub async fn open(config: &StoreConfig) -> Result<Arc<Store>, StoreError> {
         let keys = Keys::new(&config.key_pepper, &config.secret_key)?;
         let pool = pool(&config.postgres_url, config.max_connections, config.timeout)?;
-        check_schema(&pool).await?;
+        match check_schema(&pool).await {
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(error = %e, "store: PostgreSQL does not answer; starting degraded (unknown keys fail until it does)")
+            }
+            other => other?,
+        }
         let listen_pool = self::pool(&config.postgres_url, 1, config.timeout)?;
         let store = Arc::new(Store {
             pool,
@@ -191,6 +199,11 @@ impl Store {
             self.last_used.touch(r.key.id);
         }
         Ok(found)
+    }
+
+    /// The HMAC-SHA-256 of a presented key under the pepper (what the store keeps of it).
+    pub fn hash_key(&self, bearer: &str) -> [u8; 32] {
+        self.keys.hash_key(bearer)
     }
 
     /// The store's state for `/readyz` and metrics.

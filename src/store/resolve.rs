@@ -54,8 +54,14 @@ pub struct ToolGrant {
 impl ToolGrant {
     /// Whether `tool` (the upstream's own name) matches this entry's pattern.
     pub fn matches(&self, tool: &str) -> bool {
-        glob(self.pattern.as_bytes(), tool.as_bytes())
+        pattern_matches(&self.pattern, tool)
     }
+}
+
+/// Whether the tool name `tool` matches the tool group pattern `pattern` (`*` matches any run
+/// of characters).
+pub fn pattern_matches(pattern: &str, tool: &str) -> bool {
+    glob(pattern.as_bytes(), tool.as_bytes())
 }
 
 /// `*`-only glob, iterative (linear backtracking to the last star; no recursion, so a hostile

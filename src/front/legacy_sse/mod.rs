@@ -53,7 +53,7 @@ pub async fn open_upstream(
     Path(name): Path<String>,
     h: HeaderMap,
 ) -> Response {
-    match s.upstream_scope(&name) {
+    match s.upstream_scope(&name, &principal) {
         Ok(scope) => open(s, scope, format!("/servers/{name}/messages"), principal, &h),
         Err(e) => refuse(&e, None, Era::Legacy),
     }
@@ -77,7 +77,7 @@ pub async fn post_upstream(
     RawQuery(q): RawQuery,
     req: Request,
 ) -> Response {
-    match s.upstream_scope(&name) {
+    match s.upstream_scope(&name, &principal) {
         Ok(scope) => post(s, scope, principal, q.as_deref(), req).await,
         Err(e) => refuse(&e, None, Era::Legacy),
     }

@@ -147,8 +147,14 @@ pub(super) fn open(
     let (notes, notes_rx) = mpsc::channel(OUT_QUEUE);
     // List changes, resource updates, and what its per-client upstream sessions say outside
     // a call: all on this stream, dropped (never queued without bound) when it is full.
-    let registration =
-        shared.hub.register_session(scope.clone(), Filter::ALL, None, Some(Arc::clone(&state)), notes.clone());
+    let registration = shared.hub.register_session(
+        scope.clone(),
+        Filter::ALL,
+        None,
+        Some(Arc::clone(&state)),
+        notes.clone(),
+        principal.view().cloned(),
+    );
     legacy::attach_stream(&state, notes);
     let session = Arc::new(SseSession {
         scope,
