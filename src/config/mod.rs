@@ -212,6 +212,8 @@ impl Config {
         self.rate_limits.per_key.is_some()
             || self.rate_limits.per_tenant.is_some()
             || self.server.api_keys.iter().any(|k| k.rps.is_some())
+            // Store keys may carry their own limits.
+            || self.store.enabled()
     }
 
     /// The enabled upstreams, in namespace order.

@@ -272,13 +272,14 @@ mod tests {
         let (tx_all, mut rx_all) = mpsc::channel(4);
         let (tx_a, mut rx_a) = mpsc::channel(4);
         let (tx_p, mut rx_p) = mpsc::channel(4);
-        let _r1 = hub.register(Scope::Gateway, Filter::ALL, None, tx_all);
-        let _r2 = hub.register(Scope::Upstream("a".into()), Filter::ALL, None, tx_a);
+        let _r1 = hub.register(Scope::Gateway, Filter::ALL, None, tx_all, None);
+        let _r2 = hub.register(Scope::Upstream("a".into()), Filter::ALL, None, tx_a, None);
         let r3 = hub.register(
             Scope::Gateway,
             Filter { prompts: true, ..Default::default() },
             Some(Bytes::from_static(b"9")),
             tx_p,
+            None,
         );
         hub.publish(&Change { upstream: "b".into(), kind: ListKind::Tools, first: false });
         assert!(

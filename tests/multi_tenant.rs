@@ -1,0 +1,406 @@
+//! Multi-tenant serving end to end (issue 13; docs/multi-tenant.md): real gateways with
+//! `[store]` on a real PostgreSQL, tenants' own stdio upstreams (the echo upstream, whose `env`
+//! tool reads its environment), store keys created with the real CLI. A key sees only its
+//! instance's tools; a tenant's environment reaches only its own processes; a change made on
+//! one replica applies on another within a second; PostgreSQL going away leaves known keys
+//! working and recovers by itself; `last_used_at` costs a handful of statements.
+
+mod common;
+#[path = "support/postgres.rs"]
+mod postgres;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Answer, Gateway, client, echo_upstream, eventually, modern_as, next_event, read, text, tool_names};
+use postgres::{Proxy, TestDb};
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sekisho");
+const PEPPER: &str = "test-pepper-0123456789abcdef0123456789";
+/// base64 of 32 bytes of 0x2a.
+const SECRET_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
+const ADMIN: &str = "admin-key-0123456789abcdef";
+
+async fn migrated() -> TestDb {
+    let db = TestDb::create().await;
+    let pool = sekisho::store::pool(&db.url, 1, Duration::from_secs(5)).unwrap();
+    sekisho::store::migrate(&pool).await.unwrap();
+    pool.close().await;
+    db
+}
+
+/// Run the CLI against `db` with the store's secrets and `env` in its environment; stdout.
+fn cli(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--database-url", &db.url])
+        .env("SEKISHO_STORE__KEY_PEPPER", PEPPER)
+        .env("SEKISHO_STORE__SECRET_KEY", SECRET_KEY)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "sekisho {args:?} failed: {stderr}");
+    stdout.into_owned()
+}
+
+/// The key a `key create` printed (its last line).
+fn created_key(out: &str) -> String {
+    let key = out.lines().last().unwrap().trim().to_string();
+    assert!(key.starts_with("sks_"), "{out}");
+    key
+}
+
+/// Tenant `tenant` with a stdio echo server config `tools` whose environment has
+/// `SECRET_TOKEN=secret-of-<tenant>`, an instance `main` with `grants` (`tools:<pattern>`, or
+/// `shared:<pattern>` for the static upstream `shared`), and a key.
+fn tenant(db: &TestDb, tenant: &str, grants: &[&str]) -> String {
+    let echo = echo_upstream().display().to_string();
+    cli(db, &["tenant", "create", tenant], &[]);
+    let secret = format!("secret-of-{tenant}");
+    let server = [
+        "server",
+        "create",
+        "tools",
+        "--tenant",
+        tenant,
+        "--command",
+        &echo,
+        "--arg",
+        "stdio",
+        "--arg",
+        "--era",
+        "--arg",
+        "legacy",
+        "--env",
+        "SECRET_TOKEN",
+    ];
+    cli(db, &server, &[("SECRET_TOKEN", &secret)]);
+    let mut instance = vec!["instance", "create", "main", "--tenant", tenant];
+    for g in grants {
+        // `shared:<pattern>` grants the static upstream `shared`; the rest name `tools`.
+        instance.extend([if g.starts_with("shared:") { "--shared" } else { "--tool" }, g]);
+    }
+    cli(db, &instance, &[]);
+    created_key(&cli(db, &["key", "create", "--tenant", tenant, "--instance", "main", "--name", "ci"], &[]))
+}
+
+/// A gateway on the store at `url`, with a static admin key and the shared upstream `shared`.
+async fn gateway(url: &str, extra: &str) -> Gateway {
+    let echo = echo_upstream().display().to_string();
+    Gateway::start(&format!(
+        "[server]\napi_keys = [{{ key = {ADMIN:?}, name = \"ops\", role = \"admin\" }}]\n\
+         [store]\npostgres_url = {url:?}\nkey_pepper = {PEPPER:?}\nsecret_key = {SECRET_KEY:?}\n{extra}\n\
+         [upstreams.shared]\ncommand = {echo:?}\nargs = [\"stdio\", \"--era\", \"legacy\"]\n"
+    ))
+    .await
+}
+
+async fn list(gw: &Gateway, key: &str) -> Answer {
+    modern_as(&gw.url("/mcp"), Some(key), 1, "tools/list", json!({})).await
+}
+
+async fn call(gw: &Gateway, key: &str, tool: &str, arguments: Value) -> Answer {
+    modern_as(&gw.url("/mcp"), Some(key), 2, "tools/call", json!({"name": tool, "arguments": arguments})).await
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn a_key_sees_only_its_instance_and_each_tenant_runs_its_own_upstream_with_its_own_environment() {
+    let db = migrated().await;
+    let key_a = tenant(&db, "alpha", &["tools:echo", "tools:env", "shared:add"]);
+    let key_b = tenant(&db, "beta", &["tools:*"]);
+    let gw = gateway(&db.url, "").await;
+
+    // A sees exactly its grants, under its instance's namespaces.
+    let a = list(&gw, &key_a).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    assert_eq!(sorted(tool_names(&a)), ["shared__add", "tools__echo", "tools__env"]);
+    // B sees all of its own server's tools and nothing shared.
+    let b = tool_names(&list(&gw, &key_b).await);
+    assert!(b.contains(&"tools__add".to_string()) && b.contains(&"tools__env".to_string()), "{b:?}");
+    assert!(b.iter().all(|n| n.starts_with("tools__")), "{b:?}");
+
+    // Each tenant's process has its own environment, and only its own.
+    let env = |key: &str| {
+        let key = key.to_string();
+        let gw = &gw;
+        async move { text(&call(gw, &key, "tools__env", json!({"name": "SECRET_TOKEN"})).await) }
+    };
+    assert_eq!(env(&key_a).await, "secret-of-alpha");
+    assert_eq!(env(&key_b).await, "secret-of-beta");
+    // The static upstream never gets a tenant's variables (nor does A's get B's).
+    let shared = call(&gw, ADMIN, "shared__env", json!({"name": "SECRET_TOKEN"})).await;
+    assert!(!shared.raw.contains("secret-of"), "{}", shared.raw);
+
+    // Calls outside the grants are unknown tools, before anything reaches an upstream.
+    for (key, tool) in [(&key_a, "tools__add"), (&key_a, "shared__echo"), (&key_b, "shared__add")] {
+        let refused = call(&gw, key, tool, json!({"a": 1, "b": 2, "message": "x"})).await;
+        assert_eq!(refused.error_code(), Some(-32602), "{tool}: {}", refused.raw);
+        assert!(refused.raw.contains("nknown tool"), "{}", refused.raw);
+    }
+    let sum = call(&gw, &key_a, "shared__add", json!({"a": 2, "b": 3})).await;
+    assert_eq!(text(&sum), "5", "{}", sum.raw);
+    // Prompts and resources come from the sources the group names.
+    let prompts = modern_as(&gw.url("/mcp"), Some(&key_a), 3, "prompts/list", json!({})).await;
+    let names: Vec<&str> =
+        prompts.body["result"]["prompts"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["shared__greet", "tools__greet"]);
+    let read = modern_as(
+        &gw.url("/mcp"),
+        Some(&key_b),
+        4,
+        "resources/read",
+        json!({"uri": "sekisho://tools/echo://static/hello"}),
+    )
+    .await;
+    assert_eq!(read.status, 200, "{}", read.raw);
+    assert!(read.raw.contains("echo://static/hello"), "{}", read.raw);
+    let foreign = modern_as(
+        &gw.url("/mcp"),
+        Some(&key_b),
+        5,
+        "resources/read",
+        json!({"uri": "sekisho://shared/echo://static/hello"}),
+    )
+    .await;
+    assert!(
+        foreign.body.get("error").is_some(),
+        "B cannot read the shared upstream it was not granted: {}",
+        foreign.raw
+    );
+
+    // The per-upstream routes are not a way around the view.
+    let around = modern_as(&gw.url("/servers/shared/mcp"), Some(&key_a), 6, "tools/list", json!({})).await;
+    assert_eq!(around.status, 404, "{}", around.raw);
+    // Unknown and missing keys: 401.
+    for key in [Some("sks_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), Some("nonsense"), None] {
+        assert_eq!(modern_as(&gw.url("/mcp"), key, 7, "tools/list", json!({})).await.status, 401, "{key:?}");
+    }
+
+    // No tenant secret in any answer, metric or admin view.
+    let metrics = client().get(gw.url("/metrics")).bearer_auth(ADMIN).send().await.unwrap().text().await.unwrap();
+    let readyz = gw.readyz().await.to_string();
+    for shown in [&metrics, &readyz, &a.raw] {
+        assert!(!shown.contains("secret-of-"), "a secret leaked: {shown}");
+    }
+    // The admin sees the tenants' upstreams running, under their internal names.
+    let running =
+        gw.readyz().await["store"]["tenant_upstreams"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(running.len(), 2, "{running:?}");
+    assert!(running.iter().all(|n| n.starts_with('t') && n.ends_with(".tools")), "{running:?}");
+}
+
+/// Open a legacy (2025-06-18) session with `key` on `gw`; its id.
+async fn legacy_session(gw: &Gateway, key: &str) -> String {
+    let init = read(
+        client()
+            .post(gw.url("/mcp"))
+            .bearer_auth(key)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name":"t","version":"0"}}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(init.status, 200, "{}", init.raw);
+    init.headers.get("mcp-session-id").unwrap().to_str().unwrap().to_string()
+}
+
+/// Open a legacy session with `key` on `gw` and its GET stream.
+async fn legacy_stream(
+    gw: &Gateway,
+    key: &str,
+) -> impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin + use<> {
+    let session = legacy_session(gw, key).await;
+    let get = client()
+        .get(gw.url("/mcp"))
+        .bearer_auth(key)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 200);
+    get.bytes_stream()
+}
+
+#[tokio::test]
+async fn a_change_made_with_the_cli_applies_on_two_gateways_within_a_second() {
+    let db = migrated().await;
+    let key_a = tenant(&db, "alpha", &["tools:echo"]);
+    let (one, two) = (gateway(&db.url, "").await, gateway(&db.url, "").await);
+    for gw in [&one, &two] {
+        assert_eq!(tool_names(&list(gw, &key_a).await), ["tools__echo"]);
+    }
+    // Both gateways now hold the key; each has a session with a notification stream open.
+    let (mut s1, mut s2) = (legacy_stream(&one, &key_a).await, legacy_stream(&two, &key_a).await);
+
+    // A tool group edit: both send list_changed and list the new tool within a second.
+    cli(&db, &["instance", "grant", "main", "--tenant", "alpha", "--tool", "tools:add"], &[]);
+    let edited = Instant::now();
+    for stream in [&mut s1, &mut s2] {
+        let changed = next_event(stream, &mut String::new(), Duration::from_secs(1), |e| {
+            e["method"] == "notifications/tools/list_changed"
+        })
+        .await;
+        assert!(changed.is_some(), "no tools/list_changed within 1 s of the edit");
+    }
+    for gw in [&one, &two] {
+        eventually(
+            "the edited tool group is listed",
+            Duration::from_secs(1).saturating_sub(edited.elapsed()),
+            async || {
+                let names = sorted(tool_names(&list(gw, &key_a).await));
+                if names == ["tools__add", "tools__echo"] { Ok(()) } else { Err(format!("{names:?}")) }
+            },
+        )
+        .await;
+    }
+
+    // A key created on the database works on both within a second (it was never cached).
+    let new_key =
+        created_key(&cli(&db, &["key", "create", "--tenant", "alpha", "--instance", "main", "--name", "n"], &[]));
+    let created = Instant::now();
+    for gw in [&one, &two] {
+        eventually("the new key is accepted", Duration::from_secs(1), async || match list(gw, &new_key).await.status {
+            200 => Ok(()),
+            s => Err(s),
+        })
+        .await;
+    }
+    assert!(created.elapsed() < Duration::from_secs(2));
+
+    // A revoked key (cached as valid on both) is refused on both within a second.
+    let prefix = &key_a[..12];
+    cli(&db, &["key", "revoke", prefix, "--tenant", "alpha"], &[]);
+    let revoked = Instant::now();
+    for gw in [&one, &two] {
+        eventually(
+            "the revoked key is refused",
+            Duration::from_secs(1).saturating_sub(revoked.elapsed()) + Duration::from_millis(50),
+            async || match list(gw, &key_a).await.status {
+                401 => Ok(()),
+                s => Err(s),
+            },
+        )
+        .await;
+    }
+    assert_eq!(list(&one, &new_key).await.status, 200, "the other key of the instance still works");
+}
+
+#[tokio::test]
+async fn with_postgres_gone_known_keys_keep_working_unknown_ones_get_a_retryable_error_and_all_recovers() {
+    let db = migrated().await;
+    let known = tenant(&db, "alpha", &["tools:echo"]);
+    let proxy = Proxy::start().await;
+    let gw = gateway(&db.via(&proxy), "").await;
+    // Not degraded once the change listener is connected (its connection drops the cache).
+    eventually("/readyz is not degraded", Duration::from_secs(5), async || {
+        let r: Value = client().get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        if r == json!({"ready": true}) { Ok(()) } else { Err(r.to_string()) }
+    })
+    .await;
+    assert_eq!(list(&gw, &known).await.status, 200);
+
+    proxy.set_up(false);
+    // Known: served from memory, calls go through.
+    let echoed = call(&gw, &known, "tools__echo", json!({"message": "still here"})).await;
+    assert_eq!(text(&echoed), "still here", "{}", echoed.raw);
+    // Unknown (created meanwhile, straight in the database): retryable 503.
+    let later = created_key(&cli(&db, &["key", "create", "--tenant", "alpha", "--instance", "main"], &[]));
+    let refused = list(&gw, &later).await;
+    assert_eq!(refused.status, 503, "{}", refused.raw);
+    assert_eq!(refused.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
+    assert_eq!(refused.body.pointer("/error/data/retryable"), Some(&json!(true)), "{}", refused.raw);
+    eventually("/readyz says degraded", Duration::from_secs(5), async || {
+        let r: Value = client().get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        if r["degraded"] == json!(["store"]) && r["ready"] == true { Ok(()) } else { Err(r.to_string()) }
+    })
+    .await;
+
+    proxy.set_up(true);
+    eventually("the new key works once PostgreSQL is back", Duration::from_secs(10), async || {
+        match list(&gw, &later).await.status {
+            200 => Ok(()),
+            s => Err(s),
+        }
+    })
+    .await;
+    eventually("/readyz recovers", Duration::from_secs(10), async || {
+        let r: Value = client().get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        if r == json!({"ready": true}) { Ok(()) } else { Err(r.to_string()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ten_thousand_calls_cost_a_handful_of_statements_and_drain_writes_last_used() {
+    let db = migrated().await;
+    let key = tenant(&db, "alpha", &["tools:echo"]);
+    let proxy = Proxy::start().await;
+    let gw = gateway(&db.via(&proxy), "last_used_flush = \"1s\"").await;
+    assert_eq!(list(&gw, &key).await.status, 200, "warm the config cache");
+    let session = legacy_session(&gw, &key).await;
+    let before = proxy.counts().0;
+    let mcp = gw.url("/mcp");
+    let ping = json!({"jsonrpc": "2.0", "id": 1, "method": "ping"});
+    let started = Instant::now();
+    for _ in 0..10_000 {
+        let r = client()
+            .post(&mcp)
+            .bearer_auth(&key)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&ping)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let statements = proxy.counts().0 - before;
+    eprintln!("10,000 calls in {:?}: {statements} statements reached PostgreSQL", started.elapsed());
+    // One flush a second at most while the calls ran, plus the listener's reconnection slack.
+    let bound = started.elapsed().as_secs() + 3;
+    assert!(statements <= bound, "{statements} statements for 10,000 calls (bound {bound})");
+
+    gw.shutdown().await.unwrap();
+    let pool = sekisho::store::pool(&db.url, 1, Duration::from_secs(5)).unwrap();
+    let used: bool = sqlx::query_scalar("SELECT last_used_at IS NOT NULL FROM api_keys WHERE name = 'ci'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(used, "the drain wrote last_used_at");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn a_store_key_has_its_own_rate_limit() {
+    let db = migrated().await;
+    tenant(&db, "alpha", &["tools:echo"]);
+    let limited = created_key(&cli(
+        &db,
+        &["key", "create", "--tenant", "alpha", "--instance", "main", "--rps", "0.5", "--burst", "2"],
+        &[],
+    ));
+    let gw = gateway(&db.url, "").await;
+    let statuses: Vec<u16> = {
+        let mut s = Vec::new();
+        for _ in 0..3 {
+            s.push(list(&gw, &limited).await.status);
+        }
+        s
+    };
+    assert_eq!(statuses[..2], [200, 200]);
+    assert_eq!(statuses[2], 429);
+    let over = list(&gw, &limited).await;
+    assert!(over.headers.get("retry-after").is_some(), "{}", over.raw);
+}
