@@ -350,5 +350,136 @@ fn validation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, envelope, catalog, sse_framing, resilience_layers, cache_path, validation);
+/// Multi-tenant mode against static mode (issue 13): what a call with a warm config cache pays
+/// to be authenticated and routed. Static: the edge finds the key among `[server] api_keys`, and
+/// the call is routed in the whole catalog. Multi-tenant: the edge finds no static key, the
+/// store resolves the bearer key from its config cache (HMAC, cache hit, `last_used_at` noted,
+/// the identity with its view reused), and the call is routed in the instance's view.
+/// Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust); skipped without it. Afterwards a
+/// steady load of 100 keys reads the config cache's hit rate from its metric.
+fn tenancy(c: &mut Criterion) {
+    use sekisho::catalog::CatalogState;
+    use sekisho::pipeline::edge::Edge;
+    use sekisho::pipeline::parts::Priority;
+    use sekisho::store::admin::{self, GrantSpec};
+    use sekisho::store::secrets::Keys;
+    use sekisho::store::{Store, StoreConfig};
+    use sekisho::tenancy::{Tenancy, TenantUpstreams};
+    use sekisho::upstream::UpstreamSet;
+    use sekisho::upstream::config::{ResilienceConfig, UpstreamConfig};
+    use std::time::Duration;
+
+    const PEPPER: &str = "bench-pepper-0123456789abcdef0123456789";
+    const SECRET: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
+    const STATIC: &str = "static-key-0123456789abcdef";
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let name = format!("sekisho_bench_{:016x}", rand::random::<u64>());
+    let server = "postgres://postgres@127.0.0.1:5432";
+    let setup = rt.block_on(async {
+        let admin_pool = sqlx::PgPool::connect(&format!("{server}/postgres?sslmode=disable")).await.ok()?;
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin_pool).await.ok()?;
+        let url = format!("{server}/{name}?sslmode=disable");
+        let pool = sekisho::store::pool(&url, 2, Duration::from_secs(5)).ok()?;
+        sekisho::store::migrate(&pool).await.ok()?;
+        let keys = Keys::new(PEPPER, SECRET).unwrap();
+        admin::tenant_create(&pool, "acme").await.unwrap();
+        let grant = [GrantSpec::Shared { namespace: "alpha".into(), pattern: "*".into() }];
+        admin::instance_create(&pool, "acme", "bot", &grant).await.unwrap();
+        let mut bearers = Vec::new();
+        for i in 0..100 {
+            let key = admin::key_create(&pool, &keys, "acme", "bot", &format!("k{i}"), None, None).await.unwrap();
+            bearers.push(key.key.expose().to_string());
+        }
+        pool.close().await;
+        Some((admin_pool, url, bearers))
+    });
+    let Some((admin_pool, url, bearers)) = setup else {
+        eprintln!("tenancy: PostgreSQL is not answering on 127.0.0.1:5432; skipped");
+        return;
+    };
+    let config = StoreConfig {
+        postgres_url: url,
+        key_pepper: PEPPER.into(),
+        secret_key: SECRET.into(),
+        last_used_flush: Duration::from_secs(3600),
+        ..StoreConfig::default()
+    };
+    let mut server_config = sekisho::front::config::ServerConfig {
+        api_keys: vec![sekisho::front::config::ApiKey::plain(STATIC)],
+        ..Default::default()
+    };
+    server_config.resolve_keys(Priority::Medium);
+    let edge = Edge::new(&server_config).requiring_keys();
+    let mut alpha = UpstreamConfig { url: Some("http://127.0.0.1:9/mcp".into()), ..Default::default() };
+    alpha.resolve(&ResilienceConfig::default());
+    let statics = Arc::new(UpstreamSet::new([(&"alpha".to_string(), &alpha)]));
+    let catalog = CatalogState::new(Default::default(), statics.iter().map(|u| Arc::clone(&u.name)));
+    let tenancy = rt.block_on(async {
+        let store = Store::open(&config).await.expect("the store opens");
+        store.wait_listening(Duration::from_secs(5)).await;
+        let registry = Arc::new(TenantUpstreams::new(
+            8,
+            Duration::from_secs(600),
+            ResilienceConfig::default(),
+            Default::default(),
+            Arc::new(|_| {}),
+        ));
+        Tenancy::new(store, registry, Arc::clone(&statics), Priority::Medium, 1000, Duration::from_secs(60))
+    });
+    let static_header = format!("Bearer {STATIC}");
+    let store_header = format!("Bearer {}", bearers[0]);
+    // Warm: the key resolved, its identity and view built.
+    rt.block_on(tenancy.authenticate(&bearers[0])).unwrap().expect("the key resolves");
+
+    let mut g = c.benchmark_group("tenancy");
+    g.bench_function("static_key_edge_and_route", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let caller = edge.check(Some("localhost"), None, Some(black_box(&static_header))).unwrap();
+                let snap = catalog.snapshot();
+                black_box((caller, snap.generation, statics.get("alpha").unwrap()));
+            })
+        })
+    });
+    g.bench_function("store_key_warm_edge_and_route_in_view", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let header = black_box(&store_header);
+                let Err(_) = edge.check(Some("localhost"), None, Some(header)) else { unreachable!() };
+                let key = sekisho::pipeline::edge::bearer(Some(header)).unwrap();
+                let caller = tenancy.authenticate(key).await.unwrap().unwrap();
+                let view = caller.view().unwrap();
+                let snap = view.catalog(&catalog);
+                black_box((snap.generation, view.upstream("alpha").unwrap()));
+            })
+        })
+    });
+    g.finish();
+
+    // Steady load: 100 keys, 200 calls each, round robin; the hit rate from the metric.
+    let counter = |result: &str| -> f64 {
+        let text = sekisho::observe::metrics::METRICS.encode();
+        let prefix = format!("sekisho_store_cache_lookups_total{{result=\"{result}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+    };
+    let (hits0, misses0) = (counter("hit"), counter("miss"));
+    rt.block_on(async {
+        for _ in 0..200 {
+            for key in &bearers {
+                tenancy.authenticate(key).await.unwrap().expect("known key");
+            }
+        }
+    });
+    let (hits, misses) = (counter("hit") - hits0, counter("miss") - misses0);
+    eprintln!(
+        "tenancy: steady load of 20,000 calls over 100 keys: {hits} hits, {misses} misses, hit rate {:.2} %",
+        100.0 * hits / (hits + misses).max(1.0)
+    );
+    rt.block_on(async {
+        let _ = tenancy.store.shutdown().await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin_pool).await;
+    });
+}
+
+criterion_group!(benches, envelope, catalog, sse_framing, resilience_layers, cache_path, validation, tenancy);
 criterion_main!(benches);

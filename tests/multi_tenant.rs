@@ -404,3 +404,32 @@ async fn a_store_key_has_its_own_rate_limit() {
     let over = list(&gw, &limited).await;
     assert!(over.headers.get("retry-after").is_some(), "{}", over.raw);
 }
+
+#[tokio::test]
+async fn a_tenant_upstreams_list_change_reaches_only_the_sessions_that_see_it() {
+    let db = migrated().await;
+    let key_a = tenant(&db, "alpha", &["tools:*"]);
+    let key_b = tenant(&db, "beta", &["tools:*"]);
+    let gw = gateway(&db.url, "").await;
+    for key in [&key_a, &key_b] {
+        assert_eq!(list(&gw, key).await.status, 200, "both tenants' upstreams are running");
+    }
+    let (mut a, mut b, mut ops) =
+        (legacy_stream(&gw, &key_a).await, legacy_stream(&gw, &key_b).await, legacy_stream(&gw, ADMIN).await);
+    let changed = |e: &Value| e["method"] == "notifications/tools/list_changed";
+    // A's own upstream adds a tool and announces it.
+    let answer = call(&gw, &key_a, "tools__change_tools", json!({})).await;
+    assert!(answer.body.get("result").is_some(), "{}", answer.raw);
+    assert!(next_event(&mut a, &mut String::new(), Duration::from_secs(5), changed).await.is_some(), "A hears of it");
+    for (who, stream) in [("tenant B", &mut b), ("the static key", &mut ops)] {
+        let heard = next_event(stream, &mut String::new(), Duration::from_secs(1), changed).await;
+        assert!(heard.is_none(), "{who} heard of tenant A's list change: {heard:?}");
+    }
+    // And the new tool is in A's list only.
+    eventually("A lists the added tool", Duration::from_secs(5), async || {
+        let n = tool_names(&list(&gw, &key_a).await).len();
+        let m = tool_names(&list(&gw, &key_b).await).len();
+        if n == m + 1 { Ok(()) } else { Err(format!("A {n} tools, B {m}")) }
+    })
+    .await;
+}

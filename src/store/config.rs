@@ -56,7 +56,7 @@ pub struct StoreConfig {
     pub cache_capacity: u64,
     /// Tenants' own upstreams (server configs) running at once at most; past it, the one idle
     /// longest (at least a quarter of `tenant_idle_timeout`) is stopped, else the key that
-    /// needs a new one gets HTTP 429 (-32011).
+    /// needs a new one gets HTTP 429 (-32015).
     pub max_tenant_upstreams: usize,
     /// A tenant's upstream unused this long is stopped (started again on its next use).
     #[serde(with = "humantime_serde")]
