@@ -448,7 +448,7 @@ fn tenancy(c: &mut Criterion) {
                 let Err(_) = edge.check(Some("localhost"), None, Some(header)) else { unreachable!() };
                 let key = sekisho::pipeline::edge::bearer(Some(header)).unwrap();
                 let caller = tenancy.authenticate(key).await.unwrap().unwrap();
-                let view = caller.view().unwrap();
+                let view = sekisho::tenancy::view_of(&caller).unwrap();
                 let snap = view.catalog(&catalog);
                 black_box((snap.generation, view.upstream("alpha").unwrap()));
             })

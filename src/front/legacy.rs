@@ -349,8 +349,14 @@ pub async fn get(shared: Arc<Shared>, scope: Scope, principal: &Principal, heade
     };
     let (tx, rx) = mpsc::channel(64);
     attach_stream(&state, tx.clone());
-    let registration =
-        shared.hub.register_session(scope, Filter::ALL, None, Some(Arc::clone(&state)), tx, principal.view().cloned());
+    let registration = shared.hub.register_session(
+        scope,
+        Filter::ALL,
+        None,
+        Some(Arc::clone(&state)),
+        tx,
+        crate::tenancy::view_arc(principal),
+    );
     sse_response(notification_stream(rx, None, [state.ended.clone(), shared.draining.clone()], (registration, slot)))
 }
 

@@ -169,7 +169,7 @@ impl Shared {
         name: &str,
         caller: &Principal,
     ) -> Result<crate::pipeline::parts::Scope, GatewayError> {
-        if caller.view().is_some() {
+        if crate::tenancy::view_of(caller).is_some() {
             return Err(GatewayError::NotFound("a store key's catalog is served at /mcp only".into()));
         }
         match self.upstreams.get(name) {

@@ -272,7 +272,7 @@ fn listen(
         Vec::new()
     };
     let (filter, ack) = messages::listen(id, &params.bytes, &task_ids);
-    let registration = shared.hub.register(scope, filter, Some(id.clone()), tx, principal.view().cloned());
+    let registration = shared.hub.register(scope, filter, Some(id.clone()), tx, crate::tenancy::view_arc(principal));
     let never = tokio_util::sync::CancellationToken::new();
     sse_response(notification_stream(rx, Some(ack), [shared.draining.clone(), never], (registration, slot)))
 }

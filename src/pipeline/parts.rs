@@ -263,8 +263,29 @@ pub struct Identity {
     /// with the tenant's other keys; `None` for static keys from `[server] api_keys`.
     pub tenant: Option<Arc<str>>,
     /// For a store key: its instance's view of the catalog (what its calls are routed
-    /// through); `None` for static keys, which see the whole catalog.
-    pub view: Option<Arc<crate::tenancy::View>>,
+    /// through; a `tenancy::View`, read with `tenancy::view_of`); `None` for static keys,
+    /// which see the whole catalog.
+    pub view: Option<ViewSlot>,
+}
+
+/// An opaque attachment of an [`Identity`]: the `tenancy::View` of a store key. Opaque here
+/// because the view belongs to a layer above this one (it knows catalogs and upstreams);
+/// `tenancy::view_of` reads it back. Equal when it is the same object.
+#[derive(Clone)]
+pub struct ViewSlot(pub Arc<dyn std::any::Any + Send + Sync>);
+
+impl PartialEq for ViewSlot {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ViewSlot {}
+
+impl std::fmt::Debug for ViewSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ViewSlot")
+    }
 }
 
 impl Identity {
@@ -309,8 +330,8 @@ impl Principal {
         }
     }
 
-    /// The caller's view of the catalog, for a store key ([`Identity::view`]).
-    pub fn view(&self) -> Option<&Arc<crate::tenancy::View>> {
+    /// The caller's view attachment, for a store key ([`Identity::view`]).
+    pub fn view_slot(&self) -> Option<&ViewSlot> {
         match self {
             Principal::Anonymous => None,
             Principal::ApiKey(identity) => identity.view.as_ref(),

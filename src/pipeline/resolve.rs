@@ -17,21 +17,21 @@ use tower::{Service, ServiceExt};
 
 use super::ctx::{CachePolicy, Call, Routed, Target};
 use super::param_headers;
-use super::parts::{LogLevel, Origin, Params, Reply, ReplyFuture, Scope};
+use super::parts::{LogLevel, Origin, Reply, ReplyFuture, Scope};
 use super::steps::{Named, Stepped};
 use super::tasks::{self, Finish};
+
+mod locate;
 use crate::cache::config::CacheConfig;
 use crate::catalog::listing::ListKind;
-use crate::catalog::{Catalog, CatalogState, Target as CatalogTarget, lists, replace_member};
+use crate::catalog::{Catalog, CatalogState, lists};
 use crate::error::GatewayError;
 use crate::session::task_id::TaskSealer;
-use crate::tenancy::View;
 use crate::upstream::mux::Route;
 use crate::upstream::request::{Body, Outbound};
 use crate::upstream::{Upstream, UpstreamSet};
 use crate::wire::jsonrpc::{Method, write_json_str};
 use crate::wire::mcp::{self, Era};
-use crate::wire::object::ObjectView;
 
 /// What resolve reads: the catalog, the upstreams, the cache defaults, the longest
 /// resource URI a request may name, and the sealer of task ids.
@@ -96,7 +96,7 @@ where
             let resolver = Arc::clone(resolver);
             return Either::Right(Box::pin(async move { resolver.answer(call).await }));
         }
-        let view_starting = call.ctx.principal.view().is_some_and(|v| !v.started());
+        let view_starting = crate::tenancy::view_of(&call.ctx.principal).is_some_and(|v| !v.started());
         if !resolver.catalog.startup().is_open() || view_starting {
             // Right after start (of the gateway, or of a store key's tenant upstreams) a name
             // may belong to an upstream still starting: wait for the catalog (bounded by
@@ -104,7 +104,7 @@ where
             let (resolver, inner) = (Arc::clone(resolver), self.inner.clone());
             return Either::Right(Box::pin(async move {
                 resolver.catalog.startup().wait().await;
-                if let Some(view) = call.ctx.principal.view() {
+                if let Some(view) = crate::tenancy::view_of(&call.ctx.principal) {
                     view.settle().await;
                 }
                 resolver.forward(call, inner).await
@@ -224,7 +224,7 @@ impl Resolver {
                 self.catalog.startup().wait().await;
                 let cursor = call.params.str("cursor");
                 let (scope, era, config) = (&call.ctx.scope, call.ctx.client.era, self.catalog.config());
-                let page = match call.ctx.principal.view() {
+                let page = match crate::tenancy::view_of(&call.ctx.principal) {
                     Some(view) => {
                         view.settle().await;
                         lists::page(&view.catalog(&self.catalog), config, kind, scope, era, cursor.as_deref())?
@@ -246,7 +246,7 @@ impl Resolver {
         let Call { method, params, ctx } = call;
         // A store key's calls go through its instance's view; everyone else's through the
         // whole catalog.
-        let view = ctx.principal.view();
+        let view = crate::tenancy::view_of(&ctx.principal);
         let (global, viewed);
         let snap: &Catalog = match view {
             Some(v) => {
@@ -276,7 +276,7 @@ impl Resolver {
                 rewrite,
             }
         } else {
-            self.locate(&method, &params, &ctx.scope, ctx.client.era, snap, view.map(|v| &**v))?
+            self.locate(&method, &params, &ctx.scope, ctx.client.era, snap, view)?
         };
         let tool = (method == Method::ToolsCall).then_some(name.as_deref()).flatten();
         let per_tool = tool.and_then(|t| up.config.tools.get(t));
@@ -363,127 +363,6 @@ impl Resolver {
             client_era,
             input_errors_as_results,
             session: ctx.session,
-        })
-    }
-
-    /// The upstream that owns the tool, prompt or resource a call names, its own name for it,
-    /// and the params member to rewrite.
-    fn locate(
-        &self,
-        method: &Method,
-        params: &Params,
-        scope: &Scope,
-        era: Era,
-        snap: &Catalog,
-        view: Option<&View>,
-    ) -> Result<Located, GatewayError> {
-        let renamed = |t: &CatalogTarget, key: &'static str| -> Result<Located, GatewayError> {
-            Ok(Located {
-                upstream: self.upstream(&t.upstream, view)?,
-                ns: Arc::clone(&t.upstream),
-                name: Some(Arc::clone(&t.original)),
-                rewrite: Some((key, json_str(&t.original))),
-            })
-        };
-        let unprefixed = |ns: &str, name: &str| -> Result<Located, GatewayError> {
-            let upstream = self.upstream(ns, view)?;
-            Ok(Located { ns: Arc::clone(&upstream.name), upstream, name: Some(Arc::from(name)), rewrite: None })
-        };
-        match method {
-            Method::ToolsCall | Method::PromptsGet => {
-                let name = params.required_str("name")?;
-                let Scope::Gateway = scope else { return unprefixed(scope_name(scope), &name) };
-                match method {
-                    Method::ToolsCall => {
-                        renamed(snap.tool(&name).ok_or_else(|| GatewayError::UnknownTool(name.to_string()))?, "name")
-                    }
-                    _ => renamed(
-                        snap.prompt(&name).ok_or_else(|| GatewayError::UnknownPrompt(name.to_string()))?,
-                        "name",
-                    ),
-                }
-            }
-            Method::ResourcesRead | Method::ResourcesSubscribe | Method::ResourcesUnsubscribe
-                if era == Era::Legacy || *method == Method::ResourcesRead =>
-            {
-                let uri = params.required_str("uri")?;
-                self.check_uri(&uri)?;
-                let Scope::Gateway = scope else { return unprefixed(scope_name(scope), &uri) };
-                renamed(&snap.resource(&uri).ok_or_else(|| GatewayError::ResourceNotFound(uri.to_string()))?, "uri")
-            }
-            Method::CompletionComplete => {
-                let (upstream, ns, new_ref) = self.completion_target(params, scope, snap, view)?;
-                Ok(Located { upstream, ns, name: None, rewrite: Some(("ref", new_ref)) })
-            }
-            Method::Other(_) if matches!(scope, Scope::Upstream(_)) => {
-                let upstream = self.upstream(scope_name(scope), view)?;
-                Ok(Located { ns: Arc::clone(&upstream.name), upstream, name: None, rewrite: None })
-            }
-            other => Err(GatewayError::MethodNotFound(other.as_str().to_string())),
-        }
-    }
-
-    /// Refuse a URI (or a completion reference) longer than `server.max_uri_bytes`: it would
-    /// be copied into keys, logs and the upstream's request.
-    ///
-    /// Errors: [`GatewayError::InvalidParams`].
-    fn check_uri(&self, uri: &str) -> Result<(), GatewayError> {
-        if uri.len() > self.max_uri_bytes {
-            return Err(GatewayError::InvalidParams(format!(
-                "params.uri is {} bytes; at most {} (server.max_uri_bytes)",
-                uri.len(),
-                self.max_uri_bytes
-            )));
-        }
-        Ok(())
-    }
-
-    /// The upstream of a `completion/complete`, its catalog namespace, and its `ref` rewritten
-    /// to the upstream's name.
-    fn completion_target(
-        &self,
-        params: &Params,
-        scope: &Scope,
-        snap: &Catalog,
-        view: Option<&View>,
-    ) -> Result<(Arc<Upstream>, Arc<str>, Bytes), GatewayError> {
-        let bad_ref = || GatewayError::InvalidParams("params.ref must be an object".into());
-        let raw_ref = params.get_bytes("ref").ok_or_else(bad_ref)?;
-        let object = ObjectView::parse(&raw_ref).map_err(|_| bad_ref())?;
-        let ref_type = object.get_str(&raw_ref, "type").unwrap_or_default().into_owned();
-        let key = match ref_type.as_str() {
-            "ref/prompt" => "name",
-            "ref/resource" => "uri",
-            other => return Err(GatewayError::InvalidParams(format!("unknown ref type {other:?}"))),
-        };
-        let value = object
-            .get_str(&raw_ref, key)
-            .ok_or_else(|| GatewayError::InvalidParams(format!("params.ref.{key} must be a string")))?;
-        self.check_uri(&value)?;
-        let (up, ns, original) = match scope {
-            Scope::Upstream(ns) => (self.upstream(ns, view)?, Arc::clone(ns), value.to_string()),
-            Scope::Gateway => {
-                let target = if key == "name" {
-                    snap.prompt(&value).cloned().ok_or_else(|| GatewayError::UnknownPrompt(value.to_string()))?
-                } else {
-                    snap.resource(&value).ok_or_else(|| GatewayError::ResourceNotFound(value.to_string()))?
-                };
-                (self.upstream(&target.upstream, view)?, target.upstream, target.original.to_string())
-            }
-        };
-        Ok((up, ns, replace_member(&raw_ref, key, &original)))
-    }
-
-    /// The upstream behind catalog namespace `ns`: in a store key's `view`, else among the
-    /// static upstreams.
-    fn upstream(&self, ns: &str, view: Option<&View>) -> Result<Arc<Upstream>, GatewayError> {
-        let found = match view {
-            Some(v) => v.upstream(ns),
-            None => self.upstreams.get(ns),
-        };
-        found.cloned().ok_or_else(|| GatewayError::UpstreamUnavailable {
-            upstream: ns.to_string(),
-            reason: "no such upstream".into(),
         })
     }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::upstreams::{TenantUpstream, TenantUpstreams, is_tenant_upstream, tenant_of};
 pub use self::view::View;
 use crate::error::GatewayError;
-use crate::pipeline::parts::{Identity, Principal, Priority};
+use crate::pipeline::parts::{Identity, Principal, Priority, ViewSlot};
 use crate::pipeline::quota::LimitConfig;
 use crate::store::{Resolved, Store, StoreError};
 use crate::upstream::UpstreamSet;
@@ -76,17 +76,15 @@ impl Tenancy {
             Err(e) => return Err(unavailable(&e)),
         };
         if let Some(identity) = self.identities.get(&resolved.key.id)
-            && let Some(view) = &identity.view
+            && let Some(view) = identity.view.as_ref().and_then(|s| s.0.downcast_ref::<View>())
             && Arc::ptr_eq(&view.resolved, &resolved)
             && !view.is_stale()
         {
             return Ok(Some(Principal::ApiKey(identity)));
         }
+        let key_id = resolved.key.id;
         let identity = Arc::new(self.identity_of(resolved, self.store.hash_key(bearer))?);
-        self.identities.insert(
-            identity.view.as_ref().expect("store identities have views").resolved.key.id,
-            Arc::clone(&identity),
-        );
+        self.identities.insert(key_id, Arc::clone(&identity));
         Ok(Some(Principal::ApiKey(identity)))
     }
 
@@ -117,7 +115,7 @@ impl Tenancy {
             admin: false,
             rate_limit,
             tenant,
-            view: Some(Arc::new(view)),
+            view: Some(ViewSlot(Arc::new(view))),
         })
     }
 
@@ -135,6 +133,16 @@ impl Tenancy {
         }
         self.upstreams.shutdown().await;
     }
+}
+
+/// The view of a store key's caller (`None` for static keys and the anonymous caller).
+pub fn view_of(caller: &Principal) -> Option<&View> {
+    caller.view_slot()?.0.downcast_ref::<View>()
+}
+
+/// [`view_of`], shared (for what outlives the request, such as a notification stream).
+pub fn view_arc(caller: &Principal) -> Option<Arc<View>> {
+    Arc::clone(&caller.view_slot()?.0).downcast::<View>().ok()
 }
 
 /// A store failure as the edge reports it: the message names no secret (store errors never do).

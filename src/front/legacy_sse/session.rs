@@ -153,7 +153,7 @@ pub(super) fn open(
         None,
         Some(Arc::clone(&state)),
         notes.clone(),
-        principal.view().cloned(),
+        crate::tenancy::view_arc(&principal),
     );
     legacy::attach_stream(&state, notes);
     let session = Arc::new(SseSession {
