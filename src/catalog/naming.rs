@@ -98,6 +98,15 @@ pub fn template_matches(template: &str, uri: &str) -> bool {
     uri.len() <= 8192 && matches(&parts, uri, &mut budget)
 }
 
+/// The separator of a tenant upstream's internal name, `t{tenant id}.{server config name}`
+/// (`tenancy::upstreams`). Static namespaces are `A-Za-z0-9_-` only, so none contains it.
+pub const TENANT_MARK: char = '.';
+
+/// The tenant id in a tenant upstream's internal name; `None` for a static upstream's.
+pub fn tenant_of(upstream: &str) -> Option<i64> {
+    upstream.strip_prefix('t')?.split_once(TENANT_MARK)?.0.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

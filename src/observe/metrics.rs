@@ -17,6 +17,9 @@ pub use super::bounded::MAX_LABELED;
 mod store;
 pub use store::StoreMetrics;
 
+/// The label of tenants' upstreams past the first [`MAX_LABELED`].
+pub const TENANT_OTHER: &str = "tenant-other";
+
 /// A label value that costs no allocation on the hot path: a literal, or a shared name.
 #[derive(Clone, Debug)]
 pub enum Name {
@@ -207,6 +210,10 @@ pub struct Metrics {
     rate_limited: Family<RateLimitedLabels, Counter>,
     rate_limited_callers: BoundedNames,
     rate_limited_tenants: BoundedNames,
+    /// Tenants' upstreams with a label of their own ([`Metrics::upstream_name`]).
+    tenant_upstreams: BoundedNames,
+    /// Callers with a label of their own in `sekisho_shed_total`.
+    shed_callers: BoundedNames,
     /// The `[store]` config cache.
     pub store: StoreMetrics,
 }
@@ -330,6 +337,8 @@ impl Metrics {
             rate_limited,
             rate_limited_callers: BoundedNames::default(),
             rate_limited_tenants: BoundedNames::default(),
+            tenant_upstreams: BoundedNames::default(),
+            shed_callers: BoundedNames::default(),
             cache_l2_rejected,
             cache_lookups,
             cache_evictions,
@@ -371,7 +380,9 @@ impl Metrics {
     }
 
     /// Count a call of `caller` shed by admission control `limit` at `priority`.
+    /// Callers past the first [`MAX_LABELED`] are counted as `other` (store keys are many).
     pub fn shed(&self, limit: Name, priority: &'static str, caller: Name) {
+        let caller = if self.shed_callers.keeps(caller.as_str()) { caller } else { Name::Static("other") };
         self.shed.get_or_create(&ShedLabels { limit, priority, caller }).inc();
     }
 
@@ -386,6 +397,25 @@ impl Metrics {
             None => Name::Static("none"),
         };
         self.rate_limited.get_or_create(&RateLimitedLabels { caller, tenant, limit }).inc();
+    }
+
+    /// The label of upstream `name`: its namespace, shared. A tenant's upstream
+    /// (`t{tenant}.{server}`) keeps its own label only if it is one of the first
+    /// [`MAX_LABELED`] seen, else it is counted as `tenant-other`: tenants come and go, and
+    /// every label set stays in the exposition for good.
+    pub fn upstream_name(&self, name: &Arc<str>) -> Name {
+        if crate::catalog::naming::tenant_of(name).is_some() && !self.tenant_upstreams.keeps(name) {
+            return Name::Static(TENANT_OTHER);
+        }
+        Name::Shared(Arc::clone(name))
+    }
+
+    /// [`Metrics::upstream_name`] as text (scrape-time gauges).
+    fn upstream_text(&self, name: &str) -> String {
+        if crate::catalog::naming::tenant_of(name).is_some() && !self.tenant_upstreams.keeps(name) {
+            return TENANT_OTHER.into();
+        }
+        name.into()
     }
 
     /// Count a retry of a call to `upstream`.
@@ -447,14 +477,14 @@ impl Metrics {
 
     /// Set one replica's breaker state (0 closed, 1 open, 2 half-open) and liveness (at scrape time).
     pub fn replica(&self, upstream: &str, replica: usize, breaker: i64, up: bool) {
-        let l = ReplicaLabels { upstream: upstream.into(), replica: replica as u64 };
+        let l = ReplicaLabels { upstream: self.upstream_text(upstream), replica: replica as u64 };
         self.breaker_state.get_or_create(&l).set(breaker);
         self.replica_up.get_or_create(&l).set(i64::from(up));
     }
 
     /// Set admission gauges for `limit` (at scrape time).
     pub fn admission(&self, limit: &str, in_use: usize, queued: usize) {
-        let l = LimitLabels { limit: limit.into() };
+        let l = LimitLabels { limit: self.upstream_text(limit) };
         self.admitted.get_or_create(&l).set(in_use as i64);
         self.queued.get_or_create(&l).set(queued as i64);
     }
@@ -466,7 +496,7 @@ impl Metrics {
 
     /// Set an upstream's status gauges (called at scrape time).
     pub fn upstream(&self, name: &str, up: bool, restarts: u64, in_flight: usize) {
-        let l = UpstreamLabels { upstream: name.into() };
+        let l = UpstreamLabels { upstream: self.upstream_text(name) };
         self.upstream_up.get_or_create(&l).set(i64::from(up));
         self.upstream_restarts.get_or_create(&l).set(restarts as i64);
         self.upstream_in_flight.get_or_create(&l).set(in_flight as i64);
@@ -474,7 +504,9 @@ impl Metrics {
 
     /// Set a per-client upstream's live per-client sessions (called at scrape time).
     pub fn client_sessions(&self, name: &str, live: usize) {
-        self.upstream_client_sessions.get_or_create(&UpstreamLabels { upstream: name.into() }).set(live as i64);
+        self.upstream_client_sessions
+            .get_or_create(&UpstreamLabels { upstream: self.upstream_text(name) })
+            .set(live as i64);
     }
 
     /// Set the session and stream gauges (called at scrape time).
@@ -496,5 +528,20 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 /// Count a failed catalog listing of `upstream`.
 pub fn catalog_refresh_failed(upstream: &str) {
-    METRICS.catalog_refresh_failures.get_or_create(&UpstreamLabels { upstream: upstream.into() }).inc();
+    METRICS.catalog_refresh_failures.get_or_create(&UpstreamLabels { upstream: METRICS.upstream_text(upstream) }).inc();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenant_upstream_labels_are_bounded_and_static_ones_are_not() {
+        let m = Metrics::new();
+        assert!((0..MAX_LABELED).all(|i| m.upstream_name(&Arc::from(format!("t{i}.tools"))).as_str() != TENANT_OTHER));
+        assert_eq!(m.upstream_name(&Arc::from("t9999.tools")).as_str(), TENANT_OTHER, "past the bound");
+        assert_eq!(m.upstream_text("t9999.tools"), TENANT_OTHER);
+        assert_eq!(m.upstream_name(&Arc::from("t7.tools")).as_str(), "t7.tools", "seen before: keeps its label");
+        assert_eq!(m.upstream_name(&Arc::from("weather")).as_str(), "weather", "static namespaces are never bounded");
+    }
 }

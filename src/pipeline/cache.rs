@@ -21,7 +21,7 @@ use crate::cache::entry::{Entry, Level};
 use crate::cache::key::{canonical_arguments, resource_target};
 use crate::cache::store::Store;
 use crate::error::GatewayError;
-use crate::observe::metrics::{METRICS, Name};
+use crate::observe::metrics::METRICS;
 use crate::upstream::request::Body;
 use crate::wire::mcp;
 use crate::wire::object::{ObjectView, set_meta_member};
@@ -96,7 +96,7 @@ impl Cached {
         S: Service<Routed, Response = Reply, Error = GatewayError>,
     {
         let up = Arc::clone(&routed.target.upstream);
-        let label = || Name::Shared(Arc::clone(&up.name));
+        let label = || METRICS.upstream_name(&up.name);
         // The metric's `tool` label: a tool's name (resolve found it in the catalog, so the
         // labels are bounded by the catalog), never a resource URI, which the client chooses
         // freely within a template: every URI would be a new series.

@@ -13,7 +13,7 @@ use super::parts::{Reply, ReplyFuture};
 use super::routed::RoutedStep;
 use super::steps::Named;
 use crate::error::GatewayError;
-use crate::observe::metrics::{METRICS, Name};
+use crate::observe::metrics::METRICS;
 use crate::upstream::classify;
 
 /// Sends calls of unhealthy upstreams to their fallback.
@@ -35,7 +35,7 @@ impl RoutedStep for Fallback {
         let Some(fallback) = routed.target.fallback.clone() else { return Err(routed) };
         Ok(Box::pin(async move {
             let primary = Arc::clone(&routed.target.upstream);
-            let label = || Name::Shared(Arc::clone(&primary.name));
+            let label = || METRICS.upstream_name(&primary.name);
             if primary.route_to_fallback() {
                 METRICS.fallback(label());
                 return inner.oneshot(routed.to(&fallback)).await;

@@ -18,7 +18,7 @@ use crate::cache::entry::Entry;
 use crate::cache::idempotency::{Begin, Idempotency};
 use crate::cache::key::{canonical_arguments, request_hash};
 use crate::error::GatewayError;
-use crate::observe::metrics::{METRICS, Name};
+use crate::observe::metrics::METRICS;
 use crate::upstream::request::Body;
 use crate::wire::jsonrpc::Method;
 use crate::wire::mcp;
@@ -72,7 +72,7 @@ where
     let running_for = up.longest_call(routed.target.timeout);
     let claim = match records.begin(&routed.caller, key, &hash, running_for).await? {
         Begin::Replay(entry) => {
-            METRICS.idempotent_replay(Name::Shared(Arc::clone(&up.name)));
+            METRICS.idempotent_replay(METRICS.upstream_name(&up.name));
             return Ok(replayed(&entry));
         }
         Begin::Run(claim) => claim,

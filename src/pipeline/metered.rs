@@ -74,7 +74,7 @@ fn classify(out: &Result<Reply, GatewayError>) -> (Name, &'static str) {
     fn name(o: &Origin) -> Name {
         match o {
             Origin::Gateway => Name::Static("gateway"),
-            Origin::Upstream(_, name) => Name::Shared(Arc::clone(name)),
+            Origin::Upstream(_, name) => METRICS.upstream_name(name),
         }
     }
     match out {
@@ -88,7 +88,7 @@ fn classify(out: &Result<Reply, GatewayError>) -> (Name, &'static str) {
         }
         Ok(Reply::Error { origin, .. }) => (name(origin), "rpc_error"),
         Err(e) => {
-            let upstream = e.upstream().map_or(Name::Static("gateway"), |u| Name::Shared(Arc::from(u)));
+            let upstream = e.upstream().map_or(Name::Static("gateway"), |u| METRICS.upstream_name(&Arc::from(u)));
             // The outcome label does not depend on the client's era.
             (upstream, e.class(Era::Legacy).outcome)
         }

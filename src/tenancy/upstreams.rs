@@ -20,18 +20,11 @@ use crate::store::resolve::{Endpoint, TenantServer};
 use crate::upstream::config::{ResilienceConfig, UpstreamConfig};
 use crate::upstream::{Upstream, UpstreamSet};
 
-/// The separator of a tenant upstream's internal name, `t{tenant id}.{server config name}`.
-/// Static namespaces are `A-Za-z0-9_-` only, so no static upstream's name contains it.
-pub const TENANT_MARK: char = '.';
+pub use crate::catalog::naming::{TENANT_MARK, tenant_of};
 
 /// Whether `upstream` names a tenant's own upstream (not a static one of the TOML file).
 pub fn is_tenant_upstream(upstream: &str) -> bool {
     tenant_of(upstream).is_some()
-}
-
-/// The tenant id in a tenant upstream's internal name; `None` for a static upstream.
-pub fn tenant_of(upstream: &str) -> Option<i64> {
-    upstream.strip_prefix('t')?.split_once(TENANT_MARK)?.0.parse().ok()
 }
 
 /// The internal name of tenant `tenant`'s server config `server` (metrics, logs, cache keys):

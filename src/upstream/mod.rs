@@ -49,7 +49,6 @@ use self::request::Outbound;
 use self::signals::{SignalReceiver, Signals};
 use self::status::Status;
 use crate::error::GatewayError;
-use crate::observe::metrics::Name;
 use crate::pipeline::admit::Admission;
 use crate::pipeline::parts::{Reply, ReplyFuture};
 
@@ -73,7 +72,13 @@ impl Upstream {
         let s = &config.settings;
         let pool = Arc::new(Pool::new(&name, config));
         let bulkhead = s.bulkhead.then(|| {
-            Admission::new(Name::Shared(Arc::clone(&name)), s.max_concurrent, s.queue_size, s.queue_timeout, s.aging)
+            Admission::new(
+                crate::observe::metrics::METRICS.upstream_name(&name),
+                s.max_concurrent,
+                s.queue_size,
+                s.queue_timeout,
+                s.aging,
+            )
         });
         let (stack, steps) = stack::build(&name, s, &pool, bulkhead.clone());
         Upstream {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::observe::metrics::{METRICS, Name};
+use crate::observe::metrics::METRICS;
 
 /// Signals queued per upstream at most.
 pub const SIGNAL_QUEUE: usize = 1024;
@@ -133,7 +133,7 @@ impl Signals {
             self.freshness.announced.fetch_add(1, Ordering::AcqRel);
         }
         if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(s) {
-            METRICS.upstream_discarded(Name::Shared(Arc::clone(&self.upstream)), "signal");
+            METRICS.upstream_discarded(METRICS.upstream_name(&self.upstream), "signal");
             self.overflowed.store(true, Ordering::Release);
             let _ = self.tx.try_send(Signal::Resync);
         }

@@ -27,7 +27,7 @@ use super::mux::{Action, CancelOnDrop, Mux, Owner};
 use super::request::Outbound;
 use super::signals::Signals;
 use crate::error::{TransportError, TransportKind};
-use crate::observe::metrics::{METRICS, Name};
+use crate::observe::metrics::METRICS;
 use crate::wire::jsonrpc::{Message, write_notification};
 use crate::wire::sse;
 
@@ -252,7 +252,10 @@ async fn read_loop(conn: Arc<SseConn>, mut body: Incoming, mut decoder: sse::Dec
                 Ok(Some(event)) => on_event(&conn, event),
                 Ok(None) => break,
                 Err(e) => {
-                    METRICS.upstream_discarded(Name::Shared(Arc::from(conn.upstream.as_str())), "oversized_message");
+                    METRICS.upstream_discarded(
+                        METRICS.upstream_name(&Arc::from(conn.upstream.as_str())),
+                        "oversized_message",
+                    );
                     tracing::warn!(upstream = %conn.upstream, max_bytes = e.0, "skipped an SSE event larger than max_response_bytes");
                 }
             }

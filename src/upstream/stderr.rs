@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::observe::metrics::{METRICS, Name};
+use crate::observe::metrics::METRICS;
 
 /// The most bytes of one stderr line that reach the log; the rest is counted, not kept.
 pub const LOGGED_LINE_BYTES: usize = 2048;
@@ -76,7 +76,7 @@ impl StderrLog {
     /// Log one line of process `pid` (`cut` more bytes of it were not kept), within budget.
     fn line(&self, pid: Option<u32>, text: &[u8], cut: usize) {
         match self.take(Instant::now()) {
-            Take::Drop => METRICS.upstream_discarded(Name::Shared(Arc::clone(&self.upstream)), "stderr_line"),
+            Take::Drop => METRICS.upstream_discarded(METRICS.upstream_name(&self.upstream), "stderr_line"),
             Take::Log { dropped } => {
                 self.announce(dropped);
                 let text = String::from_utf8_lossy(text);

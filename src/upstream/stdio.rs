@@ -29,7 +29,7 @@ use super::request::Outbound;
 use super::signals::Signals;
 use super::stderr::{self, StderrLog};
 use crate::error::{TransportError, TransportKind};
-use crate::observe::metrics::{METRICS, Name};
+use crate::observe::metrics::METRICS;
 use crate::wire::idscan::IdScan;
 use crate::wire::jsonrpc::{Message, write_notification};
 use crate::wire::lines::{LineCodec, LineError};
@@ -295,7 +295,7 @@ impl StdioConn {
     /// A line over `max` bytes was skipped: the call it answered (by its top-level `id`, if
     /// one was found) fails with [`ConnError::TooLarge`] at once.
     fn oversized(&self, id: Option<Vec<u8>>, max: usize) {
-        METRICS.upstream_discarded(Name::Shared(Arc::from(self.upstream.as_str())), "oversized_message");
+        METRICS.upstream_discarded(METRICS.upstream_name(&Arc::from(self.upstream.as_str())), "oversized_message");
         let call = id.and_then(|id| std::str::from_utf8(&id).ok()?.parse::<u64>().ok());
         let failed = call.is_some_and(|id| self.mux.fail(id, ConnError::TooLarge(max)));
         tracing::warn!(upstream = %self.upstream, max_bytes = max, failed_call = failed, "skipped a message from the child larger than max_response_bytes");

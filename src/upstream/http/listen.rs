@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use tokio::sync::watch;
 
 use super::{ACCEPT_BOTH, HttpConn, JSON, gate};
-use crate::observe::metrics::{METRICS, Name};
+use crate::observe::metrics::METRICS;
 use crate::upstream::backoff::Backoff;
 use crate::upstream::handshake;
 use crate::upstream::request::Outbound;
@@ -168,7 +168,10 @@ async fn open_once(
                 Ok(None) => break,
                 // Dropped whole; the stream goes on with the next event.
                 Err(e) => {
-                    METRICS.upstream_discarded(Name::Shared(Arc::from(conn.upstream.as_str())), "oversized_message");
+                    METRICS.upstream_discarded(
+                        METRICS.upstream_name(&Arc::from(conn.upstream.as_str())),
+                        "oversized_message",
+                    );
                     tracing::warn!(upstream = %conn.upstream, max_bytes = e.0, "skipped a notification-stream event larger than max_response_bytes");
                 }
             }

@@ -41,7 +41,7 @@ impl Retry {
                 max_attempts: config.max_attempts.max(1),
                 backoff: config.backoff(),
                 budget: config.budget(),
-                label: Name::Shared(Arc::clone(upstream)),
+                label: METRICS.upstream_name(upstream),
             }),
         }
     }
