@@ -149,17 +149,31 @@ async fn open_tenancy(
     Ok(tenancy)
 }
 
-/// Hand every store change to the hub (`list_changed` to the sessions whose view it changes).
+/// Apply every store change to the open notification streams of store keys: each key the
+/// change may concern is resolved again (the change already dropped it from the cache), and
+/// its streams get `list_changed` only if its view is not the same as when they opened; a key
+/// that no longer resolves has its streams unregistered. A key that cannot be resolved now
+/// (PostgreSQL down) counts as changed: a spurious `list_changed` costs a list, a missed one
+/// leaves a client with a stale list.
 async fn store_changes(store: Arc<crate::store::Store>, hub: Arc<Hub>, stop: CancellationToken) {
+    use crate::store::notify::Change;
     use tokio::sync::broadcast::error::RecvError;
     let mut changes = store.changes();
-    drop(store);
+    let store = Arc::downgrade(&store);
     loop {
         let change = tokio::select! { c = changes.recv() => c, () = stop.cancelled() => return };
-        match change {
-            Ok(c) => hub.publish_store_change(&c),
-            Err(RecvError::Lagged(_)) => hub.publish_store_change(&crate::store::notify::Change::All),
+        let change = match change {
+            Ok(c) => c,
+            Err(RecvError::Lagged(_)) => Change::All,
             Err(RecvError::Closed) => return,
+        };
+        let Some(store) = store.upgrade() else { return };
+        for (hash, opened) in hub.store_listeners(&change) {
+            match store.resolve_hash(hash).await {
+                Ok(Some(now)) if now.same_view(&opened.resolved) => {}
+                Ok(Some(_)) | Err(_) => hub.view_changed(&hash),
+                Ok(None) => hub.key_ended(&hash),
+            }
         }
     }
 }

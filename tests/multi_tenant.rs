@@ -433,3 +433,24 @@ async fn a_tenant_upstreams_list_change_reaches_only_the_sessions_that_see_it() 
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_tool_group_edit_notifies_only_the_keys_whose_view_it_changes() {
+    let db = migrated().await;
+    let main = tenant(&db, "alpha", &["tools:echo"]);
+    cli(&db, &["instance", "create", "other", "--tenant", "alpha", "--tool", "tools:echo"], &[]);
+    let other = created_key(&cli(&db, &["key", "create", "--tenant", "alpha", "--instance", "other"], &[]));
+    let gw = gateway(&db.url, "").await;
+    // Listed first: the tenant upstream's first listing is itself a list change.
+    assert_eq!(tool_names(&list(&gw, &other).await), ["tools__echo"]);
+    let (mut on_main, mut on_other) = (legacy_stream(&gw, &main).await, legacy_stream(&gw, &other).await);
+    let changed = |e: &Value| e["method"] == "notifications/tools/list_changed";
+
+    cli(&db, &["instance", "grant", "main", "--tenant", "alpha", "--tool", "tools:add"], &[]);
+    let heard = next_event(&mut on_main, &mut String::new(), Duration::from_secs(2), changed).await;
+    assert!(heard.is_some(), "the edited instance's key hears of it");
+    let heard = next_event(&mut on_other, &mut String::new(), Duration::from_secs(1), changed).await;
+    assert!(heard.is_none(), "the other instance's key does not: {heard:?}");
+    assert_eq!(tool_names(&list(&gw, &other).await), ["tools__echo"]);
+    assert_eq!(sorted(tool_names(&list(&gw, &main).await)), ["tools__add", "tools__echo"]);
+}

@@ -211,38 +211,46 @@ impl Hub {
 }
 
 impl Hub {
-    /// Apply a store change to the streams of store keys: a tenant's change (an edited tool
-    /// group, server config or instance) sends its streams `list_changed` for every list and
-    /// widens them (see [`Listener`]); a key's change (revoked or deleted) unregisters that
-    /// key's streams, which hear nothing more (and the key's next request is refused);
-    /// [`StoreChange::All`] is a change of every tenant.
-    pub fn publish_store_change(&self, change: &StoreChange) {
-        let mut listeners = self.listeners.lock().expect("hub lock");
-        listeners.retain(|_, l| {
-            let Some(view) = &l.view else { return true };
-            let (tenant, key) = match change {
-                StoreChange::Tenant(id) => (*id == view.resolved.tenant.id, false),
-                StoreChange::Key(hash) => (false, *hash == view.key_hash),
-                StoreChange::All => (true, false),
+    /// The keys (HMAC, and the view their streams opened with) of the store keys with streams
+    /// open that `change` may concern: those of its tenant, of the key, or all.
+    pub fn store_listeners(&self, change: &StoreChange) -> Vec<([u8; 32], Arc<View>)> {
+        let listeners = self.listeners.lock().expect("hub lock");
+        let mut found: Vec<([u8; 32], Arc<View>)> = Vec::new();
+        for view in listeners.values().filter_map(|l| l.view.as_ref()) {
+            let concerned = match change {
+                StoreChange::Tenant(id) => *id == view.resolved.tenant.id,
+                StoreChange::Key(hash) => *hash == view.key_hash,
+                StoreChange::All => true,
             };
-            if key {
-                // Dropping the sender ends the stream.
-                return false;
+            if concerned && !found.iter().any(|(h, _)| *h == view.key_hash) {
+                found.push((view.key_hash, Arc::clone(view)));
             }
-            if tenant {
-                l.widened = true;
-                for (kind, method) in [
-                    (ListKind::Tools, "notifications/tools/list_changed"),
-                    (ListKind::Prompts, "notifications/prompts/list_changed"),
-                    (ListKind::Resources, "notifications/resources/list_changed"),
-                ] {
-                    if l.filter.wants(kind) {
-                        let _ = l.tx.try_send(notification(method, l.subscription.as_deref()));
-                    }
+        }
+        found
+    }
+
+    /// The view of store key `key_hash` changed: its streams get `list_changed` for every list
+    /// and are widened (see [`Listener`]).
+    pub fn view_changed(&self, key_hash: &[u8; 32]) {
+        let mut listeners = self.listeners.lock().expect("hub lock");
+        for l in listeners.values_mut().filter(|l| l.view.as_ref().is_some_and(|v| v.key_hash == *key_hash)) {
+            l.widened = true;
+            for (kind, method) in [
+                (ListKind::Tools, "notifications/tools/list_changed"),
+                (ListKind::Prompts, "notifications/prompts/list_changed"),
+                (ListKind::Resources, "notifications/resources/list_changed"),
+            ] {
+                if l.filter.wants(kind) {
+                    let _ = l.tx.try_send(notification(method, l.subscription.as_deref()));
                 }
             }
-            true
-        });
+        }
+    }
+
+    /// Store key `key_hash` was revoked or deleted: its streams are unregistered (they hear
+    /// nothing more; its next request is refused).
+    pub fn key_ended(&self, key_hash: &[u8; 32]) {
+        self.listeners.lock().expect("hub lock").retain(|_, l| l.view.as_ref().is_none_or(|v| v.key_hash != *key_hash));
     }
 }
 

@@ -187,6 +187,23 @@ impl Store {
         }
         let hash = self.keys.hash_key(bearer);
         let prefix = bearer.get(..secrets::DISPLAY_PREFIX_LEN).unwrap_or("");
+        let found = self.lookup(hash, prefix).await?;
+        if let Some(r) = &found {
+            self.last_used.touch(r.key.id);
+        }
+        Ok(found)
+    }
+
+    /// What the key with HMAC `hash` resolves to now (through the cache, like
+    /// [`Store::resolve`], without counting a use): for deciding whether a change concerns a
+    /// key whose streams are open.
+    ///
+    /// Errors: as [`Store::resolve`].
+    pub async fn resolve_hash(&self, hash: [u8; 32]) -> Result<Lookup, StoreError> {
+        self.lookup(hash, "").await
+    }
+
+    async fn lookup(&self, hash: [u8; 32], prefix: &str) -> Result<Lookup, StoreError> {
         let load = async {
             let loaded = tokio::time::timeout(self.config.timeout, resolve::load(&self.pool, &self.keys, &hash)).await;
             match loaded {
@@ -194,11 +211,7 @@ impl Store {
                 Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.config.timeout))),
             }
         };
-        let found = self.cache.get(hash, prefix, load).await?;
-        if let Some(r) = &found {
-            self.last_used.touch(r.key.id);
-        }
-        Ok(found)
+        self.cache.get(hash, prefix, load).await
     }
 
     /// The HMAC-SHA-256 of a presented key under the pepper (what the store keeps of it).

@@ -130,6 +130,12 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// Whether `other` exposes the same catalog: the same tool group and the same server
+    /// configs (endpoints and secrets). The key's own record (name, rate limit) may differ.
+    pub fn same_view(&self, other: &Resolved) -> bool {
+        self.instance == other.instance && self.tools == other.tools && self.servers == other.servers
+    }
+
     /// Whether the tool group exposes `tool` (the upstream's own name) of `source`.
     pub fn allows(&self, source: &ToolSource, tool: &str) -> bool {
         self.tools.iter().any(|g| &g.source == source && g.matches(tool))
