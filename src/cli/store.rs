@@ -218,7 +218,7 @@ pub enum KeyAction {
         #[arg(long, default_value = "")]
         name: String,
         /// The key's own rate limit (requests per second).
-        #[arg(long)]
+        #[arg(long, value_parser = finite)]
         rps: Option<f64>,
         /// The key's own burst (requests).
         #[arg(long)]
@@ -385,6 +385,14 @@ async fn through_gateway(base: &str, admin_key: Option<&str>, op: &Op) -> Result
         _ => String::new(),
     };
     Err(CommandError::Gateway(format!("{shown} answered {status}: {said}{hint}")))
+}
+
+/// A finite number (JSON has no NaN or infinity: over `--url` one would arrive as `null`).
+fn finite(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err("a finite number".into()),
+    }
 }
 
 /// `e` and its causes, `: `-separated (a client error alone says only "client error (Connect)").
