@@ -1,28 +1,56 @@
 //! `sekisho db migrate` and `sekisho tenant|server|instance|key …`: the store's operator
-//! commands against PostgreSQL directly (`--database-url`). Printing only; the work is in
-//! `crate::store`. Secret values are read from the command line or the CLI's environment and
-//! never printed; a new key is printed once.
+//! commands, run against PostgreSQL directly (`--database-url`) or through a running gateway's
+//! admin API (`--url` with an admin key). Parsing and printing only: each command becomes a
+//! [`crate::store::ops::Op`], which `crate::store::ops::execute` runs (here, or in the gateway);
+//! both ways print the same text. Secret values are read from the command line or the CLI's
+//! environment and never printed; a new key is printed once.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::store::admin::{self, GrantSpec};
-use crate::store::listing::{self, Kind, Record};
-use crate::store::resolve::Endpoint;
-use crate::store::secrets::{Keys, Secret, SecretValues};
+use crate::store::ops::{self, Op};
+use crate::store::secrets::{Keys, Secret};
 use crate::store::{StoreError, pool};
 
-/// Where the database is, and the secrets some commands need.
+/// The environment variable the admin key of `--url` may come from (a `SEKISHO_` name without
+/// `__`, so configuration overrides never read it).
+pub const ADMIN_KEY_ENV: &str = "SEKISHO_ADMIN_KEY";
+/// The environment variable the database URL may come from.
+const DATABASE_URL_ENV: &str = "SEKISHO_STORE__POSTGRES_URL";
+/// How long a command through `--url` may take, answer included.
+const GATEWAY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer read from the gateway, in bytes (a listing of very many keys fits).
+const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
+
+/// Where `sekisho db migrate` runs.
 #[derive(Debug, Args)]
 pub struct DbArgs {
     /// PostgreSQL URL (`postgres://user@host:port/db`).
-    #[arg(long, env = "SEKISHO_STORE__POSTGRES_URL", hide_env_values = true)]
+    #[arg(long, env = DATABASE_URL_ENV, hide_env_values = true)]
     pub database_url: String,
-    /// `[store] key_pepper` (needed by `key create`).
+}
+
+/// Where a store command runs: PostgreSQL (`--database-url`, with the secrets `key create`
+/// and `server create` need), or a running gateway (`--url`, with an admin key). Exactly one
+/// of the two is given; `--url` wins over a database URL from the environment.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// PostgreSQL URL (`postgres://user@host:port/db`): run the command against the database.
+    #[arg(long, env = DATABASE_URL_ENV, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// A running gateway's base URL (`https://gateway.example`): run the command through its
+    /// admin API (`POST /admin/store/…`), which needs an admin key.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// An API key of the gateway with `role = "admin"` (for `--url`).
+    #[arg(long, env = ADMIN_KEY_ENV, hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// `[store] key_pepper` (needed by `key create` with `--database-url`).
     #[arg(long, env = "SEKISHO_STORE__KEY_PEPPER", hide_env_values = true, default_value = "")]
     pub key_pepper: String,
-    /// `[store] secret_key` (needed by `server create`).
+    /// `[store] secret_key` (needed by `server create` with `--database-url`).
     #[arg(long, env = "SEKISHO_STORE__SECRET_KEY", hide_env_values = true, default_value = "")]
     pub secret_key: String,
 }
@@ -36,7 +64,7 @@ pub struct Named {
     #[arg(long)]
     pub tenant: String,
     #[command(flatten)]
-    pub db: DbArgs,
+    pub at: Target,
 }
 
 /// All things of one kind of a tenant.
@@ -46,7 +74,7 @@ pub struct OfTenant {
     #[arg(long)]
     pub tenant: String,
     #[command(flatten)]
-    pub db: DbArgs,
+    pub at: Target,
 }
 
 /// One key of a tenant, by its display prefix.
@@ -58,7 +86,7 @@ pub struct KeyRef {
     #[arg(long)]
     pub tenant: String,
     #[command(flatten)]
-    pub db: DbArgs,
+    pub at: Target,
 }
 
 /// `sekisho db …`.
@@ -78,48 +106,50 @@ pub enum TenantAction {
     Create {
         name: String,
         #[command(flatten)]
-        db: DbArgs,
+        at: Target,
     },
     /// List tenants.
     List {
         #[command(flatten)]
-        db: DbArgs,
+        at: Target,
     },
     /// Show one tenant.
     Show {
         name: String,
         #[command(flatten)]
-        db: DbArgs,
+        at: Target,
     },
     /// Delete a tenant with its server configs, instances and keys.
     Delete {
         name: String,
         #[command(flatten)]
-        db: DbArgs,
+        at: Target,
     },
 }
 
 /// `sekisho server …`: a tenant's own MCP servers.
 #[derive(Debug, Subcommand)]
 pub enum ServerAction {
-    /// Create a server config: `--command` (with `--arg`s) or `--url`; `--env NAME=VALUE` or
-    /// `--env NAME` (the value of NAME in this command's environment), `--header` likewise.
+    /// Create a server config: `--command` (with `--arg`s) or `--endpoint` (the server's URL);
+    /// `--env NAME=VALUE` or `--env NAME` (the value of NAME in this command's environment),
+    /// `--header` likewise.
     Create {
         name: String,
         #[arg(long)]
         tenant: String,
-        #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+        #[arg(long, conflicts_with = "endpoint", required_unless_present = "endpoint")]
         command: Option<String>,
         #[arg(long = "arg", allow_hyphen_values = true)]
         args: Vec<String>,
+        /// The MCP server's own URL (Streamable HTTP).
         #[arg(long)]
-        url: Option<String>,
+        endpoint: Option<String>,
         #[arg(long)]
         env: Vec<String>,
         #[arg(long)]
         header: Vec<String>,
         #[command(flatten)]
-        db: DbArgs,
+        at: Target,
     },
     /// List a tenant's server configs (names of secrets only).
     List(OfTenant),
@@ -151,7 +181,7 @@ pub enum InstanceAction {
         #[command(flatten)]
         grants: Grants,
         #[command(flatten)]
-        db: DbArgs,
+        at: Target,
     },
     /// List a tenant's instances.
     List(OfTenant),
@@ -188,13 +218,13 @@ pub enum KeyAction {
         #[arg(long, default_value = "")]
         name: String,
         /// The key's own rate limit (requests per second).
-        #[arg(long)]
+        #[arg(long, value_parser = finite)]
         rps: Option<f64>,
         /// The key's own burst (requests).
         #[arg(long)]
         burst: Option<u32>,
         #[command(flatten)]
-        db: DbArgs,
+        at: Target,
     },
     /// List a tenant's keys (prefixes only).
     List {
@@ -203,7 +233,7 @@ pub enum KeyAction {
         #[arg(long)]
         instance: Option<String>,
         #[command(flatten)]
-        db: DbArgs,
+        at: Target,
     },
     /// Show one key by its display prefix.
     Show(KeyRef),
@@ -228,81 +258,152 @@ pub enum StoreCommand {
     Key(KeyAction),
 }
 
+/// Why a store command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The store refused it, or could not run it (with `--database-url`, or before sending).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The gateway refused it: the store's text, as the gateway gave it.
+    #[error("{0}")]
+    Refused(String),
+    /// The gateway could not be reached, or did not answer as its admin API does.
+    #[error("{0}")]
+    Gateway(String),
+}
+
 /// Run `command`; returns what to print on stdout.
 ///
-/// Errors: the store's, as text (names and causes, never secret values).
-pub async fn run(command: StoreCommand) -> Result<String, StoreError> {
+/// Errors: the store's, as text (names and causes, never secret values), or the gateway's.
+pub async fn run(command: StoreCommand) -> Result<String, CommandError> {
     use StoreCommand as C;
-    match command {
+    let (op, at) = match command {
         C::Db(DbAction::Migrate { db }) => {
-            let applied = crate::store::migrate(&connect(&db)?).await?;
-            Ok(if applied.is_empty() {
+            let applied = crate::store::migrate(&connect(&db.database_url)?).await?;
+            return Ok(if applied.is_empty() {
                 "database schema up to date\n".into()
             } else {
                 format!("applied migrations {applied:?}; database schema up to date\n")
-            })
+            });
         }
-        C::Tenant(a) => tenant(a).await,
-        C::Server(a) => server(a).await,
-        C::Instance(a) => instance(a).await,
-        C::Key(a) => key(a).await,
+        C::Tenant(a) => tenant(a),
+        C::Server(a) => server(a)?,
+        C::Instance(a) => instance(a),
+        C::Key(a) => key(a),
+    };
+    at.run(op).await
+}
+
+impl Target {
+    /// Run `op` where this says.
+    ///
+    /// Errors: as [`run`]; [`StoreError::Invalid`] when neither or both of `--database-url`
+    /// and `--url` are given.
+    async fn run(self, op: Op) -> Result<String, CommandError> {
+        // A database URL from the environment gives way to `--url`; one given as a flag too
+        // is a contradiction.
+        let from_env = std::env::var(DATABASE_URL_ENV).ok();
+        match (self.database_url, self.url) {
+            (Some(db), Some(_)) if Some(&db) != from_env.as_ref() => {
+                Err(StoreError::Invalid("give --database-url or --url, not both".into()).into())
+            }
+            (_, Some(url)) => through_gateway(&url, self.admin_key.as_deref(), &op).await,
+            (Some(db), None) => {
+                let keys = Keys::new(&self.key_pepper, &self.secret_key).map_err(|e| {
+                    StoreError::Invalid(format!(
+                        "{e} (pass --key-pepper/--secret-key or set SEKISHO_STORE__KEY_PEPPER/SEKISHO_STORE__SECRET_KEY)"
+                    ))
+                });
+                Ok(ops::execute(op, &connect(&db)?, keys.as_ref()).await?)
+            }
+            (None, None) => Err(StoreError::Invalid(format!(
+                "give --database-url (or set {DATABASE_URL_ENV}) or --url with an admin key"
+            ))
+            .into()),
+        }
     }
 }
 
-fn connect(db: &DbArgs) -> Result<sqlx::PgPool, StoreError> {
-    pool(&db.database_url, 2, std::time::Duration::from_secs(10))
+fn connect(url: &str) -> Result<sqlx::PgPool, StoreError> {
+    pool(url, 2, Duration::from_secs(10))
 }
 
-fn keys(db: &DbArgs) -> Result<Keys, StoreError> {
-    Keys::new(&db.key_pepper, &db.secret_key).map_err(|e| {
-        StoreError::Invalid(format!(
-            "{e} (pass --key-pepper/--secret-key or set SEKISHO_STORE__KEY_PEPPER/SEKISHO_STORE__SECRET_KEY)"
-        ))
-    })
-}
-
-async fn show(
-    db: &DbArgs,
-    kind: Kind,
-    tenant: Option<&str>,
-    name: Option<&str>,
-    instance: Option<&str>,
-) -> Result<String, StoreError> {
-    let rows = listing::list(&connect(db)?, kind, tenant, name, instance).await?;
-    if rows.is_empty() && name.is_some() {
-        return Err(StoreError::NotFound(format!("{kind:?} {:?}", name.unwrap_or_default()).to_lowercase()));
+/// `POST {base}/admin/store/{command}` with `op`'s arguments; the answer's `output`.
+///
+/// Errors: [`CommandError::Refused`] with the gateway's error text; [`CommandError::Gateway`]
+/// when it cannot be reached, does not answer in time, or answers something else.
+async fn through_gateway(base: &str, admin_key: Option<&str>, op: &Op) -> Result<String, CommandError> {
+    use http_body_util::{BodyExt, Full, Limited};
+    let shown = crate::observe::redact::url(base);
+    let uri = format!("{}/admin/store/{}", base.trim_end_matches('/'), op.command());
+    let uri: http::Uri = uri.parse().map_err(|_| StoreError::Invalid(format!("--url {shown}: not a URL")))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(StoreError::Invalid(format!("--url {shown}: give an http:// or https:// URL")).into());
     }
-    Ok(rows.iter().map(render).collect())
-}
-
-/// One record as `field: value` lines; URLs with user info or a query are redacted.
-fn render(record: &Record) -> String {
-    let mut out = String::new();
-    for (i, (k, v)) in record.iter().enumerate() {
-        let text = match v {
-            serde_json::Value::String(s) if k == "url" => crate::observe::redact::url(s),
-            serde_json::Value::String(s) => s.clone(),
-            serde_json::Value::Null => "-".into(),
-            other => other.to_string(),
+    let body = serde_json::to_vec(&op.arguments()).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let mut req = http::Request::post(uri).header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(key) = admin_key {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
+    }
+    let req = req
+        .body(Full::new(bytes::Bytes::from(body)))
+        .map_err(|_| StoreError::Invalid(format!("--admin-key (or {ADMIN_KEY_ENV}) is not a valid header value")))?;
+    let exchange = async {
+        let resp = crate::upstream::http::client()
+            .request(req)
+            .await
+            .map_err(|e| format!("cannot reach {shown}: {}", with_causes(&e)))?;
+        let status = resp.status();
+        let bytes = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| format!("reading the answer of {shown}: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((status, bytes))
+    };
+    let (status, bytes) = tokio::time::timeout(GATEWAY_TIMEOUT, exchange)
+        .await
+        .map_err(|_| CommandError::Gateway(format!("{shown} did not answer within {GATEWAY_TIMEOUT:?}")))?
+        .map_err(CommandError::Gateway)?;
+    let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if status.is_success() {
+        return match answer["output"].as_str() {
+            Some(text) => Ok(text.to_string()),
+            None => Err(CommandError::Gateway(format!("{shown} answered {status} without an output"))),
         };
-        out.push_str(&format!("{}{k}: {text}\n", if i == 0 { "" } else { "  " }));
     }
-    out
+    if let Some(text) = answer["error"].as_str() {
+        return Err(CommandError::Refused(text.to_string()));
+    }
+    // The edge's refusals are JSON-RPC errors: `{"error": {"message": …}}`.
+    let said = answer["error"]["message"]
+        .as_str()
+        .map_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect(), str::to_string);
+    let hint = match status {
+        http::StatusCode::UNAUTHORIZED => format!(" (pass --admin-key or set {ADMIN_KEY_ENV})"),
+        http::StatusCode::FORBIDDEN => " (the key must have role = \"admin\")".to_string(),
+        _ => String::new(),
+    };
+    Err(CommandError::Gateway(format!("{shown} answered {status}: {said}{hint}")))
 }
 
-async fn tenant(a: TenantAction) -> Result<String, StoreError> {
-    match a {
-        TenantAction::Create { name, db } => {
-            let id = admin::tenant_create(&connect(&db)?, &name).await?;
-            Ok(format!("created tenant {name} (id {id})\n"))
-        }
-        TenantAction::List { db } => show(&db, Kind::Tenant, None, None, None).await,
-        TenantAction::Show { name, db } => show(&db, Kind::Tenant, None, Some(&name), None).await,
-        TenantAction::Delete { name, db } => {
-            admin::tenant_delete(&connect(&db)?, &name).await?;
-            Ok(format!("deleted tenant {name}\n"))
-        }
+/// A finite number (JSON has no NaN or infinity: over `--url` one would arrive as `null`).
+fn finite(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err("a finite number".into()),
     }
+}
+
+/// `e` and its causes, `: `-separated (a client error alone says only "client error (Connect)").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
 }
 
 /// `NAME=VALUE`, or `NAME` taken from this process's environment.
@@ -323,96 +424,53 @@ fn secret_values(items: &[String], what: &str) -> Result<BTreeMap<String, Secret
     Ok(out)
 }
 
-async fn server(a: ServerAction) -> Result<String, StoreError> {
+fn tenant(a: TenantAction) -> (Op, Target) {
     match a {
-        ServerAction::Create { name, tenant, command, args, url, env, header, db } => {
-            let endpoint = match (command, url) {
-                (Some(command), None) => Endpoint::Command { command, args },
-                (None, Some(url)) => Endpoint::Url(url),
-                _ => return Err(StoreError::Invalid("give --command or --url".into())),
-            };
-            let values = SecretValues { env: secret_values(&env, "env")?, headers: secret_values(&header, "header")? };
-            let id = admin::server_create(&connect(&db)?, &keys(&db)?, &tenant, &name, &endpoint, &values).await?;
-            Ok(format!("created server config {name} of tenant {tenant} (id {id})\n"))
-        }
-        ServerAction::List(OfTenant { tenant, db }) => show(&db, Kind::Server, Some(&tenant), None, None).await,
-        ServerAction::Show(Named { name, tenant, db }) => {
-            show(&db, Kind::Server, Some(&tenant), Some(&name), None).await
-        }
-        ServerAction::Delete(Named { name, tenant, db }) => {
-            admin::server_delete(&connect(&db)?, &tenant, &name).await?;
-            Ok(format!("deleted server config {name} of tenant {tenant}\n"))
-        }
+        TenantAction::Create { name, at } => (Op::TenantCreate { name }, at),
+        TenantAction::List { at } => (Op::TenantList, at),
+        TenantAction::Show { name, at } => (Op::TenantShow { name }, at),
+        TenantAction::Delete { name, at } => (Op::TenantDelete { name }, at),
     }
 }
 
-fn grant_specs(g: &Grants) -> Result<Vec<GrantSpec>, StoreError> {
-    let split = |s: &String| {
-        s.split_once(':')
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .ok_or_else(|| StoreError::Invalid(format!("{s:?}: expected NAME:PATTERN")))
-    };
-    let mut out = Vec::new();
-    for t in &g.tools {
-        let (server, pattern) = split(t)?;
-        out.push(GrantSpec::Server { server, pattern });
-    }
-    for t in &g.shared {
-        let (namespace, pattern) = split(t)?;
-        out.push(GrantSpec::Shared { namespace, pattern });
-    }
-    Ok(out)
+fn server(a: ServerAction) -> Result<(Op, Target), StoreError> {
+    Ok(match a {
+        ServerAction::Create { name, tenant, command, args, endpoint, env, header, at } => {
+            let env = secret_values(&env, "env")?;
+            let headers = secret_values(&header, "header")?;
+            (Op::ServerCreate { tenant, name, command, args, url: endpoint, env, headers }, at)
+        }
+        ServerAction::List(OfTenant { tenant, at }) => (Op::ServerList { tenant }, at),
+        ServerAction::Show(Named { name, tenant, at }) => (Op::ServerShow { tenant, name }, at),
+        ServerAction::Delete(Named { name, tenant, at }) => (Op::ServerDelete { tenant, name }, at),
+    })
 }
 
-async fn instance(a: InstanceAction) -> Result<String, StoreError> {
+fn instance(a: InstanceAction) -> (Op, Target) {
     match a {
-        InstanceAction::Create { name, tenant, grants, db } => {
-            let id = admin::instance_create(&connect(&db)?, &tenant, &name, &grant_specs(&grants)?).await?;
-            Ok(format!("created instance {name} of tenant {tenant} (id {id})\n"))
+        InstanceAction::Create { name, tenant, grants: Grants { tools, shared }, at } => {
+            (Op::InstanceCreate { tenant, name, tools, shared }, at)
         }
-        InstanceAction::List(OfTenant { tenant, db }) => show(&db, Kind::Instance, Some(&tenant), None, None).await,
-        InstanceAction::Show(Named { name, tenant, db }) => {
-            show(&db, Kind::Instance, Some(&tenant), Some(&name), None).await
+        InstanceAction::List(OfTenant { tenant, at }) => (Op::InstanceList { tenant }, at),
+        InstanceAction::Show(Named { name, tenant, at }) => (Op::InstanceShow { tenant, name }, at),
+        InstanceAction::Grant { of: Named { name, tenant, at }, grants: Grants { tools, shared } } => {
+            (Op::InstanceGrant { tenant, name, tools, shared }, at)
         }
-        InstanceAction::Grant { of: Named { name, tenant, db }, grants } => {
-            admin::instance_grant(&connect(&db)?, &tenant, &name, &grant_specs(&grants)?).await?;
-            Ok(format!("updated the tool group of instance {name}\n"))
+        InstanceAction::Revoke { of: Named { name, tenant, at }, grants: Grants { tools, shared } } => {
+            (Op::InstanceRevoke { tenant, name, tools, shared }, at)
         }
-        InstanceAction::Revoke { of: Named { name, tenant, db }, grants } => {
-            let n = admin::instance_revoke(&connect(&db)?, &tenant, &name, &grant_specs(&grants)?).await?;
-            Ok(format!("removed {n} entries from the tool group of instance {name}\n"))
-        }
-        InstanceAction::Delete(Named { name, tenant, db }) => {
-            admin::instance_delete(&connect(&db)?, &tenant, &name).await?;
-            Ok(format!("deleted instance {name} of tenant {tenant}\n"))
-        }
+        InstanceAction::Delete(Named { name, tenant, at }) => (Op::InstanceDelete { tenant, name }, at),
     }
 }
 
-async fn key(a: KeyAction) -> Result<String, StoreError> {
+fn key(a: KeyAction) -> (Op, Target) {
     match a {
-        KeyAction::Create { tenant, instance, name, rps, burst, db } => {
-            let new = admin::key_create(&connect(&db)?, &keys(&db)?, &tenant, &instance, &name, rps, burst).await?;
-            Ok(format!(
-                "created key {} (id {}) for instance {instance} of tenant {tenant}; it is shown only now:\n{}\n",
-                new.prefix,
-                new.id,
-                new.key.expose()
-            ))
+        KeyAction::Create { tenant, instance, name, rps, burst, at } => {
+            (Op::KeyCreate { tenant, instance, name, rps, burst }, at)
         }
-        KeyAction::List { tenant, instance, db } => {
-            show(&db, Kind::Key, Some(&tenant), None, instance.as_deref()).await
-        }
-        KeyAction::Show(KeyRef { prefix, tenant, db }) => {
-            show(&db, Kind::Key, Some(&tenant), Some(&prefix), None).await
-        }
-        KeyAction::Revoke(KeyRef { prefix, tenant, db }) => {
-            admin::key_end(&connect(&db)?, &tenant, &prefix, false).await?;
-            Ok(format!("revoked key {prefix}\n"))
-        }
-        KeyAction::Delete(KeyRef { prefix, tenant, db }) => {
-            admin::key_end(&connect(&db)?, &tenant, &prefix, true).await?;
-            Ok(format!("deleted key {prefix}\n"))
-        }
+        KeyAction::List { tenant, instance, at } => (Op::KeyList { tenant, instance }, at),
+        KeyAction::Show(KeyRef { prefix, tenant, at }) => (Op::KeyShow { tenant, prefix }, at),
+        KeyAction::Revoke(KeyRef { prefix, tenant, at }) => (Op::KeyRevoke { tenant, prefix }, at),
+        KeyAction::Delete(KeyRef { prefix, tenant, at }) => (Op::KeyDelete { tenant, prefix }, at),
     }
 }

@@ -4,6 +4,7 @@
 //! operational endpoints ([`ops`]), and the one place where outcomes become wire answers
 //! ([`rescue`]).
 
+pub mod admin_store;
 pub mod config;
 pub mod conn;
 pub mod input;

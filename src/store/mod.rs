@@ -20,6 +20,7 @@ pub mod error;
 pub mod last_used;
 pub mod listing;
 pub mod notify;
+pub mod ops;
 pub mod resolve;
 pub mod secrets;
 
@@ -262,6 +263,11 @@ impl Store {
     /// The pool (for the CLI and tests).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The pepper and the secret key (for the admin API's `key/create` and `server/create`).
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 }
 
