@@ -1,11 +1,10 @@
 //! Prometheus metrics (text exposition format 0.0.4 / OpenMetrics via `prometheus-client`):
 //! requests by method, upstream and outcome, latency histograms, upstream status.
 
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -13,51 +12,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use super::bounded::BoundedNames;
-pub use super::bounded::MAX_LABELED;
+pub use super::bounded::{MAX_LABELED, Name, TENANT_OTHER};
 mod store;
 pub use store::StoreMetrics;
-
-/// The label of tenants' upstreams past the first [`MAX_LABELED`].
-pub const TENANT_OTHER: &str = "tenant-other";
-
-/// A label value that costs no allocation on the hot path: a literal, or a shared name.
-#[derive(Clone, Debug)]
-pub enum Name {
-    /// A `'static` literal (method names, `gateway`).
-    Static(&'static str),
-    /// A shared string (upstream namespaces).
-    Shared(Arc<str>),
-}
-
-impl Name {
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        match self {
-            Name::Static(s) => s,
-            Name::Shared(s) => s,
-        }
-    }
-}
-
-impl PartialEq for Name {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_str() == other.as_str()
-    }
-}
-
-impl Eq for Name {}
-
-impl Hash for Name {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state);
-    }
-}
-
-impl EncodeLabelValue for Name {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
-        std::fmt::Write::write_str(encoder, self.as_str())
-    }
-}
 
 /// Labels of a finished call.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -404,18 +361,15 @@ impl Metrics {
     /// [`MAX_LABELED`] seen, else it is counted as `tenant-other`: tenants come and go, and
     /// every label set stays in the exposition for good.
     pub fn upstream_name(&self, name: &Arc<str>) -> Name {
-        if crate::catalog::naming::tenant_of(name).is_some() && !self.tenant_upstreams.keeps(name) {
-            return Name::Static(TENANT_OTHER);
+        match self.tenant_upstreams.keeps_upstream(name) {
+            true => Name::Shared(Arc::clone(name)),
+            false => Name::Static(TENANT_OTHER),
         }
-        Name::Shared(Arc::clone(name))
     }
 
     /// [`Metrics::upstream_name`] as text (scrape-time gauges).
     fn upstream_text(&self, name: &str) -> String {
-        if crate::catalog::naming::tenant_of(name).is_some() && !self.tenant_upstreams.keeps(name) {
-            return TENANT_OTHER.into();
-        }
-        name.into()
+        if self.tenant_upstreams.keeps_upstream(name) { name } else { TENANT_OTHER }.into()
     }
 
     /// Count a retry of a call to `upstream`.
@@ -529,19 +483,4 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 /// Count a failed catalog listing of `upstream`.
 pub fn catalog_refresh_failed(upstream: &str) {
     METRICS.catalog_refresh_failures.get_or_create(&UpstreamLabels { upstream: METRICS.upstream_text(upstream) }).inc();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tenant_upstream_labels_are_bounded_and_static_ones_are_not() {
-        let m = Metrics::new();
-        assert!((0..MAX_LABELED).all(|i| m.upstream_name(&Arc::from(format!("t{i}.tools"))).as_str() != TENANT_OTHER));
-        assert_eq!(m.upstream_name(&Arc::from("t9999.tools")).as_str(), TENANT_OTHER, "past the bound");
-        assert_eq!(m.upstream_text("t9999.tools"), TENANT_OTHER);
-        assert_eq!(m.upstream_name(&Arc::from("t7.tools")).as_str(), "t7.tools", "seen before: keeps its label");
-        assert_eq!(m.upstream_name(&Arc::from("weather")).as_str(), "weather", "static namespaces are never bounded");
-    }
 }
