@@ -470,3 +470,63 @@ async fn a_tool_group_edit_notifies_only_the_keys_whose_view_it_changes() {
     assert_eq!(tool_names(&list(&gw, &other).await), ["tools__echo"]);
     assert_eq!(sorted(tool_names(&list(&gw, &main).await)), ["tools__add", "tools__echo"]);
 }
+
+#[tokio::test]
+async fn serving_store_keys_logs_no_secret_and_sigterm_writes_last_used() {
+    let db = migrated().await;
+    let key = tenant(&db, "alpha", &["tools:*"]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = dir.path().join("sekisho.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:{port}\"\napi_keys = [{{ key = {ADMIN:?}, name = \"ops\", role = \"admin\" }}]\n\
+             [log]\nlevel = \"debug\"\n[store]\npostgres_url = {:?}\nkey_pepper = {PEPPER:?}\nsecret_key = {SECRET_KEY:?}\n",
+            db.url
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mcp = format!("http://127.0.0.1:{port}/mcp");
+    eventually("the gateway serving", Duration::from_secs(30), async || {
+        match client().get(format!("http://127.0.0.1:{port}/healthz")).send().await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // Calls that start the tenant's upstream, read its secret, fail in the upstream, and are
+    // refused at the edge.
+    let env = modern_as(&mcp, Some(&key), 1, "tools/call", json!({"name": "tools__env", "arguments": {"name": "SECRET_TOKEN"}})).await;
+    assert_eq!(text(&env), "secret-of-alpha");
+    let failed = modern_as(&mcp, Some(&key), 2, "tools/call", json!({"name": "tools__rpc_error", "arguments": {}})).await;
+    assert!(failed.body.get("error").is_some(), "{}", failed.raw);
+    let wrong = format!("{}x", &key[..key.len() - 1]);
+    assert_eq!(modern_as(&mcp, Some(&wrong), 3, "tools/list", json!({})).await.status, 401);
+
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "drained cleanly: {status:?}");
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("started a tenant upstream"), "debug logs were written: {logged}");
+    for secret in ["secret-of-alpha", &key[12..], &wrong[12..], SECRET_KEY, PEPPER] {
+        assert!(!logged.contains(secret), "{secret} logged: {logged}");
+    }
+    // SIGTERM flushed last_used_at (the periodic flush is 15 s away).
+    let pool = sekisho::store::pool(&db.url, 1, Duration::from_secs(5)).unwrap();
+    let used: bool = sqlx::query_scalar("SELECT last_used_at IS NOT NULL FROM api_keys WHERE name = 'ci'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(used, "SIGTERM wrote last_used_at");
+    pool.close().await;
+}
