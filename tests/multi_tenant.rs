@@ -6,6 +6,8 @@
 //! working and recovers by itself; `last_used_at` costs a handful of statements.
 
 mod common;
+#[path = "support/own_postgres.rs"]
+mod own_postgres;
 #[path = "support/postgres.rs"]
 mod postgres;
 
@@ -13,6 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Answer, Gateway, client, echo_upstream, eventually, modern_as, next_event, read, text, tool_names};
+use own_postgres::OwnPostgres;
 use postgres::{Proxy, TestDb};
 use serde_json::{Value, json};
 
@@ -30,11 +33,11 @@ async fn migrated() -> TestDb {
     db
 }
 
-/// Run the CLI against `db` with the store's secrets and `env` in its environment; stdout.
-fn cli(db: &TestDb, args: &[&str], env: &[(&str, &str)]) -> String {
+/// Run the CLI against the database at URL `db` with the store's secrets and `env` in its environment; stdout.
+fn cli(db: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = Command::new(BIN)
         .args(args)
-        .args(["--database-url", &db.url])
+        .args(["--database-url", db])
         .env("SEKISHO_STORE__KEY_PEPPER", PEPPER)
         .env("SEKISHO_STORE__SECRET_KEY", SECRET_KEY)
         .envs(env.iter().copied())
@@ -69,7 +72,7 @@ fn created_key(out: &str) -> String {
 /// Tenant `tenant` with a stdio echo server config `tools` whose environment has
 /// `SECRET_TOKEN=secret-of-<tenant>`, an instance `main` with `grants` (`tools:<pattern>`, or
 /// `shared:<pattern>` for the static upstream `shared`), and a key.
-fn tenant(db: &TestDb, tenant: &str, grants: &[&str]) -> String {
+fn tenant(db: &str, tenant: &str, grants: &[&str]) -> String {
     let echo = echo_upstream().display().to_string();
     cli(db, &["tenant", "create", tenant], &[]);
     let secret = format!("secret-of-{tenant}");
@@ -127,8 +130,8 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 #[tokio::test]
 async fn a_key_sees_only_its_instance_and_each_tenant_runs_its_own_upstream_with_its_own_environment() {
     let db = migrated().await;
-    let key_a = tenant(&db, "alpha", &["tools:echo", "tools:env", "shared:add"]);
-    let key_b = tenant(&db, "beta", &["tools:*"]);
+    let key_a = tenant(&db.url, "alpha", &["tools:echo", "tools:env", "shared:add"]);
+    let key_b = tenant(&db.url, "beta", &["tools:*"]);
     let gw = gateway(&db.url, "").await;
 
     // A sees exactly its grants, under its instance's namespaces.
@@ -249,7 +252,7 @@ async fn legacy_stream(
 #[tokio::test]
 async fn a_change_made_with_the_cli_applies_on_two_gateways_within_a_second() {
     let db = migrated().await;
-    let key_a = tenant(&db, "alpha", &["tools:echo"]);
+    let key_a = tenant(&db.url, "alpha", &["tools:echo"]);
     let (one, two) = (gateway(&db.url, "").await, gateway(&db.url, "").await);
     for gw in [&one, &two] {
         assert_eq!(tool_names(&list(gw, &key_a).await), ["tools__echo"]);
@@ -313,11 +316,16 @@ async fn a_change_made_with_the_cli_applies_on_two_gateways_within_a_second() {
 }
 
 #[tokio::test]
-async fn with_postgres_gone_known_keys_keep_working_unknown_ones_get_a_retryable_error_and_all_recovers() {
-    let db = migrated().await;
-    let known = tenant(&db, "alpha", &["tools:echo"]);
-    let proxy = Proxy::start().await;
-    let gw = gateway(&db.via(&proxy), "").await;
+async fn with_postgres_stopped_known_keys_keep_working_unknown_ones_get_a_retryable_error_and_all_recovers() {
+    // A server of this test's own, really stopped and started (the shared one stays up).
+    let pg = OwnPostgres::start();
+    pg.create_db("tenancy").await;
+    let url = pg.url("tenancy");
+    let pool = sekisho::store::pool(&url, 1, Duration::from_secs(5)).unwrap();
+    sekisho::store::migrate(&pool).await.unwrap();
+    pool.close().await;
+    let known = tenant(&url, "alpha", &["tools:echo"]);
+    let gw = gateway(&url, "").await;
     // Not degraded once the change listener is connected (its connection drops the cache).
     eventually("/readyz is not degraded", Duration::from_secs(5), async || {
         let r: Value = client().get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
@@ -325,13 +333,14 @@ async fn with_postgres_gone_known_keys_keep_working_unknown_ones_get_a_retryable
     })
     .await;
     assert_eq!(list(&gw, &known).await.status, 200);
+    // Created before the stop, never presented: unknown to the gateway.
+    let later = created_key(&cli(&url, &["key", "create", "--tenant", "alpha", "--instance", "main"], &[]));
 
-    proxy.set_up(false);
+    pg.down();
     // Known: served from memory, calls go through.
     let echoed = call(&gw, &known, "tools__echo", json!({"message": "still here"})).await;
     assert_eq!(text(&echoed), "still here", "{}", echoed.raw);
-    // Unknown (created meanwhile, straight in the database): retryable 503.
-    let later = created_key(&cli(&db, &["key", "create", "--tenant", "alpha", "--instance", "main"], &[]));
+    // Unknown: retryable 503.
     let refused = list(&gw, &later).await;
     assert_eq!(refused.status, 503, "{}", refused.raw);
     assert_eq!(refused.headers.get("retry-after").map(|v| v.to_str().unwrap()), Some("1"));
@@ -341,26 +350,28 @@ async fn with_postgres_gone_known_keys_keep_working_unknown_ones_get_a_retryable
         if r["degraded"] == json!(["store"]) && r["ready"] == true { Ok(()) } else { Err(r.to_string()) }
     })
     .await;
+    assert_eq!(list(&gw, &known).await.status, 200, "still served while degraded");
 
-    proxy.set_up(true);
-    eventually("the new key works once PostgreSQL is back", Duration::from_secs(10), async || {
+    pg.up();
+    eventually("the new key works once PostgreSQL is back", Duration::from_secs(15), async || {
         match list(&gw, &later).await.status {
             200 => Ok(()),
             s => Err(s),
         }
     })
     .await;
-    eventually("/readyz recovers", Duration::from_secs(10), async || {
+    eventually("/readyz recovers", Duration::from_secs(15), async || {
         let r: Value = client().get(gw.url("/readyz")).send().await.unwrap().json().await.unwrap();
         if r == json!({"ready": true}) { Ok(()) } else { Err(r.to_string()) }
     })
     .await;
+    assert_eq!(list(&gw, &known).await.status, 200);
 }
 
 #[tokio::test]
 async fn ten_thousand_calls_cost_a_handful_of_statements_and_drain_writes_last_used() {
     let db = migrated().await;
-    let key = tenant(&db, "alpha", &["tools:echo"]);
+    let key = tenant(&db.url, "alpha", &["tools:echo"]);
     let proxy = Proxy::start().await;
     let gw = gateway(&db.via(&proxy), "last_used_flush = \"1s\"").await;
     assert_eq!(list(&gw, &key).await.status, 200, "warm the config cache");
@@ -401,9 +412,9 @@ async fn ten_thousand_calls_cost_a_handful_of_statements_and_drain_writes_last_u
 #[tokio::test]
 async fn a_store_key_has_its_own_rate_limit() {
     let db = migrated().await;
-    tenant(&db, "alpha", &["tools:echo"]);
+    tenant(&db.url, "alpha", &["tools:echo"]);
     let limited = created_key(&cli(
-        &db,
+        &db.url,
         &["key", "create", "--tenant", "alpha", "--instance", "main", "--rps", "0.5", "--burst", "2"],
         &[],
     ));
@@ -424,8 +435,8 @@ async fn a_store_key_has_its_own_rate_limit() {
 #[tokio::test]
 async fn a_tenant_upstreams_list_change_reaches_only_the_sessions_that_see_it() {
     let db = migrated().await;
-    let key_a = tenant(&db, "alpha", &["tools:*"]);
-    let key_b = tenant(&db, "beta", &["tools:*"]);
+    let key_a = tenant(&db.url, "alpha", &["tools:*"]);
+    let key_b = tenant(&db.url, "beta", &["tools:*"]);
     let gw = gateway(&db.url, "").await;
     for key in [&key_a, &key_b] {
         assert_eq!(list(&gw, key).await.status, 200, "both tenants' upstreams are running");
@@ -453,16 +464,16 @@ async fn a_tenant_upstreams_list_change_reaches_only_the_sessions_that_see_it() 
 #[tokio::test]
 async fn a_tool_group_edit_notifies_only_the_keys_whose_view_it_changes() {
     let db = migrated().await;
-    let main = tenant(&db, "alpha", &["tools:echo"]);
-    cli(&db, &["instance", "create", "other", "--tenant", "alpha", "--tool", "tools:echo"], &[]);
-    let other = created_key(&cli(&db, &["key", "create", "--tenant", "alpha", "--instance", "other"], &[]));
+    let main = tenant(&db.url, "alpha", &["tools:echo"]);
+    cli(&db.url, &["instance", "create", "other", "--tenant", "alpha", "--tool", "tools:echo"], &[]);
+    let other = created_key(&cli(&db.url, &["key", "create", "--tenant", "alpha", "--instance", "other"], &[]));
     let gw = gateway(&db.url, "").await;
     // Listed first: the tenant upstream's first listing is itself a list change.
     assert_eq!(tool_names(&list(&gw, &other).await), ["tools__echo"]);
     let (mut on_main, mut on_other) = (legacy_stream(&gw, &main).await, legacy_stream(&gw, &other).await);
     let changed = |e: &Value| e["method"] == "notifications/tools/list_changed";
 
-    cli(&db, &["instance", "grant", "main", "--tenant", "alpha", "--tool", "tools:add"], &[]);
+    cli(&db.url, &["instance", "grant", "main", "--tenant", "alpha", "--tool", "tools:add"], &[]);
     let heard = next_event(&mut on_main, &mut String::new(), Duration::from_secs(2), changed).await;
     assert!(heard.is_some(), "the edited instance's key hears of it");
     let heard = next_event(&mut on_other, &mut String::new(), Duration::from_secs(1), changed).await;
@@ -474,7 +485,7 @@ async fn a_tool_group_edit_notifies_only_the_keys_whose_view_it_changes() {
 #[tokio::test]
 async fn serving_store_keys_logs_no_secret_and_sigterm_writes_last_used() {
     let db = migrated().await;
-    let key = tenant(&db, "alpha", &["tools:*"]);
+    let key = tenant(&db.url, "alpha", &["tools:*"]);
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = dir.path().join("sekisho.toml");
@@ -506,9 +517,17 @@ async fn serving_store_keys_logs_no_secret_and_sigterm_writes_last_used() {
     .await;
     // Calls that start the tenant's upstream, read its secret, fail in the upstream, and are
     // refused at the edge.
-    let env = modern_as(&mcp, Some(&key), 1, "tools/call", json!({"name": "tools__env", "arguments": {"name": "SECRET_TOKEN"}})).await;
+    let env = modern_as(
+        &mcp,
+        Some(&key),
+        1,
+        "tools/call",
+        json!({"name": "tools__env", "arguments": {"name": "SECRET_TOKEN"}}),
+    )
+    .await;
     assert_eq!(text(&env), "secret-of-alpha");
-    let failed = modern_as(&mcp, Some(&key), 2, "tools/call", json!({"name": "tools__rpc_error", "arguments": {}})).await;
+    let failed =
+        modern_as(&mcp, Some(&key), 2, "tools/call", json!({"name": "tools__rpc_error", "arguments": {}})).await;
     assert!(failed.body.get("error").is_some(), "{}", failed.raw);
     let wrong = format!("{}x", &key[..key.len() - 1]);
     assert_eq!(modern_as(&mcp, Some(&wrong), 3, "tools/list", json!({})).await.status, 401);
