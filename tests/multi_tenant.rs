@@ -549,3 +549,33 @@ async fn serving_store_keys_logs_no_secret_and_sigterm_writes_last_used() {
     assert!(used, "SIGTERM wrote last_used_at");
     pool.close().await;
 }
+
+#[tokio::test]
+async fn tenant_upstreams_are_capped_and_reaped_when_idle_and_start_again_on_use() {
+    let db = migrated().await;
+    let key_a = tenant(&db.url, "alpha", &["tools:echo"]);
+    let key_b = tenant(&db.url, "beta", &["tools:echo"]);
+    let running = async |gw: &Gateway| gw.readyz().await["store"]["tenant_upstreams"].as_object().unwrap().len();
+
+    // At most one running: while A's is in use, B's cannot start (429, the limit named).
+    let capped = gateway(&db.url, "max_tenant_upstreams = 1").await;
+    assert_eq!(list(&capped, &key_a).await.status, 200);
+    let refused = list(&capped, &key_b).await;
+    assert_eq!(refused.status, 429, "{}", refused.raw);
+    assert!(refused.raw.contains("store.max_tenant_upstreams"), "{}", refused.raw);
+    assert_eq!(running(&capped).await, 1);
+    drop(capped);
+
+    // Idle for a second: stopped; the next call starts it again.
+    let gw = gateway(&db.url, "tenant_idle_timeout = \"1s\"").await;
+    let hi = json!({"message": "hi"});
+    assert_eq!(text(&call(&gw, &key_a, "tools__echo", hi.clone()).await), "hi");
+    assert_eq!(running(&gw).await, 1);
+    eventually("the idle tenant upstream is stopped", Duration::from_secs(10), async || match running(&gw).await {
+        0 => Ok(()),
+        n => Err(n),
+    })
+    .await;
+    assert_eq!(text(&call(&gw, &key_a, "tools__echo", hi).await), "hi", "started again on use");
+    assert_eq!(running(&gw).await, 1);
+}

@@ -183,11 +183,16 @@ impl View {
     }
 
     /// The view's catalog now (rebuilt when a source's lists changed since the last build).
+    /// Every request of the view's key reads it, so it also notes the use of the tenant
+    /// upstreams (a key that only lists keeps them from being reaped).
     pub fn catalog(&self, statics: &CatalogState) -> Arc<Catalog> {
         let global = statics.snapshot();
         let stamp = |p: &Part| match &p.source {
             Source::Shared(_) => global.generation,
-            Source::Tenant(tu) => tu.catalog.snapshot().generation,
+            Source::Tenant(tu) => {
+                tu.touch();
+                tu.catalog.snapshot().generation
+            }
         };
         let mut built = self.built.lock().expect("view lock");
         if let Some(b) = built.as_ref()
