@@ -14,7 +14,9 @@ mod postgres;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Answer, Gateway, client, echo_upstream, eventually, modern_as, next_event, read, text, tool_names};
+use common::{
+    Answer, Gateway, Served, client, echo_upstream, eventually, modern_as, next_event, read, text, tool_names,
+};
 use own_postgres::OwnPostgres;
 use postgres::{Proxy, TestDb};
 use serde_json::{Value, json};
@@ -112,6 +114,17 @@ async fn gateway(url: &str, extra: &str) -> Gateway {
          [upstreams.shared]\ncommand = {echo:?}\nargs = [\"stdio\", \"--era\", \"legacy\"]\n"
     ))
     .await
+}
+
+/// Whether the key named `ci` has a `last_used_at`.
+async fn last_used_written(url: &str) -> bool {
+    let pool = sekisho::store::pool(url, 1, Duration::from_secs(5)).unwrap();
+    let used = sqlx::query_scalar("SELECT last_used_at IS NOT NULL FROM api_keys WHERE name = 'ci'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    used
 }
 
 async fn list(gw: &Gateway, key: &str) -> Answer {
@@ -400,13 +413,7 @@ async fn ten_thousand_calls_cost_a_handful_of_statements_and_drain_writes_last_u
     assert!(statements <= bound, "{statements} statements for 10,000 calls (bound {bound})");
 
     gw.shutdown().await.unwrap();
-    let pool = sekisho::store::pool(&db.url, 1, Duration::from_secs(5)).unwrap();
-    let used: bool = sqlx::query_scalar("SELECT last_used_at IS NOT NULL FROM api_keys WHERE name = 'ci'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert!(used, "the drain wrote last_used_at");
-    pool.close().await;
+    assert!(last_used_written(&db.url).await, "the drain wrote last_used_at");
 }
 
 #[tokio::test]
@@ -486,35 +493,15 @@ async fn a_tool_group_edit_notifies_only_the_keys_whose_view_it_changes() {
 async fn serving_store_keys_logs_no_secret_and_sigterm_writes_last_used() {
     let db = migrated().await;
     let key = tenant(&db.url, "alpha", &["tools:*"]);
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.path().join("sekisho.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\napi_keys = [{{ key = {ADMIN:?}, name = \"ops\", role = \"admin\" }}]\n\
-             [log]\nlevel = \"debug\"\n[store]\npostgres_url = {:?}\nkey_pepper = {PEPPER:?}\nsecret_key = {SECRET_KEY:?}\n",
+    let mut served = Served::start(
+        &format!("api_keys = [{{ key = {ADMIN:?}, name = \"ops\", role = \"admin\" }}]"),
+        &format!(
+            "[log]\nlevel = \"debug\"\n[store]\npostgres_url = {:?}\nkey_pepper = {PEPPER:?}\nsecret_key = {SECRET_KEY:?}\n",
             db.url
         ),
     )
-    .unwrap();
-    let log = dir.path().join("stderr.log");
-    let mut child = std::process::Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mcp = format!("http://127.0.0.1:{port}/mcp");
-    eventually("the gateway serving", Duration::from_secs(30), async || {
-        match client().get(format!("http://127.0.0.1:{port}/healthz")).send().await {
-            Ok(r) if r.status() == 200 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
     .await;
+    let mcp = format!("{}/mcp", served.base);
     // Calls that start the tenant's upstream, read its secret, fail in the upstream, and are
     // refused at the edge.
     let env = modern_as(
@@ -532,22 +519,15 @@ async fn serving_store_keys_logs_no_secret_and_sigterm_writes_last_used() {
     let wrong = format!("{}x", &key[..key.len() - 1]);
     assert_eq!(modern_as(&mcp, Some(&wrong), 3, "tools/list", json!({})).await.status, 401);
 
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let status = served.terminate().await;
     assert!(status.success(), "drained cleanly: {status:?}");
-    let logged = std::fs::read_to_string(&log).unwrap();
+    let logged = served.logs();
     assert!(logged.contains("started a tenant upstream"), "debug logs were written: {logged}");
     for secret in ["secret-of-alpha", &key[12..], &wrong[12..], SECRET_KEY, PEPPER] {
         assert!(!logged.contains(secret), "{secret} logged: {logged}");
     }
     // SIGTERM flushed last_used_at (the periodic flush is 15 s away).
-    let pool = sekisho::store::pool(&db.url, 1, Duration::from_secs(5)).unwrap();
-    let used: bool = sqlx::query_scalar("SELECT last_used_at IS NOT NULL FROM api_keys WHERE name = 'ci'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    assert!(used, "SIGTERM wrote last_used_at");
-    pool.close().await;
+    assert!(last_used_written(&db.url).await, "SIGTERM wrote last_used_at");
 }
 
 #[tokio::test]

@@ -11,7 +11,7 @@ mod postgres;
 
 use std::time::Duration;
 
-use common::{Gateway, client, eventually};
+use common::{Gateway, Served, client, eventually};
 use postgres::{Proxy, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sekisho");
@@ -346,35 +346,15 @@ async fn the_admin_api_takes_admins_only_and_maps_errors_to_statuses() {
 #[tokio::test]
 async fn the_gateway_logs_the_command_and_never_the_secret_values() {
     let db = migrated().await;
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = dir.path().join("sekisho.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:{port}\"\napi_keys = [{{ key = {OPS:?}, name = \"ops\", role = \"admin\" }}]\n\
-             [log]\nlevel = \"debug\"\n[store]\npostgres_url = {:?}\nkey_pepper = {PEPPER:?}\nsecret_key = {SECRET_KEY:?}\n",
+    let mut served = Served::start(
+        &format!("api_keys = [{{ key = {OPS:?}, name = \"ops\", role = \"admin\" }}]"),
+        &format!(
+            "[log]\nlevel = \"debug\"\n[store]\npostgres_url = {:?}\nkey_pepper = {PEPPER:?}\nsecret_key = {SECRET_KEY:?}\n",
             db.url
         ),
     )
-    .unwrap();
-    let log = dir.path().join("stderr.log");
-    let mut child = std::process::Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    eventually("the gateway serving", Duration::from_secs(30), async || {
-        match client().get(format!("{base}/healthz")).send().await {
-            Ok(r) if r.status() == 200 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
     .await;
+    let base = served.base.clone();
     let env = [("SEKISHO_ADMIN_KEY", OPS)];
     assert!(sekisho(&["tenant", "create", "acme", "--url", &base], &env).await.ok);
     let args = [
@@ -399,9 +379,8 @@ async fn the_gateway_logs_the_command_and_never_the_secret_values() {
     // A refused one too: its error is logged.
     let refused = sekisho(&args, &env).await;
     assert!(!refused.ok && refused.err.contains("exists"), "{}", refused.err);
-    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
-    let _ = child.wait();
-    let logged = std::fs::read_to_string(&log).unwrap();
+    served.terminate().await;
+    let logged = served.logs();
     assert!(logged.contains("store command run through the admin API") && logged.contains("server/create"), "{logged}");
     assert!(logged.contains("store command refused"), "{logged}");
     for secret in SECRETS.iter().chain(&[OPS]) {

@@ -456,3 +456,71 @@ impl Drop for OwnRedis {
         self.stop();
     }
 }
+
+/// The real `sekisho serve` binary as a child process, with its configuration file and its
+/// stderr (the logs) in a temporary folder of its own. Killed on drop.
+pub struct Served {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    log: PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    /// Start `sekisho serve` on a free port with `toml` (everything but `[server] listen`, which
+    /// this adds; `toml` must not open with a `[server]` table of its own, but may carry
+    /// `server_extra` for it) and wait until `/healthz` answers.
+    pub async fn start(server_extra: &str, toml: &str) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.path().join("sekisho.toml");
+        std::fs::write(&config, format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{server_extra}\n{toml}")).unwrap();
+        let log = dir.path().join("stderr.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_sekisho"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        eventually("the gateway serving", Duration::from_secs(30), async || {
+            match client().get(format!("{base}/healthz")).send().await {
+                Ok(r) if r.status() == 200 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        Served { base, log, child, _dir: dir }
+    }
+
+    /// Send SIGTERM and wait for the process to drain and exit; its exit status.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        use nix::sys::signal::{Signal, kill};
+        let _ = kill(nix::unistd::Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the gateway exits within 30 s of SIGTERM")
+    }
+
+    /// Everything it logged so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
