@@ -266,7 +266,13 @@ async fn legacy_stream(
 async fn a_change_made_with_the_cli_applies_on_two_gateways_within_a_second() {
     let db = migrated().await;
     let key_a = tenant(&db.url, "alpha", &["tools:echo"]);
-    let (one, two) = (gateway(&db.url, "").await, gateway(&db.url, "").await);
+    // Two replicas sharing PostgreSQL and Redis (rate limits are fleet-wide).
+    let redis = format!(
+        "[redis]\nurl = \"redis://127.0.0.1:6379\"\nprefix = \"mt{:08x}:\"\n\
+         entry_secret = \"fleet-entry-secret-0123456789abcdef\"\n[rate_limits]\nredis_timeout = \"1s\"\n",
+        rand::random::<u32>()
+    );
+    let (one, two) = (gateway(&db.url, &redis).await, gateway(&db.url, &redis).await);
     for gw in [&one, &two] {
         assert_eq!(tool_names(&list(gw, &key_a).await), ["tools__echo"]);
     }
@@ -326,6 +332,17 @@ async fn a_change_made_with_the_cli_applies_on_two_gateways_within_a_second() {
         .await;
     }
     assert_eq!(list(&one, &new_key).await.status, 200, "the other key of the instance still works");
+
+    // A store key's own limit is one bucket for the fleet: a burst of 2, whichever replica.
+    let limited = created_key(
+        &cli_via(&one, &["key", "create", "--tenant", "alpha", "--instance", "main", "--rps", "0.1", "--burst", "2"])
+            .await,
+    );
+    let mut admitted = 0;
+    for gw in [&one, &two, &one, &two] {
+        admitted += u32::from(list(gw, &limited).await.status == 200);
+    }
+    assert_eq!(admitted, 2, "two replicas share the key's bucket");
 }
 
 #[tokio::test]
