@@ -52,10 +52,10 @@ fn cli(db: &str, args: &[&str], env: &[(&str, &str)]) -> String {
 
 /// Run the CLI through gateway `gw`'s admin API (`--url`, the static admin key); stdout. Async:
 /// the gateway answers on this test's runtime.
-async fn cli_via(gw: &Gateway, args: &[&str]) -> String {
+async fn cli_via(gw: &impl At, args: &[&str]) -> String {
     let out = tokio::process::Command::new(BIN)
         .args(args)
-        .args(["--url", &gw.base, "--admin-key", ADMIN])
+        .args(["--url", gw.base(), "--admin-key", ADMIN])
         .output()
         .await
         .unwrap();
@@ -107,13 +107,45 @@ fn tenant(db: &str, tenant: &str, grants: &[&str]) -> String {
 
 /// A gateway on the store at `url`, with a static admin key and the shared upstream `shared`.
 async fn gateway(url: &str, extra: &str) -> Gateway {
+    Gateway::start(&format!("[server]\n{}\n{}", admin_key(), store_and_shared(url, extra))).await
+}
+
+/// The same gateway as a `sekisho serve` process of its own.
+async fn served(url: &str, extra: &str) -> Served {
+    Served::start(&admin_key(), &store_and_shared(url, extra)).await
+}
+
+/// `[server] api_keys` with the static admin key.
+fn admin_key() -> String {
+    format!("api_keys = [{{ key = {ADMIN:?}, name = \"ops\", role = \"admin\" }}]")
+}
+
+/// `[store]` at `url` (with `extra` lines, which may open further tables) and the static
+/// upstream `shared`.
+fn store_and_shared(url: &str, extra: &str) -> String {
     let echo = echo_upstream().display().to_string();
-    Gateway::start(&format!(
-        "[server]\napi_keys = [{{ key = {ADMIN:?}, name = \"ops\", role = \"admin\" }}]\n\
-         [store]\npostgres_url = {url:?}\nkey_pepper = {PEPPER:?}\nsecret_key = {SECRET_KEY:?}\n{extra}\n\
+    format!(
+        "[store]\npostgres_url = {url:?}\nkey_pepper = {PEPPER:?}\nsecret_key = {SECRET_KEY:?}\n{extra}\n\
          [upstreams.shared]\ncommand = {echo:?}\nargs = [\"stdio\", \"--era\", \"legacy\"]\n"
-    ))
-    .await
+    )
+}
+
+/// A gateway in this process or a process of its own.
+trait At {
+    /// Its base URL.
+    fn base(&self) -> &str;
+}
+
+impl At for Gateway {
+    fn base(&self) -> &str {
+        &self.base
+    }
+}
+
+impl At for Served {
+    fn base(&self) -> &str {
+        &self.base
+    }
 }
 
 /// Whether the key named `ci` has a `last_used_at`.
@@ -127,12 +159,13 @@ async fn last_used_written(url: &str) -> bool {
     used
 }
 
-async fn list(gw: &Gateway, key: &str) -> Answer {
-    modern_as(&gw.url("/mcp"), Some(key), 1, "tools/list", json!({})).await
+async fn list(gw: &impl At, key: &str) -> Answer {
+    modern_as(&format!("{}/mcp", gw.base()), Some(key), 1, "tools/list", json!({})).await
 }
 
-async fn call(gw: &Gateway, key: &str, tool: &str, arguments: Value) -> Answer {
-    modern_as(&gw.url("/mcp"), Some(key), 2, "tools/call", json!({"name": tool, "arguments": arguments})).await
+async fn call(gw: &impl At, key: &str, tool: &str, arguments: Value) -> Answer {
+    modern_as(&format!("{}/mcp", gw.base()), Some(key), 2, "tools/call", json!({"name": tool, "arguments": arguments}))
+        .await
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -227,10 +260,10 @@ async fn a_key_sees_only_its_instance_and_each_tenant_runs_its_own_upstream_with
 }
 
 /// Open a legacy (2025-06-18) session with `key` on `gw`; its id.
-async fn legacy_session(gw: &Gateway, key: &str) -> String {
+async fn legacy_session(gw: &impl At, key: &str) -> String {
     let init = read(
         client()
-            .post(gw.url("/mcp"))
+            .post(format!("{}/mcp", gw.base()))
             .bearer_auth(key)
             .header("accept", "application/json, text/event-stream")
             .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
@@ -245,13 +278,13 @@ async fn legacy_session(gw: &Gateway, key: &str) -> String {
 }
 
 /// Open a legacy session with `key` on `gw` and its GET stream.
-async fn legacy_stream(
-    gw: &Gateway,
+async fn legacy_stream<G: At>(
+    gw: &G,
     key: &str,
-) -> impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin + use<> {
+) -> impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin + use<G> {
     let session = legacy_session(gw, key).await;
     let get = client()
-        .get(gw.url("/mcp"))
+        .get(format!("{}/mcp", gw.base()))
         .bearer_auth(key)
         .header("accept", "text/event-stream")
         .header("mcp-session-id", &session)
@@ -263,7 +296,7 @@ async fn legacy_stream(
 }
 
 #[tokio::test]
-async fn a_change_made_with_the_cli_applies_on_two_gateways_within_a_second() {
+async fn a_change_made_with_the_cli_applies_on_two_gateway_processes_within_a_second() {
     let db = migrated().await;
     let key_a = tenant(&db.url, "alpha", &["tools:echo"]);
     // Two replicas sharing PostgreSQL and Redis (rate limits are fleet-wide).
@@ -272,7 +305,7 @@ async fn a_change_made_with_the_cli_applies_on_two_gateways_within_a_second() {
          entry_secret = \"fleet-entry-secret-0123456789abcdef\"\n[rate_limits]\nredis_timeout = \"1s\"\n",
         rand::random::<u32>()
     );
-    let (one, two) = (gateway(&db.url, &redis).await, gateway(&db.url, &redis).await);
+    let (one, two) = (served(&db.url, &redis).await, served(&db.url, &redis).await);
     for gw in [&one, &two] {
         assert_eq!(tool_names(&list(gw, &key_a).await), ["tools__echo"]);
     }
