@@ -57,7 +57,7 @@ fn main() -> ExitCode {
     }
     let (path, listen) = match &cli.command {
         Command::Serve { config, listen } => (config, listen.clone()),
-        Command::Stdio { config } | Command::Check { config } => (config, None),
+        Command::Stdio { config } | Command::Check { config } | Command::Test { config, .. } => (config, None),
         Command::Cache { action: sekisho::cli::CacheAction::Clear { config, .. } } => (config, None),
         _ => unreachable!("handled above"),
     };
@@ -82,6 +82,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     sekisho::observe::logging::init(&config.log);
+    if let Command::Test { json, .. } = cli.command {
+        return dry_run(&config, json);
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.server.worker_threads > 0 {
         builder.worker_threads(config.server.worker_threads);
@@ -131,6 +134,25 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `sekisho test`: the report on stdout (a table, or JSON); exit 0 when everything passed, 1
+/// when anything failed.
+fn dry_run(config: &Config, json: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sekisho: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let report = runtime.block_on(sekisho::cli::dry_run::run(config));
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("the report serializes"));
+    } else {
+        print!("{}", sekisho::cli::dry_run::table(&report));
+    }
+    if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }
 
 /// `sekisho db|tenant|server|instance|key …`: print the answer, or the error on stderr (exit 1).

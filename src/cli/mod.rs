@@ -1,8 +1,9 @@
-//! Command-line interface: `serve`, `stdio`, `check`, `cache clear`, `import`, `client-config`,
-//! and the store's `db`, `tenant`, `server`, `instance`, `key` (`store.rs`).
+//! Command-line interface: `serve`, `stdio`, `check`, `test` (`dry_run.rs`), `cache clear`,
+//! `import`, `client-config`, and the store's `db`, `tenant`, `server`, `instance`, `key` (`store.rs`).
 //! No gateway logic lives here.
 
 pub mod clients;
+pub mod dry_run;
 pub mod import;
 pub mod render;
 pub mod store;
@@ -43,6 +44,26 @@ pub enum Command {
         /// The configuration file (TOML).
         #[arg(long, short, env = "SEKISHO_CONFIG")]
         config: PathBuf,
+    },
+    /// The dry run before a deploy: start every upstream, handshake, list, ping, print timings.
+    ///
+    /// Validates the configuration, starts every enabled upstream (concurrently, each within
+    /// its startup_timeout), waits for its handshake, lists its tools, prompts and resources,
+    /// pings it, prints the timings, and stops everything (no child is left running).
+    ///
+    /// Binds no listener and writes nothing to the store or Redis; when they are configured it
+    /// only checks that they answer (PostgreSQL: its schema version; Redis: PING). Exit codes:
+    /// 0 all good, 1 an upstream failed (or the store would stop `serve` from starting), 2 the
+    /// configuration is invalid. Errors name the upstream and the cause, never env or header
+    /// values; URLs lose their user info and query strings.
+    Test {
+        /// The configuration file (TOML).
+        #[arg(long, short, env = "SEKISHO_CONFIG")]
+        config: PathBuf,
+        /// Print a JSON document (stable fields, `version` 1; docs/operations.md) instead of
+        /// the table.
+        #[arg(long)]
+        json: bool,
     },
     /// Manage the response cache of a running gateway.
     Cache {

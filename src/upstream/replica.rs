@@ -343,8 +343,12 @@ impl Replica {
     }
 }
 
-/// A liveness probe: `ping` for legacy upstreams, `server/discover` for modern ones.
-async fn probe(conn: &Connection, limit: Duration) -> Result<(), ConnError> {
+/// A liveness probe: `ping` for legacy upstreams, `server/discover` for modern ones (the
+/// 2026-07-28 revision has no `ping`); also `sekisho test`'s ping.
+///
+/// Errors: [`ConnError`] when no answer arrives within `limit` (as a `TimedOut` transport
+/// error), or the answer is an error.
+pub async fn probe(conn: &Connection, limit: Duration) -> Result<(), ConnError> {
     let h = conn.handshake();
     let params = (h.era == Era::Modern).then(|| format!(r#"{{"_meta":{}}}"#, translate::gateway_envelope(h.version)));
     let method = if h.era == Era::Modern { "server/discover" } else { "ping" };
