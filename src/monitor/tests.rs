@@ -163,3 +163,9 @@ async fn a_sample_counts_the_calls_of_its_interval() {
     assert!(s.calls >= 11 && s.requests_per_sec >= 11.0, "{s:?}");
     assert!(s.error_rate > 0.0);
 }
+
+#[test]
+fn a_sample_is_small() {
+    // The ring reserves this much per sample at start; breakdowns add ~56 bytes an entry.
+    assert!(std::mem::size_of::<Sample>() <= 400, "{}", std::mem::size_of::<Sample>());
+}
