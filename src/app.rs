@@ -72,7 +72,10 @@ impl Gateway {
             default_priority: config.admission.default_priority,
             anonymous_ceiling: config.admission.anonymous_ceiling(),
             tenancy,
-            monitor: config.monitor.enabled.then(|| Arc::new(crate::monitor::Monitor::new(&config.monitor))),
+            monitor: config
+                .monitor
+                .enabled
+                .then(|| Arc::new(crate::monitor::Monitor::new(&config.monitor).with_fleet(store.l2().cloned()))),
         });
         for (name, signals) in upstreams.start() {
             let up = Arc::clone(upstreams.get(&name).expect("started upstreams exist"));

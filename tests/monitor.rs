@@ -91,3 +91,71 @@ async fn a_switched_off_monitor_answers_404() {
     assert_eq!(status, 404);
     gw.shutdown().await.unwrap();
 }
+
+/// A `[monitor]` and `[redis]` configuration of replica `name`: a sample a second, 3 kept.
+fn fleet_toml(port: u16, name: &str) -> String {
+    format!(
+        "[server]\napi_keys = [{{ key = {ADMIN:?}, role = \"admin\" }}]\n\
+         [redis]\nurl = \"redis://127.0.0.1:{port}\"\nprefix = \"mon:\"\nentry_secret = \"monitor-entry-secret-0123456789abcdef\"\n\
+         [monitor]\ninterval = \"1s\"\nretention = \"3s\"\nreplica = {name:?}\n"
+    )
+}
+
+async fn redis_query<T: redis::FromRedisValue>(port: u16, cmd: &redis::Cmd) -> T {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    cmd.query_async(&mut conn).await.unwrap()
+}
+
+#[tokio::test]
+async fn with_redis_any_replica_shows_the_fleet_in_bounded_expiring_streams() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _redis = common::OwnRedis::start(port).await;
+    let a = Gateway::start(&fleet_toml(port, "ra")).await;
+    let b = Gateway::start(&fleet_toml(port, "rb")).await;
+
+    let body = eventually("both replicas in a's fleet view", Duration::from_secs(15), async || {
+        let (status, body) = get(&a, "/admin/monitor?fleet=1&period=1h", ADMIN).await;
+        let names: Vec<&str> = body["replicas"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["samples"].as_array().is_some_and(|s| !s.is_empty()))
+            .filter_map(|r| r["replica"].as_str())
+            .collect();
+        if status == 200 && names.contains(&"ra") && names.contains(&"rb") {
+            Ok(body.clone())
+        } else {
+            Err(body.to_string())
+        }
+    })
+    .await;
+    assert_eq!(body["replica"], "ra");
+    let rb = body["replicas"].as_array().unwrap().iter().find(|r| r["replica"] == "rb").unwrap();
+    assert!(rb["samples"][0]["gateway"]["rss_bytes"].as_u64().unwrap() > 0, "{rb}");
+
+    // A forged entry (no MAC) in b's stream is ignored.
+    let forged = r#"{"timestamp_ms": 99999999999999, "calls": 1}"#;
+    let _: String = redis_query(port, redis::cmd("XADD").arg("mon:monitor:s:rb").arg("*").arg("s").arg(forged)).await;
+    let (_, body) = get(&a, "/admin/monitor?fleet=1", ADMIN).await;
+    let rb = body["replicas"].as_array().unwrap().iter().find(|r| r["replica"] == "rb").unwrap();
+    assert!(rb["samples"].as_array().unwrap().iter().all(|s| s["timestamp_ms"] != 99999999999999u64), "{rb}");
+
+    // Bounded to retention / interval and expiring: after 5 more samples, still 3.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for stream in ["mon:monitor:s:ra", "mon:monitor:s:rb"] {
+        let len: u64 = redis_query(port, redis::cmd("XLEN").arg(stream)).await;
+        assert_eq!(len, 3, "{stream}");
+        let ttl: i64 = redis_query(port, redis::cmd("PTTL").arg(stream)).await;
+        assert!((1..=3000).contains(&ttl), "{stream}: {ttl}");
+    }
+    let ttl: i64 = redis_query(port, redis::cmd("PTTL").arg("mon:monitor:replicas")).await;
+    assert!((1..=3000).contains(&ttl), "{ttl}");
+
+    // Without [redis] there is no fleet view.
+    let lone = Gateway::start(&format!("[server]\napi_keys = [{{ key = {ADMIN:?}, role = \"admin\" }}]\n")).await;
+    assert_eq!(get(&lone, "/admin/monitor?fleet=1", ADMIN).await.0, 404);
+    for gw in [a, b, lone] {
+        gw.shutdown().await.unwrap();
+    }
+}

@@ -393,6 +393,7 @@ fn sections(config: &crate::config::Config) -> String {
         "retention": humantime::format_duration(m.retention).to_string(),
         "top_n": m.top_n,
         "samples_kept": m.capacity(),
+        "replica": m.replica_name(),
     });
     let mut out = String::from("settings in force:\n");
     let mut section = |name: &str, text: Result<String, toml::ser::Error>| {

@@ -26,6 +26,11 @@ const MAX_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
 /// totals the period: `samples`, `calls`, `errors`, `error_rate`, `requests_per_sec`
 /// (average), `p95_ms_max`, `shed`, `rate_limited`. 400 for a period that does not parse; 401
 /// or 403 for a caller that is not an admin.
+///
+/// With `fleet=1` (and `[redis]`): `{"replica": this one's name, "period_ms", "replicas":
+/// [{"replica", "samples": [Sample…]}]}`, every replica's samples of the period from Redis
+/// (`crate::monitor::fleet`: at most 32 replicas, the newest 120 samples each); 404 without
+/// `[redis]`, 503 when Redis does not answer.
 pub async fn monitor(State(shared): State<Arc<Shared>>, _: Admin, uri: http::Uri) -> Response {
     let Some(monitor) = &shared.monitor else {
         let body = serde_json::json!({ "error": "the monitor is off ([monitor] enabled = false)" });
@@ -40,6 +45,9 @@ pub async fn monitor(State(shared): State<Arc<Shared>>, _: Admin, uri: http::Uri
             return json(StatusCode::BAD_REQUEST, Bytes::from(body.to_string()));
         }
     };
+    if uri.query().unwrap_or("").split('&').any(|p| p == "fleet=1" || p == "fleet=true") {
+        return fleet(monitor, period).await;
+    }
     let samples = monitor.samples(period);
     let step = samples.len().div_ceil(MAX_POINTS).max(1);
     let summary = summary(&samples);
@@ -56,6 +64,29 @@ pub async fn monitor(State(shared): State<Arc<Shared>>, _: Admin, uri: http::Uri
         "samples": shown,
     });
     json(StatusCode::OK, Bytes::from(body.to_string()))
+}
+
+/// The fleet view: every replica's samples of `period` from Redis.
+async fn fleet(monitor: &crate::monitor::Monitor, period: Duration) -> Response {
+    let Some(fleet) = monitor.fleet() else {
+        let body = serde_json::json!({ "error": "the fleet view needs [redis]" });
+        return json(StatusCode::NOT_FOUND, Bytes::from(body.to_string()));
+    };
+    let since = monitor.now_ms().saturating_sub(period.as_millis() as u64);
+    match fleet.read(since).await {
+        Some(replicas) => {
+            let body = serde_json::json!({
+                "replica": fleet.replica(),
+                "period_ms": period.as_millis() as u64,
+                "replicas": replicas,
+            });
+            json(StatusCode::OK, Bytes::from(body.to_string()))
+        }
+        None => {
+            let body = serde_json::json!({ "error": "Redis did not answer" });
+            json(StatusCode::SERVICE_UNAVAILABLE, Bytes::from(body.to_string()))
+        }
+    }
 }
 
 fn summary(samples: &[Sample]) -> serde_json::Value {

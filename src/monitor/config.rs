@@ -27,6 +27,11 @@ pub struct MonitorConfig {
     /// Upstreams, methods and child processes each breakdown names (by calls, or by memory for
     /// processes), `1..=100`; the rest are summed under `other`.
     pub top_n: usize,
+    /// This replica's name in the fleet view (with `[redis]`): its samples go to the stream
+    /// `<prefix>monitor:s:<replica>`. Empty: the host name. 1 to 64 ASCII letters, digits,
+    /// `.`, `_`, `-`; give each replica of a fleet its own (a restarted replica with the same
+    /// name finds its history).
+    pub replica: String,
 }
 
 impl Default for MonitorConfig {
@@ -36,6 +41,7 @@ impl Default for MonitorConfig {
             interval: Duration::from_secs(30),
             retention: Duration::from_secs(24 * 3600),
             top_n: 10,
+            replica: String::new(),
         }
     }
 }
@@ -53,7 +59,18 @@ impl MonitorConfig {
         if !(1..=MAX_TOP_N).contains(&self.top_n) {
             p.push(format!("monitor.top_n = {} is outside 1..={MAX_TOP_N}", self.top_n));
         }
+        if !self.replica.is_empty() && !super::fleet::valid_name(&self.replica) {
+            p.push(format!(
+                "monitor.replica = {:?} must be 1 to 64 ASCII letters, digits, '.', '_' or '-'",
+                self.replica
+            ));
+        }
         p
+    }
+
+    /// This replica's name: `replica`, else the host name.
+    pub fn replica_name(&self) -> String {
+        if self.replica.is_empty() { super::fleet::host_name() } else { self.replica.clone() }
     }
 
     /// Samples the ring holds: `retention / interval`, at least 1, at most [`MAX_SAMPLES`].
@@ -73,10 +90,13 @@ mod tests {
         assert_eq!((c.enabled, c.interval, c.top_n, c.capacity()), (true, Duration::from_secs(30), 10, 2880));
         let c = crate::config::Config::from_toml("[monitor]\ninterval = \"1s\"\nretention = \"7d\"\n").unwrap();
         assert_eq!(c.monitor.capacity(), MAX_SAMPLES, "capped");
-        let e = crate::config::Config::from_toml("[monitor]\ninterval = \"500ms\"\nretention = \"100ms\"\ntop_n = 0\n")
-            .unwrap_err()
-            .problems;
-        assert_eq!(e.len(), 3, "{e:?}");
+        let e = crate::config::Config::from_toml(
+            "[monitor]\ninterval = \"500ms\"\nretention = \"100ms\"\ntop_n = 0\nreplica = \"a b\"\n",
+        )
+        .unwrap_err()
+        .problems;
+        assert_eq!(e.len(), 4, "{e:?}");
+        assert!(!c.monitor.replica_name().is_empty());
         assert!(crate::config::Config::from_toml("[monitor]\nsamples = 3\n").is_err(), "unknown keys");
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod exposition;
+pub mod fleet;
 pub mod proc;
 pub mod reading;
 pub mod sample;
@@ -38,6 +39,8 @@ pub struct Monitor {
     /// clock, so they follow paused time in tests.
     epoch_ms: u64,
     started: Instant,
+    /// The copy of the samples in Redis, with `[redis]`.
+    fleet: Option<fleet::Fleet>,
 }
 
 impl Monitor {
@@ -51,7 +54,20 @@ impl Monitor {
             ring: Mutex::new(Ring { samples: VecDeque::with_capacity(capacity), last: None }),
             epoch_ms,
             started: Instant::now(),
+            fleet: None,
         }
+    }
+
+    /// Also write each sample to Redis through `l2` (the fleet view, [`fleet`]), when given.
+    pub fn with_fleet(mut self, l2: Option<std::sync::Arc<crate::cache::l2::L2>>) -> Monitor {
+        self.fleet =
+            l2.map(|l2| fleet::Fleet::new(l2, &self.config.replica_name(), self.capacity, self.config.retention));
+        self
+    }
+
+    /// The fleet view, with `[redis]`.
+    pub fn fleet(&self) -> Option<&fleet::Fleet> {
+        self.fleet.as_ref()
     }
 
     /// Its settings.
@@ -70,20 +86,24 @@ impl Monitor {
     }
 
     /// Take in `reading`, made now: the first one is the baseline; each later one adds the
-    /// sample of the time since the previous one (dropping the oldest when the ring is full).
-    pub fn record(&self, reading: Reading) {
+    /// sample of the time since the previous one (dropping the oldest when the ring is full),
+    /// and returns it.
+    pub fn record(&self, reading: Reading) -> Option<Sample> {
         let now = Instant::now();
         let timestamp = self.now_ms();
         let mut ring = self.ring.lock().expect("monitor lock");
-        if let Some((at, before)) = &ring.last {
+        let sample = ring.last.as_ref().map(|(at, before)| {
             let interval_ms = now.duration_since(*at).as_millis() as u64;
-            let sample = sample::between(before, &reading, timestamp, interval_ms, self.config.top_n);
+            sample::between(before, &reading, timestamp, interval_ms, self.config.top_n)
+        });
+        if let Some(s) = &sample {
             if ring.samples.len() == self.capacity {
                 ring.samples.pop_front();
             }
-            ring.samples.push_back(sample);
+            ring.samples.push_back(s.clone());
         }
         ring.last = Some((now, reading));
+        sample
     }
 
     /// The samples whose interval ended in the last `period`, oldest first.
@@ -110,8 +130,9 @@ impl Monitor {
     }
 
     /// Sample every interval until `stop`: a reading at once (the baseline), then one per
-    /// `interval` (a late tick is taken late, not twice). `read` takes the reading; it returns
-    /// `None` when its sources are gone, which ends the task.
+    /// `interval` (a late tick is taken late, not twice), each sample also written to Redis
+    /// with [`Monitor::with_fleet`]. `read` takes the reading; it returns `None` when its
+    /// sources are gone, which ends the task.
     pub async fn run(&self, read: impl Fn() -> Option<Reading>, stop: CancellationToken) {
         let mut ticks = tokio::time::interval(self.config.interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -120,9 +141,9 @@ impl Monitor {
                 () = stop.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            match read() {
-                Some(r) => self.record(r),
-                None => return,
+            let Some(reading) = read() else { return };
+            if let (Some(sample), Some(fleet)) = (self.record(reading), &self.fleet) {
+                fleet.write(&sample).await;
             }
         }
     }

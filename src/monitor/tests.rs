@@ -19,6 +19,7 @@ fn config(interval: u64, retention: u64, top_n: usize) -> MonitorConfig {
         interval: Duration::from_secs(interval),
         retention: Duration::from_secs(retention),
         top_n,
+        replica: String::new(),
     }
 }
 
