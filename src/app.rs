@@ -72,6 +72,10 @@ impl Gateway {
             default_priority: config.admission.default_priority,
             anonymous_ceiling: config.admission.anonymous_ceiling(),
             tenancy,
+            monitor: config
+                .monitor
+                .enabled
+                .then(|| Arc::new(crate::monitor::Monitor::new(&config.monitor).with_fleet(store.l2().cloned()))),
         });
         for (name, signals) in upstreams.start() {
             let up = Arc::clone(upstreams.get(&name).expect("started upstreams exist"));
@@ -79,6 +83,9 @@ impl Gateway {
         }
         tokio::spawn(fan_out_changes(Arc::clone(&catalog), Arc::clone(&shared.hub), store, background.clone()));
         tokio::spawn(sweep_sessions(Arc::clone(&shared), background.clone()));
+        if let Some(monitor) = shared.monitor.clone() {
+            tokio::spawn(sample(monitor, Arc::downgrade(&shared), background.clone()));
+        }
         Ok(Gateway { shared, upstreams, background })
     }
 
@@ -101,6 +108,22 @@ impl Gateway {
         };
         let _ = tokio::time::timeout(limit, wait).await;
     }
+}
+
+/// The monitor's sampler: reads the gateway's cumulative sources every `[monitor] interval`
+/// until `stop` (or until the gateway is dropped).
+async fn sample(monitor: Arc<crate::monitor::Monitor>, shared: std::sync::Weak<Shared>, stop: CancellationToken) {
+    use crate::monitor::reading::{Reading, Sources};
+    let read = || {
+        let shared = shared.upgrade()?;
+        Some(Reading::take(&Sources {
+            upstreams: &shared.upstreams,
+            admission: shared.stack.admission.as_deref(),
+            sessions: shared.sessions.active(),
+            streams: shared.hub.len(),
+        }))
+    };
+    monitor.run(read, stop).await;
 }
 
 /// Open the store and serve its keys: tenant upstreams whose catalog changes go through the

@@ -10,6 +10,7 @@
 //! - [`store`]: the multi-tenant store in PostgreSQL (tenants, instances, keys), its config cache;
 //! - [`wire`]: JSON-RPC, JSON object views, SSE, MCP constants (shared by front and upstream);
 //! - [`error`]: the error taxonomy and its one table; [`observe`]: metrics and logs;
+//!   [`monitor`]: samples of the indicators over time, in a fixed ring;
 //!   [`config`]: loading, validation, settings in force; [`app`]: wiring and lifecycle.
 //!
 //! `fuzzing` (hidden) holds the harnesses of the `cargo fuzz` targets in `fuzz/`.
@@ -23,6 +24,7 @@ pub mod error;
 pub mod front;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod monitor;
 pub mod observe;
 pub mod pipeline;
 pub mod session;

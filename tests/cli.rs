@@ -89,6 +89,7 @@ fn every_section_takes_environment_overrides() {
         ("SEKISHO_IDEMPOTENCY__WINDOW", "9m"),
         ("SEKISHO_REDIS__PREFIX", "fleet9:"),
         ("SEKISHO_RATE_LIMITS__PER_KEY", "{ rps = 7 }"),
+        ("SEKISHO_MONITOR__INTERVAL", "5s"),
         ("SEKISHO_UPSTREAMS__A__TIMEOUT", "13s"),
         // Not configuration (no `__`): scripts' own variables are left alone.
         ("SEKISHO_CACHE", "/tmp/somewhere"),
@@ -106,6 +107,8 @@ fn every_section_takes_environment_overrides() {
         ("  [idempotency]", "window = \"9m\""),
         ("  [redis]", "prefix = \"fleet9:\""),
         ("  [rate_limits]", "rps = 7.0"),
+        ("  [monitor]", "interval = \"5s\""),
+        ("  [monitor]", "samples_kept = 17280"),
         ("  a: stdio", "timeout = \"13s\""),
     ] {
         assert!(block(&text, section).contains(&line), "{section} should show {line}:\n{text}");
@@ -128,6 +131,7 @@ fn unknown_keys_are_errors_everywhere() {
         "[resilience]\ntimeot = \"1s\"\n",
         "[resilience.retry]\nattempts = 2\n",
         "[resilience.breaker]\nfailures = 2\n",
+        "[monitor]\nintervl = \"1s\"\n",
         "[cache]\nttl_ms = 1\n",
         "[idempotency]\nwindows = \"1m\"\n",
         "[redis]\nurls = \"x\"\n",

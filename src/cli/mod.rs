@@ -407,6 +407,15 @@ fn sections(config: &crate::config::Config) -> String {
         "max_connections": st.max_connections,
         "cache_capacity": st.cache_capacity,
     });
+    let m = &config.monitor;
+    let monitor = serde_json::json!({
+        "enabled": m.enabled,
+        "interval": humantime::format_duration(m.interval).to_string(),
+        "retention": humantime::format_duration(m.retention).to_string(),
+        "top_n": m.top_n,
+        "samples_kept": m.capacity(),
+        "replica": m.replica_name(),
+    });
     let mut out = String::from("settings in force:\n");
     let mut section = |name: &str, text: Result<String, toml::ser::Error>| {
         out.push_str(&format!("  [{name}]\n"));
@@ -422,6 +431,7 @@ fn sections(config: &crate::config::Config) -> String {
     section("redis", toml::to_string(&redis));
     section("rate_limits", toml::to_string(&config.rate_limits));
     section("store", toml::to_string(&store));
+    section("monitor", toml::to_string(&monitor));
     section("catalog", toml::to_string(&config.catalog));
     section("log", toml::to_string(&config.log));
     out

@@ -57,6 +57,9 @@ pub struct Config {
     /// The multi-tenant store in PostgreSQL (off without `postgres_url`).
     #[serde(default)]
     pub store: crate::store::StoreConfig,
+    /// The monitor: samples of the indicators every interval, kept for the retention.
+    #[serde(default)]
+    pub monitor: crate::monitor::MonitorConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -189,6 +192,7 @@ impl Config {
         problems.extend(self.store.validate());
         problems.extend(self.cache.validate());
         problems.extend(self.rate_limits.validate());
+        problems.extend(self.monitor.validate());
         for (name, up) in &self.upstreams {
             problems.extend(up.validate(name));
             if let Some(fallback) = &up.fallback
@@ -224,7 +228,7 @@ impl Config {
 
 /// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
 /// against the fields of [`Config`], so a new section cannot be left out).
-pub const SECTIONS: [&str; 11] = [
+pub const SECTIONS: [&str; 12] = [
     "server",
     "catalog",
     "log",
@@ -235,6 +239,7 @@ pub const SECTIONS: [&str; 11] = [
     "redis",
     "rate_limits",
     "store",
+    "monitor",
     "upstreams",
 ];
 

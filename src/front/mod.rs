@@ -12,6 +12,7 @@ pub mod legacy;
 pub mod legacy_sse;
 pub mod messages;
 pub mod modern;
+pub mod monitor;
 pub mod ops;
 pub mod rescue;
 pub mod respond;
@@ -147,6 +148,8 @@ pub struct Shared {
     /// The most important priority an anonymous caller may ask for
     /// (`AdmissionConfig::anonymous_ceiling`).
     pub anonymous_ceiling: Priority,
+    /// The monitor's samples (`GET /admin/monitor`), unless `[monitor] enabled = false`.
+    pub monitor: Option<Arc<crate::monitor::Monitor>>,
 }
 
 impl Shared {

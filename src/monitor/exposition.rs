@@ -1,0 +1,229 @@
+//! Reads the cumulative counters the monitor needs out of the gateway's own metrics text
+//! (`crate::observe::metrics::Metrics::encode`, OpenMetrics text). `prometheus-client` keeps
+//! its families' label sets and histogram buckets private, so the monitor reads the text it
+//! exports, on its timer only: the per-call path is not touched.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Calls, failures and latency of one group of calls (an upstream, a method), cumulative.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Counts {
+    /// Calls finished.
+    pub calls: u64,
+    /// Calls that failed on the gateway's or the upstream's side (see [`is_error`]).
+    pub errors: u64,
+    /// Calls answered with a tool result marked `isError`.
+    pub tool_errors: u64,
+    /// Latency histogram: calls at or under each of [`Totals::bounds`] (cumulative, as
+    /// Prometheus buckets), then the `+Inf` bucket.
+    pub buckets: Vec<u64>,
+}
+
+impl Counts {
+    /// Add `other` into `self` (buckets element-wise).
+    pub fn add(&mut self, other: &Counts) {
+        self.calls += other.calls;
+        self.errors += other.errors;
+        self.tool_errors += other.tool_errors;
+        if self.buckets.len() < other.buckets.len() {
+            self.buckets.resize(other.buckets.len(), 0);
+        }
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+    }
+
+    /// `self - before`, counter by counter (a counter that went down counts 0).
+    pub fn since(&self, before: Option<&Counts>) -> Counts {
+        let Some(b) = before else { return self.clone() };
+        Counts {
+            calls: self.calls.saturating_sub(b.calls),
+            errors: self.errors.saturating_sub(b.errors),
+            tool_errors: self.tool_errors.saturating_sub(b.tool_errors),
+            buckets: self
+                .buckets
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v.saturating_sub(b.buckets.get(i).copied().unwrap_or(0)))
+                .collect(),
+        }
+    }
+}
+
+/// The cumulative counters of the whole process.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Totals {
+    /// Upper bounds of the latency buckets, in seconds (the `+Inf` bucket is not listed).
+    pub bounds: Vec<f64>,
+    /// By upstream label (`gateway` for the calls the gateway answered itself).
+    pub upstreams: BTreeMap<Arc<str>, Counts>,
+    /// By JSON-RPC method label.
+    pub methods: BTreeMap<Arc<str>, Counts>,
+    /// Cache lookups that hit (L1 or L2).
+    pub cache_hits: u64,
+    /// Cache lookups that missed.
+    pub cache_misses: u64,
+    /// Cache lookups that joined a call in flight.
+    pub cache_coalesced: u64,
+    /// Calls shed by admission control.
+    pub shed: u64,
+    /// Calls refused by a rate limit.
+    pub rate_limited: u64,
+}
+
+/// Whether a `sekisho_requests_total` outcome counts as an error: the call failed on the
+/// gateway's or the upstream's side (`rpc_error`, `upstream_error`, `timeout`, `unavailable`,
+/// `internal`). Tool errors are counted apart; refusals of the caller (`client_error`,
+/// `unauthorized`, `forbidden`, `limited`, `rate_limited`, `shed`, `shutting_down`,
+/// `in_progress`) and `cancelled` are not errors.
+pub fn is_error(outcome: &str) -> bool {
+    matches!(outcome, "rpc_error" | "upstream_error" | "timeout" | "unavailable" | "internal")
+}
+
+/// Parse the metrics text. Lines it does not know are skipped; a value that does not parse
+/// counts 0.
+pub fn parse(text: &str) -> Totals {
+    let mut t = Totals::default();
+    let mut bounds_done = false;
+    // Histogram buckets of one (method, upstream) series arrive in `le` order.
+    for line in text.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let Some((name, labels, value)) = split_line(line) else { continue };
+        let label = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str()).unwrap_or("");
+        let count = value.parse::<f64>().map_or(0, |v| if v.is_finite() && v > 0.0 { v as u64 } else { 0 });
+        match name {
+            "sekisho_requests_total" => {
+                let outcome = label("outcome");
+                for c in [entry(&mut t.upstreams, label("upstream")), entry(&mut t.methods, label("method"))] {
+                    c.calls += count;
+                    if is_error(outcome) {
+                        c.errors += count;
+                    } else if outcome == "tool_error" {
+                        c.tool_errors += count;
+                    }
+                }
+            }
+            "sekisho_request_duration_seconds_bucket" => {
+                let le = label("le");
+                let Some(index) = bucket_index(&mut t.bounds, &mut bounds_done, le) else { continue };
+                for c in [entry(&mut t.upstreams, label("upstream")), entry(&mut t.methods, label("method"))] {
+                    if c.buckets.len() <= index {
+                        c.buckets.resize(index + 1, 0);
+                    }
+                    c.buckets[index] += count;
+                }
+            }
+            "sekisho_cache_lookups_total" => match label("result") {
+                "hit" => t.cache_hits += count,
+                "miss" => t.cache_misses += count,
+                "coalesced" => t.cache_coalesced += count,
+                _ => {}
+            },
+            "sekisho_shed_total" => t.shed += count,
+            "sekisho_rate_limited_total" => t.rate_limited += count,
+            _ => {}
+        }
+    }
+    t
+}
+
+fn entry<'a>(map: &'a mut BTreeMap<Arc<str>, Counts>, key: &str) -> &'a mut Counts {
+    if !map.contains_key(key) {
+        map.insert(Arc::from(key), Counts::default());
+    }
+    map.get_mut(key).expect("just inserted")
+}
+
+/// The index of bucket `le` in `bounds`, learning the bounds from the first series (every
+/// series of the family has the same buckets).
+fn bucket_index(bounds: &mut Vec<f64>, done: &mut bool, le: &str) -> Option<usize> {
+    if le == "+Inf" {
+        *done = true;
+        return Some(bounds.len());
+    }
+    let v: f64 = le.parse().ok()?;
+    if let Some(i) = bounds.iter().position(|b| (b - v).abs() <= f64::EPSILON * b.abs().max(1.0)) {
+        return Some(i);
+    }
+    if *done {
+        return None;
+    }
+    bounds.push(v);
+    Some(bounds.len() - 1)
+}
+
+/// A sample line's parts: metric name, labels (key, unescaped value), value text.
+type Line<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+
+/// `name{k="v",…} value` into its parts (label values unescaped: `\\`, `\"`, `\n`).
+fn split_line(line: &str) -> Option<Line<'_>> {
+    let name_end = line.find(['{', ' '])?;
+    let name = &line[..name_end];
+    let mut labels = Vec::new();
+    let mut rest = &line[name_end..];
+    if let Some(mut r) = rest.strip_prefix('{') {
+        loop {
+            r = r.trim_start_matches(',');
+            if let Some(after) = r.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let eq = r.find('=')?;
+            let key = &r[..eq];
+            let mut chars = r[eq + 1..].strip_prefix('"')?.char_indices();
+            let mut value = String::new();
+            let end = loop {
+                match chars.next()? {
+                    (i, '"') => break i,
+                    (_, '\\') => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        c => value.push(c),
+                    },
+                    (_, c) => value.push(c),
+                }
+            };
+            labels.push((key, value));
+            r = &r[eq + 1 + 1 + end + 1..];
+        }
+    }
+    let value = rest.split_whitespace().next()?;
+    Some((name, labels, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_calls_buckets_cache_and_refusals() {
+        let text = "# HELP x\n\
+            sekisho_requests_total{method=\"tools/call\",upstream=\"a\\\"b\",outcome=\"ok\"} 3\n\
+            sekisho_requests_total{method=\"tools/call\",upstream=\"a\\\"b\",outcome=\"timeout\"} 1\n\
+            sekisho_requests_total{method=\"ping\",upstream=\"gateway\",outcome=\"tool_error\"} 2\n\
+            sekisho_request_duration_seconds_bucket{le=\"0.1\",method=\"tools/call\",upstream=\"a\\\"b\"} 1\n\
+            sekisho_request_duration_seconds_bucket{le=\"0.2\",method=\"tools/call\",upstream=\"a\\\"b\"} 4\n\
+            sekisho_request_duration_seconds_bucket{le=\"+Inf\",method=\"tools/call\",upstream=\"a\\\"b\"} 4\n\
+            sekisho_cache_lookups_total{upstream=\"a\",tool=\"t\",level=\"l1\",result=\"hit\"} 5\n\
+            sekisho_cache_lookups_total{upstream=\"a\",tool=\"t\",level=\"none\",result=\"coalesced\"} 1\n\
+            sekisho_shed_total{limit=\"gateway\",priority=\"low\",caller=\"anon\"} 7\n\
+            sekisho_rate_limited_total{caller=\"x\",tenant=\"none\",limit=\"key\"} 2\n# EOF\n";
+        let t = parse(text);
+        let ab = &t.upstreams["a\"b"];
+        assert_eq!((ab.calls, ab.errors, ab.tool_errors), (4, 1, 0));
+        assert_eq!(ab.buckets, vec![1, 4, 4]);
+        assert_eq!(t.bounds, vec![0.1, 0.2]);
+        assert_eq!(t.methods["ping"].tool_errors, 2);
+        assert_eq!((t.cache_hits, t.cache_misses, t.cache_coalesced, t.shed, t.rate_limited), (5, 0, 1, 7, 2));
+    }
+
+    #[test]
+    fn hostile_lines_are_skipped() {
+        let t =
+            parse("sekisho_requests_total{method=\"x 1\nsekisho_shed_total{a=\"\\\n{\n}} 1\nsekisho_shed_total 2\n");
+        assert_eq!(t.shed, 2);
+        assert!(t.upstreams.is_empty());
+    }
+}

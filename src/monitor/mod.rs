@@ -1,0 +1,153 @@
+//! The monitor: every `[monitor] interval` it reads the gateway's cumulative sources (metrics,
+//! upstreams, sessions, `/proc`) and keeps the difference from the previous reading as a
+//! [`Sample`] in a ring of fixed capacity (`retention / interval` samples, oldest dropped), so
+//! its memory does not grow with uptime. `GET /admin/monitor` (`crate::front::monitor`) serves
+//! it; alerts, recommendations and the dashboard are to read from it.
+//!
+//! It never runs on the call path: the sampler task reads counters the calls already keep.
+
+pub mod config;
+pub mod exposition;
+pub mod fleet;
+pub mod proc;
+pub mod reading;
+pub mod sample;
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+pub use config::MonitorConfig;
+use reading::Reading;
+pub use sample::Sample;
+
+/// The samples kept, oldest first, and the last reading.
+struct Ring {
+    samples: VecDeque<Sample>,
+    last: Option<(Instant, Reading)>,
+}
+
+/// The monitor: its settings, clock and ring.
+pub struct Monitor {
+    config: MonitorConfig,
+    capacity: usize,
+    ring: Mutex<Ring>,
+    /// Wall time at `started`: sample timestamps are `epoch + (now - started)` on tokio's
+    /// clock, so they follow paused time in tests.
+    epoch_ms: u64,
+    started: Instant,
+    /// The copy of the samples in Redis, with `[redis]`.
+    fleet: Option<fleet::Fleet>,
+}
+
+impl Monitor {
+    /// A monitor with an empty ring of `config.capacity()` samples, allocated now.
+    pub fn new(config: &MonitorConfig) -> Monitor {
+        let capacity = config.capacity();
+        let epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        Monitor {
+            config: config.clone(),
+            capacity,
+            ring: Mutex::new(Ring { samples: VecDeque::with_capacity(capacity), last: None }),
+            epoch_ms,
+            started: Instant::now(),
+            fleet: None,
+        }
+    }
+
+    /// Also write each sample to Redis through `l2` (the fleet view, [`fleet`]), when given.
+    pub fn with_fleet(mut self, l2: Option<std::sync::Arc<crate::cache::l2::L2>>) -> Monitor {
+        self.fleet =
+            l2.map(|l2| fleet::Fleet::new(l2, &self.config.replica_name(), self.capacity, self.config.retention));
+        self
+    }
+
+    /// The fleet view, with `[redis]`.
+    pub fn fleet(&self) -> Option<&fleet::Fleet> {
+        self.fleet.as_ref()
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &MonitorConfig {
+        &self.config
+    }
+
+    /// Samples the ring holds at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Milliseconds since the Unix epoch now, on the monitor's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.epoch_ms + self.started.elapsed().as_millis() as u64
+    }
+
+    /// Take in `reading`, made now: the first one is the baseline; each later one adds the
+    /// sample of the time since the previous one (dropping the oldest when the ring is full),
+    /// and returns it.
+    pub fn record(&self, reading: Reading) -> Option<Sample> {
+        let now = Instant::now();
+        let timestamp = self.now_ms();
+        let mut ring = self.ring.lock().expect("monitor lock");
+        let sample = ring.last.as_ref().map(|(at, before)| {
+            let interval_ms = now.duration_since(*at).as_millis() as u64;
+            sample::between(before, &reading, timestamp, interval_ms, self.config.top_n)
+        });
+        if let Some(s) = &sample {
+            if ring.samples.len() == self.capacity {
+                ring.samples.pop_front();
+            }
+            ring.samples.push_back(s.clone());
+        }
+        ring.last = Some((now, reading));
+        sample
+    }
+
+    /// The samples whose interval ended in the last `period`, oldest first.
+    pub fn samples(&self, period: Duration) -> Vec<Sample> {
+        let since = self.now_ms().saturating_sub(period.as_millis() as u64);
+        let ring = self.ring.lock().expect("monitor lock");
+        let start = ring.samples.partition_point(|s| s.timestamp_ms <= since);
+        ring.samples.range(start..).cloned().collect()
+    }
+
+    /// The newest sample.
+    pub fn latest(&self) -> Option<Sample> {
+        self.ring.lock().expect("monitor lock").samples.back().cloned()
+    }
+
+    /// Samples held now.
+    pub fn len(&self) -> usize {
+        self.ring.lock().expect("monitor lock").samples.len()
+    }
+
+    /// Whether no sample is held yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sample every interval until `stop`: a reading at once (the baseline), then one per
+    /// `interval` (a late tick is taken late, not twice), each sample also written to Redis
+    /// with [`Monitor::with_fleet`]. `read` takes the reading; it returns `None` when its
+    /// sources are gone, which ends the task.
+    pub async fn run(&self, read: impl Fn() -> Option<Reading>, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.config.interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let Some(reading) = read() else { return };
+            if let (Some(sample), Some(fleet)) = (self.record(reading), &self.fleet) {
+                fleet.write(&sample).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
