@@ -50,6 +50,10 @@ impl Gateway {
             true => Some(open_tenancy(config, &upstreams, &hub, &store, &background).await?),
             false => None,
         };
+        let alerts = (config.monitor.enabled && config.alerts.enabled).then(|| {
+            let (m, stop) = (&config.monitor, &background);
+            Arc::new(crate::monitor::alerts::Alerts::new(&config.alerts, &m.replica_name(), m.retention, stop))
+        });
         let shared = Arc::new(Shared {
             stack: crate::pipeline::build(config, parts),
             catalog: Arc::clone(&catalog),
@@ -76,6 +80,7 @@ impl Gateway {
                 .monitor
                 .enabled
                 .then(|| Arc::new(crate::monitor::Monitor::new(&config.monitor).with_fleet(store.l2().cloned()))),
+            alerts,
         });
         for (name, signals) in upstreams.start() {
             let up = Arc::clone(upstreams.get(&name).expect("started upstreams exist"));
@@ -84,7 +89,8 @@ impl Gateway {
         tokio::spawn(fan_out_changes(Arc::clone(&catalog), Arc::clone(&shared.hub), store, background.clone()));
         tokio::spawn(sweep_sessions(Arc::clone(&shared), background.clone()));
         if let Some(monitor) = shared.monitor.clone() {
-            tokio::spawn(sample(monitor, Arc::downgrade(&shared), background.clone()));
+            let alerts = shared.alerts.clone();
+            tokio::spawn(sample(monitor, Arc::downgrade(&shared), alerts, background.clone()));
         }
         Ok(Gateway { shared, upstreams, background })
     }
@@ -111,8 +117,13 @@ impl Gateway {
 }
 
 /// The monitor's sampler: reads the gateway's cumulative sources every `[monitor] interval`
-/// until `stop` (or until the gateway is dropped).
-async fn sample(monitor: Arc<crate::monitor::Monitor>, shared: std::sync::Weak<Shared>, stop: CancellationToken) {
+/// until `stop` (or until the gateway is dropped), evaluating the alert rules on each sample.
+async fn sample(
+    monitor: Arc<crate::monitor::Monitor>,
+    shared: std::sync::Weak<Shared>,
+    alerts: Option<Arc<crate::monitor::alerts::Alerts>>,
+    stop: CancellationToken,
+) {
     use crate::monitor::reading::{Reading, Sources};
     let read = || {
         let shared = shared.upgrade()?;
@@ -123,7 +134,12 @@ async fn sample(monitor: Arc<crate::monitor::Monitor>, shared: std::sync::Weak<S
             streams: shared.hub.len(),
         }))
     };
-    monitor.run(read, stop).await;
+    let then = |s: &crate::monitor::Sample| {
+        if let Some(alerts) = &alerts {
+            alerts.observe(s);
+        }
+    };
+    monitor.run_then(read, then, stop).await;
 }
 
 /// Open the store and serve its keys: tenant upstreams whose catalog changes go through the

@@ -416,6 +416,29 @@ fn sections(config: &crate::config::Config) -> String {
         "samples_kept": m.capacity(),
         "replica": m.replica_name(),
     });
+    let al = &config.alerts;
+    let rules: Vec<String> = al
+        .rules()
+        .iter()
+        .map(|r| {
+            let scope = r.scope.as_deref().map(|s| format!(" [{s}]")).unwrap_or_default();
+            let (m, o, t) = (r.metric.as_str(), r.op.as_str(), r.metric.show(r.threshold));
+            let held = humantime::format_duration(r.for_);
+            format!("{}: {m}{scope} {o} {t} for {held} -> {}", r.name, r.severity.as_str())
+        })
+        .collect();
+    let alerts = serde_json::json!({
+        "enabled": al.enabled && m.enabled,
+        "rules": rules,
+        "rules_source": if al.rules.is_some() { "configured" } else { "defaults" },
+        "webhooks": al.webhooks.iter().map(|w| crate::observe::redact::url(&w.url)).collect::<Vec<_>>(),
+        "history": al.history,
+        "hysteresis": al.hysteresis,
+        "queue": al.queue,
+        "attempts": al.attempts,
+        "backoff": humantime::format_duration(al.backoff).to_string(),
+        "timeout": humantime::format_duration(al.timeout).to_string(),
+    });
     let mut out = String::from("settings in force:\n");
     let mut section = |name: &str, text: Result<String, toml::ser::Error>| {
         out.push_str(&format!("  [{name}]\n"));
@@ -432,6 +455,7 @@ fn sections(config: &crate::config::Config) -> String {
     section("rate_limits", toml::to_string(&config.rate_limits));
     section("store", toml::to_string(&store));
     section("monitor", toml::to_string(&monitor));
+    section("alerts", toml::to_string(&alerts));
     section("catalog", toml::to_string(&config.catalog));
     section("log", toml::to_string(&config.log));
     out

@@ -60,6 +60,9 @@ pub struct Config {
     /// The monitor: samples of the indicators every interval, kept for the retention.
     #[serde(default)]
     pub monitor: crate::monitor::MonitorConfig,
+    /// Alerts: rules on the monitor's samples, webhooks, history.
+    #[serde(default)]
+    pub alerts: crate::monitor::alerts::AlertsConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -81,7 +84,7 @@ fn source_note(path: &Option<String>) -> String {
 
 impl Config {
     /// Load `path` (TOML), apply `SEKISHO_*` environment overrides, expand `${VAR}` in upstream
-    /// `env` and `headers` values, and validate.
+    /// `env` and `headers` values (and in alert webhooks' `url` and `headers`), and validate.
     ///
     /// Errors: [`ConfigError`] listing every problem (unreadable file, TOML syntax, unknown
     /// keys, wrong types, missing variables, invalid values, cross-section conflicts).
@@ -177,6 +180,16 @@ impl Config {
                 }
             }
         }
+        for (i, hook) in self.alerts.webhooks.iter_mut().enumerate() {
+            let values = std::iter::once(("url".to_string(), &mut hook.url))
+                .chain(hook.headers.iter_mut().map(|(k, v)| (format!("headers.{k}"), v)));
+            for (key, value) in values {
+                match expand(value) {
+                    Ok(v) => *value = v,
+                    Err(var) => problems.push(format!("alerts.webhooks[{i}].{key} uses ${{{var}}}, which is not set")),
+                }
+            }
+        }
         problems
     }
 
@@ -193,6 +206,7 @@ impl Config {
         problems.extend(self.cache.validate());
         problems.extend(self.rate_limits.validate());
         problems.extend(self.monitor.validate());
+        problems.extend(self.alerts.validate());
         for (name, up) in &self.upstreams {
             problems.extend(up.validate(name));
             if let Some(fallback) = &up.fallback
@@ -228,7 +242,7 @@ impl Config {
 
 /// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
 /// against the fields of [`Config`], so a new section cannot be left out).
-pub const SECTIONS: [&str; 12] = [
+pub const SECTIONS: [&str; 13] = [
     "server",
     "catalog",
     "log",
@@ -240,6 +254,7 @@ pub const SECTIONS: [&str; 12] = [
     "rate_limits",
     "store",
     "monitor",
+    "alerts",
     "upstreams",
 ];
 

@@ -5,6 +5,7 @@
 //! ([`rescue`]).
 
 pub mod admin_store;
+pub mod alerts;
 pub mod config;
 pub mod conn;
 pub mod input;
@@ -150,6 +151,8 @@ pub struct Shared {
     pub anonymous_ceiling: Priority,
     /// The monitor's samples (`GET /admin/monitor`), unless `[monitor] enabled = false`.
     pub monitor: Option<Arc<crate::monitor::Monitor>>,
+    /// The alerts (`GET /admin/alerts`), with the monitor on and `[alerts] enabled`.
+    pub alerts: Option<Arc<crate::monitor::alerts::Alerts>>,
 }
 
 impl Shared {

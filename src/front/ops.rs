@@ -26,7 +26,7 @@ pub async fn healthz() -> Response {
 /// `?strict=1` requires all. Probes carry no credentials, so anyone gets the verdict
 /// (`{"ready": bool}`, plus `"degraded": ["store"]` while the `[store]` PostgreSQL does not
 /// answer: known keys are served from memory, unknown ones fail; still ready); the body lists every upstream's and replica's state (PIDs, breakers,
-/// error texts, Redis) only for an admin caller (an `admin` API key that passes the edge's
+/// error texts, Redis, `alerts_firing`) only for an admin caller (an `admin` API key that passes the edge's
 /// Host/Origin checks, or anyone where authentication is off).
 pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: http::Uri) -> Response {
     let strict = uri.query().is_some_and(|q| q.split('&').any(|p| p == "strict=1" || p == "strict=true"));
@@ -63,6 +63,9 @@ pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
         if h.degraded {
             body["degraded"] = serde_json::json!(["store"]);
         }
+    }
+    if let Some(alerts) = &shared.alerts {
+        body["alerts_firing"] = alerts.firing().into();
     }
     if let Some(degraded) = shared.store.redis_degraded() {
         // Redis is an optimisation: its absence is reported, never a reason to be unready.

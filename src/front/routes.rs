@@ -38,6 +38,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/admin/cache/clear", post(ops::clear_cache))
         .route("/admin/monitor", get(super::monitor::monitor))
+        .route("/admin/alerts", get(super::alerts::alerts))
         .route("/admin/store/{kind}/{action}", post(super::admin_store::run))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

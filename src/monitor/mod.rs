@@ -2,10 +2,12 @@
 //! upstreams, sessions, `/proc`) and keeps the difference from the previous reading as a
 //! [`Sample`] in a ring of fixed capacity (`retention / interval` samples, oldest dropped), so
 //! its memory does not grow with uptime. `GET /admin/monitor` (`crate::front::monitor`) serves
-//! it; alerts, recommendations and the dashboard are to read from it.
+//! it; [`alerts`] evaluates its rules on each new sample; recommendations and the dashboard are
+//! to read from it.
 //!
 //! It never runs on the call path: the sampler task reads counters the calls already keep.
 
+pub mod alerts;
 pub mod config;
 pub mod exposition;
 pub mod fleet;
@@ -134,6 +136,11 @@ impl Monitor {
     /// with [`Monitor::with_fleet`]. `read` takes the reading; it returns `None` when its
     /// sources are gone, which ends the task.
     pub async fn run(&self, read: impl Fn() -> Option<Reading>, stop: CancellationToken) {
+        self.run_then(read, |_| {}, stop).await;
+    }
+
+    /// [`Monitor::run`], handing each new sample to `then` (the alerts) once it is recorded.
+    pub async fn run_then(&self, read: impl Fn() -> Option<Reading>, then: impl Fn(&Sample), stop: CancellationToken) {
         let mut ticks = tokio::time::interval(self.config.interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
@@ -142,7 +149,9 @@ impl Monitor {
                 _ = ticks.tick() => {}
             }
             let Some(reading) = read() else { return };
-            if let (Some(sample), Some(fleet)) = (self.record(reading), &self.fleet) {
+            let Some(sample) = self.record(reading) else { continue };
+            then(&sample);
+            if let Some(fleet) = &self.fleet {
                 fleet.write(&sample).await;
             }
         }
