@@ -20,6 +20,7 @@ pub mod routes;
 pub mod serve;
 pub mod stdio;
 pub mod stream;
+pub mod switches;
 pub mod tasks;
 pub mod tls;
 
@@ -150,6 +151,8 @@ pub struct Shared {
     pub anonymous_ceiling: Priority,
     /// The monitor's samples (`GET /admin/monitor`), unless `[monitor] enabled = false`.
     pub monitor: Option<Arc<crate::monitor::Monitor>>,
+    /// The runtime switches (`/admin/switches`, `/readyz`, batches), fleet-wide with `[redis]`.
+    pub switches: Arc<crate::switches::fleet::Control>,
 }
 
 impl Shared {
