@@ -19,6 +19,7 @@ use crate::session::hub::Hub;
 use crate::session::registry::{SessionLimits, Sessions};
 use crate::session::task_id::TaskSealer;
 use crate::session::token::decode_key;
+use crate::switches::fleet::Control;
 use crate::upstream::UpstreamSet;
 
 /// A started gateway: upstreams connecting, catalog following them, nothing served yet.
@@ -43,8 +44,16 @@ impl Gateway {
         let store = Store::new(&config.cache, &config.redis, background.clone());
         let idempotency = Idempotency::new(&config.idempotency, store.l2().cloned(), store.prefix());
         let tasks = Arc::new(TaskSealer::new(decode_key(&config.server.session_key)));
-        let parts =
-            Parts { catalog: &catalog, upstreams: &upstreams, store: &store, idempotency: &idempotency, tasks: &tasks };
+        // Runtime switches: every layer on at start; with Redis, the fleet's state within a second.
+        let switches = Control::new(Arc::default(), store.l2().cloned());
+        let parts = Parts {
+            catalog: &catalog,
+            upstreams: &upstreams,
+            store: &store,
+            idempotency: &idempotency,
+            tasks: &tasks,
+            switches: switches.switches(),
+        };
         let hub = Arc::new(Hub::default());
         let tenancy = match config.store.enabled() {
             true => Some(open_tenancy(config, &upstreams, &hub, &store, &background).await?),
@@ -81,7 +90,9 @@ impl Gateway {
                 .enabled
                 .then(|| Arc::new(crate::monitor::Monitor::new(&config.monitor).with_fleet(store.l2().cloned()))),
             alerts,
+            switches: Arc::clone(&switches),
         });
+        tokio::spawn(switches.run(background.clone()));
         for (name, signals) in upstreams.start() {
             let up = Arc::clone(upstreams.get(&name).expect("started upstreams exist"));
             tokio::spawn(Arc::clone(&catalog).follow(up, signals, background.clone()));

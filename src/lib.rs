@@ -10,7 +10,8 @@
 //! - [`store`]: the multi-tenant store in PostgreSQL (tenants, instances, keys), its config cache;
 //! - [`wire`]: JSON-RPC, JSON object views, SSE, MCP constants (shared by front and upstream);
 //! - [`error`]: the error taxonomy and its one table; [`observe`]: metrics and logs;
-//!   [`monitor`]: samples of the indicators over time, in a fixed ring;
+//!   [`monitor`]: samples of the indicators over time, in a fixed ring; [`switches`]: runtime
+//!   switches that turn layers off (fleet-wide through Redis);
 //!   [`config`]: loading, validation, settings in force; [`app`]: wiring and lifecycle.
 //!
 //! `fuzzing` (hidden) holds the harnesses of the `cargo fuzz` targets in `fuzz/`.
@@ -29,6 +30,7 @@ pub mod observe;
 pub mod pipeline;
 pub mod session;
 pub mod store;
+pub mod switches;
 pub mod tenancy;
 pub mod upstream;
 pub mod wire;

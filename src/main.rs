@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         Ok(command) => return run_store_command(command),
         Err(command) => Cli { command: *command },
     };
+    if let Command::Switch(args) = cli.command {
+        return run_switch(args);
+    }
     // The client-facing helpers need no gateway configuration of their own to start.
     let helper = match &cli.command {
         Command::Import { file, format, write } => Some(sekisho::cli::run_import(file, *format, write.as_deref())),
@@ -165,6 +168,27 @@ fn run_store_command(command: sekisho::cli::store::StoreCommand) -> ExitCode {
         }
     };
     match runtime.block_on(sekisho::cli::store::run(command)) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sekisho: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `sekisho switch …`: print the answer, or the error on stderr (exit 1).
+fn run_switch(args: sekisho::cli::switch::SwitchArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sekisho: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(sekisho::cli::switch::run(args)) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

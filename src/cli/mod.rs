@@ -1,12 +1,15 @@
 //! Command-line interface: `serve`, `stdio`, `check`, `test` (`dry_run.rs`), `cache clear`,
-//! `import`, `client-config`, and the store's `db`, `tenant`, `server`, `instance`, `key` (`store.rs`).
+//! `switch` (`switch.rs`), `import`, `client-config`, and the store's `db`, `tenant`, `server`,
+//! `instance`, `key` (`store.rs`); `remote.rs` is the admin-API client the `--url` commands share.
 //! No gateway logic lives here.
 
 pub mod clients;
 pub mod dry_run;
 pub mod import;
+pub mod remote;
 pub mod render;
 pub mod store;
+pub mod switch;
 
 use std::path::PathBuf;
 
@@ -71,6 +74,13 @@ pub enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// Show or change a running gateway's runtime switches (`--url`, an admin key).
+    ///
+    /// `sekisho switch --url URL` shows every switch; `sekisho switch <layer> on|off --url URL`
+    /// turns a layer off or back on (cache, coalesce, retry, breaker, admission, rate_limits,
+    /// batching), on every replica when the gateway has `[redis]`. Exit 1 when the gateway
+    /// refuses or cannot be reached.
+    Switch(switch::SwitchArgs),
     /// Read a desktop or CLI client's MCP servers and print them as sekisho configuration
     /// (variables to set and anything not mapped go to stderr).
     Import {

@@ -14,15 +14,10 @@ use crate::store::ops::{self, Op};
 use crate::store::secrets::{Keys, Secret};
 use crate::store::{StoreError, pool};
 
-/// The environment variable the admin key of `--url` may come from (a `SEKISHO_` name without
-/// `__`, so configuration overrides never read it).
-pub const ADMIN_KEY_ENV: &str = "SEKISHO_ADMIN_KEY";
+pub use super::remote::ADMIN_KEY_ENV;
+use super::remote::{self, RemoteError};
 /// The environment variable the database URL may come from.
 const DATABASE_URL_ENV: &str = "SEKISHO_STORE__POSTGRES_URL";
-/// How long a command through `--url` may take, answer included.
-const GATEWAY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest answer read from the gateway, in bytes (a listing of very many keys fits).
-const MAX_ANSWER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Where `sekisho db migrate` runs.
 #[derive(Debug, Args)]
@@ -333,58 +328,25 @@ fn connect(url: &str) -> Result<sqlx::PgPool, StoreError> {
 /// Errors: [`CommandError::Refused`] with the gateway's error text; [`CommandError::Gateway`]
 /// when it cannot be reached, does not answer in time, or answers something else.
 async fn through_gateway(base: &str, admin_key: Option<&str>, op: &Op) -> Result<String, CommandError> {
-    use http_body_util::{BodyExt, Full, Limited};
-    let shown = crate::observe::redact::url(base);
-    let uri = format!("{}/admin/store/{}", base.trim_end_matches('/'), op.command());
-    let uri: http::Uri = uri.parse().map_err(|_| StoreError::Invalid(format!("--url {shown}: not a URL")))?;
-    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-        return Err(StoreError::Invalid(format!("--url {shown}: give an http:// or https:// URL")).into());
-    }
     let body = serde_json::to_vec(&op.arguments()).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    let mut req = http::Request::post(uri).header(http::header::CONTENT_TYPE, "application/json");
-    if let Some(key) = admin_key {
-        req = req.header(http::header::AUTHORIZATION, format!("Bearer {key}"));
-    }
-    let req = req
-        .body(Full::new(bytes::Bytes::from(body)))
-        .map_err(|_| StoreError::Invalid(format!("--admin-key (or {ADMIN_KEY_ENV}) is not a valid header value")))?;
-    let exchange = async {
-        let resp = crate::upstream::http::client()
-            .request(req)
-            .await
-            .map_err(|e| format!("cannot reach {shown}: {}", with_causes(&e)))?;
-        let status = resp.status();
-        let bytes = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| format!("reading the answer of {shown}: {e}"))?
-            .to_bytes();
-        Ok::<_, String>((status, bytes))
-    };
-    let (status, bytes) = tokio::time::timeout(GATEWAY_TIMEOUT, exchange)
-        .await
-        .map_err(|_| CommandError::Gateway(format!("{shown} did not answer within {GATEWAY_TIMEOUT:?}")))?
-        .map_err(CommandError::Gateway)?;
-    let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    if status.is_success() {
-        return match answer["output"].as_str() {
+    let path = format!("/admin/store/{}", op.command());
+    let answer =
+        remote::request(base, admin_key, http::Method::POST, &path, Some(body)).await.map_err(|e| match e {
+            RemoteError::Invalid(text) => CommandError::Store(StoreError::Invalid(text)),
+            RemoteError::Gateway(text) => CommandError::Gateway(text),
+        })?;
+    if answer.status.is_success() {
+        return match answer.json["output"].as_str() {
             Some(text) => Ok(text.to_string()),
-            None => Err(CommandError::Gateway(format!("{shown} answered {status} without an output"))),
+            None => {
+                Err(CommandError::Gateway(format!("{} answered {} without an output", answer.shown, answer.status)))
+            }
         };
     }
-    if let Some(text) = answer["error"].as_str() {
+    if let Some(text) = answer.json["error"].as_str() {
         return Err(CommandError::Refused(text.to_string()));
     }
-    // The edge's refusals are JSON-RPC errors: `{"error": {"message": …}}`.
-    let said = answer["error"]["message"]
-        .as_str()
-        .map_or_else(|| String::from_utf8_lossy(&bytes).chars().take(200).collect(), str::to_string);
-    let hint = match status {
-        http::StatusCode::UNAUTHORIZED => format!(" (pass --admin-key or set {ADMIN_KEY_ENV})"),
-        http::StatusCode::FORBIDDEN => " (the key must have role = \"admin\")".to_string(),
-        _ => String::new(),
-    };
-    Err(CommandError::Gateway(format!("{shown} answered {status}: {said}{hint}")))
+    Err(CommandError::Gateway(answer.refusal()))
 }
 
 /// A finite number (JSON has no NaN or infinity: over `--url` one would arrive as `null`).
@@ -393,17 +355,6 @@ fn finite(text: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() => Ok(v),
         _ => Err("a finite number".into()),
     }
-}
-
-/// `e` and its causes, `: `-separated (a client error alone says only "client error (Connect)").
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    text
 }
 
 /// `NAME=VALUE`, or `NAME` taken from this process's environment.

@@ -205,7 +205,7 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
     };
     let (priority, _) = super::header_options(&shared, &principal, Some(headers));
     let client = client_side(&claims, &state);
-    if let Err(e) = batch_allowed(&client) {
+    if let Err(e) = batch_allowed(&shared, &client) {
         return refuse(&e, None, Era::Legacy);
     }
     match run_batch(shared, (scope, principal, priority), client, state, body, spans).await {
@@ -215,10 +215,16 @@ async fn batch(shared: Arc<Shared>, scope: Scope, principal: Principal, headers:
     }
 }
 
-/// Whether a session speaking `client`'s revision may send batches (2025-03-26 only).
+/// Whether a session speaking `client`'s revision may send batches (2025-03-26 only, while the
+/// `batching` runtime switch is on).
 ///
-/// Errors: [`GatewayError::InvalidRequest`] naming the revision that allows them.
-pub(super) fn batch_allowed(client: &ClientSide) -> Result<(), GatewayError> {
+/// Errors: [`GatewayError::InvalidRequest`] naming the revision that allows them, or that the
+/// switch is off (the client's 2025-03-26 SDK then sends its requests one at a time).
+pub(super) fn batch_allowed(shared: &Shared, client: &ClientSide) -> Result<(), GatewayError> {
+    if !shared.switches.switches().on(crate::switches::Layer::Batching) {
+        let reason = "JSON-RPC batches are switched off on this gateway (runtime switch `batching`); send each request on its own";
+        return Err(GatewayError::InvalidRequest(reason.into()));
+    }
     if client.version == mcp::BATCH_VERSION {
         return Ok(());
     }

@@ -21,6 +21,7 @@ pub mod routes;
 pub mod serve;
 pub mod stdio;
 pub mod stream;
+pub mod switches;
 pub mod tasks;
 pub mod tls;
 
@@ -153,6 +154,8 @@ pub struct Shared {
     pub monitor: Option<Arc<crate::monitor::Monitor>>,
     /// The alerts (`GET /admin/alerts`), with the monitor on and `[alerts] enabled`.
     pub alerts: Option<Arc<crate::monitor::alerts::Alerts>>,
+    /// The runtime switches (`/admin/switches`, `/readyz`, batches), fleet-wide with `[redis]`.
+    pub switches: Arc<crate::switches::fleet::Control>,
 }
 
 impl Shared {

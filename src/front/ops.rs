@@ -1,6 +1,6 @@
 //! The operational endpoints: `/healthz` (liveness), `/readyz` (readiness; every upstream's and
-//! replica's state for admins only), `/metrics` (Prometheus), and `POST /admin/cache/clear`
-//! (admins only).
+//! replica's state and the runtime switches for admins only), `/metrics` (Prometheus), and
+//! `POST /admin/cache/clear` (admins only).
 
 use std::sync::Arc;
 
@@ -27,7 +27,10 @@ pub async fn healthz() -> Response {
 /// (`{"ready": bool}`, plus `"degraded": ["store"]` while the `[store]` PostgreSQL does not
 /// answer: known keys are served from memory, unknown ones fail; still ready); the body lists every upstream's and replica's state (PIDs, breakers,
 /// error texts, Redis, `alerts_firing`) only for an admin caller (an `admin` API key that passes the edge's
-/// Host/Origin checks, or anyone where authentication is off).
+/// Host/Origin checks, or anyone where authentication is off). Every body names the runtime
+/// switches that are off (`"switched_off": ["cache"]`, absent when none is: layer names only,
+/// switching a layer off is no reason to be unready); an admin's shows every switch with who
+/// changed it and when (`"switches"`).
 pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: http::Uri) -> Response {
     let strict = uri.query().is_some_and(|q| q.split('&').any(|p| p == "strict=1" || p == "strict=true"));
     let total = shared.upstreams.iter().count();
@@ -39,16 +42,24 @@ pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
     let admin =
         shared.stack.edge.check(header(HOST), header(ORIGIN), header(AUTHORIZATION)).is_ok_and(|p| p.is_admin());
     let store = shared.tenancy.as_ref().map(|t| t.store.health());
+    let off = shared.switches.switches().off();
     if !admin {
         let mut body = serde_json::json!({ "ready": ready });
         if store.as_ref().is_some_and(|h| h.degraded) {
             body["degraded"] = serde_json::json!(["store"]);
+        }
+        if !off.is_empty() {
+            body["switched_off"] = off.into();
         }
         return json(status, Bytes::from(body.to_string()));
     }
     let upstreams: serde_json::Map<String, serde_json::Value> =
         shared.upstreams.iter().map(|up| (up.name.to_string(), upstream_detail(up))).collect();
     let mut body = serde_json::json!({ "ready": ready, "draining": draining, "upstreams": upstreams });
+    if !off.is_empty() {
+        body["switched_off"] = off.into();
+    }
+    body["switches"] = shared.switches.switches().state();
     if let (Some(h), Some(tenancy)) = (store, &shared.tenancy) {
         let running: serde_json::Map<String, serde_json::Value> = tenancy
             .upstreams

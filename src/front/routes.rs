@@ -40,6 +40,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/admin/monitor", get(super::monitor::monitor))
         .route("/admin/alerts", get(super::alerts::alerts))
         .route("/admin/store/{kind}/{action}", post(super::admin_store::run))
+        .route("/admin/switches", get(super::switches::show))
+        .route("/admin/switches/{layer}/{state}", post(super::switches::switch))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .fallback(|| async { refuse(&GatewayError::NotFound("MCP is served at /mcp".into()), None, Era::Legacy) })

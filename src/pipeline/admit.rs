@@ -33,6 +33,7 @@ use super::parts::{Principal, Priority};
 use super::steps::{Named, Stepped};
 use crate::error::GatewayError;
 use crate::observe::metrics::{METRICS, Name};
+use crate::switches::{Layer, Switches};
 
 /// Admission settings.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -310,11 +311,14 @@ pub trait Admissible {
 pub struct Admit {
     admission: Arc<Admission>,
     step: &'static str,
+    /// The runtime switches, for the global step (`admission` off: calls pass unlimited);
+    /// `None` for a bulkhead, which no switch turns off.
+    switches: Option<Arc<Switches>>,
 }
 
 impl Admit {
-    /// The global limit from `[admission]`.
-    pub fn global(config: &AdmissionConfig) -> Self {
+    /// The global limit from `[admission]`, while `switches` leave `admission` on.
+    pub fn global(config: &AdmissionConfig, switches: &Arc<Switches>) -> Self {
         let admission = Admission::new(
             Name::Static("gateway"),
             config.max_concurrent,
@@ -322,12 +326,12 @@ impl Admit {
             config.queue_timeout,
             config.aging,
         );
-        Admit { admission, step: "admission" }
+        Admit { admission, step: "admission", switches: Some(Arc::clone(switches)) }
     }
 
     /// An upstream's bulkhead over `admission`.
     pub fn bulkhead(admission: Arc<Admission>) -> Self {
-        Admit { admission, step: "bulkhead" }
+        Admit { admission, step: "bulkhead", switches: None }
     }
 
     /// The limit (for metrics).
@@ -359,6 +363,9 @@ where
     }
 
     fn call(&mut self, req: R) -> AdmitFuture<S, R> {
+        if self.step.switches.as_ref().is_some_and(|s| !s.on(Layer::Admission)) {
+            return AdmitFuture::Passed { inner: self.inner.call(req) };
+        }
         // Fast path (a free slot): no allocation, the inner future runs as is.
         if let Some(permit) = self.step.admission.try_acquire(req.caller()) {
             return AdmitFuture::Running { inner: self.inner.call(req), _permit: permit };
@@ -378,6 +385,8 @@ pin_project_lite::pin_project! {
         Waiting { wait: Waited, req: Option<R>, inner: Option<S> },
         /// Admitted.
         Running { #[pin] inner: S::Future, _permit: Permit },
+        /// Passed without a slot (the `admission` switch is off).
+        Passed { #[pin] inner: S::Future },
     }
 }
 
@@ -390,7 +399,7 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         loop {
             match self.as_mut().project() {
-                AdmitProj::Running { inner, .. } => return inner.poll(cx),
+                AdmitProj::Running { inner, .. } | AdmitProj::Passed { inner } => return inner.poll(cx),
                 AdmitProj::Waiting { wait, req, inner } => {
                     let permit = std::task::ready!(wait.as_mut().poll(cx))?;
                     let (req, mut inner) = (req.take().expect("polled once"), inner.take().expect("polled once"));

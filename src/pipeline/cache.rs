@@ -4,6 +4,10 @@
 //! their provenance in `_meta["io.sekisho/cache"]` (`hit`, `miss`, `coalesced`; level; age).
 //! Never stored: errors, `isError` results, `input_required` results, results over
 //! `max_entry_bytes`, and answers a fallback upstream gave.
+//!
+//! Runtime switches (`crate::switches`): with `cache` off a call passes through untouched
+//! (no look-up, no store, no `_meta` mark); with `coalesce` off identical misses each go
+//! upstream.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +26,7 @@ use crate::cache::key::{canonical_arguments, resource_target};
 use crate::cache::store::Store;
 use crate::error::GatewayError;
 use crate::observe::metrics::METRICS;
+use crate::switches::{Layer, Switches};
 use crate::upstream::request::Body;
 use crate::wire::mcp;
 use crate::wire::object::{ObjectView, set_meta_member};
@@ -36,12 +41,16 @@ struct Cached {
     store: Arc<Store>,
     /// `None` when `[cache] coalesce = false`.
     coalescer: Option<Arc<Coalescer>>,
+    /// The `cache` and `coalesce` runtime switches.
+    switches: Arc<Switches>,
 }
 
 impl ResponseCache {
-    /// Cache through `store`, coalescing through `coalescer` when given.
-    pub fn new(store: &Arc<Store>, coalescer: Option<Arc<Coalescer>>) -> Self {
-        ResponseCache { cache: Arc::new(Cached { store: Arc::clone(store), coalescer }) }
+    /// Cache through `store`, coalescing through `coalescer` when given, while `switches`
+    /// leave `cache` (and `coalesce`) on.
+    pub fn new(store: &Arc<Store>, coalescer: Option<Arc<Coalescer>>, switches: &Arc<Switches>) -> Self {
+        let switches = Arc::clone(switches);
+        ResponseCache { cache: Arc::new(Cached { store: Arc::clone(store), coalescer, switches }) }
     }
 }
 
@@ -58,6 +67,9 @@ impl RoutedStep for ResponseCache {
         S::Future: Send,
     {
         let Some(policy) = routed.target.cache else { return Err(routed) };
+        if !self.cache.switches.on(Layer::Cache) {
+            return Err(routed);
+        }
         let cache = Arc::clone(&self.cache);
         Ok(Box::pin(async move { cache.serve(policy, routed, inner).await }))
     }
@@ -130,7 +142,8 @@ impl Cached {
             METRICS.cache_lookup(label(), &tool_label, level.label(), "hit");
             from_cache(entry, "hit", level)
         };
-        let leader = match &self.coalescer {
+        let coalescer = self.coalescer.as_ref().filter(|_| self.switches.on(Layer::Coalesce));
+        let leader = match coalescer {
             Some(coalescer) => {
                 for k in &keys[..keys.len() - 1] {
                     if let Some((entry, level)) = store.lookup(k).await {

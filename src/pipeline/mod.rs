@@ -3,7 +3,9 @@
 //! and that a switched-off step is absent (`Stack::steps`).
 //!
 //! Steps are tower services, one module each; optional steps are `option_layer`s (absent when
-//! switched off, not a pass-through); the stack is shared behind one pointer (`SharedStack`). Before [`resolve`] a step sees
+//! switched off, not a pass-through); the stack is shared behind one pointer (`SharedStack`).
+//! The runtime switches (`crate::switches`) reach the steps through [`Parts::switches`]: a
+//! step switched off at runtime stays in the stack and passes calls through. Before [`resolve`] a step sees
 //! a [`ctx::Call`]; from resolve on, a [`ctx::Routed`] call that carries its target.
 
 pub mod admit;
@@ -49,6 +51,7 @@ use crate::cache::store::Store;
 use crate::catalog::CatalogState;
 use crate::config::Config;
 use crate::session::task_id::TaskSealer;
+use crate::switches::Switches;
 use crate::upstream::UpstreamSet;
 
 /// The assembled call pipeline, from [`Call`] to [`parts::Reply`].
@@ -66,6 +69,8 @@ pub struct Parts<'a> {
     pub idempotency: &'a Arc<Idempotency>,
     /// The sealer of task ids (the tasks extension).
     pub tasks: &'a Arc<TaskSealer>,
+    /// The runtime switches the steps read on every call.
+    pub switches: &'a Arc<Switches>,
 }
 
 /// A built stack: the edge every HTTP request passes first, then the call pipeline.
@@ -96,9 +101,10 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
     let coalescer = config.cache.coalesce.then(|| Coalescer::new(config.cache.lease));
     let any_fallback = config.enabled_upstreams().any(|(_, u)| u.fallback.is_some());
     let any_validated = config.enabled_upstreams().any(|(_, u)| u.settings.validate);
-    let admit = config.admission.enabled.then(|| Admit::global(&config.admission));
+    let admit = config.admission.enabled.then(|| Admit::global(&config.admission, parts.switches));
     let admission = admit.as_ref().map(|a| Arc::clone(a.admission()));
-    let quota = config.rate_limited().then(|| Quota::new(Limiter::new(&config.rate_limits, parts.store.l2())));
+    let quota =
+        config.rate_limited().then(|| Quota::new(Limiter::new(&config.rate_limits, parts.store.l2()), parts.switches));
     let stack = ServiceBuilder::new()
         // meter: count and time every call; outermost, so it sees every outcome, refusals too.
         .layer(StepLayer(Meter))
@@ -133,12 +139,14 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
         // stored).
         .layer(StepLayer(InputBridge))
         // cache: answer from L1/L2; identical concurrent misses share one upstream call.
-        .option_layer(config.cache.enabled.then(|| StepLayer(ResponseCache::new(parts.store, coalescer))))
+        .option_layer(
+            config.cache.enabled.then(|| StepLayer(ResponseCache::new(parts.store, coalescer, parts.switches))),
+        )
         // fallback: while an upstream is unhealthy its fallback serves (present when configured).
         .option_layer(any_fallback.then_some(StepLayer(Fallback)))
         // upstream: the upstream's own stack (bulkhead → retry → balance → breaker → timeout
-        // → attempt).
-        .service(Forward);
+        // → attempt); the retry and breaker switches travel with each call.
+        .service(Forward::new(parts.switches));
     let mut steps = vec!["edge"];
     steps.extend(self::steps::list(&stack));
     Stack { edge, call: SharedStack::new(stack), admission, steps }
@@ -157,8 +165,15 @@ mod tests {
         let store = Store::new(&config.cache, &redis, tokio_util::sync::CancellationToken::new());
         let idempotency = Idempotency::new(&config.idempotency, None, store.prefix());
         let tasks = Arc::new(TaskSealer::new(None));
-        let parts =
-            Parts { catalog: &catalog, upstreams: &upstreams, store: &store, idempotency: &idempotency, tasks: &tasks };
+        let switches = Arc::new(Switches::default());
+        let parts = Parts {
+            catalog: &catalog,
+            upstreams: &upstreams,
+            store: &store,
+            idempotency: &idempotency,
+            tasks: &tasks,
+            switches: &switches,
+        };
         (build(&config, parts), upstreams)
     }
 

@@ -15,6 +15,8 @@
 //! Refused calls end with [`GatewayError::RateLimited`]: HTTP 429 with `Retry-After` for a
 //! single HTTP request, the JSON-RPC error -32016 with `data.retryAfterMs` on stdio and inside a
 //! batch. Every request that reaches the call stack counts (including lists and `ping`).
+//! With the `rate_limits` runtime switch off (`crate::switches`) every call is admitted and
+//! none is counted.
 
 mod fleet;
 
@@ -37,6 +39,7 @@ use super::steps::{Named, Stepped};
 use crate::cache::l2::L2;
 use crate::error::GatewayError;
 use crate::observe::metrics::{METRICS, Name};
+use crate::switches::{Layer, Switches};
 
 /// One limit as written in the configuration: requests per second, and how many may come at
 /// once (the bucket's size).
@@ -316,12 +319,13 @@ fn refused(caller: &Principal, scope: Scope, retry_after: Duration) -> GatewayEr
 #[derive(Clone)]
 pub struct Quota {
     limiter: Arc<Limiter>,
+    switches: Arc<Switches>,
 }
 
 impl Quota {
-    /// The step over `limiter`.
-    pub fn new(limiter: Limiter) -> Quota {
-        Quota { limiter: Arc::new(limiter) }
+    /// The step over `limiter`, while `switches` leave `rate_limits` on.
+    pub fn new(limiter: Limiter, switches: &Arc<Switches>) -> Quota {
+        Quota { limiter: Arc::new(limiter), switches: Arc::clone(switches) }
     }
 }
 
@@ -345,6 +349,9 @@ where
     }
 
     fn call(&mut self, call: Call) -> Self::Future {
+        if !self.step.switches.on(Layer::RateLimits) {
+            return Either::Left(self.inner.call(call));
+        }
         let limiter = &self.step.limiter;
         if !limiter.fleet_wide() {
             // In process: decided now, no allocation for an admitted call.

@@ -30,6 +30,12 @@ pub struct CallPolicy {
     /// The client session the call belongs to: on a `session = "per-client"` upstream the
     /// call goes to that session's own upstream session. `None`: a shared connection.
     pub session: Option<Arc<ClientLink>>,
+    /// Whether the retry step may try again (the `retry` runtime switch at the call's start;
+    /// off: one attempt).
+    pub retry: bool,
+    /// Whether the breaker step applies (the `breaker` runtime switch at the call's start;
+    /// off: every attempt is admitted and none is recorded).
+    pub breaker: bool,
 }
 
 impl CallPolicy {
@@ -42,6 +48,8 @@ impl CallPolicy {
             keyed: false,
             timeout: None,
             session: None,
+            retry: true,
+            breaker: true,
         }
     }
 }

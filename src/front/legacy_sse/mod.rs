@@ -261,7 +261,7 @@ fn batch(
         Err(e) => return refuse(&GatewayError::from(e), None, Era::Legacy),
     };
     let client = session.client();
-    if let Err(e) = legacy::batch_allowed(&client) {
+    if let Err(e) = legacy::batch_allowed(&shared, &client) {
         return refuse(&e, None, Era::Legacy);
     }
     let Ok(permits) = Arc::clone(&session.calls).try_acquire_many_owned(spans.len() as u32) else {

@@ -1,6 +1,8 @@
 //! Middleware that puts each attempt through its replica's circuit breaker: refused at once
 //! (before anything is sent) while the breaker is open, and the attempt's verdict recorded
-//! when it ends; an attempt dropped before its end (cancelled) frees its probe slot.
+//! when it ends; an attempt dropped before its end (cancelled) frees its probe slot. While the
+//! `breaker` runtime switch is off (`CallPolicy::breaker`) an attempt passes untouched: not
+//! refused, not recorded, so the breakers keep the state they had when it was switched off.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,6 +51,9 @@ where
     }
 
     fn call(&mut self, picked: Picked) -> Self::Future {
+        if !picked.dispatch.policy.breaker {
+            return BreakerFuture::Passed { inner: self.inner.call(picked) };
+        }
         match picked.replica.breaker.admit() {
             Err(retry_after) => BreakerFuture::Refused {
                 error: Some(GatewayError::CircuitOpen { upstream: self.step.upstream.to_string(), retry_after }),
@@ -83,6 +88,8 @@ pin_project_lite::pin_project! {
         Refused { error: Option<GatewayError> },
         /// Admitted: the attempt runs.
         Admitted { #[pin] inner: F, guard: TicketGuard },
+        /// Passed without the breaker (the `breaker` switch is off).
+        Passed { #[pin] inner: F },
     }
 }
 
@@ -95,6 +102,7 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project() {
             BreakerProj::Refused { error } => Poll::Ready(Err(error.take().expect("polled after completion"))),
+            BreakerProj::Passed { inner } => inner.poll(cx),
             BreakerProj::Admitted { inner, guard } => {
                 let out = std::task::ready!(inner.poll(cx));
                 if let Some(t) = guard.ticket.take() {

@@ -69,8 +69,9 @@ where
     fn call(&mut self, dispatch: Arc<Dispatch>) -> Self::Future {
         self.step.policy.budget.deposit();
         let safe = dispatch.policy.retry_safe;
-        if !(safe || dispatch.policy.keyed) || self.step.policy.max_attempts == 1 {
-            // A call that may not be repeated goes through as it is, without a boxed future.
+        if !(safe || dispatch.policy.keyed) || self.step.policy.max_attempts == 1 || !dispatch.policy.retry {
+            // A call that may not be repeated (or while the `retry` switch is off) goes
+            // through as it is, without a boxed future.
             return Either::Left(self.inner.call(dispatch));
         }
         let (policy, inner) = (Arc::clone(&self.step.policy), self.inner.clone());
@@ -155,6 +156,8 @@ mod tests {
             keyed,
             timeout: None,
             session: None,
+            retry: true,
+            breaker: true,
         };
         let dispatch = Dispatch::new(Arc::new(Outbound::raw("tools/call", None)), policy);
         let outcome = svc.call(dispatch).await;
