@@ -160,27 +160,17 @@ fn dry_run(config: &Config, json: bool) -> ExitCode {
 
 /// `sekisho db|tenant|server|instance|key …`: print the answer, or the error on stderr (exit 1).
 fn run_store_command(command: sekisho::cli::store::StoreCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("sekisho: cannot start the runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(sekisho::cli::store::run(command)) {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("sekisho: {e}");
-            ExitCode::from(1)
-        }
-    }
+    print_answer(sekisho::cli::store::run(command))
 }
 
 /// `sekisho switch …`: print the answer, or the error on stderr (exit 1).
 fn run_switch(args: sekisho::cli::switch::SwitchArgs) -> ExitCode {
+    print_answer(sekisho::cli::switch::run(args))
+}
+
+/// Run a client command on a runtime of its own: its answer on stdout (exit 0), or its error on
+/// stderr (exit 1).
+fn print_answer<E: std::fmt::Display>(command: impl std::future::Future<Output = Result<String, E>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -188,7 +178,7 @@ fn run_switch(args: sekisho::cli::switch::SwitchArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(sekisho::cli::switch::run(args)) {
+    match runtime.block_on(command) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
