@@ -80,7 +80,38 @@ pub struct Relay {
     /// Its params.
     pub params: Option<Bytes>,
     /// The client to ask.
-    pub events: EventSink,
+    pub to: Asked,
+}
+
+/// Where a relayed request goes.
+#[derive(Debug)]
+pub enum Asked {
+    /// This call's (or this stream's) events.
+    Sink(EventSink),
+    /// The standalone stream of the client owning a per-client session, which it has not
+    /// opened yet: a per-client process asks its client (`roots/list`, typically) right after
+    /// its handshake, while the client's first call may have just been answered and its GET
+    /// stream be on its way. The request waits [`STREAM_WAIT`] for the stream.
+    Standalone(Arc<ClientLink>),
+}
+
+/// How long a per-client session's request waits for its client's standalone stream.
+pub const STREAM_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The standalone stream of `link` once it is open, waiting at most `limit` for it.
+async fn stream_of(link: &ClientLink, limit: std::time::Duration) -> Option<EventSink> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let attached = link.attention();
+        tokio::pin!(attached);
+        attached.as_mut().enable();
+        if let Some(sink) = link.stream() {
+            return Some(sink);
+        }
+        if tokio::time::timeout_at(deadline, attached).await.is_err() || link.ended.is_cancelled() {
+            return link.stream();
+        }
+    }
 }
 
 impl Relay {
@@ -89,10 +120,18 @@ impl Relay {
     /// transports send exactly this.
     pub async fn answer(self) -> Vec<u8> {
         let (tx, rx) = oneshot::channel();
-        let asked = self.events.try_send(ClientEvent::Request { method: self.method, params: self.params, reply: tx });
+        let sink = match self.to {
+            Asked::Sink(sink) => Some(sink),
+            Asked::Standalone(link) => stream_of(&link, STREAM_WAIT).await,
+        };
+        let request = ClientEvent::Request { method: self.method, params: self.params, reply: tx };
+        let asked = match sink {
+            Some(sink) => sink.try_send(request).map_err(|_| ()),
+            None => Err(()),
+        };
         let answer = match asked {
             Ok(()) => rx.await.ok(),
-            Err(_) => None,
+            Err(()) => None,
         };
         let mut out = Vec::new();
         match answer {
@@ -315,11 +354,11 @@ impl Mux {
             return Action::Send(Bytes::from(out));
         }
         let target = match via_call.and_then(|c| self.route_of(c)) {
-            Some(route) => relay_target(Some(route), method.as_str()).map(|r| r.events),
+            Some(route) => relay_target(Some(route), method.as_str()).map(|r| Asked::Sink(r.events)),
             None => self.untied_target(method.as_str()),
         };
         match target {
-            Ok(events) => Action::Relay(Relay { id, method: method.as_str().to_string(), params, events }),
+            Ok(to) => Action::Relay(Relay { id, method: method.as_str().to_string(), params, to }),
             Err(msg) => {
                 tracing::debug!(upstream = %self.upstream, method = method.as_str(), reason = %msg, "refused an upstream request");
                 let mut out = Vec::new();
@@ -336,7 +375,7 @@ impl Mux {
     /// per-client session: a call of its owner in flight, else the owner's standalone stream.
     /// On a shared connection: the one client with calls in flight on it, when there is
     /// exactly one. Either way only a legacy client that declared the capability.
-    fn untied_target(&self, method: &str) -> Result<EventSink, String> {
+    fn untied_target(&self, method: &str) -> Result<Asked, String> {
         let Some(cap) = required_capability(method) else {
             return Err(format!("{method} is not a request the gateway relays to clients"));
         };
@@ -350,13 +389,15 @@ impl Mux {
         let able = |r: &Route| declared(&r.capabilities, cap);
         if let Some(owner) = &self.owner {
             if let Some((_, r)) = routes.into_iter().find(|(_, r)| able(r)) {
-                return Ok(r.events);
+                return Ok(Asked::Sink(r.events));
             }
             if !declared(&owner.capabilities, cap) {
                 return Err(format!("{method} cannot be relayed: the client did not declare the {cap} capability"));
             }
-            return owner.link.stream().ok_or_else(|| {
-                format!("{method} cannot be relayed: its client has no call in flight and no open stream")
+            // Its stream if open, else the stream it opens within STREAM_WAIT.
+            return Ok(match owner.link.stream() {
+                Some(sink) => Asked::Sink(sink),
+                None => Asked::Standalone(Arc::clone(&owner.link)),
             });
         }
         let mut clients = clients.into_iter();
@@ -369,7 +410,7 @@ impl Mux {
             )),
             (Some(client), None) => {
                 let mine = routes.into_iter().filter(|(c, _)| *c == Some(client)).map(|(_, r)| r);
-                relay_target(mine.reduce(|a, b| if able(&a) { a } else { b }), method).map(|r| r.events)
+                relay_target(mine.reduce(|a, b| if able(&a) { a } else { b }), method).map(|r| Asked::Sink(r.events))
             }
         }
     }
@@ -486,6 +527,34 @@ mod tests {
             let v: serde_json::Value = serde_json::from_slice(&b).unwrap();
             assert_eq!((v["id"].as_str(), v["error"]["code"].as_i64()), (Some("s1"), Some(-32601)), "{method}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_per_client_request_waits_for_its_clients_stream_and_gives_up_after_the_wait() {
+        let (signals, _rx) = Signals::channel(&Arc::from("t"), Default::default());
+        let link = Arc::new(ClientLink::default());
+        let owner = Owner { link: Arc::clone(&link), capabilities: Bytes::from_static(br#"{"roots":{}}"#) };
+        let mux = Mux::owned("t", signals, Some(owner));
+        let ask = || msg(r#"{"jsonrpc":"2.0","id":7,"method":"roots/list","params":{}}"#);
+        // No call in flight, no stream yet: the request waits for the stream.
+        let Action::Relay(relay) = mux.dispatch(ask(), None) else { panic!("refused at once") };
+        let answered = tokio::spawn(relay.answer());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let (tx, mut rx) = mpsc::channel(4);
+        link.attach(tx);
+        let Some(ClientEvent::Request { method, reply, .. }) = rx.recv().await else { panic!("not asked") };
+        assert_eq!(method, "roots/list");
+        let _ = reply.send(ClientAnswer::Result(Bytes::from_static(br#"{"roots":[]}"#)));
+        let v: serde_json::Value = serde_json::from_slice(&answered.await.unwrap()).unwrap();
+        assert_eq!((v["id"].as_i64(), v["result"]["roots"].as_array().map(Vec::len)), (Some(7), Some(0)));
+        // A client that never opens its stream: an error answer once the wait is over.
+        link.detach();
+        drop(rx);
+        let Action::Relay(relay) = mux.dispatch(ask(), None) else { panic!("refused at once") };
+        let started = tokio::time::Instant::now();
+        let v: serde_json::Value = serde_json::from_slice(&relay.answer().await).unwrap();
+        assert_eq!(v["error"]["code"].as_i64(), Some(code::INTERNAL_ERROR));
+        assert_eq!(started.elapsed(), STREAM_WAIT);
     }
 
     #[test]
