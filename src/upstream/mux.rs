@@ -372,7 +372,8 @@ impl Mux {
 impl Mux {
     /// Where a request the upstream made outside any call goes (older SDKs send sampling or
     /// elicitation this way during a tool call; `roots/list` usually comes so). On a
-    /// per-client session: a call of its owner in flight, else the owner's standalone stream.
+    /// per-client session: the owner's standalone stream, else a call of its owner in flight,
+    /// else the standalone stream the owner opens within [`STREAM_WAIT`].
     /// On a shared connection: the one client with calls in flight on it, when there is
     /// exactly one. Either way only a legacy client that declared the capability.
     fn untied_target(&self, method: &str) -> Result<Asked, String> {
@@ -388,17 +389,23 @@ impl Mux {
         };
         let able = |r: &Route| declared(&r.capabilities, cap);
         if let Some(owner) = &self.owner {
+            // A request unrelated to any call belongs on the client's standalone stream (MCP
+            // `basic/transports`: what the server sends on the GET stream SHOULD be unrelated
+            // to the client's concurrent requests); a call's stream ends with the call, and a
+            // request queued on it just before its answer would be lost.
+            if declared(&owner.capabilities, cap)
+                && let Some(sink) = owner.link.stream()
+            {
+                return Ok(Asked::Sink(sink));
+            }
             if let Some((_, r)) = routes.into_iter().find(|(_, r)| able(r)) {
                 return Ok(Asked::Sink(r.events));
             }
             if !declared(&owner.capabilities, cap) {
                 return Err(format!("{method} cannot be relayed: the client did not declare the {cap} capability"));
             }
-            // Its stream if open, else the stream it opens within STREAM_WAIT.
-            return Ok(match owner.link.stream() {
-                Some(sink) => Asked::Sink(sink),
-                None => Asked::Standalone(Arc::clone(&owner.link)),
-            });
+            // No stream and no call: the stream it opens within STREAM_WAIT.
+            return Ok(Asked::Standalone(Arc::clone(&owner.link)));
         }
         let mut clients = clients.into_iter();
         match (clients.next(), clients.next()) {

@@ -73,8 +73,8 @@ def test_each_client_sees_only_its_own_roots_and_its_process_ends_with_its_sessi
     async def main():
         async with Client(gw.mcp, mode="legacy", cache=None, list_roots_callback=roots_of(a_dir)) as alice:
             async with Client(gw.mcp, mode="legacy", cache=None, list_roots_callback=roots_of(b_dir)) as bob:
-                assert await allowed(alice) == [str(a_dir.resolve())]
-                assert await allowed(bob) == [str(b_dir.resolve())]
+                assert await allowed(alice) == [str(a_dir.resolve())], gw.log()[-4000:]
+                assert await allowed(bob) == [str(b_dir.resolve())], gw.log()[-4000:]
                 listing = await bob.call_tool("fs__list_directory", {"path": str(a_dir)})
                 assert listing.is_error, "bob's process does not allow alice's directory"
                 own = await alice.call_tool("fs__list_directory", {"path": str(a_dir)})
