@@ -11,17 +11,16 @@ mod own_postgres;
 #[path = "support/postgres.rs"]
 mod postgres;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Answer, Gateway, Served, client, echo_upstream, eventually, modern_as, next_event, read, text, tool_names,
+    Answer, Gateway, Served, client, echo_upstream, eventually, modern_as, next_event, read, sekisho_cli, text,
+    tool_names,
 };
 use own_postgres::OwnPostgres;
 use postgres::{Proxy, TestDb};
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sekisho");
 const PEPPER: &str = "test-pepper-0123456789abcdef0123456789";
 /// base64 of 32 bytes of 0x2a.
 const SECRET_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
@@ -35,33 +34,22 @@ async fn migrated() -> TestDb {
     db
 }
 
-/// Run the CLI against the database at URL `db` with the store's secrets and `env` in its environment; stdout.
-fn cli(db: &str, args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .args(["--database-url", db])
-        .env("SEKISHO_STORE__KEY_PEPPER", PEPPER)
-        .env("SEKISHO_STORE__SECRET_KEY", SECRET_KEY)
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "sekisho {args:?} failed: {stderr}");
-    stdout.into_owned()
+/// Run the CLI against the database at URL `db` with the store's secrets and `env` in its
+/// environment; stdout.
+async fn cli(db: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let args = [args, &["--database-url", db]].concat();
+    let env = [&[("SEKISHO_STORE__KEY_PEPPER", PEPPER), ("SEKISHO_STORE__SECRET_KEY", SECRET_KEY)], env].concat();
+    let run = sekisho_cli(&args, &env).await;
+    assert!(run.ok, "sekisho {args:?} failed: {}", run.err);
+    run.out
 }
 
-/// Run the CLI through gateway `gw`'s admin API (`--url`, the static admin key); stdout. Async:
-/// the gateway answers on this test's runtime.
+/// Run the CLI through gateway `gw`'s admin API (`--url`, the static admin key); stdout.
 async fn cli_via(gw: &impl At, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
-        .args(["--url", gw.base(), "--admin-key", ADMIN])
-        .output()
-        .await
-        .unwrap();
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "sekisho {args:?} --url failed: {stderr}");
-    stdout.into_owned()
+    let args = [args, &["--url", gw.base(), "--admin-key", ADMIN]].concat();
+    let run = sekisho_cli(&args, &[]).await;
+    assert!(run.ok, "sekisho {args:?} failed: {}", run.err);
+    run.out
 }
 
 /// The key a `key create` printed (its last line).
@@ -74,9 +62,9 @@ fn created_key(out: &str) -> String {
 /// Tenant `tenant` with a stdio echo server config `tools` whose environment has
 /// `SECRET_TOKEN=secret-of-<tenant>`, an instance `main` with `grants` (`tools:<pattern>`, or
 /// `shared:<pattern>` for the static upstream `shared`), and a key.
-fn tenant(db: &str, tenant: &str, grants: &[&str]) -> String {
+async fn tenant(db: &str, tenant: &str, grants: &[&str]) -> String {
     let echo = echo_upstream().display().to_string();
-    cli(db, &["tenant", "create", tenant], &[]);
+    cli(db, &["tenant", "create", tenant], &[]).await;
     let secret = format!("secret-of-{tenant}");
     let server = [
         "server",
@@ -95,14 +83,14 @@ fn tenant(db: &str, tenant: &str, grants: &[&str]) -> String {
         "--env",
         "SECRET_TOKEN",
     ];
-    cli(db, &server, &[("SECRET_TOKEN", &secret)]);
+    cli(db, &server, &[("SECRET_TOKEN", &secret)]).await;
     let mut instance = vec!["instance", "create", "main", "--tenant", tenant];
     for g in grants {
         // `shared:<pattern>` grants the static upstream `shared`; the rest name `tools`.
         instance.extend([if g.starts_with("shared:") { "--shared" } else { "--tool" }, g]);
     }
-    cli(db, &instance, &[]);
-    created_key(&cli(db, &["key", "create", "--tenant", tenant, "--instance", "main", "--name", "ci"], &[]))
+    cli(db, &instance, &[]).await;
+    created_key(&cli(db, &["key", "create", "--tenant", tenant, "--instance", "main", "--name", "ci"], &[]).await)
 }
 
 /// A gateway on the store at `url`, with a static admin key and the shared upstream `shared`.
@@ -176,8 +164,8 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 #[tokio::test]
 async fn a_key_sees_only_its_instance_and_each_tenant_runs_its_own_upstream_with_its_own_environment() {
     let db = migrated().await;
-    let key_a = tenant(&db.url, "alpha", &["tools:echo", "tools:env", "shared:add"]);
-    let key_b = tenant(&db.url, "beta", &["tools:*"]);
+    let key_a = tenant(&db.url, "alpha", &["tools:echo", "tools:env", "shared:add"]).await;
+    let key_b = tenant(&db.url, "beta", &["tools:*"]).await;
     let gw = gateway(&db.url, "").await;
 
     // A sees exactly its grants, under its instance's namespaces.
@@ -298,7 +286,7 @@ async fn legacy_stream<G: At>(
 #[tokio::test]
 async fn a_change_made_with_the_cli_applies_on_two_gateway_processes_within_a_second() {
     let db = migrated().await;
-    let key_a = tenant(&db.url, "alpha", &["tools:echo"]);
+    let key_a = tenant(&db.url, "alpha", &["tools:echo"]).await;
     // Two replicas sharing PostgreSQL and Redis (rate limits are fleet-wide).
     let redis = format!(
         "[redis]\nurl = \"redis://127.0.0.1:6379\"\nprefix = \"mt{:08x}:\"\n\
@@ -387,7 +375,7 @@ async fn with_postgres_stopped_known_keys_keep_working_unknown_ones_get_a_retrya
     let pool = sekisho::store::pool(&url, 1, Duration::from_secs(5)).unwrap();
     sekisho::store::migrate(&pool).await.unwrap();
     pool.close().await;
-    let known = tenant(&url, "alpha", &["tools:echo"]);
+    let known = tenant(&url, "alpha", &["tools:echo"]).await;
     let gw = gateway(&url, "").await;
     // Not degraded once the change listener is connected (its connection drops the cache).
     eventually("/readyz is not degraded", Duration::from_secs(5), async || {
@@ -397,7 +385,7 @@ async fn with_postgres_stopped_known_keys_keep_working_unknown_ones_get_a_retrya
     .await;
     assert_eq!(list(&gw, &known).await.status, 200);
     // Created before the stop, never presented: unknown to the gateway.
-    let later = created_key(&cli(&url, &["key", "create", "--tenant", "alpha", "--instance", "main"], &[]));
+    let later = created_key(&cli(&url, &["key", "create", "--tenant", "alpha", "--instance", "main"], &[]).await);
 
     pg.down();
     // Known: served from memory, calls go through.
@@ -434,7 +422,7 @@ async fn with_postgres_stopped_known_keys_keep_working_unknown_ones_get_a_retrya
 #[tokio::test]
 async fn ten_thousand_calls_cost_a_handful_of_statements_and_drain_writes_last_used() {
     let db = migrated().await;
-    let key = tenant(&db.url, "alpha", &["tools:echo"]);
+    let key = tenant(&db.url, "alpha", &["tools:echo"]).await;
     let proxy = Proxy::start().await;
     let gw = gateway(&db.via(&proxy), "last_used_flush = \"1s\"").await;
     assert_eq!(list(&gw, &key).await.status, 200, "warm the config cache");
@@ -469,12 +457,15 @@ async fn ten_thousand_calls_cost_a_handful_of_statements_and_drain_writes_last_u
 #[tokio::test]
 async fn a_store_key_has_its_own_rate_limit() {
     let db = migrated().await;
-    tenant(&db.url, "alpha", &["tools:echo"]);
-    let limited = created_key(&cli(
-        &db.url,
-        &["key", "create", "--tenant", "alpha", "--instance", "main", "--rps", "0.5", "--burst", "2"],
-        &[],
-    ));
+    tenant(&db.url, "alpha", &["tools:echo"]).await;
+    let limited = created_key(
+        &cli(
+            &db.url,
+            &["key", "create", "--tenant", "alpha", "--instance", "main", "--rps", "0.5", "--burst", "2"],
+            &[],
+        )
+        .await,
+    );
     let gw = gateway(&db.url, "").await;
     let statuses: Vec<u16> = {
         let mut s = Vec::new();
@@ -492,8 +483,8 @@ async fn a_store_key_has_its_own_rate_limit() {
 #[tokio::test]
 async fn a_tenant_upstreams_list_change_reaches_only_the_sessions_that_see_it() {
     let db = migrated().await;
-    let key_a = tenant(&db.url, "alpha", &["tools:*"]);
-    let key_b = tenant(&db.url, "beta", &["tools:*"]);
+    let key_a = tenant(&db.url, "alpha", &["tools:*"]).await;
+    let key_b = tenant(&db.url, "beta", &["tools:*"]).await;
     let gw = gateway(&db.url, "").await;
     for key in [&key_a, &key_b] {
         assert_eq!(list(&gw, key).await.status, 200, "both tenants' upstreams are running");
@@ -521,16 +512,16 @@ async fn a_tenant_upstreams_list_change_reaches_only_the_sessions_that_see_it() 
 #[tokio::test]
 async fn a_tool_group_edit_notifies_only_the_keys_whose_view_it_changes() {
     let db = migrated().await;
-    let main = tenant(&db.url, "alpha", &["tools:echo"]);
-    cli(&db.url, &["instance", "create", "other", "--tenant", "alpha", "--tool", "tools:echo"], &[]);
-    let other = created_key(&cli(&db.url, &["key", "create", "--tenant", "alpha", "--instance", "other"], &[]));
+    let main = tenant(&db.url, "alpha", &["tools:echo"]).await;
+    cli(&db.url, &["instance", "create", "other", "--tenant", "alpha", "--tool", "tools:echo"], &[]).await;
+    let other = created_key(&cli(&db.url, &["key", "create", "--tenant", "alpha", "--instance", "other"], &[]).await);
     let gw = gateway(&db.url, "").await;
     // Listed first: the tenant upstream's first listing is itself a list change.
     assert_eq!(tool_names(&list(&gw, &other).await), ["tools__echo"]);
     let (mut on_main, mut on_other) = (legacy_stream(&gw, &main).await, legacy_stream(&gw, &other).await);
     let changed = |e: &Value| e["method"] == "notifications/tools/list_changed";
 
-    cli(&db.url, &["instance", "grant", "main", "--tenant", "alpha", "--tool", "tools:add"], &[]);
+    cli(&db.url, &["instance", "grant", "main", "--tenant", "alpha", "--tool", "tools:add"], &[]).await;
     let heard = next_event(&mut on_main, &mut String::new(), Duration::from_secs(2), changed).await;
     assert!(heard.is_some(), "the edited instance's key hears of it");
     let heard = next_event(&mut on_other, &mut String::new(), Duration::from_secs(1), changed).await;
@@ -542,7 +533,7 @@ async fn a_tool_group_edit_notifies_only_the_keys_whose_view_it_changes() {
 #[tokio::test]
 async fn serving_store_keys_logs_no_secret_and_sigterm_writes_last_used() {
     let db = migrated().await;
-    let key = tenant(&db.url, "alpha", &["tools:*"]);
+    let key = tenant(&db.url, "alpha", &["tools:*"]).await;
     let mut served = Served::start(
         &format!("api_keys = [{{ key = {ADMIN:?}, name = \"ops\", role = \"admin\" }}]"),
         &format!(
@@ -583,8 +574,8 @@ async fn serving_store_keys_logs_no_secret_and_sigterm_writes_last_used() {
 #[tokio::test]
 async fn tenant_upstreams_are_capped_and_reaped_when_idle_and_start_again_on_use() {
     let db = migrated().await;
-    let key_a = tenant(&db.url, "alpha", &["tools:echo"]);
-    let key_b = tenant(&db.url, "beta", &["tools:echo"]);
+    let key_a = tenant(&db.url, "alpha", &["tools:echo"]).await;
+    let key_b = tenant(&db.url, "beta", &["tools:echo"]).await;
     let running = async |gw: &Gateway| gw.readyz().await["store"]["tenant_upstreams"].as_object().unwrap().len();
 
     // At most one running: while A's is in use, B's cannot start (429, the limit named).

@@ -11,10 +11,9 @@ mod postgres;
 
 use std::time::Duration;
 
-use common::{Gateway, Served, client, eventually};
+use common::{CliRun as Run, Gateway, Served, client, eventually, sekisho_cli};
 use postgres::{Proxy, TestDb};
 
-const BIN: &str = env!("CARGO_BIN_EXE_sekisho");
 const PEPPER: &str = "test-pepper-0123456789abcdef0123456789";
 /// base64 of 32 bytes of 0x2a.
 const SECRET_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
@@ -42,32 +41,12 @@ async fn gateway(postgres_url: &str, extra: &str) -> Gateway {
     .await
 }
 
-/// What one run of the binary did.
-struct Run {
-    ok: bool,
-    out: String,
-    err: String,
-}
-
 /// Run the binary with `args` and `env` (and `WEATHER_TOKEN` set), with no store settings
 /// of the test's environment.
 async fn sekisho(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let out = tokio::process::Command::new(BIN)
-        .args(args)
-        .env_remove("SEKISHO_STORE__POSTGRES_URL")
-        .env_remove("SEKISHO_STORE__KEY_PEPPER")
-        .env_remove("SEKISHO_STORE__SECRET_KEY")
-        .env_remove("SEKISHO_ADMIN_KEY")
-        .env("WEATHER_TOKEN", "env-secret-from-the-cli-environment")
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .unwrap();
-    Run {
-        ok: out.status.success(),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let mut env = env.to_vec();
+    env.insert(0, ("WEATHER_TOKEN", "env-secret-from-the-cli-environment"));
+    sekisho_cli(args, &env).await
 }
 
 /// Where the commands of [`script`] run.

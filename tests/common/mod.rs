@@ -524,3 +524,31 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// What one run of the `sekisho` binary did.
+pub struct CliRun {
+    pub ok: bool,
+    pub out: String,
+    pub err: String,
+}
+
+/// Run the `sekisho` binary with `args` and `env`, inheriting none of the store's or the admin
+/// key's variables from the test's environment. Async, so gateways running in the test's
+/// runtime keep answering meanwhile.
+pub async fn sekisho_cli(args: &[&str], env: &[(&str, &str)]) -> CliRun {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sekisho"))
+        .args(args)
+        .env_remove("SEKISHO_STORE__POSTGRES_URL")
+        .env_remove("SEKISHO_STORE__KEY_PEPPER")
+        .env_remove("SEKISHO_STORE__SECRET_KEY")
+        .env_remove("SEKISHO_ADMIN_KEY")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    CliRun {
+        ok: out.status.success(),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
