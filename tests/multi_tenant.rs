@@ -353,6 +353,15 @@ async fn a_change_made_with_the_cli_applies_on_two_gateway_processes_within_a_se
         .await;
     }
     assert_eq!(list(&one, &new_key).await.status, 200, "the other key of the instance still works");
+    // The revoked key's streams were unregistered: a later edit of its instance reaches neither.
+    cli_via(&one, &["instance", "grant", "main", "--tenant", "alpha", "--tool", "tools:env"]).await;
+    for stream in [&mut s1, &mut s2] {
+        let heard = next_event(stream, &mut String::new(), Duration::from_secs(1), |e| {
+            e["method"] == "notifications/tools/list_changed"
+        })
+        .await;
+        assert!(heard.is_none(), "a revoked key's stream still hears of changes: {heard:?}");
+    }
 
     // A store key's own limit is one bucket for the fleet: a burst of 2, whichever replica.
     let limited = created_key(
@@ -599,4 +608,36 @@ async fn tenant_upstreams_are_capped_and_reaped_when_idle_and_start_again_on_use
     .await;
     assert_eq!(text(&call(&gw, &key_a, "tools__echo", hi).await), "hi", "started again on use");
     assert_eq!(running(&gw).await, 1);
+}
+
+#[tokio::test]
+async fn a_gateway_started_while_postgres_is_down_serves_degraded_and_recovers_by_itself() {
+    let pg = OwnPostgres::start();
+    pg.create_db("tenancy").await;
+    let url = pg.url("tenancy");
+    let pool = sekisho::store::pool(&url, 1, Duration::from_secs(5)).unwrap();
+    sekisho::store::migrate(&pool).await.unwrap();
+    pool.close().await;
+    let key = tenant(&url, "alpha", &["tools:echo"]).await;
+    pg.down();
+    // The real binary: `serve` checks the store at start and must not refuse a database that
+    // does not answer (only one that is not migrated).
+    let served = served(&url, "").await;
+    let refused = list(&served, &key).await;
+    assert_eq!(refused.status, 503, "{}", refused.raw);
+    let ready: Value = client().get(format!("{}/readyz", served.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready, json!({"ready": true, "degraded": ["store"]}));
+    pg.up();
+    eventually("the key works once PostgreSQL is up", Duration::from_secs(15), async || {
+        match list(&served, &key).await.status {
+            200 => Ok(()),
+            s => Err(s),
+        }
+    })
+    .await;
+    eventually("/readyz recovers", Duration::from_secs(15), async || {
+        let r: Value = client().get(format!("{}/readyz", served.base)).send().await.unwrap().json().await.unwrap();
+        if r == json!({"ready": true}) { Ok(()) } else { Err(r.to_string()) }
+    })
+    .await;
 }
