@@ -8,6 +8,7 @@ pub mod admin_store;
 pub mod alerts;
 pub mod config;
 pub mod conn;
+pub mod dashboard;
 pub mod input;
 pub mod legacy;
 pub mod legacy_sse;

@@ -17,8 +17,28 @@ use crate::observe::metrics::METRICS;
 use crate::upstream::Upstream;
 use crate::upstream::status::Status;
 
-/// Liveness: the process serves HTTP. Never depends on upstreams.
-pub async fn healthz() -> Response {
+/// The most of a probe's `User-Agent` or `X-Forwarded-For` written to the log, in bytes.
+const PROBE_HEADER_MAX: usize = 200;
+
+/// Logs a health probe's caller at debug level: its `User-Agent` and `X-Forwarded-For`
+/// (the load balancer or orchestrator asking), each cut to [`PROBE_HEADER_MAX`] bytes and
+/// `-` when absent or not visible ASCII. Probes carry no credentials, so nothing to redact.
+fn log_probe(path: &'static str, headers: &HeaderMap) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
+    let field = |name: &str| {
+        // `to_str` admits visible ASCII only, so any byte index is a char boundary.
+        let value = headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("-");
+        value[..value.len().min(PROBE_HEADER_MAX)].to_owned()
+    };
+    tracing::debug!(path, user_agent = %field("user-agent"), forwarded_for = %field("x-forwarded-for"), "health probe");
+}
+
+/// Liveness: the process serves HTTP. Never depends on upstreams. The caller is logged at
+/// debug level ([`log_probe`]).
+pub async fn healthz(headers: HeaderMap) -> Response {
+    log_probe("/healthz", &headers);
     json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
 }
 
@@ -32,6 +52,7 @@ pub async fn healthz() -> Response {
 /// switching a layer off is no reason to be unready); an admin's shows every switch with who
 /// changed it and when (`"switches"`).
 pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: http::Uri) -> Response {
+    log_probe("/readyz", &headers);
     let strict = uri.query().is_some_and(|q| q.split('&').any(|p| p == "strict=1" || p == "strict=true"));
     let total = shared.upstreams.iter().count();
     let up_count = shared.upstreams.iter().filter(|u| u.status().is_up()).count();

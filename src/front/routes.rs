@@ -20,7 +20,7 @@ use http::HeaderMap;
 use super::rescue::refuse;
 use super::respond::{check_post, read_post_body};
 use super::{Caller, Shared};
-use super::{legacy, legacy_sse, modern, ops};
+use super::{dashboard, legacy, legacy_sse, modern, ops};
 use crate::error::GatewayError;
 use crate::pipeline::parts::{Principal, Scope};
 use crate::wire::mcp::{self, Era};
@@ -44,6 +44,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/admin/switches/{layer}/{state}", post(super::switches::switch))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/assets/{name}", get(dashboard::asset))
         .fallback(|| async { refuse(&GatewayError::NotFound("MCP is served at /mcp".into()), None, Era::Legacy) })
         .with_state(shared)
 }

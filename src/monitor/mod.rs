@@ -11,7 +11,6 @@ pub mod alerts;
 pub mod config;
 pub mod exposition;
 pub mod fleet;
-pub mod proc;
 pub mod reading;
 pub mod sample;
 

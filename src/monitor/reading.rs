@@ -1,12 +1,12 @@
 //! One reading of the gateway's cumulative sources: the metrics text ([`super::exposition`]),
 //! the upstreams (status, breakers, process ids), admission queues, sessions, streams, and the
-//! processes' memory and CPU time ([`super::proc`]). Two readings make a sample.
+//! processes' memory and CPU time ([`crate::observe::proc`]). Two readings make a sample.
 
 use std::sync::Arc;
 
 use super::exposition::{self, Totals};
-use super::proc::{self, ProcStat};
 use crate::observe::metrics::METRICS;
+use crate::observe::proc::{self, ProcStat};
 use crate::pipeline::admit::Admission;
 use crate::upstream::UpstreamSet;
 use crate::upstream::breaker::State;

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::exposition::Counts;
-use super::proc::{ProcStat, cpu_percent};
 use super::reading::Reading;
+use crate::observe::proc::{ProcStat, cpu_percent};
 
 /// The name of the entry that sums what the top N leave out.
 pub const OTHER: &str = "other";

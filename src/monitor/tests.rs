@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::exposition::Counts;
-use super::proc::ProcStat;
 use super::reading::{ChildStat, Reading, Sources, UpstreamState};
 use super::sample::{OTHER, percentile};
 use super::*;
 use crate::observe::metrics::{METRICS, Name};
+use crate::observe::proc::ProcStat;
 use crate::upstream::UpstreamSet;
 
 fn config(interval: u64, retention: u64, top_n: usize) -> MonitorConfig {

@@ -288,6 +288,7 @@ impl Metrics {
             "Calls refused by a rate limit, by caller, tenant and the limit that refused (key, tenant)",
             rate_limited.clone(),
         );
+        registry.register_collector(Box::new(super::proc::ProcessCollector));
         let store = StoreMetrics::register(&mut registry);
         Metrics {
             store,

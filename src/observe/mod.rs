@@ -4,4 +4,5 @@ pub mod bounded;
 pub mod config;
 pub mod logging;
 pub mod metrics;
+pub mod proc;
 pub mod redact;

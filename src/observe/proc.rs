@@ -76,3 +76,38 @@ mod tests {
         assert_eq!(cpu_percent(0, ticks_per_second(), 2000), 50.0);
     }
 }
+
+/// The gateway's own memory and CPU on every scrape of `/metrics`:
+/// `sekisho_process_resident_memory_bytes` (gauge, bytes) and
+/// `sekisho_process_cpu_seconds_total` (counter, seconds of user plus system time), the
+/// Prometheus process-collector conventions under the gateway's prefix. Nothing is written
+/// where `/proc` is absent. `deploy/prometheus/` alerts on the first.
+#[derive(Debug)]
+pub struct ProcessCollector;
+
+impl prometheus_client::collector::Collector for ProcessCollector {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        use prometheus_client::registry::Unit;
+        let Some(stat) = read(None) else { return Ok(()) };
+        let rss = ConstGauge::new(stat.rss_bytes as i64);
+        let unit = Unit::Bytes;
+        rss.encode(encoder.encode_descriptor(
+            "process_resident_memory",
+            "Resident set size of the gateway process",
+            Some(&unit),
+            rss.metric_type(),
+        )?)?;
+        let cpu = ConstCounter::new(stat.cpu_ticks as f64 / ticks_per_second() as f64);
+        let unit = Unit::Seconds;
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu",
+            "User and system CPU time of the gateway process",
+            Some(&unit),
+            cpu.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}

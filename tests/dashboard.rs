@@ -1,0 +1,153 @@
+//! The dashboard: the page and its embedded assets over HTTP, then the page in a real browser
+//! (Debian's `chromium` driven by `playwright-core`, `tests/browser/dashboard.mjs`) against a
+//! gateway with two stdio upstreams under steady traffic: charts with data points, a firing
+//! alert, the cache switch flipped off and on with `/readyz` following, a client key refused.
+//! Screenshots at 1280 px and 390 px are kept in `$SEKISHO_ARTIFACTS` (default
+//! `target/artifacts`).
+//!
+//! The browser test needs `node`, `tests/browser/node_modules` (`npm ci` there) and chromium
+//! (`$CHROMIUM`, default `/usr/bin/chromium`); `.ci/run` installs all three and sets
+//! `SEKISHO_BROWSER_TESTS=1`, which makes their absence a failure rather than a skip.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{Gateway, client, modern_as, stdio_upstream};
+use serde_json::json;
+
+const ADMIN: &str = "dashboard-admin-key-0123456789abcdef";
+const APP: &str = "dashboard-app-key-0123456789abcdefgh";
+
+fn config() -> String {
+    format!(
+        "[server]\napi_keys = [{{ key = {ADMIN:?}, name = \"ops\", role = \"admin\" }}, {{ key = {APP:?}, name = \"app\" }}]\n\
+         [monitor]\ninterval = \"1s\"\n\
+         [alerts]\nrules = [\n  {{ name = \"search-p95\", metric = \"latency_p95_ms\", op = \">\", threshold = 20, severity = \"high\", scope = \"search\", min_calls = 1, title = \"search is slow\" }},\n  \
+         {{ name = \"tool-errors\", metric = \"tool_error_rate\", op = \">\", threshold = 0.5, severity = \"critical\", min_calls = 1 }},\n]\n\
+         {}{}trusted = true\n",
+        stdio_upstream("search", "legacy"),
+        stdio_upstream("files", "modern"),
+    )
+}
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_with_a_strict_policy_and_hold_no_data() {
+    let gw = Gateway::start(&config()).await;
+    let page = client().get(gw.url("/dashboard")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("/dashboard/assets/uPlot.iife.min.js") && !html.contains("search"), "no data in the page");
+    for (asset, media) in
+        [("app.js", "text/javascript"), ("uPlot.iife.min.js", "text/javascript"), ("app.css", "text/css")]
+    {
+        let resp = client().get(gw.url(&format!("/dashboard/assets/{asset}"))).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{asset}");
+        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with(media), "{asset}");
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+    }
+    for missing in ["/dashboard/assets/nope.js", "/dashboard/assets/..%2FCargo.toml", "/dashboard/assets/"] {
+        assert_eq!(client().get(gw.url(missing)).send().await.unwrap().status(), 404, "{missing}");
+    }
+    // What the page reads stays behind the admin check.
+    for (key, status) in [(None, 401), (Some(APP), 403), (Some(ADMIN), 200)] {
+        let mut req = client().get(gw.url("/admin/monitor"));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        assert_eq!(req.send().await.unwrap().status(), status, "{key:?}");
+    }
+}
+
+/// Where the browser test keeps its screenshots.
+fn artifacts() -> PathBuf {
+    let dir = std::env::var_os("SEKISHO_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+        target.join("artifacts")
+    });
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Whether the browser test can run here; with `SEKISHO_BROWSER_TESTS=1` it must.
+fn browser_ready(script_dir: &std::path::Path) -> bool {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let missing: Vec<&str> = [
+        (!std::path::Path::new(&chromium).exists()).then_some("chromium"),
+        (!script_dir.join("node_modules/playwright-core").exists()).then_some("tests/browser/node_modules (npm ci)"),
+        std::process::Command::new("node").arg("--version").output().is_err().then_some("node"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SEKISHO_BROWSER_TESTS").is_none(),
+        "SEKISHO_BROWSER_TESTS is set but {missing:?} is missing"
+    );
+    eprintln!("SKIPPED: the browser test needs {missing:?} (.ci/run installs them)");
+    false
+}
+
+#[tokio::test]
+async fn the_dashboard_in_a_browser_draws_live_charts_and_flips_a_switch() {
+    let script_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !browser_ready(&script_dir) {
+        return;
+    }
+    let gw = Gateway::start(&config()).await;
+    // Steady traffic: cached reads (`files` is trusted, its `add` and `echo` are read-only),
+    // a slow upstream, some tool errors.
+    let endpoint = gw.url("/mcp");
+    let traffic = tokio::spawn(async move {
+        for i in 0i64.. {
+            let calls = [
+                ("search__sleep_ms", json!({"ms": 20 + (i % 7) * 6})),
+                ("files__add", json!({"a": i % 3, "b": 1})),
+                ("files__echo", json!({"message": format!("m{}", i % 5)})),
+                ("files__fail", json!({"message": "no"})),
+            ];
+            let (name, arguments) = &calls[(i % 4) as usize];
+            let params = json!({"name": name, "arguments": arguments});
+            let _ = modern_as(&endpoint, Some(APP), i, "tools/call", params).await;
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    let out = artifacts();
+    let run = tokio::process::Command::new("node")
+        .arg(script_dir.join("dashboard.mjs"))
+        .args([&gw.base, ADMIN, APP, &out.display().to_string()])
+        .current_dir(&script_dir)
+        .kill_on_drop(true)
+        .output();
+    let run =
+        tokio::time::timeout(Duration::from_secs(150), run).await.expect("the browser test ends in 150 s").unwrap();
+    traffic.abort();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "the browser test failed:\n{stderr}\n{stdout}");
+    let found: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
+    assert!(found["readyz_off"]["switched_off"].as_array().unwrap().iter().any(|l| l == "cache"), "{found}");
+    assert!(
+        found["alerts"].as_array().unwrap().iter().any(|a| a.as_str().unwrap().contains("search is slow")),
+        "{found}"
+    );
+    assert!(found["upstreams"].as_array().unwrap().iter().any(|u| u == "search"), "{found}");
+    for width in [1280, 390] {
+        let png = std::fs::read(out.join(format!("dashboard-{width}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real screenshot at {width} px");
+    }
+    // The page flipped the cache switch back on, as /readyz shows to the test too.
+    assert!(gw.readyz().await.get("switched_off").is_none());
+    eprintln!("screenshots: {}", out.display());
+}
