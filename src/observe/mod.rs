@@ -5,3 +5,4 @@ pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod redact;
+pub mod repeats;
