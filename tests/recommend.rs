@@ -163,7 +163,8 @@ async fn crafted_workloads_yield_their_recommendations_and_optimize_removes_the_
 #[tokio::test]
 async fn calls_queuing_at_a_tight_cap_and_timing_out_yield_a_higher_cap_and_a_longer_timeout() {
     let toml = format!(
-        "[monitor]\ninterval = \"1s\"\n{}timeout = \"200ms\"\nmax_concurrent = 1\n",
+        // The breaker off: every call waits its turn and times out, none fails fast.
+        "[monitor]\ninterval = \"1s\"\n{}timeout = \"200ms\"\nmax_concurrent = 1\nbreaker = {{ enabled = false }}\n",
         stdio_upstream("s", "legacy")
     );
     let served = Served::start(&keys(), &toml).await;

@@ -17,8 +17,7 @@ use super::proc::{ProcStat, cpu_percent};
 use super::reading::Reading;
 use super::usage::{Queueing, ToolUse};
 
-/// The name of the entry that sums what the top N leave out.
-pub const OTHER: &str = "other";
+pub use super::usage::OTHER;
 
 /// Latency percentiles of an interval, in milliseconds (`null` without calls).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

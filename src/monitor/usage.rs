@@ -8,7 +8,12 @@ use serde::Serialize;
 
 use super::exposition::ToolCounts;
 use super::reading::Reading;
-use super::sample::OTHER;
+
+/// The name of the entry that sums what the top N leave out (in every breakdown of a sample).
+pub const OTHER: &str = "other";
+
+/// A tool: its upstream's namespace and its own name.
+type ToolKey = (Arc<str>, Arc<str>);
 
 /// One tool's cache and uncached calls over an interval.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -55,7 +60,7 @@ pub fn admission(before: &Reading, now: &Reading) -> Option<Queueing> {
 /// The tools whose counts moved between two readings: the `top_n` by repeats, expired misses
 /// and uncached calls (then by name), the rest summed as `other`.
 pub fn tools(before: &Reading, now: &Reading, top_n: usize) -> Vec<ToolUse> {
-    let mut moved: Vec<(&(Arc<str>, Arc<str>), ToolCounts)> = now
+    let mut moved: Vec<(&ToolKey, ToolCounts)> = now
         .totals
         .tools
         .iter()

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
+use super::model::{Category, Effort, Input, Priority, Recommendation, Thresholds, duration_text, ev};
+use super::patch::Change;
 use super::period::Totals;
-use super::{Category, Change, Effort, Input, Priority, Recommendation, Thresholds, duration_text, ev};
 
 /// The longest TTL the expiry rule proposes.
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -52,7 +53,7 @@ pub fn uncached_repeats(input: &Input<'_>, totals: &Totals, t: &Thresholds) -> V
                 c.repeats
             ),
             impact: "Every repeat costs an upstream round trip, upstream capacity and, for paid APIs, money.".into(),
-            implementation_effort: super::Effort::Low,
+            implementation_effort: Effort::Low,
             estimated_improvement: format!(
                 "Up to {} of {} calls ({pct:.0} %) answered from the cache within its TTL of {}.",
                 c.repeats,
@@ -93,7 +94,7 @@ pub fn ttl_expiry(input: &Input<'_>, totals: &Totals, t: &Thresholds) -> Vec<Rec
         }
         let Some(up) = input.config.upstreams.get(upstream.as_ref()) else { continue };
         let ttl = up.tools.get(tool.as_ref()).and_then(|t| t.cache_ttl).unwrap_or(input.config.cache.ttl);
-        let longer = super::nice_duration(ttl * 4).min(MAX_TTL);
+        let longer = super::model::nice_duration(ttl * 4).min(MAX_TTL);
         if longer <= ttl {
             continue;
         }

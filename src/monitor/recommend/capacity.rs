@@ -1,8 +1,9 @@
 //! Capacity rules: calls queuing at a concurrency cap (an upstream's bulkhead, the
 //! gateway-wide admission limit), and warm processes that took no call over the period.
 
+use super::model::{Category, Effort, Input, Priority, Recommendation, Thresholds, duration_text, ev};
+use super::patch::Change;
 use super::period::Totals;
-use super::{Category, Change, Effort, Input, Priority, Recommendation, Thresholds, duration_text, ev};
 
 /// An upstream's bulkhead (or the admission limit) where at least `min_waited` calls waited
 /// for a slot. Patch: its `max_concurrent` raised by the longest queue seen, rounded up to 1, 2
@@ -14,7 +15,7 @@ pub fn queuing(input: &Input<'_>, totals: &Totals, t: &Thresholds) -> Vec<Recomm
             continue;
         }
         let share = if u.calls == 0 { 1.0 } else { (u.waited as f64 / u.calls as f64).min(1.0) };
-        let raised = super::round_up_nicely((u.max_concurrent + u.peak_queued.max(1)) as f64) as u64;
+        let raised = super::model::round_up_nicely((u.max_concurrent + u.peak_queued.max(1)) as f64) as u64;
         let stdio = input.config.upstreams.get(name.as_ref()).is_some_and(|c| c.command.is_some());
         let mut actions = vec![
             format!("Check that {name} can take {raised} calls at once (its own limits, its rate limits)."),
@@ -36,7 +37,7 @@ pub fn queuing(input: &Input<'_>, totals: &Totals, t: &Thresholds) -> Vec<Recomm
     if totals.admission_waited >= t.min_waited && totals.admission_max > 0 {
         let share =
             if totals.calls == 0 { 1.0 } else { (totals.admission_waited as f64 / totals.calls as f64).min(1.0) };
-        let raised = super::round_up_nicely((totals.admission_max + totals.admission_peak.max(1)) as f64) as u64;
+        let raised = super::model::round_up_nicely((totals.admission_max + totals.admission_peak.max(1)) as f64) as u64;
         out.push(queued(
             "queuing:gateway".into(),
             "the gateway's admission limit".into(),

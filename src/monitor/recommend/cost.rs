@@ -1,32 +1,8 @@
 //! Spend near the budget while an upstream that costs the most has a cheaper fallback. Cost
-//! accounting (prices, budgets) is built apart; this rule reads a [`CostView`] of it, `None`
+//! accounting (prices, budgets) is built apart; this rule reads a `CostView` of it, `None`
 //! until it exists, so hooking it up is one line in `crate::front::recommend`.
 
-use serde::Serialize;
-
-use super::{Category, Effort, Input, Priority, Recommendation, Thresholds, ev};
-
-/// What cost accounting knows over the period.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct CostView {
-    /// Spend, in $/h.
-    pub spend_per_hour: f64,
-    /// The gateway-wide budget, in $/h.
-    pub budget_per_hour: f64,
-    /// Per upstream.
-    pub upstreams: Vec<UpstreamCost>,
-}
-
-/// One upstream's cost.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct UpstreamCost {
-    /// Namespace.
-    pub name: String,
-    /// Its spend, in $/h.
-    pub spend_per_hour: f64,
-    /// What one of its calls costs on average, in $.
-    pub cost_per_call: f64,
-}
+use super::model::{Category, Effort, Input, Priority, Recommendation, Thresholds, ev};
 
 /// The rule: with spend at `spend_share` of the budget or more, each upstream with spend
 /// whose configured `fallback` costs less per call.

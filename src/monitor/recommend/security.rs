@@ -4,7 +4,8 @@
 
 use std::net::SocketAddr;
 
-use super::{Category, Change, Effort, Input, Priority, Recommendation, ev};
+use super::model::{Category, Effort, Input, Priority, Recommendation, ev};
+use super::patch::Change;
 
 fn beyond_loopback(addr: &str) -> bool {
     addr.parse::<SocketAddr>().is_ok_and(|a| !a.ip().is_loopback())

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
+use super::model::{Category, Effort, Input, Priority, Recommendation, Thresholds, duration_text, ev};
+use super::patch::Change;
 use super::period::Totals;
-use super::{Category, Change, Effort, Input, Priority, Recommendation, Thresholds, duration_text, ev};
 use crate::upstream::breaker::BreakerConfig;
 use crate::upstream::retry::RetryConfig;
 
@@ -27,7 +28,7 @@ pub fn flapping(input: &Input<'_>, totals: &Totals, t: &Thresholds) -> Vec<Recom
             new.consecutive_failures = b.consecutive_failures.saturating_mul(2).max(2);
             format!("consecutive_failures = {} (from {})", new.consecutive_failures, b.consecutive_failures)
         } else {
-            let longer = super::nice_duration(b.open_for * 2);
+            let longer = super::model::nice_duration(b.open_for * 2);
             new.open_for = longer.min(MAX_OPEN_FOR).max(b.open_for);
             format!("open_for = \"{}\" (from {})", duration_text(new.open_for), duration_text(b.open_for))
         };

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::monitor::Sample;
 use crate::monitor::sample::{Breakdown, Health, Latency, Process};
 use crate::monitor::usage::{Queueing, ToolUse};
 
@@ -288,8 +289,8 @@ fn spending_near_the_budget_names_the_cheaper_fallback() {
         spend_per_hour: 9.0,
         budget_per_hour: 10.0,
         upstreams: vec![
-            cost::UpstreamCost { name: "e".into(), spend_per_hour: 8.0, cost_per_call: 0.01 },
-            cost::UpstreamCost { name: "w".into(), spend_per_hour: 1.0, cost_per_call: 0.002 },
+            UpstreamCost { name: "e".into(), spend_per_hour: 8.0, cost_per_call: 0.01 },
+            UpstreamCost { name: "w".into(), spend_per_hour: 1.0, cost_per_call: 0.002 },
         ],
     };
     let mut input = Input {

@@ -6,15 +6,16 @@
 
 use std::time::Duration;
 
+use super::model::{Category, Effort, Input, Priority, Recommendation, Thresholds, duration_text, ev};
+use super::patch::Change;
 use super::period::{Totals, UpstreamTotals};
-use super::{Category, Change, Effort, Input, Priority, Recommendation, Thresholds, duration_text, ev};
 
 /// The shortest timeout proposed: below it a pause of the upstream's host fails calls.
 pub const FLOOR: Duration = Duration::from_secs(1);
 
 /// The proposed timeout for a p99 of `p99_ms`.
 pub fn proposed(p99_ms: f64) -> Duration {
-    super::nice_duration(Duration::from_secs_f64(p99_ms.max(0.0) * 3.0 / 1000.0)).max(FLOOR)
+    super::model::nice_duration(Duration::from_secs_f64(p99_ms.max(0.0) * 3.0 / 1000.0)).max(FLOOR)
 }
 
 /// Every upstream's timeout checked against its latency.
@@ -46,7 +47,7 @@ fn tight(
         return None;
     }
     let p99 = u.p99_ms_max.unwrap_or(typical).max(typical);
-    let longer = proposed(p99).max(super::nice_duration(timeout * 2));
+    let longer = proposed(p99).max(super::model::nice_duration(timeout * 2));
     let seen = if firing {
         format!("{} of its {} calls timed out", u.timeouts, u.calls)
     } else {
@@ -63,7 +64,7 @@ fn tight(
             duration_text(input.period),
             duration_text(timeout)
         ),
-        impact: "Calls that would have succeeded fail with -32011 (and their work upstream is cancelled).".into(),
+        impact: "Calls that would have succeeded fail as timeouts (and their work upstream is cancelled).".into(),
         implementation_effort: Effort::Low,
         estimated_improvement: format!("Calls up to {} finish instead of timing out.", duration_text(longer)),
         action_items: vec![
@@ -117,7 +118,13 @@ fn far(input: &Input<'_>, name: &str, u: &UpstreamTotals, timeout: Duration, t: 
     })
 }
 
-fn evidence(input: &Input<'_>, u: &UpstreamTotals, typical: f64, p99: f64, timeout: Duration) -> Vec<super::Evidence> {
+fn evidence(
+    input: &Input<'_>,
+    u: &UpstreamTotals,
+    typical: f64,
+    p99: f64,
+    timeout: Duration,
+) -> Vec<super::model::Evidence> {
     vec![
         ev("calls", u.calls as f64, "calls"),
         ev("timeouts", u.timeouts as f64, "calls"),

@@ -3,7 +3,8 @@
 //! Fallback upstreams are left out: they serve only while another is down. Patch:
 //! `enabled = false`.
 
-use super::{Category, Change, Effort, Input, Priority, Recommendation, duration_text, ev};
+use super::model::{Category, Effort, Input, Priority, Recommendation, duration_text, ev};
+use super::patch::Change;
 
 /// The rule.
 pub fn rules(input: &Input<'_>) -> Vec<Recommendation> {
