@@ -91,6 +91,7 @@ impl Gateway {
                 .then(|| Arc::new(crate::monitor::Monitor::new(&config.monitor).with_fleet(store.l2().cloned()))),
             alerts,
             switches: Arc::clone(&switches),
+            running: Arc::new(crate::monitor::recommend::Running::new(config)),
         });
         tokio::spawn(switches.run(background.clone()));
         for (name, signals) in upstreams.start() {

@@ -41,6 +41,12 @@ fn main() -> ExitCode {
     if let Command::Switch(args) = cli.command {
         return run_switch(args);
     }
+    if let Command::Recommendations(target) = cli.command {
+        return run_advice(sekisho::cli::recommend::recommendations(target));
+    }
+    if let Command::Optimize(args) = cli.command {
+        return run_advice(sekisho::cli::recommend::optimize(args));
+    }
     // The client-facing helpers need no gateway configuration of their own to start.
     let helper = match &cli.command {
         Command::Import { file, format, write } => Some(sekisho::cli::run_import(file, *format, write.as_deref())),
@@ -166,6 +172,28 @@ fn run_store_command(command: sekisho::cli::store::StoreCommand) -> ExitCode {
 /// `sekisho switch …`: print the answer, or the error on stderr (exit 1).
 fn run_switch(args: sekisho::cli::switch::SwitchArgs) -> ExitCode {
     print_answer(sekisho::cli::switch::run(args))
+}
+
+/// `sekisho recommendations|optimize`: print the answer and exit with its code, or the error
+/// on stderr (exit 2).
+fn run_advice(command: impl std::future::Future<Output = Result<(String, u8), String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sekisho: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(command) {
+        Ok((text, code)) => {
+            print!("{text}");
+            ExitCode::from(code)
+        }
+        Err(e) => {
+            eprintln!("sekisho: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Run a client command on a runtime of its own: its answer on stdout (exit 0), or its error on

@@ -21,11 +21,13 @@
 //!
 //! Files: [`entry`] (what is stored, and its L2 form), [`key`] (canonical arguments and key
 //! derivation), [`store`] (L1 + L2 + invalidation), [`coalesce`] (one upstream call per key),
-//! [`idempotency`] (idempotency records), [`l2`] (Redis), [`config`].
+//! [`idempotency`] (idempotency records), [`l2`] (Redis), [`expiries`] (when stored entries
+//! expire, to tell expired misses apart), [`config`].
 
 pub mod coalesce;
 pub mod config;
 pub mod entry;
+pub mod expiries;
 pub mod idempotency;
 pub mod key;
 pub mod l2;

@@ -30,6 +30,8 @@ pub struct Store {
     l1: moka::sync::Cache<String, Arc<Entry>>,
     l2: Option<Arc<L2>>,
     generations: Mutex<HashMap<String, Generation>>,
+    /// When stored entries expire, kept past their removal ([`Store::expired`]).
+    expiries: super::expiries::Expiries,
 }
 
 /// L1 lifetimes: the entry's own TTL, or under `adaptive_ttl` a lifetime that starts at
@@ -89,7 +91,7 @@ impl Store {
             .support_invalidation_closures()
             .build();
         let l2 = redis.resolved_url().map(|url| L2::connect(url, redis, stop));
-        Arc::new(Store { cache: cache.clone(), l1, l2, generations: Mutex::default() })
+        Arc::new(Store { cache: cache.clone(), l1, l2, generations: Mutex::default(), expiries: Default::default() })
     }
 
     /// Whether a Redis store is configured and currently failing or not yet connected.
@@ -190,7 +192,14 @@ impl Store {
         if let Some(l2) = &self.l2 {
             let _ = l2.set(key, &entry.encode(), entry.ttl, false).await;
         }
+        self.expiries.stored(key, entry.remaining());
         self.l1.insert(key.to_string(), entry);
+    }
+
+    /// Whether `key` missed because the entry stored under it expired (its TTL ran out), as
+    /// far as the bounded record of expiries ([`super::expiries`]) remembers.
+    pub fn expired(&self, key: &str) -> bool {
+        self.expiries.expired(key)
     }
 
     /// Drop cached results of `upstream` (or of one of its tools): matching L1 entries now,

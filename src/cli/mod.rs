@@ -1,11 +1,12 @@
 //! Command-line interface: `serve`, `stdio`, `check`, `test` (`dry_run.rs`), `cache clear`,
-//! `switch` (`switch.rs`), `import`, `client-config`, and the store's `db`, `tenant`, `server`,
+//! `switch` (`switch.rs`), `recommendations` and `optimize` (`recommend.rs`), `import`, `client-config`, and the store's `db`, `tenant`, `server`,
 //! `instance`, `key` (`store.rs`); `remote.rs` is the admin-API client the `--url` commands share.
 //! No gateway logic lives here.
 
 pub mod clients;
 pub mod dry_run;
 pub mod import;
+pub mod recommend;
 pub mod remote;
 pub mod render;
 pub mod store;
@@ -81,6 +82,18 @@ pub enum Command {
     /// batching), on every replica when the gateway has `[redis]`. Exit 1 when the gateway
     /// refuses or cannot be reached.
     Switch(switch::SwitchArgs),
+    /// A running gateway's recommendations: what its monitor and configuration say to change.
+    ///
+    /// Each names its category, priority, effort, the numbers that triggered it, what to do,
+    /// and the configuration change that removes the cause. Exit codes: 0 when none is high
+    /// or critical, 1 when any is, 2 when the gateway cannot be reached or refuses.
+    Recommendations(recommend::Target),
+    /// The overall check and the configuration changes of the recommendations as a TOML patch;
+    /// `--write FILE` writes a copy of `--config` with them applied (never `--config` itself).
+    ///
+    /// Exit codes: 0 done, 2 when the gateway cannot be reached or refuses, or the copy cannot
+    /// be written.
+    Optimize(recommend::OptimizeArgs),
     /// Read a desktop or CLI client's MCP servers and print them as sekisho configuration
     /// (variables to set and anything not mapped go to stderr).
     Import {

@@ -66,6 +66,10 @@ pub struct Config {
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// The file this was loaded from ([`Config::load`]; `None` from text), for what reads the
+    /// file itself (the recommendations' scan for inline secrets).
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
 }
 
 /// Why the configuration could not be used; the message lists every problem.
@@ -102,7 +106,9 @@ impl Config {
         }
         let figment = Figment::new().merge(Toml::file(path)).merge(overrides());
         // Paths are resolved before validation, which reads the files they name (TLS, `ca_file`).
-        Self::from_figment(figment, shown, Some(path.parent().unwrap_or(Path::new("."))))
+        let mut config = Self::from_figment(figment, shown, Some(path.parent().unwrap_or(Path::new("."))))?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
     }
 
     /// Resolve relative paths against `base` (the configuration file's folder): an upstream's

@@ -16,6 +16,7 @@ pub mod messages;
 pub mod modern;
 pub mod monitor;
 pub mod ops;
+pub mod recommend;
 pub mod rescue;
 pub mod respond;
 pub mod routes;
@@ -157,6 +158,8 @@ pub struct Shared {
     pub alerts: Option<Arc<crate::monitor::alerts::Alerts>>,
     /// The runtime switches (`/admin/switches`, `/readyz`, batches), fleet-wide with `[redis]`.
     pub switches: Arc<crate::switches::fleet::Control>,
+    /// The configuration in force as the recommendations read it (`/admin/recommendations`).
+    pub running: Arc<crate::monitor::recommend::Running>,
 }
 
 impl Shared {

@@ -39,6 +39,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/admin/cache/clear", post(ops::clear_cache))
         .route("/admin/monitor", get(super::monitor::monitor))
         .route("/admin/alerts", get(super::alerts::alerts))
+        .route("/admin/recommendations", get(super::recommend::recommendations))
         .route("/admin/store/{kind}/{action}", post(super::admin_store::run))
         .route("/admin/switches", get(super::switches::show))
         .route("/admin/switches/{layer}/{state}", post(super::switches::switch))

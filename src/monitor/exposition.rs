@@ -15,6 +15,10 @@ pub struct Counts {
     pub errors: u64,
     /// Calls answered with a tool result marked `isError`.
     pub tool_errors: u64,
+    /// Calls that failed by their deadline (outcome `timeout`; also counted in `errors`).
+    pub timeouts: u64,
+    /// Retries refused by the upstream's retry budget (`sekisho_retry_budget_exhausted_total`).
+    pub retry_budget_exhausted: u64,
     /// Latency histogram: calls at or under each of [`Totals::bounds`] (cumulative, as
     /// Prometheus buckets), then the `+Inf` bucket.
     pub buckets: Vec<u64>,
@@ -26,6 +30,8 @@ impl Counts {
         self.calls += other.calls;
         self.errors += other.errors;
         self.tool_errors += other.tool_errors;
+        self.timeouts += other.timeouts;
+        self.retry_budget_exhausted += other.retry_budget_exhausted;
         if self.buckets.len() < other.buckets.len() {
             self.buckets.resize(other.buckets.len(), 0);
         }
@@ -41,6 +47,8 @@ impl Counts {
             calls: self.calls.saturating_sub(b.calls),
             errors: self.errors.saturating_sub(b.errors),
             tool_errors: self.tool_errors.saturating_sub(b.tool_errors),
+            timeouts: self.timeouts.saturating_sub(b.timeouts),
+            retry_budget_exhausted: self.retry_budget_exhausted.saturating_sub(b.retry_budget_exhausted),
             buckets: self
                 .buckets
                 .iter()
@@ -70,6 +78,56 @@ pub struct Totals {
     pub shed: u64,
     /// Calls refused by a rate limit.
     pub rate_limited: u64,
+    /// Cache and uncached-call counts by (upstream, tool), for the recommendations.
+    pub tools: BTreeMap<(Arc<str>, Arc<str>), ToolCounts>,
+}
+
+/// What the cache saw of one tool (or of `resources/read`), cumulative.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ToolCounts {
+    /// Cache hits (L1 or L2).
+    pub hits: u64,
+    /// Cache misses (the upstream answered).
+    pub misses: u64,
+    /// Misses of a key whose entry had expired (`sekisho_cache_expired_misses_total`).
+    pub expired_misses: u64,
+    /// Calls that joined an identical call in flight.
+    pub coalesced: u64,
+    /// Calls to the tool, read-only by its annotation, that were not cached
+    /// (`sekisho_uncached_calls_total`).
+    pub uncached: u64,
+    /// Of `uncached`, those identical to one within the repeat window.
+    pub repeats: u64,
+}
+
+impl ToolCounts {
+    /// `self - before`, counter by counter.
+    pub fn since(&self, before: Option<&ToolCounts>) -> ToolCounts {
+        let Some(b) = before else { return self.clone() };
+        ToolCounts {
+            hits: self.hits.saturating_sub(b.hits),
+            misses: self.misses.saturating_sub(b.misses),
+            expired_misses: self.expired_misses.saturating_sub(b.expired_misses),
+            coalesced: self.coalesced.saturating_sub(b.coalesced),
+            uncached: self.uncached.saturating_sub(b.uncached),
+            repeats: self.repeats.saturating_sub(b.repeats),
+        }
+    }
+
+    /// Add `other` into `self`.
+    pub fn add(&mut self, other: &ToolCounts) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.expired_misses += other.expired_misses;
+        self.coalesced += other.coalesced;
+        self.uncached += other.uncached;
+        self.repeats += other.repeats;
+    }
+
+    /// Whether every counter is 0.
+    pub fn is_empty(&self) -> bool {
+        *self == ToolCounts::default()
+    }
 }
 
 /// Whether a `sekisho_requests_total` outcome counts as an error: the call failed on the
@@ -99,6 +157,9 @@ pub fn parse(text: &str) -> Totals {
                 let outcome = label("outcome");
                 for c in [entry(&mut t.upstreams, label("upstream")), entry(&mut t.methods, label("method"))] {
                     c.calls += count;
+                    if outcome == "timeout" {
+                        c.timeouts += count;
+                    }
                     if is_error(outcome) {
                         c.errors += count;
                     } else if outcome == "tool_error" {
@@ -116,12 +177,30 @@ pub fn parse(text: &str) -> Totals {
                     c.buckets[index] += count;
                 }
             }
-            "sekisho_cache_lookups_total" => match label("result") {
-                "hit" => t.cache_hits += count,
-                "miss" => t.cache_misses += count,
-                "coalesced" => t.cache_coalesced += count,
-                _ => {}
-            },
+            "sekisho_cache_lookups_total" => {
+                let tool = tool_entry(&mut t.tools, label("upstream"), label("tool"));
+                match label("result") {
+                    "hit" => (t.cache_hits, tool.hits) = (t.cache_hits + count, tool.hits + count),
+                    "miss" => (t.cache_misses, tool.misses) = (t.cache_misses + count, tool.misses + count),
+                    "coalesced" => {
+                        (t.cache_coalesced, tool.coalesced) = (t.cache_coalesced + count, tool.coalesced + count)
+                    }
+                    _ => {}
+                }
+            }
+            "sekisho_cache_expired_misses_total" => {
+                tool_entry(&mut t.tools, label("upstream"), label("tool")).expired_misses += count
+            }
+            "sekisho_uncached_calls_total" => {
+                let tool = tool_entry(&mut t.tools, label("upstream"), label("tool"));
+                tool.uncached += count;
+                if label("repeat") == "true" {
+                    tool.repeats += count;
+                }
+            }
+            "sekisho_retry_budget_exhausted_total" => {
+                entry(&mut t.upstreams, label("upstream")).retry_budget_exhausted += count
+            }
             "sekisho_shed_total" => t.shed += count,
             "sekisho_rate_limited_total" => t.rate_limited += count,
             _ => {}
@@ -135,6 +214,14 @@ fn entry<'a>(map: &'a mut BTreeMap<Arc<str>, Counts>, key: &str) -> &'a mut Coun
         map.insert(Arc::from(key), Counts::default());
     }
     map.get_mut(key).expect("just inserted")
+}
+
+fn tool_entry<'a>(
+    map: &'a mut BTreeMap<(Arc<str>, Arc<str>), ToolCounts>,
+    upstream: &str,
+    tool: &str,
+) -> &'a mut ToolCounts {
+    map.entry((Arc::from(upstream), Arc::from(tool))).or_default()
 }
 
 /// The index of bucket `le` in `bounds`, learning the bounds from the first series (every
@@ -209,14 +296,24 @@ mod tests {
             sekisho_cache_lookups_total{upstream=\"a\",tool=\"t\",level=\"l1\",result=\"hit\"} 5\n\
             sekisho_cache_lookups_total{upstream=\"a\",tool=\"t\",level=\"none\",result=\"coalesced\"} 1\n\
             sekisho_shed_total{limit=\"gateway\",priority=\"low\",caller=\"anon\"} 7\n\
-            sekisho_rate_limited_total{caller=\"x\",tenant=\"none\",limit=\"key\"} 2\n# EOF\n";
+            sekisho_rate_limited_total{caller=\"x\",tenant=\"none\",limit=\"key\"} 2\n\
+            sekisho_cache_lookups_total{upstream=\"a\",tool=\"t\",level=\"none\",result=\"miss\"} 4\n\
+            sekisho_cache_expired_misses_total{upstream=\"a\",tool=\"t\"} 3\n\
+            sekisho_uncached_calls_total{upstream=\"a\",tool=\"u\",repeat=\"true\"} 6\n\
+            sekisho_uncached_calls_total{upstream=\"a\",tool=\"u\",repeat=\"false\"} 2\n\
+            sekisho_retry_budget_exhausted_total{upstream=\"a\\\"b\"} 9\n# EOF\n";
         let t = parse(text);
         let ab = &t.upstreams["a\"b"];
         assert_eq!((ab.calls, ab.errors, ab.tool_errors), (4, 1, 0));
         assert_eq!(ab.buckets, vec![1, 4, 4]);
         assert_eq!(t.bounds, vec![0.1, 0.2]);
         assert_eq!(t.methods["ping"].tool_errors, 2);
-        assert_eq!((t.cache_hits, t.cache_misses, t.cache_coalesced, t.shed, t.rate_limited), (5, 0, 1, 7, 2));
+        assert_eq!((t.cache_hits, t.cache_misses, t.cache_coalesced, t.shed, t.rate_limited), (5, 4, 1, 7, 2));
+        assert_eq!((ab.timeouts, ab.retry_budget_exhausted), (1, 9));
+        let tool = &t.tools[&(Arc::from("a"), Arc::from("t"))];
+        assert_eq!((tool.hits, tool.misses, tool.expired_misses, tool.coalesced), (5, 4, 3, 1));
+        let u = &t.tools[&(Arc::from("a"), Arc::from("u"))];
+        assert_eq!((u.uncached, u.repeats), (8, 6));
     }
 
     #[test]

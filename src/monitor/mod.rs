@@ -2,7 +2,8 @@
 //! upstreams, sessions, `/proc`) and keeps the difference from the previous reading as a
 //! [`Sample`] in a ring of fixed capacity (`retention / interval` samples, oldest dropped), so
 //! its memory does not grow with uptime. `GET /admin/monitor` (`crate::front::monitor`) serves
-//! it; [`alerts`] evaluates its rules on each new sample; recommendations and the dashboard are
+//! it; [`alerts`] evaluates its rules on each new sample; [`recommend`] reads the samples of a
+//! period (and when each upstream was last called, [`Monitor::last_call_ms`]); the dashboard is
 //! to read from it.
 //!
 //! It never runs on the call path: the sampler task reads counters the calls already keep.
@@ -12,7 +13,9 @@ pub mod config;
 pub mod exposition;
 pub mod fleet;
 pub mod reading;
+pub mod recommend;
 pub mod sample;
+pub mod usage;
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -29,6 +32,11 @@ pub use sample::Sample;
 struct Ring {
     samples: VecDeque<Sample>,
     last: Option<(Instant, Reading)>,
+    /// When each upstream (metric label) was last seen with new calls, in ms since the Unix
+    /// epoch on the monitor's clock; at most [`reading::MAX_UPSTREAMS`] entries.
+    last_calls: std::collections::HashMap<std::sync::Arc<str>, u64>,
+    /// When the first reading was taken.
+    baseline_ms: Option<u64>,
 }
 
 /// The monitor: its settings, clock and ring.
@@ -52,7 +60,12 @@ impl Monitor {
         Monitor {
             config: config.clone(),
             capacity,
-            ring: Mutex::new(Ring { samples: VecDeque::with_capacity(capacity), last: None }),
+            ring: Mutex::new(Ring {
+                samples: VecDeque::with_capacity(capacity),
+                last: None,
+                last_calls: Default::default(),
+                baseline_ms: None,
+            }),
             epoch_ms,
             started: Instant::now(),
             fleet: None,
@@ -93,6 +106,22 @@ impl Monitor {
         let now = Instant::now();
         let timestamp = self.now_ms();
         let mut ring = self.ring.lock().expect("monitor lock");
+        ring.baseline_ms.get_or_insert(timestamp);
+        let called: Vec<std::sync::Arc<str>> = reading
+            .totals
+            .upstreams
+            .iter()
+            .filter(|(name, c)| {
+                let before = ring.last.as_ref().and_then(|(_, b)| b.totals.upstreams.get(*name)).map_or(0, |b| b.calls);
+                c.calls > before
+            })
+            .map(|(name, _)| std::sync::Arc::clone(name))
+            .collect();
+        for name in called {
+            if ring.last_calls.len() < reading::MAX_UPSTREAMS || ring.last_calls.contains_key(&name) {
+                ring.last_calls.insert(name, timestamp);
+            }
+        }
         let sample = ring.last.as_ref().map(|(at, before)| {
             let interval_ms = now.duration_since(*at).as_millis() as u64;
             sample::between(before, &reading, timestamp, interval_ms, self.config.top_n)
@@ -113,6 +142,17 @@ impl Monitor {
         let ring = self.ring.lock().expect("monitor lock");
         let start = ring.samples.partition_point(|s| s.timestamp_ms <= since);
         ring.samples.range(start..).cloned().collect()
+    }
+
+    /// When the monitor took its first reading, in ms since the Unix epoch (`None` before).
+    pub fn baseline_ms(&self) -> Option<u64> {
+        self.ring.lock().expect("monitor lock").baseline_ms
+    }
+
+    /// When `upstream` (its metric label) last had new calls, as seen by the readings, in ms
+    /// since the Unix epoch; `None` when no reading saw a call to it.
+    pub fn last_call_ms(&self, upstream: &str) -> Option<u64> {
+        self.ring.lock().expect("monitor lock").last_calls.get(upstream).copied()
     }
 
     /// The newest sample.

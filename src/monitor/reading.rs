@@ -40,6 +40,25 @@ pub struct UpstreamState {
     pub breakers_open: u32,
     /// Replicas whose breaker is half-open.
     pub breakers_half_open: u32,
+    /// Times its replicas' breakers opened, summed over the replicas it has now (cumulative).
+    pub breaker_opens: u64,
+    /// Calls that waited at its bulkhead since start (cumulative; 0 without a bulkhead).
+    pub waited: u64,
+    /// The longest its bulkhead queue was since the previous reading.
+    pub peak_queued: u64,
+    /// Its bulkhead's `max_concurrent` (0 without a bulkhead).
+    pub max_concurrent: u64,
+}
+
+/// The gateway-wide admission limit at a reading.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Limit {
+    /// Calls that waited since start (cumulative).
+    pub waited: u64,
+    /// The longest the queue was since the previous reading.
+    pub peak_queued: u64,
+    /// Calls it lets run at once.
+    pub max_concurrent: u64,
 }
 
 /// One child process at a reading.
@@ -64,6 +83,8 @@ pub struct Reading {
     pub in_flight: u64,
     /// Calls waiting in an admission queue (the gateway's and the upstreams' bulkheads).
     pub queued: u64,
+    /// The gateway-wide admission limit, when on.
+    pub admission: Option<Limit>,
     /// Live legacy sessions.
     pub sessions: u64,
     /// Open notification streams.
@@ -89,16 +110,25 @@ impl Reading {
         };
         if let Some(a) = src.admission {
             r.queued += a.queued() as u64;
+            r.admission = Some(Limit {
+                waited: a.waited(),
+                peak_queued: a.take_peak() as u64,
+                max_concurrent: a.capacity() as u64,
+            });
         }
         for up in src.upstreams.iter().take(MAX_UPSTREAMS) {
             r.in_flight += up.in_flight() as u64;
-            if let Some(b) = up.bulkhead() {
-                r.queued += b.queued() as u64;
-            }
             let mut state =
                 UpstreamState { name: Arc::clone(&up.name), up: up.status().is_up(), ..UpstreamState::default() };
+            if let Some(b) = up.bulkhead() {
+                r.queued += b.queued() as u64;
+                state.waited = b.waited();
+                state.peak_queued = b.take_peak() as u64;
+                state.max_concurrent = b.capacity() as u64;
+            }
             let mut pids: Vec<u32> = Vec::new();
             for replica in up.replicas() {
+                state.breaker_opens += replica.breaker.opened();
                 match replica.breaker.state() {
                     State::Open => state.breakers_open += 1,
                     State::HalfOpen => state.breakers_half_open += 1,
@@ -123,6 +153,15 @@ impl Reading {
 
 impl Default for UpstreamState {
     fn default() -> Self {
-        UpstreamState { name: Arc::from(""), up: false, breakers_open: 0, breakers_half_open: 0 }
+        UpstreamState {
+            name: Arc::from(""),
+            up: false,
+            breakers_open: 0,
+            breakers_half_open: 0,
+            breaker_opens: 0,
+            waited: 0,
+            peak_queued: 0,
+            max_concurrent: 0,
+        }
     }
 }

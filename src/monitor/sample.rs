@@ -14,10 +14,10 @@ use serde::Serialize;
 
 use super::exposition::Counts;
 use super::reading::Reading;
+use super::usage::{Queueing, ToolUse};
 use crate::observe::proc::{ProcStat, cpu_percent};
 
-/// The name of the entry that sums what the top N leave out.
-pub const OTHER: &str = "other";
+pub use super::usage::OTHER;
 
 /// Latency percentiles of an interval, in milliseconds (`null` without calls).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -41,8 +41,14 @@ pub struct Breakdown {
     pub errors: u64,
     /// Tool results marked `isError`.
     pub tool_errors: u64,
+    /// Calls that failed by their deadline (also in `errors`).
+    pub timeouts: u64,
+    /// Retries refused by the retry budget (upstreams only).
+    pub retry_budget_exhausted: u64,
     /// 95th percentile latency, in milliseconds (`null` without calls).
     pub p95_ms: Option<f64>,
+    /// 99th percentile latency, in milliseconds (`null` without calls).
+    pub p99_ms: Option<f64>,
 }
 
 /// Upstream health at the end of an interval: one upstream, or `other` summing the rest.
@@ -56,6 +62,14 @@ pub struct Health {
     pub down: u32,
     /// Replicas with an open breaker.
     pub breakers_open: u32,
+    /// Times its breakers opened in the interval.
+    pub breaker_opens: u64,
+    /// Calls that waited at its bulkhead in the interval.
+    pub waited: u64,
+    /// The longest its bulkhead queue was in the interval.
+    pub peak_queued: u64,
+    /// Its bulkhead's `max_concurrent` (0 without one; the largest for `other`).
+    pub max_concurrent: u64,
 }
 
 /// Memory and CPU of a process over an interval.
@@ -126,6 +140,11 @@ pub struct Sample {
     pub by_upstream: Vec<Breakdown>,
     /// Per JSON-RPC method by calls, top N plus `other`.
     pub by_method: Vec<Breakdown>,
+    /// The gateway-wide admission queue (`null` with `[admission] enabled = false`).
+    pub admission: Option<Queueing>,
+    /// Per tool: cache hits, misses, expired misses, uncached calls to read-only tools and
+    /// their repeats; top N by repeats and expired misses, plus `other`.
+    pub tools: Vec<ToolUse>,
 }
 
 /// Percentile `q` (0..1) of histogram bucket deltas `buckets` (cumulative, the last being
@@ -155,7 +174,10 @@ pub fn between(before: &Reading, now: &Reading, timestamp_ms: u64, interval_ms: 
     let bounds = &now.totals.bounds;
     let delta = |now: &std::collections::BTreeMap<Arc<str>, Counts>,
                  before: &std::collections::BTreeMap<Arc<str>, Counts>| {
-        now.iter().map(|(k, c)| (Arc::clone(k), c.since(before.get(k)))).filter(|(_, c)| c.calls > 0).collect()
+        now.iter()
+            .map(|(k, c)| (Arc::clone(k), c.since(before.get(k))))
+            .filter(|(_, c)| c.calls > 0 || c.retry_budget_exhausted > 0)
+            .collect()
     };
     let upstreams: Vec<(Arc<str>, Counts)> = delta(&now.totals.upstreams, &before.totals.upstreams);
     let methods: Vec<(Arc<str>, Counts)> = delta(&now.totals.methods, &before.totals.methods);
@@ -197,11 +219,13 @@ pub fn between(before: &Reading, now: &Reading, timestamp_ms: u64, interval_ms: 
         breakers_half_open: now.upstreams.iter().map(|u| u.breakers_half_open).sum(),
         upstreams_up: now.upstreams.iter().filter(|u| u.up).count() as u32,
         upstreams_down: now.upstreams.iter().filter(|u| !u.up).count() as u32,
-        health: health(now, top_n),
+        health: health(before, now, top_n),
         gateway: now.gateway.map(|g| process("gateway".into(), None, g, before.gateway, interval_ms)),
         children: children(before, now, interval_ms, top_n),
         by_upstream: top(upstreams, bounds, top_n),
         by_method: top(methods, bounds, top_n),
+        admission: super::usage::admission(before, now),
+        tools: super::usage::tools(before, now, top_n),
     }
 }
 
@@ -218,7 +242,10 @@ fn top(mut groups: Vec<(Arc<str>, Counts)>, bounds: &[f64], top_n: usize) -> Vec
         calls: c.calls,
         errors: c.errors,
         tool_errors: c.tool_errors,
+        timeouts: c.timeouts,
+        retry_budget_exhausted: c.retry_budget_exhausted,
         p95_ms: percentile(bounds, &c.buckets, 0.95),
+        p99_ms: percentile(bounds, &c.buckets, 0.99),
     };
     let mut out: Vec<Breakdown> = groups.iter().take(top_n).map(|(n, c)| row(Arc::clone(n), c)).collect();
     if groups.len() > top_n {
@@ -231,26 +258,54 @@ fn top(mut groups: Vec<(Arc<str>, Counts)>, bounds: &[f64], top_n: usize) -> Vec
     out
 }
 
-fn health(now: &Reading, top_n: usize) -> Vec<Health> {
-    let mut ups: Vec<_> = now.upstreams.iter().collect();
-    ups.sort_by(|a, b| a.up.cmp(&b.up).then_with(|| a.name.cmp(&b.name)));
-    let row = |u: &super::reading::UpstreamState| Health {
-        name: Arc::clone(&u.name),
-        up: u32::from(u.up),
-        down: u32::from(!u.up),
-        breakers_open: u.breakers_open,
-    };
-    let mut out: Vec<Health> = ups.iter().take(top_n).map(|u| row(u)).collect();
-    if ups.len() > top_n {
-        let mut other = Health { name: OTHER.into(), up: 0, down: 0, breakers_open: 0 };
-        for u in &ups[top_n..] {
-            other.up += u32::from(u.up);
-            other.down += u32::from(!u.up);
-            other.breakers_open += u.breakers_open;
+/// Health per upstream: down ones first, then those whose breakers opened or whose bulkhead
+/// queued in the interval (most first), then by name; top N plus `other`.
+fn health(before: &Reading, now: &Reading, top_n: usize) -> Vec<Health> {
+    let earlier: HashMap<&str, &super::reading::UpstreamState> =
+        before.upstreams.iter().map(|u| (u.name.as_ref(), u)).collect();
+    let mut rows: Vec<Health> = now
+        .upstreams
+        .iter()
+        .map(|u| {
+            let b = earlier.get(u.name.as_ref());
+            Health {
+                name: Arc::clone(&u.name),
+                up: u32::from(u.up),
+                down: u32::from(!u.up),
+                breakers_open: u.breakers_open,
+                breaker_opens: u.breaker_opens.saturating_sub(b.map_or(0, |b| b.breaker_opens)),
+                waited: u.waited.saturating_sub(b.map_or(0, |b| b.waited)),
+                peak_queued: u.peak_queued,
+                max_concurrent: u.max_concurrent,
+            }
+        })
+        .collect();
+    let events = |h: &Health| h.breaker_opens + h.waited;
+    rows.sort_by(|a, b| b.down.cmp(&a.down).then(events(b).cmp(&events(a))).then_with(|| a.name.cmp(&b.name)));
+    if rows.len() > top_n {
+        let rest = rows.split_off(top_n);
+        let mut other = Health {
+            name: OTHER.into(),
+            up: 0,
+            down: 0,
+            breakers_open: 0,
+            breaker_opens: 0,
+            waited: 0,
+            peak_queued: 0,
+            max_concurrent: 0,
+        };
+        for h in rest {
+            other.up += h.up;
+            other.down += h.down;
+            other.breakers_open += h.breakers_open;
+            other.breaker_opens += h.breaker_opens;
+            other.waited += h.waited;
+            other.peak_queued = other.peak_queued.max(h.peak_queued);
+            other.max_concurrent = other.max_concurrent.max(h.max_concurrent);
         }
-        out.push(other);
+        rows.push(other);
     }
-    out
+    rows
 }
 
 fn children(before: &Reading, now: &Reading, interval_ms: u64, top_n: usize) -> Vec<Process> {

@@ -13,7 +13,9 @@ use prometheus_client::registry::Registry;
 
 use super::bounded::BoundedNames;
 pub use super::bounded::{MAX_LABELED, Name, TENANT_OTHER};
+mod advice;
 mod store;
+pub use advice::AdviceMetrics;
 pub use store::StoreMetrics;
 
 /// Labels of a finished call.
@@ -173,6 +175,8 @@ pub struct Metrics {
     shed_callers: BoundedNames,
     /// The `[store]` config cache.
     pub store: StoreMetrics,
+    /// What the recommendations read (`crate::monitor::recommend`).
+    pub advice: AdviceMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -290,8 +294,10 @@ impl Metrics {
         );
         registry.register_collector(Box::new(super::proc::ProcessCollector));
         let store = StoreMetrics::register(&mut registry);
+        let advice = AdviceMetrics::register(&mut registry);
         Metrics {
             store,
+            advice,
             rate_limited,
             rate_limited_callers: BoundedNames::default(),
             rate_limited_tenants: BoundedNames::default(),

@@ -6,3 +6,4 @@ pub mod logging;
 pub mod metrics;
 pub mod proc;
 pub mod redact;
+pub mod repeats;

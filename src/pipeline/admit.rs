@@ -112,7 +112,10 @@ pub struct Admission {
     queue_timeout: Duration,
     aging: Duration,
     state: Mutex<State>,
+    /// Calls that had to wait so far (each waiting call takes one number).
     seq: AtomicU64,
+    /// The longest queue since [`Admission::take_peak`] last read it.
+    peak: std::sync::atomic::AtomicUsize,
 }
 
 /// One admitted call; dropping it frees the slot for the best waiter.
@@ -138,6 +141,7 @@ impl Admission {
             aging: aging.max(Duration::from_millis(1)),
             state: Mutex::default(),
             seq: AtomicU64::new(0),
+            peak: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -192,6 +196,7 @@ impl Admission {
                 }
             }
             s.waiters.push(Waiter { seq, priority, caller: caller.clone(), enqueued: Instant::now(), tx });
+            self.peak.fetch_max(s.waiters.len(), Ordering::Relaxed);
         }
         let mut guard = Waiting { admission: self, seq, caller, rx: Some(rx), done: false };
         let outcome = tokio::time::timeout(self.queue_timeout, guard.rx.as_mut().expect("set above")).await;
@@ -257,6 +262,23 @@ impl Admission {
     /// Calls waiting now.
     pub fn queued(&self) -> usize {
         self.state.lock().expect("admission lock").waiters.len()
+    }
+
+    /// Calls that found no free slot and waited (or were shed) since start; cumulative.
+    pub fn waited(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// The longest the queue was since the last call of this (the monitor's reading), and
+    /// start over from the queue's length now.
+    pub fn take_peak(&self) -> usize {
+        let now = self.queued();
+        self.peak.swap(now, Ordering::Relaxed).max(now)
+    }
+
+    /// Calls it lets run at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 }
 

@@ -202,6 +202,10 @@ impl Cached {
         let miss = matches!(policy, CachePolicy::Fixed { .. }) || entry.is_some();
         if miss {
             METRICS.cache_lookup(label(), &tool_label, "none", "miss");
+            // An expired entry's miss, told apart for the recommendations (a TTL too short).
+            if store.expired(&keys[0]) {
+                METRICS.advice.expired_miss(label(), &tool_label);
+            }
         }
         if let Some((e, key)) = &entry {
             store.put(key, Arc::clone(e)).await;

@@ -325,6 +325,11 @@ impl Resolver {
             Method::ResourcesRead => Some(CachePolicy::Hinted { ttl: up.config.resource_ttl }),
             _ => None,
         };
+        if cache.is_none()
+            && let Some(t) = tool
+        {
+            note_uncached(snap, &ns, &up, t, per_tool, &params);
+        }
         // A task lives on the upstream that created it: its methods never go to a fallback.
         let fallback =
             up.config.fallback.as_deref().filter(|_| !task_method).and_then(|f| self.upstreams.get(f)).cloned();
@@ -403,4 +408,28 @@ fn json_str(s: &str) -> Bytes {
     let mut out = Vec::with_capacity(s.len() + 2);
     write_json_str(&mut out, s);
     Bytes::from(out)
+}
+
+/// Count an uncached `tools/call` of `tool` that declares `readOnlyHint` (and not
+/// `destructiveHint`), whether its upstream is trusted or not, unless the configuration turned
+/// its caching off on purpose (`cache = false`): the recommendations read these counts
+/// (`crate::observe::repeats`). Continuations of `input_required` exchanges are not counted.
+fn note_uncached(
+    snap: &Catalog,
+    ns: &str,
+    up: &Upstream,
+    tool: &str,
+    per_tool: Option<&crate::upstream::config::ToolConfig>,
+    params: &super::parts::Params,
+) {
+    if per_tool.is_some_and(|t| t.cache == Some(false))
+        || params.get("requestState").is_some()
+        || params.get("inputResponses").is_some()
+    {
+        return;
+    }
+    if snap.hints(ns, tool).is_some_and(|h| h.read_only && !h.destructive) {
+        let label = crate::observe::metrics::METRICS.upstream_name(&up.name);
+        crate::observe::repeats::REPEATS.note(label, tool, params.get("arguments").unwrap_or(b"{}"));
+    }
 }

@@ -512,6 +512,11 @@ impl Served {
         .expect("the gateway exits within 30 s of SIGTERM")
     }
 
+    /// Its configuration file.
+    pub fn config_path(&self) -> PathBuf {
+        self._dir.path().join("sekisho.toml")
+    }
+
     /// Everything it logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
@@ -528,6 +533,8 @@ impl Drop for Served {
 /// What one run of the `sekisho` binary did.
 pub struct CliRun {
     pub ok: bool,
+    /// The exit code (`None` when a signal ended it).
+    pub code: Option<i32>,
     pub out: String,
     pub err: String,
 }
@@ -548,6 +555,7 @@ pub async fn sekisho_cli(args: &[&str], env: &[(&str, &str)]) -> CliRun {
         .unwrap();
     CliRun {
         ok: out.status.success(),
+        code: out.status.code(),
         out: String::from_utf8_lossy(&out.stdout).into_owned(),
         err: String::from_utf8_lossy(&out.stderr).into_owned(),
     }

@@ -37,8 +37,19 @@ fn sample(t: u64, calls: u64, errors: u64, p95: Option<f64>) -> Sample {
         health: Vec::new(),
         gateway: None,
         children: Vec::new(),
-        by_upstream: vec![Breakdown { name: "e".into(), calls, errors, tool_errors: 0, p95_ms: p95 }],
+        by_upstream: vec![Breakdown {
+            name: "e".into(),
+            calls,
+            errors,
+            tool_errors: 0,
+            timeouts: 0,
+            retry_budget_exhausted: 0,
+            p95_ms: p95,
+            p99_ms: p95,
+        }],
         by_method: Vec::new(),
+        admission: None,
+        tools: Vec::new(),
     }
 }
 

@@ -17,6 +17,7 @@
 pub mod layer;
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -123,6 +124,8 @@ enum Inner {
 pub struct Breaker {
     config: BreakerConfig,
     inner: Mutex<Inner>,
+    /// Transitions to open since it was made (the monitor counts flapping with it).
+    opened: AtomicU64,
 }
 
 /// Permission to make one call; report its verdict with [`Breaker::record`]. A ticket dropped
@@ -138,7 +141,13 @@ impl Breaker {
         Breaker {
             inner: Mutex::new(Inner::Closed { consecutive: 0, window_start: Instant::now(), calls: 0, failures: 0 }),
             config,
+            opened: AtomicU64::new(0),
         }
+    }
+
+    /// How many times it opened since it was made (from closed, or again from half-open).
+    pub fn opened(&self) -> u64 {
+        self.opened.load(Ordering::Relaxed)
     }
 
     /// The current state (an open breaker past `open_for` reads as half-open).
@@ -186,6 +195,7 @@ impl Breaker {
                 *probing = probing.saturating_sub(1);
                 if failed {
                     *inner = Inner::Open { until: now + self.config.open_for };
+                    self.opened.fetch_add(1, Ordering::Relaxed);
                 } else if verdict == Verdict::Healthy {
                     *inner = Inner::Closed { consecutive: 0, window_start: now, calls: 0, failures: 0 };
                 }
@@ -210,6 +220,7 @@ impl Breaker {
                     && f64::from(*failures) / f64::from(*calls) >= self.config.error_rate;
                 if *consecutive >= self.config.consecutive_failures || rate_tripped {
                     *inner = Inner::Open { until: now + self.config.open_for };
+                    self.opened.fetch_add(1, Ordering::Relaxed);
                 }
             }
             // A non-probe call that started before the breaker opened: its outcome is stale.
@@ -274,6 +285,7 @@ mod tests {
         let probe = b.admit().unwrap();
         b.record(probe, Verdict::Healthy);
         assert_eq!(b.state(), State::Closed);
+        assert_eq!(b.opened(), 2, "opened, then reopened by the failed probe");
     }
 
     #[tokio::test(start_paused = true)]
