@@ -15,6 +15,7 @@ pub mod messages;
 pub mod modern;
 pub mod monitor;
 pub mod ops;
+pub mod report;
 pub mod rescue;
 pub mod respond;
 pub mod routes;
@@ -156,6 +157,8 @@ pub struct Shared {
     pub alerts: Option<Arc<crate::monitor::alerts::Alerts>>,
     /// The runtime switches (`/admin/switches`, `/readyz`, batches), fleet-wide with `[redis]`.
     pub switches: Arc<crate::switches::fleet::Control>,
+    /// The gateway's reports of itself (`/admin/performance`, `/admin/health`).
+    pub report: Arc<crate::report::Reporter>,
 }
 
 impl Shared {

@@ -18,6 +18,8 @@ pub struct Counts {
     /// Latency histogram: calls at or under each of [`Totals::bounds`] (cumulative, as
     /// Prometheus buckets), then the `+Inf` bucket.
     pub buckets: Vec<u64>,
+    /// The histogram's sum: time taken by all the calls, in seconds.
+    pub seconds: f64,
 }
 
 impl Counts {
@@ -26,6 +28,7 @@ impl Counts {
         self.calls += other.calls;
         self.errors += other.errors;
         self.tool_errors += other.tool_errors;
+        self.seconds += other.seconds;
         if self.buckets.len() < other.buckets.len() {
             self.buckets.resize(other.buckets.len(), 0);
         }
@@ -41,6 +44,7 @@ impl Counts {
             calls: self.calls.saturating_sub(b.calls),
             errors: self.errors.saturating_sub(b.errors),
             tool_errors: self.tool_errors.saturating_sub(b.tool_errors),
+            seconds: (self.seconds - b.seconds).max(0.0),
             buckets: self
                 .buckets
                 .iter()
@@ -114,6 +118,12 @@ pub fn parse(text: &str) -> Totals {
                         c.buckets.resize(index + 1, 0);
                     }
                     c.buckets[index] += count;
+                }
+            }
+            "sekisho_request_duration_seconds_sum" => {
+                let seconds = value.parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0).unwrap_or(0.0);
+                for c in [entry(&mut t.upstreams, label("upstream")), entry(&mut t.methods, label("method"))] {
+                    c.seconds += seconds;
                 }
             }
             "sekisho_cache_lookups_total" => match label("result") {
@@ -206,6 +216,7 @@ mod tests {
             sekisho_request_duration_seconds_bucket{le=\"0.1\",method=\"tools/call\",upstream=\"a\\\"b\"} 1\n\
             sekisho_request_duration_seconds_bucket{le=\"0.2\",method=\"tools/call\",upstream=\"a\\\"b\"} 4\n\
             sekisho_request_duration_seconds_bucket{le=\"+Inf\",method=\"tools/call\",upstream=\"a\\\"b\"} 4\n\
+            sekisho_request_duration_seconds_sum{method=\"tools/call\",upstream=\"a\\\"b\"} 0.5\n\
             sekisho_cache_lookups_total{upstream=\"a\",tool=\"t\",level=\"l1\",result=\"hit\"} 5\n\
             sekisho_cache_lookups_total{upstream=\"a\",tool=\"t\",level=\"none\",result=\"coalesced\"} 1\n\
             sekisho_shed_total{limit=\"gateway\",priority=\"low\",caller=\"anon\"} 7\n\
@@ -214,6 +225,7 @@ mod tests {
         let ab = &t.upstreams["a\"b"];
         assert_eq!((ab.calls, ab.errors, ab.tool_errors), (4, 1, 0));
         assert_eq!(ab.buckets, vec![1, 4, 4]);
+        assert_eq!((ab.seconds, t.methods["tools/call"].seconds), (0.5, 0.5));
         assert_eq!(t.bounds, vec![0.1, 0.2]);
         assert_eq!(t.methods["ping"].tool_errors, 2);
         assert_eq!((t.cache_hits, t.cache_misses, t.cache_coalesced, t.shed, t.rate_limited), (5, 0, 1, 7, 2));

@@ -512,6 +512,20 @@ impl Served {
         .expect("the gateway exits within 30 s of SIGTERM")
     }
 
+    /// Wait (at most `limit`) for the process to exit by itself; its exit status.
+    pub async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(limit, async {
+            loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the gateway did not exit within {limit:?}"))
+    }
+
     /// Everything it logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
@@ -528,6 +542,8 @@ impl Drop for Served {
 /// What one run of the `sekisho` binary did.
 pub struct CliRun {
     pub ok: bool,
+    /// The exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
     pub out: String,
     pub err: String,
 }
@@ -548,6 +564,7 @@ pub async fn sekisho_cli(args: &[&str], env: &[(&str, &str)]) -> CliRun {
         .unwrap();
     CliRun {
         ok: out.status.success(),
+        code: out.status.code(),
         out: String::from_utf8_lossy(&out.stdout).into_owned(),
         err: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
