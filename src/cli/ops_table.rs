@@ -119,7 +119,8 @@ pub fn metrics(v: &Value, detailed: bool) -> String {
         out.push('\n');
     }
     if detailed {
-        for (title, key) in [("BY UPSTREAM", "by_upstream"), ("BY METHOD", "by_method")] {
+        let newest = [("BY UPSTREAM (newest sample)", "by_upstream"), ("BY METHOD (newest sample)", "by_method")];
+        for (title, key) in newest {
             out.push_str(&format!("\n{title:<32}{:>8}{:>8}{:>12}\n", "CALLS", "ERRORS", "P95"));
             for b in l[key].as_array().into_iter().flatten() {
                 let p95 = ms(&b["p95_ms"]);
@@ -165,7 +166,7 @@ pub fn alerts(v: &Value) -> String {
         )
     };
     let header =
-        format!("{:<10}{:<10}{:<22}{:<12}{:<12}{}\n", "SEVERITY", "STATE", "SINCE", "VALUE", "THRESHOLD", "TITLE");
+        |at: &str| format!("{:<10}{:<10}{at:<22}{:<12}{:<12}{}\n", "SEVERITY", "STATE", "VALUE", "THRESHOLD", "TITLE");
     let active = v["active"].as_array().cloned().unwrap_or_default();
     let mut out = format!(
         "{} firing, {} pending\n",
@@ -173,7 +174,7 @@ pub fn alerts(v: &Value) -> String {
         active.iter().filter(|a| a["state"] == "pending").count()
     );
     if !active.is_empty() {
-        out.push_str(&header);
+        out.push_str(&header("SINCE"));
         for a in &active {
             out.push_str(&row(a, &a["timestamp"]));
         }
@@ -181,7 +182,7 @@ pub fn alerts(v: &Value) -> String {
     if let Some(history) = v["history"].as_array() {
         out.push_str(&format!("\nresolved ({}):\n", history.len()));
         if !history.is_empty() {
-            out.push_str(&header.replace("SINCE ", "RESOLVED"));
+            out.push_str(&header("RESOLVED"));
             for a in history {
                 out.push_str(&row(a, &a["resolved_at"]));
             }
