@@ -46,6 +46,31 @@ impl Gateway {
         let tasks = Arc::new(TaskSealer::new(decode_key(&config.server.session_key)));
         // Runtime switches: every layer on at start; with Redis, the fleet's state within a second.
         let switches = Control::new(Arc::default(), store.l2().cloned());
+        let hub = Arc::new(Hub::default());
+        let tenancy = match config.store.enabled() {
+            true => Some(open_tenancy(config, &upstreams, &hub, &store, &background).await?),
+            false => None,
+        };
+        let monitor = config
+            .monitor
+            .enabled
+            .then(|| Arc::new(crate::monitor::Monitor::new(&config.monitor).with_fleet(store.l2().cloned())));
+        let alerts = (config.monitor.enabled && config.alerts.enabled).then(|| {
+            let (m, stop) = (&config.monitor, &background);
+            Arc::new(crate::monitor::alerts::Alerts::new(&config.alerts, &m.replica_name(), m.retention, stop))
+        });
+        let draining = CancellationToken::new();
+        let report = Arc::new(crate::report::Reporter::new(crate::report::Sources {
+            upstreams: Arc::clone(&upstreams),
+            monitor: monitor.clone(),
+            alerts: alerts.clone(),
+            switches: Arc::clone(switches.switches()),
+            cache: Arc::clone(&store),
+            store: tenancy.as_ref().map(|t| Arc::clone(&t.store)),
+            draining: draining.clone(),
+        }));
+        let own_tools =
+            crate::report::tools::SelfTools::new(Arc::clone(&report), &config.self_tools, &config.catalog.separator);
         let parts = Parts {
             catalog: &catalog,
             upstreams: &upstreams,
@@ -53,16 +78,8 @@ impl Gateway {
             idempotency: &idempotency,
             tasks: &tasks,
             switches: switches.switches(),
+            own_tools: own_tools.as_ref(),
         };
-        let hub = Arc::new(Hub::default());
-        let tenancy = match config.store.enabled() {
-            true => Some(open_tenancy(config, &upstreams, &hub, &store, &background).await?),
-            false => None,
-        };
-        let alerts = (config.monitor.enabled && config.alerts.enabled).then(|| {
-            let (m, stop) = (&config.monitor, &background);
-            Arc::new(crate::monitor::alerts::Alerts::new(&config.alerts, &m.replica_name(), m.retention, stop))
-        });
         let shared = Arc::new(Shared {
             stack: crate::pipeline::build(config, parts),
             catalog: Arc::clone(&catalog),
@@ -81,17 +98,15 @@ impl Gateway {
             parked: Default::default(),
             tasks: Arc::clone(&tasks),
             config: config.server.clone(),
-            draining: CancellationToken::new(),
+            draining,
             default_priority: config.admission.default_priority,
             anonymous_ceiling: config.admission.anonymous_ceiling(),
             tenancy,
-            monitor: config
-                .monitor
-                .enabled
-                .then(|| Arc::new(crate::monitor::Monitor::new(&config.monitor).with_fleet(store.l2().cloned()))),
+            monitor,
             alerts,
             switches: Arc::clone(&switches),
             running: Arc::new(crate::monitor::recommend::Running::new(config)),
+            report,
         });
         tokio::spawn(switches.run(background.clone()));
         for (name, signals) in upstreams.start() {

@@ -11,7 +11,8 @@
 //! - [`wire`]: JSON-RPC, JSON object views, SSE, MCP constants (shared by front and upstream);
 //! - [`error`]: the error taxonomy and its one table; [`observe`]: metrics and logs;
 //!   [`monitor`]: samples of the indicators over time, in a fixed ring; [`switches`]: runtime
-//!   switches that turn layers off (fleet-wide through Redis);
+//!   switches that turn layers off (fleet-wide through Redis); [`report`]: the gateway's
+//!   reports of itself (performance, health) and its own MCP tools;
 //!   [`config`]: loading, validation, settings in force; [`app`]: wiring and lifecycle.
 //!
 //! `fuzzing` (hidden) holds the harnesses of the `cargo fuzz` targets in `fuzz/`.
@@ -28,6 +29,7 @@ pub mod fuzzing;
 pub mod monitor;
 pub mod observe;
 pub mod pipeline;
+pub mod report;
 pub mod session;
 pub mod store;
 pub mod switches;

@@ -1,5 +1,6 @@
 //! The `sekisho` binary: parse the command line, load the configuration, run, map exit codes
-//! (0 clean exit, 1 runtime failure, 2 invalid configuration).
+//! (0 clean exit, 1 runtime failure, 2 invalid configuration; the operator commands have their
+//! own, `sekisho::cli::ops::exit`).
 
 use std::process::ExitCode;
 
@@ -33,7 +34,14 @@ extern "C" fn configure_allocator() {
 static CONFIGURE_ALLOCATOR: extern "C" fn() = configure_allocator;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(e),
+    };
+    let cli = match cli.command.into_ops() {
+        Ok(command) => return run_ops(command),
+        Err(command) => Cli { command: *command },
+    };
     let cli = match cli.command.into_store() {
         Ok(command) => return run_store_command(command),
         Err(command) => Cli { command: *command },
@@ -67,7 +75,7 @@ fn main() -> ExitCode {
     let (path, listen) = match &cli.command {
         Command::Serve { config, listen } => (config, listen.clone()),
         Command::Stdio { config } | Command::Check { config } | Command::Test { config, .. } => (config, None),
-        Command::Cache { action: sekisho::cli::CacheAction::Clear { config, .. } } => (config, None),
+        Command::Cache { action: sekisho::cli::CacheAction::Clear { config: Some(config), .. } } => (config, None),
         _ => unreachable!("handled above"),
     };
     let mut config = match Config::load(path) {
@@ -93,6 +101,9 @@ fn main() -> ExitCode {
     sekisho::observe::logging::init(&config.log);
     if let Command::Test { json, .. } = cli.command {
         return dry_run(&config, json);
+    }
+    if let Command::Cache { action: sekisho::cli::CacheAction::Clear { upstream, tool, json, .. } } = cli.command {
+        return clear_cache(&config, upstream.as_deref(), tool.as_deref(), json);
     }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if config.server.worker_threads > 0 {
@@ -123,15 +134,6 @@ fn main() -> ExitCode {
                 sekisho::app::run(&config, listener, shutdown).await
             }
             Command::Stdio { .. } => sekisho::app::run_stdio(&config, shutdown).await,
-            Command::Cache { action: sekisho::cli::CacheAction::Clear { upstream, tool, .. } } => {
-                match sekisho::cli::clear_cache(&config, upstream.as_deref(), tool.as_deref()).await {
-                    Ok(answer) => {
-                        println!("{answer}");
-                        Ok(())
-                    }
-                    Err(e) => Err(std::io::Error::other(e)),
-                }
-            }
             _ => Ok(()),
         }
     });
@@ -162,6 +164,64 @@ fn dry_run(config: &Config, json: bool) -> ExitCode {
         print!("{}", sekisho::cli::dry_run::table(&report));
     }
     if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+/// A command line clap refused: help and version print as usual (exit 0); an error exits 2,
+/// or for the operator commands, whose 2 means unhealthy, 64 (`cli::ops::exit::USAGE`).
+fn usage(e: clap::Error) -> ExitCode {
+    use sekisho::cli::ops::{COMMANDS, exit};
+    let _ = e.print();
+    if !e.use_stderr() {
+        return ExitCode::SUCCESS;
+    }
+    let first = std::env::args().nth(1).unwrap_or_default();
+    if COMMANDS.contains(&first.as_str()) { ExitCode::from(exit::USAGE) } else { ExitCode::from(2) }
+}
+
+/// `sekisho performance|metrics|alerts|health|drain|cache clear --url`: the output on stdout,
+/// errors on stderr, the command's exit code (`cli::ops::exit`).
+fn run_ops(command: sekisho::cli::ops::OpsCommand) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sekisho: cannot start the runtime: {e}");
+            return ExitCode::from(sekisho::cli::ops::exit::UNREACHABLE);
+        }
+    };
+    let outcome = runtime.block_on(sekisho::cli::ops::run(command));
+    print!("{}", outcome.out);
+    if !outcome.err.is_empty() {
+        eprintln!("sekisho: {}", outcome.err);
+    }
+    ExitCode::from(outcome.code)
+}
+
+/// `sekisho cache clear --config`: ask the configured gateway to clear its cache; a sentence
+/// (or its JSON answer) on stdout and exit 0, or the error on stderr and exit 3.
+fn clear_cache(config: &Config, upstream: Option<&str>, tool: Option<&str>, json: bool) -> ExitCode {
+    use sekisho::cli::ops::exit;
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sekisho: cannot start the runtime: {e}");
+            return ExitCode::from(exit::UNREACHABLE);
+        }
+    };
+    match runtime.block_on(sekisho::cli::clear_cache(config, upstream, tool)) {
+        Ok(answer) => {
+            let value: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+            if json {
+                println!("{answer}")
+            } else {
+                print!("{}", sekisho::cli::ops_table::cleared(&value))
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sekisho: {e}");
+            ExitCode::from(exit::UNREACHABLE)
+        }
+    }
 }
 
 /// `sekisho db|tenant|server|instance|key …`: print the answer, or the error on stderr (exit 1).

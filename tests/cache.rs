@@ -534,7 +534,7 @@ async fn sekisho_cache_clear_drops_results_in_the_running_gateway() {
     let clear = |args: &[&str]| {
         Command::new(BIN).args(["cache", "clear", "--config"]).arg(&gw.cfg).args(args).output().unwrap()
     };
-    let out = clear(&["--upstream", "up", "--tool", "echo"]);
+    let out = clear(&["--upstream", "up", "--tool", "echo", "--json"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer["cleared"], json!({"upstream": "up", "tool": "echo"}));

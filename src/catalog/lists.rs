@@ -14,12 +14,14 @@ use crate::wire::mcp::{self, Era};
 use crate::wire::object::ObjectWriter;
 
 /// One page of the `kind` list of `snap` (the whole catalog, or a store key's view) in
-/// `scope`, for a client of `era`, after `cursor`; pages of `config.page_size` items.
+/// `scope`, followed in the gateway's scope by `own` (the gateway's own tools the caller sees,
+/// `report::tools`), for a client of `era`, after `cursor`; pages of `config.page_size` items.
 ///
 /// Errors: [`GatewayError::InvalidCursor`] for a cursor the gateway did not mint for this
 /// list; [`GatewayError::MethodNotFound`] for an upstream scope the catalog does not know.
 pub fn page(
     snap: &Catalog,
+    own: &[Bytes],
     config: &CatalogConfig,
     kind: ListKind,
     scope: &Scope,
@@ -32,7 +34,7 @@ pub fn page(
     };
     let (items, hint, unavailable): (Vec<&[u8]>, _, Vec<&str>) = match scope {
         Scope::Gateway => (
-            snap.merged[kind.index()].items.iter().map(|b| b.as_ref()).collect(),
+            snap.merged[kind.index()].items.iter().chain(own).map(|b| b.as_ref()).collect(),
             snap.merged[kind.index()].hint,
             snap.unavailable.iter().map(|s| s.as_ref()).collect(),
         ),

@@ -1,11 +1,16 @@
 //! Command-line interface: `serve`, `stdio`, `check`, `test` (`dry_run.rs`), `cache clear`,
-//! `switch` (`switch.rs`), `recommendations` and `optimize` (`recommend.rs`), `import`, `client-config`, and the store's `db`, `tenant`, `server`,
-//! `instance`, `key` (`store.rs`); `remote.rs` is the admin-API client the `--url` commands share.
-//! No gateway logic lives here.
+//! `switch` (`switch.rs`), `recommendations` and `optimize` (`recommend.rs`), the operator
+//! commands `performance`, `metrics`, `alerts`, `health`, `drain` (`ops.rs`, tables in
+//! `ops_table.rs`), `import`, `client-config`, and the store's `db`, `tenant`, `server`,
+//! `instance`, `key` (`store.rs`); `remote.rs` is the admin-API client the `--url` commands
+//! share. No gateway logic lives here.
 
+pub mod cache;
 pub mod clients;
 pub mod dry_run;
 pub mod import;
+pub mod ops;
+pub mod ops_table;
 pub mod recommend;
 pub mod remote;
 pub mod render;
@@ -13,6 +18,8 @@ pub mod store;
 pub mod switch;
 
 use std::path::PathBuf;
+
+pub use cache::{CacheAction, clear_cache};
 
 use clap::{Parser, Subcommand};
 
@@ -94,6 +101,31 @@ pub enum Command {
     /// Exit codes: 0 done, 2 when the gateway cannot be reached or refuses, or the copy cannot
     /// be written.
     Optimize(recommend::OptimizeArgs),
+    /// A running gateway's performance summary (`--url`, an admin key): overall health with
+    /// its reasons, cache hit rate, average response time, error rate, cost efficiency.
+    ///
+    /// Exit codes (every operator command): 0 healthy, 1 degraded, 2 unhealthy, 3 the gateway
+    /// could not be asked (unreachable, 401/403, refused), 64 a wrong command line.
+    Performance(ops::PerformanceArgs),
+    /// A running gateway's monitor: the newest sample beside the period's totals.
+    ///
+    /// Exit codes: 0 answered, 3 could not ask (or the monitor is off), 64 a wrong command line.
+    Metrics(ops::MetricsArgs),
+    /// A running gateway's alerts, firing and pending (and with --history the resolved ones).
+    ///
+    /// Exit codes: 0 none firing, 1 an alert below critical firing, 2 a critical alert
+    /// firing, 3 could not ask (or alerts are off), 64 a wrong command line.
+    Alerts(ops::AlertsArgs),
+    /// A running gateway's health: verdict, reasons, upstreams, breakers, store, Redis.
+    ///
+    /// Exit codes: 0 healthy, 1 degraded, 2 unhealthy, 3 could not ask, 64 a wrong command line.
+    Health(ops::Remote),
+    /// Drain a running gateway, as SIGTERM does: it refuses new work, finishes the calls in
+    /// flight within its shutdown grace, and exits.
+    ///
+    /// Exit codes: 0 draining (with --wait: stopped), 1 with --wait: still answering after
+    /// the grace, 3 could not ask, 64 a wrong command line.
+    Drain(ops::DrainArgs),
     /// Read a desktop or CLI client's MCP servers and print them as sekisho configuration
     /// (variables to set and anything not mapped go to stderr).
     Import {
@@ -155,6 +187,24 @@ pub enum Command {
 }
 
 impl Command {
+    /// The operator command against a running gateway this is, if it is one (they need no
+    /// gateway configuration): `performance`, `metrics`, `alerts`, `health`, `drain`, `cache
+    /// clear --url`.
+    pub fn into_ops(self) -> Result<ops::OpsCommand, Box<Command>> {
+        use ops::OpsCommand as O;
+        match self {
+            Command::Performance(a) => Ok(O::Performance(a)),
+            Command::Metrics(a) => Ok(O::Metrics(a)),
+            Command::Alerts(a) => Ok(O::Alerts(a)),
+            Command::Health(a) => Ok(O::Health(a)),
+            Command::Drain(a) => Ok(O::Drain(a)),
+            Command::Cache { action: CacheAction::Clear { url: Some(url), admin_key, json, upstream, tool, .. } } => {
+                Ok(O::CacheClear { remote: ops::Remote { url, admin_key, json }, upstream, tool })
+            }
+            other => Err(Box::new(other)),
+        }
+    }
+
     /// The store command this is, if it is one (they need no gateway configuration).
     pub fn into_store(self) -> Result<store::StoreCommand, Box<Command>> {
         use store::StoreCommand as S;
@@ -253,58 +303,6 @@ pub fn run_client_config(
         eprintln!("sekisho client-config: the previous file is {}", b.display());
     }
     Ok(())
-}
-
-/// `sekisho cache …`.
-#[derive(Debug, Subcommand)]
-pub enum CacheAction {
-    /// Drop cached results (all, one upstream's, or one tool's) in the gateway listening at
-    /// the configuration's `server.listen`, and through Redis in every replica.
-    Clear {
-        /// The configuration file (TOML) of the running gateway.
-        #[arg(long, short, env = "SEKISHO_CONFIG")]
-        config: PathBuf,
-        /// Only this upstream's results.
-        #[arg(long)]
-        upstream: Option<String>,
-        /// Only this tool's results (the upstream's own tool name; needs --upstream).
-        #[arg(long, requires = "upstream")]
-        tool: Option<String>,
-    },
-}
-
-/// Ask the gateway configured by `config` to clear its cache (`POST /admin/cache/clear`);
-/// returns its answer.
-///
-/// Errors: a message when the gateway cannot be reached or refuses (HTTP status and body).
-pub async fn clear_cache(
-    config: &crate::config::Config,
-    upstream: Option<&str>,
-    tool: Option<&str>,
-) -> Result<String, String> {
-    use http_body_util::{BodyExt, Full};
-    let mut addr = config.server.listen_addr();
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    let scope =
-        crate::cache::key::ClearScope { upstream: upstream.map(str::to_string), tool: tool.map(str::to_string) };
-    let query = serde_urlencoded::to_string(&scope).map_err(|e| e.to_string())?;
-    let uri = format!("http://{addr}/admin/cache/clear?{query}");
-    let mut req = http::Request::post(&uri).header(http::header::HOST, "localhost");
-    if !config.server.api_keys.is_empty() {
-        // `/admin/*` takes only an admin key.
-        let Some(key) = config.server.api_keys.iter().find(|k| k.is_admin()) else {
-            return Err("no key in server.api_keys has role = \"admin\", which /admin/cache/clear needs".into());
-        };
-        req = req.header(http::header::AUTHORIZATION, format!("Bearer {}", key.secret()));
-    }
-    let req = req.body(Full::new(bytes::Bytes::new())).map_err(|e| e.to_string())?;
-    let resp = crate::upstream::http::client().request(req).await.map_err(|e| format!("cannot reach {uri}: {e}"))?;
-    let status = resp.status();
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    let body = String::from_utf8_lossy(&body).into_owned();
-    if status.is_success() { Ok(body) } else { Err(format!("{status}: {body}")) }
 }
 
 /// The resolved upstream list for `check`, with secrets redacted: env and header values, API
@@ -479,6 +477,7 @@ fn sections(config: &crate::config::Config) -> String {
     section("store", toml::to_string(&store));
     section("monitor", toml::to_string(&monitor));
     section("alerts", toml::to_string(&alerts));
+    section("self_tools", toml::to_string(&config.self_tools));
     section("catalog", toml::to_string(&config.catalog));
     section("log", toml::to_string(&config.log));
     out

@@ -63,6 +63,9 @@ pub struct Config {
     /// Alerts: rules on the monitor's samples, webhooks, history.
     #[serde(default)]
     pub alerts: crate::monitor::alerts::AlertsConfig,
+    /// The gateway's own MCP tools (`sekisho__performance`, …) and who sees them.
+    #[serde(default)]
+    pub self_tools: crate::report::config::SelfToolsConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -213,6 +216,7 @@ impl Config {
         problems.extend(self.rate_limits.validate());
         problems.extend(self.monitor.validate());
         problems.extend(self.alerts.validate());
+        problems.extend(self.self_tools.validate(self.upstreams.keys()));
         for (name, up) in &self.upstreams {
             problems.extend(up.validate(name));
             if let Some(fallback) = &up.fallback
@@ -248,7 +252,7 @@ impl Config {
 
 /// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
 /// against the fields of [`Config`], so a new section cannot be left out).
-pub const SECTIONS: [&str; 13] = [
+pub const SECTIONS: [&str; 14] = [
     "server",
     "catalog",
     "log",
@@ -261,6 +265,7 @@ pub const SECTIONS: [&str; 13] = [
     "store",
     "monitor",
     "alerts",
+    "self_tools",
     "upstreams",
 ];
 

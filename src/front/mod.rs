@@ -17,6 +17,7 @@ pub mod modern;
 pub mod monitor;
 pub mod ops;
 pub mod recommend;
+pub mod report;
 pub mod rescue;
 pub mod respond;
 pub mod routes;
@@ -160,6 +161,8 @@ pub struct Shared {
     pub switches: Arc<crate::switches::fleet::Control>,
     /// The configuration in force as the recommendations read it (`/admin/recommendations`).
     pub running: Arc<crate::monitor::recommend::Running>,
+    /// The gateway's reports of itself (`/admin/performance`, `/admin/health`).
+    pub report: Arc<crate::report::Reporter>,
 }
 
 impl Shared {

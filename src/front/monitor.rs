@@ -16,15 +16,13 @@ use crate::monitor::Sample;
 /// Samples in one answer at most; a longer period is thinned to every k-th sample (`step`).
 pub const MAX_POINTS: usize = 1440;
 
-/// The longest `period`.
-const MAX_PERIOD: Duration = Duration::from_secs(7 * 24 * 3600);
-
 /// `GET /admin/monitor[?period=P]`: `P` is a duration (`1h`, `24h`, `15m`; default `1h`, at
 /// most 7 days). The answer: `{"interval_ms", "retention_ms", "capacity", "period_ms",
 /// "step", "latest": Sample|null, "summary": {…}, "samples": [Sample…]}`, the samples oldest
 /// first, at most [`MAX_POINTS`] (every `step`-th when the period holds more). `summary`
-/// totals the period: `samples`, `calls`, `errors`, `error_rate`, `requests_per_sec`
-/// (average), `p95_ms_max`, `shed`, `rate_limited`. 400 for a period that does not parse; 401
+/// totals the period (`crate::report::performance::Summary`: `samples`, `calls`, `errors`,
+/// `error_rate`, `requests_per_sec` (average), `average_response_ms`, `p95_ms_max`, `shed`,
+/// `rate_limited`, the cache's counts, `cache_hit_rate`, `cost_efficiency`). 400 for a period that does not parse; 401
 /// or 403 for a caller that is not an admin.
 ///
 /// With `fleet=1` (and `[redis]`): `{"replica": this one's name, "period_ms", "replicas":
@@ -37,11 +35,10 @@ pub async fn monitor(State(shared): State<Arc<Shared>>, _: Admin, uri: http::Uri
         return json(StatusCode::NOT_FOUND, Bytes::from(body.to_string()));
     };
     let asked = uri.query().unwrap_or("").split('&').find_map(|p| p.strip_prefix("period="));
-    let period = match asked.map(humantime::parse_duration) {
-        None => Duration::from_secs(3600),
-        Some(Ok(p)) if !p.is_zero() && p <= MAX_PERIOD => p,
-        Some(_) => {
-            let body = serde_json::json!({ "error": "period must be a duration from 1s to 7d, such as 1h or 24h" });
+    let period = match crate::report::parse_period(asked) {
+        Ok(p) => p,
+        Err(why) => {
+            let body = serde_json::json!({ "error": why });
             return json(StatusCode::BAD_REQUEST, Bytes::from(body.to_string()));
         }
     };
@@ -50,7 +47,7 @@ pub async fn monitor(State(shared): State<Arc<Shared>>, _: Admin, uri: http::Uri
     }
     let samples = monitor.samples(period);
     let step = samples.len().div_ceil(MAX_POINTS).max(1);
-    let summary = summary(&samples);
+    let summary = crate::report::performance::summarize(&samples);
     let shown: Vec<&Sample> = samples.iter().rev().step_by(step).collect::<Vec<_>>().into_iter().rev().collect();
     let config = monitor.config();
     let body = serde_json::json!({
@@ -87,22 +84,4 @@ async fn fleet(monitor: &crate::monitor::Monitor, period: Duration) -> Response 
             json(StatusCode::SERVICE_UNAVAILABLE, Bytes::from(body.to_string()))
         }
     }
-}
-
-fn summary(samples: &[Sample]) -> serde_json::Value {
-    let calls: u64 = samples.iter().map(|s| s.calls).sum();
-    let errors: u64 = samples.iter().map(|s| s.errors).sum();
-    let ms: u64 = samples.iter().map(|s| s.interval_ms).sum();
-    let p95_max =
-        samples.iter().filter_map(|s| s.latency.p95_ms).fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))));
-    serde_json::json!({
-        "samples": samples.len(),
-        "calls": calls,
-        "errors": errors,
-        "error_rate": if calls == 0 { 0.0 } else { errors as f64 / calls as f64 },
-        "requests_per_sec": if ms == 0 { 0.0 } else { calls as f64 * 1000.0 / ms as f64 },
-        "p95_ms_max": p95_max,
-        "shed": samples.iter().map(|s| s.shed).sum::<u64>(),
-        "rate_limited": samples.iter().map(|s| s.rate_limited).sum::<u64>(),
-    })
 }

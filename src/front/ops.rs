@@ -14,8 +14,6 @@ use super::rescue::json;
 use super::{Admin, Caller, Shared};
 use crate::cache::key::ClearScope;
 use crate::observe::metrics::METRICS;
-use crate::upstream::Upstream;
-use crate::upstream::status::Status;
 
 /// The most of a probe's `User-Agent` or `X-Forwarded-For` written to the log, in bytes.
 const PROBE_HEADER_MAX: usize = 200;
@@ -57,7 +55,7 @@ pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
     let total = shared.upstreams.iter().count();
     let up_count = shared.upstreams.iter().filter(|u| u.status().is_up()).count();
     let draining = shared.draining.is_cancelled();
-    let ready = !draining && (total == 0 || if strict { up_count == total } else { up_count > 0 });
+    let ready = crate::report::health::ready(draining, total, up_count, strict);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let header = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
     let admin =
@@ -75,7 +73,7 @@ pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
         return json(status, Bytes::from(body.to_string()));
     }
     let upstreams: serde_json::Map<String, serde_json::Value> =
-        shared.upstreams.iter().map(|up| (up.name.to_string(), upstream_detail(up))).collect();
+        shared.upstreams.iter().map(|up| (up.name.to_string(), crate::report::health::upstream_detail(up))).collect();
     let mut body = serde_json::json!({ "ready": ready, "draining": draining, "upstreams": upstreams });
     if !off.is_empty() {
         body["switched_off"] = off.into();
@@ -86,7 +84,7 @@ pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
             .upstreams
             .running()
             .iter()
-            .map(|tu| (tu.name.to_string(), upstream_detail(tu.upstream())))
+            .map(|tu| (tu.name.to_string(), crate::report::health::upstream_detail(tu.upstream())))
             .collect();
         body["store"] = serde_json::json!({
             "status": if h.degraded { "degraded" } else { "up" }, "listening": h.listening,
@@ -104,47 +102,6 @@ pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
         body["redis"] = if degraded { "degraded" } else { "up" }.into();
     }
     json(status, Bytes::from(body.to_string()))
-}
-
-/// One upstream's state for an admin's `/readyz`: status, era, reason, restarts, calls in
-/// flight, and each replica's status, breaker, PID and restarts.
-fn upstream_detail(up: &Upstream) -> serde_json::Value {
-    let status = up.status();
-    let mut entry = serde_json::json!({
-        "status": status.name(), "restarts": up.restarts(), "in_flight": up.in_flight()
-    });
-    match &status {
-        Status::Up { era, version } => {
-            entry["era"] = format!("{era:?}").to_lowercase().into();
-            entry["version"] = (*version).into();
-        }
-        Status::Down { reason, .. } => entry["reason"] = reason.clone().into(),
-        Status::Starting | Status::Stopped => {}
-    }
-    let replicas: Vec<serde_json::Value> = up
-        .replicas()
-        .iter()
-        .map(|r| {
-            let mut v = serde_json::json!({
-                "replica": r.index, "status": r.status().name(), "breaker": r.breaker.state().name(),
-                "in_flight": r.outstanding(), "restarts": r.restarts(),
-            });
-            if let Some(pid) = r.connection().and_then(|c| c.pid()) {
-                v["pid"] = pid.into();
-            }
-            v
-        })
-        .collect();
-    entry["replicas"] = replicas.into();
-    if let Some((live, max)) = up.client_sessions() {
-        entry["client_sessions"] = serde_json::json!({ "live": live, "max": max, "pids": up.client_pids() });
-    }
-    if up.config.fallback.is_some() {
-        // The percentage of its calls its fallback takes now: 100 while it is down, falling
-        // to 0 over fallback_return after it recovers.
-        entry["fallback_percent"] = ((up.fallback_share() * 100.0).round() as u64).into();
-    }
-    entry
 }
 
 /// `POST /admin/cache/clear[?upstream=U[&tool=T]]`: drop cached results — of one tool, of one

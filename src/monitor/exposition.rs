@@ -22,6 +22,8 @@ pub struct Counts {
     /// Latency histogram: calls at or under each of [`Totals::bounds`] (cumulative, as
     /// Prometheus buckets), then the `+Inf` bucket.
     pub buckets: Vec<u64>,
+    /// The histogram's sum: time taken by all the calls, in seconds.
+    pub seconds: f64,
 }
 
 impl Counts {
@@ -32,6 +34,7 @@ impl Counts {
         self.tool_errors += other.tool_errors;
         self.timeouts += other.timeouts;
         self.retry_budget_exhausted += other.retry_budget_exhausted;
+        self.seconds += other.seconds;
         if self.buckets.len() < other.buckets.len() {
             self.buckets.resize(other.buckets.len(), 0);
         }
@@ -49,6 +52,7 @@ impl Counts {
             tool_errors: self.tool_errors.saturating_sub(b.tool_errors),
             timeouts: self.timeouts.saturating_sub(b.timeouts),
             retry_budget_exhausted: self.retry_budget_exhausted.saturating_sub(b.retry_budget_exhausted),
+            seconds: (self.seconds - b.seconds).max(0.0),
             buckets: self
                 .buckets
                 .iter()
@@ -177,6 +181,12 @@ pub fn parse(text: &str) -> Totals {
                     c.buckets[index] += count;
                 }
             }
+            "sekisho_request_duration_seconds_sum" => {
+                let seconds = value.parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0).unwrap_or(0.0);
+                for c in [entry(&mut t.upstreams, label("upstream")), entry(&mut t.methods, label("method"))] {
+                    c.seconds += seconds;
+                }
+            }
             "sekisho_cache_lookups_total" => {
                 let tool = tool_entry(&mut t.tools, label("upstream"), label("tool"));
                 match label("result") {
@@ -293,6 +303,7 @@ mod tests {
             sekisho_request_duration_seconds_bucket{le=\"0.1\",method=\"tools/call\",upstream=\"a\\\"b\"} 1\n\
             sekisho_request_duration_seconds_bucket{le=\"0.2\",method=\"tools/call\",upstream=\"a\\\"b\"} 4\n\
             sekisho_request_duration_seconds_bucket{le=\"+Inf\",method=\"tools/call\",upstream=\"a\\\"b\"} 4\n\
+            sekisho_request_duration_seconds_sum{method=\"tools/call\",upstream=\"a\\\"b\"} 0.5\n\
             sekisho_cache_lookups_total{upstream=\"a\",tool=\"t\",level=\"l1\",result=\"hit\"} 5\n\
             sekisho_cache_lookups_total{upstream=\"a\",tool=\"t\",level=\"none\",result=\"coalesced\"} 1\n\
             sekisho_shed_total{limit=\"gateway\",priority=\"low\",caller=\"anon\"} 7\n\
@@ -306,6 +317,7 @@ mod tests {
         let ab = &t.upstreams["a\"b"];
         assert_eq!((ab.calls, ab.errors, ab.tool_errors), (4, 1, 0));
         assert_eq!(ab.buckets, vec![1, 4, 4]);
+        assert_eq!((ab.seconds, t.methods["tools/call"].seconds), (0.5, 0.5));
         assert_eq!(t.bounds, vec![0.1, 0.2]);
         assert_eq!(t.methods["ping"].tool_errors, 2);
         assert_eq!((t.cache_hits, t.cache_misses, t.cache_coalesced, t.shed, t.rate_limited), (5, 4, 1, 7, 2));

@@ -19,9 +19,14 @@ use crate::observe::proc::{ProcStat, cpu_percent};
 
 pub use super::usage::OTHER;
 
+/// The `upstream` label of the calls the gateway answers itself (lists, `ping`, its own tools).
+pub const GATEWAY: &str = "gateway";
+
 /// Latency percentiles of an interval, in milliseconds (`null` without calls).
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Latency {
+    /// Mean, from the histogram's sum.
+    pub mean_ms: Option<f64>,
     /// Median.
     pub p50_ms: Option<f64>,
     /// 95th percentile.
@@ -88,7 +93,7 @@ pub struct Process {
 }
 
 /// One sample of the gateway's indicators over one interval.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Sample {
     /// End of the interval, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,
@@ -110,6 +115,15 @@ pub struct Sample {
     pub cache_hit_rate: Option<f64>,
     /// Cacheable calls that joined an identical call in flight, over cacheable calls.
     pub coalesced_share: Option<f64>,
+    /// Cache lookups (cacheable calls): hits, misses and joins.
+    pub cache_lookups: u64,
+    /// Cache lookups that hit (L1 or L2).
+    pub cache_hits: u64,
+    /// Cache lookups that joined an identical call in flight.
+    pub coalesced: u64,
+    /// Calls bound for an upstream (every call but those the gateway answers itself), cache
+    /// hits and joins included.
+    pub upstream_calls: u64,
     /// Calls waiting in admission queues at the end.
     pub queued: u64,
     /// Calls waiting on upstreams at the end.
@@ -203,12 +217,17 @@ pub fn between(before: &Reading, now: &Reading, timestamp_ms: u64, interval_ms: 
         tool_errors: all.tool_errors,
         error_rate: if all.calls == 0 { 0.0 } else { all.errors as f64 / all.calls as f64 },
         latency: Latency {
+            mean_ms: (all.calls > 0).then(|| all.seconds * 1000.0 / all.calls as f64),
             p50_ms: percentile(bounds, &all.buckets, 0.50),
             p95_ms: percentile(bounds, &all.buckets, 0.95),
             p99_ms: percentile(bounds, &all.buckets, 0.99),
         },
         cache_hit_rate: share(hits),
         coalesced_share: share(coalesced),
+        cache_lookups: lookups,
+        cache_hits: hits,
+        coalesced,
+        upstream_calls: upstreams.iter().filter(|(n, _)| n.as_ref() != GATEWAY).map(|(_, c)| c.calls).sum(),
         queued: now.queued,
         in_flight: now.in_flight,
         sessions: now.sessions,

@@ -85,7 +85,13 @@ fn synthetic(n: usize, round: u64, bounds: &[f64]) -> Reading {
     for i in 0..n {
         let name: Arc<str> = format!("up{i:02}").into();
         let calls = round * (i as u64 + 1);
-        let c = Counts { calls, errors: calls / 10, buckets: vec![calls / 2, calls, calls], ..Default::default() };
+        let c = Counts {
+            calls,
+            errors: calls / 10,
+            buckets: vec![calls / 2, calls, calls],
+            seconds: calls as f64 * 0.01,
+            ..Default::default()
+        };
         r.totals.upstreams.insert(Arc::clone(&name), c.clone());
         r.totals.methods.insert(format!("m{i}").into(), c);
         r.upstreams.push(UpstreamState {

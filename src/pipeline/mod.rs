@@ -71,6 +71,8 @@ pub struct Parts<'a> {
     pub tasks: &'a Arc<TaskSealer>,
     /// The runtime switches the steps read on every call.
     pub switches: &'a Arc<Switches>,
+    /// The gateway's own tools, when `[self_tools] enabled` (resolve lists and answers them).
+    pub own_tools: Option<&'a Arc<crate::report::tools::SelfTools>>,
 }
 
 /// A built stack: the edge every HTTP request passes first, then the call pipeline.
@@ -122,6 +124,7 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
             &config.cache,
             config.server.max_uri_bytes,
             parts.tasks,
+            parts.own_tools,
         )))
         // validate: tools/call arguments against the tool's inputSchema (it needs the resolved
         // tool); a call the tool would refuse never leaves the gateway (present when an
@@ -173,6 +176,7 @@ mod tests {
             idempotency: &idempotency,
             tasks: &tasks,
             switches: &switches,
+            own_tools: None,
         };
         (build(&config, parts), upstreams)
     }

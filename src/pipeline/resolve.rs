@@ -1,5 +1,6 @@
 //! Middleware that resolves each call once: methods the gateway answers itself (lists, `ping`,
-//! `logging/setLevel`) are answered here from the catalog; every other call gets its
+//! `logging/setLevel`, and calls of its own tools, `crate::report::tools`, for the callers
+//! that see them) are answered here; every other call gets its
 //! [`Target`] (upstream, the upstream's own name, cache policy, retry safety, deadline) and
 //! goes on as a [`Routed`] call, a `tools/call` with its `Mcp-Param-*` headers checked and
 //! made for the upstream ([`param_headers`]). No later step looks the catalog up again. The
@@ -26,6 +27,7 @@ use crate::cache::config::CacheConfig;
 use crate::catalog::listing::ListKind;
 use crate::catalog::{Catalog, CatalogState, lists};
 use crate::error::GatewayError;
+use crate::report::tools::SelfTools;
 use crate::session::task_id::TaskSealer;
 use crate::upstream::mux::Route;
 use crate::upstream::request::{Body, Outbound};
@@ -34,13 +36,14 @@ use crate::wire::jsonrpc::{Method, write_json_str};
 use crate::wire::mcp::{self, Era};
 
 /// What resolve reads: the catalog, the upstreams, the cache defaults, the longest
-/// resource URI a request may name, and the sealer of task ids.
+/// resource URI a request may name, the sealer of task ids, and the gateway's own tools.
 pub struct Resolver {
     catalog: Arc<CatalogState>,
     upstreams: Arc<UpstreamSet>,
     cache: CacheConfig,
     max_uri_bytes: usize,
     tasks: Arc<TaskSealer>,
+    own: Option<Arc<SelfTools>>,
 }
 
 /// Answers gateway methods, routes the rest.
@@ -52,13 +55,15 @@ pub struct Resolve {
 impl Resolve {
     /// Resolve against `catalog` and `upstreams`, with `cache` deciding cache policies; a
     /// resource URI longer than `max_uri_bytes` is refused with -32602; task ids are sealed
-    /// and opened with `tasks`.
+    /// and opened with `tasks`; `own` (the gateway's own tools, when enabled) are listed and
+    /// answered for the callers that see them.
     pub fn new(
         catalog: &Arc<CatalogState>,
         upstreams: &Arc<UpstreamSet>,
         cache: &CacheConfig,
         max_uri_bytes: usize,
         tasks: &Arc<TaskSealer>,
+        own: Option<&Arc<SelfTools>>,
     ) -> Self {
         let resolver = Resolver {
             catalog: Arc::clone(catalog),
@@ -66,6 +71,7 @@ impl Resolve {
             cache: cache.clone(),
             max_uri_bytes,
             tasks: Arc::clone(tasks),
+            own: own.cloned(),
         };
         Resolve { resolver: Arc::new(resolver) }
     }
@@ -92,6 +98,11 @@ where
 
     fn call(&mut self, call: Call) -> Self::Future {
         let resolver = &self.step.resolver;
+        if call.method == Method::ToolsCall
+            && let Some(reply) = resolver.own_call(&call)
+        {
+            return Either::Right(Box::pin(std::future::ready(Ok(reply))));
+        }
         if !forwarded(&call.method) {
             let resolver = Arc::clone(resolver);
             return Either::Right(Box::pin(async move { resolver.answer(call).await }));
@@ -224,14 +235,19 @@ impl Resolver {
                 self.catalog.startup().wait().await;
                 let cursor = call.params.str("cursor");
                 let (scope, era, config) = (&call.ctx.scope, call.ctx.client.era, self.catalog.config());
+                let own = match &self.own {
+                    Some(own) if kind == ListKind::Tools && own.visible_to(&call.ctx.principal) => own.listed(),
+                    _ => &[],
+                };
                 let page = match crate::tenancy::view_of(&call.ctx.principal) {
                     Some(view) => {
                         view.settle().await;
-                        lists::page(&view.catalog(&self.catalog), config, kind, scope, era, cursor.as_deref())?
+                        let snap = view.catalog(&self.catalog);
+                        lists::page(&snap, own, config, kind, scope, era, cursor.as_deref())?
                     }
                     None => {
                         self.fresh(scope).await;
-                        lists::page(&self.catalog.snapshot(), config, kind, scope, era, cursor.as_deref())?
+                        lists::page(&self.catalog.snapshot(), own, config, kind, scope, era, cursor.as_deref())?
                     }
                 };
                 Ok(gateway_result(page))
@@ -239,6 +255,18 @@ impl Resolver {
             Method::LoggingSetLevel if !modern => self.set_level(&call),
             other => Err(GatewayError::MethodNotFound(other.as_str().to_string())),
         }
+    }
+
+    /// The answer to `call` (a `tools/call`) when it names one of the gateway's own tools and
+    /// its caller sees them, in the gateway's scope; `None` sends it on to be routed (where a
+    /// caller who does not see them meets the unknown-tool error).
+    fn own_call(&self, call: &Call) -> Option<Reply> {
+        let own = self.own.as_ref()?;
+        if !matches!(call.ctx.scope, Scope::Gateway) || !own.visible_to(&call.ctx.principal) {
+            return None;
+        }
+        let tool = own.find(&call.params.str("name")?)?;
+        Some(gateway_result(own.call(tool, call.params.get("arguments"), call.ctx.client.era)))
     }
 
     /// Decide where `call` goes and how it may be treated.

@@ -517,6 +517,20 @@ impl Served {
         self._dir.path().join("sekisho.toml")
     }
 
+    /// Wait (at most `limit`) for the process to exit by itself; its exit status.
+    pub async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(limit, async {
+            loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the gateway did not exit within {limit:?}"))
+    }
+
     /// Everything it logged so far.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
@@ -533,7 +547,7 @@ impl Drop for Served {
 /// What one run of the `sekisho` binary did.
 pub struct CliRun {
     pub ok: bool,
-    /// The exit code (`None` when a signal ended it).
+    /// The exit code (`None`: killed by a signal).
     pub code: Option<i32>,
     pub out: String,
     pub err: String,

@@ -21,22 +21,8 @@ fn sample(t: u64, calls: u64, errors: u64, p95: Option<f64>) -> Sample {
         errors,
         tool_errors: 0,
         error_rate: if calls == 0 { 0.0 } else { errors as f64 / calls as f64 },
-        latency: Latency { p50_ms: p95, p95_ms: p95, p99_ms: p95 },
-        cache_hit_rate: None,
-        coalesced_share: None,
-        queued: 0,
-        in_flight: 0,
-        sessions: 0,
-        streams: 0,
-        shed: 0,
-        rate_limited: 0,
-        breakers_open: 0,
-        breakers_half_open: 0,
+        latency: Latency { mean_ms: p95, p50_ms: p95, p95_ms: p95, p99_ms: p95 },
         upstreams_up: 1,
-        upstreams_down: 0,
-        health: Vec::new(),
-        gateway: None,
-        children: Vec::new(),
         by_upstream: vec![Breakdown {
             name: "e".into(),
             calls,
@@ -47,9 +33,7 @@ fn sample(t: u64, calls: u64, errors: u64, p95: Option<f64>) -> Sample {
             p95_ms: p95,
             p99_ms: p95,
         }],
-        by_method: Vec::new(),
-        admission: None,
-        tools: Vec::new(),
+        ..Sample::default()
     }
 }
 

@@ -5,39 +5,11 @@ use std::time::Duration;
 
 use super::*;
 use crate::monitor::Sample;
-use crate::monitor::sample::{Breakdown, Health, Latency, Process};
+use crate::monitor::sample::{Breakdown, Health, Process};
 use crate::monitor::usage::{Queueing, ToolUse};
 
 fn sample() -> Sample {
-    Sample {
-        timestamp_ms: 0,
-        interval_ms: 30_000,
-        requests_per_sec: 0.0,
-        calls: 0,
-        errors: 0,
-        tool_errors: 0,
-        error_rate: 0.0,
-        latency: Latency::default(),
-        cache_hit_rate: None,
-        coalesced_share: None,
-        queued: 0,
-        in_flight: 0,
-        sessions: 0,
-        streams: 0,
-        shed: 0,
-        rate_limited: 0,
-        breakers_open: 0,
-        breakers_half_open: 0,
-        upstreams_up: 0,
-        upstreams_down: 0,
-        health: Vec::new(),
-        gateway: None,
-        children: Vec::new(),
-        by_upstream: Vec::new(),
-        by_method: Vec::new(),
-        admission: None,
-        tools: Vec::new(),
-    }
+    Sample { interval_ms: 30_000, ..Sample::default() }
 }
 
 fn calls(name: &str, calls: u64, errors: u64, timeouts: u64, p99_ms: f64) -> Breakdown {
