@@ -68,6 +68,7 @@ impl Gateway {
             cache: Arc::clone(&store),
             store: tenancy.as_ref().map(|t| Arc::clone(&t.store)),
             draining: draining.clone(),
+            running: Arc::new(crate::monitor::recommend::Running::new(config)),
         }));
         let own_tools =
             crate::report::tools::SelfTools::new(Arc::clone(&report), &config.self_tools, &config.catalog.separator);
@@ -105,7 +106,6 @@ impl Gateway {
             monitor,
             alerts,
             switches: Arc::clone(&switches),
-            running: Arc::new(crate::monitor::recommend::Running::new(config)),
             report,
         });
         tokio::spawn(switches.run(background.clone()));

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 const ADMIN: &str = "admin-key-0123456789abcdef";
 const APP: &str = "app-key-0123456789abcdef";
-const OWN: [&str; 4] = ["sekisho__performance", "sekisho__metrics", "sekisho__alerts", "sekisho__health"];
+const OWN: [&str; 5] =
+    ["sekisho__performance", "sekisho__metrics", "sekisho__alerts", "sekisho__health", "sekisho__recommendations"];
 
 /// An admin and a client key, the monitor every second, a rule that never fires, and `own`.
 fn config(own: &str) -> String {
@@ -160,6 +161,17 @@ async fn an_admin_sees_and_calls_every_gateway_tool_and_each_answer_conforms_to_
     assert_eq!(health["upstreams"][0]["name"], "e");
     assert_eq!(health["upstreams"][0]["replicas"][0]["breaker"], "closed");
 
+    // The recommendations: the config's own findings at least (its admin key is written inline).
+    let a = modern_as(&mcp, Some(ADMIN), 4, "tools/call", json!({"name": "sekisho__recommendations"})).await;
+    let recs = structured(&a, &schema("sekisho__recommendations"));
+    assert_eq!(recs["period_ms"], 3_600_000);
+    let all = recs["recommendations"].as_array().unwrap();
+    assert_eq!(recs["summary"]["total"].as_u64(), Some(all.len() as u64));
+    assert!(all.iter().any(|r| r["category"] == "security" && r["rule"] == "inline-secrets"), "{recs}");
+    let (status, body) = admin_get(&gw.base, "/admin/recommendations", Some(ADMIN)).await;
+    assert_eq!(status, 200);
+    conforms(&body, &schema("sekisho__recommendations"));
+
     // The same tools in the legacy era, through a session of an admin key.
     let s = Session::open(&mcp, ADMIN).await;
     let legacy = s.request(5, "tools/list", json!({})).await;
@@ -227,7 +239,7 @@ async fn a_client_key_neither_sees_nor_calls_them_and_the_admin_api_refuses_it()
 async fn self_tools_can_be_shown_to_every_caller_or_turned_off() {
     let gw = Gateway::start(&format!("[server]\n{}", config("[self_tools]\nvisible_to = \"all\"\n"))).await;
     let list = modern_as(&gw.url("/mcp"), Some(APP), 1, "tools/list", json!({})).await;
-    assert_eq!(own_tools(&list).len(), 4, "{}", list.raw);
+    assert_eq!(own_tools(&list).len(), OWN.len(), "{}", list.raw);
     let a = modern_as(&gw.url("/mcp"), Some(APP), 2, "tools/call", json!({"name": "sekisho__health"})).await;
     assert_eq!(a.body["result"]["structuredContent"]["status"], "healthy", "{}", a.raw);
     gw.shutdown().await.unwrap();

@@ -159,8 +159,6 @@ pub struct Shared {
     pub alerts: Option<Arc<crate::monitor::alerts::Alerts>>,
     /// The runtime switches (`/admin/switches`, `/readyz`, batches), fleet-wide with `[redis]`.
     pub switches: Arc<crate::switches::fleet::Control>,
-    /// The configuration in force as the recommendations read it (`/admin/recommendations`).
-    pub running: Arc<crate::monitor::recommend::Running>,
     /// The gateway's reports of itself (`/admin/performance`, `/admin/health`).
     pub report: Arc<crate::report::Reporter>,
 }

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod health;
 pub mod performance;
+pub mod recommendations;
 pub mod schemas;
 pub mod tools;
 
@@ -58,6 +59,8 @@ pub struct Sources {
     pub store: Option<Arc<crate::store::Store>>,
     /// Cancelled when the gateway drains.
     pub draining: CancellationToken,
+    /// The configuration in force, as the recommendations read it.
+    pub running: Arc<crate::monitor::recommend::Running>,
 }
 
 /// The gateway's health report (`GET /admin/health`, `sekisho__health`): see [`health`].

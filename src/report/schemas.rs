@@ -223,3 +223,45 @@ pub fn health() -> Value {
         "alerts_firing": {"type": ["integer", "null"], "minimum": 0, "description": "null when alerts are off."},
     }))
 }
+
+/// Output of `recommendations`: `crate::report::recommendations::RecommendationsReport`.
+pub fn recommendations() -> Value {
+    let words = |what: &str, values: &[&str]| json!({"type": "string", "enum": values, "description": what});
+    let evidence = closed(json!({
+        "name": {"type": "string", "description": "What was measured."},
+        "value": {"type": "number", "description": "Its value."},
+        "unit": {"type": "string", "description": "Its unit: calls, ms, ratio, count, processes, bytes, $/h, s."},
+    }));
+    let change = closed(json!({
+        "path": strings("The key's path, table by table."),
+        "key": {"type": "string", "description": "The same as a TOML dotted key."},
+        "value": {"description": "Its new value: a string, number, boolean or array."},
+    }));
+    let recommendation = closed(json!({
+        "id": {"type": "string", "description": "Stable id: the rule and its subject."},
+        "rule": {"type": "string"},
+        "category": words("What it is about.", &["performance", "cost", "reliability", "security"]),
+        "priority": words("How urgent it is.", &["critical", "high", "medium", "low"]),
+        "title": {"type": "string"},
+        "description": {"type": "string", "description": "What was seen, with its numbers."},
+        "impact": {"type": "string"},
+        "implementation_effort": words("How much work it is.", &["low", "medium", "high"]),
+        "estimated_improvement": {"type": "string"},
+        "action_items": strings("What to do, step by step."),
+        "evidence": {"type": "array", "items": evidence, "description": "The measured numbers that triggered it."},
+        "config_patch": {"type": "array", "items": change, "description": "The configuration change that removes the cause."},
+    }));
+    closed(json!({
+        "period_ms": count("The period judged, in milliseconds."),
+        "samples": count("The monitor's samples in it."),
+        "history_ms": {"type": ["integer", "null"], "minimum": 0, "description": "How long the monitor has watched, in ms."},
+        "summary": closed(json!({
+            "total": count("All recommendations."),
+            "critical": count("Critical ones."),
+            "high": count("High ones."),
+            "medium": count("Medium ones."),
+            "low": count("Low ones."),
+        })),
+        "recommendations": {"type": "array", "items": recommendation, "description": "Most urgent first."},
+    }))
+}

@@ -39,9 +39,8 @@ pub struct SelfTool {
     pub run: fn(&Reporter, &Args) -> Result<Value, String>,
 }
 
-/// The registry, in the order `tools/list` shows them. A new tool (recommendations) is one
-/// more entry.
-pub static TOOLS: [SelfTool; 4] = [
+/// The registry, in the order `tools/list` shows them. A new tool is one more entry.
+pub static TOOLS: [SelfTool; 5] = [
     SelfTool {
         name: "performance",
         title: "Gateway performance",
@@ -85,6 +84,17 @@ pub static TOOLS: [SelfTool; 4] = [
         input_schema: schemas::no_input,
         output_schema: schemas::health,
         run: |r, _| Ok(json!(r.health())),
+    },
+    SelfTool {
+        name: "recommendations",
+        title: "Gateway recommendations",
+        description: "What the gateway's measurements and configuration say to change, most urgent first: \
+                      each with category (performance, cost, reliability, security), priority, impact, effort, \
+                      estimated improvement, action items, the measured evidence, and the configuration change \
+                      that removes the cause.",
+        input_schema: schemas::period_input,
+        output_schema: schemas::recommendations,
+        run: |r, args| Ok(json!(r.recommendations(parse_period(string(args, "period")?)?))),
     },
 ];
 
