@@ -61,7 +61,8 @@ impl Gateway {
         };
         let alerts = (config.monitor.enabled && config.alerts.enabled).then(|| {
             let (m, stop) = (&config.monitor, &background);
-            Arc::new(crate::monitor::alerts::Alerts::new(&config.alerts, &m.replica_name(), m.retention, stop))
+            let rules = config.alerts.with_budgets(&config.budgets);
+            Arc::new(crate::monitor::alerts::Alerts::new(&rules, &m.replica_name(), m.retention, stop))
         });
         let shared = Arc::new(Shared {
             stack: crate::pipeline::build(config, parts),
@@ -143,6 +144,7 @@ async fn sample(
             admission: shared.stack.admission.as_deref(),
             sessions: shared.sessions.active(),
             streams: shared.hub.len(),
+            cost: shared.stack.cost.as_deref(),
         }))
     };
     let then = |s: &crate::monitor::Sample| {

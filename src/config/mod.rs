@@ -63,6 +63,9 @@ pub struct Config {
     /// Alerts: rules on the monitor's samples, webhooks, history.
     #[serde(default)]
     pub alerts: crate::monitor::alerts::AlertsConfig,
+    /// Cost budgets in dollars per hour (prices are per upstream and tool).
+    #[serde(default)]
+    pub budgets: crate::cost::config::BudgetsConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -207,6 +210,7 @@ impl Config {
         problems.extend(self.rate_limits.validate());
         problems.extend(self.monitor.validate());
         problems.extend(self.alerts.validate());
+        problems.extend(self.budgets.validate());
         for (name, up) in &self.upstreams {
             problems.extend(up.validate(name));
             if let Some(fallback) = &up.fallback
@@ -242,7 +246,7 @@ impl Config {
 
 /// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
 /// against the fields of [`Config`], so a new section cannot be left out).
-pub const SECTIONS: [&str; 13] = [
+pub const SECTIONS: [&str; 14] = [
     "server",
     "catalog",
     "log",
@@ -255,6 +259,7 @@ pub const SECTIONS: [&str; 13] = [
     "store",
     "monitor",
     "alerts",
+    "budgets",
     "upstreams",
 ];
 

@@ -18,6 +18,8 @@ pub struct Counts {
     /// Latency histogram: calls at or under each of [`Totals::bounds`] (cumulative, as
     /// Prometheus buckets), then the `+Inf` bucket.
     pub buckets: Vec<u64>,
+    /// Dollars spent on its calls (`sekisho_cost_dollars_total`; by upstream only).
+    pub cost: f64,
 }
 
 impl Counts {
@@ -26,6 +28,7 @@ impl Counts {
         self.calls += other.calls;
         self.errors += other.errors;
         self.tool_errors += other.tool_errors;
+        self.cost += other.cost;
         if self.buckets.len() < other.buckets.len() {
             self.buckets.resize(other.buckets.len(), 0);
         }
@@ -41,6 +44,7 @@ impl Counts {
             calls: self.calls.saturating_sub(b.calls),
             errors: self.errors.saturating_sub(b.errors),
             tool_errors: self.tool_errors.saturating_sub(b.tool_errors),
+            cost: (self.cost - b.cost).max(0.0),
             buckets: self
                 .buckets
                 .iter()
@@ -70,6 +74,8 @@ pub struct Totals {
     pub shed: u64,
     /// Calls refused by a rate limit.
     pub rate_limited: u64,
+    /// Dollars spent on upstream calls (`sekisho_cost_dollars_total`).
+    pub cost: f64,
 }
 
 /// Whether a `sekisho_requests_total` outcome counts as an error: the call failed on the
@@ -124,6 +130,11 @@ pub fn parse(text: &str) -> Totals {
             },
             "sekisho_shed_total" => t.shed += count,
             "sekisho_rate_limited_total" => t.rate_limited += count,
+            "sekisho_cost_dollars_total" => {
+                let dollars = value.parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0).unwrap_or(0.0);
+                entry(&mut t.upstreams, label("upstream")).cost += dollars;
+                t.cost += dollars;
+            }
             _ => {}
         }
     }
@@ -209,7 +220,9 @@ mod tests {
             sekisho_cache_lookups_total{upstream=\"a\",tool=\"t\",level=\"l1\",result=\"hit\"} 5\n\
             sekisho_cache_lookups_total{upstream=\"a\",tool=\"t\",level=\"none\",result=\"coalesced\"} 1\n\
             sekisho_shed_total{limit=\"gateway\",priority=\"low\",caller=\"anon\"} 7\n\
-            sekisho_rate_limited_total{caller=\"x\",tenant=\"none\",limit=\"key\"} 2\n# EOF\n";
+            sekisho_rate_limited_total{caller=\"x\",tenant=\"none\",limit=\"key\"} 2\n\
+            sekisho_cost_dollars_total{upstream=\"a\",tool=\"t\",caller=\"x\"} 0.25\n\
+            sekisho_cost_dollars_total{upstream=\"a\",tool=\"u\",caller=\"y\"} 0.5\n# EOF\n";
         let t = parse(text);
         let ab = &t.upstreams["a\"b"];
         assert_eq!((ab.calls, ab.errors, ab.tool_errors), (4, 1, 0));
@@ -217,6 +230,7 @@ mod tests {
         assert_eq!(t.bounds, vec![0.1, 0.2]);
         assert_eq!(t.methods["ping"].tool_errors, 2);
         assert_eq!((t.cache_hits, t.cache_misses, t.cache_coalesced, t.shed, t.rate_limited), (5, 0, 1, 7, 2));
+        assert_eq!((t.cost, t.upstreams["a"].cost), (0.75, 0.75));
     }
 
     #[test]

@@ -24,7 +24,7 @@ fn config(interval: u64, retention: u64, top_n: usize) -> MonitorConfig {
 }
 
 fn real_reading(upstreams: &UpstreamSet) -> Reading {
-    Reading::take(&Sources { upstreams, admission: None, sessions: 3, streams: 1 })
+    Reading::take(&Sources { upstreams, admission: None, sessions: 3, streams: 1, cost: None })
 }
 
 #[tokio::test(start_paused = true)]
@@ -85,7 +85,7 @@ fn synthetic(n: usize, round: u64, bounds: &[f64]) -> Reading {
     for i in 0..n {
         let name: Arc<str> = format!("up{i:02}").into();
         let calls = round * (i as u64 + 1);
-        let c = Counts { calls, errors: calls / 10, tool_errors: 0, buckets: vec![calls / 2, calls, calls] };
+        let c = Counts { calls, errors: calls / 10, tool_errors: 0, buckets: vec![calls / 2, calls, calls], cost: 0.0 };
         r.totals.upstreams.insert(Arc::clone(&name), c.clone());
         r.totals.methods.insert(format!("m{i}").into(), c);
         r.upstreams.push(UpstreamState {

@@ -13,7 +13,9 @@ use prometheus_client::registry::Registry;
 
 use super::bounded::BoundedNames;
 pub use super::bounded::{MAX_LABELED, Name, TENANT_OTHER};
+mod cost;
 mod store;
+pub use cost::CostMetrics;
 pub use store::StoreMetrics;
 
 /// Labels of a finished call.
@@ -173,6 +175,8 @@ pub struct Metrics {
     shed_callers: BoundedNames,
     /// The `[store]` config cache.
     pub store: StoreMetrics,
+    /// Cost and budgets.
+    pub cost: CostMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -289,8 +293,10 @@ impl Metrics {
             rate_limited.clone(),
         );
         let store = StoreMetrics::register(&mut registry);
+        let cost = CostMetrics::register(&mut registry);
         Metrics {
             store,
+            cost,
             rate_limited,
             rate_limited_callers: BoundedNames::default(),
             rate_limited_tenants: BoundedNames::default(),

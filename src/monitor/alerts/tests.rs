@@ -37,8 +37,17 @@ fn sample(t: u64, calls: u64, errors: u64, p95: Option<f64>) -> Sample {
         health: Vec::new(),
         gateway: None,
         children: Vec::new(),
-        by_upstream: vec![Breakdown { name: "e".into(), calls, errors, tool_errors: 0, p95_ms: p95 }],
+        by_upstream: vec![Breakdown {
+            name: "e".into(),
+            calls,
+            errors,
+            tool_errors: 0,
+            p95_ms: p95,
+            cost_per_hour: None,
+        }],
         by_method: Vec::new(),
+        cost_per_hour: 0.0,
+        budgets: Vec::new(),
     }
 }
 
