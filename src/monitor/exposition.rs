@@ -81,7 +81,7 @@ pub struct Totals {
 /// Whether a `sekisho_requests_total` outcome counts as an error: the call failed on the
 /// gateway's or the upstream's side (`rpc_error`, `upstream_error`, `timeout`, `unavailable`,
 /// `internal`). Tool errors are counted apart; refusals of the caller (`client_error`,
-/// `unauthorized`, `forbidden`, `limited`, `rate_limited`, `shed`, `shutting_down`,
+/// `unauthorized`, `forbidden`, `limited`, `rate_limited`, `budget_exceeded`, `shed`, `shutting_down`,
 /// `in_progress`) and `cancelled` are not errors.
 pub fn is_error(outcome: &str) -> bool {
     matches!(outcome, "rpc_error" | "upstream_error" | "timeout" | "unavailable" | "internal")

@@ -26,7 +26,7 @@ pub struct CallLabels {
     /// Upstream namespace, or `gateway` when the gateway answered itself.
     pub upstream: Name,
     /// `ok`, `tool_error`, `rpc_error` (answers), or the error table's label of the failure
-    /// (`crate::error::GatewayError::class`): `client_error`, `unauthorized`, `forbidden`, `limited`, `rate_limited`, `shed`,
+    /// (`crate::error::GatewayError::class`): `client_error`, `unauthorized`, `forbidden`, `limited`, `rate_limited`, `budget_exceeded`, `shed`,
     /// `shutting_down`, `in_progress`, `cancelled`, `unavailable`, `upstream_error`, `timeout`,
     /// `internal`.
     pub outcome: &'static str,
