@@ -481,5 +481,68 @@ fn tenancy(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, envelope, catalog, sse_framing, resilience_layers, cache_path, validation, tenancy);
+/// The `cost` step (`pipeline::budget`) on one priced call, A/B in one run: the same routed
+/// call through an inner service that answers at once, without the step and with it (rate
+/// lookup, three budgets checked, the boxed future, the charge: metrics and three windows).
+fn cost(c: &mut Criterion) {
+    use sekisho::config::Config;
+    use sekisho::pipeline::budget::Charge;
+    use sekisho::pipeline::ctx::{Routed, Target};
+    use sekisho::pipeline::parts::{Identity, Principal, Priority};
+    use sekisho::pipeline::steps::StepLayer;
+    use sekisho::upstream::UpstreamSet;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let config = Config::from_toml(
+        "[upstreams.up]\ncommand = \"x\"\nprice = { per_call = 0.0001, per_kib = 0.00001 }\n\
+         [budgets.gateway]\nper_hour = 1000000\n[budgets.callers.\"key:0123456789abcdef\"]\nper_hour = 1000000\n\
+         [budgets.tenants.acme]\nper_hour = 1000000\n",
+    )
+    .expect("valid");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let _clock = rt.enter();
+    let cost = Arc::new(sekisho::cost::Cost::new(config.enabled_upstreams(), &config.budgets).expect("priced"));
+    let upstreams = UpstreamSet::new(config.enabled_upstreams());
+    let mut request = sekisho::upstream::request::Outbound::raw("tools/call", Some(br#"{"name":"echo"}"#));
+    request.name = Some(Arc::from("echo"));
+    let identity = Identity { id: "key:0123456789abcdef".into(), tenant: Some("acme".into()), ..Default::default() };
+    let target = Target {
+        upstream: Arc::clone(upstreams.get("up").expect("configured")),
+        fallback: None,
+        cache: None,
+        retry_safe: false,
+        timeout: None,
+        lists: None,
+    };
+    let routed = Routed {
+        request: Arc::new(request),
+        target,
+        caller: Principal::ApiKey(Arc::new(identity)),
+        priority: Priority::Medium,
+        idempotency_key: None,
+        client_era: Era::Modern,
+        input_errors_as_results: true,
+        session: None,
+    };
+    let body = Bytes::from_static(br#"{"content":[{"type":"text","text":"hello world"}]}"#);
+    let origin: Arc<str> = Arc::from("up");
+    let inner = tower::service_fn(move |_: Routed| {
+        let reply = Reply::Result { body: body.clone(), origin: Origin::Upstream(Era::Legacy, Arc::clone(&origin)) };
+        std::future::ready(Ok::<_, sekisho::error::GatewayError>(reply))
+    });
+    let without = ServiceBuilder::new().service(inner.clone());
+    let with = ServiceBuilder::new().layer(StepLayer(Charge::new(&cost))).service(inner);
+    let mut g = c.benchmark_group("cost");
+    g.bench_function("call_without_cost_step", |b| {
+        b.iter(|| rt.block_on(without.clone().oneshot(black_box(routed.clone()))).expect("answer"))
+    });
+    g.bench_function("call_with_cost_step_priced_three_budgets", |b| {
+        b.iter(|| rt.block_on(with.clone().oneshot(black_box(routed.clone()))).expect("answer"))
+    });
+    g.finish();
+    let spent = cost.usage().iter().map(|u| u.spent).fold(0.0, f64::max);
+    assert!(spent > 0.0, "the step charged the calls");
+}
+
+criterion_group!(benches, envelope, catalog, sse_framing, resilience_layers, cache_path, validation, tenancy, cost);
 criterion_main!(benches);

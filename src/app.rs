@@ -57,7 +57,8 @@ impl Gateway {
             .then(|| Arc::new(crate::monitor::Monitor::new(&config.monitor).with_fleet(store.l2().cloned())));
         let alerts = (config.monitor.enabled && config.alerts.enabled).then(|| {
             let (m, stop) = (&config.monitor, &background);
-            Arc::new(crate::monitor::alerts::Alerts::new(&config.alerts, &m.replica_name(), m.retention, stop))
+            let rules = config.alerts.with_budgets(&config.budgets);
+            Arc::new(crate::monitor::alerts::Alerts::new(&rules, &m.replica_name(), m.retention, stop))
         });
         let draining = CancellationToken::new();
         let report = Arc::new(crate::report::Reporter::new(crate::report::Sources {
@@ -159,6 +160,7 @@ async fn sample(
             admission: shared.stack.admission.as_deref(),
             sessions: shared.sessions.active(),
             streams: shared.hub.len(),
+            cost: shared.stack.cost.as_deref(),
         }))
     };
     let then = |s: &crate::monitor::Sample| {

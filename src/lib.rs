@@ -4,6 +4,7 @@
 //! - [`session`]: protocol eras, legacy sessions, `initialize`/`server/discover`, notification streams;
 //! - [`pipeline`]: the call stack, built in one place (`pipeline::build`), one module per step;
 //! - [`cache`]: the response cache, coalescing and idempotency records the cache steps use;
+//! - [`cost`]: prices of upstream calls, dollars spent, budgets per hour (the `cost` step's);
 //! - [`catalog`]: merged tools/prompts/resources, name mapping, list pages;
 //! - [`upstream`]: per upstream its own stack (`upstream::stack::build`), replicas, connections
 //!   (stdio children, HTTP), handshakes, era translation;
@@ -22,6 +23,7 @@ pub mod cache;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod front;
 #[doc(hidden)]

@@ -66,6 +66,9 @@ pub struct Config {
     /// The gateway's own MCP tools (`sekisho__performance`, …) and who sees them.
     #[serde(default)]
     pub self_tools: crate::report::config::SelfToolsConfig,
+    /// Cost budgets in dollars per hour (prices are per upstream and tool).
+    #[serde(default)]
+    pub budgets: crate::cost::config::BudgetsConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -217,6 +220,7 @@ impl Config {
         problems.extend(self.monitor.validate());
         problems.extend(self.alerts.validate());
         problems.extend(self.self_tools.validate(self.upstreams.keys()));
+        problems.extend(self.budgets.validate());
         for (name, up) in &self.upstreams {
             problems.extend(up.validate(name));
             if let Some(fallback) = &up.fallback
@@ -252,7 +256,7 @@ impl Config {
 
 /// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
 /// against the fields of [`Config`], so a new section cannot be left out).
-pub const SECTIONS: [&str; 14] = [
+pub const SECTIONS: [&str; 15] = [
     "server",
     "catalog",
     "log",
@@ -266,6 +270,7 @@ pub const SECTIONS: [&str; 14] = [
     "monitor",
     "alerts",
     "self_tools",
+    "budgets",
     "upstreams",
 ];
 

@@ -111,6 +111,17 @@ pub enum GatewayError {
         /// Time until the bucket has room for one call.
         retry_after: Duration,
     },
+    /// A cost budget the call counts against is spent and its action is `deny`
+    /// (`crate::cost`): -32017, HTTP 429 with `Retry-After: 60`.
+    #[error(
+        "cost budget {budget} (${per_hour}/h) is spent; calls to priced tools are refused until spending over the trailing hour drops below it"
+    )]
+    BudgetExceeded {
+        /// The budget: `gateway`, `caller:<id>`, `tenant:<name>`.
+        budget: String,
+        /// Its dollars per hour.
+        per_hour: f64,
+    },
     /// The body could not be read (HTTP 400, -32700).
     #[error("Unreadable request body: {0}")]
     BodyUnreadable(String),
@@ -295,6 +306,12 @@ impl GatewayError {
             RateLimited { retry_after, .. } => {
                 (code::RATE_LIMITED, Some(StatusCode::TOO_MANY_REQUESTS), Some(*retry_after), "rate_limited")
             }
+            BudgetExceeded { .. } => (
+                code::BUDGET_EXCEEDED,
+                Some(StatusCode::TOO_MANY_REQUESTS),
+                Some(Duration::from_secs(60)),
+                "budget_exceeded",
+            ),
             MethodNotAllowed => (code::METHOD_NOT_FOUND, Some(StatusCode::METHOD_NOT_ALLOWED), None, "client_error"),
             NotFound(_) => (code::METHOD_NOT_FOUND, Some(StatusCode::NOT_FOUND), None, "client_error"),
             Unauthorized => (code::FORBIDDEN, Some(StatusCode::UNAUTHORIZED), None, "unauthorized"),
@@ -374,6 +391,7 @@ impl GatewayError {
                 | GatewayError::CircuitOpen { .. }
                 | GatewayError::Overloaded { .. }
                 | GatewayError::RateLimited { .. }
+                | GatewayError::BudgetExceeded { .. }
                 | GatewayError::ShuttingDown
                 | GatewayError::IdempotencyInProgress { .. }
         )
@@ -426,6 +444,9 @@ impl GatewayError {
             RateLimited { scope, retry_after } => Some(serde_json::json!({
                 // Rounded up: a client that waits this long finds room.
                 "limit": scope, "retryAfterMs": retry_after.as_micros().div_ceil(1000) as u64, "retryable": true
+            })),
+            BudgetExceeded { budget, per_hour } => Some(serde_json::json!({
+                "budget": budget, "perHour": per_hour, "retryAfterMs": 60_000, "retryable": true
             })),
             IdempotencyConflict { key } => Some(serde_json::json!({ "idempotencyKey": key })),
             IdempotencyInProgress { key } => Some(serde_json::json!({ "idempotencyKey": key, "retryable": true })),

@@ -24,6 +24,8 @@ pub struct Counts {
     pub buckets: Vec<u64>,
     /// The histogram's sum: time taken by all the calls, in seconds.
     pub seconds: f64,
+    /// Dollars spent on its calls (`sekisho_cost_dollars_total`; by upstream only).
+    pub cost: f64,
 }
 
 impl Counts {
@@ -35,6 +37,7 @@ impl Counts {
         self.timeouts += other.timeouts;
         self.retry_budget_exhausted += other.retry_budget_exhausted;
         self.seconds += other.seconds;
+        self.cost += other.cost;
         if self.buckets.len() < other.buckets.len() {
             self.buckets.resize(other.buckets.len(), 0);
         }
@@ -53,6 +56,7 @@ impl Counts {
             timeouts: self.timeouts.saturating_sub(b.timeouts),
             retry_budget_exhausted: self.retry_budget_exhausted.saturating_sub(b.retry_budget_exhausted),
             seconds: (self.seconds - b.seconds).max(0.0),
+            cost: (self.cost - b.cost).max(0.0),
             buckets: self
                 .buckets
                 .iter()
@@ -84,6 +88,8 @@ pub struct Totals {
     pub rate_limited: u64,
     /// Cache and uncached-call counts by (upstream, tool), for the recommendations.
     pub tools: BTreeMap<(Arc<str>, Arc<str>), ToolCounts>,
+    /// Dollars spent on upstream calls (`sekisho_cost_dollars_total`).
+    pub cost: f64,
 }
 
 /// What the cache saw of one tool (or of `resources/read`), cumulative.
@@ -137,7 +143,7 @@ impl ToolCounts {
 /// Whether a `sekisho_requests_total` outcome counts as an error: the call failed on the
 /// gateway's or the upstream's side (`rpc_error`, `upstream_error`, `timeout`, `unavailable`,
 /// `internal`). Tool errors are counted apart; refusals of the caller (`client_error`,
-/// `unauthorized`, `forbidden`, `limited`, `rate_limited`, `shed`, `shutting_down`,
+/// `unauthorized`, `forbidden`, `limited`, `rate_limited`, `budget_exceeded`, `shed`, `shutting_down`,
 /// `in_progress`) and `cancelled` are not errors.
 pub fn is_error(outcome: &str) -> bool {
     matches!(outcome, "rpc_error" | "upstream_error" | "timeout" | "unavailable" | "internal")
@@ -213,6 +219,11 @@ pub fn parse(text: &str) -> Totals {
             }
             "sekisho_shed_total" => t.shed += count,
             "sekisho_rate_limited_total" => t.rate_limited += count,
+            "sekisho_cost_dollars_total" => {
+                let dollars = value.parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0).unwrap_or(0.0);
+                entry(&mut t.upstreams, label("upstream")).cost += dollars;
+                t.cost += dollars;
+            }
             _ => {}
         }
     }
@@ -312,7 +323,9 @@ mod tests {
             sekisho_cache_expired_misses_total{upstream=\"a\",tool=\"t\"} 3\n\
             sekisho_uncached_calls_total{upstream=\"a\",tool=\"u\",repeat=\"true\"} 6\n\
             sekisho_uncached_calls_total{upstream=\"a\",tool=\"u\",repeat=\"false\"} 2\n\
-            sekisho_retry_budget_exhausted_total{upstream=\"a\\\"b\"} 9\n# EOF\n";
+            sekisho_retry_budget_exhausted_total{upstream=\"a\\\"b\"} 9\n\
+            sekisho_cost_dollars_total{upstream=\"a\",tool=\"t\",caller=\"x\"} 0.25\n\
+            sekisho_cost_dollars_total{upstream=\"a\",tool=\"u\",caller=\"y\"} 0.5\n# EOF\n";
         let t = parse(text);
         let ab = &t.upstreams["a\"b"];
         assert_eq!((ab.calls, ab.errors, ab.tool_errors), (4, 1, 0));
@@ -326,6 +339,7 @@ mod tests {
         assert_eq!((tool.hits, tool.misses, tool.expired_misses, tool.coalesced), (5, 4, 3, 1));
         let u = &t.tools[&(Arc::from("a"), Arc::from("u"))];
         assert_eq!((u.uncached, u.repeats), (8, 6));
+        assert_eq!((t.cost, t.upstreams["a"].cost), (0.75, 0.75));
     }
 
     #[test]

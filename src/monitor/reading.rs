@@ -27,6 +27,8 @@ pub struct Sources<'a> {
     pub sessions: usize,
     /// Open notification streams.
     pub streams: usize,
+    /// Prices and budgets, when any are configured.
+    pub cost: Option<&'a crate::cost::Cost>,
 }
 
 /// One upstream's state at a reading.
@@ -94,6 +96,8 @@ pub struct Reading {
     /// Child processes of stdio upstreams (replicas and per-client sessions), at most
     /// [`MAX_PROCESSES`].
     pub children: Vec<ChildStat>,
+    /// Every configured budget's trailing hour (bounded by the configuration).
+    pub budgets: Vec<crate::cost::BudgetUse>,
 }
 
 impl Reading {
@@ -106,6 +110,7 @@ impl Reading {
             sessions: src.sessions as u64,
             streams: src.streams as u64,
             gateway: proc::read(None),
+            budgets: src.cost.map(crate::cost::Cost::usage).unwrap_or_default(),
             ..Reading::default()
         };
         if let Some(a) = src.admission {

@@ -54,6 +54,9 @@ pub struct Breakdown {
     pub p95_ms: Option<f64>,
     /// 99th percentile latency, in milliseconds (`null` without calls).
     pub p99_ms: Option<f64>,
+    /// Dollars per hour its calls cost over the interval (upstreams only; absent for methods).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_per_hour: Option<f64>,
 }
 
 /// Upstream health at the end of an interval: one upstream, or `other` summing the rest.
@@ -159,6 +162,10 @@ pub struct Sample {
     /// Per tool: cache hits, misses, expired misses, uncached calls to read-only tools and
     /// their repeats; top N by repeats and expired misses, plus `other`.
     pub tools: Vec<ToolUse>,
+    /// Dollars per hour upstream calls cost over the interval (`sekisho_cost_dollars_total`).
+    pub cost_per_hour: f64,
+    /// Every configured budget at the end of the interval: spent over the trailing hour.
+    pub budgets: Vec<crate::cost::BudgetUse>,
 }
 
 /// Percentile `q` (0..1) of histogram bucket deltas `buckets` (cumulative, the last being
@@ -241,10 +248,12 @@ pub fn between(before: &Reading, now: &Reading, timestamp_ms: u64, interval_ms: 
         health: health(before, now, top_n),
         gateway: now.gateway.map(|g| process("gateway".into(), None, g, before.gateway, interval_ms)),
         children: children(before, now, interval_ms, top_n),
-        by_upstream: top(upstreams, bounds, top_n),
-        by_method: top(methods, bounds, top_n),
+        by_upstream: top(upstreams, bounds, top_n, Some(3600.0 / secs)),
+        by_method: top(methods, bounds, top_n, None),
         admission: super::usage::admission(before, now),
         tools: super::usage::tools(before, now, top_n),
+        cost_per_hour: (t.0.cost - t.1.cost).max(0.0) * 3600.0 / secs,
+        budgets: now.budgets.clone(),
     }
 }
 
@@ -254,7 +263,8 @@ fn process(name: Arc<str>, pid: Option<u32>, now: ProcStat, before: Option<ProcS
 }
 
 /// The `top_n` groups by calls (ties by name), the rest summed as `other`.
-fn top(mut groups: Vec<(Arc<str>, Counts)>, bounds: &[f64], top_n: usize) -> Vec<Breakdown> {
+/// `per_hour`: the factor from the interval's dollars to dollars per hour (upstreams only).
+fn top(mut groups: Vec<(Arc<str>, Counts)>, bounds: &[f64], top_n: usize, per_hour: Option<f64>) -> Vec<Breakdown> {
     groups.sort_by(|a, b| b.1.calls.cmp(&a.1.calls).then_with(|| a.0.cmp(&b.0)));
     let row = |name: Arc<str>, c: &Counts| Breakdown {
         name,
@@ -265,6 +275,7 @@ fn top(mut groups: Vec<(Arc<str>, Counts)>, bounds: &[f64], top_n: usize) -> Vec
         retry_budget_exhausted: c.retry_budget_exhausted,
         p95_ms: percentile(bounds, &c.buckets, 0.95),
         p99_ms: percentile(bounds, &c.buckets, 0.99),
+        cost_per_hour: per_hour.map(|f| c.cost * f),
     };
     let mut out: Vec<Breakdown> = groups.iter().take(top_n).map(|(n, c)| row(Arc::clone(n), c)).collect();
     if groups.len() > top_n {

@@ -24,7 +24,7 @@ fn config(interval: u64, retention: u64, top_n: usize) -> MonitorConfig {
 }
 
 fn real_reading(upstreams: &UpstreamSet) -> Reading {
-    Reading::take(&Sources { upstreams, admission: None, sessions: 3, streams: 1 })
+    Reading::take(&Sources { upstreams, admission: None, sessions: 3, streams: 1, cost: None })
 }
 
 #[tokio::test(start_paused = true)]

@@ -14,8 +14,10 @@ use prometheus_client::registry::Registry;
 use super::bounded::BoundedNames;
 pub use super::bounded::{MAX_LABELED, Name, TENANT_OTHER};
 mod advice;
+mod cost;
 mod store;
 pub use advice::AdviceMetrics;
+pub use cost::CostMetrics;
 pub use store::StoreMetrics;
 
 /// Labels of a finished call.
@@ -26,7 +28,7 @@ pub struct CallLabels {
     /// Upstream namespace, or `gateway` when the gateway answered itself.
     pub upstream: Name,
     /// `ok`, `tool_error`, `rpc_error` (answers), or the error table's label of the failure
-    /// (`crate::error::GatewayError::class`): `client_error`, `unauthorized`, `forbidden`, `limited`, `rate_limited`, `shed`,
+    /// (`crate::error::GatewayError::class`): `client_error`, `unauthorized`, `forbidden`, `limited`, `rate_limited`, `budget_exceeded`, `shed`,
     /// `shutting_down`, `in_progress`, `cancelled`, `unavailable`, `upstream_error`, `timeout`,
     /// `internal`.
     pub outcome: &'static str,
@@ -177,6 +179,8 @@ pub struct Metrics {
     pub store: StoreMetrics,
     /// What the recommendations read (`crate::monitor::recommend`).
     pub advice: AdviceMetrics,
+    /// Cost and budgets.
+    pub cost: CostMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -295,9 +299,11 @@ impl Metrics {
         registry.register_collector(Box::new(super::proc::ProcessCollector));
         let store = StoreMetrics::register(&mut registry);
         let advice = AdviceMetrics::register(&mut registry);
+        let cost = CostMetrics::register(&mut registry);
         Metrics {
             store,
             advice,
+            cost,
             rate_limited,
             rate_limited_callers: BoundedNames::default(),
             rate_limited_tenants: BoundedNames::default(),

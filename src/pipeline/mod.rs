@@ -9,6 +9,7 @@
 //! a [`ctx::Call`]; from resolve on, a [`ctx::Routed`] call that carries its target.
 
 pub mod admit;
+pub mod budget;
 pub mod cache;
 pub mod ctx;
 pub mod edge;
@@ -83,6 +84,8 @@ pub struct Stack {
     pub call: Pipeline,
     /// The global admission limit, when it is on (for metrics).
     pub admission: Option<Arc<Admission>>,
+    /// Prices and budgets, when any are configured (for the monitor).
+    pub cost: Option<Arc<crate::cost::Cost>>,
     steps: Vec<&'static str>,
 }
 
@@ -105,6 +108,7 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
     let any_validated = config.enabled_upstreams().any(|(_, u)| u.settings.validate);
     let admit = config.admission.enabled.then(|| Admit::global(&config.admission, parts.switches));
     let admission = admit.as_ref().map(|a| Arc::clone(a.admission()));
+    let cost = crate::cost::Cost::new(config.enabled_upstreams(), &config.budgets).map(Arc::new);
     let quota =
         config.rate_limited().then(|| Quota::new(Limiter::new(&config.rate_limits, parts.store.l2()), parts.switches));
     let stack = ServiceBuilder::new()
@@ -145,6 +149,10 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
         .option_layer(
             config.cache.enabled.then(|| StepLayer(ResponseCache::new(parts.store, coalescer, parts.switches))),
         )
+        // cost: charge what answered calls cost, apply spent budgets; below the cache, so hits
+        // and coalesced joiners cost nothing; above fallback, which it may hand calls to
+        // (present when a price or a budget is configured).
+        .option_layer(cost.as_ref().map(|c| StepLayer(self::budget::Charge::new(c))))
         // fallback: while an upstream is unhealthy its fallback serves (present when configured).
         .option_layer(any_fallback.then_some(StepLayer(Fallback)))
         // upstream: the upstream's own stack (bulkhead → retry → balance → breaker → timeout
@@ -152,7 +160,7 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
         .service(Forward::new(parts.switches));
     let mut steps = vec!["edge"];
     steps.extend(self::steps::list(&stack));
-    Stack { edge, call: SharedStack::new(stack), admission, steps }
+    Stack { edge, call: SharedStack::new(stack), admission, cost, steps }
 }
 
 #[cfg(test)]
@@ -185,6 +193,7 @@ mod tests {
         [upstreams.main]
         command = "main-server"
         fallback = "spare"
+        price = { per_call = 0.01 }
         [upstreams.spare]
         url = "http://127.0.0.1:9/mcp"
         breaker = { enabled = false }
@@ -206,6 +215,7 @@ mod tests {
                 "idempotency",
                 "input",
                 "cache",
+                "cost",
                 "fallback",
                 "upstream"
             ]
@@ -225,13 +235,14 @@ mod tests {
         let (stack, upstreams) = stack_for(&toml);
         assert_eq!(
             stack.steps(),
-            ["edge", "meter", "resolve", "validate", "subscriptions", "input", "fallback", "upstream"]
+            ["edge", "meter", "resolve", "validate", "subscriptions", "input", "cost", "fallback", "upstream"]
         );
         assert_eq!(upstreams.get("main").unwrap().steps(), ["balance", "breaker", "timeout", "attempt"]);
         let (stack, _) = stack_for("[upstreams.alone]\ncommand = \"x\"\nvalidate = false\n");
         assert!(!stack.steps().contains(&"fallback"), "no upstream has a fallback: {:?}", stack.steps());
         assert!(!stack.steps().contains(&"validate"), "no upstream validates: {:?}", stack.steps());
         assert!(!stack.steps().contains(&"quota"), "no rate limit is configured: {:?}", stack.steps());
+        assert!(!stack.steps().contains(&"cost"), "nothing is priced, no budget: {:?}", stack.steps());
         // A key's own limit is enough to need the step.
         let (stack, _) = stack_for(
             "[server]\napi_keys = [{ key = \"k-0123456789abcdef\", rps = 1 }]\n[upstreams.alone]\ncommand = \"x\"\n",

@@ -141,6 +141,8 @@ pub struct UpstreamConfig {
     pub retry: Option<RetryConfig>,
     /// Replaces `[resilience.breaker]` for this upstream.
     pub breaker: Option<BreakerConfig>,
+    /// What its calls cost (`crate::cost::config::Price`; none: free).
+    pub price: Option<crate::cost::config::Price>,
     /// Per-tool overrides, by the upstream's own tool name.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolConfig>,
@@ -236,6 +238,8 @@ pub struct ToolConfig {
     pub cache_ttl: Option<Duration>,
     /// Who may receive its cached results (default `[cache] default_scope`).
     pub cache_scope: Option<crate::cache::config::CacheScope>,
+    /// What its calls cost; each field given overrides the upstream's `price`.
+    pub price: Option<crate::cost::config::Price>,
 }
 
 fn yes() -> bool {
@@ -422,6 +426,10 @@ impl UpstreamConfig {
         }
         if let Some(b) = &self.breaker {
             problems.extend(b.validate(&format!("{at}.breaker")));
+        }
+        let tools = self.tools.iter().filter_map(|(t, c)| Some((format!("{at}.tools.{t}.price"), c.price.as_ref()?)));
+        for (at, price) in self.price.iter().map(|p| (format!("{at}.price"), p)).chain(tools) {
+            problems.extend(price.validate(&at));
         }
         problems
     }

@@ -101,6 +101,10 @@ pub mod code {
     /// sekisho: the caller (its API key, or its tenant) is over its rate limit (HTTP 429 with
     /// `Retry-After`; `data.retryAfterMs`); retry after the wait.
     pub const RATE_LIMITED: i64 = -32016;
+    /// sekisho: a cost budget the call counts against is spent (`[budgets]`, action `deny`;
+    /// HTTP 429 with `Retry-After: 60`; `data.budget`, `data.perHour`); retry once spending
+    /// over the trailing hour has dropped.
+    pub const BUDGET_EXCEEDED: i64 = -32017;
     /// Legacy Streamable HTTP: the session id is unknown or expired (the code the official
     /// TypeScript SDK answers with, HTTP 404).
     pub const SESSION_NOT_FOUND: i64 = -32001;

@@ -232,6 +232,8 @@ fn tools(dynamic: &[String]) -> Value {
         json!({"name": "stderr", "description": "Write `lines` lines of `bytes` bytes to stderr; exit if stderr is broken.",
                "inputSchema": obj(json!({"bytes": {"type": "integer"}, "lines": {"type": "integer"}}), &[])}),
         json!({"name": "meta", "description": "The request's _meta, as JSON text.", "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "priced", "description": "Answer with `meta` as the result's _meta (an upstream reporting its own cost there).",
+               "inputSchema": obj(json!({"meta": {}}), &[])}),
         json!({"name": "ask", "description": "Send `method` (sampling/createMessage, the default; elicitation/create; roots/list) to the client, asking `question`; answer with what came back (`the client said: …` for a text answer). Legacy HTTP with `untied`: sent on the session's standalone GET stream, or lost when none is open; `wait_ms` (20000) for the answer.",
                "inputSchema": obj(json!({"method": {"type": "string"}, "question": {"type": "string"},
                                          "untied": {"type": "boolean"}, "wait_ms": {"type": "integer"}}), &[])}),
@@ -496,6 +498,7 @@ impl Upstream {
                 text("logged")
             }
             "rpc_error" => json!({"__rpc_error": true}),
+            "priced" => json!({"content": [{"type": "text", "text": "priced"}], "_meta": args["meta"].clone()}),
             "crash" => std::process::exit(3),
             "side_effect" => {
                 if let Ok(path) = std::env::var("ECHO_EFFECTS_FILE") {

@@ -215,10 +215,36 @@ pub fn default_rules() -> Vec<Rule> {
     ]
 }
 
+/// One rule per budget of `[budgets]`: `budget_used` of the budget above its `alert_at`,
+/// severity `warning`, named `budget.<name>` (characters a rule name cannot hold become `_`).
+pub fn budget_rules(budgets: &crate::cost::config::BudgetsConfig) -> Vec<Rule> {
+    let clean = |c: char| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' };
+    budgets
+        .all()
+        .map(|(name, b)| Rule {
+            name: format!("budget.{}", name.chars().map(clean).take(57).collect::<String>()),
+            metric: Metric::BudgetUsed,
+            op: Op::Above,
+            threshold: b.alert_at,
+            for_: Duration::ZERO,
+            severity: Severity::Warning,
+            title: format!("cost budget {name} above {:.0}% of ${}/h", b.alert_at * 100.0, b.per_hour),
+            scope: Some(name),
+            min_calls: 0,
+        })
+        .collect()
+}
+
 impl AlertsConfig {
     /// The rules in force: `rules`, else [`default_rules`].
     pub fn rules(&self) -> Vec<Rule> {
         self.rules.clone().unwrap_or_else(default_rules)
+    }
+
+    /// This configuration with the rules of `budgets` ([`budget_rules`]) after its own.
+    pub fn with_budgets(&self, budgets: &crate::cost::config::BudgetsConfig) -> AlertsConfig {
+        let rules = [self.rules(), budget_rules(budgets)].concat();
+        AlertsConfig { rules: Some(rules), ..self.clone() }
     }
 
     /// Problems with these settings.

@@ -43,6 +43,11 @@ pub enum Metric {
     RssBytes,
     /// CPU of the gateway, percent of one core; with a scope, the upstream's children's sum.
     CpuPercent,
+    /// Dollars per hour upstream calls cost over the interval; with a scope, the upstream's.
+    CostPerHour,
+    /// A budget's spending over the trailing hour as a share of it (1: spent); the scope
+    /// names the budget (`gateway`, `caller:<id>`, `tenant:<name>`; none: `gateway`).
+    BudgetUsed,
 }
 
 impl Metric {
@@ -66,6 +71,8 @@ impl Metric {
             Metric::UpstreamsDown => "upstreams_down",
             Metric::RssBytes => "rss_bytes",
             Metric::CpuPercent => "cpu_percent",
+            Metric::CostPerHour => "cost_per_hour",
+            Metric::BudgetUsed => "budget_used",
         }
     }
 
@@ -80,6 +87,8 @@ impl Metric {
                 | Metric::UpstreamsDown
                 | Metric::RssBytes
                 | Metric::CpuPercent
+                | Metric::CostPerHour
+                | Metric::BudgetUsed
         )
     }
 
@@ -88,6 +97,10 @@ impl Metric {
     /// percentile, no cache lookups, the upstream not among the sample's top N).
     pub fn read(self, sample: &Sample, scope: Option<&str>) -> (Option<f64>, u64) {
         let calls = sample.calls;
+        if self == Metric::BudgetUsed {
+            let name = scope.unwrap_or("gateway");
+            return (sample.budgets.iter().find(|b| &*b.name == name).map(|b| b.used), calls);
+        }
         let Some(scope) = scope else {
             let v = match self {
                 Metric::LatencyP50Ms => sample.latency.p50_ms,
@@ -107,6 +120,8 @@ impl Metric {
                 Metric::UpstreamsDown => Some(f64::from(sample.upstreams_down)),
                 Metric::RssBytes => sample.gateway.as_ref().map(|g| g.rss_bytes as f64),
                 Metric::CpuPercent => sample.gateway.as_ref().map(|g| g.cpu_percent),
+                Metric::CostPerHour => Some(sample.cost_per_hour),
+                Metric::BudgetUsed => None,
             };
             return (v, calls);
         };
@@ -121,6 +136,7 @@ impl Metric {
             Metric::UpstreamsDown => health.map(|h| f64::from(h.down)),
             Metric::RssBytes => children().next().map(|_| children().map(|c| c.rss_bytes as f64).sum()),
             Metric::CpuPercent => children().next().map(|_| children().map(|c| c.cpu_percent).sum()),
+            Metric::CostPerHour => row.map(|r| r.cost_per_hour.unwrap_or(0.0)),
             _ => None,
         };
         (v, row.map_or(0, |r| r.calls))
@@ -130,7 +146,10 @@ impl Metric {
     pub fn show(self, value: f64) -> String {
         match self {
             Metric::LatencyP50Ms | Metric::LatencyP95Ms | Metric::LatencyP99Ms => format!("{value:.0} ms"),
-            Metric::ErrorRate | Metric::ToolErrorRate | Metric::CacheHitRate => format!("{:.1}%", value * 100.0),
+            Metric::ErrorRate | Metric::ToolErrorRate | Metric::CacheHitRate | Metric::BudgetUsed => {
+                format!("{:.1}%", value * 100.0)
+            }
+            Metric::CostPerHour => format!("${value:.4}/h"),
             Metric::RssBytes => format!("{:.1} MiB", value / (1024.0 * 1024.0)),
             Metric::CpuPercent => format!("{value:.1}% CPU"),
             Metric::RequestsPerSec => format!("{value:.2}/s"),

@@ -32,6 +32,7 @@ fn sample(t: u64, calls: u64, errors: u64, p95: Option<f64>) -> Sample {
             retry_budget_exhausted: 0,
             p95_ms: p95,
             p99_ms: p95,
+            cost_per_hour: None,
         }],
         ..Sample::default()
     }

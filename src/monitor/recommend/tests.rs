@@ -22,6 +22,7 @@ fn calls(name: &str, calls: u64, errors: u64, timeouts: u64, p99_ms: f64) -> Bre
         retry_budget_exhausted: 0,
         p95_ms: Some(p99_ms * 0.8),
         p99_ms: Some(p99_ms),
+        cost_per_hour: None,
     }
 }
 
