@@ -262,3 +262,48 @@ async fn one_caller_spending_its_budget_does_not_touch_anothers() {
     assert_eq!(names, ["caller:alice", "caller:bob"]);
     gw.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn spending_near_the_budget_recommends_the_cheaper_fallback_and_performance_shows_the_spend() {
+    let toml = format!(
+        "{KEYS}[budgets.gateway]\nper_hour = 0.025\naction = \"alert\"\n{}{}",
+        upstream("pricey", "fallback = \"thrifty\"\nprice = { per_call = 0.01 }\n"),
+        upstream("thrifty", "price = { per_call = 0.001 }\n")
+    );
+    let gw = Gateway::start(&toml).await;
+    for _ in 0..3 {
+        assert_eq!(
+            text(&call(&gw, ALICE, "pricey__env", json!({"name": "WHO"})).await),
+            "pricey",
+            "action alert: served"
+        );
+    }
+    let get = async |path: &str| -> Value {
+        client().get(gw.url(path)).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap()
+    };
+    let recs = eventually("the budget recommendation", Duration::from_secs(15), async || {
+        let body = get("/admin/recommendations").await;
+        let found =
+            body["recommendations"].as_array().into_iter().flatten().find(|r| r["id"] == "budget-fallback:pricey");
+        found.cloned().ok_or_else(|| body.to_string())
+    })
+    .await;
+    assert_eq!((recs["category"].as_str(), recs["priority"].as_str()), (Some("cost"), Some("critical")), "{recs}");
+    let evidence = |name: &str| {
+        recs["evidence"].as_array().unwrap().iter().find(|e| e["name"] == name).unwrap()["value"].as_f64().unwrap()
+    };
+    assert!(near(evidence("spend"), 0.03, 1e-9) && near(evidence("budget"), 0.025, 1e-12), "{recs}");
+    assert!(
+        near(evidence("cost_per_call"), 0.01, 1e-9) && near(evidence("fallback_cost_per_call"), 0.001, 1e-12),
+        "{recs}"
+    );
+
+    let perf = get("/admin/performance").await;
+    let cost = &perf["cost"];
+    assert!(near(cost["spent_usd"].as_f64().unwrap(), 0.03, 1e-9), "{perf}");
+    assert!(cost["per_hour_usd"].as_f64().unwrap() > 0.03, "three calls in seconds: a high hourly rate: {perf}");
+    let gateway = &cost["budgets"][0];
+    assert_eq!((gateway["name"].as_str(), gateway["action"].as_str()), (Some("gateway"), Some("alert")), "{perf}");
+    assert!(gateway["used"].as_f64().unwrap() >= 1.2 - 1e-9, "{perf}");
+    gw.shutdown().await.unwrap();
+}

@@ -26,7 +26,8 @@ fn config() -> String {
          [monitor]\ninterval = \"1s\"\n\
          [alerts]\nrules = [\n  {{ name = \"search-p95\", metric = \"latency_p95_ms\", op = \">\", threshold = 20, severity = \"high\", scope = \"search\", min_calls = 1, title = \"search is slow\" }},\n  \
          {{ name = \"tool-errors\", metric = \"tool_error_rate\", op = \">\", threshold = 0.5, severity = \"critical\", min_calls = 1 }},\n]\n\
-         {}{}trusted = true\n",
+         [budgets.gateway]\nper_hour = 5.0\n\
+         {}{}trusted = true\nprice = {{ per_call = 0.0001 }}\n",
         stdio_upstream("search", "legacy"),
         stdio_upstream("files", "modern"),
     )

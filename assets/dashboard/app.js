@@ -202,16 +202,17 @@
     if (state.busy) return;
     state.busy = true;
     try {
-      const [monitor, alerts, sw, ready, recs, budgets] = await Promise.all([
+      const [monitor, alerts, sw, ready, recs] = await Promise.all([
         api("/admin/monitor?period=" + state.period),
         api("/admin/alerts"),
         api("/admin/switches"),
         api("/readyz"),
         api("/admin/recommendations?period=" + state.period).catch((e) => { if (e instanceof Unauthorized) throw e; return { status: 0 }; }),
-        api("/admin/budgets").catch((e) => { if (e instanceof Unauthorized) throw e; return { status: 0 }; }),
       ]);
-      const gateway = budgets.status === 200 && budgets.body && budgets.body.gateway;
-      state.budget = gateway && typeof gateway.per_hour === "number" ? gateway.per_hour : undefined;
+      // The gateway-wide budget, as the newest sample saw it ([budgets.gateway]).
+      const latest = (monitor.status === 200 && monitor.body.latest) || {};
+      const gateway = (latest.budgets || []).find((b) => b.name === "gateway");
+      state.budget = gateway ? gateway.per_hour : undefined;
       if (monitor.status === 200) {
         const samples = monitor.body.samples || [];
         for (const name of Object.keys(SERIES)) drawChart(name, samples);

@@ -69,7 +69,7 @@ pub fn performance(v: &Value) -> String {
         ("p95 (max)", ms(&v["p95_ms_max"])),
         ("error rate", percent(&v["error_rate"])),
         ("cost efficiency", percent(&v["cost_efficiency"])),
-        ("cost", if v["cost"].is_null() { "- (no cost accounting)".into() } else { v["cost"].to_string() }),
+        ("cost", spend(&v["cost"])),
     ];
     for (k, val) in rows {
         out.push_str(&format!("{k:<18}{val}\n"));
@@ -252,4 +252,19 @@ pub fn drained(v: &Value) -> String {
         "draining{already}: new work is refused; calls in flight have up to {} to finish, then the gateway exits\n",
         span(&v["grace_ms"])
     )
+}
+
+/// `performance`'s `cost`: `$0.0300 ($36.00/h); budget gateway 120% of $0.03/h (alert)`.
+fn spend(cost: &Value) -> String {
+    if cost.is_null() {
+        return "- (no prices or budgets)".into();
+    }
+    let num = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let mut out = format!("${:.4} (${:.2}/h)", num(&cost["spent_usd"]), num(&cost["per_hour_usd"]));
+    for b in cost["budgets"].as_array().into_iter().flatten().take(8) {
+        let name = b["name"].as_str().unwrap_or("?");
+        let action = b["action"].as_str().unwrap_or("?");
+        out += &format!("; budget {name} {:.0}% of ${:.2}/h ({action})", num(&b["used"]) * 100.0, num(&b["per_hour"]));
+    }
+    out
 }

@@ -198,9 +198,11 @@ impl Reporter {
     /// The performance summary over the last `period`, with the health verdict.
     pub fn performance(&self, period: Duration) -> Performance {
         let health = self.health();
-        let summary = performance::summarize(&self.samples(period));
+        let samples = self.samples(period);
+        let summary = performance::summarize(&samples);
         let monitor = self.src.monitor.is_some();
-        Performance::new(health.status, health.reasons, period.as_millis() as u64, monitor, &summary)
+        let cost = performance::Spend::of(&samples, &summary);
+        Performance::with_cost(health.status, health.reasons, period.as_millis() as u64, monitor, &summary, cost)
     }
 
     /// The metrics report over the last `period`.

@@ -43,6 +43,8 @@ pub struct Summary {
     /// `(cache_hits + coalesced) / upstream_calls`: the share of the calls bound for an
     /// upstream that the gateway answered without one (`null` without such calls).
     pub cost_efficiency: Option<f64>,
+    /// Dollars spent on upstream calls over the samples (prices: `[upstreams.U.price]`).
+    pub cost_usd: f64,
 }
 
 /// Total `samples` (oldest first, as `Monitor::samples` gives them).
@@ -72,6 +74,32 @@ pub fn summarize(samples: &[Sample]) -> Summary {
         upstream_calls,
         cache_hit_rate: ratio(cache_hits, cache_lookups),
         cost_efficiency: ratio(cache_hits + coalesced, upstream_calls),
+        cost_usd: samples.iter().map(|s| s.cost_per_hour * s.interval_ms as f64 / 3_600_000.0).sum(),
+    }
+}
+
+/// Spending over a period (`Performance::cost`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Spend {
+    /// Dollars spent on upstream calls in the period.
+    pub spent_usd: f64,
+    /// The same per hour of the period's samples, in $/h.
+    pub per_hour_usd: f64,
+    /// Every configured budget as the newest sample saw it: spent over the trailing hour.
+    pub budgets: Vec<crate::cost::BudgetUse>,
+}
+
+impl Spend {
+    /// The spend of `samples` (totalled as `summary`); `None` when nothing was spent and no
+    /// budget is configured (no cost accounting in use).
+    pub fn of(samples: &[Sample], summary: &Summary) -> Option<Spend> {
+        let budgets = samples.last().map(|s| s.budgets.clone()).unwrap_or_default();
+        if summary.cost_usd <= 0.0 && budgets.is_empty() {
+            return None;
+        }
+        let hours = samples.iter().map(|s| s.interval_ms).sum::<u64>() as f64 / 3_600_000.0;
+        let per_hour_usd = if hours > 0.0 { summary.cost_usd / hours } else { 0.0 };
+        Some(Spend { spent_usd: summary.cost_usd, per_hour_usd, budgets })
     }
 }
 
@@ -103,14 +131,26 @@ pub struct Performance {
     /// The share of upstream-bound calls answered without reaching an upstream (cache hits
     /// and coalesced joins; `null` without such calls).
     pub cost_efficiency: Option<f64>,
-    /// Spending in dollars. `null` until cost accounting (`[cost]`, prices per call and
-    /// budgets) exists; it will carry `per_hour_usd` and the budget it is measured against.
-    pub cost: Option<serde_json::Value>,
+    /// Spending: dollars in the period, per hour, and the budgets (`null` when no call was
+    /// priced and no budget is configured).
+    pub cost: Option<Spend>,
 }
 
 impl Performance {
     /// The summary of `summary` (over `period_ms`) under the `verdict` and its `reasons`.
     pub fn new(verdict: Verdict, reasons: Vec<String>, period_ms: u64, monitor: bool, summary: &Summary) -> Self {
+        Self::with_cost(verdict, reasons, period_ms, monitor, summary, None)
+    }
+
+    /// [`Performance::new`] with the period's spend.
+    pub fn with_cost(
+        verdict: Verdict,
+        reasons: Vec<String>,
+        period_ms: u64,
+        monitor: bool,
+        summary: &Summary,
+        cost: Option<Spend>,
+    ) -> Self {
         Performance {
             overall_health: verdict,
             reasons,
@@ -124,7 +164,7 @@ impl Performance {
             p95_ms_max: summary.p95_ms_max,
             error_rate: (summary.calls > 0).then_some(summary.error_rate),
             cost_efficiency: summary.cost_efficiency,
-            cost: None,
+            cost,
         }
     }
 }

@@ -75,8 +75,33 @@ pub fn performance() -> Value {
         "p95_ms_max": millis("The largest 95th percentile of the period's samples"),
         "error_rate": ratio("Calls failed by the gateway or an upstream, over calls."),
         "cost_efficiency": ratio("Share of upstream-bound calls answered without reaching an upstream (cache hits, coalesced calls)."),
-        "cost": {"type": ["object", "null"], "description": "Spending in dollars, once cost accounting is configured."},
+        "cost": cost(),
     }))
+}
+
+/// `performance`'s `cost`: the period's spend and the budgets, or `null`.
+fn cost() -> Value {
+    let dollars = |what: &str| json!({"type": "number", "minimum": 0, "description": what});
+    let budget = json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "description": "gateway, caller:<id> or tenant:<name>."},
+            "per_hour": dollars("The budget, in $/h."),
+            "spent": dollars("Spent over the trailing hour, in $."),
+            "used": {"type": "number", "minimum": 0, "description": "spent / per_hour (1 and above: spent)."},
+            "alert_at": {"type": "number", "minimum": 0, "maximum": 1},
+            "action": {"type": "string", "enum": ["alert", "shed-low", "fallback", "deny"]},
+        },
+        "required": ["name", "per_hour", "spent", "used", "alert_at", "action"],
+    });
+    let mut schema = closed(json!({
+        "spent_usd": dollars("Spent on upstream calls in the period, in $."),
+        "per_hour_usd": dollars("The same per hour of the period, in $/h."),
+        "budgets": {"type": "array", "items": budget, "description": "Every configured budget now."},
+    }));
+    schema["type"] = json!(["object", "null"]);
+    schema["description"] = json!("Spending; null when no call is priced and no budget is configured.");
+    schema
 }
 
 /// One sample of the monitor (`monitor::Sample`): the members a reader relies on, typed.
@@ -140,6 +165,7 @@ pub fn metrics() -> Value {
         "upstream_calls": count("Calls bound for an upstream."),
         "cache_hit_rate": ratio("Cache hits over cacheable calls."),
         "cost_efficiency": ratio("Share of upstream-bound calls answered without an upstream."),
+        "cost_usd": {"type": "number", "minimum": 0, "description": "Dollars spent on upstream calls."},
     }));
     closed(json!({
         "monitor": {"type": "boolean", "description": "Whether the monitor runs."},

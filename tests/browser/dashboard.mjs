@@ -67,6 +67,7 @@ try {
   check(found.points.traffic[0] >= 3, "the traffic chart has at least 3 points");
   check(found.points.latency[1] >= 1, "the latency chart has a p95 point");
   check(found.points.memory[0] >= 3, "the memory chart has gateway RSS points");
+  check(found.points.cost[0] >= 3 && found.points.cost[1] >= 3, "the cost chart has spend and budget points");
   found.canvases = await page.locator("figure.chart canvas").count();
   check(found.canvases >= 6, "six charts are drawn (canvas elements)");
   found.tiles = await page.locator("#tiles .tile").allTextContents();
