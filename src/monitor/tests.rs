@@ -173,6 +173,8 @@ async fn a_sample_counts_the_calls_of_its_interval() {
 
 #[test]
 fn a_sample_is_small() {
-    // The ring reserves this much per sample at start; breakdowns add ~56 bytes an entry.
-    assert!(std::mem::size_of::<Sample>() <= 400, "{}", std::mem::size_of::<Sample>());
+    // The ring reserves this much per sample at start (2880 samples at the defaults: under
+    // 1.5 MiB); breakdowns add ~64 bytes an entry. Grew from 400 with the recommendations'
+    // admission queue, the performance totals and cost per hour.
+    assert!(std::mem::size_of::<Sample>() <= 512, "size_of::<Sample>() = {}", std::mem::size_of::<Sample>());
 }
