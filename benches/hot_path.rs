@@ -531,13 +531,27 @@ fn cost(c: &mut Criterion) {
         std::future::ready(Ok::<_, sekisho::error::GatewayError>(reply))
     });
     let without = ServiceBuilder::new().service(inner.clone());
-    let with = ServiceBuilder::new().layer(StepLayer(Charge::new(&cost))).service(inner);
+    let with = ServiceBuilder::new().layer(StepLayer(Charge::new(&cost))).service(inner.clone());
+    let metered =
+        ServiceBuilder::new().layer(StepLayer(sekisho::pipeline::tool_meter::ToolMeter)).service(inner.clone());
+    let both = ServiceBuilder::new()
+        .layer(StepLayer(sekisho::pipeline::tool_meter::ToolMeter))
+        .layer(StepLayer(Charge::new(&cost)))
+        .service(inner);
     let mut g = c.benchmark_group("cost");
     g.bench_function("call_without_cost_step", |b| {
         b.iter(|| rt.block_on(without.clone().oneshot(black_box(routed.clone()))).expect("answer"))
     });
     g.bench_function("call_with_cost_step_priced_three_budgets", |b| {
         b.iter(|| rt.block_on(with.clone().oneshot(black_box(routed.clone()))).expect("answer"))
+    });
+    // The monitor's share of the call path: the per-tool counters (the rest of the monitor
+    // reads counters the calls keep anyway, off the call path).
+    g.bench_function("call_with_tool_meter", |b| {
+        b.iter(|| rt.block_on(metered.clone().oneshot(black_box(routed.clone()))).expect("answer"))
+    });
+    g.bench_function("call_with_tool_meter_and_cost_step", |b| {
+        b.iter(|| rt.block_on(both.clone().oneshot(black_box(routed.clone()))).expect("answer"))
     });
     g.finish();
     let spent = cost.usage().iter().map(|u| u.spent).fold(0.0, f64::max);

@@ -51,6 +51,15 @@ async fn the_monitor_shows_calls_memory_and_children_to_admins_only() {
     })
     .await;
 
+    let echo: u64 = body["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["by_tool"].as_array().cloned().unwrap_or_default())
+        .filter(|t| t["upstream"] == "e" && t["tool"] == "echo")
+        .map(|t| t["calls"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(echo, 5, "the five echo calls, by tool: {body}");
     assert_eq!(body["interval_ms"], 1000);
     assert_eq!(body["capacity"], 86_400, "a day of one-second samples");
     let latest = &body["latest"];

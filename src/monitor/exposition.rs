@@ -88,6 +88,9 @@ pub struct Totals {
     pub rate_limited: u64,
     /// Cache and uncached-call counts by (upstream, tool), for the recommendations.
     pub tools: BTreeMap<(Arc<str>, Arc<str>), ToolCounts>,
+    /// Routed `tools/call`s by (upstream, tool): calls, errors, tool errors and seconds
+    /// (`sekisho_tool_calls_total`, `sekisho_tool_call_seconds_total`; no histogram).
+    pub tool_calls: BTreeMap<(Arc<str>, Arc<str>), Counts>,
     /// Dollars spent on upstream calls (`sekisho_cost_dollars_total`).
     pub cost: f64,
 }
@@ -203,6 +206,21 @@ pub fn parse(text: &str) -> Totals {
                     }
                     _ => {}
                 }
+            }
+            "sekisho_tool_calls_total" => {
+                let outcome = label("outcome");
+                let c = t.tool_calls.entry((Arc::from(label("upstream")), Arc::from(label("tool")))).or_default();
+                c.calls += count;
+                if is_error(outcome) {
+                    c.errors += count;
+                } else if outcome == "tool_error" {
+                    c.tool_errors += count;
+                }
+            }
+            "sekisho_tool_call_seconds_total" => {
+                let seconds = value.parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0).unwrap_or(0.0);
+                t.tool_calls.entry((Arc::from(label("upstream")), Arc::from(label("tool")))).or_default().seconds +=
+                    seconds;
             }
             "sekisho_cache_expired_misses_total" => {
                 tool_entry(&mut t.tools, label("upstream"), label("tool")).expired_misses += count
@@ -324,6 +342,10 @@ mod tests {
             sekisho_uncached_calls_total{upstream=\"a\",tool=\"u\",repeat=\"true\"} 6\n\
             sekisho_uncached_calls_total{upstream=\"a\",tool=\"u\",repeat=\"false\"} 2\n\
             sekisho_retry_budget_exhausted_total{upstream=\"a\\\"b\"} 9\n\
+            sekisho_tool_calls_total{upstream=\"a\",tool=\"t\",outcome=\"ok\"} 7\n\
+            sekisho_tool_calls_total{upstream=\"a\",tool=\"t\",outcome=\"timeout\"} 2\n\
+            sekisho_tool_calls_total{upstream=\"a\",tool=\"t\",outcome=\"tool_error\"} 1\n\
+            sekisho_tool_call_seconds_total{upstream=\"a\",tool=\"t\"} 1.5\n\
             sekisho_cost_dollars_total{upstream=\"a\",tool=\"t\",caller=\"x\"} 0.25\n\
             sekisho_cost_dollars_total{upstream=\"a\",tool=\"u\",caller=\"y\"} 0.5\n# EOF\n";
         let t = parse(text);
@@ -340,6 +362,8 @@ mod tests {
         let u = &t.tools[&(Arc::from("a"), Arc::from("u"))];
         assert_eq!((u.uncached, u.repeats), (8, 6));
         assert_eq!((t.cost, t.upstreams["a"].cost), (0.75, 0.75));
+        let at = &t.tool_calls[&(Arc::from("a"), Arc::from("t"))];
+        assert_eq!((at.calls, at.errors, at.tool_errors, at.seconds), (10, 2, 1, 1.5));
     }
 
     #[test]

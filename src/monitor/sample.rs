@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::exposition::Counts;
 use super::reading::Reading;
-use super::usage::{Queueing, ToolUse};
+use super::usage::{Queueing, ToolCalls, ToolUse};
 use crate::observe::proc::{ProcStat, cpu_percent};
 
 pub use super::usage::OTHER;
@@ -157,6 +157,9 @@ pub struct Sample {
     pub by_upstream: Vec<Breakdown>,
     /// Per JSON-RPC method by calls, top N plus `other`.
     pub by_method: Vec<Breakdown>,
+    /// Per tool: routed `tools/call`s, errors, tool errors and mean latency; top N by calls,
+    /// plus `other`.
+    pub by_tool: Vec<ToolCalls>,
     /// The gateway-wide admission queue (`null` with `[admission] enabled = false`).
     pub admission: Option<Queueing>,
     /// Per tool: cache hits, misses, expired misses, uncached calls to read-only tools and
@@ -252,6 +255,7 @@ pub fn between(before: &Reading, now: &Reading, timestamp_ms: u64, interval_ms: 
         by_method: top(methods, bounds, top_n, None),
         admission: super::usage::admission(before, now),
         tools: super::usage::tools(before, now, top_n),
+        by_tool: super::usage::tool_calls(before, now, top_n),
         cost_per_hour: (t.0.cost - t.1.cost).max(0.0) * 3600.0 / secs,
         budgets: now.budgets.clone(),
     }

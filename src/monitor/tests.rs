@@ -93,7 +93,8 @@ fn synthetic(n: usize, round: u64, bounds: &[f64]) -> Reading {
             ..Default::default()
         };
         r.totals.upstreams.insert(Arc::clone(&name), c.clone());
-        r.totals.methods.insert(format!("m{i}").into(), c);
+        r.totals.methods.insert(format!("m{i}").into(), c.clone());
+        r.totals.tool_calls.insert((Arc::clone(&name), "t".into()), c);
         r.upstreams.push(UpstreamState {
             name: Arc::clone(&name),
             up: i % 7 != 0,
@@ -123,6 +124,11 @@ async fn memory_is_bounded_with_fifty_upstreams_over_a_simulated_day() {
     assert_eq!(s.calls, (1..=50).sum::<u64>());
     assert_eq!(s.by_upstream.len(), 11, "top 10 and other");
     assert_eq!(s.by_method.len(), 11);
+    assert_eq!(s.by_tool.len(), 11, "top 10 tools and other");
+    let (busiest, rest) = (&s.by_tool[0], s.by_tool.last().unwrap());
+    assert_eq!((busiest.upstream.as_ref(), busiest.tool.as_ref(), busiest.calls), ("up49", "t", 50));
+    assert_eq!((busiest.errors, busiest.mean_ms), (5, Some(10.0)), "one in ten failed, 10 ms each");
+    assert_eq!((rest.tool.as_ref(), rest.calls), (OTHER, (1..=40).sum::<u64>()));
     assert_eq!(s.health.len(), 11);
     assert_eq!(s.children.len(), 11);
     assert_eq!(s.by_upstream[0].name.as_ref(), "up49", "the busiest first");

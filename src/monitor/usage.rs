@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::exposition::ToolCounts;
+use super::exposition::{Counts, ToolCounts};
 use super::reading::Reading;
 
 /// The name of the entry that sums what the top N leave out (in every breakdown of a sample).
@@ -83,6 +83,54 @@ pub fn tools(before: &Reading, now: &Reading, top_n: usize) -> Vec<ToolUse> {
         moved.iter().take(top_n).map(|((u, t), c)| row(Arc::clone(u), Arc::clone(t), c)).collect();
     if moved.len() > top_n {
         let mut rest = ToolCounts::default();
+        for (_, c) in &moved[top_n..] {
+            rest.add(c);
+        }
+        out.push(row(OTHER.into(), OTHER.into(), &rest));
+    }
+    out
+}
+
+/// One tool's calls over an interval (`Sample::by_tool`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolCalls {
+    /// Namespace of the upstream that owns it (`other` for the rest).
+    pub upstream: Arc<str>,
+    /// The upstream's own tool name (`other` for the rest, and past the metric's bound).
+    pub tool: Arc<str>,
+    /// Routed `tools/call`s finished.
+    pub calls: u64,
+    /// Of them, failed on the gateway's or the upstream's side.
+    pub errors: u64,
+    /// Of them, answered with a tool result marked `isError`.
+    pub tool_errors: u64,
+    /// Mean time from routing to answer, in milliseconds (`null` without calls).
+    pub mean_ms: Option<f64>,
+}
+
+/// The tools called between two readings: the `top_n` by calls (then errors), plus `other`
+/// summing the rest.
+pub fn tool_calls(before: &Reading, now: &Reading, top_n: usize) -> Vec<ToolCalls> {
+    let mut moved: Vec<(&ToolKey, Counts)> = now
+        .totals
+        .tool_calls
+        .iter()
+        .map(|(k, c)| (k, c.since(before.totals.tool_calls.get(k))))
+        .filter(|(_, c)| c.calls > 0)
+        .collect();
+    moved.sort_by(|a, b| (b.1.calls, b.1.errors).cmp(&(a.1.calls, a.1.errors)).then_with(|| a.0.cmp(b.0)));
+    let row = |upstream: Arc<str>, tool: Arc<str>, c: &Counts| ToolCalls {
+        upstream,
+        tool,
+        calls: c.calls,
+        errors: c.errors,
+        tool_errors: c.tool_errors,
+        mean_ms: (c.calls > 0).then(|| c.seconds * 1000.0 / c.calls as f64),
+    };
+    let mut out: Vec<ToolCalls> =
+        moved.iter().take(top_n).map(|((u, t), c)| row(Arc::clone(u), Arc::clone(t), c)).collect();
+    if moved.len() > top_n {
+        let mut rest = Counts::default();
         for (_, c) in &moved[top_n..] {
             rest.add(c);
         }

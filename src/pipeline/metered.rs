@@ -71,26 +71,30 @@ where
 }
 
 fn classify(out: &Result<Reply, GatewayError>) -> (Name, &'static str) {
-    fn name(o: &Origin) -> Name {
-        match o {
+    let upstream = match out {
+        Ok(Reply::Result { origin, .. } | Reply::Error { origin, .. }) => match origin {
             Origin::Gateway => Name::Static("gateway"),
             Origin::Upstream(_, name) => METRICS.upstream_name(name),
-        }
-    }
+        },
+        Err(e) => e.upstream().map_or(Name::Static("gateway"), |u| METRICS.upstream_name(&Arc::from(u))),
+    };
+    (upstream, outcome(out))
+}
+
+/// The `outcome` label of a finished call: `ok`, `tool_error` (a result with `isError:
+/// true`), `rpc_error` (a JSON-RPC error answer), or the error table's label of a failure
+/// (`crate::error::GatewayError::class`; it does not depend on the client's era).
+pub fn outcome(out: &Result<Reply, GatewayError>) -> &'static str {
     match out {
-        Ok(Reply::Result { body, origin }) => {
+        Ok(Reply::Result { body, .. }) => {
             let tool_error = has_top_level_key(body, "isError")
                 && crate::wire::object::ObjectView::parse(body)
                     .ok()
                     .and_then(|v| v.get(body, "isError").map(|s| &body[s] == b"true"))
                     == Some(true);
-            (name(origin), if tool_error { "tool_error" } else { "ok" })
+            if tool_error { "tool_error" } else { "ok" }
         }
-        Ok(Reply::Error { origin, .. }) => (name(origin), "rpc_error"),
-        Err(e) => {
-            let upstream = e.upstream().map_or(Name::Static("gateway"), |u| METRICS.upstream_name(&Arc::from(u)));
-            // The outcome label does not depend on the client's era.
-            (upstream, e.class(Era::Legacy).outcome)
-        }
+        Ok(Reply::Error { .. }) => "rpc_error",
+        Err(e) => e.class(Era::Legacy).outcome,
     }
 }

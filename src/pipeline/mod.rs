@@ -26,6 +26,7 @@ pub mod routed;
 pub mod steps;
 pub mod subscribe;
 pub mod tasks;
+pub mod tool_meter;
 pub mod validate;
 
 use std::sync::Arc;
@@ -45,6 +46,7 @@ use self::quota::{Limiter, Quota};
 use self::resolve::Resolve;
 use self::steps::{SharedStack, StepLayer};
 use self::subscribe::SharedSubscriptions;
+use self::tool_meter::ToolMeter;
 use self::validate::Validate;
 use crate::cache::coalesce::Coalescer;
 use crate::cache::idempotency::Idempotency;
@@ -130,6 +132,9 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
             parts.tasks,
             parts.own_tools,
         )))
+        // tool-meter: count and time each tools/call by its upstream and tool (right after
+        // resolve, which names them; above everything that may answer or refuse it).
+        .layer(StepLayer(ToolMeter))
         // validate: tools/call arguments against the tool's inputSchema (it needs the resolved
         // tool); a call the tool would refuse never leaves the gateway (present when an
         // upstream validates).
@@ -210,6 +215,7 @@ mod tests {
                 "quota",
                 "admission",
                 "resolve",
+                "tool-meter",
                 "validate",
                 "subscriptions",
                 "idempotency",
@@ -235,7 +241,18 @@ mod tests {
         let (stack, upstreams) = stack_for(&toml);
         assert_eq!(
             stack.steps(),
-            ["edge", "meter", "resolve", "validate", "subscriptions", "input", "cost", "fallback", "upstream"]
+            [
+                "edge",
+                "meter",
+                "resolve",
+                "tool-meter",
+                "validate",
+                "subscriptions",
+                "input",
+                "cost",
+                "fallback",
+                "upstream"
+            ]
         );
         assert_eq!(upstreams.get("main").unwrap().steps(), ["balance", "breaker", "timeout", "attempt"]);
         let (stack, _) = stack_for("[upstreams.alone]\ncommand = \"x\"\nvalidate = false\n");
