@@ -168,3 +168,39 @@ async fn with_redis_any_replica_shows_the_fleet_in_bounded_expiring_streams() {
         gw.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn with_redis_a_restarted_replica_keeps_its_history() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _redis = common::OwnRedis::start(port).await;
+    let toml = fleet_toml(port, "again").replace("retention = \"3s\"", "retention = \"1h\"");
+    let first = Gateway::start(&toml).await;
+    let before = eventually("three samples", Duration::from_secs(15), async || {
+        let (_, body) = get(&first, "/admin/monitor?period=1h", ADMIN).await;
+        let stamps: Vec<u64> =
+            body["samples"].as_array().into_iter().flatten().filter_map(|s| s["timestamp_ms"].as_u64()).collect();
+        if stamps.len() >= 3 { Ok(stamps) } else { Err(body.to_string()) }
+    })
+    .await;
+    first.shutdown().await.unwrap();
+
+    // The same replica again: its ring starts with what it wrote to Redis before.
+    let second = Gateway::start(&toml).await;
+    let (again, body) = eventually("the first run's samples back", Duration::from_secs(10), async || {
+        let (_, body) = get(&second, "/admin/monitor?period=1h", ADMIN).await;
+        let again: Vec<u64> =
+            body["samples"].as_array().into_iter().flatten().filter_map(|s| s["timestamp_ms"].as_u64()).collect();
+        if before.iter().all(|stamp| again.contains(stamp)) { Ok((again, body)) } else { Err(format!("{again:?}")) }
+    })
+    .await;
+    assert!(again.windows(2).all(|w| w[0] < w[1]), "oldest first: {again:?}");
+    assert!(body["latest"]["gateway"]["rss_bytes"].as_u64().is_some(), "{body}");
+
+    // Another replica name starts empty: history is each replica's own.
+    let other =
+        Gateway::start(&fleet_toml(port, "someone-else").replace("retention = \"3s\"", "retention = \"1h\"")).await;
+    let (_, body) = get(&other, "/admin/monitor?period=1h", ADMIN).await;
+    assert!(body["samples"].as_array().unwrap().iter().all(|s| !before.contains(&s["timestamp_ms"].as_u64().unwrap())));
+    second.shutdown().await.unwrap();
+    other.shutdown().await.unwrap();
+}

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 pub use self::config::{Action, BudgetConfig, BudgetsConfig, Price};
@@ -80,7 +80,7 @@ pub struct Answer<'a> {
 }
 
 /// A budget's state, as the monitor samples show it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BudgetUse {
     /// `gateway`, `caller:<id>` or `tenant:<name>`.
     pub name: Arc<str>,

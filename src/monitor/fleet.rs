@@ -144,6 +144,43 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// This replica's own samples in Redis whose interval ended after `since_ms`, oldest
+    /// first, at most the ring's capacity: what a replica restarted under the same name takes
+    /// back into its ring. Entries whose MAC does not verify or that do not parse as a
+    /// [`Sample`] are skipped; empty when Redis does not answer.
+    pub async fn own_history(&self, since_ms: u64) -> Vec<Sample> {
+        // Called at start, while the connection to Redis may still be being made: wait for it
+        // as long as one read may take.
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut conn = loop {
+            match self.l2.connection() {
+                Some(conn) => break conn,
+                None if tokio::time::Instant::now() >= deadline => return Vec::new(),
+                None => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        let mut cmd = redis::cmd("XREVRANGE");
+        cmd.arg(&self.stream).arg("+").arg("-").arg("COUNT").arg(self.capacity);
+        type Entries = Vec<(String, Vec<Vec<u8>>)>;
+        let entries: Entries = match tokio::time::timeout(DEADLINE, cmd.query_async(&mut conn)).await {
+            Ok(Ok(e)) => e,
+            _ => return fail_none("reading this replica's samples failed").unwrap_or_default(),
+        };
+        let mut samples: Vec<Sample> = entries
+            .into_iter()
+            .filter_map(|(_, fields)| fields.into_iter().nth(1))
+            .filter_map(|sealed| self.l2.unseal(&self.stream, sealed))
+            .filter_map(|json| serde_json::from_slice::<Sample>(&json).ok())
+            .filter(|s| s.timestamp_ms > since_ms)
+            .collect();
+        samples.reverse();
+        // Oldest first and strictly increasing, whatever the stream held.
+        samples.dedup_by(|later, earlier| later.timestamp_ms <= earlier.timestamp_ms);
+        samples
+    }
+}
+
 fn fail(error: &str) {
     METRICS.redis_error("monitor");
     tracing::debug!(error, "the monitor's sample was not written to Redis");

@@ -170,6 +170,20 @@ impl Monitor {
         self.len() == 0
     }
 
+    /// Put `history` (oldest first; samples this replica wrote to Redis before a restart)
+    /// into the ring ahead of anything sampled since, keeping the newest `capacity`. The
+    /// alerts do not see them again; [`Monitor::baseline_ms`] stays this process's first
+    /// reading, so what needs a watched period judges only what this process watched.
+    pub fn restore(&self, history: Vec<Sample>) {
+        let mut ring = self.ring.lock().expect("monitor lock");
+        let first_own = ring.samples.front().map_or(u64::MAX, |s| s.timestamp_ms);
+        let older: Vec<Sample> = history.into_iter().filter(|s| s.timestamp_ms < first_own).collect();
+        let room = self.capacity.saturating_sub(ring.samples.len());
+        for sample in older.into_iter().rev().take(room) {
+            ring.samples.push_front(sample);
+        }
+    }
+
     /// Sample every interval until `stop`: a reading at once (the baseline), then one per
     /// `interval` (a late tick is taken late, not twice), each sample also written to Redis
     /// with [`Monitor::with_fleet`]. `read` takes the reading; it returns `None` when its
@@ -180,6 +194,10 @@ impl Monitor {
 
     /// [`Monitor::run`], handing each new sample to `then` (the alerts) once it is recorded.
     pub async fn run_then(&self, read: impl Fn() -> Option<Reading>, then: impl Fn(&Sample), stop: CancellationToken) {
+        if let Some(fleet) = &self.fleet {
+            let since = self.now_ms().saturating_sub(self.config.retention.as_millis() as u64);
+            self.restore(fleet.own_history(since).await);
+        }
         let mut ticks = tokio::time::interval(self.config.interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::exposition::Counts;
 use super::reading::Reading;
@@ -23,7 +23,7 @@ pub use super::usage::OTHER;
 pub const GATEWAY: &str = "gateway";
 
 /// Latency percentiles of an interval, in milliseconds (`null` without calls).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     /// Mean, from the histogram's sum.
     pub mean_ms: Option<f64>,
@@ -36,7 +36,7 @@ pub struct Latency {
 }
 
 /// Calls of one upstream or method in an interval.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Breakdown {
     /// Upstream namespace (`gateway`: answered by the gateway) or method; `other` for the rest.
     pub name: Arc<str>,
@@ -55,12 +55,12 @@ pub struct Breakdown {
     /// 99th percentile latency, in milliseconds (`null` without calls).
     pub p99_ms: Option<f64>,
     /// Dollars per hour its calls cost over the interval (upstreams only; absent for methods).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_per_hour: Option<f64>,
 }
 
 /// Upstream health at the end of an interval: one upstream, or `other` summing the rest.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Health {
     /// Upstream namespace, or `other`.
     pub name: Arc<str>,
@@ -81,7 +81,7 @@ pub struct Health {
 }
 
 /// Memory and CPU of a process over an interval.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Process {
     /// The upstream a child serves; `gateway` for the gateway; `other` for the rest.
     pub name: Arc<str>,
@@ -96,7 +96,8 @@ pub struct Process {
 }
 
 /// One sample of the gateway's indicators over one interval.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Sample {
     /// End of the interval, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,

@@ -184,3 +184,22 @@ fn a_sample_is_small() {
     // admission queue, the performance totals and cost per hour.
     assert!(std::mem::size_of::<Sample>() <= 512, "size_of::<Sample>() = {}", std::mem::size_of::<Sample>());
 }
+
+#[tokio::test(start_paused = true)]
+async fn samples_read_back_from_json_go_before_the_own_ones_within_capacity() {
+    let monitor = Monitor::new(&config(30, 90, 10));
+    assert_eq!(monitor.capacity(), 3);
+    let bounds = [0.01, 0.1];
+    monitor.record(synthetic(2, 0, &bounds));
+    tokio::time::advance(Duration::from_secs(30)).await;
+    monitor.record(synthetic(2, 1, &bounds));
+    let own = monitor.latest().unwrap();
+    let json = serde_json::to_vec(&own).unwrap();
+    let back: Sample = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back, own, "a sample survives its trip through Redis");
+    let old = |t: u64| Sample { timestamp_ms: t, ..back.clone() };
+    let first = own.timestamp_ms;
+    monitor.restore(vec![old(first - 3000), old(first - 2000), old(first - 1000), old(first + 5)]);
+    let stamps: Vec<u64> = monitor.samples(Duration::from_secs(3600)).iter().map(|s| s.timestamp_ms).collect();
+    assert_eq!(stamps, [first - 2000, first - 1000, first], "the newest that fit, oldest first; none after its own");
+}

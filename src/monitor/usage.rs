@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::exposition::{Counts, ToolCounts};
 use super::reading::Reading;
@@ -16,7 +16,7 @@ pub const OTHER: &str = "other";
 type ToolKey = (Arc<str>, Arc<str>);
 
 /// One tool's cache and uncached calls over an interval.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToolUse {
     /// Upstream namespace (`other` for the rest).
     pub upstream: Arc<str>,
@@ -37,7 +37,7 @@ pub struct ToolUse {
 }
 
 /// A queue in front of a concurrency limit over an interval.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Queueing {
     /// Calls that found no free slot and waited (or were shed).
     pub waited: u64,
@@ -92,7 +92,7 @@ pub fn tools(before: &Reading, now: &Reading, top_n: usize) -> Vec<ToolUse> {
 }
 
 /// One tool's calls over an interval (`Sample::by_tool`).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToolCalls {
     /// Namespace of the upstream that owns it (`other` for the rest).
     pub upstream: Arc<str>,
