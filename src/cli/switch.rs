@@ -4,7 +4,7 @@
 
 use clap::{Args, ValueEnum};
 
-use super::remote::{self, ADMIN_KEY_ENV, RemoteError};
+use super::remote::{self, RemoteError};
 
 /// The arguments of `sekisho switch`.
 #[derive(Debug, Args)]
@@ -16,15 +16,9 @@ pub struct SwitchArgs {
     /// Its new state.
     #[arg(value_enum)]
     pub state: Option<State>,
-    /// The running gateway's base URL (`https://gateway.example`).
-    #[arg(long)]
-    pub url: String,
-    /// An API key of the gateway with `role = "admin"`.
-    #[arg(long, visible_alias = "key", env = ADMIN_KEY_ENV, hide_env_values = true)]
-    pub admin_key: Option<String>,
-    /// Print the gateway's JSON answer instead of the table.
-    #[arg(long)]
-    pub json: bool,
+    /// The gateway: `--url`, `--admin-key`, `--json`.
+    #[command(flatten)]
+    pub remote: super::ops::Remote,
 }
 
 /// A switch's new state.
@@ -41,7 +35,7 @@ pub enum State {
 /// Errors: the text to print on stderr (exit 1): an unusable `--url` or key, a gateway that
 /// cannot be reached, or its refusal (an unknown layer, a key that is not an admin's).
 pub async fn run(args: SwitchArgs) -> Result<String, String> {
-    let key = args.admin_key.as_deref();
+    let key = args.remote.admin_key.as_deref();
     let answer = match (&args.layer, args.state) {
         (Some(layer), Some(state)) => {
             let state = if state == State::On { "on" } else { "off" };
@@ -50,15 +44,15 @@ pub async fn run(args: SwitchArgs) -> Result<String, String> {
                 return Err(format!("unknown layer {layer:?}"));
             }
             let path = format!("/admin/switches/{layer}/{state}");
-            remote::request(&args.url, key, http::Method::POST, &path, None).await
+            remote::request(&args.remote.url, key, http::Method::POST, &path, None).await
         }
-        _ => remote::request(&args.url, key, http::Method::GET, "/admin/switches", None).await,
+        _ => remote::request(&args.remote.url, key, http::Method::GET, "/admin/switches", None).await,
     }
     .map_err(|e: RemoteError| e.to_string())?;
     if !answer.status.is_success() {
         return Err(answer.refusal());
     }
-    if args.json {
+    if args.remote.json {
         return Ok(format!("{:#}\n", answer.json));
     }
     Ok(table(&answer.json))
