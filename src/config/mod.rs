@@ -66,6 +66,9 @@ pub struct Config {
     /// The gateway's own MCP tools (`sekisho__performance`, …) and who sees them.
     #[serde(default)]
     pub self_tools: crate::report::config::SelfToolsConfig,
+    /// The tamper-evident audit log of calls and admin actions.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -140,6 +143,9 @@ impl Config {
             {
                 up.ca_file = Some(base.join(ca));
             }
+        }
+        if !self.audit.path.is_empty() && Path::new(&self.audit.path).is_relative() {
+            self.audit.path = base.join(&self.audit.path).to_string_lossy().into_owned();
         }
         if !self.redis.ca_file.is_empty() && Path::new(&self.redis.ca_file).is_relative() {
             self.redis.ca_file = base.join(&self.redis.ca_file).to_string_lossy().into_owned();
@@ -216,6 +222,7 @@ impl Config {
         problems.extend(self.rate_limits.validate());
         problems.extend(self.monitor.validate());
         problems.extend(self.alerts.validate());
+        problems.extend(self.audit.validate(self.store.enabled()));
         problems.extend(self.self_tools.validate(self.upstreams.keys()));
         for (name, up) in &self.upstreams {
             problems.extend(up.validate(name));
@@ -252,7 +259,7 @@ impl Config {
 
 /// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
 /// against the fields of [`Config`], so a new section cannot be left out).
-pub const SECTIONS: [&str; 14] = [
+pub const SECTIONS: [&str; 15] = [
     "server",
     "catalog",
     "log",
@@ -266,6 +273,7 @@ pub const SECTIONS: [&str; 14] = [
     "monitor",
     "alerts",
     "self_tools",
+    "audit",
     "upstreams",
 ];
 

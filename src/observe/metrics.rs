@@ -14,8 +14,10 @@ use prometheus_client::registry::Registry;
 use super::bounded::BoundedNames;
 pub use super::bounded::{MAX_LABELED, Name, TENANT_OTHER};
 mod advice;
+mod audit;
 mod store;
 pub use advice::AdviceMetrics;
+pub use audit::AuditMetrics;
 pub use store::StoreMetrics;
 
 /// Labels of a finished call.
@@ -177,6 +179,8 @@ pub struct Metrics {
     pub store: StoreMetrics,
     /// What the recommendations read (`crate::monitor::recommend`).
     pub advice: AdviceMetrics,
+    /// The audit log (`crate::audit`).
+    pub audit: AuditMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -295,9 +299,11 @@ impl Metrics {
         registry.register_collector(Box::new(super::proc::ProcessCollector));
         let store = StoreMetrics::register(&mut registry);
         let advice = AdviceMetrics::register(&mut registry);
+        let audit = AuditMetrics::register(&mut registry);
         Metrics {
             store,
             advice,
+            audit,
             rate_limited,
             rate_limited_callers: BoundedNames::default(),
             rate_limited_tenants: BoundedNames::default(),

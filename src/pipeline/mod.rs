@@ -9,6 +9,7 @@
 //! a [`ctx::Call`]; from resolve on, a [`ctx::Routed`] call that carries its target.
 
 pub mod admit;
+pub mod audited;
 pub mod cache;
 pub mod ctx;
 pub mod edge;
@@ -73,6 +74,8 @@ pub struct Parts<'a> {
     pub switches: &'a Arc<Switches>,
     /// The gateway's own tools, when `[self_tools] enabled` (resolve lists and answers them).
     pub own_tools: Option<&'a Arc<crate::report::tools::SelfTools>>,
+    /// The audit log, when `[audit] enabled`.
+    pub audit: Option<&'a Arc<crate::audit::Audit>>,
 }
 
 /// A built stack: the edge every HTTP request passes first, then the call pipeline.
@@ -110,6 +113,10 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
     let stack = ServiceBuilder::new()
         // meter: count and time every call; outermost, so it sees every outcome, refusals too.
         .layer(StepLayer(Meter))
+        // audit: record every call and read (refusals too); before quota and admission, so
+        // with `on_audit_failure = "refuse"` a call that cannot be recorded takes no capacity
+        // (present when `[audit] enabled`).
+        .option_layer(parts.audit.map(|a| StepLayer(self::audited::Audited(Arc::clone(a)))))
         // quota: the caller's rate limits (per key, per tenant); before admission, so calls
         // over the limit never queue (present when a limit is configured).
         .option_layer(quota.map(StepLayer))
@@ -177,6 +184,7 @@ mod tests {
             tasks: &tasks,
             switches: &switches,
             own_tools: None,
+            audit: None,
         };
         (build(&config, parts), upstreams)
     }

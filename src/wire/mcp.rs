@@ -101,6 +101,9 @@ pub mod code {
     /// sekisho: the caller (its API key, or its tenant) is over its rate limit (HTTP 429 with
     /// `Retry-After`; `data.retryAfterMs`); retry after the wait.
     pub const RATE_LIMITED: i64 = -32016;
+    /// sekisho: the audit log cannot take the call's record (`[audit] on_audit_failure =
+    /// "refuse"` and its buffer is full); HTTP 503 with `Retry-After`; retry later.
+    pub const AUDIT_UNAVAILABLE: i64 = -32017;
     /// Legacy Streamable HTTP: the session id is unknown or expired (the code the official
     /// TypeScript SDK answers with, HTTP 404).
     pub const SESSION_NOT_FOUND: i64 = -32001;
