@@ -125,3 +125,22 @@ impl AuditConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn the_section_is_checked_against_the_store() {
+        let problems = |toml: &str| Config::from_toml(toml).err().map(|e| e.problems).unwrap_or_default();
+        assert!(problems("[audit]\nenabled = true\n")[0].contains("needs audit.path"));
+        assert!(problems("[audit]\nenabled = true\nsink = \"postgres\"\npath = \"a\"\n")[0].contains("needs [store]"));
+        let bad = problems("[audit]\nenabled = true\npath = \"a\"\nbuffer = 0\nbatch = 0\nmax_argument_bytes = 1\n");
+        assert_eq!(bad.len(), 3, "{bad:?}");
+        assert!(problems("[audit]\non_audit_failure = \"maybe\"\n")[0].contains("maybe"));
+        let ok =
+            Config::from_toml("[audit]\nenabled = true\npath = \"a.jsonl\"\non_audit_failure = \"refuse\"\n").unwrap();
+        assert_eq!(ok.audit.resolved_sink(false), super::SinkKind::File);
+        assert_eq!(ok.audit.resolved_sink(true), super::SinkKind::Postgres);
+    }
+}

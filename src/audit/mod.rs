@@ -163,6 +163,11 @@ impl Audit {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
+    /// Records waiting in the buffer now.
+    pub fn depth(&self) -> usize {
+        self.shared.tx.max_capacity() - self.shared.tx.capacity()
+    }
+
     /// Whether the sink's last append failed.
     pub fn failing(&self) -> bool {
         self.shared.failing.load(Ordering::Relaxed)
