@@ -168,6 +168,10 @@ mod tests {
     use crate::cache::config::RedisConfig;
 
     fn stack_for(toml: &str) -> (Stack, Arc<UpstreamSet>) {
+        stack_with(toml, None)
+    }
+
+    fn stack_with(toml: &str, audit: Option<&Arc<crate::audit::Audit>>) -> (Stack, Arc<UpstreamSet>) {
         let config = Config::from_toml(toml).unwrap();
         let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams()));
         let catalog = CatalogState::new(config.catalog.clone(), upstreams.iter().map(|u| Arc::clone(&u.name)));
@@ -184,7 +188,7 @@ mod tests {
             tasks: &tasks,
             switches: &switches,
             own_tools: None,
-            audit: None,
+            audit,
         };
         (build(&config, parts), upstreams)
     }
@@ -222,6 +226,16 @@ mod tests {
         assert_eq!(main.steps(), ["bulkhead", "retry", "balance", "breaker", "timeout", "attempt"]);
         let spare = upstreams.get("spare").unwrap();
         assert_eq!(spare.steps(), ["bulkhead", "retry", "balance", "timeout", "attempt"], "its breaker is off");
+    }
+
+    #[tokio::test]
+    async fn the_audit_step_follows_the_meter() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::audit::AuditConfig { enabled: true, ..Default::default() };
+        let audit = crate::audit::Audit::start(&config, crate::audit::sink::Sink::file(dir.path().join("a")), "t");
+        let (stack, _) = stack_with(UPSTREAMS, Some(&audit));
+        assert_eq!(&stack.steps()[..4], ["edge", "meter", "audit", "admission"]);
+        audit.shutdown().await;
     }
 
     #[tokio::test]
