@@ -558,5 +558,120 @@ fn cost(c: &mut Criterion) {
     assert!(spent > 0.0, "the step charged the calls");
 }
 
-criterion_group!(benches, envelope, catalog, sse_framing, resilience_layers, cache_path, validation, tenancy, cost);
+criterion_group!(
+    benches,
+    envelope,
+    catalog,
+    sse_framing,
+    resilience_layers,
+    cache_path,
+    validation,
+    tenancy,
+    cost,
+    audit
+);
 criterion_main!(benches);
+
+/// The audit log on the call path (issue 15), A/B: the same `tools/call` through a service that
+/// answers at once, without and with the audit step in front (`on_audit_failure` = serve and
+/// = refuse). The writer runs on a runtime of its own (its parsing, digest, redaction, hashing
+/// and file appends are off the call path) and only the calls are timed: after each 1,000
+/// calls the bench waits, untimed, until the writer has emptied the buffer, so every call
+/// takes the `try_send` path that succeeds (and wakes the writer), never the cheaper full one.
+fn audit(c: &mut Criterion) {
+    use std::task::{Context, Poll, Waker};
+    use std::time::{Duration, Instant};
+
+    use sekisho::audit::{Audit, AuditConfig, OnFailure, sink::Sink};
+    use sekisho::error::GatewayError;
+    use sekisho::pipeline::audited::Audited;
+    use sekisho::pipeline::ctx::{Call, CallCtx};
+    use sekisho::pipeline::parts::{Identity, Principal, Priority, Scope};
+    use sekisho::pipeline::steps::Stepped;
+    use sekisho::wire::jsonrpc::Method;
+    use tower::Service;
+
+    let writer_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let start = |policy: OnFailure, file: &str| {
+        let config = AuditConfig {
+            enabled: true,
+            buffer: 100_000,
+            batch: 1000,
+            on_audit_failure: policy,
+            ..AuditConfig::default()
+        };
+        let _guard = writer_rt.enter();
+        Audit::start(&config, Sink::file(dir.path().join(file)), "bench")
+    };
+    let msg = Message::parse(Bytes::from_static(CALL.as_bytes())).unwrap();
+    let Kind::Request { params, .. } = &msg.kind else { unreachable!() };
+    let params = Params::parse(msg.src.slice(params.clone().unwrap())).unwrap();
+    let client = ClientSide {
+        era: Era::Modern,
+        version: "2026-07-28",
+        capabilities: Bytes::from_static(b"{}"),
+        log_level: None,
+    };
+    let caller =
+        Principal::ApiKey(Arc::new(Identity { id: "ci".into(), tenant: Some("acme".into()), ..Default::default() }));
+    let call = || Call {
+        method: Method::ToolsCall,
+        params: params.clone(),
+        ctx: CallCtx {
+            client: client.clone(),
+            scope: Scope::Gateway,
+            principal: caller.clone(),
+            events: None,
+            received: Instant::now(),
+            priority: Priority::Medium,
+            idempotency_key: None,
+            session: None,
+            param_headers: None,
+        },
+    };
+    let body = Bytes::from_static(br#"{"content":[{"type":"text","text":"hello world"}]}"#);
+    let answer = move |_: Call| {
+        futures::future::ready(Ok::<_, GatewayError>(Reply::Result {
+            body: body.clone(),
+            origin: Origin::Upstream(Era::Legacy, Arc::from("h")),
+        }))
+    };
+    fn run<S: Service<Call, Response = Reply, Error = GatewayError>>(svc: &mut S, call: Call) {
+        let mut fut = std::pin::pin!(svc.call(call));
+        let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) else { unreachable!() };
+        black_box(out.unwrap());
+    }
+    let timed = |svc: &mut dyn FnMut(Call), audit: Option<&Audit>, iters: u64| {
+        let mut total = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let n = left.min(1000);
+            let started = Instant::now();
+            for _ in 0..n {
+                svc(call());
+            }
+            total += started.elapsed();
+            left -= n;
+            while audit.is_some_and(|a| a.depth() > 0) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        total
+    };
+    let mut g = c.benchmark_group("audit");
+    g.bench_function("call_without_audit", |b| {
+        let mut svc = tower::service_fn(answer.clone());
+        b.iter_custom(|iters| timed(&mut |c| run(&mut svc, c), None, iters))
+    });
+    for (label, policy) in [("call_with_audit_serve", OnFailure::Serve), ("call_with_audit_refuse", OnFailure::Refuse)]
+    {
+        let audit = start(policy, &format!("{label}.jsonl"));
+        g.bench_function(label, |b| {
+            let mut svc = Stepped { step: Audited(Arc::clone(&audit)), inner: tower::service_fn(answer.clone()) };
+            b.iter_custom(|iters| timed(&mut |c| run(&mut svc, c), Some(&audit), iters))
+        });
+        writer_rt.block_on(audit.shutdown());
+    }
+    g.finish();
+}

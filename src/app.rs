@@ -73,6 +73,9 @@ impl Gateway {
         }));
         let own_tools =
             crate::report::tools::SelfTools::new(Arc::clone(&report), &config.self_tools, &config.catalog.separator);
+        let store_url = config.store.enabled().then_some(config.store.postgres_url.as_str());
+        let audit = crate::audit::open(&config.audit, store_url, &config.monitor.replica_name())
+            .map_err(crate::store::StoreError::Invalid)?;
         let parts = Parts {
             catalog: &catalog,
             upstreams: &upstreams,
@@ -81,6 +84,7 @@ impl Gateway {
             tasks: &tasks,
             switches: switches.switches(),
             own_tools: own_tools.as_ref(),
+            audit: audit.as_ref(),
         };
         let shared = Arc::new(Shared {
             stack: crate::pipeline::build(config, parts),
@@ -108,6 +112,7 @@ impl Gateway {
             alerts,
             switches: Arc::clone(&switches),
             report,
+            audit,
         });
         tokio::spawn(switches.run(background.clone()));
         for (name, signals) in upstreams.start() {
@@ -131,6 +136,10 @@ impl Gateway {
             tenancy.shutdown().await;
         }
         self.upstreams.shutdown().await;
+        // Last: the records of every call that ended, then the closing anchor.
+        if let Some(audit) = &self.shared.audit {
+            audit.shutdown().await;
+        }
     }
 
     /// Wait until every upstream has left the `Starting` state (or `limit` passes).

@@ -8,6 +8,7 @@
 //! - [`catalog`]: merged tools/prompts/resources, name mapping, list pages;
 //! - [`upstream`]: per upstream its own stack (`upstream::stack::build`), replicas, connections
 //!   (stdio children, HTTP), handshakes, era translation;
+//! - [`audit`]: the tamper-evident audit log of calls and admin actions (hash chain, sinks, verify);
 //! - [`store`]: the multi-tenant store in PostgreSQL (tenants, instances, keys), its config cache;
 //! - [`wire`]: JSON-RPC, JSON object views, SSE, MCP constants (shared by front and upstream);
 //! - [`error`]: the error taxonomy and its one table; [`observe`]: metrics and logs;
@@ -19,6 +20,7 @@
 //! `fuzzing` (hidden) holds the harnesses of the `cargo fuzz` targets in `fuzz/`.
 
 pub mod app;
+pub mod audit;
 pub mod cache;
 pub mod catalog;
 pub mod cli;

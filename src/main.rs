@@ -46,6 +46,9 @@ fn main() -> ExitCode {
         Ok(command) => return run_store_command(command),
         Err(command) => Cli { command: *command },
     };
+    if let Command::Audit { action } = cli.command {
+        return ExitCode::from(sekisho::cli::audit::run(action));
+    }
     if let Command::Switch(args) = cli.command {
         return run_switch(args);
     }

@@ -5,6 +5,7 @@
 //! `instance`, `key` (`store.rs`); `remote.rs` is the admin-API client the `--url` commands
 //! share. No gateway logic lives here.
 
+pub mod audit;
 pub mod cache;
 pub mod clients;
 pub mod dry_run;
@@ -153,6 +154,12 @@ pub enum Command {
         /// Write the file (keeping a backup) instead of printing it.
         #[arg(long)]
         write: bool,
+    },
+    /// The audit log (`[audit]`, docs/security.md): `verify` its hash chains, `tail`, `search`.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        action: audit::AuditAction,
     },
     /// The PostgreSQL store's schema (`[store]`, docs/multi-tenant.md).
     Db {
@@ -478,6 +485,7 @@ fn sections(config: &crate::config::Config) -> String {
     section("monitor", toml::to_string(&monitor));
     section("alerts", toml::to_string(&alerts));
     section("self_tools", toml::to_string(&config.self_tools));
+    section("audit", toml::to_string(&audit::settings(config)));
     section("catalog", toml::to_string(&config.catalog));
     section("log", toml::to_string(&config.log));
     out

@@ -69,6 +69,9 @@ pub struct Config {
     /// Cost budgets in dollars per hour (prices are per upstream and tool).
     #[serde(default)]
     pub budgets: crate::cost::config::BudgetsConfig,
+    /// The tamper-evident audit log of calls and admin actions.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -143,6 +146,9 @@ impl Config {
             {
                 up.ca_file = Some(base.join(ca));
             }
+        }
+        if !self.audit.path.is_empty() && Path::new(&self.audit.path).is_relative() {
+            self.audit.path = base.join(&self.audit.path).to_string_lossy().into_owned();
         }
         if !self.redis.ca_file.is_empty() && Path::new(&self.redis.ca_file).is_relative() {
             self.redis.ca_file = base.join(&self.redis.ca_file).to_string_lossy().into_owned();
@@ -219,6 +225,7 @@ impl Config {
         problems.extend(self.rate_limits.validate());
         problems.extend(self.monitor.validate());
         problems.extend(self.alerts.validate());
+        problems.extend(self.audit.validate(self.store.enabled()));
         problems.extend(self.self_tools.validate(self.upstreams.keys()));
         problems.extend(self.budgets.validate());
         for (name, up) in &self.upstreams {
@@ -256,7 +263,7 @@ impl Config {
 
 /// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
 /// against the fields of [`Config`], so a new section cannot be left out).
-pub const SECTIONS: [&str; 15] = [
+pub const SECTIONS: [&str; 16] = [
     "server",
     "catalog",
     "log",
@@ -271,6 +278,7 @@ pub const SECTIONS: [&str; 15] = [
     "alerts",
     "self_tools",
     "budgets",
+    "audit",
     "upstreams",
 ];
 

@@ -160,6 +160,11 @@ pub enum GatewayError {
     /// The gateway is draining for shutdown (-32013, HTTP 503 with `Retry-After`).
     #[error("the gateway is shutting down; retry on another replica")]
     ShuttingDown,
+    /// The audit log cannot record the call (`[audit] on_audit_failure = "refuse"` and its
+    /// buffer is full: the sink is down or behind): -32018, HTTP 503 with `Retry-After: 1`,
+    /// `data.retryable`. The call was not run.
+    #[error("the audit log cannot record this call (its sink is unavailable); retry shortly")]
+    AuditUnavailable,
     /// A call with this idempotency key is still running (-32014, retryable later).
     #[error("a call with idempotency key {key:?} is still in progress; retry later")]
     IdempotencyInProgress {
@@ -331,6 +336,12 @@ impl GatewayError {
                 (code::OVERLOADED, Some(StatusCode::SERVICE_UNAVAILABLE), Some(Duration::from_secs(1)), "shutting_down")
             }
             IdempotencyInProgress { .. } => (code::IDEMPOTENCY_IN_PROGRESS, None, None, "in_progress"),
+            AuditUnavailable => (
+                code::AUDIT_UNAVAILABLE,
+                Some(StatusCode::SERVICE_UNAVAILABLE),
+                Some(Duration::from_secs(1)),
+                "audit_unavailable",
+            ),
             Cancelled => (code::REQUEST_CANCELLED, None, None, "cancelled"),
             UpstreamUnavailable { .. } | CircuitOpen { .. } => (code::UPSTREAM_UNAVAILABLE, None, None, "unavailable"),
             UpstreamTransport { .. } => (code::UPSTREAM_UNAVAILABLE, None, None, "upstream_error"),
@@ -376,7 +387,9 @@ impl GatewayError {
             | UpstreamResponseTooLarge { .. }
             | InputRequiredUnsupported(_)
             | CircuitOpen { .. } => Side::Upstream,
-            ShuttingDown | Overloaded { .. } | IdempotencyInProgress { .. } | NoAnswer => Side::Gateway,
+            ShuttingDown | Overloaded { .. } | IdempotencyInProgress { .. } | NoAnswer | AuditUnavailable => {
+                Side::Gateway
+            }
             _ => Side::Client,
         }
     }
@@ -394,6 +407,7 @@ impl GatewayError {
                 | GatewayError::BudgetExceeded { .. }
                 | GatewayError::ShuttingDown
                 | GatewayError::IdempotencyInProgress { .. }
+                | GatewayError::AuditUnavailable
         )
     }
 
@@ -440,7 +454,7 @@ impl GatewayError {
             Overloaded { retry_after, .. } => {
                 Some(serde_json::json!({ "retryAfterMs": retry_after.as_millis() as u64, "retryable": true }))
             }
-            ShuttingDown | KeyStoreUnavailable(_) => Some(serde_json::json!({ "retryable": true })),
+            ShuttingDown | KeyStoreUnavailable(_) | AuditUnavailable => Some(serde_json::json!({ "retryable": true })),
             RateLimited { scope, retry_after } => Some(serde_json::json!({
                 // Rounded up: a client that waits this long finds room.
                 "limit": scope, "retryAfterMs": retry_after.as_micros().div_ceil(1000) as u64, "retryable": true

@@ -55,11 +55,13 @@ pub async fn run(
         Ok(output) => {
             // The command and who ran it; never its arguments (they may hold secret values).
             tracing::info!(caller = caller.label(), command, "store command run through the admin API");
+            shared.audit_admin(&caller, &format!("store/{command}"), None, "ok", serde_json::Value::Null);
             let body = serde_json::json!({ "output": output });
             json(StatusCode::OK, Bytes::from(body.to_string()))
         }
         Err(e) => {
             tracing::info!(caller = caller.label(), command, error = %e, "store command refused");
+            shared.audit_admin(&caller, &format!("store/{command}"), None, "refused", serde_json::Value::Null);
             refused(&e)
         }
     }

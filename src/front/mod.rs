@@ -161,6 +161,24 @@ pub struct Shared {
     pub switches: Arc<crate::switches::fleet::Control>,
     /// The gateway's reports of itself (`/admin/performance`, `/admin/health`).
     pub report: Arc<crate::report::Reporter>,
+    /// The audit log (`[audit] enabled`): the call step writes calls, admin handlers their actions.
+    pub audit: Option<Arc<crate::audit::Audit>>,
+}
+
+impl Shared {
+    /// Record an admin action in the audit log, when it is on (see `crate::audit::Audit::admin`).
+    pub fn audit_admin(
+        &self,
+        caller: &Principal,
+        action: &str,
+        name: Option<&str>,
+        outcome: &str,
+        detail: serde_json::Value,
+    ) {
+        if let Some(audit) = &self.audit {
+            audit.admin(caller, action, name, outcome, detail);
+        }
+    }
 }
 
 impl Shared {

@@ -130,6 +130,8 @@ pub async fn clear_cache(
         (None, None) => store.clear(upstreams.iter().map(|u| Arc::clone(&u.name))).await,
     }
     tracing::info!(caller = caller.label(), upstream = ?q.upstream, tool = ?q.tool, "cache cleared");
+    let detail = serde_json::json!({ "upstream": q.upstream, "tool": q.tool });
+    shared.audit_admin(&caller, "cache/clear", q.upstream.as_deref(), "ok", detail);
     let body = serde_json::json!({ "cleared": { "upstream": q.upstream, "tool": q.tool } });
     json(StatusCode::OK, Bytes::from(body.to_string()))
 }

@@ -46,6 +46,7 @@ pub async fn drain(State(shared): State<Arc<Shared>>, Admin(caller): Admin) -> R
         shared.draining.cancel();
     }
     let grace_ms = shared.config.shutdown_grace.as_millis() as u64;
+    shared.audit_admin(&caller, "drain", None, "ok", serde_json::json!({ "already": already }));
     json(
         StatusCode::ACCEPTED,
         to_json(&serde_json::json!({ "draining": true, "grace_ms": grace_ms, "already": already })),

@@ -56,6 +56,8 @@ pub async fn switch(
         _ => return answer(StatusCode::BAD_REQUEST, &serde_json::json!({ "error": "the state is on or off" })),
     };
     let (change, reach) = shared.switches.switch(layer, on, caller.label()).await;
+    let detail = serde_json::json!({ "on": change.on, "seq": change.seq, "reach": reach.name() });
+    shared.audit_admin(&caller, "switch", Some(layer.name()), "ok", detail);
     let mut out = body(&shared);
     out["changed"] = serde_json::json!({
         "layer": layer.name(), "on": change.on, "by": change.by, "seq": change.seq, "reach": reach.name(),

@@ -13,11 +13,13 @@ use prometheus_client::registry::Registry;
 use super::bounded::BoundedNames;
 pub use super::bounded::{MAX_LABELED, Name, TENANT_OTHER};
 mod advice;
+mod audit;
 mod cost;
 mod labels;
 mod store;
 mod tools;
 pub use advice::AdviceMetrics;
+pub use audit::AuditMetrics;
 pub use cost::CostMetrics;
 pub use labels::*;
 pub use store::StoreMetrics;
@@ -69,6 +71,8 @@ pub struct Metrics {
     pub tools: ToolMetrics,
     /// Cost and budgets.
     pub cost: CostMetrics,
+    /// The audit log (`crate::audit`).
+    pub audit: AuditMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -188,10 +192,12 @@ impl Metrics {
         let store = StoreMetrics::register(&mut registry);
         let advice = AdviceMetrics::register(&mut registry);
         let tools = ToolMetrics::register(&mut registry);
+        let audit = AuditMetrics::register(&mut registry);
         let cost = CostMetrics::register(&mut registry);
         Metrics {
             store,
             advice,
+            audit,
             tools,
             cost,
             rate_limited,

@@ -9,6 +9,7 @@
 //! a [`ctx::Call`]; from resolve on, a [`ctx::Routed`] call that carries its target.
 
 pub mod admit;
+pub mod audited;
 pub mod budget;
 pub mod cache;
 pub mod ctx;
@@ -76,6 +77,8 @@ pub struct Parts<'a> {
     pub switches: &'a Arc<Switches>,
     /// The gateway's own tools, when `[self_tools] enabled` (resolve lists and answers them).
     pub own_tools: Option<&'a Arc<crate::report::tools::SelfTools>>,
+    /// The audit log, when `[audit] enabled`.
+    pub audit: Option<&'a Arc<crate::audit::Audit>>,
 }
 
 /// A built stack: the edge every HTTP request passes first, then the call pipeline.
@@ -116,6 +119,10 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
     let stack = ServiceBuilder::new()
         // meter: count and time every call; outermost, so it sees every outcome, refusals too.
         .layer(StepLayer(Meter))
+        // audit: record every call and read (refusals too); before quota and admission, so
+        // with `on_audit_failure = "refuse"` a call that cannot be recorded takes no capacity
+        // (present when `[audit] enabled`).
+        .option_layer(parts.audit.map(|a| StepLayer(self::audited::Audited(Arc::clone(a)))))
         // quota: the caller's rate limits (per key, per tenant); before admission, so calls
         // over the limit never queue (present when a limit is configured).
         .option_layer(quota.map(StepLayer))
@@ -174,6 +181,10 @@ mod tests {
     use crate::cache::config::RedisConfig;
 
     fn stack_for(toml: &str) -> (Stack, Arc<UpstreamSet>) {
+        stack_with(toml, None)
+    }
+
+    fn stack_with(toml: &str, audit: Option<&Arc<crate::audit::Audit>>) -> (Stack, Arc<UpstreamSet>) {
         let config = Config::from_toml(toml).unwrap();
         let upstreams = Arc::new(UpstreamSet::new(config.enabled_upstreams()));
         let catalog = CatalogState::new(config.catalog.clone(), upstreams.iter().map(|u| Arc::clone(&u.name)));
@@ -190,6 +201,7 @@ mod tests {
             tasks: &tasks,
             switches: &switches,
             own_tools: None,
+            audit,
         };
         (build(&config, parts), upstreams)
     }
@@ -230,6 +242,16 @@ mod tests {
         assert_eq!(main.steps(), ["bulkhead", "retry", "balance", "breaker", "timeout", "attempt"]);
         let spare = upstreams.get("spare").unwrap();
         assert_eq!(spare.steps(), ["bulkhead", "retry", "balance", "timeout", "attempt"], "its breaker is off");
+    }
+
+    #[tokio::test]
+    async fn the_audit_step_follows_the_meter() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::audit::AuditConfig { enabled: true, ..Default::default() };
+        let audit = crate::audit::Audit::start(&config, crate::audit::sink::Sink::file(dir.path().join("a")), "t");
+        let (stack, _) = stack_with(UPSTREAMS, Some(&audit));
+        assert_eq!(&stack.steps()[..4], ["edge", "meter", "audit", "admission"]);
+        audit.shutdown().await;
     }
 
     #[tokio::test]

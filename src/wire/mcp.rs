@@ -105,6 +105,9 @@ pub mod code {
     /// HTTP 429 with `Retry-After: 60`; `data.budget`, `data.perHour`); retry once spending
     /// over the trailing hour has dropped.
     pub const BUDGET_EXCEEDED: i64 = -32017;
+    /// sekisho: the audit log cannot take the call's record (`[audit] on_audit_failure =
+    /// "refuse"` and its buffer is full); HTTP 503 with `Retry-After`; retry later.
+    pub const AUDIT_UNAVAILABLE: i64 = -32018;
     /// Legacy Streamable HTTP: the session id is unknown or expired (the code the official
     /// TypeScript SDK answers with, HTTP 404).
     pub const SESSION_NOT_FOUND: i64 = -32001;
