@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod cost;
+pub mod detect;
 pub mod error;
 pub mod front;
 #[doc(hidden)]

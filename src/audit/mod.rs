@@ -84,9 +84,9 @@ pub struct Refused;
 
 impl Audit {
     /// Start the writer task for `config` (enabled and valid) on `sink`, as `replica`, with
-    /// the default redaction ([`redact::KeyNames`]).
+    /// the default redaction ([`redact::Detectors`]).
     pub fn start(config: &AuditConfig, sink: sink::Sink, replica: &str) -> Arc<Audit> {
-        Self::start_with(config, sink, replica, Arc::new(redact::KeyNames))
+        Self::start_with(config, sink, replica, Arc::new(redact::Detectors))
     }
 
     /// [`Audit::start`] with another redaction (the sensitive-data detectors' hook).

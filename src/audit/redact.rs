@@ -1,6 +1,7 @@
 //! Redaction of call arguments before they are recorded: values under keys that look secret
 //! are replaced, long strings cut, the whole bounded. [`Redact`] is the hook the
-//! sensitive-data detectors (issue 15 item 5) replace [`KeyNames`] with.
+//! sensitive-data detectors (issue 15 item 5) plug into: [`Detectors`], the default, runs them
+//! on every string before [`KeyNames`].
 
 use serde_json::Value;
 
@@ -23,6 +24,19 @@ impl Redact for KeyNames {
     fn redact(&self, mut args: Value, max_bytes: usize) -> Value {
         scrub(&mut args, (max_bytes / 8).max(16));
         bounded(args, max_bytes)
+    }
+}
+
+/// The default redaction: every string's sensitive data ([`crate::detect`], all kinds) replaced
+/// with `[REDACTED:<kind>]` — before strings are cut, so no part of a secret survives a cut —
+/// then [`KeyNames`]. Findings are counted with `where="audit"`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Detectors;
+
+impl Redact for Detectors {
+    fn redact(&self, mut args: Value, max_bytes: usize) -> Value {
+        crate::detect::redact::value(&mut args, crate::detect::KindSet::ALL, crate::detect::redact::Place::Audit);
+        KeyNames.redact(args, max_bytes)
     }
 }
 

@@ -15,12 +15,14 @@ pub use super::bounded::{MAX_LABELED, Name, TENANT_OTHER};
 mod advice;
 mod audit;
 mod cost;
+mod detect;
 mod labels;
 mod store;
 mod tools;
 pub use advice::AdviceMetrics;
 pub use audit::AuditMetrics;
 pub use cost::CostMetrics;
+pub use detect::DetectMetrics;
 pub use labels::*;
 pub use store::StoreMetrics;
 pub use tools::ToolMetrics;
@@ -73,6 +75,8 @@ pub struct Metrics {
     pub cost: CostMetrics,
     /// The audit log (`crate::audit`).
     pub audit: AuditMetrics,
+    /// Sensitive-data detection (`crate::detect`).
+    pub detect: DetectMetrics,
 }
 
 fn latency_histogram() -> Histogram {
@@ -194,7 +198,9 @@ impl Metrics {
         let tools = ToolMetrics::register(&mut registry);
         let audit = AuditMetrics::register(&mut registry);
         let cost = CostMetrics::register(&mut registry);
+        let detect = DetectMetrics::register(&mut registry);
         Metrics {
+            detect,
             store,
             advice,
             audit,

@@ -80,6 +80,8 @@ impl StderrLog {
             Take::Log { dropped } => {
                 self.announce(dropped);
                 let text = String::from_utf8_lossy(text);
+                let text =
+                    crate::detect::redact::text(&text, crate::detect::KindSet::ALL, crate::detect::redact::Place::Log);
                 if cut > 0 {
                     tracing::info!(target: "sekisho::upstream::stderr", upstream = %self.upstream, pid, truncated_bytes = cut, "{text}…");
                 } else {
