@@ -568,7 +568,8 @@ criterion_group!(
     validation,
     tenancy,
     cost,
-    audit
+    audit,
+    detect
 );
 criterion_main!(benches);
 
@@ -673,5 +674,34 @@ fn audit(c: &mut Criterion) {
         });
         writer_rt.block_on(audit.shutdown());
     }
+    g.finish();
+}
+
+/// Sensitive-data detection (issue 15 item 5) on a realistic 16 KiB `tools/call` result: JSON
+/// text of records with ids, URLs, timestamps and prose, without findings and with four
+/// (an e-mail, a card number, an `sk-` key, a connection password). Target ≤ 20 µs.
+fn detect(c: &mut Criterion) {
+    use sekisho::detect::{KindSet, scan};
+    let record = r#"{"id":"550e8400-e29b-41d4-a716-446655440000","url":"https://api.example.com/v1/items/1234?page=2","updated":1764664200000,"title":"Quarterly report - revenue up 12.5% on 3+4 regions","body":"The team shipped the migration; see commit 4d72a10b6f8e2c1d9a3b5e7f0c2a4b6d8e0f1a3b."},"#;
+    let clean: String = record.repeat(16 * 1024 / record.len() + 1)[..16 * 1024].to_string();
+    let mut dirty = clean.clone();
+    for (i, s) in [
+        " jane.doe@example.com ",
+        " 4111 1111 1111 1111 ",
+        " sk-FAKEfake0123456789abcdefFAKE ",
+        " postgres://app:FakePw@db:5432/x ",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let at = (i + 1) * 3000;
+        dirty.replace_range(at..at + s.len(), s);
+    }
+    assert!(scan(&clean, KindSet::ALL).is_empty(), "{:?}", scan(&clean, KindSet::ALL));
+    assert_eq!(scan(&dirty, KindSet::ALL).len(), 4, "{:?}", scan(&dirty, KindSet::ALL));
+    let mut g = c.benchmark_group("detect");
+    g.throughput(Throughput::Bytes(clean.len() as u64));
+    g.bench_function("scan_16k_clean", |b| b.iter(|| scan(std::hint::black_box(&clean), KindSet::ALL)));
+    g.bench_function("scan_16k_4_findings", |b| b.iter(|| scan(std::hint::black_box(&dirty), KindSet::ALL)));
     g.finish();
 }
