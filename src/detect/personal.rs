@@ -27,7 +27,7 @@ pub fn email(text: &[u8], at: usize) -> Option<Finding> {
     let tld = &host[dot + 1..];
     let labels_ok = host.split(|b| *b == b'.').all(|l| !l.is_empty() && l[0] != b'-' && l[l.len() - 1] != b'-');
     ((2..=24).contains(&tld.len()) && tld.iter().all(u8::is_ascii_alphabetic) && labels_ok)
-        .then(|| Finding { kind: Kind::Email, range: start..end })
+        .then_some(Finding { kind: Kind::Email, range: start..end })
 }
 
 /// The phone number starting with the `+` at `plus`: 10–15 digits, groups separated by one
@@ -53,7 +53,7 @@ pub fn phone(text: &[u8], plus: usize) -> Option<Finding> {
     let end = last_digit + 1;
     let clean_end = text.get(end).is_none_or(|b| !b.is_ascii_alphanumeric());
     ((10..=15).contains(&digits) && text.get(plus + 1).is_some_and(|b| b.is_ascii_digit() && *b != b'0') && clean_end)
-        .then(|| Finding { kind: Kind::Phone, range: plus..end })
+        .then_some(Finding { kind: Kind::Phone, range: plus..end })
 }
 
 /// Bytes a card number is made of.
@@ -135,5 +135,5 @@ pub fn luhn(digits: &[u8]) -> bool {
             if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }

@@ -145,7 +145,7 @@ fn jwt(text: &[u8], start: usize) -> Option<Finding> {
     }
     let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&text[start..start + header]).ok()?;
     let value: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&decoded).ok()?;
-    value.contains_key("alg").then(|| Finding { kind: Kind::Jwt, range: start..at })
+    value.contains_key("alg").then_some(Finding { kind: Kind::Jwt, range: start..at })
 }
 
 /// `-----BEGIN <words> PRIVATE KEY-----` through its `-----END …-----` line, or through the
@@ -190,5 +190,5 @@ fn connection_password(text: &[u8], at: usize) -> Option<Finding> {
     let colon = text[userinfo..at].iter().position(|b| *b == b':')?;
     let password = userinfo + colon + 1;
     let host_ok = text.get(at + 1).is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'[');
-    (password < at && host_ok).then(|| Finding { kind: Kind::ConnectionPassword, range: password..at })
+    (password < at && host_ok).then_some(Finding { kind: Kind::ConnectionPassword, range: password..at })
 }
