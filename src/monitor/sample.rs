@@ -282,15 +282,9 @@ fn top(mut groups: Vec<(Arc<str>, Counts)>, bounds: &[f64], top_n: usize, per_ho
         p99_ms: percentile(bounds, &c.buckets, 0.99),
         cost_per_hour: per_hour.map(|f| c.cost * f),
     };
-    let mut out: Vec<Breakdown> = groups.iter().take(top_n).map(|(n, c)| row(Arc::clone(n), c)).collect();
-    if groups.len() > top_n {
-        let mut rest = Counts::default();
-        for (_, c) in &groups[top_n..] {
-            rest.add(c);
-        }
-        out.push(row(OTHER.into(), &rest));
-    }
-    out
+    super::usage::top_and_other(&groups, top_n, Counts::add, |name, c| {
+        row(name.map_or_else(|| OTHER.into(), Arc::clone), c)
+    })
 }
 
 /// Health per upstream: down ones first, then those whose breakers opened or whose bulkhead

@@ -79,14 +79,27 @@ pub fn tools(before: &Reading, now: &Reading, top_n: usize) -> Vec<ToolUse> {
         uncached: c.uncached,
         repeats: c.repeats,
     };
-    let mut out: Vec<ToolUse> =
-        moved.iter().take(top_n).map(|((u, t), c)| row(Arc::clone(u), Arc::clone(t), c)).collect();
-    if moved.len() > top_n {
-        let mut rest = ToolCounts::default();
-        for (_, c) in &moved[top_n..] {
-            rest.add(c);
+    top_and_other(&moved, top_n, ToolCounts::add, |key, c| match key {
+        Some((u, t)) => row(Arc::clone(u), Arc::clone(t), c),
+        None => row(OTHER.into(), OTHER.into(), c),
+    })
+}
+
+/// The rows of the first `top_n` of `sorted`, then one row of the rest summed with `add`
+/// (`row` gets `None` for that key): every breakdown of a sample is bounded this way.
+pub fn top_and_other<K, C: Default, R>(
+    sorted: &[(K, C)],
+    top_n: usize,
+    add: impl Fn(&mut C, &C),
+    row: impl Fn(Option<&K>, &C) -> R,
+) -> Vec<R> {
+    let mut out: Vec<R> = sorted.iter().take(top_n).map(|(k, c)| row(Some(k), c)).collect();
+    if sorted.len() > top_n {
+        let mut rest = C::default();
+        for (_, c) in &sorted[top_n..] {
+            add(&mut rest, c);
         }
-        out.push(row(OTHER.into(), OTHER.into(), &rest));
+        out.push(row(None, &rest));
     }
     out
 }
@@ -127,14 +140,8 @@ pub fn tool_calls(before: &Reading, now: &Reading, top_n: usize) -> Vec<ToolCall
         tool_errors: c.tool_errors,
         mean_ms: (c.calls > 0).then(|| c.seconds * 1000.0 / c.calls as f64),
     };
-    let mut out: Vec<ToolCalls> =
-        moved.iter().take(top_n).map(|((u, t), c)| row(Arc::clone(u), Arc::clone(t), c)).collect();
-    if moved.len() > top_n {
-        let mut rest = Counts::default();
-        for (_, c) in &moved[top_n..] {
-            rest.add(c);
-        }
-        out.push(row(OTHER.into(), OTHER.into(), &rest));
-    }
-    out
+    top_and_other(&moved, top_n, Counts::add, |key, c| match key {
+        Some((u, t)) => row(Arc::clone(u), Arc::clone(t), c),
+        None => row(OTHER.into(), OTHER.into(), c),
+    })
 }

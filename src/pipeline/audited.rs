@@ -136,10 +136,7 @@ fn observe(out: &Result<Reply, GatewayError>) -> Observed {
     };
     match out {
         Ok(Reply::Result { body, origin }) => {
-            let view = || ObjectView::parse(body).ok();
-            let tool_error = has_top_level_key(body, "isError")
-                && view().and_then(|v| v.get(body, "isError").map(|s| &body[s] == b"true")) == Some(true);
-            let outcome = if tool_error { Outcome::ToolError } else { Outcome::Ok };
+            let outcome = if super::metered::is_tool_error(body) { Outcome::ToolError } else { Outcome::Ok };
             let (cache, idempotency) = if has_top_level_key(body, "_meta") { marks(body) } else { (None, None) };
             (upstream(origin), outcome, cache, idempotency)
         }

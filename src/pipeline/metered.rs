@@ -87,14 +87,23 @@ fn classify(out: &Result<Reply, GatewayError>) -> (Name, &'static str) {
 pub fn outcome(out: &Result<Reply, GatewayError>) -> &'static str {
     match out {
         Ok(Reply::Result { body, .. }) => {
-            let tool_error = has_top_level_key(body, "isError")
-                && crate::wire::object::ObjectView::parse(body)
-                    .ok()
-                    .and_then(|v| v.get(body, "isError").map(|s| &body[s] == b"true"))
-                    == Some(true);
-            if tool_error { "tool_error" } else { "ok" }
+            if is_tool_error(body) {
+                "tool_error"
+            } else {
+                "ok"
+            }
         }
         Ok(Reply::Error { .. }) => "rpc_error",
         Err(e) => e.class(Era::Legacy).outcome,
     }
+}
+
+/// Whether a `result` is a tool result marked `"isError": true` (MCP `server/tools`, "Error
+/// Handling"); a cheap byte search first, so most results are not parsed.
+pub fn is_tool_error(result: &[u8]) -> bool {
+    has_top_level_key(result, "isError")
+        && crate::wire::object::ObjectView::parse(result)
+            .ok()
+            .and_then(|v| v.get(result, "isError").map(|s| &result[s] == b"true"))
+            == Some(true)
 }
