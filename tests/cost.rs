@@ -11,7 +11,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Gateway, client, echo_upstream, eventually, modern_as, text};
+use common::{Gateway, client, echo_upstream, eventually, modern_as, sekisho_cli, text};
 use serde_json::{Value, json};
 
 const ADMIN: &str = "cost-admin-key-0123456789abcdef";
@@ -305,5 +305,19 @@ async fn spending_near_the_budget_recommends_the_cheaper_fallback_and_performanc
     let gateway = &cost["budgets"][0];
     assert_eq!((gateway["name"].as_str(), gateway["action"].as_str()), (Some("gateway"), Some("alert")), "{perf}");
     assert!(gateway["used"].as_f64().unwrap() >= 1.2 - 1e-9, "{perf}");
+
+    // The operator's table says the same.
+    let run = sekisho_cli(&["performance", "--url", &gw.base, "--admin-key", ADMIN], &[]).await;
+    let line = run
+        .out
+        .lines()
+        .find(|l| l.starts_with("cost ") && !l.starts_with("cost efficiency"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        line.contains("$0.0300") && line.contains("budget gateway 120% of") && line.ends_with("(alert)"),
+        "{line:?} in {}",
+        run.out
+    );
     gw.shutdown().await.unwrap();
 }

@@ -14,7 +14,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Gateway, client, modern_as, stdio_upstream};
+use common::{Gateway, Served, client, eventually, modern_as, stdio_upstream};
 use serde_json::json;
 
 const ADMIN: &str = "dashboard-admin-key-0123456789abcdef";
@@ -151,4 +151,37 @@ async fn the_dashboard_in_a_browser_draws_live_charts_and_flips_a_switch() {
     // The page flipped the cache switch back on, as /readyz shows to the test too.
     assert!(gw.readyz().await.get("switched_off").is_none());
     eprintln!("screenshots: {}", out.display());
+}
+
+#[tokio::test]
+async fn health_probes_log_their_callers_at_debug_level_bounded() {
+    let gw = Served::start("", "[log]\nlevel = \"sekisho=debug\"\nformat = \"json\"\n").await;
+    let long_agent = format!("probe/{}", "x".repeat(300));
+    for (path, agent, forwarded) in [("/healthz", "kube-probe/1.31", "10.0.0.9"), ("/readyz", long_agent.as_str(), "")]
+    {
+        let mut req = client().get(format!("{}{path}", gw.base)).header("user-agent", agent);
+        if !forwarded.is_empty() {
+            req = req.header("x-forwarded-for", forwarded);
+        }
+        assert!(req.send().await.unwrap().status().is_success(), "{path}");
+    }
+    let lines = eventually("both probes logged", Duration::from_secs(5), async || {
+        let probes: Vec<serde_json::Value> = gw
+            .logs()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["message"] == "health probe")
+            .collect();
+        let ours = probes.iter().filter(|l| l["user_agent"] != "-").count();
+        if ours >= 2 { Ok(probes) } else { Err(gw.logs()) }
+    })
+    .await;
+    // The harness's own readiness probe (no User-Agent) is logged too, as `-`.
+    assert!(lines.iter().any(|l| l["path"] == "/healthz" && l["user_agent"] == "-"));
+    let healthz = lines.iter().find(|l| l["path"] == "/healthz" && l["user_agent"] != "-").unwrap();
+    assert_eq!((healthz["level"].as_str(), healthz["user_agent"].as_str()), (Some("DEBUG"), Some("kube-probe/1.31")));
+    assert_eq!(healthz["forwarded_for"], "10.0.0.9");
+    let readyz = lines.iter().find(|l| l["path"] == "/readyz").unwrap();
+    assert_eq!(readyz["user_agent"].as_str().unwrap(), &long_agent[..200], "cut to 200 bytes");
+    assert_eq!(readyz["forwarded_for"], "-");
 }

@@ -65,3 +65,26 @@ impl ToolMetrics {
         self.calls.get_or_create(&ToolCallLabels { upstream, tool, outcome }).inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_upstreams_tool_names_stay_bounded() {
+        let mut registry = Registry::default();
+        let metrics = ToolMetrics::register(&mut registry);
+        // An upstream listing 1000 tools, each called once; a second upstream's tool after them.
+        for i in 0..1000 {
+            metrics.call(Name::Static("flood"), Name::Shared(format!("t{i}").into()), "ok", Duration::from_millis(1));
+        }
+        metrics.call(Name::Static("calm"), Name::Shared("late".into()), "ok", Duration::from_millis(1));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let calls: Vec<&str> = text.lines().filter(|l| l.starts_with("tool_calls_total{")).collect();
+        assert_eq!(calls.len(), super::super::MAX_LABELED + 2, "200 names, `other` for flood, `other` for calm");
+        let other = calls.iter().find(|l| l.contains("upstream=\"flood\",tool=\"other\"")).unwrap();
+        assert!(other.ends_with(" 800"), "{other}");
+        assert!(calls.iter().any(|l| l.contains("upstream=\"calm\",tool=\"other\"")), "the bound is process-wide");
+    }
+}
