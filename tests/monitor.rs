@@ -183,6 +183,11 @@ async fn with_redis_a_restarted_replica_keeps_its_history() {
     })
     .await;
     first.shutdown().await.unwrap();
+    // Something else writes a sample into its stream, without the MAC: never taken back.
+    let forged_at = before.last().unwrap() + 1;
+    let forged = format!(r#"{{"timestamp_ms": {forged_at}, "calls": 999}}"#);
+    let _: String =
+        redis_query(port, redis::cmd("XADD").arg("mon:monitor:s:again").arg("*").arg("s").arg(forged)).await;
 
     // The same replica again: its ring starts with what it wrote to Redis before.
     let second = Gateway::start(&toml).await;
@@ -194,6 +199,7 @@ async fn with_redis_a_restarted_replica_keeps_its_history() {
     })
     .await;
     assert!(again.windows(2).all(|w| w[0] < w[1]), "oldest first: {again:?}");
+    assert!(!again.contains(&forged_at), "the forged sample stays out: {again:?}");
     assert!(body["latest"]["gateway"]["rss_bytes"].as_u64().is_some(), "{body}");
 
     // Another replica name starts empty: history is each replica's own.
