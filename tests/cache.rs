@@ -41,6 +41,28 @@ async fn call(url: &str, bearer: Option<&str>, tool: &str, args: Value, idem: Op
     read(req.json(&body).send().await.unwrap()).await
 }
 
+/// The same call as [`call`], sent on a connection that may die before the answer: whatever
+/// comes back (an answer or a transport error) is dropped.
+async fn call_unread(url: &str, tool: &str, args: Value, idem: &str) {
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "test", "version": "0"},
+        "io.sekisho/idempotencyKey": idem,
+    });
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": tool, "arguments": args, "_meta": meta}});
+    let _ = client()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", tool)
+        .json(&body)
+        .send()
+        .await;
+}
+
 fn cache_status(a: &Answer) -> String {
     a.body.pointer("/result/_meta/io.sekisho~1cache/status").and_then(Value::as_str).unwrap_or("none").to_string()
 }
@@ -493,13 +515,18 @@ async fn adaptive_ttl_keeps_hot_keys_longer_and_cold_keys_shorter() {
 async fn a_key_whose_replica_died_mid_call_is_released_after_the_calls_deadline() {
     let upstream = HttpUpstream::start("legacy").await;
     let toml = format!(
-        "[idempotency]\nwait = \"300ms\"\n[resilience.retry]\nenabled = false\n{}timeout = \"1s\"\n",
+        "[idempotency]\nwait = \"300ms\"\n[resilience.retry]\nenabled = false\n{}timeout = \"3s\"\n",
         fleet_toml("redis://127.0.0.1:6379", &prefix(), &upstream)
     );
     let (mut one, two) = (serve(&toml).await, serve(&toml).await);
     let url = one.url.clone();
     let started = Instant::now();
-    let first = tokio::spawn(async move { call(&url, None, "up__sleep_ms", json!({"ms": 5000}), Some("k")).await });
+    // The first call's connection dies with its replica: its answer (an error) is not read.
+    let first = tokio::spawn(async move {
+        let _ =
+            tokio::time::timeout(Duration::from_secs(20), call_unread(&url, "up__sleep_ms", json!({"ms": 10000}), "k"))
+                .await;
+    });
     eventually("the call in flight on the first replica", Duration::from_secs(10), async || {
         let n = one.readyz().await["upstreams"]["up"]["in_flight"].clone();
         if n.as_u64() > Some(0) { Ok(()) } else { Err(n) }
@@ -509,15 +536,15 @@ async fn a_key_whose_replica_died_mid_call_is_released_after_the_calls_deadline(
     let _ = one.child.kill();
     let _ = one.child.wait();
     let _ = first.await;
-    let busy = call(&two.url, None, "up__sleep_ms", json!({"ms": 5000}), Some("k")).await;
-    // (Its record lives 2 s from the first call's start: on a machine too loaded to get here by
-    // then, this fails, and says so.)
+    let busy = call(&two.url, None, "up__sleep_ms", json!({"ms": 10000}), Some("k")).await;
+    // (Its record lives 4 s from the first call's start: the call's deadline, 3 s, plus a second.
+    // On a machine too loaded to get here by then, this fails, and says so.)
     assert_eq!(busy.error_code(), Some(-32014), "{} after {:?}", busy.raw, started.elapsed());
-    // …until the call's own deadline (1 s, one attempt) plus a second has passed. Asking again
+    // …until the call's own deadline (3 s, one attempt) plus a second has passed. Asking again
     // meanwhile changes nothing: each repeat is told "in progress" after `wait`, and the first
     // one that finds the key free runs the call.
     let ran = eventually("the key released", Duration::from_secs(10), async || {
-        let a = call(&two.url, None, "up__sleep_ms", json!({"ms": 5000}), Some("k")).await;
+        let a = call(&two.url, None, "up__sleep_ms", json!({"ms": 10000}), Some("k")).await;
         if a.error_code() == Some(-32014) { Err(a.raw) } else { Ok(a) }
     })
     .await;
