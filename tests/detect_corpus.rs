@@ -74,10 +74,13 @@ fn result_policies_redact_in_place_and_block() {
 
 #[test]
 fn findings_never_split_a_character_and_scanning_is_linear() {
-    let text = format!("é{}é@@@+++{}", "sk-".repeat(5000), "4".repeat(20000));
+    // 200,000 bytes of near-triggers: a linear scan takes well under a second even in a debug
+    // build on a loaded machine; a quadratic one (4·10^10 steps) would take minutes. The bound
+    // is that far from both, so the machine's load cannot decide the outcome.
+    let text = format!("é{}é@@@+++{}", "sk-".repeat(40_000), "4".repeat(80_000));
     let t = std::time::Instant::now();
     let _ = scan(&text, KindSet::ALL);
-    assert!(t.elapsed() < std::time::Duration::from_millis(200), "{:?}", t.elapsed());
+    assert!(t.elapsed() < std::time::Duration::from_secs(30), "{:?}", t.elapsed());
     let out = redact::text("ü jane@example.com ü", KindSet::ALL, Place::Log);
     assert_eq!(out, "ü [REDACTED:email] ü");
 }
