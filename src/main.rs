@@ -52,6 +52,9 @@ fn main() -> ExitCode {
     if let Command::Switch(args) = cli.command {
         return run_switch(args);
     }
+    if let Command::Probe(args) = cli.command {
+        return run_probe(args);
+    }
     if let Command::Recommendations(target) = cli.command {
         return run_advice(sekisho::cli::recommend::recommendations(target));
     }
@@ -235,6 +238,18 @@ fn run_store_command(command: sekisho::cli::store::StoreCommand) -> ExitCode {
 /// `sekisho switch …`: print the answer, or the error on stderr (exit 1).
 fn run_switch(args: sekisho::cli::switch::SwitchArgs) -> ExitCode {
     print_answer(sekisho::cli::switch::run(args))
+}
+
+/// `sekisho probe`: one upstream connection, its tools listed and one called.
+fn run_probe(args: sekisho::cli::probe::ProbeArgs) -> ExitCode {
+    sekisho::observe::logging::init(&sekisho::observe::config::LogConfig::default());
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => ExitCode::from(runtime.block_on(sekisho::cli::probe::run(args))),
+        Err(e) => {
+            eprintln!("sekisho: cannot start the runtime: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// `sekisho recommendations|optimize`: print the answer and exit with its code, or the error

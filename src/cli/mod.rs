@@ -12,6 +12,7 @@ pub mod dry_run;
 pub mod import;
 pub mod ops;
 pub mod ops_table;
+pub mod probe;
 pub mod recommend;
 pub mod remote;
 pub mod render;
@@ -96,6 +97,10 @@ pub enum Command {
     /// and the configuration change that removes the cause. Exit codes: 0 when none is high
     /// or critical, 1 when any is, 2 when the gateway cannot be reached or refuses.
     Recommendations(recommend::Target),
+    /// Connect to one MCP server as the gateway connects to an upstream (its `auth`: a bearer
+    /// or OAuth client credentials, discovered from its 401), list its tools, call one.
+    /// Exit codes: 0 the tool answered, 1 a step failed, 2 wrong arguments.
+    Probe(probe::ProbeArgs),
     /// The overall check and the configuration changes of the recommendations as a TOML patch;
     /// `--write FILE` writes a copy of `--config` with them applied (never `--config` itself).
     ///
@@ -360,7 +365,7 @@ pub fn describe(config: &crate::config::Config) -> String {
                     out.push_str(&format!(" cwd={}", cwd.display()));
                 }
             }
-            Transport::Http { urls, headers, flavor } => {
+            Transport::Http { urls, headers, flavor, credentials } => {
                 let urls: Vec<String> = urls.iter().map(|u| crate::observe::redact::url(&u.to_string())).collect();
                 let kind = if flavor == crate::upstream::config::HttpTransport::Sse { "sse" } else { "http" };
                 out.push_str(&format!("  {name}{state}: {kind} {}", urls.join(" ")));
@@ -369,6 +374,9 @@ pub fn describe(config: &crate::config::Config) -> String {
                         " headers=[{}]",
                         headers.keys().map(|k| format!("{k}: <redacted>")).collect::<Vec<_>>().join(", ")
                     ));
+                }
+                if let Some(c) = credentials.first() {
+                    out.push_str(&format!(" auth={c:?}"));
                 }
             }
         }

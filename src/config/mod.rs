@@ -146,6 +146,12 @@ impl Config {
             {
                 up.ca_file = Some(base.join(ca));
             }
+            if let Some(crate::upstream::auth::config::AuthConfig::ClientCredentials(c)) = &mut up.auth
+                && let Some(key) = &c.private_key_file
+                && key.is_relative()
+            {
+                c.private_key_file = Some(base.join(key));
+            }
         }
         if !self.audit.path.is_empty() && Path::new(&self.audit.path).is_relative() {
             self.audit.path = base.join(&self.audit.path).to_string_lossy().into_owned();
@@ -195,6 +201,14 @@ impl Config {
                             problems.push(format!("upstreams.{name}.{section}.{key} uses ${{{var}}}, which is not set"))
                         }
                     }
+                }
+            }
+        }
+        for (name, up) in &mut self.upstreams {
+            for (key, value) in up.auth.iter_mut().flat_map(|a| a.secrets_mut()) {
+                match expand(value) {
+                    Ok(v) => *value = v,
+                    Err(var) => problems.push(format!("upstreams.{name}.auth.{key} uses ${{{var}}}, which is not set")),
                 }
             }
         }

@@ -70,6 +70,8 @@ pub struct UpstreamConfig {
     /// Extra HTTP headers sent with every request to an HTTP upstream.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Credentials presented to this HTTP upstream (`upstream::auth::config::AuthConfig`).
+    pub auth: Option<super::auth::config::AuthConfig>,
     /// PEM file of CA certificates trusted for this HTTPS upstream besides the system store
     /// (a private CA); relative to the configuration file's folder.
     pub ca_file: Option<PathBuf>,
@@ -343,8 +345,8 @@ impl UpstreamConfig {
                 if cmd.trim().is_empty() {
                     problems.push(format!("{at}.command is empty"));
                 }
-                if !self.headers.is_empty() || self.transport.is_some() {
-                    problems.push(format!("{at}.headers and transport only apply to HTTP upstreams (`url`)"));
+                if !self.headers.is_empty() || self.transport.is_some() || self.auth.is_some() {
+                    problems.push(format!("{at}.headers, auth and transport only apply to HTTP upstreams (`url`)"));
                 }
                 if self.ca_file.is_some() {
                     problems.push(format!("{at}.ca_file only applies to HTTP upstreams (`url`)"));
@@ -372,6 +374,7 @@ impl UpstreamConfig {
                 {
                     problems.push(format!("{at}.ca_file: {e}"));
                 }
+                problems.extend(super::auth::config::problems(&at, self));
                 for (k, v) in &self.headers {
                     if http::HeaderName::try_from(k.as_str()).is_err() {
                         problems.push(format!("{at}.headers: {k:?} is not a valid header name"));
@@ -489,7 +492,8 @@ impl UpstreamConfig {
                     }
                 }
                 let urls = self.url.iter().chain(&self.urls).map(|u| u.parse().expect("validated")).collect();
-                Transport::Http { urls, headers, flavor: self.transport.unwrap_or_default() }
+                let credentials = super::auth::config::credentials(self);
+                Transport::Http { urls, headers, flavor: self.transport.unwrap_or_default(), credentials }
             }
         }
     }

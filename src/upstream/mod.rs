@@ -3,6 +3,7 @@
 //! breaker → timeout → attempt, built once in [`stack::build`]), and its fallback state.
 
 pub mod attempt;
+pub mod auth;
 pub mod backoff;
 pub mod balance;
 pub mod breaker;

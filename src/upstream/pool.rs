@@ -79,11 +79,13 @@ impl Pool {
     pub fn start(self: &Arc<Self>, spawner: Spawner) {
         let targets: Vec<Target> = match (&self.transport, self.spawn()) {
             (_, Some(spawn)) => (0..self.settings.min_processes).map(|_| Target::Stdio(spawn.clone())).collect(),
-            (Transport::Http { urls, headers, flavor }, None) => urls
+            (Transport::Http { urls, headers, flavor, credentials }, None) => urls
                 .iter()
-                .map(|url| Target::Http {
+                .enumerate()
+                .map(|(i, url)| Target::Http {
                     url: url.clone(),
                     headers: headers.clone(),
+                    auth: credentials.get(i).cloned(),
                     max_response_bytes: self.settings.max_response_bytes,
                     flavor: *flavor,
                 })
@@ -154,9 +156,10 @@ impl Pool {
     fn target(&self, base: usize) -> Target {
         match (&self.transport, self.spawn()) {
             (_, Some(spawn)) => Target::Stdio(spawn),
-            (Transport::Http { urls, headers, flavor }, None) => Target::Http {
+            (Transport::Http { urls, headers, flavor, credentials }, None) => Target::Http {
                 url: urls[base % urls.len()].clone(),
                 headers: headers.clone(),
+                auth: credentials.get(base % urls.len()).cloned(),
                 max_response_bytes: self.settings.max_response_bytes,
                 flavor: *flavor,
             },

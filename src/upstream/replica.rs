@@ -41,6 +41,8 @@ pub enum Target {
         url: ::http::Uri,
         /// Headers sent with every request.
         headers: ::http::HeaderMap,
+        /// Its credentials (`auth`), when it has some.
+        auth: Option<Arc<crate::upstream::auth::Credentials>>,
         /// Largest answer accepted (a JSON body, one SSE event), in bytes.
         max_response_bytes: usize,
         /// Streamable HTTP, or the legacy HTTP+SSE transport.
@@ -321,11 +323,12 @@ impl Replica {
                     }
                 }
             }
-            Target::Http { url, headers, max_response_bytes, flavor } => {
+            Target::Http { url, headers, auth, max_response_bytes, flavor } => {
                 let endpoint = http::Endpoint {
                     client: client.clone(),
                     url: url.clone(),
                     headers: headers.clone(),
+                    auth: auth.clone(),
                     max_response_bytes: *max_response_bytes,
                 };
                 if *flavor == HttpTransport::Sse {

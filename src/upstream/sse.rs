@@ -65,7 +65,7 @@ impl SseConn {
         signals: Signals,
         owner: Option<Owner>,
     ) -> Result<Arc<SseConn>, ConnError> {
-        let Endpoint { client, url, headers, max_response_bytes } = endpoint;
+        let Endpoint { client, url, headers, max_response_bytes, .. } = endpoint;
         let mut get = HttpRequest::builder().method(HttpMethod::GET).uri(url.clone());
         for (k, v) in &headers {
             get = get.header(k, v);

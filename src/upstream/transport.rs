@@ -39,5 +39,11 @@ pub enum Transport {
     /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
     Stdio { command: String, args: Vec<String>, env: BTreeMap<String, String>, inherit_env: bool, cwd: Option<PathBuf> },
     /// HTTP endpoints (one per replica), spoken to with `flavor`.
-    Http { urls: Vec<http::Uri>, headers: http::HeaderMap, flavor: HttpTransport },
+    Http {
+        urls: Vec<http::Uri>,
+        headers: http::HeaderMap,
+        flavor: HttpTransport,
+        /// The credentials of each URL, in `urls` order (empty: no `auth`).
+        credentials: Vec<std::sync::Arc<crate::upstream::auth::Credentials>>,
+    },
 }

@@ -20,6 +20,8 @@
 #             through sekisho only (the direct runs are the v02-untied ones)
 #   v02-tasks-<scenario>: 0.2.0-alpha.12 --scenario runs of the ten [extension] scenarios of
 #             io.modelcontextprotocol/tasks (SEP-2663), on conf_modern
+#   v02-client-auth-<scenario>: 0.2.0-alpha.12 in client mode: sekisho's upstream client
+#             (`sekisho probe`) in five auth/ scenarios against the suite's own servers
 # Bridged runs, through sekisho only (the suite's era is not the fixture wire's):
 #   v02-2025-to-modern-<scenario>  legacy client -> 2026-07-28 upstream (conf_modern): the
 #             fixture's input_required becomes requests on the client's call stream; resource
@@ -182,6 +184,8 @@ one() {
   local name="$1" js="$2" url="$3" status=0
   shift 3
   local args=(server --url "$url" "$@" -o "$RESULTS/$name")
+  # MODE=client: the suite runs the client under test (its --command) against its own servers.
+  [ "${MODE:-server}" = client ] && args=(client "$@" -o "$RESULTS/$name")
   local baseline="$BASELINE_DIR/baseline-${name%.direct}.yml"
   [ -f "$baseline" ] && args+=(--expected-failures "$baseline")
   {
@@ -257,6 +261,21 @@ for scenario in tasks-lifecycle tasks-capability-negotiation tasks-wire-fields t
   tasks-mrtr-input tasks-request-headers tasks-dispatch-and-envelope tasks-status-notifications \
   tasks-required-task-error tasks-mrtr-composition; do
   run "v02-tasks-$scenario" "$CONF02" conf_modern /stateless --scenario "$scenario"
+done
+# sekisho's upstream client (`sekisho probe`, the same code the gateway uses to reach an
+# upstream) in the suite's client-mode authorization scenarios that apply to a machine client:
+# client credentials (client_secret_basic, private_key_jwt), pre-registered credentials,
+# rejecting protected-resource metadata for another resource, rejecting authorization server
+# metadata of another issuer. The other auth/ scenarios drive the authorization code flow (a
+# user at a browser), which a gateway does not run.
+for scenario in client-credentials-basic client-credentials-jwt pre-registration resource-mismatch \
+  metadata-issuer-mismatch; do
+  name="v02-client-auth-$scenario"
+  r="$(MODE=client one "$name" "$CONF02" - --command "$SEKISHO_BIN probe --timeout 10" --scenario "auth/$scenario")"
+  read -r PASSED[$name] FAILED[$name] STATUS[$name] <<<"$r"
+  DIRECT[$name]="-"
+  NAMES+=("$name")
+  [ "${STATUS[$name]}" -eq 0 ] || ANY_FAILED=1
 done
 
 echo

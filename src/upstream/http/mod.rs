@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method as HttpMethod, Request as HttpRequest, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -21,6 +21,7 @@ pub mod listen;
 pub mod task_listen;
 pub mod tls;
 
+use super::auth::Credentials;
 use super::conn::{ConnError, expect_result};
 use super::handshake::{self, Handshake};
 use super::mux::{Action, Mux, Owner};
@@ -69,6 +70,8 @@ pub struct Endpoint {
     pub url: Uri,
     /// Headers sent with every request.
     pub headers: HeaderMap,
+    /// The upstream's credentials (`auth`), when it has some.
+    pub auth: Option<Arc<Credentials>>,
     /// Largest answer accepted, in bytes: a JSON body, or one SSE event (`max_response_bytes`).
     pub max_response_bytes: usize,
 }
@@ -79,6 +82,7 @@ pub struct HttpConn {
     client: HttpClient,
     url: Uri,
     headers: HeaderMap,
+    auth: Option<Arc<Credentials>>,
     max_response_bytes: usize,
     /// Request multiplexing state (ids, progress routes).
     pub mux: Mux,
@@ -119,12 +123,13 @@ impl HttpConn {
         signals: Signals,
         owner: Option<Owner>,
     ) -> Result<Arc<HttpConn>, ConnError> {
-        let Endpoint { client, url, headers, max_response_bytes } = endpoint;
+        let Endpoint { client, url, headers, auth, max_response_bytes } = endpoint;
         let mut conn = HttpConn {
             upstream: upstream.to_string(),
             client,
             url,
             headers,
+            auth,
             max_response_bytes,
             mux: Mux::owned(upstream, signals, owner.clone()),
             handshake: OnceLock::new(),
@@ -221,7 +226,38 @@ impl HttpConn {
 
     /// Send one request. A connection that could not be opened fails before anything was
     /// sent (`TransportError::unsent`): such a call may go to another replica whatever it does.
+    ///
+    /// With credentials (`auth`): the request carries their `Authorization`; on a 401 they are
+    /// refreshed (discovering the authorization server from the challenge when needed) and
+    /// the request is sent once more (a 401 means it was not processed).
     pub(super) async fn send(&self, req: HttpRequest<Full<Bytes>>) -> Result<http::Response<Incoming>, ConnError> {
+        let Some(auth) = &self.auth else { return self.send_once(req).await };
+        let (mut parts, body) = req.into_parts();
+        let sent = auth.authorization(&self.client).await.map_err(refused)?;
+        if let Some(v) = &sent {
+            parts.headers.insert(AUTHORIZATION, v.clone());
+        }
+        let (method, uri, mut headers) = (parts.method.clone(), parts.uri.clone(), parts.headers.clone());
+        let resp = self.send_once(HttpRequest::from_parts(parts, body.clone())).await?;
+        if resp.status() != http::StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::upstream::auth::discovery::parse_challenge);
+        drop(resp);
+        let fresh = auth.refresh(&self.client, sent.as_ref(), challenge).await.map_err(refused)?;
+        headers.insert(AUTHORIZATION, fresh);
+        let mut again = HttpRequest::new(body);
+        *again.method_mut() = method;
+        *again.uri_mut() = uri;
+        *again.headers_mut() = headers;
+        self.send_once(again).await
+    }
+
+    async fn send_once(&self, req: HttpRequest<Full<Bytes>>) -> Result<http::Response<Incoming>, ConnError> {
         self.client.request(req).await.map_err(|e| ConnError::Transport(request_failure(&e)))
     }
 
@@ -324,6 +360,7 @@ impl HttpConn {
             client: self.client.clone(),
             url: self.url.clone(),
             headers: self.headers.clone(),
+            authorization: self.auth.as_ref().and_then(|a| a.current()),
             version: self.version(),
             session: self.session.clone(),
         }
@@ -359,6 +396,7 @@ struct Detached {
     client: HttpClient,
     url: Uri,
     headers: HeaderMap,
+    authorization: Option<HeaderValue>,
     version: Option<&'static str>,
     session: Option<HeaderValue>,
 }
@@ -368,6 +406,9 @@ impl Detached {
         let mut b = HttpRequest::builder().method(HttpMethod::POST).uri(self.url);
         for (k, v) in &self.headers {
             b = b.header(k, v);
+        }
+        if let Some(v) = self.authorization {
+            b = b.header(AUTHORIZATION, v);
         }
         if let Some(v) = self.version {
             b = b.header(mcp::HEADER_PROTOCOL_VERSION, v);
@@ -411,6 +452,11 @@ impl Drop for CancelOnDrop<'_> {
             self.conn.post_detached(Bytes::from(body));
         }
     }
+}
+
+/// A request the upstream's credentials could not authorize: HTTP 401 with the reason.
+fn refused(reason: String) -> ConnError {
+    ConnError::Status { status: 401, detail: format!("upstream authorization: {reason}") }
 }
 
 /// The transport cause of a failed request; unsent when the connection could not be opened
