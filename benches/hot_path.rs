@@ -746,14 +746,19 @@ fn jwt(c: &mut Criterion) {
     let issuer = format!("http://{addr}");
     let config = OAuthConfig {
         resource: "https://gw.example/mcp".into(),
-        issuers: vec![IssuerConfig { issuer: issuer.clone(), jwks_uri: format!("{issuer}/jwks"), ..Default::default() }],
+        issuers: vec![IssuerConfig {
+            issuer: issuer.clone(),
+            jwks_uri: format!("{issuer}/jwks"),
+            ..Default::default()
+        }],
         required_scopes: vec!["mcp".into()],
         ..Default::default()
     };
     let statics = std::sync::Arc::new(sekisho::upstream::UpstreamSet::new(std::iter::empty()));
     let oauth = rt.block_on(async { OAuth::new(&config, statics, sekisho::pipeline::parts::Priority::Medium) });
     let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
-    let claims = serde_json::json!({"iss": issuer, "aud": config.resource, "sub": "client-1", "scope": "mcp", "exp": exp});
+    let claims =
+        serde_json::json!({"iss": issuer, "aud": config.resource, "sub": "client-1", "scope": "mcp", "exp": exp});
     let sign = |key: &EncodingKey, alg, kid: &str| {
         let header = Header { kid: Some(kid.into()), ..Header::new(alg) };
         jsonwebtoken::encode(&header, &claims, key).unwrap()
@@ -764,8 +769,12 @@ fn jwt(c: &mut Criterion) {
     rt.block_on(oauth.verify_uncached(&rs)).expect("RS256 verifies");
     rt.block_on(oauth.verify_uncached(&es)).expect("ES256 verifies");
     let mut g = c.benchmark_group("jwt");
-    g.bench_function("rs256_verify_warm_jwks", |b| b.iter(|| rt.block_on(oauth.verify_uncached(black_box(&rs))).unwrap()));
-    g.bench_function("es256_verify_warm_jwks", |b| b.iter(|| rt.block_on(oauth.verify_uncached(black_box(&es))).unwrap()));
+    g.bench_function("rs256_verify_warm_jwks", |b| {
+        b.iter(|| rt.block_on(oauth.verify_uncached(black_box(&rs))).unwrap())
+    });
+    g.bench_function("es256_verify_warm_jwks", |b| {
+        b.iter(|| rt.block_on(oauth.verify_uncached(black_box(&es))).unwrap())
+    });
     let resource = config.resource.clone();
     g.bench_function("rs256_authenticate_cached", |b| {
         b.iter(|| rt.block_on(oauth.authenticate(black_box(&rs), &resource)).unwrap())

@@ -119,8 +119,7 @@ client_secret = "secret-g"
 async fn serve(issuer: &str, extra: &str, more: &str) -> Served {
     let server = format!("api_keys = [{{ key = {ADMIN:?}, name = \"ops\", role = \"admin\" }}]");
     let gw = Served::start(&server, &format!("{}{more}", config(issuer, extra))).await;
-    eventually("upstreams up and listed", Duration::from_secs(30), async || settled(&gw.base, Some(ADMIN)).await)
-        .await;
+    eventually("upstreams up and listed", Duration::from_secs(30), async || settled(&gw.base, Some(ADMIN)).await).await;
     gw
 }
 
@@ -159,7 +158,14 @@ async fn tokens_are_verified_mapped_and_refused_as_the_spec_says() {
     let mcp = format!("{}/mcp", gw.base);
 
     // Metadata (RFC 9728 §3.2), root and per route; nothing at other paths.
-    let doc: Value = client().get(format!("{}/.well-known/oauth-protected-resource", gw.base)).send().await.unwrap().json().await.unwrap();
+    let doc: Value = client()
+        .get(format!("{}/.well-known/oauth-protected-resource", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(doc["resource"], RESOURCE);
     assert_eq!(doc["authorization_servers"], json!([idp.issuer]));
     assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
@@ -167,9 +173,17 @@ async fn tokens_are_verified_mapped_and_refused_as_the_spec_says() {
     let route = format!("{}/.well-known/oauth-protected-resource/servers/up/mcp", gw.base);
     let doc: Value = client().get(route).send().await.unwrap().json().await.unwrap();
     assert_eq!(doc["resource"], "http://gateway.test/servers/up/mcp");
-    let doc: Value = client().get(format!("{}/.well-known/oauth-protected-resource/mcp", gw.base)).send().await.unwrap().json().await.unwrap();
+    let doc: Value = client()
+        .get(format!("{}/.well-known/oauth-protected-resource/mcp", gw.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(doc["resource"], RESOURCE);
-    let none = client().get(format!("{}/.well-known/oauth-protected-resource/admin/drain", gw.base)).send().await.unwrap();
+    let none =
+        client().get(format!("{}/.well-known/oauth-protected-resource/admin/drain", gw.base)).send().await.unwrap();
     assert_eq!(none.status(), 404);
 
     // No token: 401 with the challenge, no error code (RFC 6750 §3.1).
@@ -203,7 +217,8 @@ async fn tokens_are_verified_mapped_and_refused_as_the_spec_says() {
     assert_invalid(&mcp, &unsigned, "alg none").await;
     assert_invalid(&mcp, &idp.sign(base.clone(), true).await, "HS256 with the public key").await;
     let parts: Vec<&str> = signed.split('.').collect();
-    let other_body = b64(&json!({"iss": idp.issuer, "aud": RESOURCE, "sub": "root", "scope": "tools:call", "exp": now() + 600}));
+    let other_body =
+        b64(&json!({"iss": idp.issuer, "aud": RESOURCE, "sub": "root", "scope": "tools:call", "exp": now() + 600}));
     let tampered = format!("{}.{other_body}.{}", parts[0], parts[2]);
     assert_invalid(&mcp, &tampered, "claims swapped under a valid signature").await;
     assert_invalid(&mcp, "not-a-jwt-and-not-known", "an unknown opaque token").await;
@@ -222,9 +237,13 @@ async fn tokens_are_verified_mapped_and_refused_as_the_spec_says() {
     let stolen = modern_as(&mcp, Some(&b_token), 7, "tools/call", echo("up__echo", "x")).await;
     assert!(stolen.body.get("error").is_some() || stolen.body["result"]["isError"] == true, "{}", stolen.raw);
     let session = open_session(&mcp, &a_token).await;
-    let mine = legacy_post(&mcp, Some(&a_token), Some(&session), &json!({"jsonrpc": "2.0", "id": 8, "method": "tools/list"})).await;
+    let mine =
+        legacy_post(&mcp, Some(&a_token), Some(&session), &json!({"jsonrpc": "2.0", "id": 8, "method": "tools/list"}))
+            .await;
     assert_eq!(mine.status, 200, "{}", mine.raw);
-    let theirs = legacy_post(&mcp, Some(&b_token), Some(&session), &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"})).await;
+    let theirs =
+        legacy_post(&mcp, Some(&b_token), Some(&session), &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
+            .await;
     assert_eq!(theirs.status, 404, "another tenant's token cannot use the session: {}", theirs.raw);
 
     // Opaque token of the `opaque` client (tenant acme): accepted through introspection.
@@ -281,7 +300,9 @@ async fn a_key_rotation_is_picked_up_and_the_clients_token_never_reaches_upstrea
 /// The gateway with `scopes_to_groups` added (`extra`) and two more groups for `more`'s upstreams.
 async fn serve_with_groups(issuer: &str, extra: &str, more: &str) -> Served {
     let groups = "[auth.oauth.groups]\nguarded = [\"guarded:*\"]\nleak = [\"leak:*\"]\n";
-    let toml = config(issuer, "").replace("[auth.oauth.groups]\n", groups).replace("acme = [\"up\"]", "acme = [\"up\", \"guarded\", \"leak\"]");
+    let toml = config(issuer, "")
+        .replace("[auth.oauth.groups]\n", groups)
+        .replace("acme = [\"up\"]", "acme = [\"up\", \"guarded\", \"leak\"]");
     let server = format!("api_keys = [{{ key = {ADMIN:?}, name = \"ops\", role = \"admin\" }}]");
     let toml = toml.replace("[auth.oauth.tenant_groups]", &format!("{extra}[auth.oauth.tenant_groups]"));
     let gw = Served::start(&server, &format!("{toml}{more}")).await;

@@ -358,15 +358,9 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// Check this section; returns every problem found, each as one readable sentence.
     pub fn validate(&self) -> Vec<String> {
-        self.validate_with(false)
-    }
-
-    /// [`ServerConfig::validate`], where `oauth` says whether `[auth.oauth]` authenticates
-    /// callers (then a non-loopback listener needs no API keys).
-    pub fn validate_with(&self, oauth: bool) -> Vec<String> {
         let mut problems = Vec::new();
         match self.listen.parse::<SocketAddr>() {
-            Ok(addr) if !addr.ip().is_loopback() && self.api_keys.is_empty() && !oauth => problems.push(format!(
+            Ok(addr) if !addr.ip().is_loopback() && self.api_keys.is_empty() => problems.push(format!(
                 "server.listen = {:?} is not a loopback address; set server.api_keys to expose the gateway beyond this machine",
                 self.listen
             )),

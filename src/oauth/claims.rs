@@ -73,9 +73,8 @@ impl Mapper {
         if !c.required_scopes.iter().all(|s| scopes.contains(s)) {
             return Err(Refusal::Scope);
         }
-        let by_scope: Option<BTreeSet<String>> = (!c.scopes_to_groups.is_empty()).then(|| {
-            scopes.iter().filter_map(|s| c.scopes_to_groups.get(s)).flatten().cloned().collect()
-        });
+        let by_scope: Option<BTreeSet<String>> = (!c.scopes_to_groups.is_empty())
+            .then(|| scopes.iter().filter_map(|s| c.scopes_to_groups.get(s)).flatten().cloned().collect());
         let by_tenant: Option<BTreeSet<String>> = match c.tenant_groups.is_empty() {
             true => None,
             false => {

@@ -145,7 +145,8 @@ impl OAuthConfig {
         let mut problems = Vec::new();
         let at = "auth.oauth";
         if !is_url(&self.resource) {
-            problems.push(format!("{at}.resource = {:?} must be an absolute http(s) URL without fragment", self.resource));
+            problems
+                .push(format!("{at}.resource = {:?} must be an absolute http(s) URL without fragment", self.resource));
         }
         if self.issuers.is_empty() {
             problems.push(format!("{at}.issuers: at least one issuer is required"));
@@ -194,7 +195,9 @@ impl OAuthConfig {
         for (map, field) in [(&self.scopes_to_groups, "scopes_to_groups"), (&self.tenant_groups, "tenant_groups")] {
             for (key, names) in map {
                 for g in names.iter().filter(|g| !self.groups.contains_key(*g)) {
-                    problems.push(format!("{at}.{field}.{key:?} names group {g:?}, which auth.oauth.groups does not define"));
+                    problems.push(format!(
+                        "{at}.{field}.{key:?} names group {g:?}, which auth.oauth.groups does not define"
+                    ));
                 }
             }
         }

@@ -58,12 +58,14 @@ pub fn client() -> reqwest::Client {
 ///
 /// Errors: [`FetchError`].
 pub async fn json(url: &str, req: reqwest::RequestBuilder) -> Result<serde_json::Value, FetchError> {
-    let transport = |e: reqwest::Error| FetchError::Transport { url: url.to_string(), reason: e.without_url().to_string() };
+    let transport =
+        |e: reqwest::Error| FetchError::Transport { url: url.to_string(), reason: e.without_url().to_string() };
     let mut resp = req.header("accept", "application/json").send().await.map_err(transport)?;
     if resp.status() != reqwest::StatusCode::OK {
         return Err(FetchError::Status { url: url.to_string(), status: resp.status().as_u16() });
     }
-    let too_big = || FetchError::Document { url: url.to_string(), reason: format!("larger than {MAX_DOCUMENT_BYTES} bytes") };
+    let too_big =
+        || FetchError::Document { url: url.to_string(), reason: format!("larger than {MAX_DOCUMENT_BYTES} bytes") };
     if resp.content_length().is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64) {
         return Err(too_big());
     }

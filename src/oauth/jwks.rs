@@ -184,9 +184,15 @@ impl IssuerKeys {
                     let text = |k: &str| doc.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
                     // RFC 8414 §3.3: the document must name the issuer it was fetched for.
                     if text("issuer").trim_end_matches('/') != issuer {
-                        return Err(FetchError::Document { url, reason: "its issuer is not the configured one".into() });
+                        return Err(FetchError::Document {
+                            url,
+                            reason: "its issuer is not the configured one".into(),
+                        });
                     }
-                    return Ok(Endpoints { jwks_uri: text("jwks_uri"), introspection_endpoint: text("introspection_endpoint") });
+                    return Ok(Endpoints {
+                        jwks_uri: text("jwks_uri"),
+                        introspection_endpoint: text("introspection_endpoint"),
+                    });
                 }
                 Err(e) => last = Some(e),
             }

@@ -26,9 +26,9 @@ pub struct Resource {
 pub fn is_mcp_route(path: &str) -> bool {
     const ENDS: [&str; 3] = ["mcp", "sse", "messages"];
     match path.strip_prefix("/servers/") {
-        Some(rest) => rest
-            .split_once('/')
-            .is_some_and(|(name, end)| !name.is_empty() && name.len() <= 128 && ENDS.contains(&end)),
+        Some(rest) => {
+            rest.split_once('/').is_some_and(|(name, end)| !name.is_empty() && name.len() <= 128 && ENDS.contains(&end))
+        }
         None => path.strip_prefix('/').is_some_and(|end| ENDS.contains(&end)),
     }
 }
