@@ -570,7 +570,8 @@ criterion_group!(
     tenancy,
     cost,
     audit,
-    detect
+    detect,
+    jwt
 );
 criterion_main!(benches);
 
@@ -704,5 +705,82 @@ fn detect(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(clean.len() as u64));
     g.bench_function("scan_16k_clean", |b| b.iter(|| scan(std::hint::black_box(&clean), KindSet::ALL)));
     g.bench_function("scan_16k_4_findings", |b| b.iter(|| scan(std::hint::black_box(&dirty), KindSet::ALL)));
+    g.finish();
+}
+
+/// OAuth access tokens (issue 15): an RS256 and an ES256 JWT verified with a warm JWKS (keys
+/// fetched once from a loopback server, then held), each call checking the signature and the
+/// claims (`verify_uncached`); and the same tokens through `authenticate`, whose cache of
+/// verified tokens answers by SHA-256 digest.
+fn jwt(c: &mut Criterion) {
+    use jsonwebtoken::jwk::{Jwk, JwkSet};
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use sekisho::oauth::OAuth;
+    use sekisho::oauth::config::{IssuerConfig, OAuthConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/jwt/");
+    let rsa = EncodingKey::from_rsa_der(&std::fs::read(format!("{fixtures}rs256.der")).unwrap());
+    let ec = EncodingKey::from_ec_der(&std::fs::read(format!("{fixtures}es256.der")).unwrap());
+    let mut keys = Vec::new();
+    for (key, alg, kid) in [(&rsa, Algorithm::RS256, "r1"), (&ec, Algorithm::ES256, "e1")] {
+        let mut jwk = Jwk::from_encoding_key(key, alg).unwrap();
+        jwk.common.key_id = Some(kid.into());
+        keys.push(jwk);
+    }
+    let body = serde_json::to_string(&JwkSet { keys }).unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf).await;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = conn.write_all(format!("{head}{body}").as_bytes()).await;
+        }
+    });
+    let issuer = format!("http://{addr}");
+    let config = OAuthConfig {
+        resource: "https://gw.example/mcp".into(),
+        issuers: vec![IssuerConfig {
+            issuer: issuer.clone(),
+            jwks_uri: format!("{issuer}/jwks"),
+            ..Default::default()
+        }],
+        required_scopes: vec!["mcp".into()],
+        ..Default::default()
+    };
+    let statics = std::sync::Arc::new(sekisho::upstream::UpstreamSet::new(std::iter::empty()));
+    let oauth = rt.block_on(async { OAuth::new(&config, statics, sekisho::pipeline::parts::Priority::Medium) });
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let claims =
+        serde_json::json!({"iss": issuer, "aud": config.resource, "sub": "client-1", "scope": "mcp", "exp": exp});
+    let sign = |key: &EncodingKey, alg, kid: &str| {
+        let header = Header { kid: Some(kid.into()), ..Header::new(alg) };
+        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    };
+    let rs = sign(&rsa, Algorithm::RS256, "r1");
+    let es = sign(&ec, Algorithm::ES256, "e1");
+    // Warm: the JWKS is fetched once here.
+    rt.block_on(oauth.verify_uncached(&rs)).expect("RS256 verifies");
+    rt.block_on(oauth.verify_uncached(&es)).expect("ES256 verifies");
+    let mut g = c.benchmark_group("jwt");
+    g.bench_function("rs256_verify_warm_jwks", |b| {
+        b.iter(|| rt.block_on(oauth.verify_uncached(black_box(&rs))).unwrap())
+    });
+    g.bench_function("es256_verify_warm_jwks", |b| {
+        b.iter(|| rt.block_on(oauth.verify_uncached(black_box(&es))).unwrap())
+    });
+    let resource = config.resource.clone();
+    g.bench_function("rs256_authenticate_cached", |b| {
+        b.iter(|| rt.block_on(oauth.authenticate(black_box(&rs), &resource)).unwrap())
+    });
+    g.bench_function("es256_authenticate_cached", |b| {
+        b.iter(|| rt.block_on(oauth.authenticate(black_box(&es), &resource)).unwrap())
+    });
     g.finish();
 }

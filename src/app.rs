@@ -108,6 +108,9 @@ impl Gateway {
             default_priority: config.admission.default_priority,
             anonymous_ceiling: config.admission.anonymous_ceiling(),
             tenancy,
+            oauth: config.auth.oauth.as_ref().map(|o| {
+                Arc::new(crate::oauth::OAuth::new(o, Arc::clone(&upstreams), config.admission.default_priority))
+            }),
             monitor,
             alerts,
             switches: Arc::clone(&switches),

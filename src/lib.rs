@@ -1,6 +1,7 @@
 //! sekisho: an MCP gateway. Modules in the order a request travels:
 //!
 //! - [`front`]: client-facing transports (Streamable HTTP, stdio) and error rescue;
+//! - [`oauth`]: the OAuth 2.1 resource server (JWT/JWKS, introspection, RFC 9728 metadata);
 //! - [`session`]: protocol eras, legacy sessions, `initialize`/`server/discover`, notification streams;
 //! - [`pipeline`]: the call stack, built in one place (`pipeline::build`), one module per step;
 //! - [`cache`]: the response cache, coalescing and idempotency records the cache steps use;
@@ -32,6 +33,7 @@ pub mod front;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod monitor;
+pub mod oauth;
 pub mod observe;
 pub mod pipeline;
 pub mod report;

@@ -30,6 +30,9 @@ pub struct Config {
     /// The client-facing listener.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Authentication besides API keys (`[auth.oauth]`: the OAuth 2.1 resource server).
+    #[serde(default)]
+    pub auth: crate::oauth::config::AuthConfig,
     /// How upstream catalogs are merged.
     #[serde(default)]
     pub catalog: CatalogConfig,
@@ -212,6 +215,16 @@ impl Config {
                 }
             }
         }
+        for (i, iss) in self.auth.oauth.iter_mut().flat_map(|o| o.issuers.iter_mut()).enumerate() {
+            for (key, value) in [("client_id", &mut iss.client_id), ("client_secret", &mut iss.client_secret)] {
+                match expand(value) {
+                    Ok(v) => *value = v,
+                    Err(var) => {
+                        problems.push(format!("auth.oauth.issuers[{i}].{key} uses ${{{var}}}, which is not set"))
+                    }
+                }
+            }
+        }
         for (i, hook) in self.alerts.webhooks.iter_mut().enumerate() {
             let values = std::iter::once(("url".to_string(), &mut hook.url))
                 .chain(hook.headers.iter_mut().map(|(k, v)| (format!("headers.{k}"), v)));
@@ -228,6 +241,11 @@ impl Config {
     /// Check every section and the rules that span sections; returns every problem found.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = self.server.validate();
+        if self.auth.oauth.is_some() {
+            // OAuth authenticates callers: a listener beyond loopback needs no API keys then.
+            problems.retain(|p| !p.contains("set server.api_keys to expose the gateway"));
+        }
+        problems.extend(self.auth.oauth.iter().flat_map(|o| o.validate()));
         problems.extend(self.server.validate_priorities(self.admission.default_priority));
         problems.extend(self.catalog.validate());
         problems.extend(self.log.validate());
@@ -277,8 +295,9 @@ impl Config {
 
 /// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
 /// against the fields of [`Config`], so a new section cannot be left out).
-pub const SECTIONS: [&str; 16] = [
+pub const SECTIONS: [&str; 17] = [
     "server",
+    "auth",
     "catalog",
     "log",
     "admission",

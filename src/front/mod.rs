@@ -15,6 +15,7 @@ pub mod legacy_sse;
 pub mod messages;
 pub mod modern;
 pub mod monitor;
+pub mod oauth;
 pub mod ops;
 pub mod recommend;
 pub mod report;
@@ -81,6 +82,10 @@ impl axum::extract::FromRequestParts<Arc<Shared>> for Caller {
         match shared.stack.edge.check(header(HOST), header(ORIGIN), header(AUTHORIZATION)) {
             Ok(principal) => Ok(Caller(principal)),
             Err(GatewayError::Unauthorized) => {
+                if let Some(oauth) = &shared.oauth {
+                    let token = crate::pipeline::edge::bearer(header(AUTHORIZATION));
+                    return oauth::authenticate(shared, oauth, token, parts.uri.path()).await.map(Caller);
+                }
                 let (Some(tenancy), Some(key)) =
                     (&shared.tenancy, crate::pipeline::edge::bearer(header(AUTHORIZATION)))
                 else {
@@ -150,6 +155,8 @@ pub struct Shared {
     pub default_priority: Priority,
     /// The store's keys and the tenants' upstreams, with `[store]`.
     pub tenancy: Option<Arc<crate::tenancy::Tenancy>>,
+    /// The OAuth 2.1 resource server, with `[auth.oauth]`.
+    pub oauth: Option<Arc<crate::oauth::OAuth>>,
     /// The most important priority an anonymous caller may ask for
     /// (`AdmissionConfig::anonymous_ceiling`).
     pub anonymous_ceiling: Priority,

@@ -48,6 +48,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/admin/switches/{layer}/{state}", post(super::switches::switch))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route(crate::oauth::metadata::WELL_KNOWN, get(super::oauth::metadata_root))
+        .route("/.well-known/oauth-protected-resource/{*route}", get(super::oauth::metadata_route))
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/assets/{name}", get(dashboard::asset))
         .fallback(|| async { refuse(&GatewayError::NotFound("MCP is served at /mcp".into()), None, Era::Legacy) })

@@ -107,7 +107,8 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
     // edge: who is calling, from where; before anything reads the body (HTTP only: the stdio
     // client is the local user who launched the gateway).
     let edge = Edge::new(&config.server);
-    let edge = Arc::new(if config.store.enabled() { edge.requiring_keys() } else { edge });
+    let edge =
+        Arc::new(if config.store.enabled() || config.auth.oauth.is_some() { edge.requiring_keys() } else { edge });
     let coalescer = config.cache.coalesce.then(|| Coalescer::new(config.cache.lease));
     let any_fallback = config.enabled_upstreams().any(|(_, u)| u.fallback.is_some());
     let any_validated = config.enabled_upstreams().any(|(_, u)| u.settings.validate);
