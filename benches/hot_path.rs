@@ -513,6 +513,7 @@ fn cost(c: &mut Criterion) {
         retry_safe: false,
         timeout: None,
         lists: None,
+        destructive: false,
     };
     let routed = Routed {
         request: Arc::new(request),
