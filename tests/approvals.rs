@@ -199,6 +199,18 @@ async fn an_ignored_elicitation_times_out_and_the_call_is_refused() {
     let (_, done) = elicited(&s, 1, json!({}), None).await;
     assert_eq!(done.pointer("/error/code"), Some(&json!(-32024)), "{done}");
     assert_eq!(s.effects(), 0);
+
+    // A modern client that comes back after the deadline with its approval is refused too.
+    let first = modern_side_effect(&s.url(), ALICE, 2, json!({})).await;
+    let result = &first.body["result"];
+    assert_eq!(result["resultType"], "input_required", "{}", first.raw);
+    let key = result["inputRequests"].as_object().unwrap().keys().next().unwrap().clone();
+    let state = result["requestState"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let accept = json!({ key: {"action": "accept", "content": {"approve": true}} });
+    let late = modern_side_effect(&s.url(), ALICE, 3, json!({"inputResponses": accept, "requestState": state})).await;
+    assert_eq!(late.error_code(), Some(-32024), "{}", late.raw);
+    assert_eq!(s.effects(), 0, "an approval after the deadline runs nothing");
     let audit = s.audit_path();
     eventually("the expiry in the audit log", Duration::from_secs(10), async || {
         let r = approvals_in(&audit);
@@ -318,6 +330,19 @@ async fn an_operator_approves_or_denies_a_held_call_and_other_callers_cannot() {
     assert_eq!(done.body.pointer("/error/data/reason"), Some(&json!("denied")), "{}", done.raw);
     assert!(done.raw.contains("not on a Friday"), "{}", done.raw);
     assert_eq!(s.effects(), 1, "a denied call never reaches the upstream");
+
+    // A held call whose client goes away is forgotten at once (its slot is free again).
+    let (call, listed) = held(&s, 3).await;
+    call.abort();
+    eventually("the abandoned call forgotten", Duration::from_secs(20), async || {
+        let run = approvals_cli(&s.gw, OPS, &["list", "--json"]).await;
+        let v: Value = serde_json::from_str(&run.out).map_err(|e| format!("{e}: {}", run.err))?;
+        if v["pending"] == json!([]) { Ok(()) } else { Err(v.to_string()) }
+    })
+    .await;
+    let gone = approvals_cli(&s.gw, OPS, &["approve", listed["id"].as_str().unwrap()]).await;
+    assert!(!gone.ok && gone.err.contains("404"), "{} {}", gone.out, gone.err);
+    assert_eq!(s.effects(), 1);
 
     let audit = s.audit_path();
     let records = eventually("the operator's decisions in the audit log", Duration::from_secs(10), async || {
