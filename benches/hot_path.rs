@@ -513,6 +513,7 @@ fn cost(c: &mut Criterion) {
         retry_safe: false,
         timeout: None,
         lists: None,
+        destructive: false,
     };
     let routed = Routed {
         request: Arc::new(request),
@@ -571,7 +572,8 @@ criterion_group!(
     cost,
     audit,
     detect,
-    jwt
+    jwt,
+    approval
 );
 criterion_main!(benches);
 
@@ -781,6 +783,83 @@ fn jwt(c: &mut Criterion) {
     });
     g.bench_function("es256_authenticate_cached", |b| {
         b.iter(|| rt.block_on(oauth.authenticate(black_box(&es), &resource)).unwrap())
+
+/// The approval step on the call path (issue 15 item 3), A/B: an allowed `tools/call` straight
+/// to a service that answers at once, and through the step with 16 rules none of which match
+/// (the whole list is scanned: the worst allowed call); and a dry run, answered by the step.
+fn approval(c: &mut Criterion) {
+    use sekisho::approvals::Approvals;
+    use sekisho::config::Config;
+    use sekisho::pipeline::approval::Approval;
+    use sekisho::pipeline::ctx::{Routed, Target};
+    use sekisho::pipeline::parts::{ClientSide, Identity, Params, Principal, Priority};
+    use sekisho::pipeline::steps::StepLayer;
+    use sekisho::upstream::UpstreamSet;
+    use sekisho::upstream::request::{Body, Outbound};
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let rules: Vec<String> =
+        (0..16).map(|i| format!("{{ upstream = \"up\", tool = \"t{i}\", action = \"approve\" }}")).collect();
+    let config = Config::from_toml(&format!(
+        "[approvals]\ndestructive = \"approve\"\nrules = [{}]\n[upstreams.up]\ncommand = \"x\"\n",
+        rules.join(", ")
+    ))
+    .expect("valid");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let upstreams = UpstreamSet::new(config.enabled_upstreams());
+    let routed_with = |params: &'static [u8]| {
+        let mut request = Outbound::raw("tools/call", None);
+        request.name = Some(Arc::from("echo"));
+        request.body = Body::Client {
+            params: Params::parse(Bytes::from_static(params)).expect("params"),
+            rewrite: None,
+            client: ClientSide::legacy("2025-11-25", Bytes::from_static(b"{}")),
+            idempotency_key: None,
+        };
+        let target = Target {
+            upstream: Arc::clone(upstreams.get("up").expect("configured")),
+            fallback: None,
+            cache: None,
+            retry_safe: false,
+            timeout: None,
+            lists: None,
+            destructive: false,
+        };
+        let identity =
+            Identity { id: "key:0123456789abcdef".into(), tenant: Some("acme".into()), ..Default::default() };
+        Routed {
+            request: Arc::new(request),
+            target,
+            caller: Principal::ApiKey(Arc::new(identity)),
+            priority: Priority::Medium,
+            idempotency_key: None,
+            client_era: Era::Legacy,
+            input_errors_as_results: true,
+            session: None,
+        }
+    };
+    let routed = routed_with(br#"{"name":"up__echo","arguments":{"message":"hello"}}"#);
+    let dry = routed_with(br#"{"name":"up__echo","arguments":{"message":"hello"},"_meta":{"io.sekisho/dryRun":true}}"#);
+    let body = Bytes::from_static(br#"{"content":[{"type":"text","text":"hello world"}]}"#);
+    let origin: Arc<str> = Arc::from("up");
+    let inner = tower::service_fn(move |_: Routed| {
+        let reply = Reply::Result { body: body.clone(), origin: Origin::Upstream(Era::Legacy, Arc::clone(&origin)) };
+        std::future::ready(Ok::<_, sekisho::error::GatewayError>(reply))
+    });
+    let approvals = Approvals::new(&config.approvals, None);
+    let without = ServiceBuilder::new().service(inner.clone());
+    let with = ServiceBuilder::new().layer(StepLayer(Approval::new(&approvals))).service(inner);
+    let answered = rt.block_on(with.clone().oneshot(dry.clone())).expect("answer");
+    assert!(matches!(answered, Reply::Result { origin: Origin::Gateway, .. }), "the dry run was answered by the step");
+    let mut g = c.benchmark_group("approval");
+    g.bench_function("call_without_approval_step", |b| {
+        b.iter(|| rt.block_on(without.clone().oneshot(black_box(routed.clone()))).expect("answer"))
+    });
+    g.bench_function("call_with_approval_step_16_rules_allowed", |b| {
+        b.iter(|| rt.block_on(with.clone().oneshot(black_box(routed.clone()))).expect("answer"))
+    });
+    g.bench_function("dry_run_answered_by_the_step", |b| {
+        b.iter(|| rt.block_on(with.clone().oneshot(black_box(dry.clone()))).expect("answer"))
     });
     g.finish();
 }

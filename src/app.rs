@@ -76,6 +76,7 @@ impl Gateway {
         let store_url = config.store.enabled().then_some(config.store.postgres_url.as_str());
         let audit = crate::audit::open(&config.audit, store_url, &config.monitor.replica_name())
             .map_err(crate::store::StoreError::Invalid)?;
+        let approvals = crate::approvals::Approvals::new(&config.approvals, audit.clone());
         let parts = Parts {
             catalog: &catalog,
             upstreams: &upstreams,
@@ -85,6 +86,7 @@ impl Gateway {
             switches: switches.switches(),
             own_tools: own_tools.as_ref(),
             audit: audit.as_ref(),
+            approvals: &approvals,
         };
         let shared = Arc::new(Shared {
             stack: crate::pipeline::build(config, parts),
@@ -116,6 +118,7 @@ impl Gateway {
             switches: Arc::clone(&switches),
             report,
             audit,
+            approvals,
         });
         tokio::spawn(switches.run(background.clone()));
         for (name, signals) in upstreams.start() {

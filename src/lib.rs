@@ -21,6 +21,7 @@
 //! `fuzzing` (hidden) holds the harnesses of the `cargo fuzz` targets in `fuzz/`.
 
 pub mod app;
+pub mod approvals;
 pub mod audit;
 pub mod cache;
 pub mod catalog;

@@ -55,6 +55,9 @@ fn main() -> ExitCode {
     if let Command::Probe(args) = cli.command {
         return run_probe(args);
     }
+    if let Command::Approvals(args) = cli.command {
+        return print_answer(sekisho::cli::approvals::run(args));
+    }
     if let Command::Recommendations(target) = cli.command {
         return run_advice(sekisho::cli::recommend::recommendations(target));
     }

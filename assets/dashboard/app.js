@@ -1,6 +1,7 @@
 // sekisho dashboard: reads the admin API with the admin key kept in this tab's session storage,
-// draws the monitor's samples with uPlot, and flips runtime switches. Everything shown that came
-// from the gateway (upstream names, alert texts, recommendations) is set as text, never as HTML.
+// draws the monitor's samples with uPlot, flips runtime switches, and decides held calls.
+// Everything shown that came from the gateway (upstream names, alert texts, recommendations,
+// held calls' arguments) is set as text, never as HTML.
 "use strict";
 (function () {
   const KEY = "sekisho.adminKey";
@@ -175,6 +176,29 @@
     $("switches").replaceChildren(...items);
   }
 
+  function drawApprovals(held) {
+    const items = ((held && held.pending) || []).map((p) => {
+      const approve = el("button", { type: "button", "data-id": p.id, text: "approve" });
+      const deny = el("button", { type: "button", "data-id": p.id, text: "deny" });
+      approve.addEventListener("click", () => decide(p.id, "approve", approve));
+      deny.addEventListener("click", () => decide(p.id, "deny", deny));
+      return el("li", { "data-id": p.id },
+        el("strong", { text: p.tool }), " ", el("span", { class: "muted", text: "by " + p.caller + " · " + p.reason + " · " + Math.round(p.expires_in_ms / 1000) + " s left" }),
+        el("div", { class: "detail", text: JSON.stringify(p.arguments) }), approve, deny);
+    });
+    $("approvals").replaceChildren(...(items.length ? items : [el("li", { class: "empty", text: "No call awaits approval." })]));
+  }
+
+  async function decide(id, verb, button) {
+    button.disabled = true;
+    try {
+      await api("/admin/approvals/" + encodeURIComponent(id) + "/" + verb, "POST");
+    } catch (e) {
+      if (e instanceof Unauthorized) return signOut(e.message);
+    }
+    refresh();
+  }
+
   function drawReady(ready) {
     const pill = $("ready");
     if (!ready) { pill.dataset.state = "unknown"; pill.textContent = "unreachable"; return; }
@@ -202,12 +226,13 @@
     if (state.busy) return;
     state.busy = true;
     try {
-      const [monitor, alerts, sw, ready, recs] = await Promise.all([
+      const [monitor, alerts, sw, ready, recs, held] = await Promise.all([
         api("/admin/monitor?period=" + state.period),
         api("/admin/alerts"),
         api("/admin/switches"),
         api("/readyz"),
         api("/admin/recommendations?period=" + state.period).catch((e) => { if (e instanceof Unauthorized) throw e; return { status: 0 }; }),
+        api("/admin/approvals"),
       ]);
       // The gateway-wide budget, as the newest sample saw it ([budgets.gateway]).
       const latest = (monitor.status === 200 && monitor.body.latest) || {};
@@ -223,6 +248,7 @@
       }
       drawAlerts(alerts.status === 200 ? alerts.body : null);
       drawSwitches(sw.body || {});
+      drawApprovals(held.status === 200 ? held.body : null);
       drawReady(ready.body);
       drawRecommendations(recs.status === 200 && recs.body ? recs.body.recommendations || recs.body : null);
       state.lastUpdate = Date.now();

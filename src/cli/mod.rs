@@ -5,6 +5,7 @@
 //! `instance`, `key` (`store.rs`); `remote.rs` is the admin-API client the `--url` commands
 //! share. No gateway logic lives here.
 
+pub mod approvals;
 pub mod audit;
 pub mod cache;
 pub mod clients;
@@ -91,6 +92,12 @@ pub enum Command {
     /// batching), on every replica when the gateway has `[redis]`. Exit 1 when the gateway
     /// refuses or cannot be reached.
     Switch(switch::SwitchArgs),
+    /// The calls a running gateway holds for an operator's approval (`--url`, an admin key).
+    ///
+    /// `sekisho approvals list --url URL` lists them; `approve ID` runs one, `deny ID [--note
+    /// TEXT]` refuses it (-32023). Held calls live on one replica: `--url` names it. Exit 1
+    /// when the gateway refuses (no such held call, not an admin) or cannot be reached.
+    Approvals(approvals::ApprovalsArgs),
     /// A running gateway's recommendations: what its monitor and configuration say to change.
     ///
     /// Each names its category, priority, effort, the numbers that triggered it, what to do,

@@ -75,6 +75,9 @@ pub struct Config {
     /// The tamper-evident audit log of calls and admin actions.
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// The approval policy for risky `tools/call`s and the bounds of held calls.
+    #[serde(default)]
+    pub approvals: crate::approvals::ApprovalsConfig,
     /// Upstream servers by namespace, in name order.
     #[serde(default)]
     pub upstreams: BTreeMap<String, UpstreamConfig>,
@@ -260,6 +263,7 @@ impl Config {
         problems.extend(self.audit.validate(self.store.enabled()));
         problems.extend(self.self_tools.validate(self.upstreams.keys()));
         problems.extend(self.budgets.validate());
+        problems.extend(self.approvals.validate(self.upstreams.keys()));
         for (name, up) in &self.upstreams {
             problems.extend(up.validate(name));
             if let Some(fallback) = &up.fallback
@@ -295,7 +299,7 @@ impl Config {
 
 /// Every section of [`Config`], as `SEKISHO_<SECTION>__<KEY>` names it (a test checks this list
 /// against the fields of [`Config`], so a new section cannot be left out).
-pub const SECTIONS: [&str; 17] = [
+pub const SECTIONS: [&str; 18] = [
     "server",
     "auth",
     "catalog",
@@ -312,6 +316,7 @@ pub const SECTIONS: [&str; 17] = [
     "self_tools",
     "budgets",
     "audit",
+    "approvals",
     "upstreams",
 ];
 

@@ -241,6 +241,13 @@ pub enum GatewayError {
     /// extension in its request's capabilities (-32021, `data.requiredCapabilities`).
     #[error("Missing required client capability: the io.modelcontextprotocol/tasks extension")]
     TasksNotDeclared,
+    /// A call awaiting approval was refused (`crate::approvals`): -32023 with `data.reason`
+    /// (`declined`, `denied`, `unreachable`, `full`); the call was not run.
+    #[error("approval refused: {1}")]
+    ApprovalRefused(&'static str, String),
+    /// No approval came within `approvals.timeout` (-32024); the call was not run.
+    #[error("approval timed out: no decision within {} s; the call was not run", .0.as_secs())]
+    ApprovalTimedOut(Duration),
 }
 
 /// How one error reaches the wire, from [`GatewayError::class`].
@@ -352,6 +359,8 @@ impl GatewayError {
             NoAnswer => (code::INTERNAL_ERROR, Some(StatusCode::INTERNAL_SERVER_ERROR), None, "internal"),
             TaskNotFound => (code::INVALID_PARAMS, None, None, "client_error"),
             TasksNotDeclared => (code::MISSING_CLIENT_CAPABILITY, None, None, "client_error"),
+            ApprovalRefused(..) => (code::APPROVAL_REFUSED, None, None, "approval_refused"),
+            ApprovalTimedOut(_) => (code::APPROVAL_TIMEOUT, None, None, "approval_timeout"),
         };
         Class { code, status: status.unwrap_or_else(|| status_for_code(code, era)), retry_after, outcome }
     }
@@ -464,6 +473,8 @@ impl GatewayError {
             })),
             IdempotencyConflict { key } => Some(serde_json::json!({ "idempotencyKey": key })),
             IdempotencyInProgress { key } => Some(serde_json::json!({ "idempotencyKey": key, "retryable": true })),
+            ApprovalRefused(reason, _) => Some(serde_json::json!({ "reason": reason })),
+            ApprovalTimedOut(after) => Some(serde_json::json!({ "timeoutMs": after.as_millis() as u64 })),
             TasksNotDeclared => Some(serde_json::json!({
                 "requiredCapabilities": { "extensions": { (mcp::EXT_TASKS): {} } }
             })),

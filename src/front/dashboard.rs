@@ -1,7 +1,7 @@
 //! The dashboard (`GET /dashboard`): one static page and its assets, embedded in the binary so
 //! the page works with no internet. The page holds no data: it asks for an admin API key, keeps
 //! it in the tab's session storage and reads the admin API with it (`/admin/monitor`,
-//! `/admin/alerts`, `/admin/switches`, `/admin/recommendations`, `/readyz`),
+//! `/admin/alerts`, `/admin/switches`, `/admin/recommendations`, `/admin/approvals`, `/readyz`),
 //! so every number it shows passes the same admin check as the API (401 without a key, 403 for
 //! a client key), and no cookie exists that a cross-site request could ride on.
 //!

@@ -6,6 +6,7 @@
 
 pub mod admin_store;
 pub mod alerts;
+pub mod approvals;
 pub mod config;
 pub mod conn;
 pub mod dashboard;
@@ -170,6 +171,8 @@ pub struct Shared {
     pub report: Arc<crate::report::Reporter>,
     /// The audit log (`[audit] enabled`): the call step writes calls, admin handlers their actions.
     pub audit: Option<Arc<crate::audit::Audit>>,
+    /// The approval policy and the calls held here for an operator (`/admin/approvals`).
+    pub approvals: Arc<crate::approvals::Approvals>,
 }
 
 impl Shared {

@@ -46,6 +46,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/admin/store/{kind}/{action}", post(super::admin_store::run))
         .route("/admin/switches", get(super::switches::show))
         .route("/admin/switches/{layer}/{state}", post(super::switches::switch))
+        .route("/admin/approvals", get(super::approvals::list))
+        .route("/admin/approvals/{id}/{decision}", post(super::approvals::decide))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route(crate::oauth::metadata::WELL_KNOWN, get(super::oauth::metadata_root))

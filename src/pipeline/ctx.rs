@@ -106,6 +106,9 @@ pub struct Target {
     /// catalog snapshot the call was routed by, where the validate step finds the tool's
     /// `inputSchema`; `None` otherwise.
     pub lists: Option<Arc<UpstreamLists>>,
+    /// For a `tools/call`: the tool's annotations say `destructiveHint: true` (read from any
+    /// upstream, trusted or not: the hint only asks for more caution; the approval step).
+    pub destructive: bool,
 }
 
 /// A call after resolve: the request as the upstream will receive it and its target, with the

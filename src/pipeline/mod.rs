@@ -9,6 +9,7 @@
 //! a [`ctx::Call`]; from resolve on, a [`ctx::Routed`] call that carries its target.
 
 pub mod admit;
+pub mod approval;
 pub mod audited;
 pub mod budget;
 pub mod cache;
@@ -79,6 +80,8 @@ pub struct Parts<'a> {
     pub own_tools: Option<&'a Arc<crate::report::tools::SelfTools>>,
     /// The audit log, when `[audit] enabled`.
     pub audit: Option<&'a Arc<crate::audit::Audit>>,
+    /// The approval policy and the calls held for an operator (`[approvals]`).
+    pub approvals: &'a Arc<crate::approvals::Approvals>,
 }
 
 /// A built stack: the edge every HTTP request passes first, then the call pipeline.
@@ -147,6 +150,11 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
         // tool); a call the tool would refuse never leaves the gateway (present when an
         // upstream validates).
         .option_layer(any_validated.then(|| StepLayer(Validate::default())))
+        // approval: the `[approvals]` policy (allow, deny, or approve by the client or an
+        // operator) and dry runs; after validate, so only a call the tool would accept is put
+        // to an approver, and above idempotency and the cache, so neither answers a call that
+        // was not approved. Always present: dry runs need it.
+        .layer(StepLayer(self::approval::Approval::new(parts.approvals)))
         // subscriptions: sessions share an upstream's resource subscriptions; one client's
         // unsubscribe must not end another's updates.
         .layer(StepLayer(SharedSubscriptions::new(config.server.max_subscriptions_per_session)))
@@ -203,6 +211,7 @@ mod tests {
             switches: &switches,
             own_tools: None,
             audit,
+            approvals: &crate::approvals::Approvals::new(&config.approvals, None),
         };
         (build(&config, parts), upstreams)
     }
@@ -230,6 +239,7 @@ mod tests {
                 "resolve",
                 "tool-meter",
                 "validate",
+                "approval",
                 "subscriptions",
                 "idempotency",
                 "input",
@@ -270,6 +280,7 @@ mod tests {
                 "resolve",
                 "tool-meter",
                 "validate",
+                "approval",
                 "subscriptions",
                 "input",
                 "cost",

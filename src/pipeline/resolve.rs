@@ -364,7 +364,9 @@ impl Resolver {
         let timeout = per_tool.and_then(|t| t.timeout);
         // The validate step checks the arguments against the schema of this very snapshot.
         let lists = tool.filter(|_| up.config.settings.validate).and_then(|_| snap.upstreams.get(&ns).cloned());
-        let target = Target { upstream: up, fallback, cache, retry_safe, timeout, lists };
+        // The approval step's hint, from any upstream: it only ever asks for more caution.
+        let destructive = tool.and_then(|t| snap.hints(&ns, t)).is_some_and(|h| h.destructive);
+        let target = Target { upstream: up, fallback, cache, retry_safe, timeout, lists, destructive };
         let route = ctx.events.map(|events| Route {
             client_token: params.meta.as_ref().and_then(|m| m.progress_token()),
             events,

@@ -36,6 +36,10 @@ pub const META_SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 pub const META_PROGRESS_TOKEN: &str = "progressToken";
 /// sekisho's own `_meta` key for idempotency keys (the MCP-Tx pattern).
 pub const META_IDEMPOTENCY_KEY: &str = "io.sekisho/idempotencyKey";
+/// sekisho's own request `_meta` key asking for a dry run of a `tools/call` (`true`): validated,
+/// authorised and approved, then answered by the gateway without being sent upstream; the
+/// answer's `_meta` carries the same key, `true` (`pipeline::approval`).
+pub const META_DRY_RUN: &str = "io.sekisho/dryRun";
 /// sekisho's own request `_meta` key for the admission priority class.
 pub const META_PRIORITY: &str = "io.sekisho/priority";
 /// sekisho's own result `_meta` key naming upstreams missing from a merged list.
@@ -108,6 +112,14 @@ pub mod code {
     /// sekisho: the audit log cannot take the call's record (`[audit] on_audit_failure =
     /// "refuse"` and its buffer is full); HTTP 503 with `Retry-After`; retry later.
     pub const AUDIT_UNAVAILABLE: i64 = -32018;
+    /// sekisho: a call that needs approval (`[approvals]`, docs/security.md "Approval of risky
+    /// calls") was refused and not run: the client declined the elicitation, an operator
+    /// denied it, the client could not be asked, or too many calls await approval;
+    /// `data.reason` is `declined`, `denied`, `unreachable` or `full`.
+    pub const APPROVAL_REFUSED: i64 = -32023;
+    /// sekisho: a call that needs approval got no decision within `approvals.timeout` and was
+    /// not run (`data.timeoutMs`); send it again to ask again.
+    pub const APPROVAL_TIMEOUT: i64 = -32024;
     /// Legacy Streamable HTTP: the session id is unknown or expired (the code the official
     /// TypeScript SDK answers with, HTTP 404).
     pub const SESSION_NOT_FOUND: i64 = -32001;
