@@ -783,6 +783,9 @@ fn jwt(c: &mut Criterion) {
     });
     g.bench_function("es256_authenticate_cached", |b| {
         b.iter(|| rt.block_on(oauth.authenticate(black_box(&es), &resource)).unwrap())
+    });
+    g.finish();
+}
 
 /// The approval step on the call path (issue 15 item 3), A/B: an allowed `tools/call` straight
 /// to a service that answers at once, and through the step with 16 rules none of which match
