@@ -54,6 +54,27 @@ pub fn text<'a>(text: &'a str, kinds: KindSet, place: Place) -> Cow<'a, str> {
     Cow::Owned(apply(text, &found))
 }
 
+/// How much of an upstream's text [`for_log`] looks through: a PEM block's worth, so a secret
+/// that starts within the part logged is found whole.
+const LOG_WINDOW: usize = 16 * 1024;
+
+/// An upstream's own words (an error message, an error body, a line it printed) made fit for
+/// the gateway's log and error texts: the first 16 KiB read as UTF-8 (lossy), every finding of
+/// every kind replaced and counted (`where="log"`), then cut to at most `max` bytes on a
+/// character boundary. Redacting before cutting leaves no part of a cut secret behind.
+pub fn for_log(raw: &[u8], max: usize) -> String {
+    let window = String::from_utf8_lossy(&raw[..raw.len().min(LOG_WINDOW)]);
+    let mut out = text(&window, KindSet::ALL, Place::Log).into_owned();
+    if out.len() > max {
+        let mut cut = max;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
 /// Count `found` in the metric with `action` (`redact` or `block`).
 pub fn count(found: &[Finding], place: Place, action: &'static str) {
     for f in found {
@@ -92,5 +113,20 @@ fn walk(value: &mut Value, f: &mut impl FnMut(&mut String)) {
         Value::Array(items) => items.iter_mut().for_each(|i| walk(i, f)),
         Value::Object(map) => map.values_mut().for_each(|i| walk(i, f)),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_texts_are_redacted_before_they_are_cut() {
+        let raw = format!("{}: token sk-FAKEfake0123456789abcdefFAKE é", "x".repeat(150));
+        let out = for_log(raw.as_bytes(), 200);
+        assert!(out.ends_with("token [REDACTED:api_key] é"), "{out}");
+        let out = for_log(raw.as_bytes(), 158);
+        assert!(out.len() <= 158 && !out.contains("sk-FAKE"), "{out}");
+        assert_eq!(for_log("aé".as_bytes(), 2), "a", "cut on a character boundary");
     }
 }

@@ -285,7 +285,7 @@ impl StdioConn {
             Ok(msg) => handle_action(self, self.mux.dispatch(msg, None)),
             Err(e) => tracing::warn!(
                 upstream = %self.upstream,
-                line = %String::from_utf8_lossy(&line[..line.len().min(200)]),
+                line = %crate::detect::redact::for_log(&line, 200),
                 error = e.reason(),
                 "ignored a non-JSON-RPC line on the child's stdout"
             ),

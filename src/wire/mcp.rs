@@ -108,6 +108,11 @@ pub mod code {
     /// sekisho: the audit log cannot take the call's record (`[audit] on_audit_failure =
     /// "refuse"` and its buffer is full); HTTP 503 with `Retry-After`; retry later.
     pub const AUDIT_UNAVAILABLE: i64 = -32018;
+    /// sekisho: the upstream's answer holds sensitive data of a kind its `detect` policy blocks
+    /// (`results = "block"`; `crate::detect`), so it was withheld; the message and
+    /// `data.kinds` name the kinds found, never the data. Not retryable: the same call
+    /// answers the same way.
+    pub const SENSITIVE_DATA_BLOCKED: i64 = -32019;
     /// Legacy Streamable HTTP: the session id is unknown or expired (the code the official
     /// TypeScript SDK answers with, HTTP 404).
     pub const SESSION_NOT_FOUND: i64 = -32001;
