@@ -101,9 +101,10 @@ async fn no_corpus_item_reaches_the_audit_log_or_the_logs() {
             }
         })
         .await;
+    let line = |text: &str, needle: &str| text.lines().find(|l| l.contains(needle)).map(str::to_string);
     for needle in corpus::needles() {
-        assert!(!records.contains(&needle), "{needle:?} is in the audit log");
-        assert!(!logs.contains(&needle), "{needle:?} is in the logs");
+        assert_eq!(line(&records, &needle), None, "{needle:?} is in the audit log");
+        assert_eq!(line(&logs, &needle), None, "{needle:?} is in the logs");
     }
     // What the test relies on happened: the items reached both and were redacted there.
     for marker in ["[REDACTED:private_key]", "[REDACTED:email]", "[REDACTED:card_number]", "[REDACTED:jwt]"] {

@@ -75,6 +75,41 @@ pub fn for_log(raw: &[u8], max: usize) -> String {
     out
 }
 
+/// Follow a PEM private key printed over several lines that are logged one by one (each
+/// redacted alone would leave the key's body lines): `Some(replacement)` when `line` belongs
+/// to a key an earlier line opened, updating `open`, which the caller keeps per stream. Body
+/// lines (base64, blank, or `Proc-Type:`/`DEK-Info:` headers) and the `-----END` line become
+/// the marker; a line that starts with base64 of 16 or more characters and goes on with
+/// something else (a key cut short) loses that start and closes the key; any other line
+/// closes it and is not the key's (`None`), so a key that never ends hides nothing after it.
+pub fn inside_private_key(open: &mut bool, line: &[u8]) -> Option<String> {
+    let find = |text: &[u8], needle: &[u8]| memchr::memmem::find(text, needle);
+    if !*open {
+        let begin = find(line, b"-----BEGIN ").filter(|_| find(line, b"PRIVATE KEY-----").is_some());
+        *open = begin.is_some_and(|b| find(&line[b..], b"-----END ").is_none());
+        return None;
+    }
+    let marker = super::Kind::PrivateKey.marker();
+    let trimmed = line.trim_ascii();
+    let base64 = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'=');
+    let run = trimmed.iter().take_while(|b| base64(b)).count();
+    let header = trimmed.starts_with(b"Proc-Type:") || trimmed.starts_with(b"DEK-Info:");
+    let out = if find(line, b"-----END ").is_some() {
+        *open = false;
+        marker.to_string()
+    } else if run == trimmed.len() || header {
+        marker.to_string()
+    } else if run >= 16 {
+        *open = false;
+        format!("{marker}{}", String::from_utf8_lossy(&trimmed[run..]))
+    } else {
+        *open = false;
+        return None;
+    };
+    METRICS.detect.finding(super::Kind::PrivateKey.name(), Place::Log.name(), "redact");
+    Some(out)
+}
+
 /// Count `found` in the metric with `action` (`redact` or `block`).
 pub fn count(found: &[Finding], place: Place, action: &'static str) {
     for f in found {
@@ -128,5 +163,23 @@ mod tests {
         let out = for_log(raw.as_bytes(), 158);
         assert!(out.len() <= 158 && !out.contains("sk-FAKE"), "{out}");
         assert_eq!(for_log("aé".as_bytes(), 2), "a", "cut on a character boundary");
+    }
+
+    #[test]
+    fn a_private_key_over_many_lines_is_followed_to_its_end() {
+        let mut open = false;
+        let lines =
+            ["k: -----BEGIN RSA PRIVATE KEY-----", "MIIEFAKE", "", "FAKE==", "-----END RSA PRIVATE KEY-----", "next"];
+        let out: Vec<Option<String>> = lines.iter().map(|l| inside_private_key(&mut open, l.as_bytes())).collect();
+        let m = || Some("[REDACTED:private_key]".to_string());
+        assert_eq!(out, [None, m(), m(), m(), m(), None]);
+        let cut = ["-----BEGIN OPENSSH PRIVATE KEY-----", "b3BlbnNzaC1rZXktdjEFAKE (cut)", "after"];
+        let out: Vec<Option<String>> = cut.iter().map(|l| inside_private_key(&mut open, l.as_bytes())).collect();
+        assert_eq!(out, [None, Some("[REDACTED:private_key] (cut)".into()), None], "a cut key ends");
+        assert_eq!(inside_private_key(&mut open, b"-----BEGIN PRIVATE KEY-----MIIE-----END PRIVATE KEY-----"), None);
+        assert!(!open, "a key on one line ends on it");
+        let never = ["-----BEGIN PRIVATE KEY-----", "the-last-line"];
+        let out: Vec<Option<String>> = never.iter().map(|l| inside_private_key(&mut open, l.as_bytes())).collect();
+        assert_eq!(out, [None, None], "a key that never ends hides nothing after it");
     }
 }
