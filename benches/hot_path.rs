@@ -684,29 +684,125 @@ fn audit(c: &mut Criterion) {
 /// Sensitive-data detection (issue 15 item 5) on a realistic 16 KiB `tools/call` result: JSON
 /// text of records with ids, URLs, timestamps and prose, without findings and with four
 /// (an e-mail, a card number, an `sk-` key, a connection password). Target ≤ 20 µs.
+///
+/// `scan_*`: the detectors over the text. `result_*`: the `detect` step's work on a whole
+/// result (`detect::json::scan` over the raw JSON: half the records as `structuredContent`,
+/// half as the escaped JSON text of a `content` item), checking only (`block`) and redacting
+/// (`redact`: the rewritten result built). `call_*`: a routed call through an inner service
+/// answering that result, without the step, through the step for an upstream without a policy
+/// (the step is in the stack for another upstream), and through it with `redact`.
 fn detect(c: &mut Criterion) {
+    use sekisho::config::Config;
+    use sekisho::detect::json;
+    use sekisho::detect::redact::Place;
     use sekisho::detect::{KindSet, scan};
+    use sekisho::pipeline::ctx::{Routed, Target};
+    use sekisho::pipeline::detected::{Detect, Policies};
+    use sekisho::pipeline::parts::{Principal, Priority};
+    use sekisho::pipeline::steps::StepLayer;
+    use sekisho::upstream::UpstreamSet;
+    use tower::{ServiceBuilder, ServiceExt};
+
     let record = r#"{"id":"550e8400-e29b-41d4-a716-446655440000","url":"https://api.example.com/v1/items/1234?page=2","updated":1764664200000,"title":"Quarterly report - revenue up 12.5% on 3+4 regions","body":"The team shipped the migration; see commit 4d72a10b6f8e2c1d9a3b5e7f0c2a4b6d8e0f1a3b."},"#;
     let clean: String = record.repeat(16 * 1024 / record.len() + 1)[..16 * 1024].to_string();
-    let mut dirty = clean.clone();
-    for (i, s) in [
+    let findings = [
         " jane.doe@example.com ",
         " 4111 1111 1111 1111 ",
         " sk-FAKEfake0123456789abcdefFAKE ",
         " postgres://app:FakePw@db:5432/x ",
-    ]
-    .iter()
-    .enumerate()
-    {
+    ];
+    let mut dirty = clean.clone();
+    for (i, s) in findings.iter().enumerate() {
         let at = (i + 1) * 3000;
         dirty.replace_range(at..at + s.len(), s);
     }
     assert!(scan(&clean, KindSet::ALL).is_empty(), "{:?}", scan(&clean, KindSet::ALL));
     assert_eq!(scan(&dirty, KindSet::ALL).len(), 4, "{:?}", scan(&dirty, KindSet::ALL));
+    // A result of about 16 KiB: records as structured content and, escaped, as text.
+    let result = |with: bool| {
+        let n = 8 * 1024 / record.len();
+        let mut items: Vec<serde_json::Value> =
+            (0..2 * n).map(|_| serde_json::from_str(record.trim_end_matches(',')).unwrap()).collect();
+        if with {
+            items[3]["body"] = findings[0].into();
+            items[n + 3]["title"] = findings[2].into();
+            items[n / 2]["body"] = findings[1].into();
+            items[n + n / 2]["url"] = findings[3].into();
+        }
+        let text = serde_json::to_string(&items[n..]).unwrap();
+        let v = serde_json::json!({"content": [{"type": "text", "text": text}], "structuredContent": {"items": &items[..n]}});
+        Bytes::from(serde_json::to_vec(&v).unwrap())
+    };
+    let (clean_result, dirty_result) = (result(false), result(true));
+    let redacted = json::scan(&dirty_result, KindSet::ALL, true, Place::Result, "redact").unwrap();
+    assert_eq!(redacted.count, 4, "{redacted:?}");
+    assert!(serde_json::from_slice::<serde_json::Value>(&redacted.redacted.unwrap()).is_ok());
+
+    let config = Config::from_toml(
+        "[upstreams.up]\ncommand = \"x\"\ndetect = { results = \"redact\" }\n[upstreams.other]\ncommand = \"y\"\n",
+    )
+    .expect("valid");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let _clock = rt.enter();
+    let policies = Arc::new(Policies::new(config.enabled_upstreams()).expect("a policy is on"));
+    let upstreams = UpstreamSet::new(config.enabled_upstreams());
+    let routed_to = |name: &str| {
+        let mut request = sekisho::upstream::request::Outbound::raw("tools/call", Some(br#"{"name":"echo"}"#));
+        request.name = Some(Arc::from("echo"));
+        let target = Target {
+            upstream: Arc::clone(upstreams.get(name).expect("configured")),
+            fallback: None,
+            cache: None,
+            retry_safe: false,
+            timeout: None,
+            lists: None,
+        };
+        Routed {
+            request: Arc::new(request),
+            target,
+            caller: Principal::Anonymous,
+            priority: Priority::Medium,
+            idempotency_key: None,
+            client_era: Era::Modern,
+            input_errors_as_results: true,
+            session: None,
+        }
+    };
+    let (up, other) = (routed_to("up"), routed_to("other"));
+    let body = dirty_result.clone();
+    let inner = tower::service_fn(move |_: Routed| {
+        let reply = Reply::Result { body: body.clone(), origin: Origin::Upstream(Era::Legacy, Arc::from("up")) };
+        std::future::ready(Ok::<_, sekisho::error::GatewayError>(reply))
+    });
+    let without = ServiceBuilder::new().service(inner.clone());
+    let with = ServiceBuilder::new().layer(StepLayer(Detect(policies))).service(inner);
+    let Ok(Reply::Result { body, .. }) = rt.block_on(with.clone().oneshot(up.clone())) else { panic!("a result") };
+    assert!(std::str::from_utf8(&body).unwrap().contains("[REDACTED:api_key]"), "the step redacted the call");
+
     let mut g = c.benchmark_group("detect");
     g.throughput(Throughput::Bytes(clean.len() as u64));
-    g.bench_function("scan_16k_clean", |b| b.iter(|| scan(std::hint::black_box(&clean), KindSet::ALL)));
-    g.bench_function("scan_16k_4_findings", |b| b.iter(|| scan(std::hint::black_box(&dirty), KindSet::ALL)));
+    g.bench_function("scan_16k_clean", |b| b.iter(|| scan(black_box(&clean), KindSet::ALL)));
+    g.bench_function("scan_16k_4_findings", |b| b.iter(|| scan(black_box(&dirty), KindSet::ALL)));
+    g.throughput(Throughput::Bytes(dirty_result.len() as u64));
+    g.bench_function("result_16k_clean_check", |b| {
+        b.iter(|| json::scan(black_box(&clean_result), KindSet::ALL, false, Place::Result, "block"))
+    });
+    g.bench_function("result_16k_4_findings_check", |b| {
+        b.iter(|| json::scan(black_box(&dirty_result), KindSet::ALL, false, Place::Result, "block"))
+    });
+    g.bench_function("result_16k_4_findings_redact", |b| {
+        b.iter(|| json::scan(black_box(&dirty_result), KindSet::ALL, true, Place::Result, "redact"))
+    });
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("call_without_detect_step", |b| {
+        b.iter(|| rt.block_on(without.clone().oneshot(black_box(up.clone()))).expect("answer"))
+    });
+    g.bench_function("call_through_detect_step_policy_off", |b| {
+        b.iter(|| rt.block_on(with.clone().oneshot(black_box(other.clone()))).expect("answer"))
+    });
+    g.bench_function("call_through_detect_step_redact_16k", |b| {
+        b.iter(|| rt.block_on(with.clone().oneshot(black_box(up.clone()))).expect("answer"))
+    });
     g.finish();
 }
 

@@ -4,22 +4,11 @@
 use sekisho::detect::redact::{self, Place};
 use sekisho::detect::result::{DetectConfig, Outcome, ResultAction};
 use sekisho::detect::{KindSet, scan};
-use serde_json::{Value, json};
+use serde_json::json;
 
-fn corpus(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/detect/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// The secret part of a corpus text: what must not survive redaction.
-fn secret_of(kind: &str, text: &str) -> String {
-    match kind {
-        "connection_password" => text.split(':').nth(2).unwrap().split('@').next().unwrap().to_string(),
-        "bearer_token" => text.rsplit(' ').next().unwrap().to_string(),
-        "private_key" => text.lines().nth(1).unwrap().split(' ').next().unwrap().to_string(),
-        _ => text.split_whitespace().find(|w| w.len() > 8).unwrap_or(text).trim_start_matches("token=").to_string(),
-    }
-}
+#[path = "common/corpus.rs"]
+mod corpus;
+use corpus::{corpus, secret_of};
 
 #[test]
 fn every_hit_is_found_as_its_kind_and_redacted() {

@@ -95,7 +95,11 @@ impl CallEvent {
         let Ok(view) = ObjectView::parse(&self.params) else { return r };
         let member = |key: &str| view.get(&self.params, key).map(|s| &self.params[s]);
         let name_key = if self.method == "resources/read" { "uri" } else { "name" };
-        r.name = view.get_str(&self.params, name_key).map(|s| s.into_owned());
+        // A resource's URI (or a name) can carry a secret (`postgres://user:pw@…`) too.
+        r.name = view.get_str(&self.params, name_key).map(|s| {
+            crate::detect::redact::text(&s, crate::detect::KindSet::ALL, crate::detect::redact::Place::Audit)
+                .into_owned()
+        });
         let args_key = if self.method == "resources/read" { None } else { Some("arguments") };
         if let Some(raw) = args_key.and_then(member) {
             let (digest, args) = match strict_json(raw) {

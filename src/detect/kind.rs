@@ -95,7 +95,7 @@ impl Kind {
 
 /// A set of kinds (a bit set; copying is free). Configuration spells it as a list of kind
 /// names, or the group names `secrets` and `personal`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KindSet(u16);
 
 impl KindSet {
@@ -117,6 +117,16 @@ impl KindSet {
     /// Whether `kind` is in the set.
     pub fn contains(self, kind: Kind) -> bool {
         self.0 & kind.bit() != 0
+    }
+
+    /// The names of the kinds in the set, in declaration order.
+    pub fn names(self) -> Vec<&'static str> {
+        Kind::ALL.iter().filter(|k| self.contains(**k)).map(|k| k.name()).collect()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
     }
 
     /// The set with `kind` added.

@@ -10,6 +10,7 @@
 //! Applied to audit records ([`crate::audit::redact`]), logged upstream stderr lines and error
 //! texts ([`crate::upstream::stderr`]), and optionally to results ([`result`]).
 
+pub mod json;
 pub mod kind;
 pub mod personal;
 pub mod redact;
@@ -31,13 +32,19 @@ pub struct Finding {
 /// Every finding in `text` of a kind in `kinds`, sorted by start and not overlapping (of two
 /// overlapping findings the earlier-starting, then longer, is kept).
 pub fn scan(text: &str, kinds: KindSet) -> Vec<Finding> {
+    scan_bytes(text.as_bytes(), kinds)
+}
+
+/// [`scan`] over bytes that need not be UTF-8 (the raw content of a JSON string): every
+/// trigger and validator is ASCII, so ranges still start and end at ASCII bytes.
+pub fn scan_bytes(text: &[u8], kinds: KindSet) -> Vec<Finding> {
     let mut found = Vec::new();
     if text.len() < kind::SHORTEST {
         return found;
     }
-    secrets::scan(text.as_bytes(), kinds, &mut found);
+    secrets::scan(text, kinds, &mut found);
     if kinds.contains(Kind::CardNumber) {
-        personal::cards(text.as_bytes(), &mut found);
+        personal::cards(text, &mut found);
     }
     if found.len() > 1 {
         found.sort_by(|a, b| a.range.start.cmp(&b.range.start).then(b.range.end.cmp(&a.range.end)));

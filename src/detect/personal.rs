@@ -12,8 +12,12 @@ pub fn email(text: &[u8], at: usize) -> Option<Finding> {
     if local == 0 || text[start] == b'.' || text[at - 1] == b'.' {
         return None;
     }
-    // `scheme://user@host` is a URL's user name, not an address.
-    if start > 0 && (text[start - 1].is_ascii_alphanumeric() || matches!(text[start - 1], b'_' | b'/' | b':')) {
+    // Not inside a word; and `scheme://user@host` is a URL's user name, not an address (but
+    // one in a path, `/users/jane@example.com`, or after `mailto:` is one).
+    let before = |n: usize| start.checked_sub(n).map(|i| text[i]);
+    if before(1).is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        || (before(1) == Some(b'/') && before(2) == Some(b'/'))
+    {
         return None;
     }
     let domain =

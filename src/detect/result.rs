@@ -1,14 +1,14 @@
 //! Detection on results returned to clients: the `detect` setting of an upstream or tool
 //! (`detect = { results = "off" | "redact" | "block", kinds = [...] }`) and its application.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::redact::{self, Place};
 use super::{Finding, KindSet};
 
 /// What to do with a result holding sensitive data.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResultAction {
     /// Return results as they are (the default).
@@ -20,8 +20,9 @@ pub enum ResultAction {
     Block,
 }
 
-/// The `detect` table of an upstream or tool, as written.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// The `detect` table of an upstream or tool, as written: `detect = { results = "block",
+/// kinds = ["secrets"] }` (docs/configuration.md). A tool's table replaces its upstream's.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectConfig {
     /// What to do with results holding findings (default `off`).
@@ -49,10 +50,27 @@ impl DetectConfig {
     pub fn policy(&self) -> Result<ResultPolicy, String> {
         let kinds = match &self.kinds {
             None => KindSet::ALL,
-            Some(names) if names.is_empty() => return Err("detect.kinds is empty; leave it out for all kinds".into()),
+            Some(names) if names.is_empty() => return Err("kinds is empty; leave it out for all kinds".into()),
             Some(names) => KindSet::from_names(names.iter().map(String::as_str))?,
         };
         Ok(ResultPolicy { action: self.results, kinds })
+    }
+
+    /// The configuration problems of an upstream's `detect` table (at `at`, e.g.
+    /// `upstreams.github`) and of its tools' (`tools`: each tool's name and table, if any):
+    /// unknown kind names and empty `kinds` lists, each naming where it is.
+    pub fn problems<'a>(
+        at: &str,
+        upstream: Option<&DetectConfig>,
+        tools: impl Iterator<Item = (&'a str, Option<&'a DetectConfig>)>,
+    ) -> Vec<String> {
+        let tools = tools.filter_map(|(t, d)| Some((format!("{at}.tools.{t}.detect"), d?)));
+        upstream
+            .map(|d| (format!("{at}.detect"), d))
+            .into_iter()
+            .chain(tools)
+            .filter_map(|(at, d)| d.policy().err().map(|e| format!("{at}: {e}")))
+            .collect()
     }
 }
 

@@ -165,6 +165,13 @@ pub enum GatewayError {
     /// `data.retryable`. The call was not run.
     #[error("the audit log cannot record this call (its sink is unavailable); retry shortly")]
     AuditUnavailable,
+    /// The upstream's answer holds sensitive data its `detect` policy blocks (`crate::detect`):
+    /// -32019, with `data.kinds`; the answer was withheld. Names the kinds, never the data.
+    #[error("the answer was withheld: it holds sensitive data ({})", .kinds.join(", "))]
+    SensitiveDataBlocked {
+        /// The kinds found (`crate::detect::Kind::name`).
+        kinds: Vec<&'static str>,
+    },
     /// A call with this idempotency key is still running (-32014, retryable later).
     #[error("a call with idempotency key {key:?} is still in progress; retry later")]
     IdempotencyInProgress {
@@ -349,6 +356,7 @@ impl GatewayError {
                 Some(Duration::from_secs(1)),
                 "audit_unavailable",
             ),
+            SensitiveDataBlocked { .. } => (code::SENSITIVE_DATA_BLOCKED, None, None, "sensitive_data_blocked"),
             Cancelled => (code::REQUEST_CANCELLED, None, None, "cancelled"),
             UpstreamUnavailable { .. } | CircuitOpen { .. } => (code::UPSTREAM_UNAVAILABLE, None, None, "unavailable"),
             UpstreamTransport { .. } => (code::UPSTREAM_UNAVAILABLE, None, None, "upstream_error"),
@@ -396,9 +404,12 @@ impl GatewayError {
             | UpstreamResponseTooLarge { .. }
             | InputRequiredUnsupported(_)
             | CircuitOpen { .. } => Side::Upstream,
-            ShuttingDown | Overloaded { .. } | IdempotencyInProgress { .. } | NoAnswer | AuditUnavailable => {
-                Side::Gateway
-            }
+            ShuttingDown
+            | Overloaded { .. }
+            | IdempotencyInProgress { .. }
+            | NoAnswer
+            | AuditUnavailable
+            | SensitiveDataBlocked { .. } => Side::Gateway,
             _ => Side::Client,
         }
     }
@@ -472,6 +483,7 @@ impl GatewayError {
                 "budget": budget, "perHour": per_hour, "retryAfterMs": 60_000, "retryable": true
             })),
             IdempotencyConflict { key } => Some(serde_json::json!({ "idempotencyKey": key })),
+            SensitiveDataBlocked { kinds } => Some(serde_json::json!({ "kinds": kinds, "retryable": false })),
             IdempotencyInProgress { key } => Some(serde_json::json!({ "idempotencyKey": key, "retryable": true })),
             ApprovalRefused(reason, _) => Some(serde_json::json!({ "reason": reason })),
             ApprovalTimedOut(after) => Some(serde_json::json!({ "timeoutMs": after.as_millis() as u64 })),

@@ -14,6 +14,7 @@ pub mod audited;
 pub mod budget;
 pub mod cache;
 pub mod ctx;
+pub mod detected;
 pub mod edge;
 pub mod fallback;
 pub mod forward;
@@ -115,6 +116,7 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
     let coalescer = config.cache.coalesce.then(|| Coalescer::new(config.cache.lease));
     let any_fallback = config.enabled_upstreams().any(|(_, u)| u.fallback.is_some());
     let any_validated = config.enabled_upstreams().any(|(_, u)| u.settings.validate);
+    let detect = self::detected::Policies::new(config.enabled_upstreams()).map(Arc::new);
     let admit = config.admission.enabled.then(|| Admit::global(&config.admission, parts.switches));
     let admission = admit.as_ref().map(|a| Arc::clone(a.admission()));
     let cost = crate::cost::Cost::new(config.enabled_upstreams(), &config.budgets).map(Arc::new);
@@ -155,6 +157,11 @@ pub fn build(config: &Config, parts: Parts<'_>) -> Stack {
         // to an approver, and above idempotency and the cache, so neither answers a call that
         // was not approved. Always present: dry runs need it.
         .layer(StepLayer(self::approval::Approval::new(parts.approvals)))
+        // detect: sensitive data in answers, redacted or blocked per upstream and tool (it
+        // needs the resolved tool); above idempotency and the cache, so replays and hits are
+        // checked on every serving under the policy in force, and stored answers stay the
+        // upstream's own (present when some upstream or tool has `detect` on).
+        .option_layer(detect.map(|p| StepLayer(self::detected::Detect(p))))
         // subscriptions: sessions share an upstream's resource subscriptions; one client's
         // unsubscribe must not end another's updates.
         .layer(StepLayer(SharedSubscriptions::new(config.server.max_subscriptions_per_session)))
@@ -253,6 +260,16 @@ mod tests {
         assert_eq!(main.steps(), ["bulkhead", "retry", "balance", "breaker", "timeout", "attempt"]);
         let spare = upstreams.get("spare").unwrap();
         assert_eq!(spare.steps(), ["bulkhead", "retry", "balance", "timeout", "attempt"], "its breaker is off");
+    }
+
+    #[tokio::test]
+    async fn the_detect_step_follows_approval_when_a_policy_is_on() {
+        let on = format!("{UPSTREAMS}[upstreams.spare.tools.t]\ndetect = {{ results = \"block\" }}\n");
+        let (stack, _) = stack_for(&on);
+        assert_eq!(&stack.steps()[5..9], ["validate", "approval", "detect", "subscriptions"]);
+        let off = format!("{UPSTREAMS}[upstreams.spare.tools.t]\ndetect = {{ results = \"off\" }}\n");
+        let (stack, _) = stack_for(&off);
+        assert!(!stack.steps().contains(&"detect"), "every policy is off: {:?}", stack.steps());
     }
 
     #[tokio::test]

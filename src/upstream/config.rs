@@ -34,9 +34,12 @@ use super::retry::RetryConfig;
 /// url = "http://10.0.0.7:3001/sse"
 /// transport = "sse"               # default "streamable-http"
 ///
+/// detect = { results = "redact" } # sensitive data in results: "off", "redact", "block"
+///
 /// [upstreams.weather.tools.forecast]
 /// timeout = "10s"
 /// retry = true                    # safe to repeat even without annotations
+/// detect = { results = "block", kinds = ["secrets"] }  # replaces the upstream's detect
 /// ```
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -145,6 +148,8 @@ pub struct UpstreamConfig {
     pub breaker: Option<BreakerConfig>,
     /// What its calls cost (`crate::cost::config::Price`; none: free).
     pub price: Option<crate::cost::config::Price>,
+    /// What to do with results holding sensitive data (`crate::detect::result`; none: off).
+    pub detect: Option<crate::detect::result::DetectConfig>,
     /// Per-tool overrides, by the upstream's own tool name.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolConfig>,
@@ -223,26 +228,7 @@ pub use super::session_mode::{
     DEFAULT_MAX_CLIENT_HTTP_SESSIONS, DEFAULT_MAX_CLIENT_PROCESSES, MAX_CLIENT_SESSIONS_CAP, SessionMode,
 };
 
-/// `[upstreams.<namespace>.tools.<tool>]`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ToolConfig {
-    /// Deadline of one attempt of this tool.
-    #[serde(default, with = "humantime_serde::option")]
-    pub timeout: Option<Duration>,
-    /// Whether a failed call may be repeated (overrides annotations).
-    pub retry: Option<bool>,
-    /// Whether results are cached (overrides annotations: by default a `trusted` upstream's
-    /// `readOnlyHint` tools are).
-    pub cache: Option<bool>,
-    /// Time to live of its cached results (default `[cache] ttl`).
-    #[serde(default, with = "humantime_serde::option")]
-    pub cache_ttl: Option<Duration>,
-    /// Who may receive its cached results (default `[cache] default_scope`).
-    pub cache_scope: Option<crate::cache::config::CacheScope>,
-    /// What its calls cost; each field given overrides the upstream's `price`.
-    pub price: Option<crate::cost::config::Price>,
-}
+pub use super::tool_config::ToolConfig;
 
 fn yes() -> bool {
     true
@@ -434,6 +420,8 @@ impl UpstreamConfig {
         for (at, price) in self.price.iter().map(|p| (format!("{at}.price"), p)).chain(tools) {
             problems.extend(price.validate(&at));
         }
+        let tools = self.tools.iter().map(|(t, c)| (t.as_str(), c.detect.as_ref()));
+        problems.extend(crate::detect::result::DetectConfig::problems(&at, self.detect.as_ref(), tools));
         problems
     }
 

@@ -59,9 +59,10 @@ pub fn expect_result(msg: &Message) -> Result<Bytes, ConnError> {
         Kind::Response { outcome: Outcome::Result(span), .. } => Ok(msg.src.slice(span.clone())),
         Kind::Response { outcome: Outcome::Error(span), .. } => {
             let raw = msg.slice(span);
+            // The upstream's words go to logs and `/readyz`: redacted first.
             let text = error_fields(raw).map_or_else(
-                || String::from_utf8_lossy(raw).into_owned(),
-                |e| format!("error {}: {}", e.code, e.message),
+                || crate::detect::redact::for_log(raw, 4096),
+                |e| format!("error {}: {}", e.code, crate::detect::redact::for_log(e.message.as_bytes(), 4096)),
             );
             Err(ConnError::Protocol(text))
         }

@@ -30,6 +30,7 @@ pub mod status;
 pub mod stderr;
 pub mod stdio;
 pub mod timeout;
+pub mod tool_config;
 pub mod translate;
 pub mod transport;
 
@@ -120,7 +121,8 @@ impl Upstream {
             Reply::Result { body, .. } => Ok(body),
             Reply::Error { body, .. } => Err(GatewayError::UpstreamProtocol {
                 upstream: self.name.to_string(),
-                reason: format!("{method} failed: {}", String::from_utf8_lossy(&body)),
+                // The upstream's words, redacted before they reach logs and `/readyz`.
+                reason: format!("{method} failed: {}", crate::detect::redact::for_log(&body, 4096)),
             }),
         }
     }

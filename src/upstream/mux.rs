@@ -290,7 +290,7 @@ impl Mux {
                     }
                     (_, params) => tracing::debug!(
                         upstream = %self.upstream,
-                        message = %String::from_utf8_lossy(params.as_deref().unwrap_or_default()),
+                        message = %crate::detect::redact::for_log(params.as_deref().unwrap_or_default(), 4096),
                         "upstream log message"
                     ),
                 }

@@ -215,7 +215,7 @@ async fn post(client: &HttpClient, req: HttpRequest<Full<Bytes>>) -> Result<(), 
     if status.is_success() {
         return Ok(());
     }
-    let detail = String::from_utf8_lossy(&text[..text.len().min(200)]).into_owned();
+    let detail = crate::detect::redact::for_log(&text, 200);
     Err(ConnError::Status { status: status.as_u16(), detail })
 }
 

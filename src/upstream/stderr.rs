@@ -141,11 +141,14 @@ pub async fn drain(log: Arc<StderrLog>, pid: Option<u32>, mut stderr: impl Async
     log.flush();
 }
 
-/// The line being read: its first [`LOGGED_LINE_BYTES`] bytes, and how many more it had.
+/// The line being read: its first [`LOGGED_LINE_BYTES`] bytes, and how many more it had; and
+/// whether it is inside a PEM private key that an earlier line opened (each line is redacted
+/// alone, so a key printed over many lines is followed here until its `-----END` line).
 #[derive(Default)]
 struct Line {
     kept: Vec<u8>,
     cut: usize,
+    in_private_key: bool,
 }
 
 impl Line {
@@ -158,6 +161,8 @@ impl Line {
 
     fn finish(&mut self, log: &StderrLog, pid: Option<u32>) {
         let text = self.kept.strip_suffix(b"\r").unwrap_or(&self.kept);
+        let hidden = crate::detect::redact::inside_private_key(&mut self.in_private_key, text);
+        let text = hidden.as_ref().map_or(text, |h| h.as_bytes());
         if !text.iter().all(u8::is_ascii_whitespace) || self.cut > 0 {
             log.line(pid, text, self.cut);
         }

@@ -68,6 +68,8 @@ pub struct StdioConn {
     stop_writing: CancellationToken,
     handshake: OnceLock<Handshake>,
     pid: Option<u32>,
+    /// Inside a PEM private key printed over non-JSON-RPC lines (`detect::redact::inside_private_key`).
+    in_private_key: std::sync::atomic::AtomicBool,
 }
 
 /// The child process, owned by whoever supervises it.
@@ -118,6 +120,7 @@ impl StdioConn {
             stop_writing: CancellationToken::new(),
             handshake: OnceLock::new(),
             pid,
+            in_private_key: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(write_loop(stdin, rx, conn.stop_writing.clone()));
         tokio::spawn(read_loop(Arc::clone(&conn), stdout, spec.max_message_bytes));
@@ -283,12 +286,19 @@ impl StdioConn {
         }
         match Message::parse(line.clone()) {
             Ok(msg) => handle_action(self, self.mux.dispatch(msg, None)),
-            Err(e) => tracing::warn!(
-                upstream = %self.upstream,
-                line = %String::from_utf8_lossy(&line[..line.len().min(200)]),
-                error = e.reason(),
-                "ignored a non-JSON-RPC line on the child's stdout"
-            ),
+            Err(e) => {
+                use std::sync::atomic::Ordering::Relaxed;
+                let mut open = self.in_private_key.load(Relaxed);
+                let shown = crate::detect::redact::inside_private_key(&mut open, &line)
+                    .unwrap_or_else(|| crate::detect::redact::for_log(&line, 200));
+                self.in_private_key.store(open, Relaxed);
+                tracing::warn!(
+                    upstream = %self.upstream,
+                    line = %shown,
+                    error = e.reason(),
+                    "ignored a non-JSON-RPC line on the child's stdout"
+                )
+            }
         }
     }
 

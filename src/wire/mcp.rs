@@ -120,6 +120,11 @@ pub mod code {
     /// sekisho: a call that needs approval got no decision within `approvals.timeout` and was
     /// not run (`data.timeoutMs`); send it again to ask again.
     pub const APPROVAL_TIMEOUT: i64 = -32024;
+    /// sekisho: the upstream's answer holds sensitive data of a kind its `detect` policy blocks
+    /// (`results = "block"`; `crate::detect`), so it was withheld; the message and
+    /// `data.kinds` name the kinds found, never the data. Not retryable: the same call
+    /// answers the same way.
+    pub const SENSITIVE_DATA_BLOCKED: i64 = -32019;
     /// Legacy Streamable HTTP: the session id is unknown or expired (the code the official
     /// TypeScript SDK answers with, HTTP 404).
     pub const SESSION_NOT_FOUND: i64 = -32001;

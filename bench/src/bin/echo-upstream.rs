@@ -212,8 +212,8 @@ fn tools(dynamic: &[String]) -> Value {
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "cancelled", "description": "How many notifications/cancelled this process has received (stdio).",
                "inputSchema": obj(json!({}), &[])}),
-        json!({"name": "log", "description": "Send a log message, then answer.", "inputSchema": obj(json!({}), &[])}),
-        json!({"name": "rpc_error", "description": "Answer with a JSON-RPC error.", "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "log", "description": "Send a log message (`data`, else a greeting), then answer.", "inputSchema": obj(json!({"data": {"type": "string"}}), &[])}),
+        json!({"name": "rpc_error", "description": "Answer with a JSON-RPC error (its message: `message`, if given).", "inputSchema": obj(json!({"message": {"type": "string"}}), &[])}),
         json!({"name": "crash", "description": "Exit the process immediately.", "annotations": {"destructiveHint": true},
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "change_tools", "description": "Add a tool and announce the list change.", "inputSchema": obj(json!({}), &[])}),
@@ -229,16 +229,16 @@ fn tools(dynamic: &[String]) -> Value {
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "env", "description": "The value of one of this process's environment variables.",
                "inputSchema": obj(json!({"name": {"type": "string"}}), &["name"])}),
-        json!({"name": "stderr", "description": "Write `lines` lines of `bytes` bytes to stderr; exit if stderr is broken.",
-               "inputSchema": obj(json!({"bytes": {"type": "integer"}, "lines": {"type": "integer"}}), &[])}),
+        json!({"name": "stderr", "description": "Write `lines` lines of `bytes` bytes (or of `text`) to stderr; exit if stderr is broken.",
+               "inputSchema": obj(json!({"bytes": {"type": "integer"}, "lines": {"type": "integer"}, "text": {"type": "string"}}), &[])}),
         json!({"name": "meta", "description": "The request's _meta, as JSON text.", "inputSchema": obj(json!({}), &[])}),
         json!({"name": "priced", "description": "Answer with `meta` as the result's _meta (an upstream reporting its own cost there).",
                "inputSchema": obj(json!({"meta": {}}), &[])}),
         json!({"name": "ask", "description": "Send `method` (sampling/createMessage, the default; elicitation/create; roots/list) to the client, asking `question`; answer with what came back (`the client said: …` for a text answer). Legacy HTTP with `untied`: sent on the session's standalone GET stream, or lost when none is open; `wait_ms` (20000) for the answer.",
                "inputSchema": obj(json!({"method": {"type": "string"}, "question": {"type": "string"},
                                          "untied": {"type": "boolean"}, "wait_ms": {"type": "integer"}}), &[])}),
-        json!({"name": "http_error", "description": "Over HTTP: answer with status 500 and an error page naming internal hosts.",
-               "inputSchema": obj(json!({}), &[])}),
+        json!({"name": "http_error", "description": "Over HTTP: answer with status 500 and an error page naming internal hosts (or saying `message`).",
+               "inputSchema": obj(json!({"message": {"type": "string"}}), &[])}),
         json!({"name": "garbage", "description": "Over HTTP: answer 200 with an HTML page instead of JSON-RPC.",
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "flood", "description": "Send `n` resources/updated notifications (each with `pad` bytes of URI) as fast as possible, after making the next tools/list take `stall_ms` and announcing a list change (so the client's list refresh is stuck meanwhile).",
@@ -492,12 +492,12 @@ impl Upstream {
                 if self.log_level.load(Ordering::Relaxed) <= 1 {
                     let _ = out.send(notification(
                         "notifications/message",
-                        json!({"level": "info", "data": "hello from echo-upstream"}),
+                        json!({"level": "info", "data": args["data"].as_str().unwrap_or("hello from echo-upstream")}),
                     ));
                 }
                 text("logged")
             }
-            "rpc_error" => json!({"__rpc_error": true}),
+            "rpc_error" => json!({"__rpc_error": args["message"].as_str().unwrap_or("internal error on purpose")}),
             "priced" => json!({"content": [{"type": "text", "text": "priced"}], "_meta": args["meta"].clone()}),
             "crash" => std::process::exit(3),
             "side_effect" => {
@@ -554,7 +554,7 @@ impl Upstream {
                 use std::io::Write;
                 let bytes = args["bytes"].as_u64().unwrap_or(10) as usize;
                 let lines = args["lines"].as_u64().unwrap_or(1);
-                let mut line = "e".repeat(bytes);
+                let mut line = args["text"].as_str().map_or_else(|| "e".repeat(bytes), str::to_string);
                 line.push('\n');
                 for _ in 0..lines {
                     // Like most servers, die when stderr is broken (EPIPE).
@@ -651,8 +651,9 @@ impl Upstream {
 
 /// Turn the `rpc_error` marker into a JSON-RPC error.
 fn finish(mut answer: Value) -> Value {
-    if answer.pointer("/result/__rpc_error").is_some() {
-        return error(&answer["id"].take(), -32603, "internal error on purpose");
+    if let Some(marker) = answer.pointer("/result/__rpc_error") {
+        let message = marker.as_str().unwrap_or("internal error on purpose").to_string();
+        return error(&answer["id"].take(), -32603, &message);
     }
     answer
 }
@@ -956,7 +957,10 @@ async fn http(up: Arc<Upstream>, req: Request<Incoming>) -> Result<Response<Body
     // Misbehaviour on purpose: what a broken server or proxy in front of it sends.
     match msg.pointer("/params/name").and_then(Value::as_str) {
         Some("http_error") => {
-            let page = b"internal error: cannot reach db.internal.corp:5432 (user=svc password=hunter2)".to_vec();
+            let page = match msg.pointer("/params/arguments/message").and_then(Value::as_str) {
+                Some(m) => format!("internal error: {m}").into_bytes(),
+                None => b"internal error: cannot reach db.internal.corp:5432 (user=svc password=hunter2)".to_vec(),
+            };
             let mut resp = full(StatusCode::INTERNAL_SERVER_ERROR, page, None);
             resp.headers_mut().insert("content-type", http::HeaderValue::from_static("text/plain"));
             return Ok(resp);

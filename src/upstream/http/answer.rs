@@ -45,12 +45,9 @@ impl HttpConn {
             Ok(msg) if matches!(msg.kind, Kind::Response { .. }) => Ok(msg),
             _ if status.is_success() => Err(ConnError::Protocol(format!(
                 "expected a JSON-RPC response, got {:?}",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
+                crate::detect::redact::for_log(&body, 200)
             ))),
-            _ => Err(ConnError::Status {
-                status: status.as_u16(),
-                detail: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-            }),
+            _ => Err(ConnError::Status { status: status.as_u16(), detail: crate::detect::redact::for_log(&body, 200) }),
         }
     }
 
