@@ -756,6 +756,7 @@ fn detect(c: &mut Criterion) {
             retry_safe: false,
             timeout: None,
             lists: None,
+            destructive: false,
         };
         Routed {
             request: Arc::new(request),
