@@ -12,6 +12,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::open_legacy_session as open;
 use common::{Answer, Gateway, client, eventually, modern_as, next_event, read, sekisho_cli, stdio_upstream};
 use serde_json::{Value, json};
 
@@ -72,24 +73,6 @@ fn approvals_in(path: &Path) -> Vec<(String, String, String)> {
             (s(&r["caller"]), s(&r["outcome"]), s(&r["detail"]["via"]))
         })
         .collect()
-}
-
-/// A legacy (2025-11-25) session of `bearer` declaring `capabilities`; its id.
-async fn open(url: &str, bearer: &str, capabilities: Value) -> String {
-    let a = read(
-        client()
-            .post(url)
-            .bearer_auth(bearer)
-            .header("accept", "application/json, text/event-stream")
-            .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-                "protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name":"t","version":"0"}}}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.raw);
-    a.headers["mcp-session-id"].to_str().unwrap().to_string()
 }
 
 fn legacy(url: &str, bearer: &str, session: &str) -> reqwest::RequestBuilder {

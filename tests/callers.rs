@@ -15,21 +15,6 @@ use serde_json::{Value, json};
 const ALICE: &str = "alice-key-0123456789abcdef";
 const MALLORY: &str = "mallory-key-0123456789abcdef";
 
-/// POST one message as a legacy client: optional bearer key and session id.
-async fn legacy_post(url: &str, bearer: Option<&str>, session: Option<&str>, body: &Value) -> Answer {
-    let mut req = client()
-        .post(url)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25");
-    if let Some(key) = bearer {
-        req = req.bearer_auth(key);
-    }
-    if let Some(id) = session {
-        req = req.header("mcp-session-id", id);
-    }
-    read(req.json(body).send().await.unwrap()).await
-}
-
 /// Initialize a legacy session as `bearer` with `capabilities`; returns its id.
 async fn open_session(url: &str, bearer: &str, capabilities: Value) -> String {
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {

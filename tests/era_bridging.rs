@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::open_legacy_session as open;
 use common::{Answer, Gateway, HttpUpstream, client, modern_as, next_event, read, text};
 use serde_json::{Value, json};
 
@@ -15,24 +16,6 @@ const MALLORY: &str = "mallory-key-0123456789";
 
 fn keys() -> String {
     format!("[server]\napi_keys = [{ALICE:?}, {MALLORY:?}]\ninput_timeout = \"2s\"\n")
-}
-
-/// A legacy session of `bearer` declaring `capabilities`; returns its id.
-async fn open(url: &str, bearer: &str, capabilities: Value) -> String {
-    let a = read(
-        client()
-            .post(url)
-            .bearer_auth(bearer)
-            .header("accept", "application/json, text/event-stream")
-            .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
-                "protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name":"t","version":"0"}}}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(a.status, 200, "{}", a.raw);
-    a.headers["mcp-session-id"].to_str().unwrap().to_string()
 }
 
 fn legacy(url: &str, session: &str) -> reqwest::RequestBuilder {

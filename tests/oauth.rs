@@ -319,21 +319,6 @@ fn kid(token: &str) -> String {
     serde_json::from_slice::<Value>(&header).unwrap()["kid"].as_str().unwrap().to_string()
 }
 
-/// POST one message as a legacy client with a bearer token and optional session.
-async fn legacy_post(url: &str, bearer: Option<&str>, session: Option<&str>, body: &Value) -> Answer {
-    let mut req = client()
-        .post(url)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-11-25");
-    if let Some(key) = bearer {
-        req = req.bearer_auth(key);
-    }
-    if let Some(id) = session {
-        req = req.header("mcp-session-id", id);
-    }
-    read(req.json(body).send().await.unwrap()).await
-}
-
 async fn open_session(url: &str, bearer: &str) -> String {
     let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});

@@ -575,3 +575,36 @@ pub async fn sekisho_cli(args: &[&str], env: &[(&str, &str)]) -> CliRun {
         err: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A legacy session of `bearer` declaring `capabilities`; returns its id.
+pub async fn open_legacy_session(url: &str, bearer: &str, capabilities: Value) -> String {
+    let a = read(
+        client()
+            .post(url)
+            .bearer_auth(bearer)
+            .header("accept", "application/json, text/event-stream")
+            .json(&json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+                "protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name":"t","version":"0"}}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    a.headers["mcp-session-id"].to_str().unwrap().to_string()
+}
+
+/// POST one message as a legacy client: optional bearer key and session id.
+pub async fn legacy_post(url: &str, bearer: Option<&str>, session: Option<&str>, body: &Value) -> Answer {
+    let mut req = client()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25");
+    if let Some(key) = bearer {
+        req = req.bearer_auth(key);
+    }
+    if let Some(id) = session {
+        req = req.header("mcp-session-id", id);
+    }
+    read(req.json(body).send().await.unwrap()).await
+}
