@@ -85,18 +85,12 @@ pub enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
-    /// Show or change a running gateway's runtime switches (`--url`, an admin key).
-    ///
-    /// `sekisho switch --url URL` shows every switch; `sekisho switch <layer> on|off --url URL`
-    /// turns a layer off or back on (cache, coalesce, retry, breaker, admission, rate_limits,
-    /// batching), on every replica when the gateway has `[redis]`. Exit 1 when the gateway
-    /// refuses or cannot be reached.
+    /// Show or change a running gateway's runtime switches (`--url`, an admin key): `sekisho
+    /// switch <layer> on|off` (cache, coalesce, retry, breaker, admission, rate_limits,
+    /// batching), on every replica with `[redis]`. Exit 1 when refused or unreachable.
     Switch(switch::SwitchArgs),
-    /// The calls a running gateway holds for an operator's approval (`--url`, an admin key).
-    ///
-    /// `sekisho approvals list --url URL` lists them; `approve ID` runs one, `deny ID [--note
-    /// TEXT]` refuses it (-32023). Held calls live on one replica: `--url` names it. Exit 1
-    /// when the gateway refuses (no such held call, not an admin) or cannot be reached.
+    /// The calls a running gateway (one replica: `--url`, an admin key) holds for approval:
+    /// `list`, `approve ID`, `deny ID [--note TEXT]`. Exit 1 when refused or unreachable.
     Approvals(approvals::ApprovalsArgs),
     /// A running gateway's recommendations: what its monitor and configuration say to change.
     ///
@@ -104,9 +98,8 @@ pub enum Command {
     /// and the configuration change that removes the cause. Exit codes: 0 when none is high
     /// or critical, 1 when any is, 2 when the gateway cannot be reached or refuses.
     Recommendations(recommend::Target),
-    /// Connect to one MCP server as the gateway connects to an upstream (its `auth`: a bearer
-    /// or OAuth client credentials, discovered from its 401), list its tools, call one.
-    /// Exit codes: 0 the tool answered, 1 a step failed, 2 wrong arguments.
+    /// Connect to one MCP server as the gateway connects to an upstream (with its `auth`), list
+    /// its tools, call one. Exit 0 the tool answered, 1 a step failed, 2 wrong arguments.
     Probe(probe::ProbeArgs),
     /// The overall check and the configuration changes of the recommendations as a TOML patch;
     /// `--write FILE` writes a copy of `--config` with them applied (never `--config` itself).

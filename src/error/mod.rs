@@ -1,6 +1,5 @@
-//! The gateway's error taxonomy and its one table: every failure a call or a request can end
-//! with, which side it belongs to, and how it reaches the wire (JSON-RPC code, HTTP status,
-//! `Retry-After`, metric outcome label). Errors stay typed until `front::rescue` writes them.
+//! The gateway's error taxonomy and its one table: every failure, its side, and how it reaches
+//! the wire (JSON-RPC code, HTTP status, `Retry-After`, metric outcome). Typed until `front::rescue`.
 
 use std::time::Duration;
 
@@ -66,8 +65,7 @@ pub enum GatewayError {
         /// The revision the client asked for.
         requested: String,
     },
-    /// A legacy request without its session id: the `Mcp-Session-Id` header, or `sessionId`
-    /// on an HTTP+SSE `/messages` POST (HTTP 400, -32600).
+    /// A legacy request without `Mcp-Session-Id` (or `sessionId` on `/messages`): 400, -32600.
     #[error("Bad Request: a session id is required (the Mcp-Session-Id header; sessionId on /messages)")]
     SessionRequired,
     /// A session id that is not ours, expired, or was ended (HTTP 404, -32001).
@@ -148,8 +146,7 @@ pub enum GatewayError {
     /// An admin endpoint was called with a key whose role is not `admin` (HTTP 403, -32012).
     #[error("Forbidden: this endpoint needs an API key with role \"admin\"")]
     AdminRequired,
-    /// Admission control shed the call: queues are full or the queue wait ran out (-32013,
-    /// HTTP 503 with `Retry-After`).
+    /// Admission shed the call: queues full or the wait ran out (-32013, 503, `Retry-After`).
     #[error("overloaded: {reason}; retry later")]
     Overloaded {
         /// What was full.
@@ -165,8 +162,7 @@ pub enum GatewayError {
     /// `data.retryable`. The call was not run.
     #[error("the audit log cannot record this call (its sink is unavailable); retry shortly")]
     AuditUnavailable,
-    /// The upstream's answer holds sensitive data its `detect` policy blocks (`crate::detect`):
-    /// -32019, with `data.kinds`; the answer was withheld. Names the kinds, never the data.
+    /// An answer withheld by its `detect` policy (-32019, `data.kinds`; never the data).
     #[error("the answer was withheld: it holds sensitive data ({})", .kinds.join(", "))]
     SensitiveDataBlocked {
         /// The kinds found (`crate::detect::Kind::name`).
@@ -181,8 +177,7 @@ pub enum GatewayError {
     /// The client cancelled the request (-32800, as the official SDKs answer).
     #[error("Request cancelled")]
     Cancelled,
-    /// The upstream is down, starting, or has no live replica; the call was not sent (-32010,
-    /// retryable).
+    /// The upstream is down, starting, or has no live replica; not sent (-32010, retryable).
     #[error("upstream {upstream:?} is unavailable: {reason}")]
     UpstreamUnavailable {
         /// Namespace of the upstream.
@@ -248,8 +243,7 @@ pub enum GatewayError {
     /// extension in its request's capabilities (-32021, `data.requiredCapabilities`).
     #[error("Missing required client capability: the io.modelcontextprotocol/tasks extension")]
     TasksNotDeclared,
-    /// A call awaiting approval was refused (`crate::approvals`): -32023 with `data.reason`
-    /// (`declined`, `denied`, `unreachable`, `full`); the call was not run.
+    /// A call awaiting approval was refused, not run (-32023, `data.reason`; `crate::approvals`).
     #[error("approval refused: {1}")]
     ApprovalRefused(&'static str, String),
     /// No approval came within `approvals.timeout` (-32024); the call was not run.

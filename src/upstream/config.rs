@@ -360,7 +360,12 @@ impl UpstreamConfig {
                 {
                     problems.push(format!("{at}.ca_file: {e}"));
                 }
-                problems.extend(super::auth::config::problems(&at, self));
+                problems.extend(super::auth::config::problems(
+                    &at,
+                    self.auth.as_ref(),
+                    &self.headers,
+                    self.transport == Some(HttpTransport::Sse),
+                ));
                 for (k, v) in &self.headers {
                     if http::HeaderName::try_from(k.as_str()).is_err() {
                         problems.push(format!("{at}.headers: {k:?} is not a valid header name"));
@@ -480,7 +485,7 @@ impl UpstreamConfig {
                     }
                 }
                 let urls = self.url.iter().chain(&self.urls).map(|u| u.parse().expect("validated")).collect();
-                let credentials = super::auth::config::credentials(self);
+                let credentials = super::auth::for_urls(self.auth.as_ref(), self.url.iter().chain(&self.urls));
                 Transport::Http { urls, headers, flavor: self.transport.unwrap_or_default(), credentials }
             }
         }

@@ -149,29 +149,23 @@ impl AuthConfig {
     }
 }
 
-/// Problems with the `auth` of the HTTP upstream `up` (`at`: `upstreams.<name>`): its own, and
-/// the settings it cannot go with (an `Authorization` header, the HTTP+SSE transport).
-pub fn problems(at: &str, up: &super::super::config::UpstreamConfig) -> Vec<String> {
-    let Some(auth) = &up.auth else { return Vec::new() };
+/// Problems with an HTTP upstream's `auth` (`at`: `upstreams.<name>`): its own, and the
+/// settings it cannot go with: an `Authorization` among `headers`, the HTTP+SSE transport (`sse`).
+pub fn problems(
+    at: &str,
+    auth: Option<&AuthConfig>,
+    headers: &std::collections::BTreeMap<String, String>,
+    sse: bool,
+) -> Vec<String> {
+    let Some(auth) = auth else { return Vec::new() };
     let mut problems = auth.validate(&format!("{at}.auth"));
-    if up.headers.keys().any(|k| k.eq_ignore_ascii_case("authorization")) {
+    if headers.keys().any(|k| k.eq_ignore_ascii_case("authorization")) {
         problems.push(format!("{at}: set `auth` or an Authorization header, not both"));
     }
-    if up.transport == Some(super::super::config::HttpTransport::Sse) {
+    if sse {
         problems.push(format!("{at}.auth applies to Streamable HTTP upstreams; for transport = \"sse\" use `headers`"));
     }
     problems
-}
-
-/// The credentials of each URL of the HTTP upstream `up`, in `url`/`urls` order (empty
-/// without `auth`; call after validation, which reads the key files).
-pub fn credentials(up: &super::super::config::UpstreamConfig) -> Vec<std::sync::Arc<super::Credentials>> {
-    let Some(auth) = &up.auth else { return Vec::new() };
-    up.url
-        .iter()
-        .chain(&up.urls)
-        .filter_map(|u| super::Credentials::new(auth, u).ok().map(std::sync::Arc::new))
-        .collect()
 }
 
 /// Whether `s` is an absolute `http://` or `https://` URL with a host.

@@ -12,7 +12,7 @@
 use serde_json::Value;
 
 use super::fetch;
-use crate::upstream::http::HttpClient;
+use super::fetch::HttpClient;
 
 /// Longest challenge parsed, in bytes.
 const MAX_CHALLENGE_BYTES: usize = 4096;

@@ -10,7 +10,12 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value;
 
-use crate::upstream::http::HttpClient;
+/// The HTTP client these exchanges go over: the type of `upstream::http::HttpClient` (an
+/// upstream's own pooled client), named here so this module needs nothing of `http`'s.
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
 
 /// Deadline of one exchange, connect to last byte.
 pub const DEADLINE: Duration = Duration::from_secs(10);

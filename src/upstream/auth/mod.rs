@@ -30,8 +30,18 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 
 use self::config::{AuthConfig, ClientCredentialsConfig};
 use self::discovery::{Challenge, Discovered};
+use self::fetch::HttpClient;
 use self::token::{ClientAuth, Secret, Token};
-use crate::upstream::http::HttpClient;
+
+/// The credentials of each of `urls` (empty without `auth`; call after validation, which
+/// reads the key files).
+pub fn for_urls<'a>(
+    auth: Option<&AuthConfig>,
+    urls: impl Iterator<Item = &'a String>,
+) -> Vec<std::sync::Arc<Credentials>> {
+    let Some(auth) = auth else { return Vec::new() };
+    urls.filter_map(|u| Credentials::new(auth, u).ok().map(std::sync::Arc::new)).collect()
+}
 
 /// How long a failed token request (or discovery) is not repeated.
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);

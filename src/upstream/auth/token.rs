@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::discovery::Discovered;
 use super::fetch;
-use crate::upstream::http::HttpClient;
+use super::fetch::HttpClient;
 
 /// Longest access token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
