@@ -158,29 +158,15 @@ async fn tokens_are_verified_mapped_and_refused_as_the_spec_says() {
     let mcp = format!("{}/mcp", gw.base);
 
     // Metadata (RFC 9728 §3.2), root and per route; nothing at other paths.
-    let doc: Value = client()
-        .get(format!("{}/.well-known/oauth-protected-resource", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = get_json(&format!("{}/.well-known/oauth-protected-resource", gw.base)).await;
     assert_eq!(doc["resource"], RESOURCE);
     assert_eq!(doc["authorization_servers"], json!([idp.issuer]));
     assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
     assert_eq!(doc["scopes_supported"], json!(["tools:call"]));
     let route = format!("{}/.well-known/oauth-protected-resource/servers/up/mcp", gw.base);
-    let doc: Value = client().get(route).send().await.unwrap().json().await.unwrap();
+    let doc = get_json(&route).await;
     assert_eq!(doc["resource"], "http://gateway.test/servers/up/mcp");
-    let doc: Value = client()
-        .get(format!("{}/.well-known/oauth-protected-resource/mcp", gw.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = get_json(&format!("{}/.well-known/oauth-protected-resource/mcp", gw.base)).await;
     assert_eq!(doc["resource"], RESOURCE);
     let none =
         client().get(format!("{}/.well-known/oauth-protected-resource/admin/drain", gw.base)).send().await.unwrap();
@@ -317,6 +303,11 @@ async fn serve_with_groups(issuer: &str, extra: &str, more: &str) -> Served {
 fn kid(token: &str) -> String {
     let header = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap();
     serde_json::from_slice::<Value>(&header).unwrap()["kid"].as_str().unwrap().to_string()
+}
+
+/// GET `url` and read its JSON body.
+async fn get_json(url: &str) -> Value {
+    client().get(url).send().await.unwrap().json().await.unwrap()
 }
 
 async fn open_session(url: &str, bearer: &str) -> String {
