@@ -854,7 +854,7 @@ fn jwt(c: &mut Criterion) {
         ..Default::default()
     };
     let statics = std::sync::Arc::new(sekisho::upstream::UpstreamSet::new(std::iter::empty()));
-    let oauth = rt.block_on(async { OAuth::new(&config, statics, sekisho::pipeline::parts::Priority::Medium) });
+    let oauth = rt.block_on(async { OAuth::new(&config, statics, None, sekisho::pipeline::parts::Priority::Medium) });
     let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
     let claims =
         serde_json::json!({"iss": issuer, "aud": config.resource, "sub": "client-1", "scope": "mcp", "exp": exp});

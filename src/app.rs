@@ -88,6 +88,10 @@ impl Gateway {
             audit: audit.as_ref(),
             approvals: &approvals,
         };
+        let oauth = config.auth.oauth.as_ref().map(|o| {
+            let (statics, priority) = (Arc::clone(&upstreams), config.admission.default_priority);
+            Arc::new(crate::oauth::OAuth::new(o, statics, tenancy.clone(), priority))
+        });
         let shared = Arc::new(Shared {
             stack: crate::pipeline::build(config, parts),
             catalog: Arc::clone(&catalog),
@@ -110,9 +114,7 @@ impl Gateway {
             default_priority: config.admission.default_priority,
             anonymous_ceiling: config.admission.anonymous_ceiling(),
             tenancy,
-            oauth: config.auth.oauth.as_ref().map(|o| {
-                Arc::new(crate::oauth::OAuth::new(o, Arc::clone(&upstreams), config.admission.default_priority))
-            }),
+            oauth,
             monitor,
             alerts,
             switches: Arc::clone(&switches),
@@ -232,10 +234,11 @@ async fn open_tenancy(
     Ok(tenancy)
 }
 
-/// Apply every store change to the open notification streams of store keys: each key the
-/// change may concern is resolved again (the change already dropped it from the cache), and
-/// its streams get `list_changed` only if its view is not the same as when they opened; a key
-/// that no longer resolves has its streams unregistered. A key that cannot be resolved now
+/// Apply every store change to the open notification streams of store keys and of OAuth
+/// callers bound to a store instance: each key (instance) the change may concern is resolved
+/// again (the change already dropped it from the cache), and its streams get `list_changed`
+/// only if its view is not the same as when they opened; a key (instance) that no longer
+/// resolves has its streams unregistered. A key that cannot be resolved now
 /// (PostgreSQL down) counts as changed: a spurious `list_changed` costs a list, a missed one
 /// leaves a client with a stale list.
 async fn store_changes(store: Arc<crate::store::Store>, hub: Arc<Hub>, stop: CancellationToken) {
@@ -252,7 +255,13 @@ async fn store_changes(store: Arc<crate::store::Store>, hub: Arc<Hub>, stop: Can
         };
         let Some(store) = store.upgrade() else { return };
         for (hash, opened) in hub.store_listeners(&change) {
-            match store.resolve_hash(hash).await {
+            let now = match opened.binding {
+                crate::tenancy::Binding::Instance => {
+                    store.resolve_instance(&opened.resolved.tenant.name, &opened.resolved.instance.name).await
+                }
+                _ => store.resolve_hash(hash).await,
+            };
+            match now {
                 Ok(Some(now)) if now.same_view(&opened.resolved) => {}
                 Ok(Some(_)) | Err(_) => hub.view_changed(&hash),
                 Ok(None) => hub.key_ended(&hash),

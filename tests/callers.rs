@@ -15,18 +15,6 @@ use serde_json::{Value, json};
 const ALICE: &str = "alice-key-0123456789abcdef";
 const MALLORY: &str = "mallory-key-0123456789abcdef";
 
-/// Initialize a legacy session as `bearer` with `capabilities`; returns its id.
-async fn open_session(url: &str, bearer: &str, capabilities: Value) -> String {
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "t", "version": "0"}}});
-    let a = legacy_post(url, Some(bearer), None, &init).await;
-    assert_eq!(a.status, 200, "{}", a.raw);
-    let session = a.headers["mcp-session-id"].to_str().unwrap().to_string();
-    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    assert_eq!(legacy_post(url, Some(bearer), Some(&session), &done).await.status, 202);
-    session
-}
-
 fn echo_call(id: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
            "params": {"name": "up__echo", "arguments": {"message": message}}})

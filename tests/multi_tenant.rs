@@ -10,6 +10,8 @@ mod common;
 mod own_postgres;
 #[path = "support/postgres.rs"]
 mod postgres;
+#[path = "support/tenants.rs"]
+mod tenants;
 
 use std::time::{Duration, Instant};
 
@@ -18,31 +20,11 @@ use common::{
     tool_names,
 };
 use own_postgres::OwnPostgres;
-use postgres::{Proxy, TestDb};
+use postgres::Proxy;
 use serde_json::{Value, json};
+use tenants::{PEPPER, SECRET_KEY, cli, created_key, migrated, tenant};
 
-const PEPPER: &str = "test-pepper-0123456789abcdef0123456789";
-/// base64 of 32 bytes of 0x2a.
-const SECRET_KEY: &str = "KioqKioqKioqKioqKioqKioqKioqKioqKioqKioqKio=";
 const ADMIN: &str = "admin-key-0123456789abcdef";
-
-async fn migrated() -> TestDb {
-    let db = TestDb::create().await;
-    let pool = sekisho::store::pool(&db.url, 1, Duration::from_secs(5)).unwrap();
-    sekisho::store::migrate(&pool).await.unwrap();
-    pool.close().await;
-    db
-}
-
-/// Run the CLI against the database at URL `db` with the store's secrets and `env` in its
-/// environment; stdout.
-async fn cli(db: &str, args: &[&str], env: &[(&str, &str)]) -> String {
-    let args = [args, &["--database-url", db]].concat();
-    let env = [&[("SEKISHO_STORE__KEY_PEPPER", PEPPER), ("SEKISHO_STORE__SECRET_KEY", SECRET_KEY)], env].concat();
-    let run = sekisho_cli(&args, &env).await;
-    assert!(run.ok, "sekisho {args:?} failed: {}", run.err);
-    run.out
-}
 
 /// Run the CLI through gateway `gw`'s admin API (`--url`, the static admin key); stdout.
 async fn cli_via(gw: &impl At, args: &[&str]) -> String {
@@ -50,47 +32,6 @@ async fn cli_via(gw: &impl At, args: &[&str]) -> String {
     let run = sekisho_cli(&args, &[]).await;
     assert!(run.ok, "sekisho {args:?} failed: {}", run.err);
     run.out
-}
-
-/// The key a `key create` printed (its last line).
-fn created_key(out: &str) -> String {
-    let key = out.lines().last().unwrap().trim().to_string();
-    assert!(key.starts_with("sks_"), "{out}");
-    key
-}
-
-/// Tenant `tenant` with a stdio echo server config `tools` whose environment has
-/// `SECRET_TOKEN=secret-of-<tenant>`, an instance `main` with `grants` (`tools:<pattern>`, or
-/// `shared:<pattern>` for the static upstream `shared`), and a key.
-async fn tenant(db: &str, tenant: &str, grants: &[&str]) -> String {
-    let echo = echo_upstream().display().to_string();
-    cli(db, &["tenant", "create", tenant], &[]).await;
-    let secret = format!("secret-of-{tenant}");
-    let server = [
-        "server",
-        "create",
-        "tools",
-        "--tenant",
-        tenant,
-        "--command",
-        &echo,
-        "--arg",
-        "stdio",
-        "--arg",
-        "--era",
-        "--arg",
-        "legacy",
-        "--env",
-        "SECRET_TOKEN",
-    ];
-    cli(db, &server, &[("SECRET_TOKEN", &secret)]).await;
-    let mut instance = vec!["instance", "create", "main", "--tenant", tenant];
-    for g in grants {
-        // `shared:<pattern>` grants the static upstream `shared`; the rest name `tools`.
-        instance.extend([if g.starts_with("shared:") { "--shared" } else { "--tool" }, g]);
-    }
-    cli(db, &instance, &[]).await;
-    created_key(&cli(db, &["key", "create", "--tenant", tenant, "--instance", "main", "--name", "ci"], &[]).await)
 }
 
 /// A gateway on the store at `url`, with a static admin key and the shared upstream `shared`.

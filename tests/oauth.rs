@@ -8,88 +8,18 @@
 //! provider is picked up without a restart; the client's token never reaches an upstream.
 
 mod common;
+#[path = "support/oidc.rs"]
+mod oidc;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine;
 use common::*;
+use oidc::{Provider, now};
 use serde_json::{Value, json};
 
 const RESOURCE: &str = "http://gateway.test/mcp";
 const ADMIN: &str = "ops-admin-key-0123456789abcdef";
-
-/// The provider (`node provider.mjs`), killed on drop.
-struct Provider {
-    issuer: String,
-    child: tokio::process::Child,
-}
-
-fn fixture() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oidc");
-    assert!(
-        dir.join("node_modules/oidc-provider").is_dir(),
-        "run `npm ci` in tests/fixtures/oidc first (.ci/run does)"
-    );
-    dir
-}
-
-impl Provider {
-    /// Start the provider on `port` with the private keys in `keys` (created when missing).
-    async fn start(port: u16, keys: &Path) -> Provider {
-        let child = tokio::process::Command::new("node")
-            .arg("provider.mjs")
-            .current_dir(fixture())
-            .env("PORT", port.to_string())
-            .env("RESOURCE", RESOURCE)
-            .env("KEYS", keys)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node runs");
-        let issuer = format!("http://127.0.0.1:{port}");
-        let discovery = format!("{issuer}/.well-known/openid-configuration");
-        eventually("the provider serving", Duration::from_secs(30), async || {
-            match client().get(&discovery).send().await {
-                Ok(r) if r.status() == 200 => Ok(()),
-                other => Err(format!("{other:?}")),
-            }
-        })
-        .await;
-        Provider { issuer, child }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.child.kill().await;
-    }
-
-    /// A client-credentials access token of `client` for `scope` and `resource`.
-    async fn token(&self, client_id: &str, secret: &str, scope: &str, resource: &str) -> String {
-        let resp = client()
-            .post(format!("{}/token", self.issuer))
-            .basic_auth(client_id, Some(secret))
-            .form(&[("grant_type", "client_credentials"), ("scope", scope), ("resource", resource)])
-            .send()
-            .await
-            .unwrap();
-        let body: Value = resp.json().await.unwrap();
-        body["access_token"].as_str().unwrap_or_else(|| panic!("no token: {body}")).to_string()
-    }
-
-    /// Claims signed by the provider's current key (the fixture's test-only route), or HMACed
-    /// with its RSA public key when `hs256_with_public_key`.
-    async fn sign(&self, claims: Value, hs256_with_public_key: bool) -> String {
-        let body = json!({"claims": claims, "hs256_with_public_key": hs256_with_public_key});
-        let resp = client().post(format!("{}/test/sign", self.issuer)).json(&body).send().await.unwrap();
-        resp.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_string()
-    }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
 
 fn config(issuer: &str, extra: &str) -> String {
     format!(
@@ -153,7 +83,7 @@ fn b64(v: &Value) -> String {
 async fn tokens_are_verified_mapped_and_refused_as_the_spec_says() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let idp = Provider::start(port, &dir.path().join("keys.json")).await;
+    let idp = Provider::start(port, &dir.path().join("keys.json"), RESOURCE).await;
     let gw = serve(&idp.issuer, "", "").await;
     let mcp = format!("{}/mcp", gw.base);
 
@@ -222,7 +152,7 @@ async fn tokens_are_verified_mapped_and_refused_as_the_spec_says() {
     assert!(!names.is_empty() && names.iter().all(|n| n.starts_with("other__")), "{names:?}");
     let stolen = modern_as(&mcp, Some(&b_token), 7, "tools/call", echo("up__echo", "x")).await;
     assert!(stolen.body.get("error").is_some() || stolen.body["result"]["isError"] == true, "{}", stolen.raw);
-    let session = open_session(&mcp, &a_token).await;
+    let session = open_session(&mcp, &a_token, json!({})).await;
     let mine =
         legacy_post(&mcp, Some(&a_token), Some(&session), &json!({"jsonrpc": "2.0", "id": 8, "method": "tools/list"}))
             .await;
@@ -249,7 +179,7 @@ async fn tokens_are_verified_mapped_and_refused_as_the_spec_says() {
 async fn a_key_rotation_is_picked_up_and_the_clients_token_never_reaches_upstreams() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let idp = Provider::start(port, &dir.path().join("keys-1.json")).await;
+    let idp = Provider::start(port, &dir.path().join("keys-1.json"), RESOURCE).await;
     let first = idp.token("tenant-a", "secret-a", "tools:call", RESOURCE).await;
     // `guarded` wants the gateway's own header; `leak` would open only to the client's token.
     let guarded = HttpUpstream::start_with(&["--bearer", "upstream-secret-0123"]).await;
@@ -271,7 +201,7 @@ async fn a_key_rotation_is_picked_up_and_the_clients_token_never_reaches_upstrea
     // Rotation: the provider restarts with new keys; a token signed by the new key is accepted
     // once the gateway refetches the JWKS for the unknown kid (rate-limited to once per second).
     idp.stop().await;
-    let idp = Provider::start(port, &dir.path().join("keys-2.json")).await;
+    let idp = Provider::start(port, &dir.path().join("keys-2.json"), RESOURCE).await;
     let second = idp.token("tenant-a", "secret-a", "tools:call", RESOURCE).await;
     assert_ne!(kid(&first), kid(&second), "the provider rotated its key");
     eventually("the new key accepted", Duration::from_secs(30), async || {
@@ -308,15 +238,4 @@ fn kid(token: &str) -> String {
 /// GET `url` and read its JSON body.
 async fn get_json(url: &str) -> Value {
     client().get(url).send().await.unwrap().json().await.unwrap()
-}
-
-async fn open_session(url: &str, bearer: &str) -> String {
-    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}});
-    let a = legacy_post(url, Some(bearer), None, &init).await;
-    assert_eq!(a.status, 200, "{}", a.raw);
-    let session = a.headers["mcp-session-id"].to_str().unwrap().to_string();
-    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    assert_eq!(legacy_post(url, Some(bearer), Some(&session), &done).await.status, 202);
-    session
 }

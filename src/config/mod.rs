@@ -249,6 +249,9 @@ impl Config {
             problems.retain(|p| !p.contains("set server.api_keys to expose the gateway"));
         }
         problems.extend(self.auth.oauth.iter().flat_map(|o| o.validate()));
+        if self.auth.oauth.as_ref().is_some_and(|o| !o.instance_claim.is_empty()) && !self.store.enabled() {
+            problems.push("auth.oauth.instance_claim names store instances: it needs [store]".into());
+        }
         problems.extend(self.server.validate_priorities(self.admission.default_priority));
         problems.extend(self.catalog.validate());
         problems.extend(self.log.validate());

@@ -1,18 +1,21 @@
 //! What a verified token's claims make of its caller: the stable id (`oauth:<issuer
-//! name>:<identity claim>`), the tenant, the required scopes, and the tool groups its scopes and
-//! tenant grant — a [`View`] over the static upstreams, the same object a store key's instance
-//! is served through, so an OAuth caller gets exactly what a key caller gets (sessions bound
-//! to its id, private cache scopes, rate limits, audit identity).
+//! name>:<identity claim>`), the tenant, the required scopes, and what it may reach — either
+//! the store instance (virtual server) its claims name ([`Bound`], resolved per request by
+//! [`crate::tenancy::Tenancy::instance_view`]), or the tool groups its scopes and tenant grant,
+//! a [`View`] over the static upstreams. Both are the object a store key's instance is served
+//! through, so an OAuth caller gets exactly what a key caller gets (sessions bound to its id,
+//! private cache scopes, rate limits, audit identity).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use super::config::OAuthConfig;
+use super::config::{IssuerConfig, OAuthConfig};
 use crate::pipeline::parts::{Identity, Principal, Priority, ViewSlot};
 use crate::store::resolve::{KeyRecord, Named, Resolved, ToolGrant, ToolSource};
 use crate::tenancy::View;
+use crate::tenancy::view::Binding;
 use crate::upstream::UpstreamSet;
 
 /// The most views (distinct group sets) kept; past it views are built per token.
@@ -25,6 +28,16 @@ pub enum Refusal {
     Invalid(&'static str),
     /// A required scope is missing (HTTP 403 `insufficient_scope`).
     Scope,
+}
+
+/// The store instance (virtual server) a token's claims name: its tenant and its name, both
+/// as the store spells them (1–128 bytes, no control characters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// The tenant's name (the `tenant_claim` value).
+    pub tenant: Box<str>,
+    /// The instance's name (the `instance_claim` value).
+    pub instance: Box<str>,
 }
 
 /// Builds callers from claims; keeps one view per group set.
@@ -56,14 +69,16 @@ impl Mapper {
         Mapper { config, statics, priority, views: Mutex::new(HashMap::new()) }
     }
 
-    /// The caller of a token from issuer `issuer_name` with verified `claims`.
+    /// The caller of a token from `issuer` with verified `claims`, and the store instance they
+    /// name when `instance_claim` is configured and present (the caller then has no view yet:
+    /// the instance's is attached per request).
     ///
     /// The identity is the configured claim; when it is `sub` and absent (an RFC 7662 answer
     /// for a client-credentials token may omit it), `client_id` stands in.
     ///
-    /// Errors: [`Refusal::Invalid`] without an identity, with a tenant not served, or a bad
-    /// claim; [`Refusal::Scope`] when a required scope is missing.
-    pub fn principal(&self, issuer_name: &str, claims: &Value) -> Result<Principal, Refusal> {
+    /// Errors: [`Refusal::Invalid`] without an identity, with a tenant not served (or not the
+    /// issuer's to name), or a bad claim; [`Refusal::Scope`] when a required scope is missing.
+    pub fn principal(&self, issuer: &IssuerConfig, claims: &Value) -> Result<(Principal, Option<Bound>), Refusal> {
         let c = &self.config;
         let subject = text(claims, &c.identity_claim, 256)
             .or_else(|| (c.identity_claim == "sub").then(|| text(claims, "client_id", 256)).flatten())
@@ -72,6 +87,20 @@ impl Mapper {
         let scopes = scopes(claims);
         if !c.required_scopes.iter().all(|s| scopes.contains(s)) {
             return Err(Refusal::Scope);
+        }
+        let id: Arc<str> = Arc::from(format!("oauth:{}:{subject}", issuer.id_name()));
+        let instance = if c.instance_claim.is_empty() { None } else { text(claims, &c.instance_claim, 128) };
+        if let Some(instance) = instance {
+            let tenant = tenant.ok_or(Refusal::Invalid("the token names a virtual server but no tenant"))?;
+            if !issuer.tenants.is_empty() && !issuer.tenants.iter().any(|t| t == tenant) {
+                return Err(Refusal::Invalid("the token's tenant is not served here"));
+            }
+            let bound = Bound { tenant: tenant.into(), instance: instance.into() };
+            return Ok((self.caller(id, Some(tenant), None), Some(bound)));
+        }
+        if !c.instance_claim.is_empty() && c.scopes_to_groups.is_empty() && c.tenant_groups.is_empty() {
+            // Virtual servers only: a token naming none must not fall through to everything.
+            return Err(Refusal::Invalid("the token names no virtual server"));
         }
         let by_scope: Option<BTreeSet<String>> = (!c.scopes_to_groups.is_empty())
             .then(|| scopes.iter().filter_map(|s| c.scopes_to_groups.get(s)).flatten().cloned().collect());
@@ -89,8 +118,14 @@ impl Mapper {
             (Some(g), None) | (None, Some(g)) => Some(g),
             (Some(a), Some(b)) => Some(a.intersection(&b).cloned().collect()),
         };
-        let id: Arc<str> = Arc::from(format!("oauth:{issuer_name}:{subject}"));
-        Ok(Principal::ApiKey(Arc::new(Identity {
+        let view = groups.map(|g| self.view(g));
+        Ok((self.caller(id, tenant, view), None))
+    }
+
+    /// An OAuth caller: id `id`, the configured priority, no rate limit of its own, `tenant`
+    /// and `view`.
+    pub fn caller(&self, id: Arc<str>, tenant: Option<&str>, view: Option<Arc<View>>) -> Principal {
+        Principal::ApiKey(Arc::new(Identity {
             tag: Identity::tag_of(&id),
             id,
             priority: self.priority,
@@ -98,8 +133,8 @@ impl Mapper {
             admin: false,
             rate_limit: None,
             tenant: tenant.map(Arc::from),
-            view: groups.map(|g| ViewSlot(self.view(g))),
-        })))
+            view: view.map(|v| ViewSlot(v)),
+        }))
     }
 
     /// The view granting `groups` (shared by every caller with the same groups).
@@ -124,8 +159,10 @@ impl Mapper {
             tools,
             servers: Vec::new(),
         });
-        let view = View::new(resolved, [0; 32], &self.statics, |_| unreachable!("OAuth views name no tenant server"))
-            .expect("a view of static upstreams only cannot fail");
+        let view = View::new(resolved, [0; 32], Binding::Fixed, &self.statics, |_| {
+            unreachable!("OAuth views name no tenant server")
+        })
+        .expect("a view of static upstreams only cannot fail");
         let view = Arc::new(view);
         let mut views = self.views.lock().expect("views lock");
         if views.len() < MAX_VIEWS {

@@ -49,6 +49,12 @@ pub struct OAuthConfig {
     /// The claim naming the caller's tenant (its `[rate_limits] per_tenant` share, audit);
     /// empty: tokens carry no tenant.
     pub tenant_claim: String,
+    /// The claim naming the caller's virtual server: an instance, by name, of the store tenant
+    /// `tenant_claim` names (needs `[store]` and `tenant_claim`). A token carrying it is served
+    /// that instance's catalog exactly as the instance's API keys are (its tool group, the
+    /// tenant's own servers), and the groups below do not apply to it; a token without it is
+    /// served the groups. Empty: tokens never name one.
+    pub instance_claim: String,
     /// Named tool groups: `namespace:pattern` entries over the static upstreams (`*` matches
     /// any run of characters), like a store instance's `--shared` grants.
     pub groups: BTreeMap<String, Vec<String>>,
@@ -79,6 +85,7 @@ impl Default for OAuthConfig {
             required_scopes: Vec::new(),
             identity_claim: "sub".into(),
             tenant_claim: String::new(),
+            instance_claim: String::new(),
             groups: BTreeMap::new(),
             scopes_to_groups: BTreeMap::new(),
             tenant_groups: BTreeMap::new(),
@@ -110,6 +117,10 @@ pub struct IssuerConfig {
     /// Its secret (`${VAR}` expanded; never logged).
     #[serde(skip_serializing)]
     pub client_secret: String,
+    /// The store tenants (by name) whose virtual servers this issuer's tokens may name through
+    /// `instance_claim`; empty: any. With more than one issuer, give each its own: an issuer
+    /// is otherwise trusted to speak for every tenant.
+    pub tenants: Vec<String>,
 }
 
 impl std::fmt::Debug for IssuerConfig {
@@ -121,6 +132,7 @@ impl std::fmt::Debug for IssuerConfig {
             .field("introspection_endpoint", &self.introspection_endpoint)
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
+            .field("tenants", &self.tenants)
             .finish()
     }
 }
@@ -210,6 +222,12 @@ impl OAuthConfig {
         }
         if !self.tenant_groups.is_empty() && self.tenant_claim.is_empty() {
             problems.push(format!("{at}.tenant_groups needs tenant_claim"));
+        }
+        if !self.instance_claim.is_empty() && self.tenant_claim.is_empty() {
+            problems.push(format!("{at}.instance_claim needs tenant_claim"));
+        }
+        if self.issuers.iter().any(|i| !i.tenants.is_empty()) && self.instance_claim.is_empty() {
+            problems.push(format!("{at}.issuers[].tenants applies only with instance_claim"));
         }
         if self.jwks_refresh_interval < Duration::from_secs(1) {
             problems.push(format!("{at}.jwks_refresh_interval must be at least 1s"));

@@ -62,9 +62,9 @@ impl OAuth {
             if answer.get("nbf").and_then(|v| v.as_u64()).is_some_and(|n| n > t + leeway) {
                 return Err(OAuthError::InvalidToken("the token is not valid yet"));
             }
-            let principal = self.mapper.principal(c.id_name(), &answer)?;
+            let (principal, bound) = self.mapper.principal(c, &answer)?;
             let until = exp.map_or(t + MAX_CACHE, |e| e.min(t + MAX_CACHE));
-            return Ok(Verified { principal, until, audiences: audiences(&answer) });
+            return Ok(Verified { principal, bound, until, audiences: audiences(&answer) });
         }
         if !asked {
             return Err(OAuthError::InvalidToken("the token is not a JWT and no issuer introspects tokens"));

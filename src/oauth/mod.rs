@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use self::claims::{Mapper, Refusal};
 use self::config::OAuthConfig;
 use self::jwks::{IssuerKeys, KeyError};
-use crate::pipeline::parts::{Principal, Priority};
+use crate::pipeline::parts::{Identity, Principal, Priority, ViewSlot};
 use crate::upstream::UpstreamSet;
 
 /// Why a token was refused, as the challenge states it (RFC 6750 §3.1).
@@ -50,7 +50,10 @@ impl From<Refusal> for OAuthError {
 
 /// A token's caller and how long it may be reused.
 struct Verified {
+    /// The caller; without its view when `bound` names a store instance.
     principal: Principal,
+    /// The store instance its claims name, attached per request (so store changes apply).
+    bound: Option<claims::Bound>,
     /// Unix seconds after which the token is not accepted (its `exp`, or the introspection
     /// cache's bound).
     until: u64,
@@ -71,6 +74,8 @@ pub struct OAuth {
     /// the issuer once each).
     inactive: moka::sync::Cache<[u8; 32], ()>,
     http: reqwest::Client,
+    /// The store, for callers whose claims name an instance (`instance_claim`).
+    tenancy: Option<Arc<crate::tenancy::Tenancy>>,
 }
 
 /// Now, in Unix seconds.
@@ -86,9 +91,15 @@ pub fn looks_like_jwt(token: &str) -> bool {
 }
 
 impl OAuth {
-    /// The resource server of `config` (validated), granting tools of `statics`; its callers
-    /// get `priority`. Nothing is fetched until the first token.
-    pub fn new(config: &OAuthConfig, statics: Arc<UpstreamSet>, priority: Priority) -> Self {
+    /// The resource server of `config` (validated), granting tools of `statics` (and, with
+    /// `tenancy`, store instances named by `instance_claim`); its callers get `priority`.
+    /// Nothing is fetched until the first token.
+    pub fn new(
+        config: &OAuthConfig,
+        statics: Arc<UpstreamSet>,
+        tenancy: Option<Arc<crate::tenancy::Tenancy>>,
+        priority: Priority,
+    ) -> Self {
         let http = fetch::client();
         let issuers = config
             .issuers
@@ -108,6 +119,7 @@ impl OAuth {
                 .time_to_live(Duration::from_secs(60))
                 .build(),
             http,
+            tenancy,
             resource: metadata::Resource::new(&config.resource),
             config: config.clone(),
         }
@@ -148,7 +160,37 @@ impl OAuth {
         if !v.audiences.iter().any(|a| **a == *self.config.resource || **a == *route_resource) {
             return Err(OAuthError::InvalidToken("the token is not issued for this resource"));
         }
-        Ok(v.principal.clone())
+        match &v.bound {
+            None => Ok(v.principal.clone()),
+            Some(bound) => self.bound_caller(&v.principal, bound).await,
+        }
+    }
+
+    /// `template` (a caller without a view) with the current view of the store instance
+    /// `bound` names, as a key of that instance would be served.
+    ///
+    /// Errors: [`OAuthError::InvalidToken`] when the instance does not exist (or no store is
+    /// configured); [`OAuthError::Unavailable`] when the store cannot be asked.
+    async fn bound_caller(&self, template: &Principal, bound: &claims::Bound) -> Result<Principal, OAuthError> {
+        let Some(tenancy) = &self.tenancy else {
+            return Err(OAuthError::InvalidToken("the token's virtual server is not served here"));
+        };
+        let view = match tenancy.instance_view(&bound.tenant, &bound.instance).await {
+            Ok(Some(view)) => view,
+            Ok(None) => return Err(OAuthError::InvalidToken("the token's virtual server is not served here")),
+            Err(e) => {
+                tracing::warn!(error = %e, "oauth: the token's virtual server cannot be resolved");
+                return Err(OAuthError::Unavailable);
+            }
+        };
+        match template {
+            Principal::ApiKey(identity) => Ok(Principal::ApiKey(Arc::new(Identity {
+                tenant: Some(Arc::from(view.resolved.tenant.name.as_str())),
+                view: Some(ViewSlot(view)),
+                ..(**identity).clone()
+            }))),
+            Principal::Anonymous => Err(OAuthError::InvalidToken("the token names no caller")),
+        }
     }
 
     /// The caller of JWT `token` verified now, without the verified-token cache (every call
@@ -196,8 +238,8 @@ impl OAuth {
         })?;
         let claims = data.claims;
         let until = claims.get("exp").and_then(|v| v.as_u64()).unwrap_or(0);
-        let principal = self.mapper.principal(issuer.config().id_name(), &claims)?;
-        Ok(Verified { principal, until, audiences: audiences(&claims) })
+        let (principal, bound) = self.mapper.principal(issuer.config(), &claims)?;
+        Ok(Verified { principal, bound, until, audiences: audiences(&claims) })
     }
 }
 

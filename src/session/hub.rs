@@ -216,7 +216,9 @@ impl Hub {
     pub fn store_listeners(&self, change: &StoreChange) -> Vec<([u8; 32], Arc<View>)> {
         let listeners = self.listeners.lock().expect("hub lock");
         let mut found: Vec<([u8; 32], Arc<View>)> = Vec::new();
-        for view in listeners.values().filter_map(|l| l.view.as_ref()) {
+        // Views of static groups (OAuth) are no store's: no change concerns them.
+        for view in listeners.values().filter_map(|l| l.view.as_ref()).filter(|v| v.binding != tenancy::Binding::Fixed)
+        {
             let concerned = match change {
                 StoreChange::Tenant(id) => *id == view.resolved.tenant.id,
                 StoreChange::Key(hash) => *hash == view.key_hash,

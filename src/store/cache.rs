@@ -139,7 +139,8 @@ impl KeyCache {
             }
             Change::Tenant(id) => {
                 let id = *id;
-                let _ = self.fresh.invalidate_entries_if(move |_, v| v.as_ref().is_some_and(|r| r.tenant.id == id));
+                // Unknown entries go too: one may be an instance this change just created.
+                let _ = self.fresh.invalidate_entries_if(move |_, v| v.as_ref().is_none_or(|r| r.tenant.id == id));
                 let _ = self.stale.invalidate_entries_if(move |_, r| r.tenant.id == id);
             }
             Change::All => {

@@ -106,6 +106,19 @@ pub async fn verify(config: &StoreConfig) -> Result<(), StoreError> {
     checked
 }
 
+/// What an instance's resolution is cached under: SHA-256 over a label and the two names, each
+/// length-prefixed (no key's HMAC can be it, and no two name pairs share it).
+pub fn instance_digest(tenant: &str, instance: &str) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"sekisho instance\0");
+    for part in [tenant, instance] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
 /// What `/readyz` reports about the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Health {
@@ -202,6 +215,30 @@ impl Store {
     /// Errors: as [`Store::resolve`].
     pub async fn resolve_hash(&self, hash: [u8; 32]) -> Result<Lookup, StoreError> {
         self.lookup(hash, "").await
+    }
+
+    /// Resolve instance (virtual server) `instance` of tenant `tenant`, both by name, for a
+    /// caller bound to it by an OAuth token's claims: `Ok(None)` when either does not exist.
+    /// Cached like keys, under [`instance_digest`]; dropped by the tenant's changes (and an
+    /// unknown instance's entry by any tenant's change, so a new instance is served at once).
+    ///
+    /// Errors: as [`Store::resolve`].
+    pub async fn resolve_instance(&self, tenant: &str, instance: &str) -> Result<Lookup, StoreError> {
+        if tenant.is_empty() || instance.is_empty() || tenant.len() > 128 || instance.len() > 128 {
+            return Ok(None);
+        }
+        let load = async {
+            let loaded = tokio::time::timeout(
+                self.config.timeout,
+                resolve::load_instance(&self.pool, &self.keys, tenant, instance),
+            )
+            .await;
+            match loaded {
+                Ok(r) => r.map(|r| r.map(Arc::new)),
+                Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.config.timeout))),
+            }
+        };
+        self.cache.get(instance_digest(tenant, instance), "", load).await
     }
 
     async fn lookup(&self, hash: [u8; 32], prefix: &str) -> Result<Lookup, StoreError> {

@@ -142,27 +142,49 @@ impl Resolved {
     }
 }
 
-/// The one statement: the key's row joined to its instance and tenant, with the tool group and
-/// the server configs it names aggregated as JSON. Revoked keys find nothing. The server
-/// configs are restricted to the key's tenant twice over: by the composite foreign keys of
-/// `tool_grants`, and by the `s.tenant_id = k.tenant_id` condition here.
-const RESOLVE: &str = r#"
-SELECT k.id, k.name, k.prefix, k.rps, k.burst,
-       i.id AS instance_id, i.name AS instance_name, t.id AS tenant_id, t.name AS tenant_name,
+/// The one statement, around its key columns and its `FROM … WHERE`: the instance and its
+/// tenant, with the tool group and the server configs it names aggregated as JSON. The server
+/// configs are restricted to the instance's tenant twice over: by the composite foreign keys
+/// of `tool_grants`, and by the `s.tenant_id = i.tenant_id` condition here.
+macro_rules! resolution {
+    ($key:literal, $from:literal) => {
+        concat!(
+            "SELECT ",
+            $key,
+            r#", i.id AS instance_id, i.name AS instance_name, t.id AS tenant_id, t.name AS tenant_name,
        COALESCE((SELECT json_agg(json_build_object('server', g.server_id, 'namespace', g.namespace,
                                                    'pattern', g.pattern) ORDER BY g.id)
-                 FROM tool_grants g WHERE g.instance_id = i.id AND g.tenant_id = k.tenant_id), '[]')::text AS tools,
+                 FROM tool_grants g WHERE g.instance_id = i.id AND g.tenant_id = i.tenant_id), '[]')::text AS tools,
        COALESCE((SELECT json_agg(json_build_object('id', s.id, 'name', s.name, 'command', s.command,
                                                    'args', s.args, 'url', s.url,
                                                    'secrets', encode(s.secrets, 'hex')) ORDER BY s.name)
                  FROM server_configs s
-                 WHERE s.tenant_id = k.tenant_id
+                 WHERE s.tenant_id = i.tenant_id
                    AND s.id IN (SELECT g.server_id FROM tool_grants g WHERE g.instance_id = i.id)), '[]')::text AS servers
-FROM api_keys k
+"#,
+            $from
+        )
+    };
+}
+
+/// A key's resolution: its row joined to its instance (of the key's own tenant) and tenant.
+/// Revoked keys find nothing.
+const RESOLVE: &str = resolution!(
+    "k.id, k.name, k.prefix, k.rps, k.burst",
+    "FROM api_keys k
 JOIN instances i ON i.id = k.instance_id AND i.tenant_id = k.tenant_id
 JOIN tenants t ON t.id = k.tenant_id
-WHERE k.key_hash = $1 AND k.revoked_at IS NULL
-"#;
+WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
+);
+
+/// An instance's resolution by tenant and instance name (an OAuth caller's virtual server,
+/// [`load_instance`]), with an empty key record (id 0, no rate limit).
+const RESOLVE_INSTANCE: &str = resolution!(
+    "0::bigint, ''::text, ''::text, NULL::float8, NULL::int4",
+    "FROM instances i
+JOIN tenants t ON t.id = i.tenant_id
+WHERE t.name = $1 AND i.name = $2"
+);
 
 /// The resolution's columns: key id, name, prefix, rps, burst; instance id, name; tenant id,
 /// name; tools and servers as JSON text.
@@ -194,12 +216,30 @@ pub async fn load(pool: &PgPool, keys: &Keys, hash: &[u8; 32]) -> Result<Option<
     // connection needs no extra Sync round trip before its next statement, as an abandoned
     // `fetch_optional` stream would.
     let rows: Vec<Row> = sqlx::query_as(RESOLVE).bind(&hash[..]).fetch_all(pool).await?;
-    let row = rows.into_iter().next();
-    let Some((id, name, prefix, rps, burst, instance_id, instance_name, tenant_id, tenant_name, tools, servers)) = row
-    else {
-        return Ok(None);
+    rows.into_iter().next().map(|row| parse(keys, row)).transpose()
+}
+
+/// Load what instance `instance` of tenant `tenant` (both by name) reaches, for a caller the
+/// instance is bound to by other means than a key (an OAuth token's claims): `None` when the
+/// tenant or the instance does not exist. The key record is empty (id 0, no rate limit).
+///
+/// Errors: as [`load`].
+pub async fn load_instance(
+    pool: &PgPool,
+    keys: &Keys,
+    tenant: &str,
+    instance: &str,
+) -> Result<Option<Resolved>, StoreError> {
+    let rows: Vec<Row> = sqlx::query_as(RESOLVE_INSTANCE).bind(tenant).bind(instance).fetch_all(pool).await?;
+    rows.into_iter().next().map(|row| parse(keys, row)).transpose()
+}
+
+/// One resolution row, its secrets opened.
+fn parse(keys: &Keys, row: Row) -> Result<Resolved, StoreError> {
+    let (id, name, prefix, rps, burst, instance_id, instance_name, tenant_id, tenant_name, tools, servers) = row;
+    let bad = |what: &str| {
+        StoreError::Database(format!("the resolution of {instance_name} ({prefix}) returned malformed {what}"))
     };
-    let bad = |what: &str| StoreError::Database(format!("the resolution of key {prefix} returned malformed {what}"));
     let grants: Vec<GrantRow> = serde_json::from_str(&tools).map_err(|_| bad("tools"))?;
     let rows: Vec<ServerRow> = serde_json::from_str(&servers).map_err(|_| bad("servers"))?;
     let mut opened = Vec::with_capacity(rows.len());
@@ -224,13 +264,13 @@ pub async fn load(pool: &PgPool, keys: &Keys, hash: &[u8; 32]) -> Result<Option<
             Ok(ToolGrant { source, pattern: g.pattern })
         })
         .collect::<Result<_, _>>()?;
-    Ok(Some(Resolved {
+    Ok(Resolved {
         key: KeyRecord { id, name, prefix, rps, burst: burst.map(|b| b as u32) },
         instance: Named { id: instance_id, name: instance_name },
         tenant: Named { id: tenant_id, name: tenant_name },
         tools,
         servers: opened,
-    }))
+    })
 }
 
 #[cfg(test)]

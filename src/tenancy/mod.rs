@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use self::upstreams::{TenantUpstream, TenantUpstreams, is_tenant_upstream, tenant_of};
-pub use self::view::View;
+pub use self::view::{Binding, View};
 use crate::error::GatewayError;
 use crate::pipeline::parts::{Identity, Principal, Priority, ViewSlot};
 use crate::pipeline::quota::LimitConfig;
@@ -30,6 +30,9 @@ pub struct Tenancy {
     /// Identities built per key id (each with its view), reused while the key's resolution is
     /// the same object.
     identities: moka::sync::Cache<i64, Arc<Identity>>,
+    /// Views of instances named by OAuth claims, by [`crate::store::instance_digest`], reused
+    /// while the instance's resolution is the same object.
+    instance_views: moka::sync::Cache<[u8; 32], Arc<View>>,
     statics: Arc<UpstreamSet>,
     default_priority: Priority,
     /// Ended at drain (the reaper).
@@ -53,6 +56,10 @@ impl Tenancy {
             store,
             upstreams,
             identities: moka::sync::Cache::builder()
+                .max_capacity(capacity)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
+            instance_views: moka::sync::Cache::builder()
                 .max_capacity(capacity)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
@@ -88,6 +95,32 @@ impl Tenancy {
         Ok(Some(Principal::ApiKey(identity)))
     }
 
+    /// The view of instance (virtual server) `instance` of tenant `tenant`, both by name, for a
+    /// caller an OAuth token binds to it: `Ok(None)` when either does not exist. The same view
+    /// is shared by every such caller until the instance's resolution changes.
+    ///
+    /// Errors: as [`Tenancy::authenticate`].
+    pub async fn instance_view(&self, tenant: &str, instance: &str) -> Result<Option<Arc<View>>, GatewayError> {
+        let resolved = match self.store.resolve_instance(tenant, instance).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(None),
+            Err(e) => return Err(unavailable(&e)),
+        };
+        let digest = crate::store::instance_digest(tenant, instance);
+        if let Some(view) = self.instance_views.get(&digest)
+            && Arc::ptr_eq(&view.resolved, &resolved)
+            && !view.is_stale()
+        {
+            return Ok(Some(view));
+        }
+        let tenant_id = resolved.tenant.id;
+        let upstreams = &self.upstreams;
+        let view = View::new(resolved, digest, Binding::Instance, &self.statics, |s| upstreams.get(tenant_id, s))?;
+        let view = Arc::new(view);
+        self.instance_views.insert(digest, Arc::clone(&view));
+        Ok(Some(view))
+    }
+
     /// The identity of a resolved key: id `sk:{tenant id}:{key id}` (never a static key's:
     /// static names have no `:` and hashed ids start with `key:`), the default priority, the
     /// key's own rate limit when its record has a valid one, its tenant, and its view.
@@ -106,7 +139,8 @@ impl Tenancy {
         let tenant = Some(Arc::from(resolved.tenant.name.as_str()));
         let tenant_id = resolved.tenant.id;
         let upstreams = &self.upstreams;
-        let view = View::new(resolved, key_hash, &self.statics, |server| upstreams.get(tenant_id, server))?;
+        let view =
+            View::new(resolved, key_hash, Binding::Key, &self.statics, |server| upstreams.get(tenant_id, server))?;
         Ok(Identity {
             tag: Identity::tag_of(&id),
             id,

@@ -36,6 +36,18 @@ impl Source {
     }
 }
 
+/// What a view is bound to, which says how a store change is checked against it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// A store key: resolved again by its HMAC.
+    Key,
+    /// A store instance an OAuth token's claims name: resolved again by tenant and instance name.
+    Instance,
+    /// Static upstreams only (an OAuth caller's `[auth.oauth]` groups): no store change
+    /// concerns it.
+    Fixed,
+}
+
 /// One namespace of the view: its source and the tool patterns the group grants from it.
 struct Part {
     /// The namespace clients see.
@@ -55,8 +67,12 @@ struct Built {
 pub struct View {
     /// What the key resolved to.
     pub resolved: Arc<Resolved>,
-    /// The HMAC of the key (to end its streams when it is revoked).
+    /// What its resolution is cached under (a key's HMAC, an instance's
+    /// [`crate::store::instance_digest`], zeros for a [`Binding::Fixed`] view): its streams
+    /// are found, told of changes and ended by it.
     pub key_hash: [u8; 32],
+    /// What the view is bound to.
+    pub binding: Binding,
     parts: Vec<Part>,
     built: Mutex<Option<Built>>,
 }
@@ -81,7 +97,7 @@ impl PartialEq for View {
 impl Eq for View {}
 
 impl View {
-    /// The view of `resolved`: its tool group's sources, the tenant's own upstreams taken from
+    /// The view of `resolved`, cached under `key_hash` and bound as `binding`: its tool group's sources, the tenant's own upstreams taken from
     /// (or started by) `tenant_upstream`, shared ones looked up in `statics` (a grant naming a
     /// static namespace that is not configured is left out, with a warning).
     ///
@@ -89,6 +105,7 @@ impl View {
     pub fn new(
         resolved: Arc<Resolved>,
         key_hash: [u8; 32],
+        binding: Binding,
         statics: &UpstreamSet,
         mut tenant_upstream: impl FnMut(
             &crate::store::resolve::TenantServer,
@@ -130,7 +147,7 @@ impl View {
             parts.push(Part { exposed: Arc::from(exposed), source: Source::Shared(Arc::clone(up)), patterns });
         }
         parts.sort_by(|a, b| a.exposed.cmp(&b.exposed));
-        Ok(View { resolved, key_hash, parts, built: Mutex::new(None) })
+        Ok(View { resolved, key_hash, binding, parts, built: Mutex::new(None) })
     }
 
     /// The upstream behind the view's namespace `exposed`, noting the use of a tenant's own.

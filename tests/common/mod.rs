@@ -594,6 +594,18 @@ pub async fn open_legacy_session(url: &str, bearer: &str, capabilities: Value) -
     a.headers["mcp-session-id"].to_str().unwrap().to_string()
 }
 
+/// Initialize a legacy session as `bearer` with `capabilities`; returns its id.
+pub async fn open_session(url: &str, bearer: &str, capabilities: Value) -> String {
+    let init = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": capabilities, "clientInfo": {"name": "t", "version": "0"}}});
+    let a = legacy_post(url, Some(bearer), None, &init).await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    let session = a.headers["mcp-session-id"].to_str().unwrap().to_string();
+    let done = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(legacy_post(url, Some(bearer), Some(&session), &done).await.status, 202);
+    session
+}
+
 /// POST one message as a legacy client: optional bearer key and session id.
 pub async fn legacy_post(url: &str, bearer: Option<&str>, session: Option<&str>, body: &Value) -> Answer {
     let mut req = client()
