@@ -98,6 +98,20 @@ async fn tokens_are_verified_mapped_and_refused_as_the_spec_says() {
     assert_eq!(doc["resource"], "http://gateway.test/servers/up/mcp");
     let doc = get_json(&format!("{}/.well-known/oauth-protected-resource/mcp", gw.base)).await;
     assert_eq!(doc["resource"], RESOURCE);
+    // Browser clients read it cross-origin, after a preflight for their MCP-Protocol-Version.
+    let from_page = client().get(&route).header("origin", "https://app.example").send().await.unwrap();
+    assert_eq!(from_page.headers()["access-control-allow-origin"], "*");
+    let preflight = client()
+        .request(reqwest::Method::OPTIONS, &route)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "mcp-protocol-version")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    assert!(preflight.headers()["access-control-allow-methods"].to_str().unwrap().contains("GET"));
     let none =
         client().get(format!("{}/.well-known/oauth-protected-resource/admin/drain", gw.base)).send().await.unwrap();
     assert_eq!(none.status(), 404);

@@ -72,6 +72,22 @@ pub fn challenge(oauth: &OAuth, path: &str, err: Option<&OAuthError>) -> Respons
     resp
 }
 
+/// The metadata routes, readable from any web origin: the documents are public and carry no
+/// credential, and browser-based MCP clients fetch them cross-origin (with an
+/// `MCP-Protocol-Version` header, so preflights are answered too; cached a day).
+pub fn metadata_routes() -> axum::Router<Arc<Shared>> {
+    use tower_http::cors::{Any, CorsLayer};
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([http::Method::GET])
+        .allow_headers(Any)
+        .max_age(std::time::Duration::from_secs(86_400));
+    axum::Router::new()
+        .route(crate::oauth::metadata::WELL_KNOWN, axum::routing::get(metadata_root))
+        .route("/.well-known/oauth-protected-resource/{*route}", axum::routing::get(metadata_route))
+        .layer(cors)
+}
+
 /// `GET /.well-known/oauth-protected-resource`: the gateway's metadata document; 404 without
 /// `[auth.oauth]`.
 pub async fn metadata_root(State(shared): State<Arc<Shared>>) -> Response {

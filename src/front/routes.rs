@@ -50,10 +50,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/admin/approvals/{id}/{decision}", post(super::approvals::decide))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route(crate::oauth::metadata::WELL_KNOWN, get(super::oauth::metadata_root))
-        .route("/.well-known/oauth-protected-resource/{*route}", get(super::oauth::metadata_route))
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/assets/{name}", get(dashboard::asset))
+        .merge(super::oauth::metadata_routes())
         .fallback(|| async { refuse(&GatewayError::NotFound("MCP is served at /mcp".into()), None, Era::Legacy) })
         .with_state(shared)
 }
