@@ -269,12 +269,31 @@ async fn with_postgres_down_serve_keeps_serving_and_writes_after_recovery() {
     let dropped = metric(&gw, "sekisho_audit_records_dropped_total").await;
     assert!(dropped >= 100.0, "a 50-record buffer cannot hold 200 records: {dropped} dropped");
     assert!(metric(&gw, "sekisho_audit_sink_errors_total").await >= 1.0);
+    // /readyz says so (still ready): to anyone as `degraded`, to an admin with the numbers.
+    let readyz = |key: Option<&'static str>| {
+        let mut req = client().get(gw.url("/readyz"));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        async move { req.send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let public = readyz(None).await;
+    // (The store is degraded too: it shares the PostgreSQL that went away.)
+    assert_eq!(public["ready"], true, "{public}");
+    assert!(public["degraded"].as_array().unwrap().contains(&json!("audit")), "{public}");
+    let detail = readyz(Some(ADMIN)).await;
+    assert_eq!(detail["audit"]["status"], "failing", "{detail}");
+    assert_eq!(detail["audit"]["on_audit_failure"], "serve", "{detail}");
+    assert!(detail["audit"]["dropped_total"].as_f64().unwrap() >= 100.0, "{detail}");
     proxy.set_up(true);
     eventually("the buffered records written after recovery", Duration::from_secs(20), async || {
         let n = query_i64(&pool, "SELECT count(*) FROM audit_log WHERE kind = 'call'").await;
         if n as f64 + dropped == 220.0 { Ok(()) } else { Err(format!("{n} written, {dropped} dropped")) }
     })
     .await;
+    let detail = readyz(Some(ADMIN)).await;
+    assert_eq!(detail["audit"]["status"], "up", "{detail}");
+    assert!(!detail["degraded"].as_array().is_some_and(|d| d.contains(&json!("audit"))), "{detail}");
     gw.shutdown().await.unwrap();
     let noted = query_i64(&pool, "SELECT coalesce(sum((record::json->'detail'->>'count')::bigint), 0)::bigint FROM audit_log WHERE kind = 'dropped'").await;
     assert_eq!(noted as f64, dropped, "the chain says how many records were dropped");

@@ -42,8 +42,10 @@ pub async fn healthz(headers: HeaderMap) -> Response {
 
 /// Readiness: 200 when at least one upstream is connected (or none is configured), else 503;
 /// `?strict=1` requires all. Probes carry no credentials, so anyone gets the verdict
-/// (`{"ready": bool}`, plus `"degraded": ["store"]` while the `[store]` PostgreSQL does not
-/// answer: known keys are served from memory, unknown ones fail; still ready); the body lists every upstream's and replica's state (PIDs, breakers,
+/// (`{"ready": bool}`, plus `"degraded": ["store", "audit"]` while the `[store]` PostgreSQL
+/// does not answer — known keys are served from memory, unknown ones fail — or the audit
+/// sink's last append failed — records wait in the bounded buffer; still ready); an admin's
+/// body also shows the audit log's `status`, `buffered`, `dropped_total` and `on_audit_failure`; the body lists every upstream's and replica's state (PIDs, breakers,
 /// error texts, Redis, `alerts_firing`) only for an admin caller (an `admin` API key that passes the edge's
 /// Host/Origin checks, or anyone where authentication is off). Every body names the runtime
 /// switches that are off (`"switched_off": ["cache"]`, absent when none is: layer names only,
@@ -62,10 +64,17 @@ pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
         shared.stack.edge.check(header(HOST), header(ORIGIN), header(AUTHORIZATION)).is_ok_and(|p| p.is_admin());
     let store = shared.tenancy.as_ref().map(|t| t.store.health());
     let off = shared.switches.switches().off();
+    let degraded: Vec<&str> = [
+        ("store", store.as_ref().is_some_and(|h| h.degraded)),
+        ("audit", shared.audit.as_ref().is_some_and(|a| a.failing())),
+    ]
+    .into_iter()
+    .filter_map(|(name, down)| down.then_some(name))
+    .collect();
     if !admin {
         let mut body = serde_json::json!({ "ready": ready });
-        if store.as_ref().is_some_and(|h| h.degraded) {
-            body["degraded"] = serde_json::json!(["store"]);
+        if !degraded.is_empty() {
+            body["degraded"] = degraded.into();
         }
         if !off.is_empty() {
             body["switched_off"] = off.into();
@@ -90,9 +99,15 @@ pub async fn readyz(State(shared): State<Arc<Shared>>, headers: HeaderMap, uri: 
             "status": if h.degraded { "degraded" } else { "up" }, "listening": h.listening,
             "cached_keys": h.cached, "pending_last_used": h.pending_last_used, "tenant_upstreams": running,
         });
-        if h.degraded {
-            body["degraded"] = serde_json::json!(["store"]);
-        }
+    }
+    if let Some(audit) = &shared.audit {
+        body["audit"] = serde_json::json!({
+            "status": if audit.failing() { "failing" } else { "up" }, "buffered": audit.depth(),
+            "dropped_total": audit.dropped_total(), "on_audit_failure": audit.policy(),
+        });
+    }
+    if !degraded.is_empty() {
+        body["degraded"] = degraded.into();
     }
     if let Some(alerts) = &shared.alerts {
         body["alerts_firing"] = alerts.firing().into();
