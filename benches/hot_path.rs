@@ -707,7 +707,7 @@ fn detect(c: &mut Criterion) {
     let clean: String = record.repeat(16 * 1024 / record.len() + 1)[..16 * 1024].to_string();
     let findings = [
         " jane.doe@example.com ",
-        " 4111 1111 1111 1111 ",
+        " card 4111 1111 1111 1111 ",
         " sk-FAKEfake0123456789abcdefFAKE ",
         " postgres://app:FakePw@db:5432/x ",
     ];

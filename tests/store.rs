@@ -484,3 +484,39 @@ async fn ten_thousand_uses_are_written_in_one_statement_at_shutdown() {
     periodic.shutdown().await.unwrap();
     pool.close().await;
 }
+
+#[tokio::test]
+async fn a_flood_of_made_up_keys_costs_the_database_its_lookup_budget_and_no_more() {
+    let db = migrated().await;
+    let proxy = Proxy::start().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let known = tenant_with_key(&pool, "alpha").await;
+    let store = Store::open(&StoreConfig { lookups_per_second: 5, ..config(&db.via(&proxy)) }).await.unwrap();
+    assert!(store.wait_listening(Duration::from_secs(5)).await);
+    assert!(store.resolve(&known).await.unwrap().is_some(), "the known key, loaded once");
+    let before = quiet(&proxy).await;
+    let started = std::time::Instant::now();
+    let (mut refused, mut unknown) = (0, 0);
+    for i in 0..300 {
+        match store.resolve(&format!("sks_madeup{i:032}")).await {
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                refused += 1;
+            }
+            Ok(None) => unknown += 1,
+            Ok(Some(_)) => panic!("a made-up key resolved"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let after = quiet(&proxy).await;
+    // At most the burst (5) plus 5 per second elapsed were loaded, each one statement.
+    let allowed = 5 + (5.0 * elapsed).ceil() as u64;
+    assert_eq!(unknown as u64, after.0 - before.0, "every load is one statement");
+    assert!(unknown as u64 <= allowed, "{unknown} loads in {elapsed:.2}s, budget {allowed}");
+    assert!(refused >= 300 - allowed as usize, "{refused} refused");
+    // The known key is in memory: still served, at no cost.
+    let now = proxy.counts();
+    assert!(store.resolve(&known).await.unwrap().is_some());
+    assert_eq!(proxy.counts(), now);
+    pool.close().await;
+}

@@ -35,6 +35,8 @@ pub struct KeyCache {
     /// Bumped by every invalidation: a load that overlapped one is not kept (it may have read
     /// the rows before the change committed).
     generation: AtomicU64,
+    /// The budget of loads (`lookups_per_second`).
+    loads: governor::DefaultDirectRateLimiter,
 }
 
 impl KeyCache {
@@ -57,6 +59,9 @@ impl KeyCache {
             epoch: Instant::now(),
             degraded: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            loads: governor::RateLimiter::direct(governor::Quota::per_second(
+                std::num::NonZeroU32::new(config.lookups_per_second).unwrap_or(std::num::NonZeroU32::MIN),
+            )),
         }
     }
 
@@ -64,8 +69,9 @@ impl KeyCache {
     /// lookups of one key share one load). `prefix` (the key's first characters, not secret)
     /// names the key in the debug line of a miss.
     ///
-    /// Errors: `load`'s error; when it is retryable, a stale resolution is served instead if
-    /// one is younger than `cache_ttl + max_stale`.
+    /// Errors: `load`'s error; [`StoreError::Unavailable`] (retryable) past the load budget
+    /// (`lookups_per_second`). When the error is retryable, a stale resolution is served
+    /// instead if one is younger than `cache_ttl + max_stale`.
     pub async fn get<F>(&self, hash: [u8; 32], prefix: &str, load: F) -> Result<Lookup, StoreError>
     where
         F: Future<Output = Result<Lookup, StoreError>>,
@@ -75,10 +81,14 @@ impl KeyCache {
             metrics.lookup("hit");
             return Ok(hit);
         }
-        metrics.lookup("miss");
         if self.quiet() {
             return self.fallback(hash, StoreError::Unavailable("not answering (retrying shortly)".into())).await;
         }
+        if self.loads.check().is_err() {
+            metrics.lookup("throttled");
+            return self.fallback(hash, StoreError::Unavailable("too many lookups of keys not in memory".into())).await;
+        }
+        metrics.lookup("miss");
         tracing::debug!(key = prefix, "store: key not cached, loading it");
         let generation = self.generation.load(Ordering::SeqCst);
         match self.fresh.try_get_with(hash, load).await {

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 /// last_used_flush = "15s" # how often last_used_at is written
 /// max_tenant_upstreams = 64     # tenants' own upstreams running at once
 /// tenant_idle_timeout = "10m"   # one unused this long is stopped
+/// lookups_per_second = 200      # loads of keys not in memory, at most
 /// ```
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -61,6 +62,11 @@ pub struct StoreConfig {
     /// A tenant's upstream unused this long is stopped (started again on its next use).
     #[serde(with = "humantime_serde")]
     pub tenant_idle_timeout: Duration,
+    /// Loads from PostgreSQL per second at most (burst: as many) for keys and instances not in
+    /// memory: a flood of made-up `sks_` keys costs the database this much and no more. Past
+    /// it a lookup is answered from the stale copy when there is one, else with a retryable
+    /// 503; cached keys are not affected. 1–100000.
+    pub lookups_per_second: u32,
 }
 
 /// Shortest `key_pepper`, in bytes (the HMAC-SHA-256 output size; RFC 2104 §3).
@@ -80,6 +86,7 @@ impl Default for StoreConfig {
             cache_capacity: 100_000,
             max_tenant_upstreams: 64,
             tenant_idle_timeout: Duration::from_secs(600),
+            lookups_per_second: 200,
         }
     }
 }
@@ -104,6 +111,9 @@ impl StoreConfig {
                 "store.key_pepper must be set (at least {MIN_SECRET_BYTES} bytes, the same on every replica) \
                  when the store is used"
             ));
+        }
+        if !(1..=100_000).contains(&self.lookups_per_second) {
+            p.push("store.lookups_per_second must be 1-100000".into());
         }
         if crate::session::token::decode_key(&self.secret_key).is_none() {
             p.push("store.secret_key must be the base64 of 32 bytes when the store is used".into());

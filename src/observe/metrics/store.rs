@@ -8,7 +8,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// Labels of a config cache lookup: `hit`, `miss` (loaded from PostgreSQL), `stale` (served
-/// past its TTL while PostgreSQL is down).
+/// past its TTL while PostgreSQL is down), `throttled` (refused past `lookups_per_second`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StoreLookupLabels {
     pub result: &'static str,
@@ -24,12 +24,12 @@ pub struct StoreMetrics {
 impl StoreMetrics {
     pub(super) fn register(registry: &mut Registry) -> Self {
         let lookups = Family::<StoreLookupLabels, Counter>::default();
-        for result in ["hit", "miss", "stale"] {
+        for result in ["hit", "miss", "stale", "throttled"] {
             let _ = lookups.get_or_create(&StoreLookupLabels { result });
         }
         registry.register(
             "store_cache_lookups",
-            "API key resolutions by result: hit, miss (loaded from PostgreSQL), stale (served while PostgreSQL is down)",
+            "API key resolutions by result: hit, miss (loaded from PostgreSQL), stale (served while PostgreSQL is down), throttled (past lookups_per_second)",
             lookups.clone(),
         );
         let notifications = Counter::default();
@@ -47,7 +47,7 @@ impl StoreMetrics {
         StoreMetrics { lookups, notifications, degraded }
     }
 
-    /// Count a config cache lookup (`hit`, `miss`, `stale`).
+    /// Count a config cache lookup (`hit`, `miss`, `stale`, `throttled`).
     pub fn lookup(&self, result: &'static str) {
         self.lookups.get_or_create(&StoreLookupLabels { result }).inc();
     }
