@@ -307,3 +307,17 @@ async fn serve_exits_cleanly_on_sigterm_and_leaves_no_child() {
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     assert!(stdout.is_empty(), "serve writes nothing to stdout: {stdout}");
 }
+
+#[test]
+fn check_shows_oauth_and_approvals_without_the_issuers_secret() {
+    let toml = "[auth.oauth]\nresource = \"http://gw.test/mcp\"\n[[auth.oauth.issuers]]\n\
+                issuer = \"http://127.0.0.1:1\"\nclient_id = \"gw\"\nclient_secret = \"topsecret-value\"\n\
+                [approvals]\ndestructive = \"approve\"\n[upstreams.t]\ncommand = \"true\"\n";
+    let (code, out, err) = check(toml, &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("auth: OAuth access tokens for http://gw.test/mcp from http://127.0.0.1:1"), "{out}");
+    assert!(block(&out, "  [approvals]").contains(&"destructive = \"approve\""), "{out}");
+    let oauth = block(&out, "  [auth.oauth]");
+    assert!(oauth.contains(&"client_id = \"gw\"") && oauth.contains(&"instance_claim = \"\""), "{out}");
+    assert!(!out.contains("topsecret") && !err.contains("topsecret"), "{out}{err}");
+}
