@@ -196,7 +196,9 @@ def test_the_sdk_client_credentials_provider_discovers_gets_a_token_and_calls(oa
     assert form["resource"] == [oauth.gw.mcp], "RFC 8707: the token is asked for this gateway"
     assert form["scope"] == [SCOPE], "the scope of the challenge"
     urls = [u for _, u, _, _, _ in wire.seen]
-    assert urls.index(oauth.metadata_url) < urls.index(token_endpoint)
+    found = [i for i, (_, u, status, _, _) in enumerate(wire.seen) if u.startswith(f"{oauth.idp.issuer}/.well-known/")]
+    assert found and wire.seen[found[-1]][2] == 200, "the provider's metadata (RFC 8414 / OpenID discovery)"
+    assert urls.index(oauth.metadata_url) < found[0] and found[-1] < urls.index(token_endpoint)
 
     claims = jwt_claims(storage.tokens.access_token)
     assert claims["iss"] == oauth.idp.issuer
