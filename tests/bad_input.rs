@@ -1,7 +1,8 @@
 //! Bad input gets its spec-correct error, nothing panics or hangs, and the gateway keeps
 //! serving afterwards: malformed JSON, wrong shapes, unknown methods and tools, oversize
 //! bodies, missing/bogus/deleted/expired sessions, header/body mismatch, foreign Host/Origin,
-//! missing or wrong API keys, and era-specific refusals.
+//! missing or wrong API keys (refused from the head, on a connection that then closes), and
+//! era-specific refusals.
 
 mod common;
 
@@ -225,6 +226,38 @@ async fn api_keys_are_enforced() {
     assert_eq!(a.status, 200);
     assert_eq!(client().get(gw.url("/metrics")).send().await.unwrap().status(), 401);
     assert_eq!(client().get(gw.url("/healthz")).send().await.unwrap().status(), 200, "probes stay open");
+}
+
+/// A refusal the edge sends from the request's head, before its body has arrived, says
+/// `Connection: close` and the connection then closes: hyper cannot reuse a connection whose
+/// body is unread, so a client that was not told would send its retry (with a key or token)
+/// down a closing connection and get no answer at all.
+#[tokio::test]
+async fn a_refusal_before_the_body_closes_the_connection_and_says_so() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = Gateway::start(&config("api_keys = [\"k-0123456789abcdef0123\"]")).await;
+    let host = gw.addr.to_string();
+    for (what, host, status) in [("no key", host.as_str(), "401"), ("a foreign Host", "evil.example.com", "403")] {
+        let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        // The head only; the 64 bytes of body it announces never come.
+        let head = format!(
+            "POST /mcp HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\n\
+             accept: application/json, text/event-stream\r\ncontent-length: 64\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut got))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the connection stays open"))
+            .unwrap();
+        let text = String::from_utf8_lossy(&got).to_lowercase();
+        assert!(text.starts_with(&format!("http/1.1 {status}")), "{what}: {text}");
+        assert!(text.contains("\r\nconnection: close\r\n"), "{what}: {text}");
+    }
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}"#;
+    let a = post(&gw.url("/mcp"), &[("authorization", "Bearer k-0123456789abcdef0123")], init).await;
+    assert_eq!(a.status, 200);
+    assert!(a.headers.get("connection").is_none(), "an accepted request keeps its connection");
 }
 
 #[tokio::test]

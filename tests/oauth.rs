@@ -120,6 +120,7 @@ async fn tokens_are_verified_mapped_and_refused_as_the_spec_says() {
     let a = modern_as(&mcp, None, 1, "tools/list", json!({})).await;
     assert_eq!(a.status, 401);
     assert_eq!(challenge(&a), format!("Bearer resource_metadata=\"{METADATA_MCP}\", scope=\"tools:call\""));
+    assert_eq!(a.headers["connection"], "close", "the retry with a token goes on a fresh connection");
 
     // The right audience: tools/list shows the tenant's group, tools/call works.
     let a_token = idp.token("tenant-a", "secret-a", "tools:read tools:call", RESOURCE).await;

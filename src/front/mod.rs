@@ -67,7 +67,8 @@ pub fn header_options(
 /// credentials passed [`crate::pipeline::edge::Edge::check`], or whose bearer key the store
 /// knows ([`crate::tenancy::Tenancy::authenticate`], with `[store]`). Taking it as a handler's
 /// first argument runs the edge before the handler reads the body; a refusal answers 403 or
-/// 401, and a store that cannot answer 503 with `Retry-After`.
+/// 401, and a store that cannot answer 503 with `Retry-After`. Refusals carry
+/// `Connection: close` ([`rescue::before_body`]).
 pub struct Caller(pub Principal);
 
 impl axum::extract::FromRequestParts<Arc<Shared>> for Caller {
@@ -77,29 +78,33 @@ impl axum::extract::FromRequestParts<Arc<Shared>> for Caller {
         parts: &mut ::http::request::Parts,
         shared: &Arc<Shared>,
     ) -> Result<Self, Self::Rejection> {
-        use ::http::header::{AUTHORIZATION, HOST, ORIGIN};
-        let header = |name| parts.headers.get(name).and_then(|v: &::http::HeaderValue| v.to_str().ok());
-        let refuse = |e: &GatewayError| rescue::refuse(e, None, crate::wire::mcp::Era::Legacy);
-        match shared.stack.edge.check(header(HOST), header(ORIGIN), header(AUTHORIZATION)) {
-            Ok(principal) => Ok(Caller(principal)),
-            Err(GatewayError::Unauthorized) => {
-                if let Some(oauth) = &shared.oauth {
-                    let token = crate::pipeline::edge::bearer(header(AUTHORIZATION));
-                    return oauth::authenticate(shared, oauth, token, parts.uri.path()).await.map(Caller);
-                }
-                let (Some(tenancy), Some(key)) =
-                    (&shared.tenancy, crate::pipeline::edge::bearer(header(AUTHORIZATION)))
-                else {
-                    return Err(refuse(&GatewayError::Unauthorized));
-                };
-                match tenancy.authenticate(key).await {
-                    Ok(Some(principal)) => Ok(Caller(principal)),
-                    Ok(None) => Err(refuse(&GatewayError::Unauthorized)),
-                    Err(e) => Err(refuse(&e)),
-                }
+        edge(parts, shared).await.map(Caller).map_err(rescue::before_body)
+    }
+}
+
+/// The caller of a request from its head alone (see [`Caller`]), or the refusal to send.
+async fn edge(parts: &::http::request::Parts, shared: &Shared) -> Result<Principal, axum::response::Response> {
+    use ::http::header::{AUTHORIZATION, HOST, ORIGIN};
+    let header = |name| parts.headers.get(name).and_then(|v: &::http::HeaderValue| v.to_str().ok());
+    let refuse = |e: &GatewayError| rescue::refuse(e, None, crate::wire::mcp::Era::Legacy);
+    match shared.stack.edge.check(header(HOST), header(ORIGIN), header(AUTHORIZATION)) {
+        Ok(principal) => Ok(principal),
+        Err(GatewayError::Unauthorized) => {
+            if let Some(oauth) = &shared.oauth {
+                let token = crate::pipeline::edge::bearer(header(AUTHORIZATION));
+                return oauth::authenticate(shared, oauth, token, parts.uri.path()).await;
             }
-            Err(e) => Err(refuse(&e)),
+            let (Some(tenancy), Some(key)) = (&shared.tenancy, crate::pipeline::edge::bearer(header(AUTHORIZATION)))
+            else {
+                return Err(refuse(&GatewayError::Unauthorized));
+            };
+            match tenancy.authenticate(key).await {
+                Ok(Some(principal)) => Ok(principal),
+                Ok(None) => Err(refuse(&GatewayError::Unauthorized)),
+                Err(e) => Err(refuse(&e)),
+            }
         }
+        Err(e) => Err(refuse(&e)),
     }
 }
 
@@ -122,7 +127,8 @@ impl axum::extract::FromRequestParts<Arc<Shared>> for Admin {
                 path = parts.uri.path(),
                 "an admin endpoint refused a client key"
             );
-            return Err(rescue::refuse(&GatewayError::AdminRequired, None, crate::wire::mcp::Era::Legacy));
+            let refusal = rescue::refuse(&GatewayError::AdminRequired, None, crate::wire::mcp::Era::Legacy);
+            return Err(rescue::before_body(refusal));
         }
         Ok(Admin(principal))
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
 
 use crate::error::{GatewayError, status_for_code};
@@ -125,6 +125,18 @@ pub fn refuse(err: &GatewayError, id: Option<&[u8]>, client: Era) -> Response {
         }
         _ => {}
     }
+    resp
+}
+
+/// `resp` marked as the last answer on its connection (`Connection: close`, RFC 9112 §9.6), for
+/// a refusal sent before the request's body was read (the edge answers from the head alone, so
+/// an unauthenticated body is never read). hyper cannot reuse a connection whose request body
+/// is left unread: it closes it after the response unless the whole body happened to have
+/// arrived already. Without this header the client cannot tell, and sends its next request
+/// (typically the retry with a token, right after a 401) down a connection that is closing,
+/// where it fails with no response. HTTP/2 has no such header; hyper drops it there.
+pub fn before_body(mut resp: Response) -> Response {
+    resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
     resp
 }
 

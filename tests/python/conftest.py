@@ -5,10 +5,14 @@ Environment (set by .ci/run):
   EVERYTHING_BIN  @modelcontextprotocol/server-everything's bin (npm, pinned)
   MEMORY_BIN      @modelcontextprotocol/server-memory's bin (npm, pinned)
   TIME_BIN        mcp-server-time's console script (PyPI, pinned)
+
+`OpenIDProvider` runs tests/fixtures/oidc/provider.mjs (oidc-provider from npm, pinned; `npm ci`
+there first, as .ci/run does) with node.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pathlib
@@ -17,6 +21,7 @@ import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -33,8 +38,10 @@ def _free_port() -> int:
 class Gateway:
     """A running sekisho process."""
 
-    def __init__(self, workdir: pathlib.Path, extra_config: str = "", upstreams: str | None = None):
-        self.port = _free_port()
+    def __init__(
+        self, workdir: pathlib.Path, extra_config: str = "", upstreams: str | None = None, port: int | None = None
+    ):
+        self.port = port or _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.mcp = f"{self.url}/mcp"
         binary = os.environ.get("SEKISHO_BIN", str(ROOT / "target" / "debug" / "sekisho"))
@@ -111,6 +118,69 @@ level = "info"
         code = self.proc.wait(timeout=20)
         self._log.close()
         return code
+
+
+class OpenIDProvider:
+    """A running OpenID provider (tests/fixtures/oidc/provider.mjs) on 127.0.0.1.
+
+    Its clients use the client_credentials grant with client_secret_basic: tenant-a/secret-a and
+    tenant-b/secret-b get JWT access tokens (claim `tenant` = "acme" / "globex") whose `aud` is the
+    RFC 8707 `resource` they asked for, `resource` when they name none.
+    """
+
+    FIXTURE = ROOT / "tests" / "fixtures" / "oidc"
+
+    def __init__(self, workdir: pathlib.Path, resource: str):
+        assert (self.FIXTURE / "node_modules" / "oidc-provider").is_dir(), (
+            "run `npm ci` in tests/fixtures/oidc first (.ci/run does)"
+        )
+        self.port = _free_port()
+        self.issuer = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / "provider.log"
+        self._log = open(self.log_path, "wb")
+        env = {**os.environ, "PORT": str(self.port), "RESOURCE": resource, "KEYS": str(workdir / "keys.json")}
+        self.proc = subprocess.Popen(
+            ["node", "provider.mjs"], cwd=self.FIXTURE, env=env, stdout=self._log, stderr=self._log
+        )
+        self.metadata = self._wait_serving(30)
+
+    def _wait_serving(self, seconds: float) -> dict:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"the provider exited:\n{self.log()}"
+            try:
+                with urllib.request.urlopen(f"{self.issuer}/.well-known/openid-configuration", timeout=5) as r:
+                    return json.load(r)
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"the provider not serving in {seconds}s:\n{self.log()}")
+
+    def token(self, client_id: str, secret: str, scope: str, resource: str) -> str:
+        """A client_credentials access token (RFC 6749 §4.4) for `scope` and `resource` (RFC 8707)."""
+        form = urllib.parse.urlencode({"grant_type": "client_credentials", "scope": scope, "resource": resource})
+        basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        req = urllib.request.Request(
+            self.metadata["token_endpoint"],
+            data=form.encode(),
+            headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.load(r)["access_token"]
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=20)
+        self._log.close()
+
+
+def jwt_claims(token: str) -> dict:
+    """The payload of a JWS compact serialization, unverified (for asserting what a provider issued)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
 
 @pytest.fixture(scope="module")
