@@ -130,7 +130,7 @@ pub enum GatewayError {
     #[error("Not found: {0}")]
     NotFound(String),
     /// Bearer credentials are missing or wrong (HTTP 401 with `WWW-Authenticate: Bearer`).
-    #[error("Unauthorized: a valid bearer API key is required")]
+    #[error("Unauthorized: a valid bearer credential (API key or access token) is required")]
     Unauthorized,
     /// The store could not say whether a key is valid: PostgreSQL does not answer and the key
     /// is not cached, or its server configs do not open (HTTP 503 with `Retry-After: 1`,
