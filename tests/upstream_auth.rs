@@ -5,6 +5,10 @@
 //! client through `sekisho probe` (tests/conformance/run.sh).
 
 mod common;
+#[path = "support/postgres.rs"]
+mod postgres;
+#[path = "support/tenants.rs"]
+mod tenants;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -273,4 +277,77 @@ async fn sekisho_probe_authorizes_lists_and_calls_and_never_prints_the_secret() 
     for secret in [SECRET, "wrong-secret-value-42", "tok-"] {
         assert!(!all.contains(secret), "{secret} printed: {all}");
     }
+}
+
+/// A tenant's own HTTP server config carries credentials too (`server create --oauth-client-id
+/// … --oauth-client-secret-from VAR`): sealed in the store with the config's other secrets,
+/// never shown, and used by the tenant's upstream exactly as a static upstream's `auth`. A
+/// config naming a private key file (a file of the gateway's) is refused.
+#[tokio::test]
+async fn a_tenants_server_config_gets_its_own_client_credentials() {
+    use tenants::{PEPPER, SECRET_KEY, cli, created_key, migrated};
+    let upstream = HttpUpstream::start("modern").await;
+    let server = start(&upstream).await;
+    let db = migrated().await;
+    let url = format!("{}/mcp", server.base);
+    cli(&db.url, &["tenant", "create", "acme"], &[]).await;
+    let create = [
+        "server",
+        "create",
+        "remote",
+        "--tenant",
+        "acme",
+        "--endpoint",
+        &url,
+        "--oauth-client-id",
+        CLIENT_ID,
+        "--oauth-client-secret-from",
+        "REMOTE_SECRET",
+    ];
+    cli(&db.url, &create, &[("REMOTE_SECRET", SECRET)]).await;
+    cli(&db.url, &["instance", "create", "main", "--tenant", "acme", "--tool", "remote:*"], &[]).await;
+    let key = created_key(&cli(&db.url, &["key", "create", "--tenant", "acme", "--instance", "main"], &[]).await);
+    let shown = cli(&db.url, &["server", "show", "remote", "--tenant", "acme"], &[]).await;
+    assert!(!shown.contains(SECRET), "{shown}");
+    let sealed: Vec<u8> = {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        let row = sqlx::query_scalar("SELECT secrets FROM server_configs").fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        row
+    };
+    assert!(!sealed.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "the secret is sealed at rest");
+
+    let admin = "upstream-auth-admin-0123456789";
+    let toml = format!(
+        "[server]\napi_keys = [{{ key = {admin:?}, name = \"ops\", role = \"admin\" }}]\n\
+         [store]\npostgres_url = {:?}\nkey_pepper = {PEPPER:?}\nsecret_key = {SECRET_KEY:?}\n",
+        db.url
+    );
+    let gw = Gateway::start(&toml).await;
+    let call = modern_as(
+        &gw.url("/mcp"),
+        Some(&key),
+        1,
+        "tools/call",
+        json!({"name": "remote__echo", "arguments": {"message": "through"}}),
+    )
+    .await;
+    assert_eq!(text(&call), "through", "{}", call.raw);
+    {
+        let seen = server.seen.lock().unwrap();
+        assert_eq!(seen.token_requests.len(), 1, "{:?}", seen.token_requests);
+        let (form, _) = &seen.token_requests[0];
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(field("resource"), Some(url.as_str()));
+        assert!(seen.resource_auth.iter().all(|a| a.starts_with("Bearer tok-") && !a.contains(&key)));
+    }
+
+    // A private key file is a file of the gateway's machine: refused (400), and never read.
+    let op = json!({"tenant": "acme", "name": "file", "url": url,
+                    "auth": {"type": "oauth-client-credentials", "client_id": "x", "private_key_file": "/etc/hostname"}});
+    let refused =
+        common::client().post(gw.url("/admin/store/server/create")).bearer_auth(admin).json(&op).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("private_key_file") && body.contains("invalid"), "{body}");
 }

@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use crate::store::ops::{self, Op};
 use crate::store::secrets::{Keys, Secret};
 use crate::store::{StoreError, pool};
+use crate::upstream::auth::config::{AuthConfig, BearerConfig, ClientCredentialsConfig};
 
 pub use super::remote::ADMIN_KEY_ENV;
 use super::remote::{self, RemoteError};
@@ -144,6 +145,8 @@ pub enum ServerAction {
         #[arg(long)]
         header: Vec<String>,
         #[command(flatten)]
+        credentials: Box<Credentials>,
+        #[command(flatten)]
         at: Target,
     },
     /// List a tenant's server configs (names of secrets only).
@@ -152,6 +155,60 @@ pub enum ServerAction {
     Show(Named),
     /// Delete a server config (and the tool group entries naming it).
     Delete(Named),
+}
+
+/// The credentials sekisho presents to a tenant's HTTP server (`upstreams.<name>.auth` of the
+/// TOML file): a static bearer token, or OAuth client credentials (`--oauth-client-id` with
+/// `--oauth-client-secret`). Secrets are read from this command's environment, by name.
+#[derive(Debug, Args)]
+pub struct Credentials {
+    /// A static bearer token: the name of the environment variable holding it.
+    #[arg(long, value_name = "VAR", conflicts_with = "oauth_client_id")]
+    pub bearer_from: Option<String>,
+    /// The OAuth client id registered at the server's authorization server.
+    #[arg(long, requires = "oauth_client_secret_from")]
+    pub oauth_client_id: Option<String>,
+    /// The environment variable holding the client secret.
+    #[arg(long, value_name = "VAR", requires = "oauth_client_id")]
+    pub oauth_client_secret_from: Option<String>,
+    /// The token endpoint (else discovered from `--oauth-issuer` or the server's 401).
+    #[arg(long, requires = "oauth_client_id")]
+    pub oauth_token_url: Option<String>,
+    /// The authorization server's issuer (its metadata names the token endpoint).
+    #[arg(long, requires = "oauth_client_id")]
+    pub oauth_issuer: Option<String>,
+    /// Scopes asked for (space-separated).
+    #[arg(long, requires = "oauth_client_id")]
+    pub oauth_scope: Option<String>,
+    /// The RFC 8707 resource asked for (default: the server's URL).
+    #[arg(long, requires = "oauth_client_id")]
+    pub oauth_resource: Option<String>,
+}
+
+impl Credentials {
+    /// The `auth` these flags describe, secrets read from the environment.
+    ///
+    /// Errors: [`StoreError::Invalid`] naming a variable that is not set.
+    fn auth(self) -> Result<Option<Box<AuthConfig>>, StoreError> {
+        let var = |flag: &str, name: &str| {
+            std::env::var(name).map_err(|_| StoreError::Invalid(format!("--{flag} {name}: {name} is not set")))
+        };
+        if let Some(name) = &self.bearer_from {
+            return Ok(Some(Box::new(AuthConfig::Bearer(BearerConfig { token: var("bearer-from", name)? }))));
+        }
+        let (Some(client_id), Some(secret)) = (self.oauth_client_id, &self.oauth_client_secret_from) else {
+            return Ok(None);
+        };
+        Ok(Some(Box::new(AuthConfig::ClientCredentials(ClientCredentialsConfig {
+            client_id,
+            client_secret: Some(var("oauth-client-secret-from", secret)?),
+            token_url: self.oauth_token_url,
+            issuer: self.oauth_issuer,
+            scope: self.oauth_scope,
+            resource: self.oauth_resource,
+            ..ClientCredentialsConfig::default()
+        }))))
+    }
 }
 
 /// Tool group entries on the command line.
@@ -386,10 +443,11 @@ fn tenant(a: TenantAction) -> (Op, Target) {
 
 fn server(a: ServerAction) -> Result<(Op, Target), StoreError> {
     Ok(match a {
-        ServerAction::Create { name, tenant, command, args, endpoint, env, header, at } => {
+        ServerAction::Create { name, tenant, command, args, endpoint, env, header, credentials, at } => {
             let env = secret_values(&env, "env")?;
             let headers = secret_values(&header, "header")?;
-            (Op::ServerCreate { tenant, name, command, args, url: endpoint, env, headers }, at)
+            let auth = credentials.auth()?;
+            (Op::ServerCreate { tenant, name, command, args, url: endpoint, env, headers, auth }, at)
         }
         ServerAction::List(OfTenant { tenant, at }) => (Op::ServerList { tenant }, at),
         ServerAction::Show(Named { name, tenant, at }) => (Op::ServerShow { tenant, name }, at),

@@ -14,6 +14,7 @@ use super::error::StoreError;
 use super::listing::{self, Kind, Record};
 use super::resolve::Endpoint;
 use super::secrets::{Keys, Secret, SecretValues};
+use crate::upstream::auth::config::AuthConfig;
 
 /// One operator command. As JSON, an object whose `op` names the command as
 /// `<kind>/<action>` (the admin API's path after `/admin/store/`) and whose other members are
@@ -66,6 +67,10 @@ pub enum Op {
         /// Headers of every request to the server's URL, by name.
         #[serde(default, with = "exposed")]
         headers: BTreeMap<String, Secret>,
+        /// The credentials presented to an HTTP server (`upstreams.<name>.auth` of the TOML
+        /// file; `private_key_file` is refused: a tenant names no file of the gateway's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        auth: Option<Box<crate::upstream::auth::config::AuthConfig>>,
     },
     /// List a tenant's server configs.
     #[serde(rename = "server/list")]
@@ -344,13 +349,29 @@ pub async fn execute(op: Op, pool: &PgPool, keys: Result<&Keys, &StoreError>) ->
             admin::tenant_delete(pool, &name).await?;
             format!("deleted tenant {name}\n")
         }
-        ServerCreate { tenant, name, command, args, url, env, headers } => {
+        ServerCreate { tenant, name, command, args, url, env, headers, auth } => {
             let endpoint = match (command, url) {
-                (Some(command), None) => Endpoint::Command { command, args },
+                (Some(command), None) if auth.is_none() => Endpoint::Command { command, args },
                 (None, Some(url)) if args.is_empty() => Endpoint::Url(url),
-                _ => return Err(StoreError::Invalid("give a command (with its arguments) or a URL".into())),
+                _ => {
+                    let what = "give a command (with its arguments) or a URL; credentials need a URL";
+                    return Err(StoreError::Invalid(what.into()));
+                }
             };
-            let values = SecretValues { env, headers };
+            if let Some(a) = &auth {
+                // Refused before `validate`, which would read the file.
+                if let AuthConfig::ClientCredentials(c) = &**a
+                    && c.private_key_file.is_some()
+                {
+                    let why = "auth.private_key_file: a server config cannot name the gateway's files";
+                    return Err(StoreError::Invalid(why.into()));
+                }
+                let problems = a.validate("auth");
+                if !problems.is_empty() {
+                    return Err(StoreError::Invalid(problems.join("; ")));
+                }
+            }
+            let values = SecretValues { env, headers, auth: auth.map(|a| *a) };
             let id = admin::server_create(pool, keys()?, &tenant, &name, &endpoint, &values).await?;
             format!("created server config {name} of tenant {tenant} (id {id})\n")
         }
@@ -466,6 +487,7 @@ mod tests {
                 url: None,
                 env,
                 headers: BTreeMap::new(),
+                auth: None,
             },
             Op::InstanceGrant {
                 tenant: "acme".into(),

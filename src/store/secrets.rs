@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::error::StoreError;
+use crate::upstream::auth::config::AuthConfig;
 
 /// What every API key starts with (`sks_` + 43 characters of base64url: 256 random bits).
 pub const KEY_PREFIX: &str = "sks_";
@@ -45,19 +46,40 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// A server config's secret values: environment variables and HTTP headers by name.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A server config's secret values: environment variables and HTTP headers by name, and the
+/// credentials sekisho presents to an HTTP server (`Debug` shows names and the credential's
+/// kind only).
+#[derive(Clone, Default, PartialEq)]
 pub struct SecretValues {
     /// Environment variables of the server's process.
     pub env: BTreeMap<String, Secret>,
     /// Headers of every request to the server's URL.
     pub headers: BTreeMap<String, Secret>,
+    /// The upstream credentials of an HTTP server (a static bearer, or OAuth client
+    /// credentials with a client secret), as `upstreams.<name>.auth` of the TOML file.
+    pub auth: Option<AuthConfig>,
+}
+
+impl fmt::Debug for SecretValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = self.auth.as_ref().map(|a| match a {
+            AuthConfig::Bearer(_) => "bearer <redacted>",
+            AuthConfig::ClientCredentials(_) => "oauth-client-credentials <redacted>",
+        });
+        f.debug_struct("SecretValues")
+            .field("env", &self.env)
+            .field("headers", &self.headers)
+            .field("auth", &kind)
+            .finish()
+    }
 }
 
 #[derive(Serialize, Deserialize)]
 struct Plain {
     env: BTreeMap<String, String>,
     headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auth: Option<AuthConfig>,
 }
 
 /// Hashes API keys under the pepper and seals server secrets under the secret key.
@@ -97,8 +119,9 @@ impl Keys {
         let plain = Plain {
             env: values.env.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
             headers: values.headers.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+            auth: values.auth.clone(),
         };
-        let msg = serde_json::to_vec(&plain).expect("a map of strings serializes");
+        let msg = serde_json::to_vec(&plain).expect("maps of strings and a credential serialize");
         let nonce: [u8; 24] = rand::random();
         let aad = associated_data(tenant, name);
         let sealed = self
@@ -129,6 +152,7 @@ impl Keys {
         Ok(SecretValues {
             env: plain.env.into_iter().map(|(k, v)| (k, Secret(v))).collect(),
             headers: plain.headers.into_iter().map(|(k, v)| (k, Secret(v))).collect(),
+            auth: plain.auth,
         })
     }
 }

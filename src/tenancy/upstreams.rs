@@ -185,7 +185,7 @@ impl TenantUpstreams {
 
     /// The upstream configuration of `server` under `[resilience]` defaults: its command and
     /// arguments with exactly its environment variables (plus the few every child gets), or
-    /// its URL with exactly its headers.
+    /// its URL with exactly its headers and credentials (`auth`).
     fn config_of(&self, name: &str, server: &TenantServer) -> Result<UpstreamConfig, GatewayError> {
         let reveal = |m: &std::collections::BTreeMap<String, crate::store::secrets::Secret>| {
             m.iter().map(|(k, v)| (k.clone(), v.expose().to_string())).collect()
@@ -200,10 +200,20 @@ impl TenantUpstreams {
             Endpoint::Url(url) => UpstreamConfig {
                 url: Some(url.clone()),
                 headers: reveal(&server.secrets.headers),
+                auth: server.secrets.auth.clone(),
                 ..UpstreamConfig::default()
             },
         };
         config.enabled = true;
+        if let Some(crate::upstream::auth::config::AuthConfig::ClientCredentials(c)) = &config.auth
+            && c.private_key_file.is_some()
+        {
+            // Never read: a server config names no file of the gateway's.
+            return Err(GatewayError::UpstreamUnavailable {
+                upstream: name.to_string(),
+                reason: "its server config names a private key file".into(),
+            });
+        }
         // The checks of a static upstream, under a stand-in namespace (the internal name has
         // the tenant mark, which namespaces may not).
         let problems = config.validate("tenant");
@@ -284,6 +294,10 @@ fn fingerprint(server: &TenantServer) -> [u8; 32] {
             field(k.as_bytes());
             field(v.expose().as_bytes());
         }
+    }
+    if let Some(auth) = &server.secrets.auth {
+        field(b"auth");
+        field(&serde_json::to_vec(auth).expect("a credential serializes"));
     }
     h.finalize().into()
 }
