@@ -3,7 +3,11 @@
 //! gateway with two stdio upstreams under steady traffic: charts with data points, a firing
 //! alert, the cache switch flipped off and on with `/readyz` following, a client key refused.
 //! Screenshots at 1280 px and 390 px are kept in `$SEKISHO_ARTIFACTS` (default
-//! `target/artifacts`).
+//! `target/artifacts`). Then the approvals panel (`tests/browser/approvals.mjs`) against the real
+//! `sekisho serve` binary: calls to a destructive tool of a real stdio upstream, from a client
+//! without elicitation, are held for an operator; the panel shows each without a reload, its
+//! Approve lets the call complete, its Deny refuses it with -32023, and an argument holding
+//! markup is shown as text (no element made, no console error, no CSP violation).
 //!
 //! The browser test needs `node`, `tests/browser/node_modules` (`npm ci` there) and chromium
 //! (`$CHROMIUM`, default `/usr/bin/chromium`); `.ci/run` installs all three and sets
@@ -14,8 +18,10 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Gateway, Served, client, eventually, modern_as, stdio_upstream};
-use serde_json::json;
+use common::{Answer, Gateway, Served, client, eventually, modern_as, settled, stdio_upstream};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::ChildStdout;
 
 const ADMIN: &str = "dashboard-admin-key-0123456789abcdef";
 const APP: &str = "dashboard-app-key-0123456789abcdefgh";
@@ -151,6 +157,136 @@ async fn the_dashboard_in_a_browser_draws_live_charts_and_flips_a_switch() {
     // The page flipped the cache switch back on, as /readyz shows to the test too.
     assert!(gw.readyz().await.get("switched_off").is_none());
     eprintln!("screenshots: {}", out.display());
+}
+
+/// What `tests/browser/approvals.mjs` printed on stderr, for a failure's message.
+fn browser_stderr(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// Read the browser script's stdout until it prints `step NAME` (at most 120 s); a failure
+/// names what the script printed on stderr.
+async fn step(lines: &mut Lines<BufReader<ChildStdout>>, name: &str, stderr: &std::path::Path) {
+    let want = format!("step {name}");
+    let wait = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line == want {
+                return true;
+            }
+        }
+        false
+    });
+    let reached = wait.await.unwrap_or(false);
+    assert!(reached, "the browser script did not reach `{name}`:\n{}", browser_stderr(stderr));
+}
+
+/// Start a `tools/call` of the destructive `e__side_effect` as the client key, from a modern
+/// client that declares no elicitation (so it is held for an operator).
+fn held_call(endpoint: &str, id: i64, arguments: Value) -> tokio::task::JoinHandle<Answer> {
+    let endpoint = endpoint.to_string();
+    tokio::spawn(async move {
+        modern_as(&endpoint, Some(APP), id, "tools/call", json!({"name": "e__side_effect", "arguments": arguments}))
+            .await
+    })
+}
+
+/// Wait until `/admin/approvals` lists a held call whose arguments contain `marker`; it, as listed.
+async fn listed(base: &str, marker: &str) -> Value {
+    eventually("the call held for an operator", Duration::from_secs(60), async || {
+        let resp = client().get(format!("{base}/admin/approvals")).bearer_auth(ADMIN).send().await;
+        let body: Value = resp.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())?;
+        let pending = body["pending"].as_array().cloned().unwrap_or_default();
+        pending.into_iter().find(|p| p["arguments"].to_string().contains(marker)).ok_or_else(|| body.to_string())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_approvals_panel_in_a_browser_approves_and_denies_held_calls() {
+    let script_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !browser_ready(&script_dir) {
+        return;
+    }
+    const SECRET: &str = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+    const MARKUP: &str = "<img src=x onerror=window.__xss=1>";
+    let dir = tempfile::tempdir().unwrap();
+    let effects = dir.path().join("effects");
+    let ran = || std::fs::read_to_string(&effects).map(|s| s.lines().count()).unwrap_or(0);
+    let keys = format!(
+        "api_keys = [{{ key = {ADMIN:?}, name = \"ops\", role = \"admin\" }}, {{ key = {APP:?}, name = \"app\" }}]"
+    );
+    // `e__side_effect` is annotated destructive and writes a line to `effects` each time it runs.
+    let gw = Served::start(
+        &keys,
+        &format!(
+            "[approvals]\ndestructive = \"approve\"\ntimeout = \"300s\"\n{}env = {{ ECHO_EFFECTS_FILE = {:?} }}\n",
+            stdio_upstream("e", "legacy"),
+            effects.display().to_string(),
+        ),
+    )
+    .await;
+    eventually("the upstream listed", Duration::from_secs(60), async || settled(&gw.base, Some(ADMIN)).await).await;
+    let endpoint = format!("{}/mcp", gw.base);
+
+    let stderr = dir.path().join("browser.stderr");
+    let mut browser = tokio::process::Command::new("node")
+        .arg(script_dir.join("approvals.mjs"))
+        .args([&gw.base, ADMIN])
+        .current_dir(&script_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
+    step(&mut lines, "signed-in", &stderr).await;
+
+    // 1. Held, shown, approved in the browser: the client's call returns the tool's result.
+    let call = held_call(&endpoint, 1, json!({"crash": false, "token": SECRET, "note": "approve me"}));
+    let first = listed(&gw.base, "approve me").await;
+    assert_eq!(ran(), 0, "held, not run");
+    step(&mut lines, "approved", &stderr).await;
+    let done = call.await.unwrap();
+    assert_eq!(done.body.pointer("/result/content/0/text"), Some(&json!("effect recorded")), "{}", done.raw);
+    assert_eq!(ran(), 1);
+
+    // 2. Denied in the browser: the documented refusal, and the upstream never ran it.
+    let call = held_call(&endpoint, 2, json!({"crash": false, "note": "deny me"}));
+    let second = listed(&gw.base, "deny me").await;
+    step(&mut lines, "denied", &stderr).await;
+    let done = call.await.unwrap();
+    assert_eq!(done.error_code(), Some(-32023), "{}", done.raw);
+    assert_eq!(done.body.pointer("/error/data/reason"), Some(&json!("denied")), "{}", done.raw);
+
+    // 3. An argument holding markup: shown as text (the script checks the DOM), then denied.
+    let call = held_call(&endpoint, 3, json!({"crash": false, "note": "markup row", "html": MARKUP}));
+    let third = listed(&gw.base, "markup row").await;
+    step(&mut lines, "markup-denied", &stderr).await;
+    assert_eq!(call.await.unwrap().error_code(), Some(-32023));
+    assert_eq!(ran(), 1, "denied calls never reach the upstream");
+
+    let mut rest = Vec::new();
+    while let Ok(Some(line)) = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await.unwrap() {
+        rest.push(line);
+    }
+    let status = tokio::time::timeout(Duration::from_secs(60), browser.wait()).await.expect("the script ends").unwrap();
+    assert!(status.success(), "the browser script failed:\n{}\n{rest:?}", browser_stderr(&stderr));
+    let found: Value = serde_json::from_str(rest.last().map(String::as_str).unwrap_or("")).unwrap();
+
+    // Each row showed the held call as the gateway lists it: id, tool, caller and arguments
+    // (redacted by the gateway: the secret never reached the page).
+    for (row, held) in [(&found["approved"], &first), (&found["denied"], &second), (&found["markup"], &third)] {
+        assert_eq!(row["id"], held["id"], "{found}");
+        assert_eq!(row["tool"], "e__side_effect", "{found}");
+        assert!(row["by"].as_str().unwrap().starts_with("by app · destructive"), "{found}");
+        assert_eq!(row["arguments"].as_str().unwrap(), held["arguments"].to_string(), "{found}");
+    }
+    assert!(!found.to_string().contains(SECRET), "the secret reached the page: {found}");
+    assert!(found["approved"]["arguments"].as_str().unwrap().to_lowercase().contains("redacted"), "{found}");
+    assert!(found["markup"]["arguments"].as_str().unwrap().contains(MARKUP), "shown as text: {found}");
+    assert_eq!(found["markup_dom"], json!({"images": 0, "with_onerror": 0, "elements_in_detail": 0, "xss": null}));
+    assert_eq!(found["list_after"], json!(["No call awaits approval."]), "{found}");
+    assert_eq!((found["violations"].clone(), found["problems"].clone()), (json!([]), json!([])), "{found}");
 }
 
 #[tokio::test]
