@@ -7,41 +7,26 @@
 // findings; exits 1 on any failure.
 //
 //   node approvals.mjs BASE_URL ADMIN_KEY
-import { chromium } from "playwright-core";
+import { checker, launch } from "./harness.mjs";
 
 const [base, adminKey] = process.argv.slice(2);
 if (!adminKey) {
   console.error("usage: node approvals.mjs BASE_URL ADMIN_KEY");
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 // Generous: the panel polls every 5 s and the machine may be shared and slow.
 const WAIT_MS = 45000;
 const found = {};
 
-function check(condition, what) {
-  if (!condition) throw new Error("check failed: " + what + "\nfound so far: " + JSON.stringify(found));
-}
+const check = checker(found);
 
 function step(name) {
   console.log("step " + name);
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-  timeout: 60000,
-});
+const { browser, page, problems } = await launch();
 let failed = false;
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
-  const page = await context.newPage();
-  const problems = [];
-  // The monitor, alerts and recommendations are off in this test: their endpoints answer 404,
-  // which the page shows as off and chromium logs as a failed load (allowed under /admin/ only).
-  page.on("console", (m) => { if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(m.text()); });
-  page.on("response", (r) => { if (r.status() >= 400 && !new URL(r.url()).pathname.startsWith("/admin/")) problems.push(r.status() + " " + r.url()); });
-  page.on("pageerror", (e) => problems.push(e.message));
   // CSP violations, as the page itself sees them (added through the debugger, not the page).
   await page.addInitScript(() => {
     window.__violations = [];

@@ -4,19 +4,16 @@
 // screenshots at 1280 px and 390 px. Prints one JSON line of findings; exits 1 on any failure.
 //
 //   node dashboard.mjs BASE_URL ADMIN_KEY CLIENT_KEY OUT_DIR
-import { chromium } from "playwright-core";
+import { checker, launch } from "./harness.mjs";
 
 const [base, adminKey, clientKey, outDir] = process.argv.slice(2);
 if (!outDir) {
   console.error("usage: node dashboard.mjs BASE_URL ADMIN_KEY CLIENT_KEY OUT_DIR");
   process.exit(2);
 }
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const found = {};
 
-function check(condition, what) {
-  if (!condition) throw new Error("check failed: " + what + "\nfound so far: " + JSON.stringify(found));
-}
+const check = checker(found);
 
 async function readyz() {
   const res = await fetch(base + "/readyz", { headers: { Authorization: "Bearer " + adminKey } });
@@ -34,22 +31,9 @@ async function until(what, probe, ms = 20000) {
   throw new Error("timed out waiting for " + what);
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-  timeout: 60000,
-});
+const { browser, page, problems } = await launch();
 let failed = false;
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, deviceScaleFactor: 1 });
-  const page = await context.newPage();
-  const problems = [];
-  // A missing admin endpoint (recommendations or budgets off) answers 404, which the page shows
-  // as "not available" and chromium logs as a failed load: allowed under /admin/ only.
-  page.on("console", (m) => { if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(m.text()); });
-  page.on("response", (r) => { if (r.status() >= 400 && !new URL(r.url()).pathname.startsWith("/admin/")) problems.push(r.status() + " " + r.url()); });
-  page.on("pageerror", (e) => problems.push(e.message));
-
   // Sign in.
   await page.goto(base + "/dashboard");
   check(await page.isVisible("#signin"), "the sign-in form shows before a key is given");
