@@ -1,6 +1,6 @@
 //! What the store keeps secret: API keys (only an HMAC-SHA-256 under the pepper and a display
-//! prefix are stored, RFC 2104) and server configs' environment and header values (sealed with
-//! XChaCha20-Poly1305, bound to their tenant and server config name).
+//! prefix are stored, RFC 2104) and server configs' environment and header values and upstream
+//! credentials (sealed with XChaCha20-Poly1305, bound to their tenant and server config name).
 
 use std::collections::BTreeMap;
 use std::fmt;
