@@ -172,3 +172,56 @@ async fn results_are_redacted_or_blocked_per_tool() {
     assert!(m.contains("kind=\"private_key\",where=\"result\",action=\"block\"} 1"), "{m}");
     assert!(m.contains("kind=\"private_key\",where=\"result\",action=\"redact\"} 2"), "{m}");
 }
+
+/// What an upstream relays to the client during a call — its log messages, which an HTTP
+/// upstream sends on the call's own stream — is screened under the call's policy like the
+/// result: `red` redacts (the e-mail becomes a marker in the message the client receives),
+/// `strict` blocks private keys (a log message holding one is withheld, the call goes on,
+/// other kinds pass), and `web` has no policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_messages_relayed_during_a_call_follow_its_policy() {
+    let web = HttpUpstream::start("legacy").await;
+    let red = HttpUpstream::start("legacy").await;
+    let strict = HttpUpstream::start("legacy").await;
+    let toml = format!(
+        "{}{}detect = {{ results = \"redact\" }}\n{}detect = {{ results = \"block\", kinds = [\"private_key\"] }}\n",
+        web.table("web"),
+        red.table("red"),
+        strict.table("strict")
+    );
+    let gw = Served::start("", &toml).await;
+    let s = common::Legacy::open(&format!("{}/mcp", gw.base), "2025-11-25").await;
+    let logged = |a: &common::Answer| -> Vec<String> {
+        a.events
+            .iter()
+            .filter(|e| e["method"] == "notifications/message")
+            .map(|e| e["params"]["data"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let log = |id: i64, tool: &str, data: &str| {
+        s.request(id, "tools/call", json!({"name": format!("{tool}__log"), "arguments": {"data": data}}))
+    };
+    let mail = "write to jane.doe@example.com today";
+    let plain = log(1, "web", mail).await;
+    assert_eq!(logged(&plain), [mail], "no policy: relayed as it is: {}", plain.raw);
+    let redacted = log(2, "red", mail).await;
+    assert_eq!(logged(&redacted), ["write to [REDACTED:email] today"], "{}", redacted.raw);
+    assert_eq!(common::text(&redacted), "logged");
+    let key = log(3, "red", KEY).await;
+    assert_eq!(logged(&key), ["[REDACTED:private_key]"], "{}", key.raw);
+    let held = log(4, "strict", KEY).await;
+    assert!(logged(&held).is_empty() && !held.raw.contains("MIIEFAKE"), "{}", held.raw);
+    assert_eq!(common::text(&held), "logged", "the call goes on");
+    let passed = log(5, "strict", mail).await;
+    assert_eq!(logged(&passed), [mail], "{}", passed.raw);
+    // A request the upstream sends the client during the call (sampling) is screened too: a
+    // blocked one never reaches the client, and the upstream gets -32019 at once.
+    let asking =
+        common::Legacy::open_declaring(&format!("{}/mcp", gw.base), "2025-11-25", json!({"sampling": {}})).await;
+    let ask = json!({"name": "strict__ask", "arguments": {"question": KEY, "wait_ms": 60000}});
+    let asked = asking.request(6, "tools/call", ask).await;
+    assert!(asked.events.iter().all(|e| e["method"] != "sampling/createMessage"), "{}", asked.raw);
+    assert!(common::text(&asked).contains("-32019") && !asked.raw.contains("MIIEFAKE"), "{}", asked.raw);
+    let m = metrics(&gw).await;
+    assert!(m.contains("where=\"relayed\""), "relayed findings are counted: {m}");
+}

@@ -17,15 +17,19 @@ pub enum Place {
     Log,
     /// A result on its way to the client.
     Result,
+    /// A message an upstream relays to the client during a call (a log message, progress, a
+    /// sampling or elicitation request).
+    Relayed,
 }
 
 impl Place {
-    /// The label value: `audit`, `log`, `result`.
+    /// The label value: `audit`, `log`, `result`, `relayed`.
     pub fn name(self) -> &'static str {
         match self {
             Place::Audit => "audit",
             Place::Log => "log",
             Place::Result => "result",
+            Place::Relayed => "relayed",
         }
     }
 }

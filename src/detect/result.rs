@@ -105,3 +105,33 @@ pub fn apply(policy: ResultPolicy, result: &mut Value) -> Outcome {
         }
     }
 }
+
+/// Screen a message an upstream relays to the client during a call (the `params` of a log
+/// message, a progress notification, or a sampling/elicitation request: raw JSON) under the
+/// call's `policy`: `Ok` with the bytes as they were (no policy, or nothing found) or redacted;
+/// `Err` with the kinds found when the policy blocks, or when the JSON cannot be read and holds
+/// a finding (a message that cannot be rewritten is withheld). Findings are counted at
+/// [`Place::Relayed`].
+///
+/// # Errors
+/// The kinds found, when the message must not reach the client.
+pub fn screen(policy: Option<ResultPolicy>, json: bytes::Bytes) -> Result<bytes::Bytes, KindSet> {
+    let Some(policy) = policy.filter(|p| p.action != ResultAction::Off) else {
+        return Ok(json);
+    };
+    let block = policy.action == ResultAction::Block;
+    let action = if block { "block" } else { "redact" };
+    match super::json::scan(&json, policy.kinds, !block, Place::Relayed, action) {
+        Ok(s) if s.count == 0 => Ok(json),
+        Ok(s) if block => Err(s.kinds),
+        Ok(s) => Ok(bytes::Bytes::from(s.redacted.expect("redaction was asked for"))),
+        Err(super::json::Unreadable) => {
+            let found = super::scan_bytes(&json, policy.kinds);
+            if found.is_empty() {
+                return Ok(json);
+            }
+            redact::count(&found, Place::Relayed, "block");
+            Err(found.iter().fold(KindSet::NONE, |k, f| k.with(f.kind)))
+        }
+    }
+}

@@ -366,6 +366,10 @@ impl Resolver {
         let lists = tool.filter(|_| up.config.settings.validate).and_then(|_| snap.upstreams.get(&ns).cloned());
         // The approval step's hint, from any upstream: it only ever asks for more caution.
         let destructive = tool.and_then(|t| snap.hints(&ns, t)).is_some_and(|h| h.destructive);
+        // What the upstream relays during the call is screened under the call's `detect` policy
+        // (the tool's own table replaces its upstream's, as for the result).
+        let detect =
+            per_tool.and_then(|t| t.detect.as_ref()).or(up.config.detect.as_ref()).and_then(|d| d.policy().ok());
         let target = Target { upstream: up, fallback, cache, retry_safe, timeout, lists, destructive };
         let route = ctx.events.map(|events| Route {
             client_token: params.meta.as_ref().and_then(|m| m.progress_token()),
@@ -373,6 +377,7 @@ impl Resolver {
             client_era: ctx.client.era,
             log_level: ctx.client.log_level,
             capabilities: ctx.client.capabilities.clone(),
+            detect,
         });
         let client_era = ctx.client.era;
         let input_errors_as_results = client_era == Era::Modern || mcp::at_least(ctx.client.version, "2025-11-25");

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use super::conn::ConnError;
 use super::signals::{ListKind, Signal, Signals};
+use crate::detect::result::screen;
 use crate::pipeline::parts::{ClientAnswer, ClientEvent, EventSink, LogLevel};
 use crate::session::link::ClientLink;
 use crate::wire::jsonrpc::{
@@ -36,6 +37,8 @@ pub struct Route {
     /// The client's declared capabilities (a raw JSON object): an upstream's sampling,
     /// elicitation or roots request reaches the client only when it declared that capability.
     pub capabilities: Bytes,
+    /// The call's `detect` policy, applied to what the upstream relays during it.
+    pub detect: Option<crate::detect::result::ResultPolicy>,
 }
 
 /// Where the answer to a call goes: the response, or why there will be none.
@@ -274,6 +277,7 @@ impl Mux {
                 let route = via_call.and_then(|id| self.route_of(id));
                 match (route, params) {
                     (Some(route), Some(params)) if wants_log(&route, &params) => {
+                        let Ok(params) = screen(route.detect, params) else { return };
                         let mut out = Vec::with_capacity(params.len() + 64);
                         write_notification(&mut out, "notifications/message", Some(&params));
                         let _ = route.events.try_send(ClientEvent::Notification(Bytes::from(out)));
@@ -340,6 +344,7 @@ impl Mux {
             }
         }
         w.end();
+        let Ok(p) = screen(route.detect, Bytes::from(p)) else { return };
         let mut out = Vec::with_capacity(p.len() + 64);
         write_notification(&mut out, "notifications/progress", Some(&p));
         if route.events.try_send(ClientEvent::Notification(Bytes::from(out))).is_err() {
@@ -353,9 +358,17 @@ impl Mux {
             write_result(&mut out, id.as_bytes(), b"{}");
             return Action::Send(Bytes::from(out));
         }
-        let target = match via_call.and_then(|c| self.route_of(c)) {
+        let route = via_call.and_then(|c| self.route_of(c));
+        let detect = route.as_ref().and_then(|r| r.detect);
+        let target = match route {
             Some(route) => relay_target(Some(route), method.as_str()).map(|r| Asked::Sink(r.events)),
             None => self.untied_target(method.as_str()),
+        };
+        let Ok(params) = params.map(|p| screen(detect, p)).transpose() else {
+            let mut out = Vec::new();
+            let msg = "the request holds sensitive data and was not relayed";
+            write_error(&mut out, Some(id.as_bytes()), code::SENSITIVE_DATA_BLOCKED, msg, None);
+            return Action::Send(Bytes::from(out));
         };
         match target {
             Ok(to) => Action::Relay(Relay { id, method: method.as_str().to_string(), params, to }),
@@ -499,6 +512,7 @@ mod tests {
             client_era: Era::Legacy,
             log_level: None,
             capabilities: Bytes::from_static(b"{}"),
+            detect: None,
         };
         let id = mux.register(Some(tx), Some(route), Some(1));
         mux.dispatch(msg(&format!(r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":{id},"progress":1}}}}"#)), None);
@@ -524,6 +538,7 @@ mod tests {
             client_era: Era::Legacy,
             log_level: None,
             capabilities: Bytes::from_static(caps),
+            detect: None,
         };
         let sampling = mux.register(None, Some(route(br#"{"sampling":{}}"#)), Some(1));
         let nothing = mux.register(None, Some(route(b"{}")), Some(2));

@@ -5,8 +5,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-/// Labels of one finding: its kind (12 values), where it was found (`audit`, `log`, `result`)
-/// and what was done (`redact`, `block`): at most 72 series.
+/// Labels of one finding: its kind (12 values), where it was found (`audit`, `log`, `result`,
+/// `relayed`) and what was done (`redact`, `block`): at most 96 series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FindingLabels {
     pub kind: &'static str,
@@ -24,7 +24,7 @@ impl DetectMetrics {
         let findings = Family::<FindingLabels, Counter>::default();
         registry.register(
             "sensitive_findings",
-            "Sensitive data found, by kind, where (audit, log, result) and action (redact, block)",
+            "Sensitive data found, by kind, where (audit, log, result, relayed) and action (redact, block)",
             findings.clone(),
         );
         DetectMetrics { findings }
