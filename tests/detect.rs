@@ -214,6 +214,14 @@ async fn log_messages_relayed_during_a_call_follow_its_policy() {
     assert_eq!(common::text(&held), "logged", "the call goes on");
     let passed = log(5, "strict", mail).await;
     assert_eq!(logged(&passed), [mail], "{}", passed.raw);
+    // Progress too: its message is redacted after the client's own token is put back.
+    let progress = json!({"name": "red__progress", "arguments": {"steps": 2, "ms": 5, "message": mail},
+                          "_meta": {"progressToken": "mine"}});
+    let p = s.request(7, "tools/call", progress).await;
+    let steps: Vec<&Value> = p.events.iter().filter(|e| e["method"] == "notifications/progress").collect();
+    assert_eq!(steps.len(), 2, "{}", p.raw);
+    assert!(steps.iter().all(|e| e["params"]["progressToken"] == "mine"), "{}", p.raw);
+    assert_eq!(steps[0]["params"]["message"], "write to [REDACTED:email] today 1", "{}", p.raw);
     // A request the upstream sends the client during the call (sampling) is screened too: a
     // blocked one never reaches the client, and the upstream gets -32019 at once.
     let asking =

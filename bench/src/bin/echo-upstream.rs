@@ -206,8 +206,8 @@ fn tools(dynamic: &[String]) -> Value {
         json!({"name": "fail", "description": "Return a tool error result.", "inputSchema": obj(json!({"message": {"type": "string"}}), &[])}),
         json!({"name": "big", "description": "Return `kib` KiB of text.", "annotations": {"readOnlyHint": true},
                "inputSchema": obj(json!({"kib": {"type": "integer"}}), &["kib"])}),
-        json!({"name": "progress", "description": "Report progress `steps` times, `ms` apart.",
-               "inputSchema": obj(json!({"steps": {"type": "integer"}, "ms": {"type": "integer"}}), &[])}),
+        json!({"name": "progress", "description": "Report progress `steps` times, `ms` apart; each message is `message` (default `step`) and the step's number.",
+               "inputSchema": obj(json!({"steps": {"type": "integer"}, "ms": {"type": "integer"}, "message": {"type": "string"}}), &[])}),
         json!({"name": "count", "description": "How many tools/call requests this process has received.",
                "inputSchema": obj(json!({}), &[])}),
         json!({"name": "cancelled", "description": "How many notifications/cancelled this process has received (stdio).",
@@ -479,7 +479,8 @@ impl Upstream {
                     if let Some(token) = &token {
                         let _ = out.send(notification(
                             "notifications/progress",
-                            json!({"progressToken": token, "progress": i, "total": steps, "message": format!("step {i}")}),
+                            json!({"progressToken": token, "progress": i, "total": steps,
+                                   "message": format!("{} {i}", args["message"].as_str().unwrap_or("step"))}),
                         ));
                     }
                 }
