@@ -487,7 +487,7 @@ fn tenancy(c: &mut Criterion) {
 fn cost(c: &mut Criterion) {
     use sekisho::config::Config;
     use sekisho::pipeline::budget::Charge;
-    use sekisho::pipeline::ctx::{Routed, Target};
+    use sekisho::pipeline::ctx::Routed;
     use sekisho::pipeline::parts::{Identity, Principal, Priority};
     use sekisho::pipeline::steps::StepLayer;
     use sekisho::upstream::UpstreamSet;
@@ -506,15 +506,7 @@ fn cost(c: &mut Criterion) {
     let mut request = sekisho::upstream::request::Outbound::raw("tools/call", Some(br#"{"name":"echo"}"#));
     request.name = Some(Arc::from("echo"));
     let identity = Identity { id: "key:0123456789abcdef".into(), tenant: Some("acme".into()), ..Default::default() };
-    let target = Target {
-        upstream: Arc::clone(upstreams.get("up").expect("configured")),
-        fallback: None,
-        cache: None,
-        retry_safe: false,
-        timeout: None,
-        lists: None,
-        destructive: false,
-    };
+    let target = plain_target(&upstreams, "up");
     let routed = Routed {
         request: Arc::new(request),
         target,
@@ -525,12 +517,7 @@ fn cost(c: &mut Criterion) {
         input_errors_as_results: true,
         session: None,
     };
-    let body = Bytes::from_static(br#"{"content":[{"type":"text","text":"hello world"}]}"#);
-    let origin: Arc<str> = Arc::from("up");
-    let inner = tower::service_fn(move |_: Routed| {
-        let reply = Reply::Result { body: body.clone(), origin: Origin::Upstream(Era::Legacy, Arc::clone(&origin)) };
-        std::future::ready(Ok::<_, sekisho::error::GatewayError>(reply))
-    });
+    let inner = answering(Bytes::from_static(br#"{"content":[{"type":"text","text":"hello world"}]}"#));
     let without = ServiceBuilder::new().service(inner.clone());
     let with = ServiceBuilder::new().layer(StepLayer(Charge::new(&cost))).service(inner.clone());
     let metered =
@@ -543,21 +530,62 @@ fn cost(c: &mut Criterion) {
     rt.block_on(with.clone().oneshot(routed.clone())).expect("answer");
     assert!(cost.usage().iter().any(|u| u.spent > 0.0), "the step charged the call");
     let mut g = c.benchmark_group("cost");
-    g.bench_function("call_without_cost_step", |b| {
-        b.iter(|| rt.block_on(without.clone().oneshot(black_box(routed.clone()))).expect("answer"))
-    });
-    g.bench_function("call_with_cost_step_priced_three_budgets", |b| {
-        b.iter(|| rt.block_on(with.clone().oneshot(black_box(routed.clone()))).expect("answer"))
-    });
+    bench_call(&mut g, &rt, "call_without_cost_step", &without, &routed);
+    bench_call(&mut g, &rt, "call_with_cost_step_priced_three_budgets", &with, &routed);
     // The monitor's share of the call path: the per-tool counters (the rest of the monitor
     // reads counters the calls keep anyway, off the call path).
-    g.bench_function("call_with_tool_meter", |b| {
-        b.iter(|| rt.block_on(metered.clone().oneshot(black_box(routed.clone()))).expect("answer"))
-    });
-    g.bench_function("call_with_tool_meter_and_cost_step", |b| {
-        b.iter(|| rt.block_on(both.clone().oneshot(black_box(routed.clone()))).expect("answer"))
-    });
+    bench_call(&mut g, &rt, "call_with_tool_meter", &metered, &routed);
+    bench_call(&mut g, &rt, "call_with_tool_meter_and_cost_step", &both, &routed);
     g.finish();
+}
+
+/// A routing target to upstream `name` of `upstreams`, with no fallback, cache, retry or
+/// timeout of its own: what the A/B groups below send calls to.
+fn plain_target(upstreams: &sekisho::upstream::UpstreamSet, name: &str) -> sekisho::pipeline::ctx::Target {
+    sekisho::pipeline::ctx::Target {
+        upstream: Arc::clone(upstreams.get(name).expect("configured")),
+        fallback: None,
+        cache: None,
+        retry_safe: false,
+        timeout: None,
+        lists: None,
+        destructive: false,
+    }
+}
+
+/// The innermost service of the A/B groups: answers every call at once with the result `body`
+/// from upstream `up`, so only the steps in front of it are measured.
+fn answering(
+    body: Bytes,
+) -> impl tower::Service<
+    sekisho::pipeline::ctx::Routed,
+    Response = Reply,
+    Error = sekisho::error::GatewayError,
+    Future = std::future::Ready<Result<Reply, sekisho::error::GatewayError>>,
+> + Clone {
+    let origin: Arc<str> = Arc::from("up");
+    tower::service_fn(move |_: sekisho::pipeline::ctx::Routed| {
+        std::future::ready(Ok(Reply::Result {
+            body: body.clone(),
+            origin: Origin::Upstream(Era::Legacy, Arc::clone(&origin)),
+        }))
+    })
+}
+
+/// Benchmark `name`: `routed` through `service`, one call at a time on `rt`.
+fn bench_call<S>(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    service: &S,
+    routed: &sekisho::pipeline::ctx::Routed,
+) where
+    S: tower::Service<sekisho::pipeline::ctx::Routed, Response = Reply, Error = sekisho::error::GatewayError> + Clone,
+{
+    use tower::ServiceExt;
+    g.bench_function(name, |b| {
+        b.iter(|| rt.block_on(service.clone().oneshot(black_box(routed.clone()))).expect("answer"))
+    });
 }
 
 criterion_group!(
@@ -696,7 +724,7 @@ fn detect(c: &mut Criterion) {
     use sekisho::detect::json;
     use sekisho::detect::redact::Place;
     use sekisho::detect::{KindSet, scan};
-    use sekisho::pipeline::ctx::{Routed, Target};
+    use sekisho::pipeline::ctx::Routed;
     use sekisho::pipeline::detected::{Detect, Policies};
     use sekisho::pipeline::parts::{Principal, Priority};
     use sekisho::pipeline::steps::StepLayer;
@@ -749,15 +777,7 @@ fn detect(c: &mut Criterion) {
     let routed_to = |name: &str| {
         let mut request = sekisho::upstream::request::Outbound::raw("tools/call", Some(br#"{"name":"echo"}"#));
         request.name = Some(Arc::from("echo"));
-        let target = Target {
-            upstream: Arc::clone(upstreams.get(name).expect("configured")),
-            fallback: None,
-            cache: None,
-            retry_safe: false,
-            timeout: None,
-            lists: None,
-            destructive: false,
-        };
+        let target = plain_target(&upstreams, name);
         Routed {
             request: Arc::new(request),
             target,
@@ -770,11 +790,7 @@ fn detect(c: &mut Criterion) {
         }
     };
     let (up, other) = (routed_to("up"), routed_to("other"));
-    let body = dirty_result.clone();
-    let inner = tower::service_fn(move |_: Routed| {
-        let reply = Reply::Result { body: body.clone(), origin: Origin::Upstream(Era::Legacy, Arc::from("up")) };
-        std::future::ready(Ok::<_, sekisho::error::GatewayError>(reply))
-    });
+    let inner = answering(dirty_result.clone());
     let without = ServiceBuilder::new().service(inner.clone());
     let with = ServiceBuilder::new().layer(StepLayer(Detect(policies))).service(inner);
     let Ok(Reply::Result { body, .. }) = rt.block_on(with.clone().oneshot(up.clone())) else { panic!("a result") };
@@ -795,15 +811,9 @@ fn detect(c: &mut Criterion) {
         b.iter(|| json::scan(black_box(&dirty_result), KindSet::ALL, true, Place::Result, "redact"))
     });
     g.throughput(Throughput::Elements(1));
-    g.bench_function("call_without_detect_step", |b| {
-        b.iter(|| rt.block_on(without.clone().oneshot(black_box(up.clone()))).expect("answer"))
-    });
-    g.bench_function("call_through_detect_step_policy_off", |b| {
-        b.iter(|| rt.block_on(with.clone().oneshot(black_box(other.clone()))).expect("answer"))
-    });
-    g.bench_function("call_through_detect_step_redact_16k", |b| {
-        b.iter(|| rt.block_on(with.clone().oneshot(black_box(up.clone()))).expect("answer"))
-    });
+    bench_call(&mut g, &rt, "call_without_detect_step", &without, &up);
+    bench_call(&mut g, &rt, "call_through_detect_step_policy_off", &with, &other);
+    bench_call(&mut g, &rt, "call_through_detect_step_redact_16k", &with, &up);
     g.finish();
 }
 
@@ -891,7 +901,7 @@ fn approval(c: &mut Criterion) {
     use sekisho::approvals::Approvals;
     use sekisho::config::Config;
     use sekisho::pipeline::approval::Approval;
-    use sekisho::pipeline::ctx::{Routed, Target};
+    use sekisho::pipeline::ctx::Routed;
     use sekisho::pipeline::parts::{ClientSide, Identity, Params, Principal, Priority};
     use sekisho::pipeline::steps::StepLayer;
     use sekisho::upstream::UpstreamSet;
@@ -916,15 +926,7 @@ fn approval(c: &mut Criterion) {
             client: ClientSide::legacy("2025-11-25", Bytes::from_static(b"{}")),
             idempotency_key: None,
         };
-        let target = Target {
-            upstream: Arc::clone(upstreams.get("up").expect("configured")),
-            fallback: None,
-            cache: None,
-            retry_safe: false,
-            timeout: None,
-            lists: None,
-            destructive: false,
-        };
+        let target = plain_target(&upstreams, "up");
         let identity =
             Identity { id: "key:0123456789abcdef".into(), tenant: Some("acme".into()), ..Default::default() };
         Routed {
@@ -940,26 +942,15 @@ fn approval(c: &mut Criterion) {
     };
     let routed = routed_with(br#"{"name":"up__echo","arguments":{"message":"hello"}}"#);
     let dry = routed_with(br#"{"name":"up__echo","arguments":{"message":"hello"},"_meta":{"io.sekisho/dryRun":true}}"#);
-    let body = Bytes::from_static(br#"{"content":[{"type":"text","text":"hello world"}]}"#);
-    let origin: Arc<str> = Arc::from("up");
-    let inner = tower::service_fn(move |_: Routed| {
-        let reply = Reply::Result { body: body.clone(), origin: Origin::Upstream(Era::Legacy, Arc::clone(&origin)) };
-        std::future::ready(Ok::<_, sekisho::error::GatewayError>(reply))
-    });
+    let inner = answering(Bytes::from_static(br#"{"content":[{"type":"text","text":"hello world"}]}"#));
     let approvals = Approvals::new(&config.approvals, None);
     let without = ServiceBuilder::new().service(inner.clone());
     let with = ServiceBuilder::new().layer(StepLayer(Approval::new(&approvals))).service(inner);
     let answered = rt.block_on(with.clone().oneshot(dry.clone())).expect("answer");
     assert!(matches!(answered, Reply::Result { origin: Origin::Gateway, .. }), "the dry run was answered by the step");
     let mut g = c.benchmark_group("approval");
-    g.bench_function("call_without_approval_step", |b| {
-        b.iter(|| rt.block_on(without.clone().oneshot(black_box(routed.clone()))).expect("answer"))
-    });
-    g.bench_function("call_with_approval_step_16_rules_allowed", |b| {
-        b.iter(|| rt.block_on(with.clone().oneshot(black_box(routed.clone()))).expect("answer"))
-    });
-    g.bench_function("dry_run_answered_by_the_step", |b| {
-        b.iter(|| rt.block_on(with.clone().oneshot(black_box(dry.clone()))).expect("answer"))
-    });
+    bench_call(&mut g, &rt, "call_without_approval_step", &without, &routed);
+    bench_call(&mut g, &rt, "call_with_approval_step_16_rules_allowed", &with, &routed);
+    bench_call(&mut g, &rt, "dry_run_answered_by_the_step", &with, &dry);
     g.finish();
 }
