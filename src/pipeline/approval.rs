@@ -75,10 +75,7 @@ impl RoutedStep for Approval {
         }
         let Body::Client { params, .. } = &routed.request.body else { return Err(routed) };
         let dry = dry_run(params);
-        let tenant = match &routed.caller {
-            Principal::ApiKey(identity) => identity.tenant.as_deref(),
-            Principal::Anonymous => None,
-        };
+        let tenant = routed.caller.tenant();
         let upstream = &routed.target.upstream.name;
         let tool = routed.name().unwrap_or_default();
         match self.approvals.config.action(upstream, tool, tenant, routed.target.destructive) {
@@ -119,10 +116,7 @@ fn describe(approvals: &Approvals, routed: &Routed) -> Pending {
     Pending {
         id: String::new(),
         caller: routed.caller.label().to_string(),
-        tenant: match &routed.caller {
-            Principal::ApiKey(identity) => identity.tenant.as_deref().map(str::to_string),
-            Principal::Anonymous => None,
-        },
+        tenant: routed.caller.tenant().map(str::to_string),
         upstream: routed.target.upstream.name.to_string(),
         tool: tool.unwrap_or_else(|| routed.name().unwrap_or_default().to_string()),
         arguments_digest: hex::encode(Sha256::digest(&canonical)),

@@ -330,6 +330,14 @@ impl Principal {
         }
     }
 
+    /// The caller's tenant ([`Identity::tenant`]; none for the anonymous caller).
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Principal::Anonymous => None,
+            Principal::ApiKey(identity) => identity.tenant.as_deref(),
+        }
+    }
+
     /// The caller's view attachment, for a store key ([`Identity::view`]).
     pub fn view_slot(&self) -> Option<&ViewSlot> {
         match self {
