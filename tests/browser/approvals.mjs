@@ -7,7 +7,7 @@
 // findings; exits 1 on any failure.
 //
 //   node approvals.mjs BASE_URL ADMIN_KEY
-import { checker, launch } from "./harness.mjs";
+import { checker, run } from "./harness.mjs";
 
 const [base, adminKey] = process.argv.slice(2);
 if (!adminKey) {
@@ -24,9 +24,7 @@ function step(name) {
   console.log("step " + name);
 }
 
-const { browser, page, problems } = await launch();
-let failed = false;
-try {
+await run(found, async ({ page, problems }) => {
   // CSP violations, as the page itself sees them (added through the debugger, not the page).
   await page.addInitScript(() => {
     window.__violations = [];
@@ -96,11 +94,4 @@ try {
   check(found.markup_dom.xss === null, "the argument's handler never ran");
   check(found.violations.length === 0, "no CSP violation: " + found.violations.join(" | "));
   check(problems.length === 0, "no console errors: " + problems.join(" | "));
-} catch (e) {
-  failed = true;
-  console.error(e.stack || String(e));
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(found));
-process.exit(failed ? 1 : 0);
+});

@@ -4,7 +4,7 @@
 // screenshots at 1280 px and 390 px. Prints one JSON line of findings; exits 1 on any failure.
 //
 //   node dashboard.mjs BASE_URL ADMIN_KEY CLIENT_KEY OUT_DIR
-import { checker, launch } from "./harness.mjs";
+import { checker, run } from "./harness.mjs";
 
 const [base, adminKey, clientKey, outDir] = process.argv.slice(2);
 if (!outDir) {
@@ -31,9 +31,7 @@ async function until(what, probe, ms = 20000) {
   throw new Error("timed out waiting for " + what);
 }
 
-const { browser, page, problems } = await launch();
-let failed = false;
-try {
+await run(found, async ({ browser, page, problems }) => {
   // Sign in.
   await page.goto(base + "/dashboard");
   check(await page.isVisible("#signin"), "the sign-in form shows before a key is given");
@@ -96,11 +94,4 @@ try {
   await other.waitForFunction(() => document.querySelector("#signin-error").textContent.includes("not an admin key"), null, { timeout: 10000 });
   found.client_refused = await other.textContent("#signin-error");
   check(await other.isHidden("#board"), "the board stays hidden for a client key");
-} catch (e) {
-  failed = true;
-  console.error(e.stack || String(e));
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(found));
-process.exit(failed ? 1 : 0);
+});
