@@ -1,8 +1,14 @@
-//! Bounded HTTP exchanges with authorization servers: metadata discovery (RFC 8414, OpenID
-//! Connect Discovery), JWKS documents and RFC 7662 introspection. Every answer is read up to
-//! [`MAX_DOCUMENT_BYTES`] within [`TIMEOUT`]; redirects are not followed.
+//! Bounded HTTP exchanges with the configured issuers: metadata discovery (RFC 8414, OpenID
+//! Connect Discovery), JWKS documents and RFC 7662 introspection, over the exchanges upstream
+//! authorization uses (`crate::upstream::auth::fetch`). Every answer is read up to
+//! [`MAX_DOCUMENT_BYTES`] within [`TIMEOUT`] and must be a 200 with a JSON object; redirects are
+//! not followed.
 
 use std::time::Duration;
+
+use base64::Engine;
+
+use crate::upstream::auth::fetch::{self, Bounds};
 
 /// The largest document read from an authorization server (metadata, JWKS, introspection).
 pub const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
@@ -13,7 +19,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// Why an authorization server could not be asked.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// Connecting, sending or reading failed (or timed out).
+    /// Connecting, sending or reading failed, timed out, or the answer was larger than
+    /// [`MAX_DOCUMENT_BYTES`].
     #[error("{url}: {reason}")]
     Transport {
         /// Where.
@@ -29,7 +36,7 @@ pub enum FetchError {
         /// Its status.
         status: u16,
     },
-    /// The answer was larger than [`MAX_DOCUMENT_BYTES`] or not a JSON object.
+    /// The answer was not a JSON object.
     #[error("{url}: {reason}")]
     Document {
         /// Where.
@@ -39,45 +46,50 @@ pub enum FetchError {
     },
 }
 
-/// The client for authorization servers: rustls with the system roots (as the upstreams'),
-/// no redirects, [`TIMEOUT`].
-///
-/// Panics only if the TLS configuration cannot be built from the system roots (it always can).
-pub fn client() -> reqwest::Client {
-    let tls = crate::upstream::http::tls::client_config(&[]).expect("TLS client configuration from the system roots");
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(TIMEOUT)
-        .connect_timeout(TIMEOUT)
-        .build()
-        .expect("an HTTP client")
+/// The client for authorization servers: the upstreams' HTTP client with the system roots
+/// (no redirects).
+pub type Client = crate::upstream::auth::fetch::HttpClient;
+
+/// A new [`Client`].
+pub fn client() -> Client {
+    crate::upstream::http::client()
 }
 
-/// Send `req` and read its JSON object answer (status 200, at most [`MAX_DOCUMENT_BYTES`]).
+/// This module's bounds of one exchange.
+const BOUNDS: Bounds = Bounds { deadline: TIMEOUT, max_bytes: MAX_DOCUMENT_BYTES };
+
+/// GET `url` and read its JSON object answer (status 200, at most [`MAX_DOCUMENT_BYTES`]).
 ///
 /// Errors: [`FetchError`].
-pub async fn json(url: &str, req: reqwest::RequestBuilder) -> Result<serde_json::Value, FetchError> {
-    let transport =
-        |e: reqwest::Error| FetchError::Transport { url: url.to_string(), reason: e.without_url().to_string() };
-    let mut resp = req.header("accept", "application/json").send().await.map_err(transport)?;
-    if resp.status() != reqwest::StatusCode::OK {
-        return Err(FetchError::Status { url: url.to_string(), status: resp.status().as_u16() });
+pub async fn get(client: &Client, url: &str) -> Result<serde_json::Value, FetchError> {
+    object(url, fetch::get(client, url, BOUNDS).await)
+}
+
+/// POST the form `fields` to `url` with HTTP Basic client authentication (`client_id`,
+/// `secret`, each part form-encoded first, RFC 6749 §2.3.1) and read its JSON object answer.
+///
+/// Errors: [`FetchError`].
+pub async fn post_form(
+    client: &Client,
+    url: &str,
+    (client_id, secret): (&str, &str),
+    fields: &[(&str, &str)],
+) -> Result<serde_json::Value, FetchError> {
+    let document = |reason: String| FetchError::Document { url: url.to_string(), reason };
+    let body = serde_urlencoded::to_string(fields).map_err(|e| document(e.to_string()))?;
+    let enc = |s: &str| serde_urlencoded::to_string([("", s)]).map(|v| v[1..].to_string()).unwrap_or_default();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(secret)));
+    object(url, fetch::post_form(client, url, body, Some(format!("Basic {basic}")), BOUNDS).await)
+}
+
+/// An exchange's answer as a JSON object, when it is a 200 with one.
+fn object(url: &str, answer: Result<fetch::Answer, String>) -> Result<serde_json::Value, FetchError> {
+    let answer = answer.map_err(|reason| FetchError::Transport { url: url.to_string(), reason })?;
+    if answer.status != http::StatusCode::OK {
+        return Err(FetchError::Status { url: url.to_string(), status: answer.status.as_u16() });
     }
-    let too_big =
-        || FetchError::Document { url: url.to_string(), reason: format!("larger than {MAX_DOCUMENT_BYTES} bytes") };
-    if resp.content_length().is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64) {
-        return Err(too_big());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(too_big());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(v) if v.is_object() => Ok(v),
+    match answer.body {
+        v @ serde_json::Value::Object(_) => Ok(v),
         _ => Err(FetchError::Document { url: url.to_string(), reason: "not a JSON object".into() }),
     }
 }

@@ -32,12 +32,9 @@ impl OAuth {
                 },
             };
             asked = true;
-            let req = self
-                .http
-                .post(&endpoint)
-                .basic_auth(&c.client_id, Some(&c.client_secret))
-                .form(&[("token", token), ("token_type_hint", "access_token")]);
-            let answer = match super::fetch::json(&endpoint, req).await {
+            let credentials = (c.client_id.as_str(), c.client_secret.as_str());
+            let fields = [("token", token), ("token_type_hint", "access_token")];
+            let answer = match super::fetch::post_form(&self.http, &endpoint, credentials, &fields).await {
                 Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(issuer = %c.issuer, error = %e, "oauth: introspection failed");

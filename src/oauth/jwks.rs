@@ -77,7 +77,7 @@ pub enum KeyError {
 /// One issuer's discovered endpoints and key set.
 pub struct IssuerKeys {
     config: IssuerConfig,
-    http: reqwest::Client,
+    http: fetch::Client,
     endpoints: Mutex<Option<Endpoints>>,
     set: Mutex<Option<Arc<KeySet>>>,
     /// When the last fetch was tried (the rate limit).
@@ -90,7 +90,7 @@ pub struct IssuerKeys {
 
 impl IssuerKeys {
     /// Keys of `config`'s issuer, nothing fetched yet.
-    pub fn new(config: IssuerConfig, http: reqwest::Client, refresh_interval: Duration, max_age: Duration) -> Self {
+    pub fn new(config: IssuerConfig, http: fetch::Client, refresh_interval: Duration, max_age: Duration) -> Self {
         IssuerKeys {
             config,
             http,
@@ -179,7 +179,7 @@ impl IssuerKeys {
         ];
         let mut last = None;
         for url in candidates {
-            match fetch::json(&url, self.http.get(&url)).await {
+            match fetch::get(&self.http, &url).await {
                 Ok(doc) => {
                     let text = |k: &str| doc.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
                     // RFC 8414 §3.3: the document must name the issuer it was fetched for.
@@ -210,7 +210,7 @@ impl IssuerKeys {
         } else {
             self.config.jwks_uri.clone()
         };
-        let doc = fetch::json(&url, self.http.get(&url)).await?;
+        let doc = fetch::get(&self.http, &url).await?;
         let keys = doc.get("keys").and_then(|k| k.as_array()).cloned().unwrap_or_default();
         let keys: Vec<Arc<Key>> = keys.into_iter().filter_map(usable).take(MAX_KEYS).map(Arc::new).collect();
         tracing::info!(issuer = %self.config.issuer, keys = keys.len(), "oauth: issuer keys fetched");

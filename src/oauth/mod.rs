@@ -73,7 +73,7 @@ pub struct OAuth {
     /// Opaque tokens an issuer called inactive, for a minute (a flood of random tokens asks
     /// the issuer once each).
     inactive: moka::sync::Cache<[u8; 32], ()>,
-    http: reqwest::Client,
+    http: fetch::Client,
     /// The store, for callers whose claims name an instance (`instance_claim`).
     tenancy: Option<Arc<crate::tenancy::Tenancy>>,
 }

@@ -4,7 +4,7 @@
 //! order the MCP authorization spec (2025-11-25 `basic/authorization`, "Authorization Server
 //! Discovery") gives.
 //!
-//! Every document is hostile: bounded in size (`fetch::MAX_BODY_BYTES`), and checked before it
+//! Every document is hostile: bounded in size (`fetch::UPSTREAM`), and checked before it
 //! is used: the protected-resource metadata must name this upstream as its `resource` (a
 //! metadata document for another resource is refused: RFC 9728 §3.3), and the authorization
 //! server's metadata must carry the issuer it was fetched for (RFC 8414 §3.3).
@@ -158,7 +158,7 @@ pub async fn discover(
     }
     let mut prm = None;
     for url in candidates {
-        let answer = fetch::get(client, &url).await?;
+        let answer = fetch::get(client, &url, fetch::UPSTREAM).await?;
         if answer.status.is_success() && answer.body.is_object() {
             prm = Some(answer.body);
             break;
@@ -227,7 +227,7 @@ pub async fn authorization_server(client: &HttpClient, issuer: &str) -> Result<O
         ]
     };
     for url in urls {
-        let answer = fetch::get(client, &url).await?;
+        let answer = fetch::get(client, &url, fetch::UPSTREAM).await?;
         if !answer.status.is_success() || !answer.body.is_object() {
             continue;
         }

@@ -1,6 +1,8 @@
-//! The few HTTP exchanges of upstream authorization (metadata GETs, token POSTs): over the
-//! upstream's own client (so a private CA it trusts is trusted here too), each bounded in time
-//! ([`DEADLINE`]) and size ([`MAX_BODY_BYTES`]), JSON answers only.
+//! The few HTTP exchanges with authorization servers (metadata GETs, token and introspection
+//! POSTs), each bounded in time and size ([`Bounds`]), JSON answers only, redirects not
+//! followed. Upstream authorization sends them over the upstream's own client (so a private CA
+//! it trusts is trusted here too) within [`UPSTREAM`]; the resource server (`crate::oauth`)
+//! over its own, within its bounds.
 
 use std::time::Duration;
 
@@ -17,11 +19,17 @@ pub type HttpClient = hyper_util::client::legacy::Client<
     Full<Bytes>,
 >;
 
-/// Deadline of one exchange, connect to last byte.
-pub const DEADLINE: Duration = Duration::from_secs(10);
+/// How long one exchange may take, connect to last byte, and how much of its answer is read.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// The deadline of the whole exchange.
+    pub deadline: Duration,
+    /// The largest answer read, in bytes.
+    pub max_bytes: usize,
+}
 
-/// Largest metadata document or token response read, in bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The bounds of upstream authorization: 10 s, 64 KiB (a metadata document or a token answer).
+pub const UPSTREAM: Bounds = Bounds { deadline: Duration::from_secs(10), max_bytes: 64 * 1024 };
 
 /// A JSON answer: its status and body (`Value::Null` when the body is not JSON).
 #[derive(Debug)]
@@ -32,20 +40,21 @@ pub struct Answer {
     pub body: Value,
 }
 
-/// GET `url` (`Accept: application/json`).
+/// GET `url` (`Accept: application/json`) within `bounds`.
 ///
 /// Errors: a readable reason (unreachable, too slow, too large); any status is an answer.
-pub async fn get(client: &HttpClient, url: &str) -> Result<Answer, String> {
+pub async fn get(client: &HttpClient, url: &str, bounds: Bounds) -> Result<Answer, String> {
     let req = Request::builder()
         .method(Method::GET)
         .uri(url)
         .header(ACCEPT, "application/json")
         .body(Full::new(Bytes::new()))
         .map_err(|_| "not a usable URL".to_string())?;
-    exchange(client, req).await
+    exchange(client, req, bounds).await
 }
 
-/// POST the form `body` (`application/x-www-form-urlencoded`) to `url`, with `authorization`.
+/// POST the form `body` (`application/x-www-form-urlencoded`) to `url`, with `authorization`,
+/// within `bounds`.
 ///
 /// Errors: as [`get`].
 pub async fn post_form(
@@ -53,6 +62,7 @@ pub async fn post_form(
     url: &str,
     body: String,
     authorization: Option<String>,
+    bounds: Bounds,
 ) -> Result<Answer, String> {
     let mut b = Request::builder()
         .method(Method::POST)
@@ -63,19 +73,21 @@ pub async fn post_form(
         b = b.header(http::header::AUTHORIZATION, a);
     }
     let req = b.body(Full::new(Bytes::from(body))).map_err(|_| "not a usable URL".to_string())?;
-    exchange(client, req).await
+    exchange(client, req, bounds).await
 }
 
-async fn exchange(client: &HttpClient, req: Request<Full<Bytes>>) -> Result<Answer, String> {
+async fn exchange(client: &HttpClient, req: Request<Full<Bytes>>, bounds: Bounds) -> Result<Answer, String> {
     let work = async {
         let resp = client.request(req).await.map_err(|e| crate::error::TransportError::classify(&e).to_string())?;
         let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_BODY_BYTES)
+        let max = bounds.max_bytes;
+        let body = Limited::new(resp.into_body(), max)
             .collect()
             .await
-            .map_err(|_| format!("the answer is not readable or larger than {MAX_BODY_BYTES} bytes"))?
+            .map_err(|_| format!("the answer is not readable or larger than {max} bytes"))?
             .to_bytes();
         Ok(Answer { status, body: serde_json::from_slice(&body).unwrap_or(Value::Null) })
     };
-    tokio::time::timeout(DEADLINE, work).await.map_err(|_| format!("no answer within {DEADLINE:?}"))?
+    let deadline = bounds.deadline;
+    tokio::time::timeout(deadline, work).await.map_err(|_| format!("no answer within {deadline:?}"))?
 }

@@ -139,7 +139,7 @@ pub async fn request(
         (m, _) => return Err(format!("{m} needs a key, and a client secret was configured")),
     }
     let body = serde_urlencoded::to_string(&form).map_err(|e| e.to_string())?;
-    let answer = fetch::post_form(client, &server.token_endpoint, body, authorization).await?;
+    let answer = fetch::post_form(client, &server.token_endpoint, body, authorization, fetch::UPSTREAM).await?;
     if !answer.status.is_success() {
         let code = answer.body.get("error").and_then(Value::as_str).unwrap_or("no error code");
         let code: String = code.chars().filter(|c| c.is_ascii_graphic()).take(64).collect();
