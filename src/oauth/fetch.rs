@@ -6,8 +6,6 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-
 use crate::upstream::auth::fetch::{self, Bounds};
 
 /// The largest document read from an authorization server (metadata, JWKS, introspection).
@@ -77,9 +75,7 @@ pub async fn post_form(
 ) -> Result<serde_json::Value, FetchError> {
     let document = |reason: String| FetchError::Document { url: url.to_string(), reason };
     let body = serde_urlencoded::to_string(fields).map_err(|e| document(e.to_string()))?;
-    let enc = |s: &str| serde_urlencoded::to_string([("", s)]).map(|v| v[1..].to_string()).unwrap_or_default();
-    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", enc(client_id), enc(secret)));
-    object(url, fetch::post_form(client, url, body, Some(format!("Basic {basic}")), BOUNDS).await)
+    object(url, fetch::post_form(client, url, body, Some(fetch::basic_auth(client_id, secret)), BOUNDS).await)
 }
 
 /// An exchange's answer as a JSON object, when it is a 200 with one.

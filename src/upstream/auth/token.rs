@@ -5,7 +5,6 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
 use http::HeaderValue;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
@@ -111,10 +110,7 @@ pub async fn request(
     let mut authorization = None;
     match (auth.method_for(&server.auth_methods), &auth.secret) {
         ("client_secret_basic", Secret::Shared(secret)) => {
-            // RFC 6749 §2.3.1: each part form-urlencoded before the Basic encoding.
-            let enc = |s: &str| form_urlencoded(s);
-            let pair = format!("{}:{}", enc(&auth.client_id), enc(secret));
-            authorization = Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair)));
+            authorization = Some(fetch::basic_auth(&auth.client_id, secret));
         }
         ("client_secret_post", Secret::Shared(secret)) => {
             form.push(("client_id", auth.client_id.clone()));
@@ -173,11 +169,6 @@ pub fn parse(body: &Value) -> Result<Token, String> {
     Ok(Token { header, refresh_at: Instant::now() + lifetime - margin })
 }
 
-/// `application/x-www-form-urlencoded` encoding of one value.
-fn form_urlencoded(s: &str) -> String {
-    serde_urlencoded::to_string([("", s)]).map(|v| v[1..].to_string()).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +200,5 @@ mod tests {
         );
         let forced = ClientAuth { method: Some("client_secret_post".into()), ..shared };
         assert_eq!(forced.method_for(&["client_secret_basic".into()]), "client_secret_post");
-        assert_eq!(form_urlencoded("a b:c&"), "a+b%3Ac%26");
     }
 }
